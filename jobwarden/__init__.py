@@ -1,0 +1,49 @@
+"""jobwarden: supervised plugin execution.
+
+Every tool call is a job actor with a state machine; a supervisor runs it in a ToolRunner that
+validates, enforces timeouts, honours cancellation, wraps failures in error envelopes and keeps
+per-tool metrics. Lifecycle events stream to subscribers as CloudEvents.
+"""
+
+from jobwarden import errors
+from jobwarden.actors.states import JobState
+from jobwarden.actors.subscription import Subscription
+from jobwarden.actors.supervisor import Supervisor, SupervisorStatistics
+from jobwarden.errors import ErrorInfo
+from jobwarden.plugins.builtin import builtin
+from jobwarden.plugins.context import ToolContext
+from jobwarden.plugins.metrics import ToolMetrics
+from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry, PluginStatus
+from jobwarden.plugins.tool import Plugin, Tool
+from jobwarden.records import EventData, JobEvent, JobRecord, StreamEvent, StreamReset
+from jobwarden.store.base import JobPage, JobQuery, JobStore
+from jobwarden.store.memory import MemoryStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ErrorInfo",
+    "EventData",
+    "JobEvent",
+    "JobPage",
+    "JobQuery",
+    "JobRecord",
+    "JobState",
+    "JobStore",
+    "MemoryStore",
+    "Plugin",
+    "PluginLifecycle",
+    "PluginRegistry",
+    "PluginStatus",
+    "StreamEvent",
+    "StreamReset",
+    "Subscription",
+    "Supervisor",
+    "SupervisorStatistics",
+    "Tool",
+    "ToolContext",
+    "ToolMetrics",
+    "__version__",
+    "builtin",
+    "errors",
+]

@@ -1,0 +1,149 @@
+"""The event bus: numbers every job event, delivers committed events in offset order, fans out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from jobwarden.actors.subscription import Subscription
+from jobwarden.records import (
+    EVENT_TYPE_PREFIX,
+    EventData,
+    JobEvent,
+    JobRecord,
+    ResetData,
+    StreamReset,
+)
+from jobwarden.store.base import JobStore
+
+DEFAULT_SUBSCRIBER_BUFFER = 10_000
+
+
+class EventBus:
+    """Assigns the global offsets and hands each committed event to every matching subscriber.
+
+    Events are built (and numbered) before they are written, and delivered only after the store
+    committed them. Commits may finish out of order, so delivery waits for any earlier offset:
+    subscribers always see offsets in increasing order. Publishing never blocks.
+    """
+
+    def __init__(
+        self, store: JobStore, *, source: str, subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER
+    ) -> None:
+        if subscriber_buffer < 1:
+            raise ValueError("subscriber_buffer must be >= 1")
+        self._store = store
+        self._source = source
+        self._buffer = subscriber_buffer
+        self._next = 1
+        self._deliver_next = 1
+        self._held: dict[int, JobEvent | None] = {}
+        self._subscribers: tuple[Subscription, ...] = ()
+
+    async def start(self) -> None:
+        """Continue numbering after the newest event the store holds."""
+        bounds = await self._store.event_bounds()
+        self._next = self._deliver_next = bounds.last + 1
+
+    def event(self, record: JobRecord, kind: str, *, message: str | None = None) -> JobEvent:
+        """A new, numbered event of type ``jobwarden.job.<kind>`` describing ``record``."""
+        offset = self._next
+        self._next = offset + 1
+        job_id = record.id
+        return JobEvent(
+            id=str(offset),
+            source=self._source,
+            type=EVENT_TYPE_PREFIX + kind,
+            subject=job_id,
+            time=datetime.now(UTC),
+            data=EventData(
+                job_id=job_id,
+                tool=record.tool,
+                state=record.state,
+                attempt=record.attempt,
+                progress=record.progress,
+                message=message,
+                result=record.result,
+                error=record.error,
+            ),
+        )
+
+    def deliver(self, event: JobEvent) -> None:
+        """Fan out a committed event, after every earlier one."""
+        self._settle(event.offset, event)
+
+    def abandon(self, event: JobEvent) -> None:
+        """The event was never committed: let later ones through without it."""
+        self._settle(event.offset, None)
+
+    def _settle(self, offset: int, event: JobEvent | None) -> None:
+        if offset != self._deliver_next:
+            self._held[offset] = event
+            return
+        self._fan_out(event)
+        offset += 1
+        held = self._held
+        while held and offset in held:
+            self._fan_out(held.pop(offset))
+            offset += 1
+        self._deliver_next = offset
+
+    def _fan_out(self, event: JobEvent | None) -> None:
+        if event is None:
+            return
+        for sub in self._subscribers:
+            sub.offer(event)
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscribers are attached."""
+        return len(self._subscribers)
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        *,
+        job_id: str | None = None,
+        tool: str | None = None,
+        since: int | None = None,
+        ends_after_replay: bool = False,
+    ) -> AsyncIterator[Subscription]:
+        """Events after ``since`` (None: only new ones), then live ones, filtered."""
+        bounds = await self._store.event_bounds()
+        start = bounds.last if since is None else max(0, since)
+        reset = None
+        if start < bounds.first - 1:
+            reset = StreamReset(
+                id=str(bounds.first - 1),
+                source=self._source,
+                subject=job_id or "*",
+                time=datetime.now(UTC),
+                data=ResetData(requested_since=start, first_retained=bounds.first),
+            )
+            start = bounds.first - 1
+        sub = Subscription(
+            self._store,
+            since=start,
+            capacity=self._buffer,
+            job_id=job_id,
+            tool=tool,
+            reset=reset,
+            ends_after_replay=ends_after_replay,
+            on_drop=self._detach,
+        )
+        self._subscribers = (*self._subscribers, sub)
+        try:
+            yield sub
+        finally:
+            self._detach(sub)
+
+    def _detach(self, sub: Subscription) -> None:
+        # A fresh tuple, so a fan-out loop in progress keeps iterating the one it started with.
+        self._subscribers = tuple(s for s in self._subscribers if s is not sub)
+
+    def close(self) -> None:
+        """End every subscription (after each drains what it holds)."""
+        subscribers, self._subscribers = self._subscribers, ()
+        for sub in subscribers:
+            sub.close()

@@ -1,0 +1,242 @@
+"""The job actor: owns one job's record and moves it through the state machine, one message at a time.
+
+A job actor has no task of its own. Its mailbox is driven by whoever sends it a message (the
+supervisor, a ToolRunner, a cancelling client), so a queued job costs only a few small objects.
+Every state change is checked against the transition table, stored, and then published as
+exactly one event.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import anyio
+import msgspec
+
+from jobwarden.actors.event_bus import EventBus
+from jobwarden.actors.mailbox import Mailbox
+from jobwarden.actors.states import JobState, check_transition
+from jobwarden.errors import ActorStopped, ErrorInfo, JobFinished, OutcomeType
+from jobwarden.plugins.context import ToolContext
+from jobwarden.plugins.tool import Tool
+from jobwarden.records import JobRecord
+from jobwarden.store.base import JobStore
+
+_FINAL_KIND = {
+    JobState.SUCCEEDED: "succeeded",
+    JobState.FAILED: "failed",
+    JobState.TIMED_OUT: "timed_out",
+    JobState.CANCELLED: "cancelled",
+}
+
+
+class JobHost(Protocol):
+    """What a job actor needs from the runtime that holds it."""
+
+    store: JobStore
+    bus: EventBus
+
+    def job_started(self, actor: JobActor) -> None:
+        """The job entered running."""
+
+    def job_finished(self, actor: JobActor, *, started: bool) -> None:
+        """The job reached a terminal state; ``started`` says whether it ever ran."""
+
+
+class Started(msgspec.Struct, frozen=True):
+    """What a runner needs to execute a job it just started."""
+
+    scope: anyio.CancelScope
+    ctx: ToolContext
+    args: msgspec.Struct
+
+
+class _Start:
+    __slots__ = ()
+
+
+class _Finish:
+    __slots__ = ("error", "result", "state")
+
+    def __init__(self, state: JobState, result: Any, error: ErrorInfo | None) -> None:
+        self.state, self.result, self.error = state, result, error
+
+
+class _Cancel:
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class _Progress:
+    __slots__ = ("fraction", "message")
+
+    def __init__(self, fraction: float, message: str | None) -> None:
+        self.fraction, self.message = fraction, message
+
+
+_Message = _Start | _Finish | _Cancel | _Progress
+_START = _Start()
+
+
+class JobActor:
+    """One job: its current record, the tool it runs, and the messages that change it."""
+
+    __slots__ = ("_args", "_ctx", "_done", "_host", "_mailbox", "_scope", "record", "tool")
+
+    def __init__(self, host: JobHost, record: JobRecord, tool: Tool, args: msgspec.Struct) -> None:
+        self._host = host
+        self.record = record
+        self.tool = tool
+        self._args: msgspec.Struct | None = args
+        self._mailbox: Mailbox[_Message, Any] = Mailbox(self._receive, name=f"job {record.id}")
+        self._scope: anyio.CancelScope | None = None
+        self._ctx: ToolContext | None = None
+        self._done: anyio.Event | None = None
+
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        return self.record.id
+
+    async def start(self) -> Started | None:
+        """Move queued -> running; None when the job is no longer queued (it was cancelled)."""
+        try:
+            started: Started | None = await self._mailbox.ask(_START)
+        except ActorStopped:
+            return None
+        return started
+
+    async def finish(self, state: JobState, result: Any = None, error: ErrorInfo | None = None) -> None:
+        """Move running -> a terminal ``state`` with the run's result or error."""
+        await self._mailbox.ask(_Finish(state, result, error))
+
+    async def fail_crashed(self) -> None:
+        """End a running job whose runner crashed: failed, with error type ``crashed``."""
+        record = self.record
+        error = ErrorInfo(
+            type=OutcomeType.CRASHED,
+            message="the runner crashed while running the job",
+            plugin=record.plugin,
+            tool=record.tool,
+            job_id=record.id,
+        )
+        await self.finish(JobState.FAILED, None, error)
+
+    async def cancel(self, reason: str) -> JobRecord | None:
+        """Cancel now if queued (returns the record), or ask the running call to stop (None).
+
+        Raises ``JobFinished`` when the job is already terminal.
+        """
+        try:
+            cancelled: JobRecord | None = await self._mailbox.ask(_Cancel(reason))
+        except ActorStopped:
+            raise JobFinished(
+                f"job {self.id} is already {self.record.state}", job_id=self.id
+            ) from None
+        return cancelled
+
+    async def progress(self, fraction: float, message: str | None) -> None:
+        """Record progress of the running call; reports after the job ended are dropped."""
+        try:
+            await self._mailbox.tell(_Progress(fraction, message))
+        except ActorStopped:
+            return
+
+    async def wait_done(self) -> JobRecord:
+        """Wait until the job is terminal and return its final record."""
+        if not self.record.state.terminal:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
+        return self.record
+
+    async def _receive(self, message: _Message) -> Any:
+        match message:
+            case _Start():
+                return await self._on_start()
+            case _Finish(state=state, result=result, error=error):
+                await self._on_finish(state, result, error)
+            case _Cancel(reason=reason):
+                return await self._on_cancel(reason)
+            case _Progress(fraction=fraction, message=text):
+                await self._on_progress(fraction, text)
+        return None
+
+    async def _on_start(self) -> Started | None:
+        record = self.record
+        if record.state is not JobState.QUEUED or self._args is None:
+            return None
+        await self._change(
+            "running", msgspec.structs.replace(record, state=JobState.RUNNING, started_at=_now())
+        )
+        timeout = record.timeout_s or self.tool.timeout_s
+        deadline = anyio.current_time() + timeout if timeout else math.inf
+        self._scope = anyio.CancelScope(deadline=deadline)
+        self._ctx = ToolContext(
+            job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
+        )
+        self._host.job_started(self)
+        return Started(scope=self._scope, ctx=self._ctx, args=self._args)
+
+    async def _on_finish(self, state: JobState, result: Any, error: ErrorInfo | None) -> None:
+        new = msgspec.structs.replace(
+            self.record, state=state, result=result, error=error, finished_at=_now()
+        )
+        await self._change(_FINAL_KIND[state], new)
+        self._stop(started=True)
+
+    async def _on_cancel(self, reason: str) -> JobRecord | None:
+        record = self.record
+        if record.state is JobState.RUNNING:
+            if self._ctx is not None:
+                self._ctx.request_cancel()
+            if self._scope is not None:
+                self._scope.cancel()
+            return None
+        error = ErrorInfo(
+            type=OutcomeType.CANCELLED,
+            message=reason,
+            plugin=record.plugin,
+            tool=record.tool,
+            job_id=record.id,
+        )
+        new = msgspec.structs.replace(
+            record, state=JobState.CANCELLED, error=error, finished_at=_now()
+        )
+        await self._change("cancelled", new)
+        self._stop(started=False)
+        return new
+
+    async def _on_progress(self, fraction: float, message: str | None) -> None:
+        if self.record.state is JobState.RUNNING:
+            new = msgspec.structs.replace(self.record, progress=fraction)
+            await self._change("progress", new, message=message)
+
+    async def _change(self, kind: str, new: JobRecord, *, message: str | None = None) -> None:
+        """Check, store, then publish one change of this job's record."""
+        if new.state is not self.record.state:
+            check_transition(self.record.state, new.state)
+        bus = self._host.bus
+        event = bus.event(new, kind, message=message)
+        try:
+            await self._host.store.transition(new, event)
+        except BaseException:
+            bus.abandon(event)
+            raise
+        self.record = new
+        bus.deliver(event)
+
+    def _stop(self, *, started: bool) -> None:
+        self._mailbox.stop(f"job {self.record.state}")
+        self._args = self._scope = self._ctx = None
+        if self._done is not None:
+            self._done.set()
+        self._host.job_finished(self, started=started)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

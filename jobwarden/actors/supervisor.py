@@ -1,0 +1,356 @@
+"""The supervisor: admits jobs, runs them on a pool of ToolRunners, restarts crashed runners, and
+shuts down without leaving a task behind."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import msgspec
+import structlog
+from anyio.abc import TaskGroup
+
+from jobwarden.actors.event_bus import DEFAULT_SUBSCRIBER_BUFFER, EventBus
+from jobwarden.actors.job_actor import JobActor
+from jobwarden.actors.restarts import RestartIntensity
+from jobwarden.actors.scheduler import Scheduler
+from jobwarden.actors.states import JobState
+from jobwarden.actors.subscription import Subscription
+from jobwarden.actors.tool_runner import ToolRunner
+from jobwarden.errors import (
+    InvalidRequest,
+    JobFailed,
+    JobFinished,
+    JobNotFinished,
+    JobNotFound,
+    Overloaded,
+    ShuttingDown,
+    SupervisorCrashed,
+)
+from jobwarden.ids import new_job_id
+from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
+from jobwarden.plugins.tool import Plugin
+from jobwarden.records import JobRecord
+from jobwarden.store.base import JobPage, JobQuery, JobStore
+from jobwarden.store.memory import MemoryStore
+
+log = structlog.get_logger("jobwarden.supervisor")
+
+QUEUED_AT_SHUTDOWN = "the supervisor shut down before the job started"
+CANCEL_REASON = "cancelled before it started"
+
+
+class SupervisorStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of the supervisor's load."""
+
+    queued: int
+    running: int
+    runners: int
+    subscribers: int
+    restarts: int
+    accepting: bool
+
+
+class Supervisor:
+    """Runs tool calls as supervised jobs. Use as ``async with Supervisor(plugins=[...]) as sup``.
+
+    ``concurrency`` ToolRunners run jobs (the global cap); a tool's ``max_concurrency`` caps it
+    further. At most ``max_queued`` jobs wait; beyond that ``submit`` raises ``Overloaded``. On exit
+    it stops admitting, gives running jobs ``shutdown_grace_s`` to finish, then cancels them. A
+    runner that crashes is replaced; more than ``max_restarts`` crashes within
+    ``restart_window_s`` stop the supervisor with ``SupervisorCrashed``.
+    """
+
+    def __init__(
+        self,
+        plugins: Iterable[Plugin] = (),
+        *,
+        registry: PluginRegistry | None = None,
+        store: JobStore | None = None,
+        concurrency: int = 64,
+        thread_concurrency: int = 32,
+        max_queued: int = 100_000,
+        subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER,
+        shutdown_grace_s: float = 10.0,
+        max_restarts: int = 5,
+        restart_window_s: float = 10.0,
+        source: str | None = None,
+    ) -> None:
+        if concurrency < 1 or thread_concurrency < 1 or max_queued < 1:
+            raise ValueError("concurrency, thread_concurrency and max_queued must be >= 1")
+        self.registry = registry if registry is not None else PluginRegistry()
+        for plugin in plugins:
+            self.registry.add(plugin)
+        self.store: JobStore = store if store is not None else MemoryStore()
+        self.bus = EventBus(
+            self.store,
+            source=source or f"jobwarden://{socket.gethostname()}",
+            subscriber_buffer=subscriber_buffer,
+        )
+        self._concurrency = concurrency
+        self._thread_concurrency = thread_concurrency
+        self._max_queued = max_queued
+        self._grace = shutdown_grace_s
+        self._restarts = RestartIntensity(max_restarts, restart_window_s)
+        self._scheduler = Scheduler()
+        self._actors: dict[str, JobActor] = {}
+        self._queued = 0
+        self._running = 0
+        self._idle: anyio.Event | None = None
+        self._tg: TaskGroup | None = None
+        self._accepting = False
+        self._phase = "new"
+
+    async def __aenter__(self) -> Self:
+        if self._phase != "new":
+            raise RuntimeError("a Supervisor can be started only once")
+        self._phase = "starting"
+        await self.store.open()
+        await self.bus.start()
+        threads = anyio.CapacityLimiter(self._thread_concurrency)
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        for _ in range(self._concurrency):
+            tg.start_soon(self._runner_slot, threads)
+        for plugin in self.registry.plugins():
+            self.registry.set_lifecycle(plugin.name, PluginLifecycle.RUNNING)
+        self._accepting = True
+        self._phase = "running"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        self._accepting = False
+        self._phase = "stopping"
+        self._scheduler.close()
+        try:
+            if exc is None and self._running:
+                with anyio.move_on_after(self._grace):
+                    await self._wait_idle()
+            self._tg.cancel_scope.cancel()
+            try:
+                return await self._tg.__aexit__(exc_type, exc, tb)
+            except BaseExceptionGroup as group:
+                crashed = group.subgroup(SupervisorCrashed)
+                if crashed is None:
+                    raise
+                raise _first(crashed) from group
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close()
+
+    async def _close(self) -> None:
+        if not self.store.durable:
+            for actor in list(self._actors.values()):
+                if actor.record.state is JobState.QUEUED:
+                    await actor.cancel(QUEUED_AT_SHUTDOWN)
+        self.bus.close()
+        for plugin in self.registry.plugins():
+            self.registry.set_lifecycle(
+                plugin.name, PluginLifecycle.UNAVAILABLE, "the supervisor stopped"
+            )
+        await self.store.close()
+        self._phase = "stopped"
+
+    async def submit(
+        self,
+        tool: str,
+        input: Any,
+        *,
+        timeout_s: float | None = None,
+        idempotency_key: str | None = None,
+        owner: str | None = None,
+    ) -> JobRecord:
+        """Validate and queue a call of ``tool``; returns the new record (state queued).
+
+        With an ``idempotency_key`` the same owner already used, returns that earlier job instead.
+        """
+        if not self._accepting:
+            raise ShuttingDown(self._not_accepting_reason(), tool=tool)
+        spec = self.registry.tool(tool)
+        args = spec.validate_input(input)
+        if timeout_s is not None and not 0 < timeout_s < float("inf"):
+            raise InvalidRequest("timeout_s must be a positive number of seconds", tool=tool)
+        if self._queued >= self._max_queued:
+            raise Overloaded(f"{self._queued} jobs are queued already", tool=tool)
+        record = JobRecord(
+            id=new_job_id(),
+            tool=spec.name,
+            plugin=spec.plugin,
+            state=JobState.QUEUED,
+            input=input if type(input) is dict else msgspec.to_builtins(input),
+            created_at=datetime.now(UTC),
+            owner=owner,
+            idempotency_key=idempotency_key,
+            timeout_s=timeout_s,
+        )
+        bus = self.bus
+        event = bus.event(record, "queued")
+        try:
+            stored = await self.store.put(record, event)
+        except BaseException:
+            bus.abandon(event)
+            raise
+        if stored is not record:
+            bus.abandon(event)
+            return stored
+        actor = JobActor(self, record, spec, args)
+        self._actors[record.id] = actor
+        self._queued += 1
+        bus.deliver(event)
+        self._scheduler.admit(actor)
+        return record
+
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        """The job's current record, or ``JobNotFound`` (also for another owner's job)."""
+        actor = self._actors.get(job_id)
+        record = actor.record if actor is not None else await self.store.get(job_id)
+        if record is None or (owner is not None and record.owner != owner):
+            raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+        return record
+
+    async def wait(
+        self, job_id: str, timeout: float | None = None, *, owner: str | None = None
+    ) -> JobRecord:
+        """Wait until the job is terminal and return its record; ``TimeoutError`` after ``timeout``."""
+        record = await self.get(job_id, owner=owner)
+        if record.state.terminal:
+            return record
+        actor = self._actors.get(job_id)
+        if actor is None:
+            raise JobNotFinished(f"job {job_id} is not run by this supervisor", job_id=job_id)
+        with anyio.fail_after(timeout):
+            return await actor.wait_done()
+
+    async def run(self, tool: str, input: Any, *, timeout: float | None = None, **kw: Any) -> Any:
+        """Submit, wait, and return the result; raises ``JobFailed`` unless the job succeeded."""
+        record = await self.submit(tool, input, **kw)
+        done = await self.wait(record.id, timeout)
+        if done.state is not JobState.SUCCEEDED:
+            raise JobFailed(done)
+        return done.result
+
+    async def cancel(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        """Cancel a queued or running job and return it in state cancelled.
+
+        Raises ``JobFinished`` if it was already terminal, or finished before the cancel landed.
+        """
+        record = await self.get(job_id, owner=owner)
+        actor = self._actors.get(job_id)
+        if actor is None:
+            raise JobFinished(f"job {job_id} is already {record.state}", job_id=job_id)
+        cancelled = await actor.cancel(CANCEL_REASON)
+        if cancelled is not None:
+            return cancelled
+        final = await actor.wait_done()
+        if final.state is not JobState.CANCELLED:
+            raise JobFinished(f"job {job_id} finished {final.state} first", job_id=job_id)
+        return final
+
+    async def list_jobs(self, query: JobQuery | None = None) -> JobPage:
+        """Jobs newest first, filtered by the query."""
+        return await self.store.list(query or JobQuery())
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        *,
+        job_id: str | None = None,
+        tool: str | None = None,
+        since: int | None = None,
+        owner: str | None = None,
+    ) -> AsyncIterator[Subscription]:
+        """Events after offset ``since``, then live ones.
+
+        For one job, ``since`` defaults to 0 (its whole retained history) and the iteration ends
+        after its terminal event; otherwise the default is "from now on".
+        """
+        ends = False
+        if job_id is not None:
+            record = await self.get(job_id, owner=owner)
+            ends = record.state.terminal
+            since = 0 if since is None else since
+        if tool is not None:
+            self.registry.tool(tool)
+        async with self.bus.subscribe(
+            job_id=job_id, tool=tool, since=since, ends_after_replay=ends
+        ) as subscription:
+            yield subscription
+
+    def statistics(self) -> SupervisorStatistics:
+        """Queue depth, running jobs, runners, subscribers and restarts right now."""
+        return SupervisorStatistics(
+            queued=self._queued,
+            running=self._running,
+            runners=self._concurrency,
+            subscribers=self.bus.subscriber_count,
+            restarts=self._restarts.total,
+            accepting=self._accepting,
+        )
+
+    def job_started(self, actor: JobActor) -> None:
+        """Called by a job actor entering running."""
+        self._queued -= 1
+        self._running += 1
+
+    def job_finished(self, actor: JobActor, *, started: bool) -> None:
+        """Called by a job actor entering a terminal state."""
+        del self._actors[actor.id]
+        if started:
+            self._running -= 1
+            if self._running == 0 and self._idle is not None:
+                self._idle.set()
+        else:
+            self._queued -= 1
+
+    async def _wait_idle(self) -> None:
+        while self._running:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+        self._idle = None
+
+    async def _runner_slot(self, threads: anyio.CapacityLimiter) -> None:
+        while True:
+            runner = ToolRunner(self.registry, self._scheduler, threads)
+            try:
+                await runner.serve()
+            except Exception as exc:
+                log.exception("tool runner crashed; restarting it")
+                with anyio.CancelScope(shield=True):
+                    await self._recover(runner.current)
+                self._restarts.record(exc)
+            else:
+                return
+
+    async def _recover(self, actor: JobActor | None) -> None:
+        """After a runner crash: requeue a job it had not started, fail one it was running."""
+        if actor is None or actor.record.state.terminal:
+            return
+        if actor.record.state is JobState.QUEUED:
+            self._scheduler.admit(actor)
+            return
+        try:
+            await actor.fail_crashed()
+        except Exception:
+            log.exception("could not record the crashed job", job_id=actor.id)
+
+    def _not_accepting_reason(self) -> str:
+        if self._phase == "new":
+            return "the supervisor is not started: use `async with Supervisor(...)`"
+        return "the supervisor is shutting down"
+
+
+def _first(group: BaseExceptionGroup[SupervisorCrashed]) -> SupervisorCrashed:
+    exc = group.exceptions[0]
+    return _first(exc) if isinstance(exc, BaseExceptionGroup) else exc

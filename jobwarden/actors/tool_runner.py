@@ -1,0 +1,123 @@
+"""The ToolRunner: the one place in jobwarden that calls plugin code.
+
+A pool of ToolRunners pulls job actors from the scheduler. For each job it starts the actor,
+calls the tool under the job's deadline in a cancel scope, checks the output against the tool's
+return type, turns every failure into an error envelope, counts the execution in the registry's
+metrics in a ``finally``, and finishes the actor in its terminal state.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import structlog
+
+from jobwarden.actors.job_actor import JobActor, Started
+from jobwarden.actors.scheduler import Scheduler
+from jobwarden.actors.states import JobState
+from jobwarden.errors import ErrorInfo, OutcomeType
+from jobwarden.plugins.metrics import SUCCEEDED
+from jobwarden.plugins.registry import PluginRegistry
+from jobwarden.plugins.tool import Tool
+
+log = structlog.get_logger("jobwarden.runner")
+SHUTDOWN_REASON = "the supervisor shut down while the job was running"
+CRASH_REASON = "the runner stopped abnormally while the job was running"
+
+
+class ToolRunner:
+    """Runs one job at a time; ``current`` is the job in hand (failed as crashed if we crash)."""
+
+    def __init__(
+        self, registry: PluginRegistry, scheduler: Scheduler, threads: anyio.CapacityLimiter
+    ) -> None:
+        self._registry = registry
+        self._scheduler = scheduler
+        self._threads = threads
+        self.current: JobActor | None = None
+
+    async def serve(self) -> None:
+        """Run jobs until the scheduler closes."""
+        scheduler = self._scheduler
+        while (actor := await scheduler.next()) is not None:
+            self.current = actor
+            try:
+                started = await actor.start()
+                if started is not None:
+                    await self._execute(actor, started)
+            finally:
+                self.current = None
+                scheduler.release(actor)
+
+    async def _execute(self, actor: JobActor, started: Started) -> None:
+        tool = actor.tool
+        scope, ctx = started.scope, started.ctx
+        cancelled_exc = anyio.get_cancelled_exc_class()
+        state: JobState | None = None
+        result: Any = None
+        error: ErrorInfo | None = None
+        self._registry.begin_execution(tool.name)
+        began = time.perf_counter()
+        try:
+            with scope:
+                if tool.mode == "async":
+                    value = await tool.func(started.args, ctx)
+                else:
+                    value = await anyio.to_thread.run_sync(
+                        tool.func, started.args, ctx, abandon_on_cancel=True, limiter=self._threads
+                    )
+            if scope.cancel_called:
+                state, error = _stopped(actor, ctx.cancel_requested)
+            else:
+                state, result, error = _checked_output(actor, value)
+        except cancelled_exc:
+            state, error = JobState.CANCELLED, _error(actor, OutcomeType.CANCELLED, SHUTDOWN_REASON)
+            raise
+        except Exception as exc:
+            if scope.cancel_called:
+                state, error = _stopped(actor, ctx.cancel_requested)
+            else:
+                state, error = JobState.FAILED, _plugin_error(actor, exc)
+        finally:
+            if state is None:
+                state, error = JobState.FAILED, _error(actor, OutcomeType.CRASHED, CRASH_REASON)
+            outcome = error.type if error is not None else SUCCEEDED
+            self._registry.record_execution(tool.name, outcome, time.perf_counter() - began)
+            with anyio.CancelScope(shield=True):
+                await actor.finish(state, result, error)
+
+
+def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorInfo | None]:
+    tool: Tool = actor.tool
+    try:
+        return JobState.SUCCEEDED, tool.output_to_builtins(value), None
+    except (TypeError, ValueError) as exc:
+        message = f"{tool.name} returned a value that does not match its return type: {exc}"
+        return JobState.FAILED, None, _error(actor, OutcomeType.INVALID_OUTPUT, message)
+
+
+def _stopped(actor: JobActor, cancel_requested: bool) -> tuple[JobState, ErrorInfo]:
+    if cancel_requested:
+        return JobState.CANCELLED, _error(actor, OutcomeType.CANCELLED, "cancelled while running")
+    timeout = actor.record.timeout_s or actor.tool.timeout_s
+    message = f"{actor.tool.name} did not finish within {timeout}s"
+    return JobState.TIMED_OUT, _error(actor, OutcomeType.TIMEOUT, message, timeout_s=timeout)
+
+
+def _plugin_error(actor: JobActor, exc: Exception) -> ErrorInfo:
+    log.warning("tool raised", job_id=actor.id, tool=actor.tool.name, exc_info=exc)
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return _error(actor, OutcomeType.PLUGIN_ERROR, f"{type(exc).__name__}: {exc}", exception=kind)
+
+
+def _error(actor: JobActor, kind: OutcomeType, message: str, **details: Any) -> ErrorInfo:
+    return ErrorInfo(
+        type=kind,
+        message=message,
+        details=details,
+        plugin=actor.tool.plugin,
+        tool=actor.tool.name,
+        job_id=actor.id,
+    )

@@ -1,0 +1,455 @@
+"""The governance rules: what jobwarden's code must never do, each checked on one module's AST.
+
+Every check takes a parsed `Source` and yields `Finding`s. The checks are syntactic on purpose:
+they read names, not types, so they stay fast, dependency-free and predictable. Code that trips
+a rule legitimately is renamed or restructured; there is no suppression comment.
+
+The checks read AST nodes through `match` patterns rather than `call.func`: this module is
+scanned too, and JW001 treats any `x.func` handed to a call as plugin code.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobwarden.governance.findings import Finding
+
+ALLOWED_PLUGIN_CALLERS: tuple[str, ...] = (
+    "jobwarden/actors/tool_runner.py",
+    "jobwarden/actors/process_worker.py",
+)
+
+RULES: Mapping[str, str] = {
+    "JW000": "file cannot be parsed",
+    "JW001": "plugin code called outside the allow-list",
+    "JW002": "plugin call not reached only under a try whose finally records metrics",
+    "JW003": 'hard-coded "default" tool name',
+    "JW004": "success/error used as a plugin lifecycle state",
+    "JW005": "bare except or except BaseException without re-raise",
+    "JW006": "task spawned outside a task group",
+    "JW007": "time.sleep inside async def",
+    "JW008": "print() call",
+}
+
+# Attributes holding plugin code: a tool's function and the plugin lifecycle hooks.
+_PLUGIN_ATTRS = frozenset({"func", "startup_hook", "shutdown_hook"})
+_OUTCOME_WORDS = frozenset({"success", "succeeded", "ok", "error", "errored", "failure"})
+_SPAWNERS = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
+_LOOP_GETTERS = frozenset({"asyncio.get_event_loop", "asyncio.get_running_loop"})
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One parsed module, as the checks see it."""
+
+    path: Path
+    tree: ast.Module
+
+    @property
+    def allows_plugin_calls(self) -> bool:
+        where = self.path.resolve().as_posix()
+        return any(where.endswith(f"/{suffix}") for suffix in ALLOWED_PLUGIN_CALLERS)
+
+    def finding(self, node: ast.expr | ast.excepthandler, code: str, message: str) -> Finding:
+        return Finding(str(self.path), node.lineno, node.col_offset + 1, code, message)
+
+
+Check = Callable[[Source], Iterator[Finding]]
+
+
+def _walk_local(nodes: Iterable[ast.AST]) -> Iterator[ast.AST]:
+    """Yield `nodes` and their descendants, without entering nested functions or classes."""
+    stack = [node for node in nodes if not isinstance(node, _SCOPES)]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(c for c in ast.iter_child_nodes(node) if not isinstance(c, _SCOPES))
+
+
+def _label(expr: ast.expr | None) -> str:
+    """The name a value is stored under or read from: `x`, `obj.x` or `obj["x"]`; else ""."""
+    match expr:
+        case (
+            ast.Name(id=name)
+            | ast.Attribute(attr=name)
+            | ast.Subscript(slice=ast.Constant(value=str() as name))
+        ):
+            return name
+    return ""
+
+
+def _string_constants(expr: ast.expr | None) -> Iterator[tuple[ast.Constant, str]]:
+    """Yield the string constants `expr` may evaluate to, list, or admit as a `Literal[...]`."""
+    match expr:
+        case ast.Constant(value=str() as text):
+            yield expr, text
+        case ast.BoolOp(values=parts) | ast.Tuple(elts=parts) | ast.List(elts=parts) | ast.Set(
+            elts=parts
+        ):
+            for part in parts:
+                yield from _string_constants(part)
+        case ast.IfExp(body=body, orelse=orelse):
+            yield from _string_constants(body)
+            yield from _string_constants(orelse)
+        case ast.Subscript(value=ast.Name(id="Literal") | ast.Attribute(attr="Literal")):
+            yield from _string_constants(expr.slice)
+
+
+def _assignment(node: ast.AST) -> tuple[list[ast.expr], ast.expr | None] | None:
+    """The targets and value of an assignment statement, or None for any other node."""
+    match node:
+        case ast.Assign(targets=targets, value=value):
+            return targets, value
+        case ast.AnnAssign(target=target, value=value):
+            return [target], value
+    return None
+
+
+def _bindings(tree: ast.Module) -> dict[str, str]:
+    """Map each name bound by an import to the dotted name it stands for."""
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        match node:
+            case ast.Import(names=aliases):
+                for alias in aliases:
+                    local = alias.asname or alias.name.partition(".")[0]
+                    bound[local] = alias.name if alias.asname else local
+            case ast.ImportFrom(module=str() as module, names=aliases, level=0):
+                for alias in aliases:
+                    bound[alias.asname or alias.name] = f"{module}.{alias.name}"
+    return bound
+
+
+def _resolve(expr: ast.expr, bound: Mapping[str, str]) -> str:
+    """The dotted name an imported `name` or `module.attr` refers to; else ""."""
+    match expr:
+        case ast.Name(id=name):
+            return bound.get(name, "")
+        case ast.Attribute(value=ast.Name(id=name), attr=attr) if name in bound:
+            return f"{bound[name]}.{attr}"
+    return ""
+
+
+def _is_plugin_ref(expr: ast.expr) -> bool:
+    match expr:
+        case ast.Attribute(attr=attr) | ast.Call(
+            func=ast.Name(id="getattr"), args=[_, ast.Constant(value=str() as attr), *_]
+        ):
+            return attr in _PLUGIN_ATTRS
+    return False
+
+
+def _plugin_uses(tree: ast.Module) -> Iterator[ast.expr]:
+    """Yield every reference to plugin code that is called or handed to a call."""
+    for node in ast.walk(tree):
+        match node:
+            case ast.Call(func=callee, args=args, keywords=keywords):
+                for expr in (callee, *args, *(keyword.value for keyword in keywords)):
+                    if _is_plugin_ref(expr):
+                        yield expr
+
+
+def plugin_code_outside_allow_list(src: Source) -> Iterator[Finding]:
+    """JW001: only the ToolRunner may call plugin code.
+
+    The ToolRunner is the one choke point that validates, times out, cancels, wraps failures in
+    an error envelope and records metrics; a plugin called from anywhere else skips all of it.
+    Handing `tool.func` to a thread runner or `functools.partial` is calling it by proxy.
+    """
+    if src.allows_plugin_calls:
+        return
+    for ref in _plugin_uses(src.tree):
+        yield src.finding(
+            ref, "JW001", f"plugin code `{ast.unparse(ref)}` called outside the ToolRunner"
+        )
+
+
+def _records_metrics(statements: list[ast.stmt]) -> bool:
+    for node in _walk_local(statements):
+        match node:
+            case ast.Call(func=ast.Attribute(attr="record_execution")):
+                return True
+    return False
+
+
+class _Reach:
+    """Whether code in a module only ever runs under a try whose finally records metrics."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self._parents = {
+            child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)
+        }
+        self._callers: defaultdict[str, list[ast.Call]] = defaultdict(list)
+        for node in ast.walk(tree):
+            match node:
+                case ast.Call(func=ast.Name(id=name)) | ast.Call(
+                    func=ast.Attribute(value=ast.Name(id="self" | "cls"), attr=name)
+                ):
+                    self._callers[name].append(node)
+
+    def guarded(self, node: ast.AST, visiting: frozenset[ast.AST]) -> bool | None:
+        """Whether every way to `node` passes such a try; None if it only recurs via `visiting`.
+
+        A try counts when `node` is in its body, handlers or else clause (its finally runs after
+        all three), also from inside a function or lambda defined there. Otherwise every call of
+        the enclosing function in this module must be guarded, and there must be at least one.
+        """
+        function: ast.FunctionDef | ast.AsyncFunctionDef | None = None
+        child = node
+        while (parent := self._parents.get(child)) is not None:
+            if (
+                isinstance(parent, ast.Try | ast.TryStar)
+                and child not in parent.finalbody
+                and _records_metrics(parent.finalbody)
+            ):
+                return True
+            if function is None and isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef):
+                function = parent
+            child = parent
+        if function is None:
+            return False
+        if function in visiting:
+            # A recursive call adds no new way in: the outer calls decide.
+            return None
+        verdicts = [
+            self.guarded(call, visiting | {function})
+            for call in self._callers.get(function.name, [])
+        ]
+        known = [verdict for verdict in verdicts if verdict is not None]
+        return bool(known) and all(known)
+
+
+def plugin_call_without_metrics(src: Source) -> Iterator[Finding]:
+    """JW002: every plugin call in the ToolRunner is accounted for in the plugin's metrics.
+
+    Recording in a `finally` is what makes success, failure, timeout and cancellation all count;
+    a call path that skips it makes the per-plugin health figures lie.
+    """
+    if not src.allows_plugin_calls:
+        return
+    reach = _Reach(src.tree)
+    for ref in _plugin_uses(src.tree):
+        if not reach.guarded(ref, frozenset()):
+            yield src.finding(
+                ref,
+                "JW002",
+                f"plugin call `{ast.unparse(ref)}` can run outside a try whose finally"
+                " calls record_execution",
+            )
+
+
+def _tool_key(expr: ast.expr | None) -> bool:
+    match expr:
+        case ast.Constant(value=str() as key):
+            return "tool" in key.lower()
+    return False
+
+
+def _tool_name_sources(node: ast.AST) -> Iterator[ast.expr]:
+    """Yield the expressions through which `node` supplies or tests a tool name."""
+    if (assignment := _assignment(node)) is not None:
+        targets, assigned = assignment
+        if assigned is not None and any("tool" in _label(target).lower() for target in targets):
+            yield assigned
+    match node:
+        case ast.keyword(arg=str() as name, value=value) if "tool" in name.lower():
+            yield value
+        case ast.arguments(
+            posonlyargs=posonly, args=args, defaults=defaults, kwonlyargs=kwonly, kw_defaults=kw
+        ):
+            positional = [*posonly, *args]
+            pairs = [
+                *zip(positional[len(positional) - len(defaults) :], defaults, strict=True),
+                *zip(kwonly, kw, strict=True),
+            ]
+            for param, default in pairs:
+                if default is not None and "tool" in param.arg.lower():
+                    yield default
+        case ast.Call(func=ast.Attribute(attr="get"), args=[key, fallback, *_]) if _tool_key(key):
+            yield fallback
+        case ast.Compare(left=left, ops=ops, comparators=comparators) if any(
+            isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.NotIn) for op in ops
+        ):
+            operands = [left, *comparators]
+            if any("tool" in _label(operand).lower() for operand in operands):
+                yield from operands
+        case ast.Dict(keys=keys, values=values):
+            yield from (value for key, value in zip(keys, values, strict=True) if _tool_key(key))
+
+
+def hard_coded_default_tool(src: Source) -> Iterator[Finding]:
+    """JW003: a tool is named explicitly or is the plugin's first declared tool, never "default".
+
+    A literal "default" silently routes requests to a tool that may not exist, which is exactly
+    how the seed server's analyze-execution routes broke.
+    """
+    for node in ast.walk(src.tree):
+        for expr in _tool_name_sources(node):
+            for constant, text in _string_constants(expr):
+                if text == "default":
+                    yield src.finding(
+                        constant,
+                        "JW003",
+                        'hard-coded "default" tool name; name the tool or use the first declared',
+                    )
+
+
+def _outcomes(expr: ast.expr | None) -> Iterator[tuple[ast.expr, str]]:
+    for constant, text in _string_constants(expr):
+        if text.lower() in _OUTCOME_WORDS:
+            yield constant, text
+
+
+def _lifecycle_outcomes(node: ast.AST, members: set[ast.stmt]) -> Iterator[tuple[ast.expr, str]]:
+    """Yield each outcome word `node` uses as a lifecycle state, with where it stands."""
+    if (assignment := _assignment(node)) is not None:
+        targets, assigned = assignment
+        if node in members:
+            for target in targets:
+                if _label(target).lower() in _OUTCOME_WORDS:
+                    yield target, _label(target)
+        if node in members or any("lifecycle" in _label(target).lower() for target in targets):
+            yield from _outcomes(assigned)
+    match node:
+        case ast.keyword(arg=str() as name, value=value) if "lifecycle" in name.lower():
+            yield from _outcomes(value)
+        case ast.Call(func=callee, args=args, keywords=keywords) if (
+            _label(callee) == "set_lifecycle"
+        ):
+            for expr in (*args, *(keyword.value for keyword in keywords if keyword.arg == "state")):
+                yield from _outcomes(expr)
+
+
+def outcome_as_lifecycle_state(src: Source) -> Iterator[Finding]:
+    """JW004: a plugin's lifecycle is loaded, initialized, running, failed or unavailable.
+
+    Success and error describe one execution, and live in the metrics; a plugin whose lifecycle
+    says "error" conflates one bad call with a broken plugin, and health checks stop meaning much.
+    """
+    members = {
+        statement
+        for node in ast.walk(src.tree)
+        if isinstance(node, ast.ClassDef) and "lifecycle" in node.name.lower()
+        for statement in node.body
+    }
+    for node in ast.walk(src.tree):
+        # One finding per statement or argument, even where name and value are both wrong.
+        culprit = next(_lifecycle_outcomes(node, members), None)
+        if culprit is not None:
+            expr, word = culprit
+            yield src.finding(
+                expr,
+                "JW004",
+                f'"{word}" is an execution outcome, not a plugin lifecycle state'
+                " (loaded, initialized, running, failed, unavailable)",
+            )
+
+
+def _catches_everything(caught: ast.expr | None) -> bool:
+    match caught:
+        case None:
+            return True
+        case ast.Tuple(elts=elts):
+            return any(_catches_everything(elt) for elt in elts)
+    return _label(caught) == "BaseException"
+
+
+def _reraises(body: list[ast.stmt]) -> bool:
+    return any(
+        isinstance(node, ast.Raise) and (node.exc is None or node.cause is not None)
+        for node in _walk_local(body)
+    )
+
+
+def swallowed_base_exception(src: Source) -> Iterator[Finding]:
+    """JW005: cancellation and interrupts are BaseExceptions and must keep propagating.
+
+    asyncio's CancelledError, trio's Cancelled, KeyboardInterrupt and SystemExit all bypass
+    `except Exception`; catching them without re-raising breaks cancel scopes, timeouts and
+    shutdown. A bare `except:` catches the same and gets the same treatment.
+    """
+    for node in ast.walk(src.tree):
+        match node:
+            case ast.ExceptHandler(type=caught, body=body) if (
+                _catches_everything(caught) and not _reraises(body)
+            ):
+                clause = "except:" if caught is None else f"except {ast.unparse(caught)}:"
+                yield src.finding(
+                    node, "JW005", f"`{clause}` without re-raise swallows cancellation"
+                )
+
+
+def _spawns_loop_task(callee: ast.expr, bound: Mapping[str, str]) -> bool:
+    match callee:
+        case ast.Attribute(attr="create_task", value=ast.Call(func=getter)):
+            return _resolve(getter, bound) in _LOOP_GETTERS
+        case ast.Attribute(attr="create_task", value=receiver):
+            return _label(receiver).lower().endswith("loop")
+    return False
+
+
+def unstructured_task(src: Source) -> Iterator[Finding]:
+    """JW006: every task lives in a task group.
+
+    A free-floating task outlives its caller, loses its exceptions and escapes cancellation;
+    task groups make lifetimes nest, which is what makes supervision and shutdown correct.
+    """
+    bound = _bindings(src.tree)
+    for node in ast.walk(src.tree):
+        match node:
+            case ast.Call(func=callee) if (
+                _resolve(callee, bound) in _SPAWNERS or _spawns_loop_task(callee, bound)
+            ):
+                yield src.finding(
+                    node,
+                    "JW006",
+                    f"`{ast.unparse(callee)}` spawns a task outside any task group",
+                )
+
+
+def blocking_sleep_in_async(src: Source) -> Iterator[Finding]:
+    """JW007: `time.sleep` in a coroutine stalls every job on the event loop.
+
+    A plain function nested in the coroutine (for example one handed to `anyio.to_thread`) runs
+    elsewhere and may block.
+    """
+    bound = _bindings(src.tree)
+    for node in ast.walk(src.tree):
+        if isinstance(node, ast.AsyncFunctionDef):
+            for inner in _walk_local(node.body):
+                match inner:
+                    case ast.Call(func=callee) if _resolve(callee, bound) == "time.sleep":
+                        yield src.finding(
+                            inner,
+                            "JW007",
+                            "time.sleep blocks the event loop; await anyio.sleep instead",
+                        )
+
+
+def print_call(src: Source) -> Iterator[Finding]:
+    """JW008: output goes through structured logs or an explicit stream, never `print`.
+
+    A stray print corrupts machine-readable output (JSON logs, `--json`) and bypasses the
+    job_id / tool context that logging binds.
+    """
+    for node in ast.walk(src.tree):
+        match node:
+            case ast.Call(func=ast.Name(id="print")):
+                yield src.finding(node, "JW008", "print() call; log, or write to a stream")
+
+
+CHECKS: tuple[Check, ...] = (
+    plugin_code_outside_allow_list,
+    plugin_call_without_metrics,
+    hard_coded_default_tool,
+    outcome_as_lifecycle_state,
+    swallowed_base_exception,
+    unstructured_task,
+    blocking_sleep_in_async,
+    print_call,
+)

@@ -1,0 +1,54 @@
+"""What a running tool sees of its job: progress reporting, identity, logging and cancellation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+ProgressSink = Callable[[float, str | None], Awaitable[None]]
+
+
+class ToolContext:
+    """Handed to every tool call as its second argument.
+
+    ``cancel_requested`` lets code that cannot be interrupted (a sync function in a thread, a loop
+    without checkpoints) notice a cancel or timeout and stop early.
+    """
+
+    __slots__ = ("_cancel_requested", "_log", "_progress", "attempt", "job_id", "tool")
+
+    def __init__(self, *, job_id: str, tool: str, attempt: int, progress: ProgressSink) -> None:
+        self.job_id = job_id
+        self.tool = tool
+        self.attempt = attempt
+        self._progress = progress
+        self._cancel_requested = False
+        self._log: structlog.typing.FilteringBoundLogger | None = None
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report progress in [0, 1]; emits a ``jobwarden.job.progress`` event."""
+        if not (isinstance(fraction, int | float) and math.isfinite(fraction)):
+            raise ValueError(f"progress must be a finite number in [0, 1], got {fraction!r}")
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress must be in [0, 1], got {fraction!r}")
+        await self._progress(float(fraction), message)
+
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger:
+        """A structlog logger bound to this job's id, tool and attempt (made on first use)."""
+        if self._log is None:
+            self._log = structlog.get_logger("jobwarden.tool").bind(
+                job_id=self.job_id, tool=self.tool, attempt=self.attempt
+            )
+        return self._log
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once the job was cancelled or timed out; cooperative code should return."""
+        return self._cancel_requested
+
+    def request_cancel(self) -> None:
+        """Mark the call as cancelled (called by the ToolRunner, not by plugins)."""
+        self._cancel_requested = True

@@ -1,0 +1,110 @@
+"""Per-tool execution metrics: counters plus a bounded window of recent durations."""
+
+from __future__ import annotations
+
+import math
+import time
+from array import array
+from datetime import UTC, datetime
+
+import msgspec
+
+SUCCEEDED = "succeeded"
+TIMEOUT = "timeout"
+CANCELLED = "cancelled"
+WINDOW = 512  # recent durations kept for p95: bounded memory, recent behaviour
+
+
+class ToolMetrics(msgspec.Struct, frozen=True):
+    """A snapshot of one tool's metrics."""
+
+    tool: str
+    calls: int
+    successes: int
+    errors: int
+    timeouts: int
+    cancellations: int
+    in_flight: int
+    failures_by_type: dict[str, int]
+    last_used: datetime | None
+    last_ms: float | None
+    mean_ms: float | None
+    p95_ms: float | None
+
+
+class MetricsCell:
+    """Mutable counters for one tool; only the registry touches it."""
+
+    __slots__ = (
+        "_durations",
+        "_total_s",
+        "calls",
+        "failures",
+        "in_flight",
+        "last_s",
+        "last_used",
+        "successes",
+        "tool",
+    )
+
+    def __init__(self, tool: str) -> None:
+        self.tool = tool
+        self.calls = 0
+        self.successes = 0
+        self.in_flight = 0
+        self.failures: dict[str, int] = {}
+        self.last_used: float | None = None
+        self.last_s: float | None = None
+        self._total_s = 0.0
+        self._durations = array("d")
+
+    def begin(self) -> None:
+        """An execution started."""
+        self.in_flight += 1
+
+    def finish(self, outcome: str, duration_s: float) -> None:
+        """An execution ended with ``outcome`` (``succeeded`` or an error type)."""
+        self.in_flight -= 1
+        self.calls += 1
+        if outcome == SUCCEEDED:
+            self.successes += 1
+        else:
+            self.failures[outcome] = self.failures.get(outcome, 0) + 1
+        self.last_used = time.time()
+        self.last_s = duration_s
+        self._total_s += duration_s
+        if len(self._durations) < WINDOW:
+            self._durations.append(duration_s)
+        else:
+            self._durations[self.calls % WINDOW] = duration_s
+
+    def snapshot(self) -> ToolMetrics:
+        """A frozen copy, with the p95 over the recent window."""
+        timeouts = self.failures.get(TIMEOUT, 0)
+        cancels = self.failures.get(CANCELLED, 0)
+        return ToolMetrics(
+            tool=self.tool,
+            calls=self.calls,
+            successes=self.successes,
+            errors=sum(self.failures.values()) - timeouts - cancels,
+            timeouts=timeouts,
+            cancellations=cancels,
+            in_flight=self.in_flight,
+            failures_by_type=dict(self.failures),
+            last_used=datetime.fromtimestamp(self.last_used, UTC) if self.last_used else None,
+            last_ms=_ms(self.last_s),
+            mean_ms=_ms(self._total_s / self.calls) if self.calls else None,
+            p95_ms=_ms(_percentile(self._durations, 0.95)),
+        )
+
+
+def _percentile(values: array[float], q: float) -> float | None:
+    """Nearest-rank percentile, or None when there is nothing to rank."""
+    if not values:
+        return None
+    ranked = sorted(values)
+    return ranked[max(0, math.ceil(q * len(ranked)) - 1)]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)

@@ -1,0 +1,187 @@
+"""Plugin and tool definitions: what a plugin author writes, read into validated ``Tool`` objects."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, overload
+
+import msgspec
+
+from jobwarden.errors import InvalidInput, RegistrationError
+
+Mode = Literal["async", "thread"]
+MODES: tuple[str, ...] = typing.get_args(Mode)
+F = TypeVar("F", bound=Callable[..., Any])
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Tool:
+    """One callable tool, ``plugin.tool``, with its input and output types read from annotations."""
+
+    name: str
+    plugin: str
+    func: Callable[..., Any]
+    input_type: type[msgspec.Struct]
+    output_type: Any
+    mode: Mode
+    timeout_s: float | None
+    max_concurrency: int | None
+    description: str
+    output_is_struct: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        out = self.output_type
+        struct = isinstance(out, type) and issubclass(out, msgspec.Struct)
+        object.__setattr__(self, "output_is_struct", struct)
+
+    def validate_input(self, data: Any) -> msgspec.Struct:
+        """The input converted to the tool's input type, or ``InvalidInput``."""
+        try:
+            return msgspec.convert(data, self.input_type)
+        except msgspec.ValidationError as exc:
+            raise InvalidInput(str(exc), plugin=self.plugin, tool=self.name) from exc
+
+    def output_to_builtins(self, value: Any) -> Any:
+        """The tool's return value as JSON-ready builtins, checked against its return type.
+
+        Raises ``msgspec.ValidationError`` (or ``TypeError``) when the value does not fit.
+        """
+        if self.output_is_struct and type(value) is not self.output_type:
+            raise msgspec.ValidationError(
+                f"Expected `{self.output_type.__name__}`, got `{type(value).__name__}`"
+            )
+        builtins = msgspec.to_builtins(value)
+        msgspec.convert(builtins, self.output_type)
+        return builtins
+
+    def input_schema(self) -> dict[str, Any]:
+        """JSON Schema of the input type."""
+        return msgspec.json.schema(self.input_type)
+
+    def output_schema(self) -> dict[str, Any]:
+        """JSON Schema of the return type."""
+        return msgspec.json.schema(self.output_type)
+
+
+class Plugin:
+    """A named, versioned group of tools, declared with ``@plugin.tool(...)``."""
+
+    def __init__(self, name: str, *, version: str = "0.0.0", description: str = "") -> None:
+        if not _NAME.match(name):
+            raise RegistrationError(f"invalid plugin name {name!r}: letters, digits, _ and -")
+        self.name = name
+        self.version = version
+        self.description = description
+        self.tools: dict[str, Tool] = {}
+
+    def __repr__(self) -> str:
+        return f"Plugin({self.name!r}, version={self.version!r}, tools={list(self.tools)})"
+
+    @overload
+    def tool(self, func: F, /) -> F: ...
+
+    @overload
+    def tool(
+        self,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        mode: Mode = "async",
+        max_concurrency: int | None = None,
+        description: str | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def tool(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        mode: Mode = "async",
+        max_concurrency: int | None = None,
+        description: str | None = None,
+    ) -> F | Callable[[F], F]:
+        """Register a tool function ``(inp: <Struct>, ctx: ToolContext) -> <output type>``."""
+
+        def register(fn: F) -> F:
+            self._add(
+                fn,
+                name=name or fn.__name__,
+                timeout=timeout,
+                mode=mode,
+                max_concurrency=max_concurrency,
+                description=description,
+            )
+            return fn
+
+        return register(func) if func is not None else register
+
+    def _add(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        timeout: float | None,
+        mode: str,
+        max_concurrency: int | None,
+        description: str | None,
+    ) -> None:
+        where = f"tool {self.name}.{name}"
+        if not _NAME.match(name):
+            raise RegistrationError(f"invalid {where}: letters, digits, _ and - only")
+        full = f"{self.name}.{name}"
+        if full in {t.name for t in self.tools.values()}:
+            raise RegistrationError(f"{where} is already registered")
+        if mode not in MODES:
+            raise RegistrationError(f"{where}: mode must be one of {MODES}, got {mode!r}")
+        if inspect.iscoroutinefunction(fn) != (mode == "async"):
+            kind = "an async def" if mode == "async" else "a plain def"
+            raise RegistrationError(f"{where}: mode {mode!r} needs {kind} function")
+        if timeout is not None and not timeout > 0:
+            raise RegistrationError(f"{where}: timeout must be > 0 seconds, got {timeout!r}")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise RegistrationError(f"{where}: max_concurrency must be >= 1")
+        input_type, output_type = _signature_types(fn, where)
+        doc = inspect.getdoc(fn) or ""
+        self.tools[name] = Tool(
+            name=full,
+            plugin=self.name,
+            func=fn,
+            input_type=input_type,
+            output_type=output_type,
+            mode=typing.cast(Mode, mode),
+            timeout_s=timeout,
+            max_concurrency=max_concurrency,
+            description=description if description is not None else doc.split("\n\n")[0],
+        )
+
+
+def _signature_types(fn: Callable[..., Any], where: str) -> tuple[type[msgspec.Struct], Any]:
+    """Read (input type, output type) from ``fn``'s annotations, or explain what is wrong."""
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) != 2:
+        raise RegistrationError(f"{where}: expected (inp, ctx) parameters, got {len(params)}")
+    try:
+        hints = typing.get_type_hints(fn)
+    except NameError as exc:
+        raise RegistrationError(f"{where}: cannot resolve annotations: {exc}") from exc
+    input_type = hints.get(params[0].name)
+    if input_type is None:
+        raise RegistrationError(f"{where}: the input parameter needs a msgspec.Struct annotation")
+    if not (isinstance(input_type, type) and issubclass(input_type, msgspec.Struct)):
+        raise RegistrationError(f"{where}: input annotation must be a msgspec.Struct subclass")
+    if "return" not in hints:
+        raise RegistrationError(f"{where}: the return type must be annotated")
+    output_type = hints["return"]
+    try:
+        msgspec.json.schema(input_type)
+        msgspec.json.schema(output_type)
+    except TypeError as exc:
+        raise RegistrationError(f"{where}: unsupported type in annotations: {exc}") from exc
+    return input_type, output_type

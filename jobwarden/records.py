@@ -1,0 +1,91 @@
+"""The records that cross every layer: a job's record and the CloudEvents that describe it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from jobwarden.actors.states import JobState
+from jobwarden.errors import ErrorInfo
+
+
+class JobRecord(msgspec.Struct, frozen=True, gc=False):
+    """Everything known about one job. Immutable: each change produces a new record."""
+
+    id: str
+    tool: str
+    plugin: str
+    state: JobState
+    input: Any
+    created_at: datetime
+    attempt: int = 1
+    result: Any = None
+    error: ErrorInfo | None = None
+    progress: float | None = None
+    owner: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    idempotency_key: str | None = None
+    timeout_s: float | None = None
+
+
+class EventData(msgspec.Struct, frozen=True, gc=False):
+    """The ``data`` member of a job event."""
+
+    job_id: str
+    tool: str
+    state: JobState
+    attempt: int
+    progress: float | None = None
+    message: str | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+
+
+class JobEvent(msgspec.Struct, frozen=True, gc=False):
+    """One CloudEvent 1.0 (JSON structured mode). ``id`` is the global offset as a string."""
+
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: datetime
+    data: EventData
+    specversion: str = "1.0"
+    datacontenttype: str = "application/json"
+
+    @property
+    def offset(self) -> int:
+        """The global, strictly increasing position of this event."""
+        return int(self.id)
+
+
+class ResetData(msgspec.Struct, frozen=True, gc=False):
+    """Why a resuming subscriber missed events: the history before ``first_retained`` is gone."""
+
+    requested_since: int
+    first_retained: int
+
+
+class StreamReset(msgspec.Struct, frozen=True, gc=False):
+    """Sent first, instead of silence, when ``since`` is older than the retained history."""
+
+    id: str
+    source: str
+    subject: str
+    time: datetime
+    data: ResetData
+    type: str = "jobwarden.stream.reset"
+    specversion: str = "1.0"
+    datacontenttype: str = "application/json"
+
+    @property
+    def offset(self) -> int:
+        """Resume from here: the offset just before the oldest retained event."""
+        return int(self.id)
+
+
+StreamEvent = JobEvent | StreamReset
+EVENT_TYPE_PREFIX = "jobwarden.job."

@@ -1,0 +1,85 @@
+"""The store seam: what every job store (memory, sqlite, redis) provides, all of it async."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from jobwarden.actors.states import JobState
+from jobwarden.records import JobEvent, JobRecord
+
+MAX_PAGE = 500
+
+
+class JobQuery(msgspec.Struct, frozen=True):
+    """A listing request: filters, newest first, ``limit`` rows after ``cursor``."""
+
+    state: JobState | None = None
+    tool: str | None = None
+    plugin: str | None = None
+    owner: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+class JobPage(msgspec.Struct, frozen=True):
+    """One page of a listing; ``next_cursor`` is None on the last page."""
+
+    jobs: list[JobRecord]
+    next_cursor: str | None
+
+
+class EventBounds(msgspec.Struct, frozen=True):
+    """The retained event history: offsets ``first..last``; ``first > last`` when it is empty."""
+
+    first: int
+    last: int
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """Job records and their event log.
+
+    Writes are atomic with respect to cancellation: once started they complete, so a job actor's
+    state never diverges from what was stored. ``durable`` says whether records outlive the process.
+    """
+
+    durable: bool
+
+    async def open(self) -> None:
+        """Prepare the store for use (create schema, load offsets)."""
+
+    async def close(self) -> None:
+        """Release resources; pending writes are flushed first."""
+
+    async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
+        """Insert a new job with its first event and return it.
+
+        When the record carries an idempotency key already used by the same owner, nothing is
+        written and the existing record is returned instead.
+        """
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The record with that id, or None."""
+
+    async def transition(self, record: JobRecord, event: JobEvent) -> None:
+        """Replace a job's record and append the event describing the change, atomically."""
+
+    async def list(self, query: JobQuery) -> JobPage:
+        """Records matching the query, newest first."""
+
+    async def unfinished(self) -> list[JobRecord]:
+        """Every job in state queued or running, oldest first (for recovery at start)."""
+
+    async def read_events(
+        self, after: int, limit: int, *, job_id: str | None = None, tool: str | None = None
+    ) -> list[JobEvent]:
+        """Up to ``limit`` retained events with offset > ``after``, in offset order."""
+
+    async def event_bounds(self) -> EventBounds:
+        """The offsets of the oldest and newest retained events."""
+
+    async def purge(self, *, finished_before: datetime | None, keep_finished: int | None) -> int:
+        """Delete finished jobs older than a time and/or beyond the newest N; return how many."""

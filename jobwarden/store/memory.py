@@ -1,0 +1,129 @@
+"""The in-memory store: the library's default. Fast, bounded event history, gone with the process."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import deque
+from datetime import datetime
+
+from jobwarden.actors.states import TERMINAL_STATES, JobState
+from jobwarden.records import JobEvent, JobRecord
+from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
+
+DEFAULT_RETAIN_EVENTS = 10_000
+
+
+class MemoryStore:
+    """Records in a dict keyed by id; ids sort by creation, so a sorted id list gives the order."""
+
+    durable = False
+
+    def __init__(self, *, retain_events: int = DEFAULT_RETAIN_EVENTS) -> None:
+        if retain_events < 1:
+            raise ValueError("retain_events must be >= 1")
+        self._records: dict[str, JobRecord] = {}
+        self._ids: list[str] = []
+        self._keys: dict[tuple[str | None, str], str] = {}
+        self._events: deque[JobEvent] = deque(maxlen=retain_events)
+        self._last_offset = 0
+
+    async def open(self) -> None:
+        """Nothing to prepare."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
+        """Insert ``record`` unless its owner already used its idempotency key."""
+        if record.idempotency_key is not None:
+            key = (record.owner, record.idempotency_key)
+            existing = self._keys.get(key)
+            if existing is not None and existing in self._records:
+                return self._records[existing]
+            self._keys[key] = record.id
+        self._records[record.id] = record
+        if not self._ids or record.id > self._ids[-1]:
+            self._ids.append(record.id)
+        else:
+            bisect.insort(self._ids, record.id)
+        self._append(event)
+        return record
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The record, or None."""
+        return self._records.get(job_id)
+
+    async def transition(self, record: JobRecord, event: JobEvent) -> None:
+        """Replace the record and log the event."""
+        self._records[record.id] = record
+        self._append(event)
+
+    async def list(self, query: JobQuery) -> JobPage:
+        """Newest first, filtered, ``limit`` rows after the cursor."""
+        limit = max(1, min(query.limit, MAX_PAGE))
+        end = len(self._ids) if query.cursor is None else bisect.bisect_left(self._ids, query.cursor)
+        rows: list[JobRecord] = []
+        for index in range(end - 1, -1, -1):
+            record = self._records[self._ids[index]]
+            if _matches(record, query):
+                if len(rows) == limit:
+                    return JobPage(jobs=rows, next_cursor=rows[-1].id)
+                rows.append(record)
+        return JobPage(jobs=rows, next_cursor=None)
+
+    async def unfinished(self) -> list[JobRecord]:
+        """Queued and running jobs, oldest first."""
+        live = (self._records[i] for i in self._ids)
+        return [r for r in live if r.state in (JobState.QUEUED, JobState.RUNNING)]
+
+    async def read_events(
+        self, after: int, limit: int, *, job_id: str | None = None, tool: str | None = None
+    ) -> list[JobEvent]:
+        """Retained events after ``after``; offsets are contiguous here, so skip by arithmetic."""
+        if not self._events:
+            return []
+        skip = max(0, after - self._events[0].offset + 1)
+        selected = itertools.islice(self._events, skip, None)
+        if job_id is not None:
+            selected = (e for e in selected if e.subject == job_id)
+        if tool is not None:
+            selected = (e for e in selected if e.data.tool == tool)
+        return list(itertools.islice(selected, limit))
+
+    async def event_bounds(self) -> EventBounds:
+        """First and last retained offsets."""
+        first = self._events[0].offset if self._events else self._last_offset + 1
+        return EventBounds(first=first, last=self._last_offset)
+
+    async def purge(self, *, finished_before: datetime | None, keep_finished: int | None) -> int:
+        """Drop finished jobs older than ``finished_before`` or beyond the newest ``keep_finished``."""
+        finished = [i for i in self._ids if self._records[i].state in TERMINAL_STATES]
+        doomed: set[str] = set()
+        if keep_finished is not None:
+            doomed.update(finished[: max(0, len(finished) - keep_finished)])
+        if finished_before is not None:
+            for job_id in finished:
+                done_at = self._records[job_id].finished_at
+                if done_at is not None and done_at < finished_before:
+                    doomed.add(job_id)
+        if doomed:
+            for job_id in doomed:
+                record = self._records.pop(job_id)
+                if record.idempotency_key is not None:
+                    self._keys.pop((record.owner, record.idempotency_key), None)
+            self._ids = [i for i in self._ids if i not in doomed]
+        return len(doomed)
+
+    def _append(self, event: JobEvent) -> None:
+        self._events.append(event)
+        self._last_offset = event.offset
+
+
+def _matches(record: JobRecord, query: JobQuery) -> bool:
+    return (
+        (query.state is None or record.state == query.state)
+        and (query.tool is None or record.tool == query.tool)
+        and (query.plugin is None or record.plugin == query.plugin)
+        and (query.owner is None or record.owner == query.owner)
+    )
