@@ -15,7 +15,7 @@ one of these with ``raise ... from exc``, so callers handle a small, stable set:
     │   ├── Overloaded               429 overloaded (retry_after_s)
     │   └── ShuttingDown             503 shutting_down
     ├── JobFailed                    Supervisor.run: the job ended in failed / timed_out / cancelled
-    ├── ActorStopped                 an ask reached an actor that has stopped (pykka's ActorDeadError)
+    ├── ActorStopped                 an ask reached a stopped actor (like pykka's ActorDeadError)
     ├── MailboxFull                  a bounded mailbox refused a message without waiting
     ├── SubscriberOverflow           an event subscriber fell behind and was dropped
     ├── SupervisorCrashed            runner restarts exceeded the restart intensity

@@ -1,1 +1,1 @@
-"""The runtime: mailbox, job actor and state machine, ToolRunner, scheduler, supervisor, event bus."""
+"""The runtime: mailbox, job actor + state machine, ToolRunner, scheduler, supervisor, events."""

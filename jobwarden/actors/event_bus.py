@@ -12,8 +12,6 @@ from jobwarden.records import (
     EventData,
     JobEvent,
     JobRecord,
-    ResetData,
-    StreamReset,
 )
 from jobwarden.store.base import JobStore
 
@@ -110,25 +108,15 @@ class EventBus:
         ends_after_replay: bool = False,
     ) -> AsyncIterator[Subscription]:
         """Events after ``since`` (None: only new ones), then live ones, filtered."""
-        bounds = await self._store.event_bounds()
-        start = bounds.last if since is None else max(0, since)
-        reset = None
-        if start < bounds.first - 1:
-            reset = StreamReset(
-                id=str(bounds.first - 1),
-                source=self._source,
-                subject=job_id or "*",
-                time=datetime.now(UTC),
-                data=ResetData(requested_since=start, first_retained=bounds.first),
-            )
-            start = bounds.first - 1
+        if since is None:
+            since = (await self._store.event_bounds()).last
         sub = Subscription(
             self._store,
-            since=start,
+            source=self._source,
+            since=max(0, since),
             capacity=self._buffer,
             job_id=job_id,
             tool=tool,
-            reset=reset,
             ends_after_replay=ends_after_replay,
             on_drop=self._detach,
         )

@@ -1,4 +1,4 @@
-"""The job actor: owns one job's record and moves it through the state machine, one message at a time.
+"""The job actor: owns one job's record and moves it through the state machine, message by message.
 
 A job actor has no task of its own. Its mailbox is driven by whoever sends it a message (the
 supervisor, a ToolRunner, a cancelling client), so a queued job costs only a few small objects.
@@ -46,11 +46,11 @@ class JobHost(Protocol):
 
 
 class Started(msgspec.Struct, frozen=True):
-    """What a runner needs to execute a job it just started."""
+    """What a runner needs to execute a job it just started; ``deadline`` is on anyio's clock."""
 
-    scope: anyio.CancelScope
     ctx: ToolContext
     args: msgspec.Struct
+    deadline: float
 
 
 class _Start:
@@ -110,7 +110,9 @@ class JobActor:
             return None
         return started
 
-    async def finish(self, state: JobState, result: Any = None, error: ErrorInfo | None = None) -> None:
+    async def finish(
+        self, state: JobState, result: Any = None, error: ErrorInfo | None = None
+    ) -> None:
         """Move running -> a terminal ``state`` with the run's result or error."""
         await self._mailbox.ask(_Finish(state, result, error))
 
@@ -175,12 +177,17 @@ class JobActor:
         )
         timeout = record.timeout_s or self.tool.timeout_s
         deadline = anyio.current_time() + timeout if timeout else math.inf
-        self._scope = anyio.CancelScope(deadline=deadline)
         self._ctx = ToolContext(
             job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
         )
         self._host.job_started(self)
-        return Started(scope=self._scope, ctx=self._ctx, args=self._args)
+        return Started(ctx=self._ctx, args=self._args, deadline=deadline)
+
+    def attach_scope(self, scope: anyio.CancelScope) -> None:
+        """The running call's cancel scope; a cancel that came first applies to it at once."""
+        self._scope = scope
+        if self._ctx is not None and self._ctx.cancel_requested:
+            scope.cancel()
 
     async def _on_finish(self, state: JobState, result: Any, error: ErrorInfo | None) -> None:
         new = msgspec.structs.replace(

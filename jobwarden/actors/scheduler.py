@@ -1,4 +1,4 @@
-"""The run queue: which queued job a free ToolRunner takes next, within per-tool concurrency caps."""
+"""The run queue: which queued job a free ToolRunner takes next, within per-tool caps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The job state machine: the one transition table, and the check every state change goes through."""
+"""The job state machine: the one transition table, and the check every change goes through."""
 
 from __future__ import annotations
 

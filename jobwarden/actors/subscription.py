@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import anyio
 
 from jobwarden.errors import SubscriberOverflow
-from jobwarden.records import JobEvent, StreamEvent
+from jobwarden.records import JobEvent, ResetData, StreamEvent, StreamReset
 from jobwarden.store.base import JobStore
 
 if TYPE_CHECKING:
@@ -21,10 +22,13 @@ REPLAY_PAGE = 256
 class Subscription:
     """An async iterator of events matching a job and/or tool filter, after offset ``since``.
 
-    It is registered with the bus before reading history, so nothing committed in between is
-    missed; anything seen twice is recognised by its offset and skipped. Live events wait in a
-    buffer of ``capacity``; overflowing it while live drops the subscriber, which then raises
-    ``SubscriberOverflow`` after yielding what it had, naming the offset to resume from.
+    It is registered with the bus before it reads any history, so an event is either in the store
+    when it replays or arrives live afterwards; anything seen twice is recognised by its offset
+    and skipped. Replay stops once the live buffer reaches back to where replay is. If history it
+    still needed has been purged, a ``StreamReset`` says so before the events that follow the gap.
+    Live events wait in a buffer of ``capacity``; overflowing it while live drops the subscriber,
+    which then raises ``SubscriberOverflow`` after yielding what it had, naming the offset to
+    resume from.
     """
 
     __slots__ = (
@@ -32,11 +36,11 @@ class Subscription:
         "_capacity",
         "_closed",
         "_ends_after_replay",
-        "_lost_live",
+        "_live_from",
         "_on_drop",
         "_overflowed",
-        "_pending_reset",
         "_replaying",
+        "_source",
         "_store",
         "_wakeup",
         "job_id",
@@ -48,23 +52,23 @@ class Subscription:
         self,
         store: JobStore,
         *,
+        source: str,
         since: int,
         capacity: int,
         job_id: str | None,
         tool: str | None,
-        reset: StreamEvent | None,
         ends_after_replay: bool,
         on_drop: Callable[[Subscription], None],
     ) -> None:
         self._store = store
+        self._source = source
         self._capacity = capacity
         self._buffer: deque[JobEvent] = deque()
         self._wakeup: anyio.Event | None = None
         self._replaying = True
-        self._lost_live = False
+        self._live_from: int | None = None
         self._overflowed = False
         self._closed = False
-        self._pending_reset = reset
         self._ends_after_replay = ends_after_replay
         self._on_drop = on_drop
         self.job_id = job_id
@@ -73,15 +77,17 @@ class Subscription:
 
     def offer(self, event: JobEvent) -> None:
         """Called by the bus for every delivered event, in offset order. Never blocks."""
+        if self._live_from is None:
+            self._live_from = event.offset
         if (self.job_id is not None and event.subject != self.job_id) or (
             self.tool is not None and event.data.tool != self.tool
         ):
             return
         if len(self._buffer) >= self._capacity:
             if self._replaying:
-                # The store still has these: drop the buffer and replay further instead.
+                # The store has these too: forget the buffer and let replay go further.
                 self._buffer.clear()
-                self._lost_live = True
+                self._live_from = None
                 return
             self._overflowed = True
             self._on_drop(self)
@@ -100,9 +106,6 @@ class Subscription:
         return self._events()
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
-        if self._pending_reset is not None:
-            reset, self._pending_reset = self._pending_reset, None
-            yield reset
         async for event in self._replay():
             yield event
             if self._finished_by(event):
@@ -130,20 +133,39 @@ class Subscription:
             if self._finished_by(event):
                 return
 
-    async def _replay(self) -> AsyncIterator[JobEvent]:
-        while True:
-            self._lost_live = False
+    async def _replay(self) -> AsyncIterator[StreamEvent]:
+        """Events from the store until the live buffer reaches back to ``last_offset``."""
+        while not self._caught_up():
+            bounds = await self._store.event_bounds()
+            if self.last_offset < bounds.first - 1:
+                yield self._reset(bounds.first)
             page = await self._store.read_events(
                 self.last_offset, REPLAY_PAGE, job_id=self.job_id, tool=self.tool
             )
-            if not page:
-                if self._lost_live:
-                    continue
-                self._replaying = False
-                return
             for event in page:
                 self.last_offset = event.offset
                 yield event
+            if not page:
+                # Nothing matching up to bounds.last, and whatever comes later arrives live.
+                self.last_offset = max(self.last_offset, bounds.last)
+                if self._live_from is None:
+                    break
+        self._replaying = False
 
-    def _finished_by(self, event: JobEvent) -> bool:
-        return self.job_id is not None and event.data.state.terminal
+    def _caught_up(self) -> bool:
+        live_from = self._live_from
+        return live_from is not None and live_from <= self.last_offset + 1
+
+    def _reset(self, first_retained: int) -> StreamReset:
+        reset = StreamReset(
+            id=str(first_retained - 1),
+            source=self._source,
+            subject=self.job_id or "*",
+            time=datetime.now(UTC),
+            data=ResetData(requested_since=self.last_offset, first_retained=first_retained),
+        )
+        self.last_offset = first_retained - 1
+        return reset
+
+    def _finished_by(self, event: StreamEvent) -> bool:
+        return self.job_id is not None and isinstance(event, JobEvent) and event.data.state.terminal

@@ -21,13 +21,15 @@ from jobwarden.actors.restarts import RestartIntensity
 from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import JobState
 from jobwarden.actors.subscription import Subscription
-from jobwarden.actors.tool_runner import ToolRunner
+from jobwarden.actors.tool_runner import SHUTDOWN_REASON, ToolRunner
 from jobwarden.errors import (
+    ErrorInfo,
     InvalidRequest,
     JobFailed,
     JobFinished,
     JobNotFinished,
     JobNotFound,
+    OutcomeType,
     Overloaded,
     ShuttingDown,
     SupervisorCrashed,
@@ -151,10 +153,13 @@ class Supervisor:
                 await self._close()
 
     async def _close(self) -> None:
-        if not self.store.durable:
-            for actor in list(self._actors.values()):
-                if actor.record.state is JobState.QUEUED:
-                    await actor.cancel(QUEUED_AT_SHUTDOWN)
+        for actor in list(self._actors.values()):
+            state = actor.record.state
+            if state is JobState.RUNNING:
+                # Only if its runner was cancelled before it could record the outcome.
+                await actor.finish(JobState.CANCELLED, None, _shutdown_error(actor))
+            elif state is JobState.QUEUED and not self.store.durable:
+                await actor.cancel(QUEUED_AT_SHUTDOWN)
         self.bus.close()
         for plugin in self.registry.plugins():
             self.registry.set_lifecycle(
@@ -223,7 +228,7 @@ class Supervisor:
     async def wait(
         self, job_id: str, timeout: float | None = None, *, owner: str | None = None
     ) -> JobRecord:
-        """Wait until the job is terminal and return its record; ``TimeoutError`` after ``timeout``."""
+        """Wait until the job is terminal and return its record; ``TimeoutError`` on timeout."""
         record = await self.get(job_id, owner=owner)
         if record.state.terminal:
             return record
@@ -260,7 +265,7 @@ class Supervisor:
 
     async def list_jobs(self, query: JobQuery | None = None) -> JobPage:
         """Jobs newest first, filtered by the query."""
-        return await self.store.list(query or JobQuery())
+        return await self.store.list_jobs(query or JobQuery())
 
     @asynccontextmanager
     async def subscribe(
@@ -349,6 +354,17 @@ class Supervisor:
         if self._phase == "new":
             return "the supervisor is not started: use `async with Supervisor(...)`"
         return "the supervisor is shutting down"
+
+
+def _shutdown_error(actor: JobActor) -> ErrorInfo:
+    record = actor.record
+    return ErrorInfo(
+        type=OutcomeType.CANCELLED,
+        message=SHUTDOWN_REASON,
+        plugin=record.plugin,
+        tool=record.tool,
+        job_id=record.id,
+    )
 
 
 def _first(group: BaseExceptionGroup[SupervisorCrashed]) -> SupervisorCrashed:

@@ -9,6 +9,7 @@ metrics in a ``finally``, and finishes the actor in its terminal state.
 from __future__ import annotations
 
 import time
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 import anyio
@@ -53,7 +54,8 @@ class ToolRunner:
 
     async def _execute(self, actor: JobActor, started: Started) -> None:
         tool = actor.tool
-        scope, ctx = started.scope, started.ctx
+        ctx = started.ctx
+        scope: anyio.CancelScope | None = None
         cancelled_exc = anyio.get_cancelled_exc_class()
         state: JobState | None = None
         result: Any = None
@@ -61,22 +63,35 @@ class ToolRunner:
         self._registry.begin_execution(tool.name)
         began = time.perf_counter()
         try:
-            with scope:
-                if tool.mode == "async":
-                    value = await tool.func(started.args, ctx)
+            if tool.mode == "async":
+                coro = tool.func(started.args, ctx)
+                try:
+                    pending = coro.send(None)
+                except StopIteration as stop:
+                    value = stop.value
                 else:
+                    scope = anyio.CancelScope(deadline=started.deadline)
+                    actor.attach_scope(scope)
+                    with scope:
+                        value = await _Continuation(coro, pending)
+            else:
+                scope = anyio.CancelScope(deadline=started.deadline)
+                actor.attach_scope(scope)
+                with scope:
                     value = await anyio.to_thread.run_sync(
                         tool.func, started.args, ctx, abandon_on_cancel=True, limiter=self._threads
                     )
-            if scope.cancel_called:
+            if scope is not None and scope.cancel_called:
                 state, error = _stopped(actor, ctx.cancel_requested)
             else:
                 state, result, error = _checked_output(actor, value)
         except cancelled_exc:
             state, error = JobState.CANCELLED, _error(actor, OutcomeType.CANCELLED, SHUTDOWN_REASON)
+            with anyio.CancelScope(shield=True):
+                await actor.finish(state, result, error)
             raise
         except Exception as exc:
-            if scope.cancel_called:
+            if scope is not None and scope.cancel_called:
                 state, error = _stopped(actor, ctx.cancel_requested)
             else:
                 state, error = JobState.FAILED, _plugin_error(actor, exc)
@@ -85,8 +100,43 @@ class ToolRunner:
                 state, error = JobState.FAILED, _error(actor, OutcomeType.CRASHED, CRASH_REASON)
             outcome = error.type if error is not None else SUCCEEDED
             self._registry.record_execution(tool.name, outcome, time.perf_counter() - began)
-            with anyio.CancelScope(shield=True):
-                await actor.finish(state, result, error)
+        await actor.finish(state, result, error)
+
+
+class _Continuation:
+    """Awaits the rest of a coroutine that already ran up to its first suspension.
+
+    Tools are started eagerly, outside any cancel scope: most calls that finish without ever
+    suspending (validators, lookups, echo) then cost no scope at all, and only a call that does
+    suspend is continued here, inside its scope. This is ``yield from`` spelled out (PEP 380),
+    so whatever the coroutine yields reaches the event loop (asyncio or trio) unchanged.
+    """
+
+    __slots__ = ("_coro", "_pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self._coro = coro
+        self._pending = pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, pending = self._coro, self._pending
+        self._pending = None
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    pending = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorInfo | None]:

@@ -88,8 +88,11 @@ def _string_constants(expr: ast.expr | None) -> Iterator[tuple[ast.Constant, str
     match expr:
         case ast.Constant(value=str() as text):
             yield expr, text
-        case ast.BoolOp(values=parts) | ast.Tuple(elts=parts) | ast.List(elts=parts) | ast.Set(
-            elts=parts
+        case (
+            ast.BoolOp(values=parts)
+            | ast.Tuple(elts=parts)
+            | ast.List(elts=parts)
+            | ast.Set(elts=parts)
         ):
             for part in parts:
                 yield from _string_constants(part)
@@ -137,8 +140,9 @@ def _resolve(expr: ast.expr, bound: Mapping[str, str]) -> str:
 
 def _is_plugin_ref(expr: ast.expr) -> bool:
     match expr:
-        case ast.Attribute(attr=attr) | ast.Call(
-            func=ast.Name(id="getattr"), args=[_, ast.Constant(value=str() as attr), *_]
+        case (
+            ast.Attribute(attr=attr)
+            | ast.Call(func=ast.Name(id="getattr"), args=[_, ast.Constant(value=str() as attr), *_])
         ):
             return attr in _PLUGIN_ATTRS
     return False
@@ -187,8 +191,9 @@ class _Reach:
         self._callers: defaultdict[str, list[ast.Call]] = defaultdict(list)
         for node in ast.walk(tree):
             match node:
-                case ast.Call(func=ast.Name(id=name)) | ast.Call(
-                    func=ast.Attribute(value=ast.Name(id="self" | "cls"), attr=name)
+                case (
+                    ast.Call(func=ast.Name(id=name))
+                    | ast.Call(func=ast.Attribute(value=ast.Name(id="self" | "cls"), attr=name))
                 ):
                     self._callers[name].append(node)
 
@@ -359,11 +364,17 @@ def _catches_everything(caught: ast.expr | None) -> bool:
     return _label(caught) == "BaseException"
 
 
-def _reraises(body: list[ast.stmt]) -> bool:
-    return any(
-        isinstance(node, ast.Raise) and (node.exc is None or node.cause is not None)
-        for node in _walk_local(body)
-    )
+def _reraises(handler: ast.ExceptHandler) -> bool:
+    """True if the handler re-raises, or forwards the exception with ``<coroutine>.throw(exc)``."""
+    for node in _walk_local(handler.body):
+        match node:
+            case ast.Raise(exc=None) | ast.Raise(cause=ast.expr()):
+                return True
+            case ast.Call(func=ast.Attribute(attr="throw"), args=[ast.Name(id=name), *_]) if (
+                name == handler.name
+            ):
+                return True
+    return False
 
 
 def swallowed_base_exception(src: Source) -> Iterator[Finding]:
@@ -374,23 +385,24 @@ def swallowed_base_exception(src: Source) -> Iterator[Finding]:
     shutdown. A bare `except:` catches the same and gets the same treatment.
     """
     for node in ast.walk(src.tree):
-        match node:
-            case ast.ExceptHandler(type=caught, body=body) if (
-                _catches_everything(caught) and not _reraises(body)
-            ):
-                clause = "except:" if caught is None else f"except {ast.unparse(caught)}:"
-                yield src.finding(
-                    node, "JW005", f"`{clause}` without re-raise swallows cancellation"
-                )
+        if not isinstance(node, ast.ExceptHandler) or _reraises(node):
+            continue
+        if _catches_everything(node.type):
+            caught = "" if node.type is None else f" {ast.unparse(node.type)}"
+            yield src.finding(
+                node, "JW005", f"`except{caught}:` without re-raise swallows cancellation"
+            )
 
 
-def _spawns_loop_task(callee: ast.expr, bound: Mapping[str, str]) -> bool:
+def _spawns_task(callee: ast.expr, bound: Mapping[str, str]) -> bool:
     match callee:
         case ast.Attribute(attr="create_task", value=ast.Call(func=getter)):
             return _resolve(getter, bound) in _LOOP_GETTERS
-        case ast.Attribute(attr="create_task", value=receiver):
-            return _label(receiver).lower().endswith("loop")
-    return False
+        case ast.Attribute(attr="create_task", value=receiver) if (
+            _label(receiver).lower().endswith("loop")
+        ):
+            return True
+    return _resolve(callee, bound) in _SPAWNERS
 
 
 def unstructured_task(src: Source) -> Iterator[Finding]:
@@ -402,9 +414,7 @@ def unstructured_task(src: Source) -> Iterator[Finding]:
     bound = _bindings(src.tree)
     for node in ast.walk(src.tree):
         match node:
-            case ast.Call(func=callee) if (
-                _resolve(callee, bound) in _SPAWNERS or _spawns_loop_task(callee, bound)
-            ):
+            case ast.Call(func=callee) if _spawns_task(callee, bound):
                 yield src.finding(
                     node,
                     "JW006",

@@ -46,7 +46,7 @@ class _Entry:
 
 
 class PluginRegistry:
-    """Holds plugins and their tools; counts every execution through ``begin``/``record_execution``."""
+    """Holds plugins and tools; counts each execution (begin_execution, record_execution)."""
 
     def __init__(self, plugins: Iterable[Plugin] = ()) -> None:
         self._plugins: dict[str, _Entry] = {}

@@ -1,4 +1,4 @@
-"""Plugin and tool definitions: what a plugin author writes, read into validated ``Tool`` objects."""
+"""Plugin and tool definitions: what a plugin author writes, read into validated ``Tool``s."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -82,10 +82,6 @@ class Plugin:
     def __repr__(self) -> str:
         return f"Plugin({self.name!r}, version={self.version!r}, tools={list(self.tools)})"
 
-    @overload
-    def tool(self, func: F, /) -> F: ...
-
-    @overload
     def tool(
         self,
         *,
@@ -94,20 +90,12 @@ class Plugin:
         mode: Mode = "async",
         max_concurrency: int | None = None,
         description: str | None = None,
-    ) -> Callable[[F], F]: ...
+    ) -> Callable[[F], F]:
+        """Decorator registering ``(inp: <Struct>, ctx: ToolContext) -> <output type>`` as a tool.
 
-    def tool(
-        self,
-        func: F | None = None,
-        /,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        mode: Mode = "async",
-        max_concurrency: int | None = None,
-        description: str | None = None,
-    ) -> F | Callable[[F], F]:
-        """Register a tool function ``(inp: <Struct>, ctx: ToolContext) -> <output type>``."""
+        ``name`` defaults to the function's name and ``description`` to its docstring's first
+        paragraph; ``timeout`` (seconds) applies per call unless a submit gives its own.
+        """
 
         def register(fn: F) -> F:
             self._add(
@@ -120,7 +108,7 @@ class Plugin:
             )
             return fn
 
-        return register(func) if func is not None else register
+        return register
 
     def _add(
         self,

@@ -67,7 +67,7 @@ class JobStore(Protocol):
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
         """Replace a job's record and append the event describing the change, atomically."""
 
-    async def list(self, query: JobQuery) -> JobPage:
+    async def list_jobs(self, query: JobQuery) -> JobPage:
         """Records matching the query, newest first."""
 
     async def unfinished(self) -> list[JobRecord]:

@@ -1,10 +1,11 @@
-"""The in-memory store: the library's default. Fast, bounded event history, gone with the process."""
+"""The in-memory store, the library's default: fast, bounded history, gone with the process."""
 
 from __future__ import annotations
 
 import bisect
 import itertools
 from collections import deque
+from collections.abc import Iterator
 from datetime import datetime
 
 from jobwarden.actors.states import TERMINAL_STATES, JobState
@@ -59,10 +60,12 @@ class MemoryStore:
         self._records[record.id] = record
         self._append(event)
 
-    async def list(self, query: JobQuery) -> JobPage:
+    async def list_jobs(self, query: JobQuery) -> JobPage:
         """Newest first, filtered, ``limit`` rows after the cursor."""
         limit = max(1, min(query.limit, MAX_PAGE))
-        end = len(self._ids) if query.cursor is None else bisect.bisect_left(self._ids, query.cursor)
+        end = (
+            len(self._ids) if query.cursor is None else bisect.bisect_left(self._ids, query.cursor)
+        )
         rows: list[JobRecord] = []
         for index in range(end - 1, -1, -1):
             record = self._records[self._ids[index]]
@@ -84,7 +87,7 @@ class MemoryStore:
         if not self._events:
             return []
         skip = max(0, after - self._events[0].offset + 1)
-        selected = itertools.islice(self._events, skip, None)
+        selected: Iterator[JobEvent] = itertools.islice(self._events, skip, None)
         if job_id is not None:
             selected = (e for e in selected if e.subject == job_id)
         if tool is not None:
@@ -97,7 +100,7 @@ class MemoryStore:
         return EventBounds(first=first, last=self._last_offset)
 
     async def purge(self, *, finished_before: datetime | None, keep_finished: int | None) -> int:
-        """Drop finished jobs older than ``finished_before`` or beyond the newest ``keep_finished``."""
+        """Drop finished jobs older than ``finished_before`` or past the newest N."""
         finished = [i for i in self._ids if self._records[i].state in TERMINAL_STATES]
         doomed: set[str] = set()
         if keep_finished is not None:

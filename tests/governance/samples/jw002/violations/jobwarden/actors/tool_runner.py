@@ -1,0 +1,47 @@
+"""JW002 violations: plugin calls in the ToolRunner that can escape metrics recording."""
+
+
+class ToolRunner:
+    async def never_called(self, tool, inp):
+        return await tool.func(inp)  # expect: JW002
+
+    async def finally_without_metrics(self, tool, metrics):
+        try:
+            return await tool.func(None)  # expect: JW002
+        finally:
+            metrics.flush()
+
+    def call_in_finally(self, tool, metrics):
+        try:
+            pass
+        finally:
+            metrics.record_execution(tool.name, "ok", 0.0)
+            tool.func(None)  # expect: JW002
+
+    def _call(self, tool):
+        return tool.func(1)  # expect: JW002
+
+    def guarded(self, tool, metrics):
+        try:
+            return self._call(tool)
+        finally:
+            metrics.record_execution(tool.name, "ok", 0.0)
+
+    def unguarded(self, tool):
+        return self._call(tool)
+
+    def _spawned(self, tool):
+        return getattr(tool, "func")(2)  # expect: JW002
+
+    async def spawn(self, tg, tool, metrics):
+        try:
+            tg.start_soon(self._spawned, tool)
+        finally:
+            metrics.record_execution(tool.name, "ok", 0.0)
+
+
+def _only_recursive(tool, n):
+    return _only_recursive(tool, n - 1) if n else tool.func(n)  # expect: JW002
+
+
+startup = plugin.startup_hook()  # expect: JW002

@@ -1,0 +1,166 @@
+"""The governance scanner: each rule against its samples, the file walk, and the command line.
+
+Each sample under samples/ marks the lines it breaks with `# expect: JWnnn`; a sample without
+markers must come out clean.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from jobwarden.governance import RULES, Finding, scan_paths
+from jobwarden.governance.scanner import PACKAGE_DIR, main
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLE_FILES = sorted(SAMPLES.rglob("*.py"))
+RULE_CODES = [f"JW00{n}" for n in range(1, 9)]
+_EXPECT = re.compile(r"#\s*expect:\s*(JW\d{3}(?:\s*,\s*JW\d{3})*)")
+
+
+def _expected(path: Path) -> list[tuple[str, int]]:
+    marked = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if match := _EXPECT.search(line):
+            marked += [(code.strip(), number) for code in match.group(1).split(",")]
+    return sorted(marked)
+
+
+def _found(path: Path) -> list[tuple[str, int]]:
+    return [(finding.code, finding.line) for finding in scan_paths([path])]
+
+
+@pytest.mark.parametrize("sample", SAMPLE_FILES, ids=lambda p: str(p.relative_to(SAMPLES)))
+def test_sample_findings_match_its_expect_markers(sample: Path) -> None:
+    """Every sample yields exactly the codes and lines its `# expect:` markers name, no more."""
+    assert _found(sample) == _expected(sample)
+
+
+@pytest.mark.parametrize("code", RULE_CODES)
+def test_every_rule_has_a_violating_and_a_clean_sample(code: str) -> None:
+    """Each rule's sample directory holds a file that breaks the rule and one that is clean."""
+    files = sorted((SAMPLES / code.lower()).rglob("*.py"))
+    assert any(code in {marked for marked, _ in _expected(file)} for file in files)
+    assert any(not _expected(file) for file in files)
+
+
+def test_rules_name_every_code_the_scanner_emits() -> None:
+    """RULES describes exactly JW000 to JW008, the codes the lead's code and docs refer to."""
+    assert sorted(RULES) == ["JW000", *RULE_CODES]
+
+
+def test_finding_prints_as_path_line_col_code_message() -> None:
+    """A finding renders as `path:line:col: CODE message`, the format editors jump to."""
+    finding = Finding("pkg/mod.py", 3, 5, "JW008", "print() call")
+    assert str(finding) == "pkg/mod.py:3:5: JW008 print() call"
+
+
+def test_columns_are_one_based() -> None:
+    """A finding at the start of a line reports column 1, as compilers and ruff do."""
+    [finding] = scan_paths([SAMPLES / "jw008" / "violations.py"])[:1]
+    assert (finding.line, finding.col) == (4, 1)
+
+
+def test_unparsable_files_become_jw000_findings_and_the_scan_goes_on(tmp_path: Path) -> None:
+    """A syntax error or a null byte is a JW000 finding, and the other files are still scanned."""
+    (tmp_path / "broken.py").write_text("def broken(:\n    pass\n")
+    (tmp_path / "nul.py").write_bytes(b"x = 1\x00\n")
+    (tmp_path / "noisy.py").write_text("print('hi')\n")
+    findings = scan_paths([tmp_path])
+    assert [(Path(f.path).name, f.code, f.line) for f in findings] == [
+        ("broken.py", "JW000", 1),
+        ("noisy.py", "JW008", 1),
+        ("nul.py", "JW000", 1),
+    ]
+
+
+def test_walk_skips_hidden_venv_and_pycache_directories(tmp_path: Path) -> None:
+    """Only .py files outside hidden, .venv and __pycache__ directories are scanned."""
+    for relative in [
+        "a.py",
+        "sub/b.py",
+        ".venv/lib/c.py",
+        "__pycache__/d.py",
+        ".hidden/e.py",
+        "notes.txt",
+    ]:
+        file = tmp_path / relative
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text("print(1)\n")
+    scanned = {Path(f.path).relative_to(tmp_path).as_posix() for f in scan_paths([tmp_path])}
+    assert scanned == {"a.py", "sub/b.py"}
+
+
+def test_findings_are_sorted_and_listed_once_for_overlapping_paths() -> None:
+    """Findings come back sorted, and a file named twice (directly and by directory) counts once."""
+    directory = SAMPLES / "jw008"
+    findings = scan_paths([directory / "violations.py", directory])
+    assert findings == sorted(findings)
+    assert len(findings) == len(_expected(directory / "violations.py"))
+
+
+def test_main_exits_0_and_reports_no_violations_on_clean_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A clean scan exits 0, prints nothing on stdout and the file count on stderr."""
+    assert main([str(SAMPLES / "jw008" / "clean.py"), str(SAMPLES / "jw007" / "clean.py")]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "no violations in 2 files\n"
+
+
+def test_main_exits_1_and_prints_one_line_per_finding(capsys: pytest.CaptureFixture[str]) -> None:
+    """A scan with violations exits 1, prints each finding on its own line and a summary."""
+    path = SAMPLES / "jw008"
+    assert main([str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [str(finding) for finding in scan_paths([path])]
+    assert err == "3 violations in 1 file\n"
+
+
+def test_main_json_output_parses_back_to_the_findings(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--json` prints one JSON array that decodes back to the same findings."""
+    path = SAMPLES / "jw006"
+    assert main([str(path), "--json"]) == 1
+    out, _ = capsys.readouterr()
+    assert msgspec.json.decode(out, type=list[Finding]) == scan_paths([path])
+    assert set(json.loads(out)[0]) == {"path", "line", "col", "code", "message"}
+
+
+def test_main_exits_2_for_a_missing_path(capsys: pytest.CaptureFixture[str]) -> None:
+    """A path that does not exist is an error (exit 2), never a clean scan."""
+    assert main([str(SAMPLES / "no-such-dir")]) == 2
+    assert "no-such-dir" in capsys.readouterr().err
+
+
+def test_main_scans_the_jobwarden_package_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without paths, main scans the package directory: same output as naming it explicitly."""
+    default_code = main([])
+    default_output = capsys.readouterr()
+    assert main([str(PACKAGE_DIR)]) == default_code
+    assert capsys.readouterr() == default_output
+
+
+def test_package_breaks_none_of_the_general_rules() -> None:
+    """The jobwarden package, as far as it is written, has no JW003-JW008 findings."""
+    general = {"JW003", "JW004", "JW005", "JW006", "JW007", "JW008"}
+    assert [str(f) for f in scan_paths([PACKAGE_DIR]) if f.code in general] == []
+
+
+def test_scan_script_runs_the_scanner() -> None:
+    """scripts/scan runs the scanner from the project virtualenv and passes its exit code on."""
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "scan"), str(SAMPLES / "jw008"), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert len(json.loads(result.stdout)) == 3
