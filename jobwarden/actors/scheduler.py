@@ -63,6 +63,8 @@ class Scheduler:
             return self._receive.receive_nowait()
         except anyio.WouldBlock:
             pass
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
         try:
             actor = await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -90,3 +92,4 @@ class Scheduler:
         """Stop handing out jobs; runners waiting in ``next`` get None."""
         self._closed = True
         self._send.close()
+        self._receive.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -35,10 +34,12 @@ class Subscription:
         "_buffer",
         "_capacity",
         "_closed",
+        "_done",
         "_ends_after_replay",
         "_live_from",
         "_on_drop",
         "_overflowed",
+        "_page",
         "_replaying",
         "_source",
         "_store",
@@ -69,6 +70,8 @@ class Subscription:
         self._live_from: int | None = None
         self._overflowed = False
         self._closed = False
+        self._done = False
+        self._page: deque[JobEvent] = deque()
         self._ends_after_replay = ends_after_replay
         self._on_drop = on_drop
         self.job_id = job_id
@@ -102,55 +105,70 @@ class Subscription:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self._events()
+    def __aiter__(self) -> Subscription:
+        return self
 
-    async def _events(self) -> AsyncIterator[StreamEvent]:
-        async for event in self._replay():
-            yield event
-            if self._finished_by(event):
-                return
-        if self._ends_after_replay:
-            return
-        while True:
-            while not self._buffer:
-                if self._overflowed:
-                    raise SubscriberOverflow(
-                        f"subscriber fell behind ({self._capacity} events buffered); "
-                        f"resume with since={self.last_offset}",
-                        last_offset=self.last_offset,
-                    )
-                if self._closed:
-                    return
-                self._wakeup = anyio.Event()
-                await self._wakeup.wait()
-                self._wakeup = None
-            event = self._buffer.popleft()
-            if event.offset <= self.last_offset:
-                continue
+    async def __anext__(self) -> StreamEvent:
+        """The next event: replayed from the store first, then live from the buffer."""
+        while not self._done:
+            if self._replaying:
+                event = await self._next_replayed()
+            else:
+                event = await self._next_live()
+            if event is not None:
+                if self.job_id is not None and isinstance(event, JobEvent):
+                    self._done = event.data.state.terminal
+                return event
+        raise StopAsyncIteration
+
+    async def _next_replayed(self) -> StreamEvent | None:
+        """One event from the store, a reset notice, or None when there is nothing to replay."""
+        if self._page:
+            event = self._page.popleft()
             self.last_offset = event.offset
-            yield event
-            if self._finished_by(event):
-                return
+            return event
+        if self._caught_up():
+            self._end_replay()
+            return None
+        bounds = await self._store.event_bounds()
+        if self.last_offset < bounds.first - 1:
+            return self._reset(bounds.first)
+        page = await self._store.read_events(
+            self.last_offset, REPLAY_PAGE, job_id=self.job_id, tool=self.tool
+        )
+        if page:
+            self._page.extend(page)
+        else:
+            # Nothing matching up to bounds.last, and whatever comes later arrives live.
+            self.last_offset = max(self.last_offset, bounds.last)
+            if self._live_from is None:
+                self._end_replay()
+        return None
 
-    async def _replay(self) -> AsyncIterator[StreamEvent]:
-        """Events from the store until the live buffer reaches back to ``last_offset``."""
-        while not self._caught_up():
-            bounds = await self._store.event_bounds()
-            if self.last_offset < bounds.first - 1:
-                yield self._reset(bounds.first)
-            page = await self._store.read_events(
-                self.last_offset, REPLAY_PAGE, job_id=self.job_id, tool=self.tool
-            )
-            for event in page:
-                self.last_offset = event.offset
-                yield event
-            if not page:
-                # Nothing matching up to bounds.last, and whatever comes later arrives live.
-                self.last_offset = max(self.last_offset, bounds.last)
-                if self._live_from is None:
-                    break
+    def _end_replay(self) -> None:
         self._replaying = False
+        self._done = self._ends_after_replay
+
+    async def _next_live(self) -> JobEvent | None:
+        """The next buffered live event (waiting for one), or None for a duplicate."""
+        while not self._buffer:
+            if self._overflowed:
+                raise SubscriberOverflow(
+                    f"subscriber fell behind ({self._capacity} events buffered); "
+                    f"resume with since={self.last_offset}",
+                    last_offset=self.last_offset,
+                )
+            if self._closed:
+                self._done = True
+                return None
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+            self._wakeup = None
+        event = self._buffer.popleft()
+        if event.offset <= self.last_offset:
+            return None
+        self.last_offset = event.offset
+        return event
 
     def _caught_up(self) -> bool:
         live_from = self._live_from
@@ -166,6 +184,3 @@ class Subscription:
         )
         self.last_offset = first_retained - 1
         return reset
-
-    def _finished_by(self, event: StreamEvent) -> bool:
-        return self.job_id is not None and isinstance(event, JobEvent) and event.data.state.terminal

@@ -1,0 +1,263 @@
+"""Every way a job can end, with its record, its events and its tool's metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobwarden import JobEvent, JobRecord, JobState, Supervisor, builtin, errors
+from jobwarden.errors import OutcomeType
+from tests.fakes import Gates, fake_plugin
+
+pytestmark = pytest.mark.anyio
+
+
+async def events_of(sup: Supervisor, job_id: str) -> list[JobEvent]:
+    """The job's whole event history, until its terminal event."""
+    async with sup.subscribe(job_id=job_id) as events:
+        return [e async for e in events if isinstance(e, JobEvent)]
+
+
+def kinds(events: list[JobEvent]) -> list[str]:
+    return [e.type.removeprefix("jobwarden.job.") for e in events]
+
+
+async def test_success_record_events_and_metrics() -> None:
+    """A succeeded job carries its result, three ordered events, and one success in metrics."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        rec = await sup.submit("builtin.echo", {"text": "hi"})
+        assert rec.state is JobState.QUEUED
+        done = await sup.wait(rec.id, timeout=5)
+        assert done.state is JobState.SUCCEEDED
+        assert done.result == {"text": "hi"}
+        assert done.error is None
+        assert done.attempt == 1
+        assert done.created_at <= done.started_at <= done.finished_at  # type: ignore[operator]
+        events = await events_of(sup, rec.id)
+        assert kinds(events) == ["queued", "running", "succeeded"]
+        offsets = [e.offset for e in events]
+        assert offsets == sorted(offsets) and len(set(offsets)) == 3
+        assert events[-1].data.result == {"text": "hi"}
+        assert all(e.subject == rec.id and e.specversion == "1.0" for e in events)
+        metrics = sup.registry.metrics("builtin.echo")
+        assert (metrics.calls, metrics.successes, metrics.errors, metrics.in_flight) == (1, 1, 0, 0)
+        assert metrics.last_ms is not None and metrics.p95_ms is not None
+
+
+async def test_plugin_exception_fails_the_job_with_an_envelope() -> None:
+    """A tool that raises fails its job with plugin_error, and the error is counted."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        rec = await sup.submit("builtin.fail", {"message": "boom"})
+        done = await sup.wait(rec.id, timeout=5)
+        assert done.state is JobState.FAILED
+        assert done.error is not None
+        assert done.error.type == OutcomeType.PLUGIN_ERROR
+        assert done.error.message == "RequestedFailure: boom"
+        assert done.error.job_id == rec.id and done.error.tool == "builtin.fail"
+        assert done.error.details["exception"].endswith("RequestedFailure")
+        assert kinds(await events_of(sup, rec.id)) == ["queued", "running", "failed"]
+        metrics = sup.registry.metrics("builtin.fail")
+        assert (metrics.calls, metrics.errors, metrics.failures_by_type) == (
+            1,
+            1,
+            {"plugin_error": 1},
+        )
+
+
+async def test_run_raises_job_failed_and_returns_results() -> None:
+    """Supervisor.run returns a success's result and raises JobFailed with the record otherwise."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        assert await sup.run("builtin.echo", {"text": "x"}, timeout=5) == {"text": "x"}
+        with pytest.raises(errors.JobFailed) as caught:
+            await sup.run("builtin.fail", {}, timeout=5)
+        assert caught.value.record.state is JobState.FAILED
+        assert caught.value.error is not None and caught.value.error.type == "plugin_error"
+
+
+@pytest.mark.parametrize("tool", ["fake.bad_output", "fake.lying_struct"])
+async def test_invalid_output_fails_the_job(tool: str) -> None:
+    """Output that does not match the declared return type fails the job with invalid_output."""
+    async with Supervisor(plugins=[fake_plugin(Gates())]) as sup:
+        done = await sup.wait((await sup.submit(tool, {})).id, timeout=5)
+        assert done.state is JobState.FAILED
+        assert done.error is not None and done.error.type == OutcomeType.INVALID_OUTPUT
+        assert done.result is None
+        assert sup.registry.metrics(tool).failures_by_type == {"invalid_output": 1}
+
+
+async def test_timeout_ends_the_job_timed_out() -> None:
+    """A call past its deadline is cancelled and the job ends timed_out with a timeout error."""
+    async with Supervisor(plugins=[fake_plugin(Gates())]) as sup:
+        rec = await sup.submit("fake.hang", {})
+        done = await sup.wait(rec.id, timeout=5)
+        assert done.state is JobState.TIMED_OUT
+        assert done.error is not None and done.error.type == OutcomeType.TIMEOUT
+        assert done.error.details == {"timeout_s": 0.05}
+        assert kinds(await events_of(sup, rec.id)) == ["queued", "running", "timed_out"]
+        metrics = sup.registry.metrics("fake.hang")
+        assert (metrics.timeouts, metrics.errors, metrics.calls) == (1, 0, 1)
+
+
+async def test_submit_timeout_overrides_the_tool_timeout() -> None:
+    """timeout_s given at submit replaces the tool's own timeout for that job."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        rec = await sup.submit("builtin.sleep", {"seconds": 30}, timeout_s=0.05)
+        assert rec.timeout_s == 0.05
+        done = await sup.wait(rec.id, timeout=5)
+        assert done.state is JobState.TIMED_OUT
+
+
+async def test_cancel_while_queued() -> None:
+    """Cancelling a queued job ends it at once; it never runs and no execution is counted."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)], concurrency=1) as sup:
+        first = await sup.submit("fake.gate", {"key": "a"})
+        await gates.wait_entered("a")
+        queued = await sup.submit("fake.gate", {"key": "b"})
+        cancelled = await sup.cancel(queued.id)
+        assert cancelled.state is JobState.CANCELLED
+        assert cancelled.started_at is None
+        assert cancelled.error is not None and cancelled.error.type == OutcomeType.CANCELLED
+        gates.open("a")
+        assert (await sup.wait(first.id, timeout=5)).state is JobState.SUCCEEDED
+        assert kinds(await events_of(sup, queued.id)) == ["queued", "cancelled"]
+        assert sup.registry.metrics("fake.gate").calls == 1
+
+
+async def test_cancel_while_running() -> None:
+    """Cancelling a running job interrupts the call and ends it cancelled, counted as such."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.gate", {"key": "a"})
+        await gates.wait_entered("a")
+        cancelled = await sup.cancel(rec.id)
+        assert cancelled.state is JobState.CANCELLED
+        assert cancelled.error is not None and cancelled.error.message == "cancelled while running"
+        assert kinds(await events_of(sup, rec.id)) == ["queued", "running", "cancelled"]
+        metrics = sup.registry.metrics("fake.gate")
+        assert (metrics.cancellations, metrics.in_flight) == (1, 0)
+
+
+async def test_cancel_running_thread_job_returns_at_once() -> None:
+    """A thread-mode job is cancelled without waiting for its thread, which is abandoned."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.blocking", {"key": "t"})
+        await gates.wait_entered("t")
+        assert (await sup.cancel(rec.id)).state is JobState.CANCELLED
+        gates.open("t")
+
+
+async def test_tool_swallowing_cancellation_still_ends_cancelled() -> None:
+    """A tool that turns its cancellation into another error still ends cancelled, not failed."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.stubborn", {"key": "s"})
+        await gates.wait_entered("s")
+        assert (await sup.cancel(rec.id)).state is JobState.CANCELLED
+
+
+async def test_cancel_finished_job_is_refused() -> None:
+    """Cancelling a terminal job raises JobFinished and changes nothing."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        rec = await sup.submit("builtin.echo", {"text": "x"})
+        await sup.wait(rec.id, timeout=5)
+        with pytest.raises(errors.JobFinished):
+            await sup.cancel(rec.id)
+        assert (await sup.get(rec.id)).state is JobState.SUCCEEDED
+
+
+async def test_no_retry_without_a_policy() -> None:
+    """Without a retry policy a failure is final: attempt stays 1 and no retrying event exists."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        rec = await sup.submit("builtin.fail", {})
+        done = await sup.wait(rec.id, timeout=5)
+        assert done.attempt == 1
+        assert "retrying" not in kinds(await events_of(sup, rec.id))
+
+
+async def test_progress_events_and_record() -> None:
+    """ctx.progress emits progress events with the message and updates the record."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.progress", {"key": "p"})
+        await gates.wait_entered("p")
+        assert (await sup.get(rec.id)).progress == 0.5
+        gates.open("p")
+        await sup.wait(rec.id, timeout=5)
+        events = await events_of(sup, rec.id)
+        assert kinds(events) == ["queued", "running", "progress", "progress", "succeeded"]
+        assert [(e.data.progress, e.data.message) for e in events[2:4]] == [
+            (0.25, "quarter"),
+            (0.5, "half"),
+        ]
+
+
+async def test_submit_errors_create_no_job() -> None:
+    """Unknown tools, invalid input and bad timeouts are refused before any job exists."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        with pytest.raises(errors.ToolNotFound):
+            await sup.submit("builtin.nope", {})
+        with pytest.raises(errors.InvalidInput) as caught:
+            await sup.submit("builtin.echo", {"text": 5})
+        assert "$.text" in caught.value.message
+        assert caught.value.info().tool == "builtin.echo"
+        with pytest.raises(errors.InvalidInput):
+            await sup.submit("builtin.echo", {"text": "x", "extra": 1})
+        with pytest.raises(errors.InvalidRequest):
+            await sup.submit("builtin.echo", {"text": "x"}, timeout_s=0)
+        assert (await sup.list_jobs()).jobs == []
+
+
+async def test_get_and_wait_unknown_or_foreign_jobs() -> None:
+    """Another owner's job and a missing job are both JobNotFound."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        rec = await sup.submit("builtin.echo", {"text": "x"}, owner="alice")
+        with pytest.raises(errors.JobNotFound):
+            await sup.get(rec.id, owner="bob")
+        with pytest.raises(errors.JobNotFound):
+            await sup.wait("missing")
+        with pytest.raises(errors.JobNotFound):
+            await sup.cancel(rec.id, owner="bob")
+        assert (await sup.wait(rec.id, timeout=5, owner="alice")).owner == "alice"
+
+
+async def test_wait_times_out() -> None:
+    """wait() raises TimeoutError when the job does not finish in time, leaving it running."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.gate", {"key": "w"})
+        await gates.wait_entered("w")
+        with pytest.raises(TimeoutError):
+            await sup.wait(rec.id, timeout=0.01)
+        assert (await sup.get(rec.id)).state is JobState.RUNNING
+        gates.open("w")
+        assert (await sup.wait(rec.id, timeout=5)).state is JobState.SUCCEEDED
+
+
+async def test_idempotency_key_returns_the_same_job() -> None:
+    """The same owner and idempotency key give back the first job instead of a new one."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        first = await sup.submit("builtin.echo", {"text": "x"}, idempotency_key="k", owner="a")
+        again = await sup.submit("builtin.echo", {"text": "y"}, idempotency_key="k", owner="a")
+        other = await sup.submit("builtin.echo", {"text": "y"}, idempotency_key="k", owner="b")
+        assert again.id == first.id
+        assert other.id != first.id
+        assert len((await sup.list_jobs()).jobs) == 2
+
+
+async def test_struct_input_is_stored_as_builtins() -> None:
+    """An input given as a Struct is validated and stored as JSON-ready builtins."""
+    from jobwarden.plugins.builtin import EchoIn
+
+    async with Supervisor(plugins=[builtin]) as sup:
+        rec = await sup.submit("builtin.echo", EchoIn(text="s"))
+        assert rec.input == {"text": "s"}
+        assert (await sup.wait(rec.id, timeout=5)).result == {"text": "s"}
+
+
+async def test_records_are_immutable_snapshots() -> None:
+    """The record submit returned stays queued while the job moves on."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        rec: JobRecord = await sup.submit("builtin.echo", {"text": "x"})
+        await sup.wait(rec.id, timeout=5)
+        assert rec.state is JobState.QUEUED

@@ -1,0 +1,111 @@
+"""Fakes shared by the runtime tests: a plugin whose tools misbehave on request, and gates."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import anyio
+import msgspec
+
+from jobwarden import Plugin, ToolContext
+from jobwarden.records import JobEvent, JobRecord
+from jobwarden.store.memory import MemoryStore
+
+
+class Gates:
+    """Named rendezvous points: a tool announces it ``entered`` a gate and waits until it opens."""
+
+    def __init__(self) -> None:
+        self._entered: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
+        self._open: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
+
+    async def pass_through(self, key: str) -> None:
+        self._entered[key].set()
+        await self._open[key].wait()
+
+    async def wait_entered(self, key: str) -> None:
+        await self._entered[key].wait()
+
+    def open(self, key: str) -> None:
+        self._open[key].set()
+
+
+class KeyIn(msgspec.Struct):
+    key: str = "k"
+
+
+class TextOut(msgspec.Struct):
+    text: str
+
+
+class Crash(Exception):
+    """Raised by FlakyStore on purpose."""
+
+
+def fake_plugin(gates: Gates, *, cap: int | None = None) -> Plugin:
+    """A plugin named ``fake`` whose tools block, misbehave, or report progress on request."""
+    plugin = Plugin("fake", version="0.1.0")
+
+    @plugin.tool(timeout=30, max_concurrency=cap)
+    async def gate(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Wait at gate ``key`` until the test opens it."""
+        await gates.pass_through(inp.key)
+        return TextOut(text=inp.key)
+
+    @plugin.tool(timeout=0.05)
+    async def hang(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Enter gate ``key`` and never leave (times out after 50 ms)."""
+        await gates.pass_through(inp.key)
+        raise AssertionError("unreachable: the gate never opens")
+
+    @plugin.tool()
+    async def bad_output(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Return an int where TextOut is declared."""
+        wrong: Any = 42
+        return wrong  # type: ignore[no-any-return]
+
+    @plugin.tool()
+    async def lying_struct(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Return a TextOut whose field has the wrong type."""
+        return TextOut(text=123)  # type: ignore[arg-type]
+
+    @plugin.tool()
+    async def progress(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Report progress twice, then wait at the gate."""
+        await ctx.progress(0.25, "quarter")
+        await ctx.progress(0.5, "half")
+        await gates.pass_through(inp.key)
+        return TextOut(text="done")
+
+    @plugin.tool(timeout=30)
+    async def stubborn(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Swallow the first cancellation, then raise a plain error."""
+        try:
+            await gates.pass_through(inp.key)
+        except anyio.get_cancelled_exc_class():
+            raise ValueError("cleanup failed") from None
+        return TextOut(text="never")
+
+    @plugin.tool(mode="thread", timeout=30)
+    def blocking(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Run in a thread, waiting at the gate through the event loop."""
+        anyio.from_thread.run(gates.pass_through, inp.key)
+        return TextOut(text="thread")
+
+    return plugin
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose ``transition`` to a given state raises ``Crash`` a number of times."""
+
+    def __init__(self, fail_state: str, times: int) -> None:
+        super().__init__()
+        self.fail_state = fail_state
+        self.remaining = times
+
+    async def transition(self, record: JobRecord, event: JobEvent) -> None:
+        if record.state == self.fail_state and self.remaining > 0:
+            self.remaining -= 1
+            raise Crash(f"store refused {record.state}")
+        await super().transition(record, event)
