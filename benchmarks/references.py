@@ -23,7 +23,7 @@ from jobwarden.plugins.builtin import EchoIn, echo
 DoneCallback = Callable[[], None]
 
 
-class _Job:
+class Job:
     __slots__ = ("id", "input")
 
     def __init__(self, job_id: str, payload: Any) -> None:
@@ -31,7 +31,7 @@ class _Job:
         self.input = payload
 
 
-class _Events:
+class Events:
     """Numbers events and sends them to the one subscriber's stream."""
 
     def __init__(self, send: ObjectSendStream[JobEvent]) -> None:
@@ -59,7 +59,7 @@ async def _no_progress(fraction: float, message: str | None) -> None:
     return None
 
 
-async def _call_echo(job: _Job) -> Any:
+async def _call_echo(job: Job) -> Any:
     ctx = ToolContext(job_id=job.id, tool="builtin.echo", attempt=1, progress=_no_progress)
     with anyio.fail_after(10):
         out = await echo(msgspec.convert(job.input, EchoIn), ctx)
@@ -77,8 +77,8 @@ async def _subscriber(receive: ObjectReceiveStream[JobEvent], expected: int) -> 
 async def run_pool(jobs: int, workers: int = 64) -> None:
     """N long-lived workers pull plain job objects from one memory stream."""
     ev_send, ev_recv = anyio.create_memory_object_stream[JobEvent](math.inf)
-    events = _Events(ev_send)
-    send, receive = anyio.create_memory_object_stream[_Job](math.inf)
+    events = Events(ev_send)
+    send, receive = anyio.create_memory_object_stream[Job](math.inf)
 
     async def worker() -> None:
         async for job in receive:
@@ -91,31 +91,33 @@ async def run_pool(jobs: int, workers: int = 64) -> None:
         for _ in range(workers):
             tg.start_soon(worker)
         for n in range(jobs):
-            job = _Job(f"{n:032x}", {"text": "hi"})
+            job = Job(f"{n:032x}", {"text": "hi"})
             events.emit(job.id, JobState.QUEUED)
             send.send_nowait(job)
         send.close()
 
 
+async def naive_actor(job: Job, inbox: ObjectReceiveStream[str], events: Events) -> None:
+    """The naive design's job actor: its own task, waiting on its own stream for the go message."""
+    async with inbox:
+        await inbox.receive()
+        events.emit(job.id, JobState.RUNNING)
+        result = await _call_echo(job)
+        events.emit(job.id, JobState.SUCCEEDED, result)
+
+
 async def run_naive(jobs: int) -> None:
     """One task and one memory stream per job: the job's task waits for its go message."""
     ev_send, ev_recv = anyio.create_memory_object_stream[JobEvent](math.inf)
-    events = _Events(ev_send)
-
-    async def job_task(job: _Job, inbox: ObjectReceiveStream[str]) -> None:
-        async with inbox:
-            await inbox.receive()
-            events.emit(job.id, JobState.RUNNING)
-            result = await _call_echo(job)
-            events.emit(job.id, JobState.SUCCEEDED, result)
+    events = Events(ev_send)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(_subscriber, ev_recv, jobs * 3)
         for n in range(jobs):
-            job = _Job(f"{n:032x}", {"text": "hi"})
+            job = Job(f"{n:032x}", {"text": "hi"})
             send, receive = anyio.create_memory_object_stream[str](1)
             events.emit(job.id, JobState.QUEUED)
-            tg.start_soon(job_task, job, receive)
+            tg.start_soon(naive_actor, job, receive, events)
             send.send_nowait("run")
             send.close()
 

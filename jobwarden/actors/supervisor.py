@@ -145,9 +145,12 @@ class Supervisor:
                 return await self._tg.__aexit__(exc_type, exc, tb)
             except BaseExceptionGroup as group:
                 crashed = group.subgroup(SupervisorCrashed)
-                if crashed is None:
-                    raise
-                raise _first(crashed) from group
+                if crashed is not None:
+                    raise _first(crashed)  # noqa: B904 - keeps its own cause: the crash
+                if exc is not None and _only(group, exc):
+                    # The body's own exception, wrapped by the task group: let it through as is.
+                    return False
+                raise
         finally:
             with anyio.CancelScope(shield=True):
                 await self._close()
@@ -364,6 +367,13 @@ def _shutdown_error(actor: JobActor) -> ErrorInfo:
         plugin=record.plugin,
         tool=record.tool,
         job_id=record.id,
+    )
+
+
+def _only(group: BaseExceptionGroup[BaseException], exc: BaseException) -> bool:
+    return all(
+        _only(inner, exc) if isinstance(inner, BaseExceptionGroup) else inner is exc
+        for inner in group.exceptions
     )
 
 

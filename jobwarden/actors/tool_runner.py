@@ -49,8 +49,8 @@ class ToolRunner:
                 if started is not None:
                     await self._execute(actor, started)
             finally:
-                self.current = None
                 scheduler.release(actor)
+            self.current = None
 
     async def _execute(self, actor: JobActor, started: Started) -> None:
         tool = actor.tool

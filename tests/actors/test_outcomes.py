@@ -35,12 +35,14 @@ async def test_success_record_events_and_metrics() -> None:
         events = await events_of(sup, rec.id)
         assert kinds(events) == ["queued", "running", "succeeded"]
         offsets = [e.offset for e in events]
-        assert offsets == sorted(offsets) and len(set(offsets)) == 3
+        assert offsets == sorted(offsets)
+        assert len(set(offsets)) == 3
         assert events[-1].data.result == {"text": "hi"}
         assert all(e.subject == rec.id and e.specversion == "1.0" for e in events)
         metrics = sup.registry.metrics("builtin.echo")
         assert (metrics.calls, metrics.successes, metrics.errors, metrics.in_flight) == (1, 1, 0, 0)
-        assert metrics.last_ms is not None and metrics.p95_ms is not None
+        assert metrics.last_ms is not None
+        assert metrics.p95_ms is not None
 
 
 async def test_plugin_exception_fails_the_job_with_an_envelope() -> None:
@@ -52,7 +54,8 @@ async def test_plugin_exception_fails_the_job_with_an_envelope() -> None:
         assert done.error is not None
         assert done.error.type == OutcomeType.PLUGIN_ERROR
         assert done.error.message == "RequestedFailure: boom"
-        assert done.error.job_id == rec.id and done.error.tool == "builtin.fail"
+        assert done.error.job_id == rec.id
+        assert done.error.tool == "builtin.fail"
         assert done.error.details["exception"].endswith("RequestedFailure")
         assert kinds(await events_of(sup, rec.id)) == ["queued", "running", "failed"]
         metrics = sup.registry.metrics("builtin.fail")
@@ -70,7 +73,8 @@ async def test_run_raises_job_failed_and_returns_results() -> None:
         with pytest.raises(errors.JobFailed) as caught:
             await sup.run("builtin.fail", {}, timeout=5)
         assert caught.value.record.state is JobState.FAILED
-        assert caught.value.error is not None and caught.value.error.type == "plugin_error"
+        assert caught.value.error is not None
+        assert caught.value.error.type == "plugin_error"
 
 
 @pytest.mark.parametrize("tool", ["fake.bad_output", "fake.lying_struct"])
@@ -79,7 +83,8 @@ async def test_invalid_output_fails_the_job(tool: str) -> None:
     async with Supervisor(plugins=[fake_plugin(Gates())]) as sup:
         done = await sup.wait((await sup.submit(tool, {})).id, timeout=5)
         assert done.state is JobState.FAILED
-        assert done.error is not None and done.error.type == OutcomeType.INVALID_OUTPUT
+        assert done.error is not None
+        assert done.error.type == OutcomeType.INVALID_OUTPUT
         assert done.result is None
         assert sup.registry.metrics(tool).failures_by_type == {"invalid_output": 1}
 
@@ -90,7 +95,8 @@ async def test_timeout_ends_the_job_timed_out() -> None:
         rec = await sup.submit("fake.hang", {})
         done = await sup.wait(rec.id, timeout=5)
         assert done.state is JobState.TIMED_OUT
-        assert done.error is not None and done.error.type == OutcomeType.TIMEOUT
+        assert done.error is not None
+        assert done.error.type == OutcomeType.TIMEOUT
         assert done.error.details == {"timeout_s": 0.05}
         assert kinds(await events_of(sup, rec.id)) == ["queued", "running", "timed_out"]
         metrics = sup.registry.metrics("fake.hang")
@@ -116,7 +122,8 @@ async def test_cancel_while_queued() -> None:
         cancelled = await sup.cancel(queued.id)
         assert cancelled.state is JobState.CANCELLED
         assert cancelled.started_at is None
-        assert cancelled.error is not None and cancelled.error.type == OutcomeType.CANCELLED
+        assert cancelled.error is not None
+        assert cancelled.error.type == OutcomeType.CANCELLED
         gates.open("a")
         assert (await sup.wait(first.id, timeout=5)).state is JobState.SUCCEEDED
         assert kinds(await events_of(sup, queued.id)) == ["queued", "cancelled"]
@@ -131,7 +138,8 @@ async def test_cancel_while_running() -> None:
         await gates.wait_entered("a")
         cancelled = await sup.cancel(rec.id)
         assert cancelled.state is JobState.CANCELLED
-        assert cancelled.error is not None and cancelled.error.message == "cancelled while running"
+        assert cancelled.error is not None
+        assert cancelled.error.message == "cancelled while running"
         assert kinds(await events_of(sup, rec.id)) == ["queued", "running", "cancelled"]
         metrics = sup.registry.metrics("fake.gate")
         assert (metrics.cancellations, metrics.in_flight) == (1, 0)

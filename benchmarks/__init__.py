@@ -1,0 +1,1 @@
+"""Benchmarks: each module measures jobwarden beside its reference baseline."""

@@ -1,0 +1,95 @@
+"""Sleep fan-out: N concurrent 1 s ``builtin.sleep`` jobs, from the first submit to the last done.
+
+The reference is the floor: the same N sleeps as bare anyio tasks in one task group.
+
+    .venv/bin/python -m benchmarks.sleep_fanout [--jobs 10000] [--seconds 1] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import anyio
+
+from benchmarks import harness
+from jobwarden import JobState, Supervisor, builtin
+
+DESCRIPTION = "Wall time of N concurrent 1 s builtin.sleep jobs, beside N bare anyio sleeps."
+TOOL = "builtin.sleep"
+
+
+async def run_jobwarden(jobs: int, seconds: float) -> harness.Figures:
+    """Wall seconds from the first submit until every job succeeded (and the supervisor's start)."""
+    began = time.perf_counter()
+    async with Supervisor(plugins=[builtin], concurrency=jobs, max_queued=jobs) as sup:
+        started = time.perf_counter()
+        ids = [(await sup.submit(TOOL, {"seconds": seconds})).id for _ in range(jobs)]
+        for job_id in ids:
+            record = await sup.wait(job_id)
+            if record.state is not JobState.SUCCEEDED:
+                raise RuntimeError(f"job {job_id} ended {record.state}: {record.error}")
+        done = time.perf_counter()
+    if sup.registry.metrics(TOOL).successes != jobs:
+        raise RuntimeError("not every job succeeded")
+    return {"wall s": done - started, "start s": started - began}
+
+
+async def run_bare(jobs: int, seconds: float) -> harness.Figures:
+    """Wall seconds for N bare ``anyio.sleep`` tasks in one task group."""
+    began = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(jobs):
+            tg.start_soon(anyio.sleep, seconds)
+    return {"wall s": time.perf_counter() - began}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Measure, print the table and the verdicts."""
+    p = harness.parser(DESCRIPTION)
+    p.add_argument("--jobs", type=int, default=10_000, help="concurrent sleeps (10000)")
+    p.add_argument("--seconds", type=float, default=1.0, help="each sleep (1.0)")
+    args = harness.parse(p, argv)
+    jobs: int = args.jobs
+    seconds: float = args.seconds
+    backend: str = args.backend
+    uvloop: bool = args.uvloop
+    candidates = {
+        "jobwarden": lambda: harness.run(
+            run_jobwarden, jobs, seconds, backend=backend, uvloop=uvloop
+        ),
+        "bare tasks": lambda: harness.run(run_bare, jobs, seconds, backend=backend, uvloop=uvloop),
+    }
+    loop = "uvloop" if uvloop else backend
+    report = harness.Report(
+        "sleep_fanout",
+        {"jobs": jobs, "seconds": seconds, "rounds": args.rounds, "backend": backend, "loop": loop},
+    )
+    warmup = {
+        "jobwarden": lambda: harness.run(run_jobwarden, 100, 0.01, backend=backend, uvloop=uvloop),
+        "bare tasks": lambda: harness.run(run_bare, 100, 0.01, backend=backend, uvloop=uvloop),
+    }
+    samples = harness.interleave(candidates, args.rounds, quiet=args.json, warmup=warmup)
+    ours = report.add(
+        "jobwarden", "first submit -> last succeeded", "s", samples["jobwarden"]["wall s"]
+    )
+    report.add("jobwarden", "Supervisor start (not timed)", "s", samples["jobwarden"]["start s"])
+    floor = report.add("bare tasks", "start -> all slept", "s", samples["bare tasks"]["wall s"])
+    report.note(
+        f"Supervisor(concurrency={jobs:,}, max_queued={jobs:,}); the bare tasks are the floor;"
+        " the Supervisor's start (spawning its runners) is shown but not in the timed figure"
+    )
+    report.check(
+        "sleep fan-out",
+        f"jobwarden {ours:.3f} s for {jobs:,} x {seconds:g} s sleeps"
+        f" (floor {floor:.3f} s, overhead {ours - floor:+.3f} s)",
+        ours,
+        "<=",
+        seconds + 0.5,
+        " s",
+    )
+    harness.emit(report, as_json=args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The event stream: offsets, resume with since, retention resets, and slow subscribers."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from jobwarden import JobEvent, MemoryStore, StreamEvent, StreamReset, Supervisor, builtin, errors
+from tests.fakes import Gates, fake_plugin
+
+pytestmark = pytest.mark.anyio
+
+
+async def collect(sup: Supervisor, count: int, **filters: object) -> list[StreamEvent]:
+    """The first ``count`` events of a subscription opened with ``filters``."""
+    got: list[StreamEvent] = []
+    async with sup.subscribe(**filters) as events:  # type: ignore[arg-type]
+        async for event in events:
+            got.append(event)
+            if len(got) == count:
+                break
+    return got
+
+
+async def test_global_offsets_strictly_increase_across_jobs() -> None:
+    """Events of many jobs carry one strictly increasing offset sequence with no gaps."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        ids = [(await sup.submit("builtin.echo", {"text": str(n)})).id for n in range(20)]
+        for job_id in ids:
+            await sup.wait(job_id, timeout=5)
+        events = await collect(sup, 60, since=0)
+        assert [e.offset for e in events] == list(range(1, 61))
+
+
+async def test_resume_with_since_has_no_duplicates_and_no_gap() -> None:
+    """A subscriber that stops and resumes with since=<last id> sees every event exactly once."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        for n in range(10):
+            await sup.submit("builtin.echo", {"text": str(n)})
+        first = await collect(sup, 7, since=0)
+        for n in range(10, 20):
+            await sup.submit("builtin.echo", {"text": str(n)})
+        rest = await collect(sup, 60 - 7, since=first[-1].offset)
+        offsets = [e.offset for e in first + rest]
+        assert offsets == list(range(1, 61))
+
+
+async def test_live_subscriber_then_replay_switch_is_seamless() -> None:
+    """Events published while a subscriber replays history arrive once, in order."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        for n in range(300):
+            await sup.submit("builtin.echo", {"text": str(n)})
+        seen: list[int] = []
+        async with sup.subscribe(since=0) as events:
+            async for event in events:
+                seen.append(event.offset)
+                if len(seen) == 450:
+                    for n in range(300, 400):
+                        await sup.submit("builtin.echo", {"text": str(n)})
+                if len(seen) == 1200:
+                    break
+        assert seen == list(range(1, 1201))
+
+
+async def test_since_none_means_only_new_events() -> None:
+    """A global subscription without since starts after the newest event."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        await sup.wait((await sup.submit("builtin.echo", {"text": "old"})).id, timeout=5)
+        async with sup.subscribe() as events:
+            new = await sup.submit("builtin.echo", {"text": "new"})
+            event = await events.__anext__()
+            assert isinstance(event, JobEvent)
+            assert event.subject == new.id
+
+
+async def test_filters_by_tool_and_job() -> None:
+    """tool= and job_id= subscriptions see only matching events; a job stream ends by itself."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        echo = await sup.submit("builtin.echo", {"text": "x"})
+        fail = await sup.submit("builtin.fail", {})
+        await sup.wait(fail.id, timeout=5)
+        await sup.wait(echo.id, timeout=5)
+        only_fail = await collect(sup, 3, since=0, tool="builtin.fail")
+        assert {e.subject for e in only_fail} == {fail.id}
+        async with sup.subscribe(job_id=echo.id) as events:
+            job_events = [e async for e in events]
+        assert [e.type for e in job_events][-1] == "jobwarden.job.succeeded"
+        assert {e.subject for e in job_events} == {echo.id}
+        with pytest.raises(errors.ToolNotFound):
+            async with sup.subscribe(tool="builtin.nope"):
+                pass
+        with pytest.raises(errors.JobNotFound):
+            async with sup.subscribe(job_id="nope"):
+                pass
+
+
+async def test_job_subscription_follows_a_live_job_to_its_end() -> None:
+    """Subscribing to a running job replays its past events, then live ones, then ends."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.gate", {"key": "j"})
+        await gates.wait_entered("j")
+        got: list[str] = []
+        async with sup.subscribe(job_id=rec.id) as events:
+            async for event in events:
+                got.append(event.type)
+                if event.type == "jobwarden.job.running":
+                    gates.open("j")
+        assert got == ["jobwarden.job.queued", "jobwarden.job.running", "jobwarden.job.succeeded"]
+
+
+async def test_resume_older_than_retention_gets_a_reset_first() -> None:
+    """since older than the retained history yields a stream.reset before any event."""
+    store = MemoryStore(retain_events=10)
+    async with Supervisor(plugins=[builtin], store=store) as sup:
+        for n in range(10):
+            await sup.wait((await sup.submit("builtin.echo", {"text": str(n)})).id, timeout=5)
+        events = await collect(sup, 4, since=3)
+        reset = events[0]
+        assert isinstance(reset, StreamReset)
+        assert reset.type == "jobwarden.stream.reset"
+        assert (reset.data.requested_since, reset.data.first_retained) == (3, 21)
+        assert reset.offset == 20
+        assert [e.offset for e in events[1:]] == [21, 22, 23]
+
+
+async def test_finished_job_whose_events_were_purged_ends_after_reset() -> None:
+    """A terminal job whose history is gone yields the reset notice and then ends, not hangs."""
+    store = MemoryStore(retain_events=3)
+    async with Supervisor(plugins=[builtin], store=store) as sup:
+        old = await sup.submit("builtin.echo", {"text": "old"})
+        await sup.wait(old.id, timeout=5)
+        for n in range(3):
+            await sup.wait((await sup.submit("builtin.echo", {"text": str(n)})).id, timeout=5)
+        async with sup.subscribe(job_id=old.id) as events:
+            got = [e async for e in events]
+        assert [type(e) for e in got] == [StreamReset]
+
+
+async def test_slow_subscriber_is_dropped_while_others_keep_receiving() -> None:
+    """A subscriber that overflows its buffer is dropped with SubscriberOverflow; others get all."""
+    async with Supervisor(plugins=[builtin], subscriber_buffer=5) as sup:
+        async with sup.subscribe() as slow, sup.subscribe() as fast:
+            await sup.submit("builtin.echo", {"text": "first"})
+            assert (await slow.__anext__()).offset == 1  # now live; it reads nothing more
+            fast_seen: list[int] = [(await fast.__anext__()).offset]
+            for n in range(4):
+                if n:
+                    await sup.submit("builtin.echo", {"text": str(n)})
+                # The fast reader drains after every submit; the slow one has stopped reading.
+                for _ in range(3 if n else 2):
+                    fast_seen.append((await fast.__anext__()).offset)
+            assert fast_seen == list(range(1, 13))
+            assert sup.statistics().subscribers == 1
+            slow_seen: list[int] = []
+            with pytest.raises(errors.SubscriberOverflow) as caught:
+                async for event in slow:
+                    slow_seen.append(event.offset)
+            assert slow_seen == [2, 3, 4, 5, 6]
+            assert caught.value.last_offset == 6
+            resumed = await collect(sup, 6, since=caught.value.last_offset)
+            assert [e.offset for e in resumed] == list(range(7, 13))
+
+
+async def test_subscriber_that_never_reads_costs_a_bounded_buffer() -> None:
+    """A subscriber that has not started reading keeps at most its buffer and loses nothing."""
+    async with Supervisor(plugins=[builtin], subscriber_buffer=5) as sup:
+        async with sup.subscribe() as idle:
+            for n in range(10):
+                await sup.wait((await sup.submit("builtin.echo", {"text": str(n)})).id, timeout=5)
+            assert sup.statistics().subscribers == 1
+            seen = []
+            async for event in idle:
+                seen.append(event.offset)
+                if len(seen) == 30:
+                    break
+            assert seen == list(range(1, 31))
+
+
+async def test_overflow_during_replay_recovers_from_the_store() -> None:
+    """Live events overflowing a replaying subscriber are re-read from the store, not lost."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)], subscriber_buffer=4, concurrency=1) as sup:
+        await sup.submit("fake.gate", {"key": "hold"})  # occupies the only runner
+        await gates.wait_entered("hold")
+        for n in range(5):
+            await sup.submit("fake.gate", {"key": str(n)})
+        async with sup.subscribe(since=0) as events:
+            seen = [(await events.__anext__()).offset]
+            for n in range(5, 15):
+                await sup.submit("fake.gate", {"key": str(n)})
+            async for event in events:
+                seen.append(event.offset)
+                if len(seen) == 17:
+                    break
+        assert seen == list(range(1, 18))
+        gates.open("hold")
+
+
+async def test_subscriptions_end_when_the_supervisor_stops() -> None:
+    """An open subscription finishes cleanly when the supervisor shuts down."""
+    got: list[StreamEvent] = []
+    async with anyio.create_task_group() as tg:
+        sup = Supervisor(plugins=[builtin])
+        ready = anyio.Event()
+
+        async def reader() -> None:
+            async with sup.subscribe() as events:
+                ready.set()
+                got.extend([e async for e in events])
+
+        async with sup:
+            tg.start_soon(reader)
+            await ready.wait()
+            await sup.wait((await sup.submit("builtin.echo", {"text": "x"})).id, timeout=5)
+    assert [e.type for e in got][-1] == "jobwarden.job.succeeded"

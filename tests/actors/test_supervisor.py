@@ -1,0 +1,183 @@
+"""The supervisor's own duties: admission, caps, crash recovery, shutdown and its lifecycle."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+from jobwarden import JobState, PluginLifecycle, Supervisor, builtin, errors
+from jobwarden.errors import OutcomeType
+from tests.fakes import Crash, FlakyStore, Gates, fake_plugin
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_overload_refuses_beyond_max_queued() -> None:
+    """With max_queued jobs waiting, submit raises Overloaded and the queued jobs are intact."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)], concurrency=1, max_queued=2) as sup:
+        running = await sup.submit("fake.gate", {"key": "r"})
+        await gates.wait_entered("r")
+        waiting = [await sup.submit("fake.gate", {"key": "r"}) for _ in range(2)]
+        with pytest.raises(errors.Overloaded) as caught:
+            await sup.submit("fake.gate", {"key": "r"})
+        assert caught.value.status == 429
+        assert caught.value.retry_after_s > 0
+        assert sup.statistics().queued == 2
+        gates.open("r")
+        for rec in [running, *waiting]:
+            assert (await sup.wait(rec.id, timeout=5)).state is JobState.SUCCEEDED
+        assert (await sup.submit("fake.gate", {"key": "r"})).state is JobState.QUEUED
+
+
+async def test_global_concurrency_cap() -> None:
+    """No more jobs run at once than there are runners."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)], concurrency=3) as sup:
+        recs = [await sup.submit("fake.gate", {"key": str(n)}) for n in range(6)]
+        for n in range(3):
+            await gates.wait_entered(str(n))
+        await anyio.wait_all_tasks_blocked()
+        assert sup.statistics().running == 3
+        assert [r.state for r in [await sup.get(r.id) for r in recs]].count(JobState.RUNNING) == 3
+        for n in range(6):
+            gates.open(str(n))
+        for rec in recs:
+            await sup.wait(rec.id, timeout=5)
+
+
+async def test_per_tool_cap_does_not_block_other_tools() -> None:
+    """A tool at its max_concurrency parks its jobs while other tools keep running."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates, cap=2), builtin], concurrency=8) as sup:
+        capped = [await sup.submit("fake.gate", {"key": str(n)}) for n in range(4)]
+        await gates.wait_entered("0")
+        await gates.wait_entered("1")
+        await anyio.wait_all_tasks_blocked()
+        assert sup.registry.metrics("fake.gate").in_flight == 2
+        assert (await sup.get(capped[2].id)).state is JobState.QUEUED
+        assert await sup.run("builtin.echo", {"text": "x"}, timeout=5) == {"text": "x"}
+        await sup.cancel(capped[2].id)
+        gates.open("0")
+        await gates.wait_entered("3")
+        assert sup.registry.metrics("fake.gate").in_flight == 2
+        for n in range(4):
+            gates.open(str(n))
+        states = [(await sup.wait(r.id, timeout=5)).state for r in capped]
+        assert states.count(JobState.SUCCEEDED) == 3
+
+
+async def test_crashed_runner_is_restarted_and_the_job_requeued() -> None:
+    """A runner that crashes starting a job is replaced, the job runs later, the crash is logged."""
+    store = FlakyStore(fail_state="running", times=1)
+    with capture_logs() as logs:
+        async with Supervisor(plugins=[builtin], store=store, concurrency=1) as sup:
+            rec = await sup.submit("builtin.echo", {"text": "x"})
+            done = await sup.wait(rec.id, timeout=5)
+            assert done.state is JobState.SUCCEEDED
+            assert sup.statistics().restarts == 1
+    assert any(e["event"] == "tool runner crashed; restarting it" for e in logs)
+
+
+async def test_runner_crash_while_finishing_fails_the_job_as_crashed() -> None:
+    """A crash recording a job's outcome is retried by recovery as a crashed failure."""
+    store = FlakyStore(fail_state="succeeded", times=1)
+    async with Supervisor(plugins=[builtin], store=store, concurrency=1) as sup:
+        rec = await sup.submit("builtin.echo", {"text": "x"})
+        done = await sup.wait(rec.id, timeout=5)
+        assert done.state is JobState.FAILED
+        assert done.error is not None
+        assert done.error.type == OutcomeType.CRASHED
+        assert sup.registry.metrics("builtin.echo").calls == 1
+
+
+async def test_restart_intensity_exceeded_stops_the_supervisor() -> None:
+    """More crashes than the restart intensity allows stop everything with SupervisorCrashed."""
+    store = FlakyStore(fail_state="running", times=100)
+    with pytest.raises(errors.SupervisorCrashed) as caught:
+        async with Supervisor(
+            plugins=[builtin], store=store, concurrency=1, max_restarts=2, restart_window_s=60
+        ) as sup:
+            rec = await sup.submit("builtin.echo", {"text": "x"})
+            await sup.wait(rec.id)
+    assert isinstance(caught.value.__cause__, Crash)
+    assert "3 runner crashes" in str(caught.value)
+
+
+async def test_shutdown_lets_running_jobs_finish_within_grace() -> None:
+    """On exit, running jobs get the grace period, queued ones are cancelled, nothing is left."""
+    gates = Gates()
+    sup = Supervisor(plugins=[fake_plugin(gates)], concurrency=1, shutdown_grace_s=30)
+    async with sup:
+        running = await sup.submit("fake.gate", {"key": "g"})
+        queued = await sup.submit("fake.gate", {"key": "q"})
+        await gates.wait_entered("g")
+        gates.open("g")
+    assert (await sup.get(running.id)).state is JobState.SUCCEEDED
+    final = await sup.get(queued.id)
+    assert final.state is JobState.CANCELLED
+    assert final.error is not None
+    assert "before the job started" in final.error.message
+    with pytest.raises(errors.ShuttingDown):
+        await sup.submit("fake.gate", {})
+
+
+async def test_shutdown_cancels_jobs_still_running_after_grace() -> None:
+    """Jobs still running when the grace period ends are cancelled and recorded as such."""
+    gates = Gates()
+    sup = Supervisor(plugins=[fake_plugin(gates)], shutdown_grace_s=0.01)
+    async with sup:
+        rec = await sup.submit("fake.gate", {"key": "never"})
+        await gates.wait_entered("never")
+    final = await sup.get(rec.id)
+    assert final.state is JobState.CANCELLED
+    assert final.error is not None
+    assert "shut down" in final.error.message
+    assert sup.registry.metrics("fake.gate").cancellations == 1
+    assert sup.registry.status("fake").state is PluginLifecycle.UNAVAILABLE
+
+
+async def test_body_exception_propagates_unwrapped_and_cancels_jobs() -> None:
+    """An exception in the async with body comes out as itself; running jobs are cancelled."""
+    gates = Gates()
+    sup = Supervisor(plugins=[fake_plugin(gates)])
+    with pytest.raises(KeyError):
+        async with sup:
+            rec = await sup.submit("fake.gate", {"key": "b"})
+            await gates.wait_entered("b")
+            raise KeyError("boom")
+    assert (await sup.get(rec.id)).state is JobState.CANCELLED
+
+
+async def test_lifecycle_misuse_is_refused() -> None:
+    """Submitting before start and starting twice both fail with a clear message."""
+    sup = Supervisor(plugins=[builtin])
+    with pytest.raises(errors.ShuttingDown, match="not started"):
+        await sup.submit("builtin.echo", {"text": "x"})
+    async with sup:
+        assert sup.registry.status("builtin").state is PluginLifecycle.RUNNING
+        assert sup.statistics().accepting
+    with pytest.raises(RuntimeError, match="only once"):
+        async with sup:
+            pass
+
+
+def test_invalid_settings_are_refused() -> None:
+    """Non-positive concurrency or queue sizes are configuration errors."""
+    with pytest.raises(ValueError, match="concurrency"):
+        Supervisor(concurrency=0)
+    with pytest.raises(ValueError, match="subscriber_buffer"):
+        Supervisor(subscriber_buffer=0)
+
+
+async def test_many_jobs_all_succeed_and_metrics_agree() -> None:
+    """A burst of jobs all succeed, counted exactly once each, with nothing left in flight."""
+    async with Supervisor(plugins=[builtin], concurrency=4) as sup:
+        recs = [await sup.submit("builtin.echo", {"text": str(n)}) for n in range(500)]
+        for rec in recs:
+            assert (await sup.wait(rec.id, timeout=10)).state is JobState.SUCCEEDED
+        metrics = sup.registry.metrics("builtin.echo")
+        assert (metrics.calls, metrics.successes, metrics.in_flight) == (500, 500, 0)
+        stats = sup.statistics()
+        assert (stats.queued, stats.running) == (0, 0)

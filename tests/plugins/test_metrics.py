@@ -1,0 +1,176 @@
+"""Per-tool metrics: counters per outcome, mean, last, and a bounded window for p95."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from jobwarden.plugins.metrics import CANCELLED, SUCCEEDED, TIMEOUT, WINDOW, MetricsCell
+
+P95_RANK = math.ceil(0.95 * WINDOW)  # nearest rank of the p95 in a full window
+
+
+def run(cell: MetricsCell, outcome: str, duration_s: float) -> None:
+    """One complete execution: begin, then finish."""
+    cell.begin()
+    cell.finish(outcome, duration_s)
+
+
+def test_empty_snapshot() -> None:
+    """A tool never run has zero counts and no timings."""
+    snap = MetricsCell("demo.echo").snapshot()
+    assert snap.tool == "demo.echo"
+    assert (snap.calls, snap.successes, snap.errors, snap.timeouts, snap.cancellations) == (
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+    assert snap.in_flight == 0
+    assert snap.failures_by_type == {}
+    assert (snap.last_used, snap.last_ms, snap.mean_ms, snap.p95_ms) == (None, None, None, None)
+
+
+def test_counts_per_outcome() -> None:
+    """Each outcome is counted; errors exclude timeouts and cancellations."""
+    cell = MetricsCell("t")
+    for outcome in [SUCCEEDED, SUCCEEDED, "plugin_error", "plugin_error", "invalid_output"]:
+        run(cell, outcome, 0.5)
+    run(cell, TIMEOUT, 0.5)
+    run(cell, CANCELLED, 0.5)
+    run(cell, CANCELLED, 0.5)
+    snap = cell.snapshot()
+    assert snap.calls == 8
+    assert snap.successes == 2
+    assert snap.errors == 3
+    assert snap.timeouts == 1
+    assert snap.cancellations == 2
+    assert snap.failures_by_type == {
+        "plugin_error": 2,
+        "invalid_output": 1,
+        TIMEOUT: 1,
+        CANCELLED: 2,
+    }
+    assert snap.calls == snap.successes + sum(snap.failures_by_type.values())
+
+
+def test_in_flight_counts_begun_but_unfinished_executions() -> None:
+    """in_flight goes up on begin() and down on finish()."""
+    cell = MetricsCell("t")
+    cell.begin()
+    cell.begin()
+    assert cell.snapshot().in_flight == 2
+    cell.finish(SUCCEEDED, 0.1)
+    snap = cell.snapshot()
+    assert (snap.in_flight, snap.calls) == (1, 1)
+
+
+def test_mean_and_last_in_milliseconds() -> None:
+    """mean_ms averages every call; last_ms is the most recent duration."""
+    cell = MetricsCell("t")
+    for duration in (0.5, 0.25, 0.75, 0.5):
+        run(cell, SUCCEEDED, duration)
+    snap = cell.snapshot()
+    assert snap.mean_ms == 500.0
+    assert snap.last_ms == 500.0
+    run(cell, "plugin_error", 0.125)
+    assert cell.snapshot().last_ms == 125.0
+
+
+def test_failed_calls_count_towards_timings() -> None:
+    """Durations of failed calls are part of mean and p95 too."""
+    cell = MetricsCell("t")
+    run(cell, SUCCEEDED, 1.0)
+    run(cell, TIMEOUT, 3.0)
+    snap = cell.snapshot()
+    assert snap.mean_ms == 2000.0
+    assert snap.p95_ms == 3000.0
+
+
+@pytest.mark.parametrize(
+    ("durations", "expected_s"),
+    [
+        ([1.0], 1.0),
+        ([2.0, 1.0], 2.0),
+        (list(range(1, 21)), 19.0),  # ceil(0.95 * 20) = 19th smallest
+        (list(range(100, 0, -1)), 95.0),  # order of arrival does not matter
+        ([5.0] * 10 + [1.0], 5.0),
+    ],
+)
+def test_p95_is_nearest_rank(durations: list[float], expected_s: float) -> None:
+    """p95 is the nearest-rank 95th percentile: the ceil(0.95 * n)-th smallest duration."""
+    cell = MetricsCell("t")
+    for duration in durations:
+        run(cell, SUCCEEDED, float(duration))
+    assert cell.snapshot().p95_ms == expected_s * 1000.0
+
+
+def test_last_used_is_a_utc_time_of_the_last_call() -> None:
+    """last_used is a timezone-aware UTC datetime taken when the last call finished."""
+    cell = MetricsCell("t")
+    before = datetime.now(UTC)
+    run(cell, SUCCEEDED, 0.1)
+    after = datetime.now(UTC)
+    last_used = cell.snapshot().last_used
+    assert last_used is not None
+    assert last_used.tzinfo is not None
+    assert before <= last_used <= after
+
+
+def test_snapshot_is_frozen_and_detached() -> None:
+    """A snapshot cannot be changed and does not change when the cell does."""
+    cell = MetricsCell("t")
+    run(cell, "plugin_error", 0.1)
+    snap = cell.snapshot()
+    with pytest.raises(AttributeError):
+        snap.calls = 5  # type: ignore[misc]
+    snap.failures_by_type["plugin_error"] = 99
+    run(cell, "plugin_error", 0.1)
+    assert cell.snapshot().failures_by_type == {"plugin_error": 2}
+    assert snap.calls == 1
+    msgspec.json.encode(snap)  # JSON-ready
+
+
+def test_window_memory_is_bounded() -> None:
+    """After many more than WINDOW calls only WINDOW durations are kept."""
+    cell = MetricsCell("t")
+    for i in range(3 * WINDOW + 7):
+        run(cell, SUCCEEDED, float(i))
+    assert len(cell._durations) == WINDOW
+    assert cell.snapshot().calls == 3 * WINDOW + 7
+
+
+def test_p95_reflects_the_recent_window() -> None:
+    """Once slow calls have left the window, p95 shows only the recent fast ones."""
+    cell = MetricsCell("t")
+    for _ in range(WINDOW):
+        run(cell, SUCCEEDED, 100.0)
+    for _ in range(WINDOW):
+        run(cell, SUCCEEDED, 1.0)
+    snap = cell.snapshot()
+    assert snap.p95_ms == 1000.0
+    assert snap.mean_ms == pytest.approx(50_500.0)  # the mean covers every call
+
+
+def test_window_holds_exactly_the_last_window_durations() -> None:
+    """After WINDOW + k calls the window holds the durations of the last WINDOW calls only."""
+    cell = MetricsCell("t")
+    total = WINDOW + 10
+    for i in range(1, total + 1):
+        run(cell, SUCCEEDED, float(i))
+    assert sorted(cell._durations) == [float(i) for i in range(total - WINDOW + 1, total + 1)]
+
+
+def test_p95_forgets_the_oldest_call_first() -> None:
+    """The oldest duration is the first to leave the window, so it cannot sway p95 later."""
+    cell = MetricsCell("t")
+    slow_in_window = WINDOW - P95_RANK  # this many slow calls still leave p95 on a fast one
+    total = WINDOW + 88
+    for i in range(1, total + 1):
+        slow = i == 1 or i > total - slow_in_window
+        run(cell, SUCCEEDED, 1000.0 if slow else 1.0)
+    assert cell.snapshot().p95_ms == 1000.0
