@@ -139,42 +139,47 @@ async def test_finished_job_whose_events_were_purged_ends_after_reset() -> None:
 
 async def test_slow_subscriber_is_dropped_while_others_keep_receiving() -> None:
     """A subscriber that overflows its buffer is dropped with SubscriberOverflow; others get all."""
-    async with Supervisor(plugins=[builtin], subscriber_buffer=5) as sup:
-        async with sup.subscribe() as slow, sup.subscribe() as fast:
-            await sup.submit("builtin.echo", {"text": "first"})
-            assert (await slow.__anext__()).offset == 1  # now live; it reads nothing more
-            fast_seen: list[int] = [(await fast.__anext__()).offset]
-            for n in range(4):
-                if n:
-                    await sup.submit("builtin.echo", {"text": str(n)})
-                # The fast reader drains after every submit; the slow one has stopped reading.
-                for _ in range(3 if n else 2):
-                    fast_seen.append((await fast.__anext__()).offset)
-            assert fast_seen == list(range(1, 13))
-            assert sup.statistics().subscribers == 1
-            slow_seen: list[int] = []
-            with pytest.raises(errors.SubscriberOverflow) as caught:
-                async for event in slow:
-                    slow_seen.append(event.offset)
-            assert slow_seen == [2, 3, 4, 5, 6]
-            assert caught.value.last_offset == 6
-            resumed = await collect(sup, 6, since=caught.value.last_offset)
-            assert [e.offset for e in resumed] == list(range(7, 13))
+    async with (
+        Supervisor(plugins=[builtin], subscriber_buffer=5) as sup,
+        sup.subscribe() as slow,
+        sup.subscribe() as fast,
+    ):
+        await sup.submit("builtin.echo", {"text": "first"})
+        assert (await slow.__anext__()).offset == 1  # now live; it reads nothing more
+        fast_seen: list[int] = [(await fast.__anext__()).offset]
+        for n in range(4):
+            if n:
+                await sup.submit("builtin.echo", {"text": str(n)})
+            # The fast reader drains after every submit; the slow one has stopped reading.
+            for _ in range(3 if n else 2):
+                fast_seen.append((await fast.__anext__()).offset)
+        assert fast_seen == list(range(1, 13))
+        assert sup.statistics().subscribers == 1
+        slow_seen: list[int] = []
+        with pytest.raises(errors.SubscriberOverflow) as caught:
+            async for event in slow:
+                slow_seen.append(event.offset)
+        assert slow_seen == [2, 3, 4, 5, 6]
+        assert caught.value.last_offset == 6
+        resumed = await collect(sup, 6, since=caught.value.last_offset)
+        assert [e.offset for e in resumed] == list(range(7, 13))
 
 
 async def test_subscriber_that_never_reads_costs_a_bounded_buffer() -> None:
     """A subscriber that has not started reading keeps at most its buffer and loses nothing."""
-    async with Supervisor(plugins=[builtin], subscriber_buffer=5) as sup:
-        async with sup.subscribe() as idle:
-            for n in range(10):
-                await sup.wait((await sup.submit("builtin.echo", {"text": str(n)})).id, timeout=5)
-            assert sup.statistics().subscribers == 1
-            seen = []
-            async for event in idle:
-                seen.append(event.offset)
-                if len(seen) == 30:
-                    break
-            assert seen == list(range(1, 31))
+    async with (
+        Supervisor(plugins=[builtin], subscriber_buffer=5) as sup,
+        sup.subscribe() as idle,
+    ):
+        for n in range(10):
+            await sup.wait((await sup.submit("builtin.echo", {"text": str(n)})).id, timeout=5)
+        assert sup.statistics().subscribers == 1
+        seen = []
+        async for event in idle:
+            seen.append(event.offset)
+            if len(seen) == 30:
+                break
+        assert seen == list(range(1, 31))
 
 
 async def test_overflow_during_replay_recovers_from_the_store() -> None:
