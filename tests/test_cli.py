@@ -1,0 +1,37 @@
+"""The command line entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from jobwarden.cli import main
+
+
+def test_scan_command_is_clean_on_the_package(capsys: pytest.CaptureFixture[str]) -> None:
+    """`jobwarden scan jobwarden` finds no violations and exits 0."""
+    assert main(["scan", "jobwarden"]) == 0
+    assert "no violations" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """No command or an unknown one exits 2 with usage; --help exits 0."""
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as caught:
+        main(["bogus"])
+    assert caught.value.code == 2
+    assert main(["--help"]) == 0
+    assert "scan" in capsys.readouterr().out
+
+
+def test_module_entry_point() -> None:
+    """`python -m jobwarden scan` runs the same command."""
+    done = subprocess.run(
+        [sys.executable, "-m", "jobwarden", "scan", "jobwarden"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
