@@ -118,15 +118,20 @@ class JobActor:
 
     async def fail_crashed(self) -> None:
         """End a running job whose runner crashed: failed, with error type ``crashed``."""
+        error = self.error(OutcomeType.CRASHED, "the runner crashed while running the job")
+        await self.finish(JobState.FAILED, None, error)
+
+    def error(self, kind: OutcomeType, message: str, **details: Any) -> ErrorInfo:
+        """An error envelope body about this job."""
         record = self.record
-        error = ErrorInfo(
-            type=OutcomeType.CRASHED,
-            message="the runner crashed while running the job",
+        return ErrorInfo(
+            type=kind,
+            message=message,
+            details=details,
             plugin=record.plugin,
             tool=record.tool,
             job_id=record.id,
         )
-        await self.finish(JobState.FAILED, None, error)
 
     async def cancel(self, reason: str) -> JobRecord | None:
         """Cancel now if queued (returns the record), or ask the running call to stop (None).
@@ -204,13 +209,7 @@ class JobActor:
             if self._scope is not None:
                 self._scope.cancel()
             return None
-        error = ErrorInfo(
-            type=OutcomeType.CANCELLED,
-            message=reason,
-            plugin=record.plugin,
-            tool=record.tool,
-            job_id=record.id,
-        )
+        error = self.error(OutcomeType.CANCELLED, reason)
         new = msgspec.structs.replace(
             record, state=JobState.CANCELLED, error=error, finished_at=_now()
         )

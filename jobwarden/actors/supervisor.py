@@ -23,7 +23,6 @@ from jobwarden.actors.states import JobState
 from jobwarden.actors.subscription import Subscription
 from jobwarden.actors.tool_runner import SHUTDOWN_REASON, ToolRunner
 from jobwarden.errors import (
-    ErrorInfo,
     InvalidRequest,
     JobFailed,
     JobFinished,
@@ -160,7 +159,8 @@ class Supervisor:
             state = actor.record.state
             if state is JobState.RUNNING:
                 # Only if its runner was cancelled before it could record the outcome.
-                await actor.finish(JobState.CANCELLED, None, _shutdown_error(actor))
+                error = actor.error(OutcomeType.CANCELLED, SHUTDOWN_REASON)
+                await actor.finish(JobState.CANCELLED, None, error)
             elif state is JobState.QUEUED and not self.store.durable:
                 await actor.cancel(QUEUED_AT_SHUTDOWN)
         self.bus.close()
@@ -357,17 +357,6 @@ class Supervisor:
         if self._phase == "new":
             return "the supervisor is not started: use `async with Supervisor(...)`"
         return "the supervisor is shutting down"
-
-
-def _shutdown_error(actor: JobActor) -> ErrorInfo:
-    record = actor.record
-    return ErrorInfo(
-        type=OutcomeType.CANCELLED,
-        message=SHUTDOWN_REASON,
-        plugin=record.plugin,
-        tool=record.tool,
-        job_id=record.id,
-    )
 
 
 def _only(group: BaseExceptionGroup[BaseException], exc: BaseException) -> bool:

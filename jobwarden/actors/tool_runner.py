@@ -86,7 +86,7 @@ class ToolRunner:
             else:
                 state, result, error = _checked_output(actor, value)
         except cancelled_exc:
-            state, error = JobState.CANCELLED, _error(actor, OutcomeType.CANCELLED, SHUTDOWN_REASON)
+            state, error = JobState.CANCELLED, actor.error(OutcomeType.CANCELLED, SHUTDOWN_REASON)
             with anyio.CancelScope(shield=True):
                 await actor.finish(state, result, error)
             raise
@@ -97,7 +97,7 @@ class ToolRunner:
                 state, error = JobState.FAILED, _plugin_error(actor, exc)
         finally:
             if state is None:
-                state, error = JobState.FAILED, _error(actor, OutcomeType.CRASHED, CRASH_REASON)
+                state, error = JobState.FAILED, actor.error(OutcomeType.CRASHED, CRASH_REASON)
             outcome = error.type if error is not None else SUCCEEDED
             self._registry.record_execution(tool.name, outcome, time.perf_counter() - began)
         await actor.finish(state, result, error)
@@ -145,29 +145,18 @@ def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorIn
         return JobState.SUCCEEDED, tool.output_to_builtins(value), None
     except (TypeError, ValueError) as exc:
         message = f"{tool.name} returned a value that does not match its return type: {exc}"
-        return JobState.FAILED, None, _error(actor, OutcomeType.INVALID_OUTPUT, message)
+        return JobState.FAILED, None, actor.error(OutcomeType.INVALID_OUTPUT, message)
 
 
 def _stopped(actor: JobActor, cancel_requested: bool) -> tuple[JobState, ErrorInfo]:
     if cancel_requested:
-        return JobState.CANCELLED, _error(actor, OutcomeType.CANCELLED, "cancelled while running")
+        return JobState.CANCELLED, actor.error(OutcomeType.CANCELLED, "cancelled while running")
     timeout = actor.record.timeout_s or actor.tool.timeout_s
     message = f"{actor.tool.name} did not finish within {timeout}s"
-    return JobState.TIMED_OUT, _error(actor, OutcomeType.TIMEOUT, message, timeout_s=timeout)
+    return JobState.TIMED_OUT, actor.error(OutcomeType.TIMEOUT, message, timeout_s=timeout)
 
 
 def _plugin_error(actor: JobActor, exc: Exception) -> ErrorInfo:
     log.warning("tool raised", job_id=actor.id, tool=actor.tool.name, exc_info=exc)
     kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    return _error(actor, OutcomeType.PLUGIN_ERROR, f"{type(exc).__name__}: {exc}", exception=kind)
-
-
-def _error(actor: JobActor, kind: OutcomeType, message: str, **details: Any) -> ErrorInfo:
-    return ErrorInfo(
-        type=kind,
-        message=message,
-        details=details,
-        plugin=actor.tool.plugin,
-        tool=actor.tool.name,
-        job_id=actor.id,
-    )
+    return actor.error(OutcomeType.PLUGIN_ERROR, f"{type(exc).__name__}: {exc}", exception=kind)
