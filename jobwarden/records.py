@@ -42,6 +42,7 @@ class EventData(msgspec.Struct, frozen=True, gc=False):
     message: str | None = None
     result: Any = None
     error: ErrorInfo | None = None
+    owner: str | None = None
 
 
 class JobEvent(msgspec.Struct, frozen=True, gc=False):

@@ -64,6 +64,7 @@ class EventBus:
                 message=message,
                 result=record.result,
                 error=record.error,
+                owner=record.owner,
             ),
         )
 
@@ -105,6 +106,7 @@ class EventBus:
         job_id: str | None = None,
         tool: str | None = None,
         since: int | None = None,
+        owner: str | None = None,
         ends_after_replay: bool = False,
     ) -> AsyncIterator[Subscription]:
         """Events after ``since`` (None: only new ones), then live ones, filtered."""
@@ -117,6 +119,7 @@ class EventBus:
             capacity=self._buffer,
             job_id=job_id,
             tool=tool,
+            owner=owner,
             ends_after_replay=ends_after_replay,
             on_drop=self._detach,
         )

@@ -117,12 +117,15 @@ class Mailbox(Generic[M, R]):
             raise
         if waiter.error is not None:
             raise waiter.error
+        if self._stopped is not None:
+            # Stopped after the baton was handed to us: nothing more may be handled.
+            self._busy = False
+            raise ActorStopped(f"{self._name} stopped ({self._stopped})")
 
     async def _pass_baton(self) -> None:
         """Give the turn to the next waiting ask, handling queued tells on the way."""
-        queue = self._queue
-        while queue:
-            message, waiter = queue.popleft()
+        while self._queue:  # re-read: a handler below may stop the mailbox
+            message, waiter = self._queue.popleft()
             if waiter is not None:
                 waiter.turn.set()
                 return

@@ -12,7 +12,7 @@ class RestartIntensity:
     """Counts restarts in a sliding window; one too many raises ``SupervisorCrashed``."""
 
     def __init__(self, max_restarts: int, window_s: float) -> None:
-        if max_restarts < 0 or window_s <= 0:
+        if max_restarts < 0 or not window_s > 0:
             raise ValueError("max_restarts must be >= 0 and window_s > 0")
         self.max_restarts = max_restarts
         self.window_s = window_s

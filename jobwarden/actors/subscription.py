@@ -46,6 +46,7 @@ class Subscription:
         "_wakeup",
         "job_id",
         "last_offset",
+        "owner",
         "tool",
     )
 
@@ -58,6 +59,7 @@ class Subscription:
         capacity: int,
         job_id: str | None,
         tool: str | None,
+        owner: str | None,
         ends_after_replay: bool,
         on_drop: Callable[[Subscription], None],
     ) -> None:
@@ -76,15 +78,14 @@ class Subscription:
         self._on_drop = on_drop
         self.job_id = job_id
         self.tool = tool
+        self.owner = owner
         self.last_offset = since
 
     def offer(self, event: JobEvent) -> None:
         """Called by the bus for every delivered event, in offset order. Never blocks."""
         if self._live_from is None:
             self._live_from = event.offset
-        if (self.job_id is not None and event.subject != self.job_id) or (
-            self.tool is not None and event.data.tool != self.tool
-        ):
+        if not self._matches(event):
             return
         if len(self._buffer) >= self._capacity:
             if self._replaying:
@@ -98,6 +99,14 @@ class Subscription:
             self._buffer.append(event)
         if self._wakeup is not None:
             self._wakeup.set()
+
+    def _matches(self, event: JobEvent) -> bool:
+        data = event.data
+        return (
+            (self.job_id is None or event.subject == self.job_id)
+            and (self.tool is None or data.tool == self.tool)
+            and (self.owner is None or data.owner == self.owner)
+        )
 
     def close(self) -> None:
         """End the iteration once the buffer is drained."""
@@ -137,7 +146,11 @@ class Subscription:
             self.last_offset, REPLAY_PAGE, job_id=self.job_id, tool=self.tool
         )
         if page:
-            self._page.extend(page)
+            visible = [e for e in page if self.owner is None or e.data.owner == self.owner]
+            if visible:
+                self._page.extend(visible)
+            else:
+                self.last_offset = page[-1].offset
         else:
             # Nothing matching up to bounds.last, and whatever comes later arrives live.
             self.last_offset = max(self.last_offset, bounds.last)

@@ -282,7 +282,8 @@ class Supervisor:
         """Events after offset ``since``, then live ones.
 
         For one job, ``since`` defaults to 0 (its whole retained history) and the iteration ends
-        after its terminal event; otherwise the default is "from now on".
+        after its terminal event; otherwise the default is "from now on". With ``owner``, only
+        that owner's jobs are visible.
         """
         ends = False
         if job_id is not None:
@@ -292,7 +293,7 @@ class Supervisor:
         if tool is not None:
             self.registry.tool(tool)
         async with self.bus.subscribe(
-            job_id=job_id, tool=tool, since=since, ends_after_replay=ends
+            job_id=job_id, tool=tool, since=since, owner=owner, ends_after_replay=ends
         ) as subscription:
             yield subscription
 
