@@ -1,24 +1,68 @@
-"""The ``jobwarden`` command line."""
+"""The ``jobwarden`` command line: ``serve`` and ``scan``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+import anyio
+
 from jobwarden.governance import scanner
+from jobwarden.server import ConfigError, ServeOptions, serve
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"JOBWARDEN_{name}", default)
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve_cmd = sub.add_parser("serve", help="run the HTTP server (flags also from JOBWARDEN_*)")
+    serve_cmd.add_argument("--host", default=_env("HOST", "127.0.0.1"))
+    serve_cmd.add_argument("--port", type=int, default=int(_env("PORT", "8080") or 8080))
+    serve_cmd.add_argument("--store", default=_env("STORE", "memory://"))
+    serve_cmd.add_argument(
+        "--plugin",
+        action="append",
+        default=[p for p in (_env("PLUGINS") or "").split(",") if p],
+        help="module:attr of a Plugin to load (repeatable; JOBWARDEN_PLUGINS is comma-separated)",
+    )
+    serve_cmd.add_argument(
+        "--no-builtin", action="store_true", default=_env("NO_BUILTIN") in {"1", "true", "yes"}
+    )
+    serve_cmd.add_argument("--keys-file", default=_env("KEYS_FILE"))
+    serve_cmd.add_argument(
+        "--log-format", choices=["json", "console"], default=_env("LOG_FORMAT", "console")
+    )
+    serve_cmd.add_argument(
+        "--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", str(1 << 20)) or 0)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jobwarden <command> ...`` and return its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["scan"]:
+        return scanner.main(args[1:])
     parser = argparse.ArgumentParser(prog="jobwarden", description=__doc__)
-    parser.add_argument("command", choices=["scan"], help="scan: run the governance scanner")
-    if not args or args[0] in {"-h", "--help"}:
-        parser.print_help(sys.stdout)
-        return 0 if args else 2
-    command, rest = args[0], args[1:]
-    if command == "scan":
-        return scanner.main(rest)
-    parser.error(f"unknown command {command!r}")
-    return 2
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    sub.add_parser("scan", help="run the governance scanner (see `jobwarden scan --help`)")
+    parsed = parser.parse_args(args)
+    options = ServeOptions(
+        host=parsed.host,
+        port=parsed.port,
+        store=parsed.store,
+        plugins=tuple(parsed.plugin),
+        builtin=not parsed.no_builtin,
+        keys_file=parsed.keys_file,
+        log_format=parsed.log_format,
+        max_body_bytes=parsed.max_body_bytes,
+    )
+    try:
+        anyio.run(serve, options, backend="asyncio")
+    except ConfigError as exc:
+        sys.stderr.write(f"jobwarden serve: {exc}\n")
+        return 2
+    return 0

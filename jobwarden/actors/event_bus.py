@@ -107,6 +107,7 @@ class EventBus:
         tool: str | None = None,
         since: int | None = None,
         owner: str | None = None,
+        buffer: int | None = None,
         ends_after_replay: bool = False,
     ) -> AsyncIterator[Subscription]:
         """Events after ``since`` (None: only new ones), then live ones, filtered."""
@@ -116,7 +117,7 @@ class EventBus:
             self._store,
             source=self._source,
             since=max(0, since),
-            capacity=self._buffer,
+            capacity=self._buffer if buffer is None else max(1, buffer),
             job_id=job_id,
             tool=tool,
             owner=owner,

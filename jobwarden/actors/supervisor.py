@@ -278,12 +278,13 @@ class Supervisor:
         tool: str | None = None,
         since: int | None = None,
         owner: str | None = None,
+        buffer: int | None = None,
     ) -> AsyncIterator[Subscription]:
         """Events after offset ``since``, then live ones.
 
         For one job, ``since`` defaults to 0 (its whole retained history) and the iteration ends
         after its terminal event; otherwise the default is "from now on". With ``owner``, only
-        that owner's jobs are visible.
+        that owner's jobs are visible. ``buffer`` overrides the supervisor's subscriber_buffer.
         """
         ends = False
         if job_id is not None:
@@ -293,7 +294,12 @@ class Supervisor:
         if tool is not None:
             self.registry.tool(tool)
         async with self.bus.subscribe(
-            job_id=job_id, tool=tool, since=since, owner=owner, ends_after_replay=ends
+            job_id=job_id,
+            tool=tool,
+            since=since,
+            owner=owner,
+            buffer=buffer,
+            ends_after_replay=ends,
         ) as subscription:
             yield subscription
 

@@ -1,0 +1,123 @@
+"""Running the HTTP server: settings from flags and JOBWARDEN_* variables, startup and shutdown."""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import os
+import signal
+from pathlib import Path
+
+import anyio
+import msgspec
+import structlog
+from aiohttp import web
+
+from jobwarden.actors.supervisor import Supervisor
+from jobwarden.logs import configure_logging
+from jobwarden.plugins.builtin import builtin
+from jobwarden.plugins.tool import Plugin
+from jobwarden.store.base import JobStore
+from jobwarden.store.memory import MemoryStore
+from jobwarden.transport import KeyRing, ServerSettings, create_app
+
+log = structlog.get_logger("jobwarden.server")
+
+
+class ServeOptions(msgspec.Struct, frozen=True):
+    """Everything ``jobwarden serve`` needs, after flags and environment are merged."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    store: str = "memory://"
+    plugins: tuple[str, ...] = ()
+    builtin: bool = True
+    keys_file: str | None = None
+    log_format: str = "console"
+    max_body_bytes: int = 1 << 20
+
+
+class ConfigError(Exception):
+    """The server cannot start with this configuration; the message says why."""
+
+
+def load_keys(options: ServeOptions) -> KeyRing:
+    """Keys from the keys file, else from JOBWARDEN_KEYS (TOML text), else none (open mode)."""
+    if options.keys_file:
+        path = Path(options.keys_file)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read keys file {path}: {exc.strerror}") from exc
+        return _parse_keys(text, str(path))
+    inline = os.environ.get("JOBWARDEN_KEYS")
+    return _parse_keys(inline, "JOBWARDEN_KEYS") if inline else KeyRing()
+
+
+def _parse_keys(text: str, source: str) -> KeyRing:
+    try:
+        return KeyRing.from_toml(text, source=source)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def load_plugins(options: ServeOptions) -> list[Plugin]:
+    """The builtin plugin (unless disabled) and each ``module:attr`` named."""
+    plugins = [builtin] if options.builtin else []
+    for spec in options.plugins:
+        module_name, _, attr = spec.partition(":")
+        try:
+            found = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"cannot load plugin {spec!r}: {exc}") from exc
+        if not isinstance(found, Plugin):
+            raise ConfigError(f"{spec!r} is a {type(found).__name__}, not a jobwarden Plugin")
+        plugins.append(found)
+    return plugins
+
+
+def open_store(url: str) -> JobStore:
+    """The store a URL names. Only ``memory://`` exists so far (SQLite: issue #4)."""
+    if url == "memory://":
+        return MemoryStore()
+    raise ConfigError(f"unsupported store URL {url!r}: this version serves memory:// only")
+
+
+def check_bind(host: str, keys: KeyRing) -> None:
+    """Open mode (no keys) is refused on anything but a loopback address."""
+    if not keys.open:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"no API keys configured: refusing to serve openly on {host}")
+
+
+async def serve(options: ServeOptions) -> None:
+    """Run the server until SIGINT or SIGTERM, then shut down cleanly."""
+    configure_logging(options.log_format)
+    keys = load_keys(options)
+    check_bind(options.host, keys)
+    plugins = load_plugins(options)
+    store = open_store(options.store)
+    if keys.open:
+        log.warning(
+            "NO API KEYS CONFIGURED: the API is open to anyone who can reach it",
+            host=options.host,
+        )
+    settings = ServerSettings(max_body_bytes=options.max_body_bytes)
+    async with Supervisor(plugins=plugins, store=store) as sup:
+        runner = web.AppRunner(create_app(sup, settings, keys), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, options.host, options.port)
+            await site.start()
+            log.info("serving", url=f"http://{options.host}:{options.port}", store=options.store)
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("stopping", signal=signal.Signals(signum).name)
+                    break
+        finally:
+            await runner.cleanup()

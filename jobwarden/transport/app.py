@@ -1,0 +1,47 @@
+"""The aiohttp application: ``create_app(supervisor, ...)`` to serve or to mount in another app."""
+
+from __future__ import annotations
+
+from aiohttp import WSCloseCode, web
+
+from jobwarden.actors.supervisor import Supervisor
+from jobwarden.transport import routes_v1, streams
+from jobwarden.transport.auth import KeyRing
+from jobwarden.transport.context import (
+    KEYS,
+    SETTINGS,
+    STARTED,
+    SUPERVISOR,
+    WEBSOCKETS,
+    ServerSettings,
+    now,
+)
+from jobwarden.transport.middleware import access_log, error_envelopes
+
+
+def create_app(
+    supervisor: Supervisor, settings: ServerSettings | None = None, keys: KeyRing | None = None
+) -> web.Application:
+    """An application serving ``supervisor`` (which the caller starts and stops).
+
+    With no keys (or an empty key ring) the API is open: bind it to loopback only.
+    """
+    settings = settings or ServerSettings()
+    app = web.Application(
+        middlewares=[access_log, error_envelopes], client_max_size=settings.max_body_bytes
+    )
+    app[SUPERVISOR] = supervisor
+    app[SETTINGS] = settings
+    app[KEYS] = keys if keys is not None else KeyRing()
+    app[STARTED] = now()
+    app[WEBSOCKETS] = set()
+    app.add_routes(routes_v1.routes)
+    app.add_routes(streams.routes)
+    app.on_shutdown.append(_close_websockets)
+    return app
+
+
+async def _close_websockets(app: web.Application) -> None:
+    sockets: set[web.WebSocketResponse] = app[WEBSOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

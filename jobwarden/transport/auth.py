@@ -1,0 +1,110 @@
+"""API keys, principals and scopes: who is calling, and what they may do."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import tomllib
+from collections.abc import Iterable
+
+import msgspec
+
+SUBMIT = "jobs:submit"
+READ = "jobs:read"
+CANCEL = "jobs:cancel"
+ADMIN = "admin"
+SCOPES = frozenset({SUBMIT, READ, CANCEL, ADMIN})
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """An authenticated caller and its scopes; ``admin`` may do everything and see every job."""
+
+    name: str
+    scopes: frozenset[str]
+
+    def can(self, scope: str) -> bool:
+        """True if the principal holds ``scope`` (or ``admin``)."""
+        return ADMIN in self.scopes or scope in self.scopes
+
+    @property
+    def owner_filter(self) -> str | None:
+        """The owner whose jobs this principal sees: itself, or everyone (None) for admins."""
+        return None if ADMIN in self.scopes else self.name
+
+
+OPEN_PRINCIPAL = Principal(name="anonymous", scopes=frozenset({ADMIN}))
+
+
+class _KeyEntry(msgspec.Struct, forbid_unknown_fields=True):
+    principal: str
+    scopes: list[str]
+    key: str | None = None
+    key_sha256: str | None = None
+
+
+class _KeysFile(msgspec.Struct, forbid_unknown_fields=True):
+    keys: list[_KeyEntry] = []
+
+
+class KeyRing:
+    """The configured API keys, kept only as SHA-256 digests and compared in constant time."""
+
+    def __init__(self, keys: Iterable[tuple[bytes, Principal]] = ()) -> None:
+        self._keys = list(keys)
+
+    @property
+    def open(self) -> bool:
+        """True when no key is configured: the server runs open (loopback only)."""
+        return not self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def authenticate(self, presented: str | None) -> Principal | None:
+        """The principal owning ``presented``, or None. Every key is compared, match or not."""
+        if presented is None:
+            return None
+        digest = hashlib.sha256(presented.encode()).digest()
+        found = None
+        for key_digest, principal in self._keys:
+            if hmac.compare_digest(digest, key_digest):
+                found = principal
+        return found
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "keys") -> KeyRing:
+        """Parse ``[[keys]]`` tables (key or key_sha256, principal, scopes); ValueError if wrong."""
+        try:
+            parsed = msgspec.convert(tomllib.loads(text), _KeysFile)
+        except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+            raise ValueError(f"{source}: {exc}") from exc
+        entries: list[tuple[bytes, Principal]] = []
+        for n, entry in enumerate(parsed.keys, 1):
+            where = f"{source}: key #{n} ({entry.principal!r})"
+            unknown = set(entry.scopes) - SCOPES
+            if unknown:
+                raise ValueError(
+                    f"{where}: unknown scopes {sorted(unknown)}; know {sorted(SCOPES)}"
+                )
+            if not entry.principal:
+                raise ValueError(f"{where}: principal must not be empty")
+            entries.append(
+                (_digest(entry, where), Principal(entry.principal, frozenset(entry.scopes)))
+            )
+        return cls(entries)
+
+
+def _digest(entry: _KeyEntry, where: str) -> bytes:
+    if (entry.key is None) == (entry.key_sha256 is None):
+        raise ValueError(f"{where}: give exactly one of key or key_sha256")
+    if entry.key is not None:
+        if len(entry.key) < 8:
+            raise ValueError(f"{where}: key must be at least 8 characters")
+        return hashlib.sha256(entry.key.encode()).digest()
+    try:
+        digest = bytes.fromhex(entry.key_sha256 or "")
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise ValueError(f"{where}: key_sha256 must be 64 hex digits")
+    return digest

@@ -1,0 +1,56 @@
+"""What the handlers share: the app's typed keys and the authorisation check."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from aiohttp import web
+
+from jobwarden.actors.supervisor import Supervisor
+from jobwarden.transport.auth import OPEN_PRINCIPAL, KeyRing, Principal
+from jobwarden.transport.middleware import PRINCIPAL_KEY
+from jobwarden.transport.responses import ApiError
+
+
+class ServerSettings(msgspec.Struct, frozen=True):
+    """Limits and behaviour of the HTTP adapter."""
+
+    max_body_bytes: int = 1 << 20
+    max_wait_s: float = 60.0
+    ws_queue: int = 1_000
+    heartbeat_s: float = 15.0
+    allowed_origins: frozenset[str] = frozenset()
+
+
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+KEYS = web.AppKey("keys", KeyRing)
+SETTINGS = web.AppKey("settings", ServerSettings)
+STARTED = web.AppKey("started", float)
+WEBSOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("websockets")
+
+
+def now() -> float:
+    """Monotonic seconds, for uptimes."""
+    return time.monotonic()
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The API key from ``Authorization: Bearer``, ``X-API-Key`` or ``?api_key=``."""
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("X-API-Key") or request.query.get("api_key")
+
+
+def authorize(request: web.Request, scope: str) -> Principal:
+    """The caller, if it holds ``scope``: 401 without a valid key, 403 without the scope."""
+    keys = request.app[KEYS]
+    principal = OPEN_PRINCIPAL if keys.open else keys.authenticate(presented_key(request))
+    if principal is None:
+        raise ApiError(401, "unauthorized", "a valid API key is required")
+    request[PRINCIPAL_KEY] = principal
+    if not principal.can(scope):
+        raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
+    return principal

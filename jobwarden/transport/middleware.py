@@ -1,0 +1,61 @@
+"""The middlewares every request passes: access log with request id, then error envelopes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from jobwarden.errors import ErrorInfo, RequestError
+from jobwarden.transport.responses import HTTP_TYPES, envelope_response, request_error_response
+
+log = structlog.get_logger("jobwarden.http")
+PRINCIPAL_KEY = "jobwarden.principal"
+
+
+@web.middleware
+async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id to the log context and log one line per request when it ends."""
+    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    began = time.perf_counter()
+    status = 500
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+            status = response.status
+            response.headers["X-Request-ID"] = request_id
+            return response
+        finally:
+            principal = request.get(PRINCIPAL_KEY)
+            route = request.match_info.route.resource
+            log.info(
+                "request",
+                method=request.method,
+                route=route.canonical if route is not None else request.path,
+                status=status,
+                principal=getattr(principal, "name", None),
+                duration_ms=round((time.perf_counter() - began) * 1000, 3),
+            )
+
+
+@web.middleware
+async def error_envelopes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as an envelope with its status; tracebacks only reach the log."""
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return request_error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kind = HTTP_TYPES.get(exc.status, "invalid_request" if exc.status < 500 else "internal")
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        headers = {k: v for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}}
+        return envelope_response(ErrorInfo(type=kind, message=message), exc.status, headers)
+    except Exception:
+        log.exception("unhandled error", path=request.path)
+        info = ErrorInfo(type="internal", message="internal error; see the server log")
+        return envelope_response(info, 500)

@@ -1,0 +1,125 @@
+"""The HTTP API's request and response bodies, and the one JSON encoder and decoders they use."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from jobwarden.actors.states import JobState
+from jobwarden.errors import ErrorInfo
+from jobwarden.records import JobRecord
+
+MAX_TIMEOUT_S = 86_400.0
+
+
+class SubmitBody(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /v1/jobs. Unknown members are refused (400 invalid_request)."""
+
+    tool: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    input: dict[str, Any] = msgspec.field(default_factory=dict)
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT_S)] | None = None
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+
+
+class JobBody(msgspec.Struct):
+    """One job."""
+
+    job: JobRecord
+
+
+class JobsPage(msgspec.Struct):
+    """A page of jobs, newest first."""
+
+    jobs: list[JobRecord]
+    next_cursor: str | None
+
+
+class ResultBody(msgspec.Struct):
+    """A finished job's outcome."""
+
+    job_id: str
+    state: JobState
+    result: Any
+    error: ErrorInfo | None
+
+
+class Health(msgspec.Struct):
+    """GET /v1/health."""
+
+    status: str
+    version: str
+    uptime_s: float
+
+
+class ToolBody(msgspec.Struct):
+    """A tool's description and JSON Schemas."""
+
+    name: str
+    plugin: str
+    description: str
+    mode: str
+    timeout_s: float | None
+    max_concurrency: int | None
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+
+
+class ToolsBody(msgspec.Struct):
+    """GET /v1/tools."""
+
+    tools: list[ToolBody]
+
+
+class PluginHealth(msgspec.Struct):
+    """A plugin's lifecycle state and the summed metrics of its tools."""
+
+    name: str
+    version: str
+    description: str
+    state: str
+    reason: str | None
+    uptime_s: float
+    tools: list[str]
+    success_count: int
+    error_count: int
+    timeout_count: int
+    cancel_count: int
+    in_flight: int
+    last_used: str | None
+    last_ms: float | None
+    avg_ms: float | None
+    p95_ms: float | None
+
+
+class PluginsBody(msgspec.Struct):
+    """GET /v1/plugins."""
+
+    plugins: list[PluginHealth]
+
+
+class ClientFrame(msgspec.Struct, tag_field="op", forbid_unknown_fields=True):
+    """Base of the websocket client frames, tagged by ``op``."""
+
+
+class Subscribe(ClientFrame, tag="subscribe"):
+    """Start (or restart) the stream with these filters."""
+
+    job: str | None = None
+    tool: str | None = None
+    since: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class Unsubscribe(ClientFrame, tag="unsubscribe"):
+    """Stop the stream; the connection stays open."""
+
+
+class Ping(ClientFrame, tag="ping"):
+    """Answered with ``{"type": "pong"}``."""
+
+
+ClientFrameType = Subscribe | Unsubscribe | Ping
+
+encoder = msgspec.json.Encoder()
+submit_decoder = msgspec.json.Decoder(SubmitBody)
+frame_decoder = msgspec.json.Decoder(ClientFrameType)
