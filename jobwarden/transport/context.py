@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TypeVar
 
 import msgspec
 from aiohttp import web
@@ -11,6 +12,8 @@ from jobwarden.actors.supervisor import Supervisor
 from jobwarden.transport.auth import OPEN_PRINCIPAL, KeyRing, Principal
 from jobwarden.transport.middleware import PRINCIPAL_KEY
 from jobwarden.transport.responses import ApiError
+
+T = TypeVar("T")
 
 
 class ServerSettings(msgspec.Struct, frozen=True):
@@ -33,6 +36,16 @@ WEBSOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("websockets")
 def now() -> float:
     """Monotonic seconds, for uptimes."""
     return time.monotonic()
+
+
+async def read_body(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T:
+    """The JSON body decoded and validated: 415 for another media type, 400 when it is wrong."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "the body must be application/json")
+    try:
+        return decoder.decode(await request.read())
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_request", f"invalid request body: {exc}") from exc
 
 
 def presented_key(request: web.Request) -> str | None:

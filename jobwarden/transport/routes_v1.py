@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 
-import msgspec
 from aiohttp import web
 
 from jobwarden import __version__
@@ -14,7 +13,7 @@ from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool
 from jobwarden.store.base import MAX_PAGE, JobQuery
 from jobwarden.transport.auth import CANCEL, READ, SUBMIT
-from jobwarden.transport.context import SETTINGS, STARTED, SUPERVISOR, authorize, now
+from jobwarden.transport.context import SETTINGS, STARTED, SUPERVISOR, authorize, now, read_body
 from jobwarden.transport.responses import ApiError, json_response
 from jobwarden.transport.wire import (
     Health,
@@ -79,12 +78,7 @@ async def submit_job(request: web.Request) -> web.Response:
     """Queue a job: 202 with it, or 200 when it finished within ``?wait=`` seconds."""
     principal = authorize(request, SUBMIT)
     wait = _wait_seconds(request)
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "the body must be application/json")
-    try:
-        body = submit_decoder.decode(await request.read())
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, "invalid_request", f"invalid request body: {exc}") from exc
+    body = await read_body(request, submit_decoder)
     sup = request.app[SUPERVISOR]
     record = await sup.submit(
         body.tool,

@@ -1,0 +1,223 @@
+"""The seed-compatible ``/v1/analyze-execution`` routes, mapped onto ordinary jobs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from jobwarden.actors.states import JobState
+from jobwarden.errors import ErrorInfo, NotFound
+from jobwarden.records import JobRecord
+from jobwarden.store.base import MAX_PAGE, JobQuery
+from jobwarden.transport.auth import CANCEL, READ, SUBMIT, Principal
+from jobwarden.transport.context import SETTINGS, SUPERVISOR, authorize, read_body
+from jobwarden.transport.responses import ApiError, json_response
+
+routes = web.RouteTableDef()
+
+SEED_STATUS = {
+    JobState.QUEUED: "queued",
+    JobState.RUNNING: "running",
+    JobState.SUCCEEDED: "done",
+    JobState.FAILED: "error",
+    JobState.TIMED_OUT: "error",
+    JobState.CANCELLED: "cancelled",
+}
+STATES_FOR_STATUS: dict[str, list[JobState]] = {}
+for _state, _status in SEED_STATUS.items():
+    STATES_FOR_STATUS.setdefault(_status, []).append(_state)
+
+
+class AnalyzeBody(msgspec.Struct, forbid_unknown_fields=True):
+    """The seed's request: a plugin, a base64 image, its MIME type, and optionally a tool."""
+
+    plugin: Annotated[str, msgspec.Meta(min_length=1)]
+    image: str
+    mime_type: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    tool: str | None = None
+
+
+class SyncResult(msgspec.Struct):
+    """POST /v1/analyze-execution."""
+
+    plugin: str
+    job_id: str
+    status: str
+    result: Any
+    error: ErrorInfo | None = None
+
+
+class AsyncAccepted(msgspec.Struct):
+    """POST /v1/analyze-execution/async."""
+
+    job_id: str
+
+
+class SeedJob(msgspec.Struct):
+    """A job as the seed API showed it."""
+
+    id: str
+    plugin: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SeedJobBody(msgspec.Struct):
+    """GET /v1/analyze-execution/jobs/{id}."""
+
+    job: SeedJob
+
+
+class SeedResult(msgspec.Struct):
+    """GET /v1/analyze-execution/jobs/{id}/result."""
+
+    job_id: str
+    plugin: str
+    status: str
+    result: Any
+    error: ErrorInfo | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class SeedList(msgspec.Struct):
+    """GET /v1/analyze-execution/jobs."""
+
+    jobs: list[SeedJob]
+    count: int
+
+
+class SeedCancelled(msgspec.Struct):
+    """DELETE /v1/analyze-execution/jobs/{id}."""
+
+    job_id: str
+    status: str
+    cancelled: bool
+
+
+_decoder = msgspec.json.Decoder(AnalyzeBody)
+
+
+@routes.post("/v1/analyze-execution")
+async def analyze_sync(request: web.Request) -> web.Response:
+    """Run the analysis and answer with its result (or its error) when it ends."""
+    record = await _submit(request)
+    sup = request.app[SUPERVISOR]
+    try:
+        record = await sup.wait(record.id, timeout=request.app[SETTINGS].max_wait_s)
+    except TimeoutError:
+        record = await sup.get(record.id)
+    body = SyncResult(
+        plugin=record.plugin,
+        job_id=record.id,
+        status=SEED_STATUS[record.state],
+        result=record.result,
+        error=record.error,
+    )
+    return json_response(body, 200 if record.state.terminal else 202)
+
+
+@routes.post("/v1/analyze-execution/async")
+async def analyze_async(request: web.Request) -> web.Response:
+    """Queue the analysis and answer with its job id."""
+    record = await _submit(request)
+    return json_response(AsyncAccepted(job_id=record.id), 202)
+
+
+@routes.get("/v1/analyze-execution/jobs")
+async def list_seed_jobs(request: web.Request) -> web.Response:
+    """Jobs, newest first, filtered by ``plugin`` and seed ``status``."""
+    principal = authorize(request, READ)
+    status = request.query.get("status")
+    if status is not None and status not in STATES_FOR_STATUS:
+        raise ApiError(400, "invalid_request", f"status must be one of {sorted(STATES_FOR_STATUS)}")
+    states: list[JobState | None] = list(STATES_FOR_STATUS[status]) if status else [None]
+    jobs: list[SeedJob] = []
+    for state in states:
+        page = await request.app[SUPERVISOR].list_jobs(
+            JobQuery(
+                state=state,
+                plugin=request.query.get("plugin") or None,
+                owner=principal.owner_filter,
+                limit=MAX_PAGE,
+            )
+        )
+        jobs.extend(_seed_job(r) for r in page.jobs)
+    jobs.sort(key=lambda j: j.created_at, reverse=True)
+    return json_response(SeedList(jobs=jobs, count=len(jobs)))
+
+
+@routes.get("/v1/analyze-execution/jobs/{id}")
+async def seed_status(request: web.Request) -> web.Response:
+    """A job's seed status."""
+    record = await _visible(request, READ)
+    return json_response(SeedJobBody(job=_seed_job(record)))
+
+
+@routes.get("/v1/analyze-execution/jobs/{id}/result")
+async def seed_result(request: web.Request) -> web.Response:
+    """A job's result so far: null until it is done."""
+    record = await _visible(request, READ)
+    body = SeedResult(
+        job_id=record.id,
+        plugin=record.plugin,
+        status=SEED_STATUS[record.state],
+        result=record.result,
+        error=record.error,
+        created_at=record.created_at,
+        completed_at=record.finished_at,
+    )
+    return json_response(body)
+
+
+@routes.delete("/v1/analyze-execution/jobs/{id}")
+async def seed_cancel(request: web.Request) -> web.Response:
+    """Cancel a queued or running job; 409 job_finished if it already ended."""
+    principal = authorize(request, CANCEL)
+    record = await request.app[SUPERVISOR].cancel(
+        request.match_info["id"], owner=principal.owner_filter
+    )
+    return json_response(SeedCancelled(job_id=record.id, status="cancelled", cancelled=True))
+
+
+async def _submit(request: web.Request) -> JobRecord:
+    principal: Principal = authorize(request, SUBMIT)
+    body = await read_body(request, _decoder)
+    try:
+        base64.b64decode(body.image, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, "invalid_request", "image must be base64", plugin=body.plugin) from exc
+    sup = request.app[SUPERVISOR]
+    plugin = next((p for p in sup.registry.plugins() if p.name == body.plugin), None)
+    if plugin is None:
+        raise NotFound(f"no plugin named {body.plugin!r}", plugin=body.plugin)
+    if body.tool is not None:
+        tool = f"{body.plugin}.{body.tool}"
+    elif plugin.tools:
+        tool = next(iter(plugin.tools.values())).name
+    else:
+        raise ApiError(400, "invalid_request", f"plugin {body.plugin!r} has no tools")
+    return await sup.submit(
+        tool, {"image_bytes": body.image, "mime_type": body.mime_type}, owner=principal.name
+    )
+
+
+async def _visible(request: web.Request, scope: str) -> JobRecord:
+    principal = authorize(request, scope)
+    return await request.app[SUPERVISOR].get(request.match_info["id"], owner=principal.owner_filter)
+
+
+def _seed_job(record: JobRecord) -> SeedJob:
+    return SeedJob(
+        id=record.id,
+        plugin=record.plugin,
+        status=SEED_STATUS[record.state],
+        created_at=record.created_at,
+        updated_at=record.finished_at or record.started_at or record.created_at,
+    )
