@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import WSCloseCode, web
 
 from jobwarden.actors.supervisor import Supervisor
-from jobwarden.transport import routes_v1, seed_routes, streams
+from jobwarden.transport import openapi, routes_v1, seed_routes, streams
 from jobwarden.transport.auth import KeyRing
 from jobwarden.transport.context import (
     KEYS,
@@ -38,6 +38,7 @@ def create_app(
     app.add_routes(routes_v1.routes)
     app.add_routes(streams.routes)
     app.add_routes(seed_routes.routes)
+    app.add_routes(openapi.routes)
     app.on_shutdown.append(_close_websockets)
     return app
 

@@ -1,0 +1,262 @@
+"""OpenAPI 3.1 for every route, with schemas generated from the msgspec types."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from jobwarden import __version__
+from jobwarden.actors.supervisor import SupervisorStatistics
+from jobwarden.errors import ErrorEnvelope
+from jobwarden.plugins.metrics import ToolMetrics
+from jobwarden.transport import seed_routes as seed
+from jobwarden.transport import wire
+
+
+class MetricsBody(msgspec.Struct):
+    """GET /v1/metrics."""
+
+    tools: list[ToolMetrics]
+    supervisor: SupervisorStatistics
+
+
+class Op(msgspec.Struct, frozen=True):
+    """One operation: where it lives and what it takes and answers."""
+
+    method: str
+    path: str
+    summary: str
+    responses: dict[int, Any]
+    body: Any = None
+    query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
+    auth: bool = True
+    stream: bool = False
+
+
+_JOB_ID = "{id}"
+OPERATIONS: tuple[Op, ...] = (
+    Op("get", "/v1/health", "Liveness", {200: wire.Health}, auth=False),
+    Op("get", "/v1/tools", "Every tool with its schemas", {200: wire.ToolsBody}),
+    Op("get", "/v1/tools/{name}", "One tool", {200: wire.ToolBody, 404: ErrorEnvelope}),
+    Op("get", "/v1/plugins", "Every plugin's state and metrics", {200: wire.PluginsBody}),
+    Op(
+        "get",
+        "/v1/plugins/{name}/health",
+        "One plugin's state and metrics",
+        {200: wire.PluginHealth, 404: ErrorEnvelope},
+    ),
+    Op(
+        "post",
+        "/v1/jobs",
+        "Submit a job",
+        {
+            200: wire.JobBody,
+            202: wire.JobBody,
+            404: ErrorEnvelope,
+            413: ErrorEnvelope,
+            415: ErrorEnvelope,
+            429: ErrorEnvelope,
+            503: ErrorEnvelope,
+        },
+        body=wire.SubmitBody,
+        query=(("wait", "number", "seconds to wait for the job to finish"),),
+    ),
+    Op(
+        "get",
+        "/v1/jobs",
+        "List jobs, newest first",
+        {200: wire.JobsPage},
+        query=(
+            ("state", "string", "only jobs in this state"),
+            ("tool", "string", "only jobs of this tool"),
+            ("limit", "integer", "1..500, default 50"),
+            ("cursor", "string", "next_cursor of the previous page"),
+        ),
+    ),
+    Op("get", f"/v1/jobs/{_JOB_ID}", "One job", {200: wire.JobBody, 404: ErrorEnvelope}),
+    Op(
+        "get",
+        f"/v1/jobs/{_JOB_ID}/result",
+        "A finished job's result",
+        {200: wire.ResultBody, 404: ErrorEnvelope, 409: ErrorEnvelope},
+    ),
+    Op(
+        "post",
+        f"/v1/jobs/{_JOB_ID}/cancel",
+        "Cancel a job",
+        {200: wire.JobBody, 404: ErrorEnvelope, 409: ErrorEnvelope},
+    ),
+    Op(
+        "delete",
+        f"/v1/jobs/{_JOB_ID}",
+        "Cancel a job",
+        {200: wire.JobBody, 404: ErrorEnvelope, 409: ErrorEnvelope},
+    ),
+    Op(
+        "get",
+        f"/v1/jobs/{_JOB_ID}/events",
+        "A job's events (websocket, or SSE with Accept: text/event-stream)",
+        {200: None, 404: ErrorEnvelope},
+        query=(("since", "integer", "resume after this event id"),),
+        stream=True,
+    ),
+    Op(
+        "get",
+        "/v1/events",
+        "Every visible event (websocket, or SSE with Accept: text/event-stream)",
+        {200: None},
+        query=(
+            ("since", "integer", "resume after this event id"),
+            ("job", "string", "only this job"),
+            ("tool", "string", "only this tool"),
+        ),
+        stream=True,
+    ),
+    Op("get", "/v1/metrics", "Per-tool metrics as JSON", {200: MetricsBody}),
+    Op("get", "/openapi.json", "This document", {200: None}, auth=False),
+    Op(
+        "post",
+        "/v1/analyze-execution",
+        "Seed-compatible: run an analysis and wait",
+        {200: seed.SyncResult, 202: seed.SyncResult, 404: ErrorEnvelope},
+        body=seed.AnalyzeBody,
+    ),
+    Op(
+        "post",
+        "/v1/analyze-execution/async",
+        "Seed-compatible: queue an analysis",
+        {202: seed.AsyncAccepted, 404: ErrorEnvelope},
+        body=seed.AnalyzeBody,
+    ),
+    Op(
+        "get",
+        "/v1/analyze-execution/jobs",
+        "Seed-compatible: list jobs",
+        {200: seed.SeedList},
+        query=(("plugin", "string", "only this plugin"), ("status", "string", "seed status")),
+    ),
+    Op(
+        "get",
+        f"/v1/analyze-execution/jobs/{_JOB_ID}",
+        "Seed-compatible: a job's status",
+        {200: seed.SeedJobBody, 404: ErrorEnvelope},
+    ),
+    Op(
+        "get",
+        f"/v1/analyze-execution/jobs/{_JOB_ID}/result",
+        "Seed-compatible: a job's result",
+        {200: seed.SeedResult, 404: ErrorEnvelope},
+    ),
+    Op(
+        "delete",
+        f"/v1/analyze-execution/jobs/{_JOB_ID}",
+        "Seed-compatible: cancel a job",
+        {200: seed.SeedCancelled, 404: ErrorEnvelope, 409: ErrorEnvelope},
+    ),
+)
+
+_COMMON_ERRORS = (400, 401, 403, 405)
+
+
+def build_spec() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document."""
+    types = {t for op in OPERATIONS for t in (*op.responses.values(), op.body) if t is not None}
+    types.add(ErrorEnvelope)
+    ordered = sorted(types, key=lambda t: t.__name__)
+    refs, components = msgspec.json.schema_components(
+        ordered, ref_template="#/components/schemas/{name}"
+    )
+    ref_of = dict(zip(ordered, refs, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, ref_of)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "jobwarden", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "api_key"},
+            },
+        },
+    }
+
+
+def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _path_params(op.path)
+    ]
+    parameters += [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": {"type": kind},
+            "description": text,
+        }
+        for name, kind, text in op.query
+    ]
+    responses: dict[str, Any] = {}
+    for status, body in op.responses.items():
+        content = {"application/json": {"schema": ref_of[body]}} if body is not None else None
+        if op.stream and status == 200:
+            content = {"text/event-stream": {"schema": {"type": "string"}}}
+        responses[str(status)] = {
+            "description": _reason(status),
+            **({"content": content} if content else {}),
+        }
+    if op.auth:
+        for status in _COMMON_ERRORS:
+            responses.setdefault(
+                str(status),
+                {
+                    "description": _reason(status),
+                    "content": {"application/json": {"schema": ref_of[ErrorEnvelope]}},
+                },
+            )
+    doc: dict[str, Any] = {
+        "summary": op.summary,
+        "operationId": _operation_id(op),
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": ref_of[op.body]}},
+        }
+    doc["security"] = [{"bearer": []}, {"apiKey": []}, {"apiKeyQuery": []}] if op.auth else []
+    return doc
+
+
+def _operation_id(op: Op) -> str:
+    words = op.path.strip("/").replace("{", "").replace("}", "").replace(".", "_").split("/")
+    return "_".join([op.method, *words])
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def _reason(status: int) -> str:
+    return HTTPStatus(status).phrase
+
+
+_SPEC_BYTES: bytes | None = None
+routes = web.RouteTableDef()
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI document (built once)."""
+    global _SPEC_BYTES
+    if _SPEC_BYTES is None:
+        _SPEC_BYTES = msgspec.json.encode(build_spec())
+    return web.Response(body=_SPEC_BYTES, content_type="application/json")
