@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from http import HTTPStatus
 from typing import Any
 
@@ -249,14 +250,16 @@ def _reason(status: int) -> str:
     return HTTPStatus(status).phrase
 
 
-_SPEC_BYTES: bytes | None = None
 routes = web.RouteTableDef()
+
+
+@functools.cache
+def spec_bytes() -> bytes:
+    """The document, encoded once."""
+    return msgspec.json.encode(build_spec())
 
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    """The OpenAPI document (built once)."""
-    global _SPEC_BYTES
-    if _SPEC_BYTES is None:
-        _SPEC_BYTES = msgspec.json.encode(build_spec())
-    return web.Response(body=_SPEC_BYTES, content_type="application/json")
+    """The OpenAPI document."""
+    return web.Response(body=spec_bytes(), content_type="application/json")
