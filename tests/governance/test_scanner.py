@@ -64,7 +64,7 @@ def test_finding_prints_as_path_line_col_code_message() -> None:
 def test_columns_are_one_based() -> None:
     """A finding at the start of a line reports column 1, as compilers and ruff do."""
     [finding] = scan_paths([SAMPLES / "jw008" / "violations.py"])[:1]
-    assert (finding.line, finding.col) == (4, 1)
+    assert (finding.line, finding.col) == (5, 1)
 
 
 def test_unparsable_files_become_jw000_findings_and_the_scan_goes_on(tmp_path: Path) -> None:
