@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -29,9 +28,9 @@ class ToolContext:
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress in [0, 1]; emits a ``jobwarden.job.progress`` event."""
-        if not (isinstance(fraction, int | float) and math.isfinite(fraction)):
-            raise ValueError(f"progress must be a finite number in [0, 1], got {fraction!r}")
-        if not 0.0 <= fraction <= 1.0:
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise ValueError(f"progress must be a number in [0, 1], got {fraction!r}")
+        if not 0 <= fraction <= 1:  # also refuses NaN; compares huge ints without overflow
             raise ValueError(f"progress must be in [0, 1], got {fraction!r}")
         await self._progress(float(fraction), message)
 

@@ -76,7 +76,7 @@ class MetricsCell:
         if len(self._durations) < WINDOW:
             self._durations.append(duration_s)
         else:
-            self._durations[self.calls % WINDOW] = duration_s
+            self._durations[(self.calls - 1) % WINDOW] = duration_s  # the oldest entry
 
     def snapshot(self) -> ToolMetrics:
         """A frozen copy, with the p95 over the recent window."""

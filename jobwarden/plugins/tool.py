@@ -153,11 +153,14 @@ class Plugin:
 def _signature_types(fn: Callable[..., Any], where: str) -> tuple[type[msgspec.Struct], Any]:
     """Read (input type, output type) from ``fn``'s annotations, or explain what is wrong."""
     params = list(inspect.signature(fn).parameters.values())
-    if len(params) != 2:
-        raise RegistrationError(f"{where}: expected (inp, ctx) parameters, got {len(params)}")
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if len(params) != 2 or any(p.kind not in positional for p in params):
+        raise RegistrationError(
+            f"{where}: expected (inp, ctx) as two positional parameters, got {len(params)}"
+        )
     try:
         hints = typing.get_type_hints(fn)
-    except NameError as exc:
+    except Exception as exc:  # NameError, AttributeError, TypeError: whatever resolving raised
         raise RegistrationError(f"{where}: cannot resolve annotations: {exc}") from exc
     input_type = hints.get(params[0].name)
     if input_type is None:

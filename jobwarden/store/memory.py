@@ -84,10 +84,9 @@ class MemoryStore:
         self, after: int, limit: int, *, job_id: str | None = None, tool: str | None = None
     ) -> list[JobEvent]:
         """Retained events after ``after``; offsets are contiguous here, so skip by arithmetic."""
-        if not self._events:
-            return []
-        skip = max(0, after - self._events[0].offset + 1)
-        selected: Iterator[JobEvent] = itertools.islice(self._events, skip, None)
+        selected: Iterator[JobEvent] = itertools.islice(
+            self._events, self._index_after(after), None
+        )
         if job_id is not None:
             selected = (e for e in selected if e.subject == job_id)
         if tool is not None:
@@ -117,6 +116,18 @@ class MemoryStore:
                     self._keys.pop((record.owner, record.idempotency_key), None)
             self._ids = [i for i in self._ids if i not in doomed]
         return len(doomed)
+
+    def _index_after(self, after: int) -> int:
+        """Index of the first retained event with offset > ``after`` (offsets may have gaps)."""
+        events = self._events
+        low, high = 0, len(events)
+        while low < high:
+            middle = (low + high) // 2
+            if events[middle].offset <= after:
+                low = middle + 1
+            else:
+                high = middle
+        return low
 
     def _append(self, event: JobEvent) -> None:
         self._events.append(event)
