@@ -100,7 +100,7 @@ class Plugin:
         def register(fn: F) -> F:
             self._add(
                 fn,
-                name=name or fn.__name__,
+                name=fn.__name__ if name is None else name,
                 timeout=timeout,
                 mode=mode,
                 max_concurrency=max_concurrency,
