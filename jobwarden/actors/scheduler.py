@@ -7,6 +7,7 @@ from collections import deque
 
 import anyio
 from anyio.lowlevel import checkpoint
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from jobwarden.actors.job_actor import JobActor
 
@@ -32,10 +33,17 @@ class Scheduler:
     """
 
     def __init__(self) -> None:
-        self._send, self._receive = anyio.create_memory_object_stream[JobActor](math.inf)
+        # The streams exist only between open() and close(), so nothing leaks from a
+        # supervisor that was never started.
+        self._send: MemoryObjectSendStream[JobActor]
+        self._receive: MemoryObjectReceiveStream[JobActor]
         self._slots: dict[str, _ToolSlot] = {}
         self._pulls = 0
         self._closed = False
+
+    def open(self) -> None:
+        """Create the queue; called once when the supervisor starts."""
+        self._send, self._receive = anyio.create_memory_object_stream[JobActor](math.inf)
 
     def admit(self, actor: JobActor) -> None:
         """Make a queued job runnable (or park it while its tool is at its cap)."""
@@ -91,5 +99,6 @@ class Scheduler:
     def close(self) -> None:
         """Stop handing out jobs; runners waiting in ``next`` get None."""
         self._closed = True
-        self._send.close()
-        self._receive.close()
+        if hasattr(self, "_send"):
+            self._send.close()
+            self._receive.close()
