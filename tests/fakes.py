@@ -6,6 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from jobwarden import Plugin, ToolContext
@@ -109,3 +110,27 @@ class FlakyStore(MemoryStore):
             self.remaining -= 1
             raise Crash(f"store refused {record.state}")
         await super().transition(record, event)
+
+
+class SecondsIn(msgspec.Struct):
+    seconds: float = 0.0
+
+
+class OkOut(msgspec.Struct):
+    ok: bool
+
+
+def scoped_plugin() -> Plugin:
+    """A plugin whose tool opens cancel scopes of its own before its first await."""
+    plugin = Plugin("scoped")
+
+    @plugin.tool(timeout=5.0)
+    async def nested(inp: SecondsIn, ctx: ToolContext) -> OkOut:
+        """Sleep inside move_on_after, then inside fail_after."""
+        with anyio.move_on_after(10):
+            await anyio.sleep(inp.seconds)
+        with anyio.fail_after(10):
+            await anyio.lowlevel.checkpoint()
+        return OkOut(ok=True)
+
+    return plugin

@@ -44,8 +44,18 @@ class EventBus:
         bounds = await self._store.event_bounds()
         self._next = self._deliver_next = bounds.last + 1
 
-    def event(self, record: JobRecord, kind: str, *, message: str | None = None) -> JobEvent:
-        """A new, numbered event of type ``jobwarden.job.<kind>`` describing ``record``."""
+    def event(
+        self,
+        record: JobRecord,
+        kind: str,
+        *,
+        message: str | None = None,
+        at: datetime | None = None,
+    ) -> JobEvent:
+        """A new, numbered event of type ``jobwarden.job.<kind>`` describing ``record``.
+
+        ``at`` is the event's time when the change already has a timestamp (default: now).
+        """
         offset = self._next
         self._next = offset + 1
         job_id = record.id
@@ -54,7 +64,7 @@ class EventBus:
             source=self._source,
             type=EVENT_TYPE_PREFIX + kind,
             subject=job_id,
-            time=datetime.now(UTC),
+            time=at or datetime.now(UTC),
             data=EventData(
                 job_id=job_id,
                 tool=record.tool,

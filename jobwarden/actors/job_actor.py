@@ -177,9 +177,9 @@ class JobActor:
         record = self.record
         if record.state is not JobState.QUEUED or self._args is None:
             return None
-        await self._change(
-            "running", msgspec.structs.replace(record, state=JobState.RUNNING, started_at=_now())
-        )
+        now = _now()
+        new = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=now)
+        await self._change("running", new, at=now)
         timeout = record.timeout_s or self.tool.timeout_s
         deadline = anyio.current_time() + timeout if timeout else math.inf
         self._ctx = ToolContext(
@@ -195,10 +195,11 @@ class JobActor:
             scope.cancel()
 
     async def _on_finish(self, state: JobState, result: Any, error: ErrorInfo | None) -> None:
+        now = _now()
         new = msgspec.structs.replace(
-            self.record, state=state, result=result, error=error, finished_at=_now()
+            self.record, state=state, result=result, error=error, finished_at=now
         )
-        await self._change(_FINAL_KIND[state], new)
+        await self._change(_FINAL_KIND[state], new, at=now)
         self._stop(started=True)
 
     async def _on_cancel(self, reason: str) -> JobRecord | None:
@@ -210,10 +211,11 @@ class JobActor:
                 self._scope.cancel()
             return None
         error = self.error(OutcomeType.CANCELLED, reason)
+        now = _now()
         new = msgspec.structs.replace(
-            record, state=JobState.CANCELLED, error=error, finished_at=_now()
+            record, state=JobState.CANCELLED, error=error, finished_at=now
         )
-        await self._change("cancelled", new)
+        await self._change("cancelled", new, at=now)
         self._stop(started=False)
         return new
 
@@ -222,12 +224,14 @@ class JobActor:
             new = msgspec.structs.replace(self.record, progress=fraction)
             await self._change("progress", new, message=message)
 
-    async def _change(self, kind: str, new: JobRecord, *, message: str | None = None) -> None:
-        """Check, store, then publish one change of this job's record."""
+    async def _change(
+        self, kind: str, new: JobRecord, *, message: str | None = None, at: datetime | None = None
+    ) -> None:
+        """Check, store, then publish one change of this job's record (``at``: its timestamp)."""
         if new.state is not self.record.state:
             check_transition(self.record.state, new.state)
         bus = self._host.bus
-        event = bus.event(new, kind, message=message)
+        event = bus.event(new, kind, message=message, at=at)
         try:
             await self._host.store.transition(new, event)
         except BaseException:

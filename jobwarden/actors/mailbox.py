@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import structlog
@@ -31,6 +31,10 @@ class _Waiter:
     def __init__(self) -> None:
         self.turn = anyio.Event()
         self.error: BaseException | None = None
+
+
+async def _refuse(message: object) -> Any:
+    raise ActorStopped("the mailbox has stopped")
 
 
 class Mailbox(Generic[M, R]):
@@ -65,7 +69,10 @@ class Mailbox(Generic[M, R]):
         try:
             return await self._handler(message)
         finally:
-            await self._pass_baton()
+            if self._queue:
+                await self._pass_baton()
+            else:
+                self._busy = False
 
     async def tell(self, message: M) -> None:
         """Deliver ``message`` without waiting for it to be handled when the actor is busy."""
@@ -77,13 +84,19 @@ class Mailbox(Generic[M, R]):
         try:
             await self._handler(message)
         finally:
-            await self._pass_baton()
+            if self._queue:
+                await self._pass_baton()
+            else:
+                self._busy = False
 
     def stop(self, reason: str) -> None:
         """Refuse further messages; fail waiting asks with ``ActorStopped``; drop queued tells."""
         if self._stopped is not None:
             return
         self._stopped = reason
+        # The handler is usually a bound method of the actor owning this mailbox: dropping it
+        # breaks that reference cycle, so a finished actor is freed at once, not by the gc.
+        self._handler = _refuse
         queue, self._queue = self._queue, None
         for _, waiter in queue or ():
             if waiter is not None:

@@ -178,9 +178,10 @@ class Subscription:
             await self._wakeup.wait()
             self._wakeup = None
         event = self._buffer.popleft()
-        if event.offset <= self.last_offset:
+        offset = event.offset
+        if offset <= self.last_offset:
             return None
-        self.last_offset = event.offset
+        self.last_offset = offset
         return event
 
     def _caught_up(self) -> bool:

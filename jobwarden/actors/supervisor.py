@@ -205,7 +205,7 @@ class Supervisor:
             timeout_s=timeout_s,
         )
         bus = self.bus
-        event = bus.event(record, "queued")
+        event = bus.event(record, "queued", at=record.created_at)
         try:
             stored = await self.store.put(record, event)
         except BaseException:

@@ -9,7 +9,6 @@ metrics in a ``finally``, and finishes the actor in its terminal state.
 from __future__ import annotations
 
 import time
-from collections.abc import Coroutine, Generator
 from typing import Any
 
 import anyio
@@ -38,10 +37,12 @@ class ToolRunner:
         self._scheduler = scheduler
         self._threads = threads
         self.current: JobActor | None = None
+        self._cancelled_exc: type[BaseException] = BaseException
 
     async def serve(self) -> None:
         """Run jobs until the scheduler closes."""
         scheduler = self._scheduler
+        self._cancelled_exc = anyio.get_cancelled_exc_class()
         while (actor := await scheduler.next()) is not None:
             self.current = actor
             try:
@@ -55,43 +56,34 @@ class ToolRunner:
     async def _execute(self, actor: JobActor, started: Started) -> None:
         tool = actor.tool
         ctx = started.ctx
-        scope: anyio.CancelScope | None = None
-        cancelled_exc = anyio.get_cancelled_exc_class()
+        # The scope is entered before the tool's first step, so that scopes the tool opens
+        # itself (anyio.move_on_after, trio.sleep) nest inside it.
+        scope = anyio.CancelScope(deadline=started.deadline)
+        actor.attach_scope(scope)
         state: JobState | None = None
         result: Any = None
         error: ErrorInfo | None = None
         self._registry.begin_execution(tool.name)
         began = time.perf_counter()
         try:
-            if tool.mode == "async":
-                coro = tool.func(started.args, ctx)
-                try:
-                    pending = coro.send(None)
-                except StopIteration as stop:
-                    value = stop.value
+            with scope:
+                if tool.mode == "async":
+                    value = await tool.func(started.args, ctx)
                 else:
-                    scope = anyio.CancelScope(deadline=started.deadline)
-                    actor.attach_scope(scope)
-                    with scope:
-                        value = await _Continuation(coro, pending)
-            else:
-                scope = anyio.CancelScope(deadline=started.deadline)
-                actor.attach_scope(scope)
-                with scope:
                     value = await anyio.to_thread.run_sync(
                         tool.func, started.args, ctx, abandon_on_cancel=True, limiter=self._threads
                     )
-            if scope is not None and scope.cancel_called:
+            if scope.cancel_called:
                 state, error = _stopped(actor, ctx.cancel_requested)
             else:
                 state, result, error = _checked_output(actor, value)
-        except cancelled_exc:
+        except self._cancelled_exc:
             state, error = JobState.CANCELLED, actor.error(OutcomeType.CANCELLED, SHUTDOWN_REASON)
             with anyio.CancelScope(shield=True):
                 await actor.finish(state, result, error)
             raise
         except Exception as exc:
-            if scope is not None and scope.cancel_called:
+            if scope.cancel_called:
                 state, error = _stopped(actor, ctx.cancel_requested)
             else:
                 state, error = JobState.FAILED, _plugin_error(actor, exc)
@@ -101,42 +93,6 @@ class ToolRunner:
             outcome = error.type if error is not None else SUCCEEDED
             self._registry.record_execution(tool.name, outcome, time.perf_counter() - began)
         await actor.finish(state, result, error)
-
-
-class _Continuation:
-    """Awaits the rest of a coroutine that already ran up to its first suspension.
-
-    Tools are started eagerly, outside any cancel scope: most calls that finish without ever
-    suspending (validators, lookups, echo) then cost no scope at all, and only a call that does
-    suspend is continued here, inside its scope. This is ``yield from`` spelled out (PEP 380),
-    so whatever the coroutine yields reaches the event loop (asyncio or trio) unchanged.
-    """
-
-    __slots__ = ("_coro", "_pending")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
-        self._coro = coro
-        self._pending = pending
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, pending = self._coro, self._pending
-        self._pending = None
-        while True:
-            try:
-                sent = yield pending
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    pending = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
 
 
 def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorInfo | None]:

@@ -27,7 +27,6 @@ class MemoryStore:
         self._ids: list[str] = []
         self._keys: dict[tuple[str | None, str], str] = {}
         self._events: deque[JobEvent] = deque(maxlen=retain_events)
-        self._last_offset = 0
 
     async def open(self) -> None:
         """Nothing to prepare."""
@@ -48,7 +47,7 @@ class MemoryStore:
             self._ids.append(record.id)
         else:
             bisect.insort(self._ids, record.id)
-        self._append(event)
+        self._events.append(event)
         return record
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -58,7 +57,7 @@ class MemoryStore:
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
         """Replace the record and log the event."""
         self._records[record.id] = record
-        self._append(event)
+        self._events.append(event)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         """Newest first, filtered, ``limit`` rows after the cursor."""
@@ -95,8 +94,9 @@ class MemoryStore:
 
     async def event_bounds(self) -> EventBounds:
         """First and last retained offsets."""
-        first = self._events[0].offset if self._events else self._last_offset + 1
-        return EventBounds(first=first, last=self._last_offset)
+        if not self._events:
+            return EventBounds(first=1, last=0)
+        return EventBounds(first=self._events[0].offset, last=self._events[-1].offset)
 
     async def purge(self, *, finished_before: datetime | None, keep_finished: int | None) -> int:
         """Drop finished jobs older than ``finished_before`` or past the newest N."""
@@ -128,10 +128,6 @@ class MemoryStore:
             else:
                 high = middle
         return low
-
-    def _append(self, event: JobEvent) -> None:
-        self._events.append(event)
-        self._last_offset = event.offset
 
 
 def _matches(record: JobRecord, query: JobQuery) -> bool:

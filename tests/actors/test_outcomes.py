@@ -6,7 +6,7 @@ import pytest
 
 from jobwarden import JobEvent, JobRecord, JobState, Supervisor, builtin, errors
 from jobwarden.errors import OutcomeType
-from tests.fakes import Gates, fake_plugin
+from tests.fakes import Gates, fake_plugin, scoped_plugin
 
 pytestmark = pytest.mark.anyio
 
@@ -269,3 +269,14 @@ async def test_records_are_immutable_snapshots() -> None:
         rec: JobRecord = await sup.submit("builtin.echo", {"text": "x"})
         await sup.wait(rec.id, timeout=5)
         assert rec.state is JobState.QUEUED
+
+
+async def test_tools_may_open_their_own_cancel_scopes() -> None:
+    """A tool's own move_on_after / fail_after (and trio.sleep's scope) nest inside the job's."""
+    async with Supervisor(plugins=[scoped_plugin(), builtin]) as sup:
+        for tool, payload in (
+            ("scoped.nested", {"seconds": 0.01}),
+            ("builtin.sleep", {"seconds": 0}),
+        ):
+            done = await sup.wait((await sup.submit(tool, payload)).id, timeout=5)
+            assert done.state is JobState.SUCCEEDED, done.error
