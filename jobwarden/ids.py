@@ -8,12 +8,21 @@ import time
 
 _lock = threading.Lock()
 _last = 0
+_RANDOM_BYTES = 10
+_BATCH = 4096  # ids per read of the OS's random source: one syscall, not one per id
+_pool = b""
+_used = 0
 
 
 def new_job_id() -> str:
     """A 32-hex-digit id: 48 bits of milliseconds, then 80 random bits, strictly increasing here."""
-    global _last
-    candidate = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    global _last, _pool, _used
+    millis = time.time_ns() // 1_000_000
     with _lock:
+        if _used >= len(_pool):
+            _pool, _used = os.urandom(_RANDOM_BYTES * _BATCH), 0
+        random = int.from_bytes(_pool[_used : _used + _RANDOM_BYTES])
+        _used += _RANDOM_BYTES
+        candidate = millis << 80 | random
         _last = candidate if candidate > _last else _last + 1
         return f"{_last:032x}"

@@ -92,7 +92,7 @@ class JobActor:
         self.record = record
         self.tool = tool
         self._args: msgspec.Struct | None = args
-        self._mailbox: Mailbox[_Message, Any] = Mailbox(self._receive, name=f"job {record.id}")
+        self._mailbox: Mailbox[_Message, Any] = Mailbox(self._receive, name=record.id)
         self._scope: anyio.CancelScope | None = None
         self._ctx: ToolContext | None = None
         self._done: anyio.Event | None = None

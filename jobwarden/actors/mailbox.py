@@ -100,18 +100,18 @@ class Mailbox(Generic[M, R]):
         queue, self._queue = self._queue, None
         for _, waiter in queue or ():
             if waiter is not None:
-                waiter.error = ActorStopped(f"{self._name} stopped ({reason})")
+                waiter.error = ActorStopped(f"actor {self._name} stopped ({reason})")
                 waiter.turn.set()
 
     def _check_open(self) -> None:
         if self._stopped is not None:
-            raise ActorStopped(f"{self._name} stopped ({self._stopped})")
+            raise ActorStopped(f"actor {self._name} stopped ({self._stopped})")
 
     def _enqueue(self, message: M, waiter: _Waiter | None) -> None:
         if self._queue is None:
             self._queue = deque()
         if len(self._queue) >= self._capacity:
-            raise MailboxFull(f"{self._name} mailbox is full ({self._capacity} messages)")
+            raise MailboxFull(f"actor {self._name}'s mailbox is full ({self._capacity} messages)")
         self._queue.append((message, waiter))
 
     async def _wait_for_turn(self, message: M) -> None:
@@ -133,7 +133,7 @@ class Mailbox(Generic[M, R]):
         if self._stopped is not None:
             # Stopped after the baton was handed to us: nothing more may be handled.
             self._busy = False
-            raise ActorStopped(f"{self._name} stopped ({self._stopped})")
+            raise ActorStopped(f"actor {self._name} stopped ({self._stopped})")
 
     async def _pass_baton(self) -> None:
         """Give the turn to the next waiting ask, handling queued tells on the way."""

@@ -120,8 +120,11 @@ class Subscription:
     async def __anext__(self) -> StreamEvent:
         """The next event: replayed from the store first, then live from the buffer."""
         while not self._done:
+            event: StreamEvent | None
             if self._replaying:
                 event = await self._next_replayed()
+            elif self._buffer:
+                event = self._take_buffered()
             else:
                 event = await self._next_live()
             if event is not None:
@@ -177,6 +180,10 @@ class Subscription:
             self._wakeup = anyio.Event()
             await self._wakeup.wait()
             self._wakeup = None
+        return self._take_buffered()
+
+    def _take_buffered(self) -> JobEvent | None:
+        """The oldest buffered event, or None when replay already yielded it."""
         event = self._buffer.popleft()
         offset = event.offset
         if offset <= self.last_offset:
