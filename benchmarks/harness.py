@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import math
 import statistics
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar, TypeVarTuple
+from types import TracebackType
+from typing import Any, Self, TypeVar, TypeVarTuple
 
 import anyio
 import msgspec
+
+from jobwarden.logs import configure_logging
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -78,6 +83,34 @@ class Report(msgspec.Struct):
         self.notes.append(text)
 
 
+class GcPauses:
+    """Seconds spent in the cyclic garbage collector while the ``with`` block runs."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._began
+            self.collections += 1
+
+    def __enter__(self) -> Self:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def parser(description: str, *, rounds: int = 5, uvloop: bool = True) -> argparse.ArgumentParser:
     """An argument parser with the options every benchmark shares."""
     p = argparse.ArgumentParser(description=description)
@@ -90,7 +123,12 @@ def parser(description: str, *, rounds: int = 5, uvloop: bool = True) -> argpars
 
 
 def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse and check the shared options."""
+    """Parse and check the shared options; silence logs below ERROR.
+
+    A benchmark checks every job's outcome itself and stops on the first one that went wrong,
+    so per-job warnings (a traceback each) would only flood the terminal and skew the timing.
+    """
+    configure_logging("json", logging.ERROR)
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be >= 1")

@@ -50,10 +50,11 @@ async def run_jobwarden(jobs: int) -> float:
             for _ in range(jobs):
                 await sup.submit(TOOL, {"text": "hi"})
         stats = sup.statistics()
+        emitted = (await sup.store.event_bounds()).last
     elapsed = time.perf_counter() - began
     metrics = sup.registry.metrics(TOOL)
-    if counter.seen != 3 * jobs:
-        raise RuntimeError(f"the subscriber saw {counter.seen} events, expected {3 * jobs}")
+    if counter.seen != 3 * jobs or emitted != 3 * jobs:
+        raise RuntimeError(f"{emitted} events emitted, {counter.seen} seen; expected {3 * jobs}")
     if (metrics.calls, metrics.successes, stats.queued, stats.running) != (jobs, jobs, 0, 0):
         raise RuntimeError(f"not every job succeeded: {metrics}, {stats}")
     return elapsed
