@@ -15,6 +15,7 @@ import msgspec
 import structlog
 from anyio.abc import TaskGroup
 
+from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.event_bus import DEFAULT_SUBSCRIBER_BUFFER, EventBus
 from jobwarden.actors.job_actor import JobActor
 from jobwarden.actors.restarts import RestartIntensity
@@ -99,6 +100,7 @@ class Supervisor:
         self._grace = shutdown_grace_s
         self._restarts = RestartIntensity(max_restarts, restart_window_s)
         self._scheduler = Scheduler()
+        self._deadlines = Deadlines()
         self._actors: dict[str, JobActor] = {}
         self._queued = 0
         self._running = 0
@@ -118,6 +120,7 @@ class Supervisor:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
+        tg.start_soon(self._deadlines.run)
         for _ in range(self._concurrency):
             tg.start_soon(self._runner_slot, threads)
         for plugin in self.registry.plugins():
@@ -338,7 +341,7 @@ class Supervisor:
 
     async def _runner_slot(self, threads: anyio.CapacityLimiter) -> None:
         while True:
-            runner = ToolRunner(self.registry, self._scheduler, threads)
+            runner = ToolRunner(self.registry, self._scheduler, self._deadlines, threads)
             try:
                 await runner.serve()
             except Exception as exc:

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import structlog
 
+from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.job_actor import JobActor, Started
 from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import JobState
@@ -31,10 +32,15 @@ class ToolRunner:
     """Runs one job at a time; ``current`` is the job in hand (failed as crashed if we crash)."""
 
     def __init__(
-        self, registry: PluginRegistry, scheduler: Scheduler, threads: anyio.CapacityLimiter
+        self,
+        registry: PluginRegistry,
+        scheduler: Scheduler,
+        deadlines: Deadlines,
+        threads: anyio.CapacityLimiter,
     ) -> None:
         self._registry = registry
         self._scheduler = scheduler
+        self._deadlines = deadlines
         self._threads = threads
         self.current: JobActor | None = None
         self._cancelled_exc: type[BaseException] = BaseException
@@ -57,9 +63,11 @@ class ToolRunner:
         tool = actor.tool
         ctx = started.ctx
         # The scope is entered before the tool's first step, so that scopes the tool opens
-        # itself (anyio.move_on_after, trio.sleep) nest inside it.
-        scope = anyio.CancelScope(deadline=started.deadline)
+        # itself (anyio.move_on_after, trio.sleep) nest inside it. Its deadline is enforced by
+        # the shared watchdog rather than by a timer of its own.
+        scope = anyio.CancelScope()
         actor.attach_scope(scope)
+        watch = self._deadlines.watch(started.deadline, scope, ctx)
         state: JobState | None = None
         result: Any = None
         error: ErrorInfo | None = None
@@ -74,7 +82,7 @@ class ToolRunner:
                         tool.func, started.args, ctx, abandon_on_cancel=True, limiter=self._threads
                     )
             if scope.cancel_called:
-                state, error = _stopped(actor, ctx.cancel_requested)
+                state, error = _stopped(actor, ctx.timed_out)
             else:
                 state, result, error = _checked_output(actor, value)
         except self._cancelled_exc:
@@ -84,10 +92,11 @@ class ToolRunner:
             raise
         except Exception as exc:
             if scope.cancel_called:
-                state, error = _stopped(actor, ctx.cancel_requested)
+                state, error = _stopped(actor, ctx.timed_out)
             else:
                 state, error = JobState.FAILED, _plugin_error(actor, exc)
         finally:
+            self._deadlines.done(watch)
             if state is None:
                 state, error = JobState.FAILED, actor.error(OutcomeType.CRASHED, CRASH_REASON)
             outcome = error.type if error is not None else SUCCEEDED
@@ -104,8 +113,8 @@ def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorIn
         return JobState.FAILED, None, actor.error(OutcomeType.INVALID_OUTPUT, message)
 
 
-def _stopped(actor: JobActor, cancel_requested: bool) -> tuple[JobState, ErrorInfo]:
-    if cancel_requested:
+def _stopped(actor: JobActor, timed_out: bool) -> tuple[JobState, ErrorInfo]:
+    if not timed_out:
         return JobState.CANCELLED, actor.error(OutcomeType.CANCELLED, "cancelled while running")
     timeout = actor.record.timeout_s or actor.tool.timeout_s
     message = f"{actor.tool.name} did not finish within {timeout}s"

@@ -16,7 +16,15 @@ class ToolContext:
     without checkpoints) notice a cancel or timeout and stop early.
     """
 
-    __slots__ = ("_cancel_requested", "_log", "_progress", "attempt", "job_id", "tool")
+    __slots__ = (
+        "_cancel_requested",
+        "_log",
+        "_progress",
+        "_timed_out",
+        "attempt",
+        "job_id",
+        "tool",
+    )
 
     def __init__(self, *, job_id: str, tool: str, attempt: int, progress: ProgressSink) -> None:
         self.job_id = job_id
@@ -24,6 +32,7 @@ class ToolContext:
         self.attempt = attempt
         self._progress = progress
         self._cancel_requested = False
+        self._timed_out = False
         self._log: structlog.typing.FilteringBoundLogger | None = None
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
@@ -48,6 +57,13 @@ class ToolContext:
         """True once the job was cancelled or timed out; cooperative code should return."""
         return self._cancel_requested
 
-    def request_cancel(self) -> None:
-        """Mark the call as cancelled (called by the ToolRunner, not by plugins)."""
-        self._cancel_requested = True
+    @property
+    def timed_out(self) -> bool:
+        """True when the stop request came from the job's deadline rather than a cancel."""
+        return self._timed_out
+
+    def request_cancel(self, *, timed_out: bool = False) -> None:
+        """Mark the call as stopped (by the runtime, not by plugins); the first reason wins."""
+        if not self._cancel_requested:
+            self._cancel_requested = True
+            self._timed_out = timed_out
