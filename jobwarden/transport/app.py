@@ -35,6 +35,7 @@ def create_app(
     app[KEYS] = keys if keys is not None else KeyRing()
     app[STARTED] = now()
     app[WEBSOCKETS] = set()
+    app[streams.ENCODED] = streams.EncodedEvents()
     app.add_routes(routes_v1.routes)
     app.add_routes(streams.routes)
     app.add_routes(seed_routes.routes)

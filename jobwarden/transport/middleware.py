@@ -10,10 +10,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from jobwarden.errors import ErrorInfo, RequestError
+from jobwarden.transport.auth import Principal
 from jobwarden.transport.responses import HTTP_TYPES, envelope_response, request_error_response
 
 log = structlog.get_logger("jobwarden.http")
-PRINCIPAL_KEY = "jobwarden.principal"
+PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 
 
 @web.middleware
@@ -36,7 +37,7 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
                 method=request.method,
                 route=route.canonical if route is not None else request.path,
                 status=status,
-                principal=getattr(principal, "name", None),
+                principal=principal.name if principal is not None else None,
                 duration_ms=round((time.perf_counter() - began) * 1000, 3),
             )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 
 import anyio
 import msgspec
@@ -66,6 +68,7 @@ async def _pump(request: web.Request, principal: Principal, sub: Subscribe, send
     a client that reads too slowly fills the buffer and gets ``SubscriberOverflow``.
     """
     sup = request.app[SUPERVISOR]
+    encoded = request.app[ENCODED]
     async with sup.subscribe(
         job_id=sub.job,
         tool=sub.tool,
@@ -74,7 +77,28 @@ async def _pump(request: web.Request, principal: Principal, sub: Subscribe, send
         buffer=request.app[SETTINGS].ws_queue,
     ) as events:
         async for event in events:
-            await send(event, encoder.encode(event))
+            await send(event, encoded(event))
+
+
+class EncodedEvents:
+    """Encodes each event once, however many connections send it (a small FIFO cache)."""
+
+    def __init__(self, size: int = 4_096) -> None:
+        self._size = size
+        self._cache: OrderedDict[str, tuple[StreamEvent, bytes]] = OrderedDict()
+
+    def __call__(self, event: StreamEvent) -> bytes:
+        hit = self._cache.get(event.id)
+        if hit is not None and hit[0] is event:
+            return hit[1]
+        data = encoder.encode(event)
+        self._cache[event.id] = (event, data)
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return data
+
+
+ENCODED = web.AppKey("encoded_events", EncodedEvents)
 
 
 async def _sse(request: web.Request, principal: Principal, first: Subscribe) -> web.StreamResponse:
@@ -88,24 +112,44 @@ async def _sse(request: web.Request, principal: Principal, first: Subscribe) -> 
             b"id: %s\nevent: %s\ndata: %s\n\n" % (event.id.encode(), event.type.encode(), payload)
         )
 
-    async def heartbeat() -> None:
-        while True:
-            await anyio.sleep(request.app[SETTINGS].heartbeat_s)
-            await response.write(b": heartbeat\n\n")
+    async with anyio.create_task_group() as tg:
 
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(heartbeat)
+        async def heartbeat() -> None:
+            try:
+                while True:
+                    await anyio.sleep(request.app[SETTINGS].heartbeat_s)
+                    await response.write(b": heartbeat\n\n")
+            except ConnectionResetError:
+                tg.cancel_scope.cancel()
+
+        tg.start_soon(heartbeat)
+        try:
             try:
                 await _pump(request, principal, first, send)
             except SubscriberOverflow as exc:
                 note = encoder.encode({"resume_since": exc.last_offset})
                 await response.write(b"event: jobwarden.stream.overflow\ndata: %s\n\n" % note)
-            tg.cancel_scope.cancel()
-        await response.write_eof()
-    except ConnectionResetError:
-        pass
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client went away: nothing left to tell it
+        tg.cancel_scope.cancel()
     return response
+
+
+class _Socket:
+    """One websocket's writes, one at a time; a client that vanished ends its stream quietly."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self._lock = anyio.Lock(fast_acquire=True)
+
+    async def send(self, payload: bytes) -> None:
+        async with self._lock:
+            await self.ws.send_frame(payload, WSMsgType.TEXT)
+
+    async def close(self, code: int, message: bytes) -> None:
+        async with self._lock:
+            await self.ws.close(code=code, message=message)
 
 
 async def _websocket(
@@ -117,61 +161,52 @@ async def _websocket(
     await ws.prepare(request)
     sockets = request.app[WEBSOCKETS]
     sockets.add(ws)
-    lock = anyio.Lock()
+    sock = _Socket(ws)
 
     async def send(event: StreamEvent, payload: bytes) -> None:
-        async with lock:
-            await ws.send_frame(payload, WSMsgType.TEXT)
+        await sock.send(payload)
 
     async def stream(sub: Subscribe) -> None:
         try:
             await _pump(request, principal, sub, send)
         except SubscriberOverflow as exc:
-            await ws.close(
-                code=WSCloseCode.TRY_AGAIN_LATER,
-                message=f"behind; since={exc.last_offset}".encode(),
-            )
-            return
+            behind = f"behind; resume with since={exc.last_offset}".encode()
+            await sock.close(WSCloseCode.TRY_AGAIN_LATER, behind)
         except RequestError as exc:
-            async with lock:
-                await ws.send_str(encoder.encode(exc.info()).decode())
-            return
-        if sub.job is not None or fixed_job is not None:
-            await ws.close(code=WSCloseCode.OK, message=b"job finished")
+            await sock.send(encoder.encode(exc.info()))
         else:
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+            if sub.job is not None or fixed_job is not None:
+                await sock.close(WSCloseCode.OK, b"job finished")
+            else:
+                await sock.close(WSCloseCode.GOING_AWAY, b"server shutting down")
+
+    async def run(sub: Subscribe, scope: anyio.CancelScope) -> None:
+        with scope, suppress(ConnectionResetError):
+            await stream(sub)
 
     try:
         async with anyio.create_task_group() as tg:
             current = anyio.CancelScope()
-
-            async def run(sub: Subscribe, scope: anyio.CancelScope) -> None:
-                with scope:
-                    await stream(sub)
-
             if fixed_job is not None or first.job or first.tool or first.since is not None:
                 tg.start_soon(run, first, current)
-            async for message in ws:
-                if message.type is not WSMsgType.TEXT:
-                    continue
-                try:
-                    frame = frame_decoder.decode(message.data)
-                except msgspec.DecodeError as exc:
-                    async with lock:
-                        await ws.send_str(
-                            encoder.encode({"type": "error", "message": str(exc)}).decode()
-                        )
-                    continue
-                if isinstance(frame, Ping):
-                    async with lock:
-                        await ws.send_str('{"type":"pong"}')
-                    continue
-                current.cancel()
-                current = anyio.CancelScope()
-                if isinstance(frame, Subscribe):
-                    if fixed_job is not None:
-                        frame = Subscribe(job=fixed_job, tool=frame.tool, since=frame.since)
-                    tg.start_soon(run, frame, current)
+            with suppress(ConnectionResetError):
+                async for message in ws:
+                    if message.type is not WSMsgType.TEXT:
+                        continue
+                    try:
+                        frame = frame_decoder.decode(message.data)
+                    except msgspec.DecodeError as exc:
+                        await sock.send(encoder.encode({"type": "error", "message": str(exc)}))
+                        continue
+                    if isinstance(frame, Ping):
+                        await sock.send(b'{"type":"pong"}')
+                        continue
+                    current.cancel()
+                    current = anyio.CancelScope()
+                    if isinstance(frame, Subscribe):
+                        if fixed_job is not None:
+                            frame = Subscribe(job=fixed_job, tool=frame.tool, since=frame.since)
+                        tg.start_soon(run, frame, current)
             tg.cancel_scope.cancel()
     finally:
         sockets.discard(ws)
