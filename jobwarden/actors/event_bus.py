@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+from jobwarden.actors.states import JobState
 from jobwarden.actors.subscription import Subscription
 from jobwarden.records import (
     EVENT_TYPE_PREFIX,
@@ -117,6 +118,7 @@ class EventBus:
         tool: str | None = None,
         since: int | None = None,
         owner: str | None = None,
+        state: JobState | None = None,
         buffer: int | None = None,
         ends_after_replay: bool = False,
     ) -> AsyncIterator[Subscription]:
@@ -131,6 +133,7 @@ class EventBus:
             job_id=job_id,
             tool=tool,
             owner=owner,
+            state=state,
             ends_after_replay=ends_after_replay,
             on_drop=self._detach,
         )

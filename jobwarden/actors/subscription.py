@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from jobwarden.actors.states import JobState
 from jobwarden.errors import SubscriberOverflow
 from jobwarden.records import JobEvent, ResetData, StreamEvent, StreamReset
 from jobwarden.store.base import JobStore
@@ -47,6 +48,7 @@ class Subscription:
         "job_id",
         "last_offset",
         "owner",
+        "state",
         "tool",
     )
 
@@ -60,6 +62,7 @@ class Subscription:
         job_id: str | None,
         tool: str | None,
         owner: str | None,
+        state: JobState | None,
         ends_after_replay: bool,
         on_drop: Callable[[Subscription], None],
     ) -> None:
@@ -79,6 +82,7 @@ class Subscription:
         self.job_id = job_id
         self.tool = tool
         self.owner = owner
+        self.state = state
         self.last_offset = since
 
     def offer(self, event: JobEvent) -> None:
@@ -101,11 +105,17 @@ class Subscription:
             self._wakeup.set()
 
     def _matches(self, event: JobEvent) -> bool:
-        data = event.data
         return (
             (self.job_id is None or event.subject == self.job_id)
-            and (self.tool is None or data.tool == self.tool)
-            and (self.owner is None or data.owner == self.owner)
+            and (self.tool is None or event.data.tool == self.tool)
+            and self._visible(event)
+        )
+
+    def _visible(self, event: JobEvent) -> bool:
+        """The filters the store does not apply when replaying: owner and state."""
+        data = event.data
+        return (self.owner is None or data.owner == self.owner) and (
+            self.state is None or data.state == self.state
         )
 
     def close(self) -> None:
@@ -149,7 +159,7 @@ class Subscription:
             self.last_offset, REPLAY_PAGE, job_id=self.job_id, tool=self.tool
         )
         if page:
-            visible = [e for e in page if self.owner is None or e.data.owner == self.owner]
+            visible = [e for e in page if self._visible(e)]
             if visible:
                 self._page.extend(visible)
             else:

@@ -282,13 +282,15 @@ class Supervisor:
         tool: str | None = None,
         since: int | None = None,
         owner: str | None = None,
+        state: JobState | None = None,
         buffer: int | None = None,
     ) -> AsyncIterator[Subscription]:
         """Events after offset ``since``, then live ones.
 
         For one job, ``since`` defaults to 0 (its whole retained history) and the iteration ends
         after its terminal event; otherwise the default is "from now on". With ``owner``, only
-        that owner's jobs are visible. ``buffer`` overrides the supervisor's subscriber_buffer.
+        that owner's jobs are visible; with ``state``, only events entering that state.
+        ``buffer`` overrides the supervisor's subscriber_buffer.
         """
         ends = False
         if job_id is not None:
@@ -302,6 +304,7 @@ class Supervisor:
             tool=tool,
             since=since,
             owner=owner,
+            state=state,
             buffer=buffer,
             ends_after_replay=ends,
         ) as subscription:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 from aiohttp import WSCloseCode, web
 
 from jobwarden.actors.supervisor import Supervisor
@@ -36,15 +37,20 @@ def create_app(
     app[STARTED] = now()
     app[WEBSOCKETS] = set()
     app[streams.ENCODED] = streams.EncodedEvents()
+    app[streams.SSE_STREAMS] = set()
     app.add_routes(routes_v1.routes)
     app.add_routes(streams.routes)
     app.add_routes(seed_routes.routes)
     app.add_routes(openapi.routes)
-    app.on_shutdown.append(_close_websockets)
+    app.on_shutdown.append(_close_streams)
     return app
 
 
-async def _close_websockets(app: web.Application) -> None:
+async def _close_streams(app: web.Application) -> None:
+    """On shutdown: websockets close with 1001, SSE streams end."""
     sockets: set[web.WebSocketResponse] = app[WEBSOCKETS]
     for ws in list(sockets):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    sse: set[anyio.CancelScope] = app[streams.SSE_STREAMS]
+    for scope in list(sse):
+        scope.cancel()

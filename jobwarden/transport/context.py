@@ -44,8 +44,20 @@ async def read_body(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T
         raise ApiError(415, "unsupported_media_type", "the body must be application/json")
     try:
         return decoder.decode(await request.read())
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_request", f"invalid request body: {exc}") from exc
+    except RecursionError as exc:
+        raise ApiError(400, "invalid_request", "invalid request body: nested too deeply") from exc
+
+
+def int_param(request: web.Request, name: str, low: int, high: int) -> int | None:
+    """A query parameter as an int in [low, high]; None when absent; 400 when anything else."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18 and low <= int(raw) <= high):
+        raise ApiError(400, "invalid_request", f"{name} must be an integer in [{low}, {high}]")
+    return int(raw)
 
 
 def presented_key(request: web.Request) -> str | None:

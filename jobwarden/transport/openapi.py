@@ -113,6 +113,7 @@ OPERATIONS: tuple[Op, ...] = (
             ("since", "integer", "resume after this event id"),
             ("job", "string", "only this job"),
             ("tool", "string", "only this tool"),
+            ("state", "string", "only events entering this state"),
         ),
         stream=True,
     ),

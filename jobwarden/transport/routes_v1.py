@@ -13,7 +13,15 @@ from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool
 from jobwarden.store.base import MAX_PAGE, JobQuery
 from jobwarden.transport.auth import CANCEL, READ, SUBMIT
-from jobwarden.transport.context import SETTINGS, STARTED, SUPERVISOR, authorize, now, read_body
+from jobwarden.transport.context import (
+    SETTINGS,
+    STARTED,
+    SUPERVISOR,
+    authorize,
+    int_param,
+    now,
+    read_body,
+)
 from jobwarden.transport.responses import ApiError, json_response
 from jobwarden.transport.wire import (
     Health,
@@ -108,7 +116,7 @@ async def list_jobs(request: web.Request) -> web.Response:
             state=JobState(state) if state else None,
             tool=query.get("tool") or None,
             owner=principal.owner_filter,
-            limit=_int_param(request, "limit", 50, 1, MAX_PAGE),
+            limit=int_param(request, "limit", 1, MAX_PAGE) or 50,
             cursor=query.get("cursor") or None,
         )
     )
@@ -173,15 +181,6 @@ def _wait_seconds(request: web.Request) -> float:
     if not 0 <= wait <= limit:
         raise ApiError(400, "invalid_request", f"wait must be a number of seconds in [0, {limit}]")
     return wait
-
-
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, "invalid_request", f"{name} must be an integer in [{low}, {high}]")
-    return int(raw)
 
 
 def _tool_body(tool: Tool) -> ToolBody:

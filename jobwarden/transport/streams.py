@@ -11,15 +11,17 @@ import msgspec
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from jobwarden.actors.states import JobState
 from jobwarden.errors import RequestError, SubscriberOverflow
 from jobwarden.records import StreamEvent
 from jobwarden.transport.auth import READ, Principal
-from jobwarden.transport.context import SETTINGS, SUPERVISOR, WEBSOCKETS, authorize
+from jobwarden.transport.context import SETTINGS, SUPERVISOR, WEBSOCKETS, authorize, int_param
 from jobwarden.transport.responses import ApiError
 from jobwarden.transport.wire import Ping, Subscribe, encoder, frame_decoder
 
 log = structlog.get_logger("jobwarden.stream")
 routes = web.RouteTableDef()
+MAX_OFFSET = 10**18
 Send = Callable[[StreamEvent, bytes], Awaitable[None]]
 
 
@@ -27,7 +29,13 @@ Send = Callable[[StreamEvent, bytes], Awaitable[None]]
 async def all_events(request: web.Request) -> web.StreamResponse:
     """Every event the caller may see, filtered by ``job``, ``tool``, ``since``."""
     principal = authorize(request, READ)
-    first = _query_subscribe(request, job=request.query.get("job"))
+    first = _query_subscribe(request, job=request.query.get("job") or None)
+    sup = request.app[SUPERVISOR]
+    # Refused before the response starts, while an error can still be an envelope.
+    if first.tool is not None:
+        sup.registry.tool(first.tool)
+    if first.job is not None:
+        await sup.get(first.job, owner=principal.owner_filter)
     return await _serve(request, principal, first)
 
 
@@ -42,13 +50,21 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 
 
 def _query_subscribe(request: web.Request, *, job: str | None) -> Subscribe:
-    raw = request.query.get("since") or request.headers.get("Last-Event-ID")
-    since = None
-    if raw is not None:
-        if not raw.isdigit():
-            raise ApiError(400, "invalid_request", "since / Last-Event-ID must be an event id")
-        since = int(raw)
-    return Subscribe(job=job, tool=request.query.get("tool") or None, since=since)
+    since = int_param(request, "since", 0, MAX_OFFSET)
+    last_event_id = request.headers.get("Last-Event-ID")
+    if since is None and last_event_id is not None:
+        if not (last_event_id.isascii() and last_event_id.isdigit() and len(last_event_id) <= 18):
+            raise ApiError(400, "invalid_request", "Last-Event-ID must be an event id")
+        since = int(last_event_id)
+    state = request.query.get("state") or None
+    if state is not None and state not in JobState.__members__.values():
+        raise ApiError(400, "invalid_request", f"unknown state {state!r}")
+    return Subscribe(
+        job=job,
+        tool=request.query.get("tool") or None,
+        since=since,
+        state=JobState(state) if state else None,
+    )
 
 
 async def _serve(
@@ -74,6 +90,7 @@ async def _pump(request: web.Request, principal: Principal, sub: Subscribe, send
         tool=sub.tool,
         since=sub.since,
         owner=principal.owner_filter,
+        state=sub.state,
         buffer=request.app[SETTINGS].ws_queue,
     ) as events:
         async for event in events:
@@ -99,6 +116,7 @@ class EncodedEvents:
 
 
 ENCODED = web.AppKey("encoded_events", EncodedEvents)
+SSE_STREAMS: web.AppKey[set[anyio.CancelScope]] = web.AppKey("sse_streams")
 
 
 async def _sse(request: web.Request, principal: Principal, first: Subscribe) -> web.StreamResponse:
@@ -112,27 +130,30 @@ async def _sse(request: web.Request, principal: Principal, first: Subscribe) -> 
             b"id: %s\nevent: %s\ndata: %s\n\n" % (event.id.encode(), event.type.encode(), payload)
         )
 
-    async with anyio.create_task_group() as tg:
+    async def heartbeat() -> None:
+        while True:
+            await anyio.sleep(request.app[SETTINGS].heartbeat_s)
+            await response.write(b": heartbeat\n\n")
 
-        async def heartbeat() -> None:
-            try:
-                while True:
-                    await anyio.sleep(request.app[SETTINGS].heartbeat_s)
-                    await response.write(b": heartbeat\n\n")
-            except ConnectionResetError:
-                tg.cancel_scope.cancel()
-
-        tg.start_soon(heartbeat)
+    async def stream() -> None:
         try:
-            try:
-                await _pump(request, principal, first, send)
-            except SubscriberOverflow as exc:
-                note = encoder.encode({"resume_since": exc.last_offset})
-                await response.write(b"event: jobwarden.stream.overflow\ndata: %s\n\n" % note)
-            await response.write_eof()
-        except ConnectionResetError:
-            pass  # the client went away: nothing left to tell it
-        tg.cancel_scope.cancel()
+            await _pump(request, principal, first, send)
+        except SubscriberOverflow as exc:
+            note = encoder.encode({"resume_since": exc.last_offset})
+            await response.write(b"event: jobwarden.stream.overflow\ndata: %s\n\n" % note)
+
+    streams = request.app[SSE_STREAMS]
+    try:
+        async with anyio.create_task_group() as tg:
+            streams.add(tg.cancel_scope)  # cancelled when the server shuts down
+            tg.start_soon(heartbeat)
+            await stream()
+            tg.cancel_scope.cancel()
+        await response.write_eof()
+    except* ConnectionError:
+        pass  # the client went away: nothing left to tell it
+    finally:
+        streams.discard(tg.cancel_scope)
     return response
 
 
@@ -181,7 +202,7 @@ async def _websocket(
                 await sock.close(WSCloseCode.GOING_AWAY, b"server shutting down")
 
     async def run(sub: Subscribe, scope: anyio.CancelScope) -> None:
-        with scope, suppress(ConnectionResetError):
+        with scope, suppress(ConnectionError):
             await stream(sub)
 
     try:
@@ -189,7 +210,7 @@ async def _websocket(
             current = anyio.CancelScope()
             if fixed_job is not None or first.job or first.tool or first.since is not None:
                 tg.start_soon(run, first, current)
-            with suppress(ConnectionResetError):
+            with suppress(ConnectionError):
                 async for message in ws:
                     if message.type is not WSMsgType.TEXT:
                         continue
@@ -205,7 +226,9 @@ async def _websocket(
                     current = anyio.CancelScope()
                     if isinstance(frame, Subscribe):
                         if fixed_job is not None:
-                            frame = Subscribe(job=fixed_job, tool=frame.tool, since=frame.since)
+                            frame = Subscribe(
+                                job=fixed_job, tool=frame.tool, since=frame.since, state=frame.state
+                            )
                         tg.start_soon(run, frame, current)
             tg.cancel_scope.cancel()
     finally:

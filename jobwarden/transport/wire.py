@@ -108,6 +108,7 @@ class Subscribe(ClientFrame, tag="subscribe"):
     job: str | None = None
     tool: str | None = None
     since: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    state: JobState | None = None
 
 
 class Unsubscribe(ClientFrame, tag="unsubscribe"):
