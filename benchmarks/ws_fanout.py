@@ -78,6 +78,7 @@ class _Run:
         self.latencies: list[float] = []
         self.tallies = [_Tally() for _ in range(subscribers)]
         self.sockets: list[aiohttp.ClientWebSocketResponse] = []
+        self.bad_frames: list[str] = []
 
 
 class Target(msgspec.Struct, frozen=True):
@@ -139,7 +140,11 @@ async def _subscribe(
         if message.type is not aiohttp.WSMsgType.TEXT:
             continue
         received = time.time()
-        event = _decoder.decode(message.data)
+        try:
+            event = _decoder.decode(message.data)
+        except msgspec.DecodeError as exc:  # also ValidationError: not a job event
+            run.bad_frames.append(f"{exc}: {message.data[:300]!r}")
+            continue
         latencies.append(received - event.time.timestamp())
         offset = int(event.id)
         if offset <= tally.last:
@@ -176,6 +181,10 @@ async def _wait_subscribers(
 
 def _verify(run: _Run, events: int) -> None:
     """Every subscriber saw exactly ``events`` events, in order, the same contiguous ids."""
+    if run.bad_frames:
+        raise RuntimeError(
+            f"{len(run.bad_frames)} frames were not job events; the first: {run.bad_frames[0]}"
+        )
     counts = {t.count for t in run.tallies}
     if counts != {events}:
         wrong = sum(1 for t in run.tallies if t.count != events)
