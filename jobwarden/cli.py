@@ -36,6 +36,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--log-format", choices=["json", "console"], default=_env("LOG_FORMAT", "console")
     )
     serve_cmd.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=_env("LOG_LEVEL", "info"),
+        help="warning silences the per-request access log",
+    )
+    serve_cmd.add_argument(
         "--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", str(1 << 20)) or 0)
     )
 
@@ -58,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         builtin=not parsed.no_builtin,
         keys_file=parsed.keys_file,
         log_format=parsed.log_format,
+        log_level=parsed.log_level,
         max_body_bytes=parsed.max_body_bytes,
     )
     try:

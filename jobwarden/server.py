@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import logging
 import os
 import signal
 from pathlib import Path
@@ -34,6 +35,7 @@ class ServeOptions(msgspec.Struct, frozen=True):
     builtin: bool = True
     keys_file: str | None = None
     log_format: str = "console"
+    log_level: str = "info"
     max_body_bytes: int = 1 << 20
 
 
@@ -97,7 +99,12 @@ def check_bind(host: str, keys: KeyRing) -> None:
 
 async def serve(options: ServeOptions) -> None:
     """Run the server until SIGINT or SIGTERM, then shut down cleanly."""
-    configure_logging(options.log_format)
+    level = logging.getLevelNamesMapping().get(options.log_level.upper())
+    if level is None or options.log_format not in {"json", "console"}:
+        raise ConfigError(
+            f"unknown log level or format: {options.log_level!r}, {options.log_format!r}"
+        )
+    configure_logging(options.log_format, level)
     keys = load_keys(options)
     check_bind(options.host, keys)
     plugins = load_plugins(options)

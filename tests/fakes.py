@@ -134,3 +134,22 @@ def scoped_plugin() -> Plugin:
         return OkOut(ok=True)
 
     return plugin
+
+
+class PausingStore(MemoryStore):
+    """A memory store that holds a job's ``succeeded`` write until ``release`` is called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = anyio.Event()
+        self._release = anyio.Event()
+        self.job_id: str | None = None
+
+    def release(self) -> None:
+        self._release.set()
+
+    async def transition(self, record: JobRecord, event: JobEvent) -> None:
+        if record.id == self.job_id and record.state == "succeeded":
+            self.paused.set()
+            await self._release.wait()
+        await super().transition(record, event)

@@ -189,10 +189,14 @@ class JobActor:
         return Started(ctx=self._ctx, args=self._args, deadline=deadline)
 
     def attach_scope(self, scope: anyio.CancelScope) -> None:
-        """The running call's cancel scope; a cancel that came first applies to it at once."""
+        """The scope the tool call runs in; a cancel that came first applies to it at once."""
         self._scope = scope
         if self._ctx is not None and self._ctx.cancel_requested:
             scope.cancel()
+
+    def detach_scope(self) -> None:
+        """The tool call returned: a later cancel must not touch the runner's scope."""
+        self._scope = None
 
     async def _on_finish(self, state: JobState, result: Any, error: ErrorInfo | None) -> None:
         now = _now()

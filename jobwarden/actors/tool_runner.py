@@ -28,8 +28,17 @@ SHUTDOWN_REASON = "the supervisor shut down while the job was running"
 CRASH_REASON = "the runner stopped abnormally while the job was running"
 
 
+Outcome = tuple[JobState, Any, ErrorInfo | None]
+
+
 class ToolRunner:
-    """Runs one job at a time; ``current`` is the job in hand (failed as crashed if we crash)."""
+    """Runs one job at a time; ``current`` is the job in hand (failed as crashed if we crash).
+
+    One cancel scope serves job after job, entered before each tool's first step so that scopes
+    the tool opens itself nest inside it. It is cancelled only while a tool runs (by a cancel, or
+    by the deadline watchdog) and is then left at once, so the next job starts in a fresh scope:
+    a job that is not interrupted costs no cancel scope of its own.
+    """
 
     def __init__(
         self,
@@ -43,29 +52,39 @@ class ToolRunner:
         self._deadlines = deadlines
         self._threads = threads
         self.current: JobActor | None = None
+        self._outcome: Outcome = (JobState.FAILED, None, None)
         self._cancelled_exc: type[BaseException] = BaseException
 
     async def serve(self) -> None:
         """Run jobs until the scheduler closes."""
         scheduler = self._scheduler
         self._cancelled_exc = anyio.get_cancelled_exc_class()
-        while (actor := await scheduler.next()) is not None:
-            self.current = actor
-            try:
-                started = await actor.start()
-                if started is not None:
-                    await self._execute(actor, started)
-            finally:
-                scheduler.release(actor)
-            self.current = None
+        while True:
+            scope = anyio.CancelScope()
+            with scope:
+                while (actor := await scheduler.next()) is not None:
+                    self.current = actor
+                    try:
+                        started = await actor.start()
+                        if started is not None:
+                            await self._execute(actor, started, scope)
+                            if scope.cancel_called:
+                                break
+                            await actor.finish(*self._outcome)
+                    finally:
+                        scheduler.release(actor)
+                    self.current = None
+                else:
+                    return
+            # The scope was cancelled for the job in hand: finish it outside the scope.
+            interrupted, self.current = self.current, None
+            if interrupted is not None:
+                await interrupted.finish(*self._outcome)
 
-    async def _execute(self, actor: JobActor, started: Started) -> None:
+    async def _execute(self, actor: JobActor, started: Started, scope: anyio.CancelScope) -> None:
+        """Call the tool; leaves the job's outcome in ``self._outcome``."""
         tool = actor.tool
         ctx = started.ctx
-        # The scope is entered before the tool's first step, so that scopes the tool opens
-        # itself (anyio.move_on_after, trio.sleep) nest inside it. Its deadline is enforced by
-        # the shared watchdog rather than by a timer of its own.
-        scope = anyio.CancelScope()
         actor.attach_scope(scope)
         watch = self._deadlines.watch(started.deadline, scope, ctx)
         state: JobState | None = None
@@ -74,21 +93,26 @@ class ToolRunner:
         self._registry.begin_execution(tool.name)
         began = time.perf_counter()
         try:
-            with scope:
-                if tool.mode == "async":
-                    value = await tool.func(started.args, ctx)
-                else:
-                    value = await anyio.to_thread.run_sync(
-                        tool.func, started.args, ctx, abandon_on_cancel=True, limiter=self._threads
-                    )
+            if tool.mode == "async":
+                value = await tool.func(started.args, ctx)
+            else:
+                value = await anyio.to_thread.run_sync(
+                    tool.func, started.args, ctx, abandon_on_cancel=True, limiter=self._threads
+                )
             if scope.cancel_called:
                 state, error = _stopped(actor, ctx.timed_out)
             else:
                 state, result, error = _checked_output(actor, value)
         except self._cancelled_exc:
-            state, error = JobState.CANCELLED, actor.error(OutcomeType.CANCELLED, SHUTDOWN_REASON)
-            with anyio.CancelScope(shield=True):
-                await actor.finish(state, result, error)
+            if scope.cancel_called:
+                state, error = _stopped(actor, ctx.timed_out)
+            else:
+                state, error = (
+                    JobState.CANCELLED,
+                    actor.error(OutcomeType.CANCELLED, SHUTDOWN_REASON),
+                )
+                with anyio.CancelScope(shield=True):
+                    await actor.finish(state, result, error)
             raise
         except Exception as exc:
             if scope.cancel_called:
@@ -96,12 +120,13 @@ class ToolRunner:
             else:
                 state, error = JobState.FAILED, _plugin_error(actor, exc)
         finally:
+            actor.detach_scope()
             self._deadlines.done(watch)
             if state is None:
                 state, error = JobState.FAILED, actor.error(OutcomeType.CRASHED, CRASH_REASON)
             outcome = error.type if error is not None else SUCCEEDED
             self._registry.record_execution(tool.name, outcome, time.perf_counter() - began)
-        await actor.finish(state, result, error)
+            self._outcome = (state, result, error)
 
 
 def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorInfo | None]:

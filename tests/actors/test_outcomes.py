@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from jobwarden import JobEvent, JobRecord, JobState, Supervisor, builtin, errors
 from jobwarden.errors import OutcomeType
-from tests.fakes import Gates, fake_plugin, scoped_plugin
+from tests.fakes import Gates, PausingStore, fake_plugin, scoped_plugin
 
 pytestmark = pytest.mark.anyio
 
@@ -280,3 +281,28 @@ async def test_tools_may_open_their_own_cancel_scopes() -> None:
         ):
             done = await sup.wait((await sup.submit(tool, payload)).id, timeout=5)
             assert done.state is JobState.SUCCEEDED, done.error
+
+
+async def test_a_cancel_landing_after_the_tool_returned_touches_no_other_job() -> None:
+    """A cancel that arrives while a finished call is being recorded leaves the next job alone."""
+    store = PausingStore()
+    async with Supervisor(plugins=[builtin], store=store, concurrency=1) as sup:
+        first = await sup.submit("builtin.echo", {"text": "first"})
+        store.job_id = first.id
+        second = await sup.submit("builtin.sleep", {"seconds": 0.01})
+        await store.paused.wait()
+        async with anyio.create_task_group() as tg:
+            refused: list[BaseException] = []
+
+            async def cancel_first() -> None:
+                try:
+                    await sup.cancel(first.id)
+                except errors.JobFinished as exc:
+                    refused.append(exc)
+
+            tg.start_soon(cancel_first)
+            await anyio.wait_all_tasks_blocked()
+            store.release()
+        assert len(refused) == 1
+        assert (await sup.wait(first.id, timeout=5)).state is JobState.SUCCEEDED
+        assert (await sup.wait(second.id, timeout=5)).state is JobState.SUCCEEDED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -152,3 +153,17 @@ async def test_serve_refuses_to_bind_openly_beyond_loopback() -> None:
     assert "no API keys configured" in stderr
     assert "0.0.0.0" in stderr
     assert "Traceback" not in stderr
+
+
+def test_an_unknown_log_level_from_the_environment_is_refused() -> None:
+    """JOBWARDEN_LOG_LEVEL=loud stops serve with exit code 2 and says why."""
+    env = {**os.environ, "JOBWARDEN_LOG_LEVEL": "loud"}
+    done = subprocess.run(
+        [sys.executable, "-m", "jobwarden", "serve", "--port", "9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2
+    assert "unknown log level" in done.stderr
