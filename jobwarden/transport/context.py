@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from jobwarden.actors.supervisor import Supervisor
+from jobwarden.records import JobRecord
 from jobwarden.transport.auth import OPEN_PRINCIPAL, KeyRing, Principal
 from jobwarden.transport.middleware import PRINCIPAL_KEY
 from jobwarden.transport.responses import ApiError
@@ -79,3 +80,9 @@ def authorize(request: web.Request, scope: str) -> Principal:
     if not principal.can(scope):
         raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
     return principal
+
+
+async def visible_job(request: web.Request, scope: str) -> JobRecord:
+    """The job named in the path, if the caller holds ``scope`` and may see it (else 404)."""
+    principal = authorize(request, scope)
+    return await request.app[SUPERVISOR].get(request.match_info["id"], owner=principal.owner_filter)

@@ -21,6 +21,7 @@ from jobwarden.transport.context import (
     int_param,
     now,
     read_body,
+    visible_job,
 )
 from jobwarden.transport.responses import ApiError, json_response
 from jobwarden.transport.wire import (
@@ -126,20 +127,13 @@ async def list_jobs(request: web.Request) -> web.Response:
 @routes.get("/v1/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
     """One job, or 404 (also for another principal's job)."""
-    principal = authorize(request, READ)
-    record = await request.app[SUPERVISOR].get(
-        request.match_info["id"], owner=principal.owner_filter
-    )
-    return json_response(JobBody(job=record))
+    return json_response(JobBody(job=await visible_job(request, READ)))
 
 
 @routes.get("/v1/jobs/{id}/result")
 async def get_result(request: web.Request) -> web.Response:
     """A terminal job's result or error; 409 job_not_finished before that."""
-    principal = authorize(request, READ)
-    record = await request.app[SUPERVISOR].get(
-        request.match_info["id"], owner=principal.owner_filter
-    )
+    record = await visible_job(request, READ)
     if not record.state.terminal:
         raise ApiError(
             409, "job_not_finished", f"job is {record.state}", job_id=record.id, tool=record.tool

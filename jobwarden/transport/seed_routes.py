@@ -15,7 +15,7 @@ from jobwarden.errors import ErrorInfo, NotFound
 from jobwarden.records import JobRecord
 from jobwarden.store.base import MAX_PAGE, JobQuery
 from jobwarden.transport.auth import CANCEL, READ, SUBMIT, Principal
-from jobwarden.transport.context import SETTINGS, SUPERVISOR, authorize, read_body
+from jobwarden.transport.context import SETTINGS, SUPERVISOR, authorize, read_body, visible_job
 from jobwarden.transport.responses import ApiError, json_response
 
 routes = web.RouteTableDef()
@@ -156,14 +156,14 @@ async def list_seed_jobs(request: web.Request) -> web.Response:
 @routes.get("/v1/analyze-execution/jobs/{id}")
 async def seed_status(request: web.Request) -> web.Response:
     """A job's seed status."""
-    record = await _visible(request, READ)
+    record = await visible_job(request, READ)
     return json_response(SeedJobBody(job=_seed_job(record)))
 
 
 @routes.get("/v1/analyze-execution/jobs/{id}/result")
 async def seed_result(request: web.Request) -> web.Response:
     """A job's result so far: null until it is done."""
-    record = await _visible(request, READ)
+    record = await visible_job(request, READ)
     body = SeedResult(
         job_id=record.id,
         plugin=record.plugin,
@@ -206,11 +206,6 @@ async def _submit(request: web.Request) -> JobRecord:
     return await sup.submit(
         tool, {"image_bytes": body.image, "mime_type": body.mime_type}, owner=principal.name
     )
-
-
-async def _visible(request: web.Request, scope: str) -> JobRecord:
-    principal = authorize(request, scope)
-    return await request.app[SUPERVISOR].get(request.match_info["id"], owner=principal.owner_filter)
 
 
 def _seed_job(record: JobRecord) -> SeedJob:
