@@ -6,7 +6,7 @@ import anyio
 from aiohttp import WSCloseCode, web
 
 from jobwarden.actors.supervisor import Supervisor
-from jobwarden.transport import openapi, routes_v1, seed_routes, streams
+from jobwarden.transport import openapi, prometheus, routes_v1, seed_routes, streams
 from jobwarden.transport.auth import KeyRing
 from jobwarden.transport.context import (
     KEYS,
@@ -38,10 +38,12 @@ def create_app(
     app[WEBSOCKETS] = set()
     app[streams.ENCODED] = streams.EncodedEvents()
     app[streams.SSE_STREAMS] = set()
+    app[prometheus.PROMETHEUS] = prometheus.prometheus_registry(supervisor)
     app.add_routes(routes_v1.routes)
     app.add_routes(streams.routes)
     app.add_routes(seed_routes.routes)
     app.add_routes(openapi.routes)
+    app.add_routes(prometheus.routes)
     app.on_shutdown.append(_close_streams)
     return app
 

@@ -35,6 +35,7 @@ class Op(msgspec.Struct, frozen=True):
     query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
     auth: bool = True
     stream: bool = False
+    text: bool = False
 
 
 _JOB_ID = "{id}"
@@ -118,6 +119,7 @@ OPERATIONS: tuple[Op, ...] = (
         stream=True,
     ),
     Op("get", "/v1/metrics", "Per-tool metrics as JSON", {200: MetricsBody}),
+    Op("get", "/metrics", "Prometheus text exposition", {200: None}, text=True),
     Op("get", "/openapi.json", "This document", {200: None}, auth=False),
     Op(
         "post",
@@ -210,6 +212,8 @@ def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         content = {"application/json": {"schema": ref_of[body]}} if body is not None else None
         if op.stream and status == 200:
             content = {"text/event-stream": {"schema": {"type": "string"}}}
+        if op.text and status == 200:
+            content = {"text/plain": {"schema": {"type": "string"}}}
         responses[str(status)] = {
             "description": _reason(status),
             **({"content": content} if content else {}),

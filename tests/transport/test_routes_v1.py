@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from jobwarden import __version__
 from tests.transport.conftest import (
@@ -175,16 +176,28 @@ async def test_metrics_are_json_per_tool_with_the_supervisor_load() -> None:
     assert {"queued", "subscribers", "restarts"} <= set(supervisor)
 
 
-@pytest.mark.xfail(reason="not implemented yet: DESIGN.md's GET /metrics (Prometheus text)")
 async def test_prometheus_metrics_exposition() -> None:
-    """GET /metrics answers the Prometheus text exposition format."""
+    """GET /metrics answers text a Prometheus parser reads, with per-tool outcomes counted."""
     async with serve() as srv:
         await srv.submit("alice", "builtin.echo", {"text": "a"}, wait=5)
+        await srv.submit("alice", "builtin.fail", {}, wait=5)
         async with srv.http.get(srv.url("/metrics"), headers=auth("reader")) as resp:
             assert resp.status == 200
             assert resp.content_type == "text/plain"
             text = await resp.text()
-    assert "builtin.echo" in text or "builtin_echo" in text
+        async with srv.http.get(srv.url("/metrics")) as resp:
+            await expect_error(resp, 401, "unauthorized")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    totals = {
+        (s.labels["tool"], s.labels["outcome"]): s.value
+        for s in families["jobwarden_jobs"].samples
+        if s.name == "jobwarden_jobs_total"
+    }
+    assert totals[("builtin.echo", "succeeded")] == 1
+    assert totals[("builtin.fail", "plugin_error")] == 1
+    assert {"jobwarden_queue_depth", "jobwarden_jobs_in_flight", "jobwarden_event_subscribers"} <= (
+        set(families)
+    )
 
 
 # --- POST /v1/jobs ----------------------------------------------------------------------------
