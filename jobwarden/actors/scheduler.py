@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 
 import anyio
 from anyio.lowlevel import checkpoint
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from jobwarden.actors.job_actor import JobActor
 
@@ -29,21 +27,16 @@ class Scheduler:
     """A FIFO of runnable job actors; a tool at its cap parks its jobs until a slot frees up.
 
     The global cap is the number of ToolRunners pulling from here. ``release`` must be called once
-    for every actor ``next`` returned.
+    for every actor ``next`` returned. Idle runners wait on an event each; admitting a job wakes
+    one of them, and a busy runner takes waiting jobs without waiting at all.
     """
 
     def __init__(self) -> None:
-        # The streams exist only between open() and close(), so nothing leaks from a
-        # supervisor that was never started.
-        self._send: MemoryObjectSendStream[JobActor]
-        self._receive: MemoryObjectReceiveStream[JobActor]
+        self._ready: deque[JobActor] = deque()
+        self._idle: deque[anyio.Event] = deque()
         self._slots: dict[str, _ToolSlot] = {}
         self._pulls = 0
         self._closed = False
-
-    def open(self) -> None:
-        """Create the queue; called once when the supervisor starts."""
-        self._send, self._receive = anyio.create_memory_object_stream[JobActor](math.inf)
 
     def admit(self, actor: JobActor) -> None:
         """Make a queued job runnable (or park it while its tool is at its cap)."""
@@ -56,7 +49,8 @@ class Scheduler:
                 slot.parked.append(actor)
                 return
             slot.active += 1
-        self._send.send_nowait(actor)
+        self._ready.append(actor)
+        self._wake_one()
 
     async def next(self) -> JobActor | None:
         """The next runnable job, waiting for one; None once the scheduler is closed."""
@@ -65,23 +59,22 @@ class Scheduler:
         self._pulls += 1
         if self._pulls % YIELD_EVERY == 0:
             await checkpoint()
+        while not self._ready:
             if self._closed:
                 return None
-        try:
-            return self._receive.receive_nowait()
-        except anyio.WouldBlock:
-            pass
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return None
-        try:
-            actor = await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return None
+            woken = anyio.Event()
+            self._idle.append(woken)
+            try:
+                await woken.wait()
+            except BaseException:
+                if woken.is_set():
+                    self._wake_one()  # the job meant for us must not wait for another admit
+                else:
+                    self._idle.remove(woken)
+                raise
         if self._closed:
-            # Taken from the queue after close: it stays queued (and may be recovered later).
-            self.release(actor)
             return None
-        return actor
+        return self._ready.popleft()
 
     def release(self, actor: JobActor) -> None:
         """A job taken by ``next`` is done with its slot: let a parked job of that tool in."""
@@ -93,12 +86,17 @@ class Scheduler:
             waiting = slot.parked.popleft()
             if not waiting.record.state.terminal:
                 slot.active += 1
-                self._send.send_nowait(waiting)
+                self._ready.append(waiting)
+                self._wake_one()
                 return
 
     def close(self) -> None:
         """Stop handing out jobs; runners waiting in ``next`` get None."""
         self._closed = True
-        if hasattr(self, "_send"):
-            self._send.close()
-            self._receive.close()
+        idle, self._idle = self._idle, deque()
+        for woken in idle:
+            woken.set()
+
+    def _wake_one(self) -> None:
+        if self._idle:
+            self._idle.popleft().set()

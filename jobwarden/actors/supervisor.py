@@ -115,7 +115,6 @@ class Supervisor:
         self._phase = "starting"
         await self.store.open()
         await self.bus.start()
-        self._scheduler.open()
         threads = anyio.CapacityLimiter(self._thread_concurrency)
         tg = anyio.create_task_group()
         await tg.__aenter__()
