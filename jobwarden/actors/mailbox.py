@@ -65,24 +65,21 @@ class Mailbox(Generic[M, R]):
         self._check_open()
         if self._busy:
             await self._wait_for_turn(message)
-        self._busy = True
-        try:
-            return await self._handler(message)
-        finally:
-            if self._queue:
-                await self._pass_baton()
-            else:
-                self._busy = False
+        return await self._handle(message)
 
     async def tell(self, message: M) -> None:
         """Deliver ``message`` without waiting for it to be handled when the actor is busy."""
         self._check_open()
         if self._busy:
             self._enqueue(message, None)
-            return
+        else:
+            await self._handle(message)
+
+    async def _handle(self, message: M) -> R:
+        """Handle ``message`` holding the turn, then hand the turn on."""
         self._busy = True
         try:
-            await self._handler(message)
+            return await self._handler(message)
         finally:
             if self._queue:
                 await self._pass_baton()
