@@ -37,9 +37,22 @@ class Scheduler:
         self._slots: dict[str, _ToolSlot] = {}
         self._pulls = 0
         self._closed = False
+        self._parked_target = 0
+        self._all_parked: anyio.Event | None = None
+
+    async def wait_runners_parked(self, count: int) -> None:
+        """Return once ``count`` runners wait in ``next`` (or jobs already keep them busy)."""
+        if len(self._idle) >= count or self._ready:
+            return
+        self._parked_target = count
+        self._all_parked = anyio.Event()
+        await self._all_parked.wait()
+        self._all_parked = None
 
     def admit(self, actor: JobActor) -> None:
         """Make a queued job runnable (or park it while its tool is at its cap)."""
+        if self._all_parked is not None:
+            self._all_parked.set()  # jobs arrived during start-up: runners are busy, not parked
         cap = actor.tool.max_concurrency
         if cap is not None:
             slot = self._slots.get(actor.tool.name)
@@ -64,6 +77,8 @@ class Scheduler:
                 return None
             woken = anyio.Event()
             self._idle.append(woken)
+            if self._all_parked is not None and len(self._idle) >= self._parked_target:
+                self._all_parked.set()
             try:
                 await woken.wait()
             except BaseException:

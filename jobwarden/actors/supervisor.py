@@ -122,6 +122,8 @@ class Supervisor:
         tg.start_soon(self._deadlines.run)
         for _ in range(self._concurrency):
             tg.start_soon(self._runner_slot, threads)
+        # Ready means every runner waits for work: the first jobs do not pay for their start-up.
+        await self._scheduler.wait_runners_parked(self._concurrency)
         for plugin in self.registry.plugins():
             self.registry.set_lifecycle(plugin.name, PluginLifecycle.RUNNING)
         self._accepting = True

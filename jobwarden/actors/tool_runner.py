@@ -40,6 +40,16 @@ class ToolRunner:
     a job that is not interrupted costs no cancel scope of its own.
     """
 
+    __slots__ = (
+        "_cancelled_exc",
+        "_deadlines",
+        "_outcome",
+        "_registry",
+        "_scheduler",
+        "_threads",
+        "current",
+    )
+
     def __init__(
         self,
         registry: PluginRegistry,
