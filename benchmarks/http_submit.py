@@ -5,7 +5,7 @@ mode on loopback, stdout and stderr to /dev/null: its access log is part of the 
 reference (``benchmarks/reference_servers.py http``) is one aiohttp POST route that decodes the
 same body with msgspec and answers a JSON body shaped like jobwarden's job response, with no
 middleware and no logging. Also measured, not a target: jobwarden with its log level raised to
-WARNING (no access log lines), through a benchmark-side patch because jobwarden has no flag for it.
+WARNING (no access log lines), with ``serve --log-level warning``.
 
 Each round starts every server fresh on a free loopback port, warms it up with a short wrk run,
 then runs ``wrk --latency -t2 -c32 -d10s`` with a Lua script for the POST. After jobwarden's runs
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     if not args.no_quiet:
         servers["jobwarden/log=warning"] = lambda port: python_module(
-            "benchmarks.reference_servers", "jobwarden-quiet", *serve, "--port", str(port)
+            "jobwarden", *serve, "--log-level", "warning", "--port", str(port)
         )
 
     with tempfile.TemporaryDirectory(prefix="jobwarden-bench-") as tmp:
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "jobwarden/log=warning" in medians:
         quiet, ours = medians["jobwarden/log=warning"], medians["jobwarden"]
         report.note(
-            "log=warning (not a target; a benchmark-side patch, jobwarden has no log-level flag):"
+            "log=warning (not a target; serve --log-level warning, no access log):"
             f" {harness.fmt(quiet)} req/s vs {harness.fmt(ours)} with the access log ="
             f" {quiet / ours - 1:+.0%}"
         )

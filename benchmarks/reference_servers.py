@@ -2,7 +2,6 @@
 
     python -m benchmarks.reference_servers http --port P     # JSON POST echo (http_submit)
     python -m benchmarks.reference_servers ws --port P       # websocket broadcast (ws_fanout)
-    python -m benchmarks.reference_servers jobwarden-quiet serve --port P ...
 
 ``http``: one ``POST /v1/jobs`` route that decodes the body with msgspec and answers 200 with a JSON
 body shaped like jobwarden's job response (about the same size). No middleware, no logging.
@@ -13,10 +12,6 @@ CloudEvents (queued, running, succeeded for each job in turn, ``time`` set when 
 each once and puts it into every socket's queue. A socket whose queue is full is closed with 1013,
 as jobwarden does. ``GET /v1/health`` also says how many sockets are registered.
 
-``jobwarden-quiet``: ``python -m jobwarden`` with its log level raised to WARNING, which jobwarden
-has no flag for: the benchmark patches the one call in ``jobwarden.server``, to show how much of
-the request cost is the access log. Only the benchmarks use it.
-
 All of them run on the default asyncio loop, like ``jobwarden serve``.
 """
 
@@ -26,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import logging
 import socket
 import uuid
 from collections.abc import Sequence
@@ -203,18 +197,6 @@ def ws_app() -> web.Application:
     return app
 
 
-def jobwarden_quiet(argv: Sequence[str]) -> int:
-    """``python -m jobwarden argv`` with its log level at WARNING (so no access log lines)."""
-    from jobwarden import logs, server
-    from jobwarden.cli import main
-
-    def configure_warning(fmt: str = "console", level: int = logging.INFO) -> None:
-        logs.configure_logging(fmt, logging.WARNING)
-
-    server.configure_logging = configure_warning  # type: ignore[attr-defined]  # no knob for it
-    return main(list(argv))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one reference server until SIGINT or SIGTERM."""
     p = argparse.ArgumentParser(description="Reference servers for the HTTP benchmarks.")
@@ -223,11 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd = sub.add_parser(kind)
         cmd.add_argument("--host", default="127.0.0.1")
         cmd.add_argument("--port", type=int, required=True)
-    quiet = sub.add_parser("jobwarden-quiet", help="jobwarden with logging at WARNING")
-    quiet.add_argument("args", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
-    if args.kind == "jobwarden-quiet":
-        return jobwarden_quiet(args.args)
     app = http_app() if args.kind == "http" else ws_app()
     web.run_app(
         app,

@@ -82,6 +82,10 @@ class PluginRegistry:
         """Every registered plugin, in registration order."""
         return [entry.plugin for entry in self._plugins.values()]
 
+    def plugin(self, name: str) -> Plugin:
+        """The plugin called ``name``, or ``NotFound``."""
+        return self._entry(name).plugin
+
     def status(self, plugin: str) -> PluginStatus:
         """The lifecycle state of ``plugin``."""
         entry = self._entry(plugin)

@@ -86,3 +86,12 @@ async def visible_job(request: web.Request, scope: str) -> JobRecord:
     """The job named in the path, if the caller holds ``scope`` and may see it (else 404)."""
     principal = authorize(request, scope)
     return await request.app[SUPERVISOR].get(request.match_info["id"], owner=principal.owner_filter)
+
+
+async def finished_within(request: web.Request, job_id: str, seconds: float) -> JobRecord:
+    """The job once terminal, or as it stands after ``seconds`` if it has not finished by then."""
+    sup = request.app[SUPERVISOR]
+    try:
+        return await sup.wait(job_id, timeout=seconds)
+    except TimeoutError:
+        return await sup.get(job_id)

@@ -18,6 +18,7 @@ from jobwarden.transport.context import (
     STARTED,
     SUPERVISOR,
     authorize,
+    finished_within,
     int_param,
     now,
     read_body,
@@ -97,10 +98,7 @@ async def submit_job(request: web.Request) -> web.Response:
         owner=principal.name,
     )
     if wait and not record.state.terminal:
-        try:
-            record = await sup.wait(record.id, timeout=wait)
-        except TimeoutError:
-            record = await sup.get(record.id)
+        record = await finished_within(request, record.id, wait)
     return json_response(JobBody(job=record), 200 if record.state.terminal else 202)
 
 
@@ -192,7 +190,7 @@ def _tool_body(tool: Tool) -> ToolBody:
 
 def _plugin_health(registry: PluginRegistry, name: str) -> PluginHealth:
     status = registry.status(name)
-    plugin = next(p for p in registry.plugins() if p.name == name)
+    plugin = registry.plugin(name)
     snapshots = [registry.metrics(t.name) for t in plugin.tools.values()]
     calls = sum(m.calls for m in snapshots)
     used = [m for m in snapshots if m.last_used is not None]

@@ -11,11 +11,18 @@ import msgspec
 from aiohttp import web
 
 from jobwarden.actors.states import JobState
-from jobwarden.errors import ErrorInfo, NotFound
+from jobwarden.errors import ErrorInfo
 from jobwarden.records import JobRecord
 from jobwarden.store.base import MAX_PAGE, JobQuery
 from jobwarden.transport.auth import CANCEL, READ, SUBMIT, Principal
-from jobwarden.transport.context import SETTINGS, SUPERVISOR, authorize, read_body, visible_job
+from jobwarden.transport.context import (
+    SETTINGS,
+    SUPERVISOR,
+    authorize,
+    finished_within,
+    read_body,
+    visible_job,
+)
 from jobwarden.transport.responses import ApiError, json_response
 
 routes = web.RouteTableDef()
@@ -108,11 +115,7 @@ _decoder = msgspec.json.Decoder(AnalyzeBody)
 async def analyze_sync(request: web.Request) -> web.Response:
     """Run the analysis and answer with its result (or its error) when it ends."""
     record = await _submit(request)
-    sup = request.app[SUPERVISOR]
-    try:
-        record = await sup.wait(record.id, timeout=request.app[SETTINGS].max_wait_s)
-    except TimeoutError:
-        record = await sup.get(record.id)
+    record = await finished_within(request, record.id, request.app[SETTINGS].max_wait_s)
     body = SyncResult(
         plugin=record.plugin,
         job_id=record.id,
@@ -194,9 +197,7 @@ async def _submit(request: web.Request) -> JobRecord:
     except (binascii.Error, ValueError) as exc:
         raise ApiError(400, "invalid_request", "image must be base64", plugin=body.plugin) from exc
     sup = request.app[SUPERVISOR]
-    plugin = next((p for p in sup.registry.plugins() if p.name == body.plugin), None)
-    if plugin is None:
-        raise NotFound(f"no plugin named {body.plugin!r}", plugin=body.plugin)
+    plugin = sup.registry.plugin(body.plugin)
     if body.tool is not None:
         tool = f"{body.plugin}.{body.tool}"
     elif plugin.tools:
