@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 import anyio
 
+from jobwarden.errors import StoreError, SupervisorCrashed
 from jobwarden.governance import scanner
-from jobwarden.server import ConfigError, ServeOptions, serve
+from jobwarden.server import DEFAULT_STORE, ConfigError, ServeOptions, serve
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -21,7 +22,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve_cmd = sub.add_parser("serve", help="run the HTTP server (flags also from JOBWARDEN_*)")
     serve_cmd.add_argument("--host", default=_env("HOST", "127.0.0.1"))
     serve_cmd.add_argument("--port", type=int, default=int(_env("PORT", "8080") or 8080))
-    serve_cmd.add_argument("--store", default=_env("STORE", "memory://"))
+    serve_cmd.add_argument(
+        "--store",
+        default=_env("STORE", DEFAULT_STORE),
+        help=f"memory:// or sqlite:///path.db[?synchronous=full|normal] ({DEFAULT_STORE})",
+    )
     serve_cmd.add_argument(
         "--plugin",
         action="append",
@@ -43,6 +48,18 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     serve_cmd.add_argument(
         "--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", str(1 << 20)) or 0)
+    )
+    serve_cmd.add_argument(
+        "--retention-age-s",
+        type=float,
+        default=float(_env("RETENTION_AGE_S", "604800") or 0),
+        help="purge finished jobs this many seconds after they ended (7 days; 0: never)",
+    )
+    serve_cmd.add_argument(
+        "--retention-jobs",
+        type=int,
+        default=int(_env("RETENTION_JOBS", "1000000") or 0),
+        help="keep at most this many finished jobs, newest first (1000000; 0: no cap)",
     )
 
 
@@ -66,10 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_format=parsed.log_format,
         log_level=parsed.log_level,
         max_body_bytes=parsed.max_body_bytes,
+        retention_age_s=parsed.retention_age_s,
+        retention_jobs=parsed.retention_jobs,
     )
     try:
         anyio.run(serve, options, backend="asyncio")
     except ConfigError as exc:
         sys.stderr.write(f"jobwarden serve: {exc}\n")
         return 2
+    except (StoreError, SupervisorCrashed) as exc:
+        sys.stderr.write(f"jobwarden serve: {exc}\n")
+        return 1
     return 0

@@ -14,11 +14,13 @@ one of these with ``raise ... from exc``, so callers handle a small, stable set:
     │   ├── JobFinished              409 job_finished
     │   ├── Overloaded               429 overloaded (retry_after_s)
     │   └── ShuttingDown             503 shutting_down
+    │       └── StoreUnavailable     503 shutting_down, details.reason "store_unavailable"
     ├── JobFailed                    Supervisor.run: the job ended in failed / timed_out / cancelled
     ├── ActorStopped                 an ask reached a stopped actor (like pykka's ActorDeadError)
     ├── MailboxFull                  a bounded mailbox refused a message without waiting
     ├── SubscriberOverflow           an event subscriber fell behind and was dropped
     ├── SupervisorCrashed            runner restarts exceeded the restart intensity
+    ├── StoreError                   the job store cannot be opened, read or written
     ├── RegistrationError            a plugin or tool definition is invalid (also a TypeError)
     └── IllegalTransition            a job state transition outside the table: always a bug
 
@@ -167,6 +169,18 @@ class ShuttingDown(RequestError):
     status = 503
 
 
+class StoreUnavailable(ShuttingDown):
+    """The store refused the write (disk full, file unwritable): nothing was accepted.
+
+    To clients it is a 503 ``shutting_down`` like any node that cannot take work right now, with
+    ``details.reason`` saying why; retry later or on another node.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float = 5.0, **kw: Any) -> None:
+        super().__init__(message, details={"reason": "store_unavailable"}, **kw)
+        self.retry_after_s = retry_after_s
+
+
 class JobFailed(JobwardenError):
     """``Supervisor.run`` finished with a job that did not succeed."""
 
@@ -196,6 +210,10 @@ class SubscriberOverflow(JobwardenError):
 
 class SupervisorCrashed(JobwardenError):
     """Runners crashed more often than the restart intensity allows."""
+
+
+class StoreError(JobwardenError):
+    """The job store cannot be opened, read or written; the message names the file and why."""
 
 
 class RegistrationError(JobwardenError, TypeError):

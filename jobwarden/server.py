@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import os
 import signal
+import urllib.parse
 from pathlib import Path
 
 import anyio
@@ -14,15 +15,21 @@ import msgspec
 import structlog
 from aiohttp import web
 
+from jobwarden.actors.retention import Retention
 from jobwarden.actors.supervisor import Supervisor
+from jobwarden.errors import StoreError
 from jobwarden.logs import configure_logging
 from jobwarden.plugins.builtin import builtin
 from jobwarden.plugins.tool import Plugin
 from jobwarden.store.base import JobStore
 from jobwarden.store.memory import MemoryStore
+from jobwarden.store.sqlite import store_from_url as sqlite_store_from_url
 from jobwarden.transport import KeyRing, ServerSettings, create_app
 
 log = structlog.get_logger("jobwarden.server")
+
+
+DEFAULT_STORE = "sqlite:///jobwarden.db"
 
 
 class ServeOptions(msgspec.Struct, frozen=True):
@@ -30,13 +37,15 @@ class ServeOptions(msgspec.Struct, frozen=True):
 
     host: str = "127.0.0.1"
     port: int = 8080
-    store: str = "memory://"
+    store: str = DEFAULT_STORE
     plugins: tuple[str, ...] = ()
     builtin: bool = True
     keys_file: str | None = None
     log_format: str = "console"
     log_level: str = "info"
     max_body_bytes: int = 1 << 20
+    retention_age_s: float = 7 * 24 * 3600.0
+    retention_jobs: int = 1_000_000
 
 
 class ConfigError(Exception):
@@ -79,10 +88,32 @@ def load_plugins(options: ServeOptions) -> list[Plugin]:
 
 
 def open_store(url: str) -> JobStore:
-    """The store a URL names. Only ``memory://`` exists so far (SQLite: issue #4)."""
+    """The store a URL names: ``memory://`` or ``sqlite:///path`` (relative; four slashes for an
+    absolute path), with ``?synchronous=full|normal``."""
     if url == "memory://":
         return MemoryStore()
-    raise ConfigError(f"unsupported store URL {url!r}: this version serves memory:// only")
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "sqlite" and not parsed.netloc and parsed.path.startswith("/"):
+        path = parsed.path[1:]
+        if not path:
+            raise ConfigError(f"{url!r} names no file: use sqlite:///jobwarden.db")
+        params = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
+        try:
+            return sqlite_store_from_url(path, params)
+        except StoreError as exc:
+            raise ConfigError(f"{url!r}: {exc}") from exc
+    raise ConfigError(f"unsupported store URL {url!r}: use memory:// or sqlite:///path/to/file.db")
+
+
+def retention(options: ServeOptions) -> Retention:
+    """The retention policy from the options; 0 turns a criterion off."""
+    try:
+        return Retention(
+            max_age_s=options.retention_age_s or None,
+            max_jobs=options.retention_jobs or None,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"retention: {exc}") from exc
 
 
 def check_bind(host: str, keys: KeyRing) -> None:
@@ -115,7 +146,7 @@ async def serve(options: ServeOptions) -> None:
             host=options.host,
         )
     settings = ServerSettings(max_body_bytes=options.max_body_bytes)
-    async with Supervisor(plugins=plugins, store=store) as sup:
+    async with Supervisor(plugins=plugins, store=store, retention=retention(options)) as sup:
         runner = web.AppRunner(create_app(sup, settings, keys), access_log=None)
         await runner.setup()
         try:

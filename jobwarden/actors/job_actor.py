@@ -231,18 +231,8 @@ class JobActor:
     async def _change(
         self, kind: str, new: JobRecord, *, message: str | None = None, at: datetime | None = None
     ) -> None:
-        """Check, store, then publish one change of this job's record (``at``: its timestamp)."""
-        if new.state is not self.record.state:
-            check_transition(self.record.state, new.state)
-        bus = self._host.bus
-        event = bus.event(new, kind, message=message, at=at)
-        try:
-            await self._host.store.transition(new, event)
-        except BaseException:
-            bus.abandon(event)
-            raise
+        await commit_change(self._host, self.record, new, kind, message=message, at=at)
         self.record = new
-        bus.deliver(event)
 
     def _stop(self, *, started: bool) -> None:
         self._mailbox.stop(f"job {self.record.state}")
@@ -250,6 +240,28 @@ class JobActor:
         if self._done is not None:
             self._done.set()
         self._host.job_finished(self, started=started)
+
+
+async def commit_change(
+    host: JobHost,
+    old: JobRecord,
+    new: JobRecord,
+    kind: str,
+    *,
+    message: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Check, store, then publish one change of a job's record (``at``: its timestamp)."""
+    if new.state is not old.state:
+        check_transition(old.state, new.state)
+    bus = host.bus
+    event = bus.event(new, kind, message=message, at=at)
+    try:
+        await host.store.transition(new, event)
+    except BaseException:
+        bus.abandon(event)
+        raise
+    bus.deliver(event)
 
 
 def _now() -> datetime:

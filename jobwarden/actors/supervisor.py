@@ -18,7 +18,9 @@ from anyio.abc import TaskGroup
 from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.event_bus import DEFAULT_SUBSCRIBER_BUFFER, EventBus
 from jobwarden.actors.job_actor import JobActor
+from jobwarden.actors.recovery import Recovered, recover
 from jobwarden.actors.restarts import RestartIntensity
+from jobwarden.actors.retention import Retainer, Retention
 from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import JobState
 from jobwarden.actors.subscription import Subscription
@@ -32,6 +34,8 @@ from jobwarden.errors import (
     OutcomeType,
     Overloaded,
     ShuttingDown,
+    StoreError,
+    StoreUnavailable,
     SupervisorCrashed,
 )
 from jobwarden.ids import new_job_id
@@ -43,6 +47,7 @@ from jobwarden.store.memory import MemoryStore
 
 log = structlog.get_logger("jobwarden.supervisor")
 
+DEFAULT_RETENTION = Retention()
 QUEUED_AT_SHUTDOWN = "the supervisor shut down before the job started"
 CANCEL_REASON = "cancelled before it started"
 
@@ -65,7 +70,10 @@ class Supervisor:
     further. At most ``max_queued`` jobs wait; beyond that ``submit`` raises ``Overloaded``. On exit
     it stops admitting, gives running jobs ``shutdown_grace_s`` to finish, then cancels them. A
     runner that crashes is replaced; more than ``max_restarts`` crashes within
-    ``restart_window_s`` stop the supervisor with ``SupervisorCrashed``.
+    ``restart_window_s`` stop the supervisor with ``SupervisorCrashed``, and so does a store
+    that refuses a job's write (its outcome could not be recorded). With a durable store, the
+    jobs it holds unfinished are recovered at start (``recovered`` says how). ``retention`` purges
+    finished jobs in the background (None: never).
     """
 
     def __init__(
@@ -82,6 +90,7 @@ class Supervisor:
         max_restarts: int = 5,
         restart_window_s: float = 10.0,
         source: str | None = None,
+        retention: Retention | None = DEFAULT_RETENTION,
     ) -> None:
         if concurrency < 1 or thread_concurrency < 1 or max_queued < 1:
             raise ValueError("concurrency, thread_concurrency and max_queued must be >= 1")
@@ -101,6 +110,7 @@ class Supervisor:
         self._restarts = RestartIntensity(max_restarts, restart_window_s)
         self._scheduler = Scheduler()
         self._deadlines = Deadlines()
+        self.retainer = Retainer(self.store, retention) if retention is not None else None
         self._actors: dict[str, JobActor] = {}
         self._queued = 0
         self._running = 0
@@ -108,6 +118,7 @@ class Supervisor:
         self._tg: TaskGroup | None = None
         self._accepting = False
         self._phase = "new"
+        self.recovered = Recovered()
 
     async def __aenter__(self) -> Self:
         if self._phase != "new":
@@ -126,6 +137,12 @@ class Supervisor:
         await self._scheduler.wait_runners_parked(self._concurrency)
         for plugin in self.registry.plugins():
             self.registry.set_lifecycle(plugin.name, PluginLifecycle.RUNNING)
+        if self.store.durable:
+            self.recovered = await recover(
+                self, self.registry, await self.store.unfinished(), self._admit
+            )
+        if self.retainer is not None:
+            tg.start_soon(self.retainer.run)
         self._accepting = True
         self._phase = "running"
         return self
@@ -212,6 +229,9 @@ class Supervisor:
         event = bus.event(record, "queued", at=record.created_at)
         try:
             stored = await self.store.put(record, event)
+        except StoreError as exc:
+            bus.abandon(event)
+            raise StoreUnavailable(f"the job was not accepted: {exc}", tool=tool) from exc
         except BaseException:
             bus.abandon(event)
             raise
@@ -219,11 +239,14 @@ class Supervisor:
             bus.abandon(event)
             return stored
         actor = JobActor(self, record, spec, args)
-        self._actors[record.id] = actor
-        self._queued += 1
         bus.deliver(event)
-        self._scheduler.admit(actor)
+        self._admit(actor)
         return record
+
+    def _admit(self, actor: JobActor) -> None:
+        self._actors[actor.id] = actor
+        self._queued += 1
+        self._scheduler.admit(actor)
 
     async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
         """The job's current record, or ``JobNotFound`` (also for another owner's job)."""
@@ -263,7 +286,10 @@ class Supervisor:
         actor = self._actors.get(job_id)
         if actor is None:
             raise JobFinished(f"job {job_id} is already {record.state}", job_id=job_id)
-        cancelled = await actor.cancel(CANCEL_REASON)
+        try:
+            cancelled = await actor.cancel(CANCEL_REASON)
+        except StoreError as exc:
+            raise StoreUnavailable(f"the cancel was not recorded: {exc}", job_id=job_id) from exc
         if cancelled is not None:
             return cancelled
         final = await actor.wait_done()
@@ -348,6 +374,10 @@ class Supervisor:
             runner = ToolRunner(self.registry, self._scheduler, self._deadlines, threads)
             try:
                 await runner.serve()
+            except StoreError as exc:
+                # The store no longer takes writes: no runner can record an outcome, so stop
+                # with the reason now rather than restart into the same failure.
+                raise SupervisorCrashed(f"the job store failed: {exc}") from exc
             except Exception as exc:
                 log.exception("tool runner crashed; restarting it")
                 with anyio.CancelScope(shield=True):

@@ -32,6 +32,7 @@ class Tool:
     timeout_s: float | None
     max_concurrency: int | None
     description: str
+    retry_on_interrupt: bool = False
     output_is_struct: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,11 +91,14 @@ class Plugin:
         mode: Mode = "async",
         max_concurrency: int | None = None,
         description: str | None = None,
+        retry_on_interrupt: bool = False,
     ) -> Callable[[F], F]:
         """Decorator registering ``(inp: <Struct>, ctx: ToolContext) -> <output type>`` as a tool.
 
         ``name`` defaults to the function's name and ``description`` to its docstring's first
         paragraph; ``timeout`` (seconds) applies per call unless a submit gives its own.
+        ``retry_on_interrupt``: a call found running after a crash is run again (attempt + 1)
+        instead of failing as ``interrupted``; say so only for tools that are safe to repeat.
         """
 
         def register(fn: F) -> F:
@@ -105,6 +109,7 @@ class Plugin:
                 mode=mode,
                 max_concurrency=max_concurrency,
                 description=description,
+                retry_on_interrupt=retry_on_interrupt,
             )
             return fn
 
@@ -119,6 +124,7 @@ class Plugin:
         mode: str,
         max_concurrency: int | None,
         description: str | None,
+        retry_on_interrupt: bool,
     ) -> None:
         where = f"tool {self.name}.{name}"
         if not _NAME.match(name):
@@ -147,6 +153,7 @@ class Plugin:
             timeout_s=timeout,
             max_concurrency=max_concurrency,
             description=description if description is not None else doc.split("\n\n")[0],
+            retry_on_interrupt=retry_on_interrupt,
         )
 
 

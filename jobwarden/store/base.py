@@ -81,5 +81,15 @@ class JobStore(Protocol):
     async def event_bounds(self) -> EventBounds:
         """The offsets of the oldest and newest retained events."""
 
-    async def purge(self, *, finished_before: datetime | None, keep_finished: int | None) -> int:
-        """Delete finished jobs older than a time and/or beyond the newest N; return how many."""
+    async def purge(
+        self,
+        *,
+        finished_before: datetime | None,
+        keep_finished: int | None,
+        limit: int | None = None,
+    ) -> int:
+        """Delete finished jobs that ended before a time and/or beyond the newest N (by id).
+
+        At most ``limit`` jobs go per call, so a caller can purge in small steps; returns how many
+        went. The retained event history may start later afterwards, never inside a kept job's.
+        """

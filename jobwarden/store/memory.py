@@ -98,8 +98,14 @@ class MemoryStore:
             return EventBounds(first=1, last=0)
         return EventBounds(first=self._events[0].offset, last=self._events[-1].offset)
 
-    async def purge(self, *, finished_before: datetime | None, keep_finished: int | None) -> int:
-        """Drop finished jobs older than ``finished_before`` or past the newest N."""
+    async def purge(
+        self,
+        *,
+        finished_before: datetime | None,
+        keep_finished: int | None,
+        limit: int | None = None,
+    ) -> int:
+        """Drop up to ``limit`` finished jobs, by end time and/or beyond the newest N."""
         finished = [i for i in self._ids if self._records[i].state in TERMINAL_STATES]
         doomed: set[str] = set()
         if keep_finished is not None:
@@ -109,6 +115,8 @@ class MemoryStore:
                 done_at = self._records[job_id].finished_at
                 if done_at is not None and done_at < finished_before:
                     doomed.add(job_id)
+        if limit is not None and len(doomed) > limit:
+            doomed = set(sorted(doomed)[: max(0, limit)])
         if doomed:
             for job_id in doomed:
                 record = self._records.pop(job_id)

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from jobwarden.errors import ErrorEnvelope, ErrorInfo, Overloaded, RequestError
+from jobwarden.errors import ErrorEnvelope, ErrorInfo, Overloaded, RequestError, StoreUnavailable
 from jobwarden.transport.wire import encoder
 
 # aiohttp's own HTTP errors (router, body size) mapped to envelope types.
@@ -43,7 +43,7 @@ def envelope_response(
 def request_error_response(error: RequestError) -> web.Response:
     """The envelope for a refused request, with Retry-After where it applies."""
     headers = None
-    if isinstance(error, Overloaded):
+    if isinstance(error, Overloaded | StoreUnavailable):
         headers = {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
     return envelope_response(error.info(), error.status, headers)
 

@@ -52,7 +52,7 @@ async def running_server(
     with log.open("wb") as out:
         process = await anyio.open_process(
             [sys.executable, "-m", "jobwarden", "serve", "--port", str(port), *args],
-            cwd=ROOT,
+            cwd=tmp_path,
             env=dict(env or clean_env()),
             stdout=out,
             stderr=out,

@@ -1,0 +1,86 @@
+"""Retention: finished jobs (and the events only they needed) are purged in the background.
+
+A sweep deletes, ``batch`` jobs at a time, every finished job that ended more than ``max_age_s``
+ago and every finished job beyond the newest ``max_jobs``. Small batches keep each write short, so
+job writes queue behind a purge for a few milliseconds at most. Unfinished jobs are never purged.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import msgspec
+import structlog
+
+from jobwarden.store.base import JobStore
+
+log = structlog.get_logger("jobwarden.retention")
+
+
+class Retention(msgspec.Struct, frozen=True):
+    """When finished jobs are purged; None turns a criterion off."""
+
+    max_age_s: float | None = 7 * 24 * 3600.0
+    max_jobs: int | None = 1_000_000
+    interval_s: float = 60.0
+    batch: int = 500
+
+    def __post_init__(self) -> None:
+        if self.max_age_s is not None and not self.max_age_s >= 0:
+            raise ValueError("max_age_s must be >= 0 (or None)")
+        if self.max_jobs is not None and self.max_jobs < 0:
+            raise ValueError("max_jobs must be >= 0 (or None)")
+        if not self.interval_s > 0 or self.batch < 1:
+            raise ValueError("interval_s must be > 0 and batch >= 1")
+
+
+class Retainer:
+    """Runs sweeps every ``interval_s``; ``sweep()`` also runs one on demand."""
+
+    def __init__(self, store: JobStore, policy: Retention) -> None:
+        self._store = store
+        self.policy = policy
+        self.sweeps = 0
+        self.purged = 0
+        self._swept: anyio.Event | None = None
+
+    async def run(self) -> None:
+        """Sweep now and then every ``interval_s``, until cancelled; a failed sweep is logged."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("retention sweep failed; retrying at the next interval")
+            await anyio.sleep(self.policy.interval_s)
+
+    async def sweep(self) -> int:
+        """Purge everything the policy selects, in batches; return how many jobs went."""
+        policy = self.policy
+        if policy.max_age_s is None and policy.max_jobs is None:
+            return 0
+        removed = 0
+        while True:
+            cutoff = None
+            if policy.max_age_s is not None:
+                cutoff = datetime.now(UTC) - timedelta(seconds=policy.max_age_s)
+            batch = await self._store.purge(
+                finished_before=cutoff, keep_finished=policy.max_jobs, limit=policy.batch
+            )
+            removed += batch
+            if batch < policy.batch:
+                break
+            await anyio.lowlevel.checkpoint()
+        self.sweeps += 1
+        self.purged += removed
+        if removed:
+            log.info("purged finished jobs", count=removed)
+        if self._swept is not None:
+            self._swept.set()
+        return removed
+
+    async def wait_swept(self, count: int) -> None:
+        """Return once ``count`` sweeps have completed in all."""
+        while self.sweeps < count:
+            self._swept = anyio.Event()
+            await self._swept.wait()

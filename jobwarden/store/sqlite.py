@@ -1,0 +1,259 @@
+"""The SQLite store, the server's default: every accepted job, result and event survives a crash.
+
+Writes go through one connection in a worker thread, grouped: all the puts and transitions that
+arrive while a commit is in flight share the next transaction (``GroupCommit``), so durability
+costs one commit per batch rather than per write. The file is in WAL mode, so reads run on their
+own connections in worker threads and never wait for the writer. ``synchronous=full`` (the
+default) makes each commit survive a power loss; ``normal`` survives a crash of the process but
+may lose the last commits if the machine itself goes down.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import anyio
+import msgspec
+
+from jobwarden.actors.states import JobState
+from jobwarden.errors import StoreError
+from jobwarden.records import JobEvent, JobRecord
+from jobwarden.store import sqlite_schema
+from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
+from jobwarden.store.group_commit import GroupCommit
+from jobwarden.store.sqlite_ops import Purge, Put, Transition, WriteOp, apply_batch
+
+T = TypeVar("T")
+Synchronous = Literal["full", "normal"]
+
+_encode = msgspec.json.Encoder().encode
+_decode_record = msgspec.json.Decoder(JobRecord).decode
+_decode_event = msgspec.json.Decoder(JobEvent).decode
+_FILTERS = (("state", "state = ?"), ("tool", "tool = ?"), ("plugin", "plugin = ?"))
+
+
+class SqliteStore:
+    """Jobs and events in one SQLite file; see the module docstring for the write path."""
+
+    durable = True
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: Synchronous = "full", readers: int = 4
+    ) -> None:
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
+        if readers < 1:
+            raise ValueError("readers must be >= 1")
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._writer: sqlite3.Connection | None = None
+        self._idle_readers: list[sqlite3.Connection] = []
+        self._readers = readers
+        self._reader_slots = anyio.CapacityLimiter(readers)
+        self._commits: GroupCommit[WriteOp] = GroupCommit(self._commit)
+        self._first: int | None = None
+        self._last = 0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create or migrate the file and load the event offsets; ``StoreError`` if it cannot."""
+        await anyio.to_thread.run_sync(self._open)
+
+    def _open(self) -> None:
+        self._check_directory()
+        try:
+            db = self._connect()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the job store {self.path}: {exc}") from exc
+        try:
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{self.path}: cannot switch to WAL mode (journal mode {mode})")
+            db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            sqlite_schema.migrate(db, str(self.path))
+            first, last = db.execute("SELECT min(offset), max(offset) FROM events").fetchone()
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(f"the job store {self.path} is unusable: {exc}") from exc
+        except BaseException:
+            db.close()
+            raise
+        self._writer = db
+        self._first, self._last = first, last or 0
+        for _ in range(self._readers):
+            reader = self._connect()
+            reader.execute("PRAGMA query_only = 1")
+            self._idle_readers.append(reader)
+
+    def _check_directory(self) -> None:
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise StoreError(f"cannot open the job store {self.path}: {folder} is not a directory")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise StoreError(
+                f"cannot open the job store {self.path}: the directory {folder} is not writable"
+                " (SQLite needs to create the -wal and -shm files beside the database)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout = 5000")
+        return db
+
+    async def close(self) -> None:
+        """Wait for the commit in flight, then close every connection."""
+        await self._commits.drain()
+        connections = [*self._idle_readers, *([self._writer] if self._writer else [])]
+        self._idle_readers, self._writer = [], None
+        for db in connections:
+            db.close()
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
+        """Insert the job and its first event, or return the job its owner's key already names."""
+        op = Put(record, event)
+        await self._write(op)
+        if op.existing is not None:
+            return _decode_record(op.existing)
+        return record
+
+    async def transition(self, record: JobRecord, event: JobEvent) -> None:
+        """Replace the job's record and append the event, in one transaction."""
+        await self._write(Transition(record, event))
+
+    async def purge(
+        self,
+        *,
+        finished_before: datetime | None,
+        keep_finished: int | None,
+        limit: int | None = None,
+    ) -> int:
+        """Delete up to ``limit`` finished jobs by age and/or count; trim the event log to match."""
+        if finished_before is None and keep_finished is None:
+            return 0
+        excess = 0
+        if keep_finished is not None:
+            # Counted on a reader, outside the write transaction: a full count of a large table
+            # would hold up every writer; a count a moment old is good enough for retention.
+            finished = await self._read(
+                lambda db: db.execute(
+                    f"SELECT count(*) FROM jobs WHERE state IN {sqlite_schema.TERMINAL_SQL}"
+                ).fetchone()[0]
+            )
+            excess = max(0, finished - keep_finished)
+        op = Purge(finished_before, excess, limit)
+        await self._write(op)
+        return op.removed
+
+    async def _write(self, op: WriteOp) -> None:
+        try:
+            await self._commits.write(op)
+        except sqlite3.Error as exc:
+            raise StoreError(f"the job store {self.path} refused a write: {exc}") from exc
+
+    def _commit(self, ops: list[WriteOp]) -> None:
+        if self._writer is None:
+            raise StoreError(f"the job store {self.path} is closed")
+        first, last = apply_batch(self._writer, ops)
+        if last is not None:
+            self._last = max(self._last, last)
+            if self._first is None:
+                self._first = first
+        if any(type(op) is Purge for op in ops):
+            self._first = self._writer.execute("SELECT min(offset) FROM events").fetchone()[0]
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The record with that id, or None."""
+        row = await self._read(
+            lambda db: db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        )
+        return None if row is None else _decode_record(row[0])
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """Newest first: one backwards range read on the index of the first filter given."""
+        limit = max(1, min(query.limit, MAX_PAGE))
+        clauses: list[str] = []
+        params: list[Any] = []
+        for name, clause in _FILTERS:
+            value = getattr(query, name)
+            if value is not None:
+                clauses.append(clause)
+                params.append(value.value if isinstance(value, JobState) else value)
+        if query.owner is not None:
+            clauses.append("owner = ?")
+            params.append(query.owner)
+        if query.cursor is not None:
+            clauses.append("id < ?")
+            params.append(query.cursor)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT record FROM jobs{where} ORDER BY id DESC LIMIT ?"
+        params.append(limit + 1)
+        rows = await self._read(lambda db: db.execute(sql, params).fetchall())
+        jobs = [_decode_record(row[0]) for row in rows[:limit]]
+        return JobPage(jobs=jobs, next_cursor=jobs[-1].id if len(rows) > limit else None)
+
+    async def unfinished(self) -> list[JobRecord]:
+        """Queued and running jobs, oldest first."""
+        rows = await self._read(
+            lambda db: db.execute(
+                "SELECT record FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
+            ).fetchall()
+        )
+        return [_decode_record(row[0]) for row in rows]
+
+    async def read_events(
+        self, after: int, limit: int, *, job_id: str | None = None, tool: str | None = None
+    ) -> list[JobEvent]:
+        """Up to ``limit`` events after offset ``after``, in offset order."""
+        if limit < 1:
+            return []
+        sql = "SELECT body FROM events WHERE offset > ?"
+        params: list[Any] = [after]
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            params.append(job_id)
+        if tool is not None:
+            sql += " AND tool = ?"
+            params.append(tool)
+        sql += " ORDER BY offset LIMIT ?"
+        params.append(limit)
+        rows = await self._read(lambda db: db.execute(sql, params).fetchall())
+        return [_decode_event(row[0]) for row in rows]
+
+    async def event_bounds(self) -> EventBounds:
+        """Kept in memory: this process is the file's only writer."""
+        last = self._last
+        return EventBounds(first=last + 1 if self._first is None else self._first, last=last)
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        # The limiter admits as many threads as there are reader connections.
+        return await anyio.to_thread.run_sync(self._run_read, query, limiter=self._reader_slots)
+
+    def _run_read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        db = self._idle_readers.pop()
+        try:
+            return query(db)
+        except sqlite3.Error as exc:
+            raise StoreError(f"the job store {self.path} could not be read: {exc}") from exc
+        finally:
+            self._idle_readers.append(db)
+
+
+def store_from_url(path: str, params: dict[str, str]) -> SqliteStore:
+    """A store for ``sqlite:///path?synchronous=full|normal`` (path after the third slash)."""
+    unknown = set(params) - {"synchronous"}
+    if unknown:
+        raise StoreError(f"unknown sqlite store option(s): {', '.join(sorted(unknown))}")
+    synchronous = params.get("synchronous", "full").lower()
+    if synchronous not in ("full", "normal"):
+        raise StoreError(f"synchronous must be full or normal, not {synchronous!r}")
+    return SqliteStore(path, synchronous="full" if synchronous == "full" else "normal")

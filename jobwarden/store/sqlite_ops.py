@@ -1,0 +1,158 @@
+"""The SQLite store's writes: each op is encoded on the caller's side, applied in a batch by the
+writer thread, and the batch commits as one transaction (or rolls back as one)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+import msgspec
+
+from jobwarden.records import JobEvent, JobRecord
+from jobwarden.store.sqlite_schema import TERMINAL_SQL
+
+_encode = msgspec.json.Encoder().encode
+
+_INSERT_JOB = (
+    "INSERT INTO jobs (seq, id, tool, plugin, state, owner, idempotency, record, finished_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_KEYED_JOB = _INSERT_JOB + " ON CONFLICT (idempotency) DO NOTHING"
+_UPDATE_JOB = "UPDATE jobs SET state = ?, record = ?, finished_at = ? WHERE id = ?"
+_INSERT_EVENT = "INSERT INTO events (offset, job_id, tool, body) VALUES (?, ?, ?, ?)"
+
+EventRow = tuple[int, str, str, bytes]
+
+
+class Put:
+    """A new job and its first event; ``existing`` is set when the owner's key was taken."""
+
+    __slots__ = ("event_row", "existing", "idempotency", "job_row")
+
+    def __init__(self, record: JobRecord, event: JobEvent) -> None:
+        key = record.idempotency_key
+        self.idempotency = None if key is None else _encode([record.owner, key]).decode()
+        self.job_row = (
+            event.offset,
+            record.id,
+            record.tool,
+            record.plugin,
+            record.state.value,
+            record.owner,
+            self.idempotency,
+            _encode(record),
+            _finished_at(record),
+        )
+        self.event_row = _event_row(event)
+        self.existing: bytes | None = None
+
+
+class Transition:
+    """A job's new record and the event describing the change."""
+
+    __slots__ = ("event_row", "job_row")
+
+    def __init__(self, record: JobRecord, event: JobEvent) -> None:
+        self.job_row = (record.state.value, _encode(record), _finished_at(record), record.id)
+        self.event_row = _event_row(event)
+
+
+class Purge:
+    """Delete up to ``limit`` finished jobs: the ``excess`` oldest, and those finished before."""
+
+    __slots__ = ("excess", "finished_before", "limit", "removed")
+
+    def __init__(self, finished_before: datetime | None, excess: int, limit: int | None) -> None:
+        self.finished_before = finished_before
+        self.excess = excess
+        self.limit = limit
+        self.removed = 0
+
+
+WriteOp = Put | Transition | Purge
+
+
+def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> tuple[int | None, int | None]:
+    """Apply ``ops`` in one transaction; return the lowest and highest event offset written."""
+    events: list[EventRow] = []
+    plain: list[tuple[object, ...]] = []
+    updates: list[tuple[object, ...]] = []
+    purges: list[Purge] = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for op in ops:
+            if type(op) is Put:
+                op.existing = None
+                if op.idempotency is None:
+                    plain.append(op.job_row)
+                    events.append(op.event_row)
+                elif db.execute(_INSERT_KEYED_JOB, op.job_row).rowcount == 1:
+                    events.append(op.event_row)
+                else:
+                    op.existing = db.execute(
+                        "SELECT record FROM jobs WHERE idempotency = ?", (op.idempotency,)
+                    ).fetchone()[0]
+            elif type(op) is Transition:
+                updates.append(op.job_row)
+                events.append(op.event_row)
+            elif type(op) is Purge:
+                purges.append(op)
+        if plain:
+            db.executemany(_INSERT_JOB, plain)
+        if updates:
+            db.executemany(_UPDATE_JOB, updates)
+        if events:
+            db.executemany(_INSERT_EVENT, events)
+        for purge in purges:
+            purge.removed = _purge(db, purge)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    if not events:
+        return None, None
+    written = [row[0] for row in events]
+    return min(written), max(written)
+
+
+def _purge(db: sqlite3.Connection, op: Purge) -> int:
+    cap = -1 if op.limit is None else op.limit
+    doomed: set[int] = set()
+    if op.excess > 0:
+        count = op.excess if op.limit is None else min(op.excess, op.limit)
+        doomed.update(
+            row[0]
+            for row in db.execute(
+                f"SELECT seq FROM jobs WHERE state IN {TERMINAL_SQL} ORDER BY id LIMIT ?",
+                (count,),
+            )
+        )
+    if op.finished_before is not None:
+        doomed.update(
+            row[0]
+            for row in db.execute(
+                f"SELECT seq FROM jobs WHERE finished_at < ? AND state IN {TERMINAL_SQL}"
+                " ORDER BY finished_at LIMIT ?",
+                (op.finished_before.timestamp(), cap),
+            )
+        )
+    chosen = sorted(doomed) if op.limit is None else sorted(doomed)[: op.limit]
+    db.executemany("DELETE FROM jobs WHERE seq = ?", [(seq,) for seq in chosen])
+    # A job's rowid is its first event's offset, so every event before the oldest job left
+    # belongs to a deleted job: the log is trimmed to there and no kept job loses history.
+    oldest = db.execute("SELECT min(seq) FROM jobs").fetchone()[0]
+    if oldest is None:
+        db.execute("DELETE FROM events")
+    else:
+        db.execute("DELETE FROM events WHERE offset < ?", (oldest,))
+    return len(chosen)
+
+
+def _finished_at(record: JobRecord) -> float | None:
+    finished = record.finished_at
+    return finished.timestamp() if finished is not None and record.state.terminal else None
+
+
+def _event_row(event: JobEvent) -> EventRow:
+    return (event.offset, event.subject, event.data.tool, _encode(event))

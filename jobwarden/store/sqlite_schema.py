@@ -1,0 +1,105 @@
+"""The SQLite store's schema: forward migrations, a version table, and the checks made at open.
+
+Each migration moves the file from version N - 1 to N inside one transaction; a file from a newer
+jobwarden (a version above the newest known) is refused rather than guessed at.
+
+Tables: ``jobs`` (rowid = the offset of the job's first event, so the oldest retained job is the
+first row; the record itself as msgspec JSON; the columns listings filter on) and ``events``
+(rowid = the event's global offset; the CloudEvent as JSON). Indexes used by each query:
+
+- listing newest first: ``jobs_id`` (no filter), ``jobs_state``, ``jobs_tool``, ``jobs_plugin``,
+  ``jobs_owner`` — each ``(column, id)``, so a filtered page is one index range read backwards;
+- idempotency: ``jobs_idempotency`` (unique per owner and key);
+- recovery: ``jobs_state`` for queued and running;
+- retention (v2): ``jobs_done`` (finished jobs by id) and ``jobs_done_at`` (by finish time);
+- one job's events: ``events_job`` ``(job_id, offset)``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+
+from jobwarden.errors import StoreError
+
+TERMINAL_SQL = "('succeeded', 'failed', 'timed_out', 'cancelled')"
+
+_V1 = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    state TEXT NOT NULL,
+    owner TEXT,
+    idempotency TEXT,
+    record BLOB NOT NULL
+);
+CREATE UNIQUE INDEX jobs_id ON jobs (id);
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (idempotency);
+CREATE INDEX jobs_state ON jobs (state, id);
+CREATE INDEX jobs_tool ON jobs (tool, id);
+CREATE INDEX jobs_plugin ON jobs (plugin, id);
+CREATE INDEX jobs_owner ON jobs (owner, id);
+CREATE TABLE events (
+    offset INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX events_job ON events (job_id, offset);
+"""
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    db.executescript(f"BEGIN; {_V1} COMMIT;")
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    """Retention: when each job finished, and an index over finished jobs by id and by time."""
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("ALTER TABLE jobs ADD COLUMN finished_at REAL")
+    rows = db.execute(
+        f"SELECT seq, json_extract(record, '$.finished_at') FROM jobs WHERE state IN {TERMINAL_SQL}"
+    ).fetchall()
+    db.executemany(
+        "UPDATE jobs SET finished_at = ? WHERE seq = ?",
+        [(datetime.fromisoformat(at).timestamp(), seq) for seq, at in rows if at is not None],
+    )
+    db.execute(f"CREATE INDEX jobs_done ON jobs (id) WHERE state IN {TERMINAL_SQL}")
+    db.execute("CREATE INDEX jobs_done_at ON jobs (finished_at) WHERE finished_at IS NOT NULL")
+    db.execute("UPDATE schema_version SET version = 2")
+    db.execute("COMMIT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+LATEST = len(MIGRATIONS)
+
+
+def version(db: sqlite3.Connection) -> int:
+    """The file's schema version; 0 for a new, empty file."""
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if exists is None:
+        return 0
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    if row is None:
+        raise StoreError("the schema_version table is empty: not a jobwarden database")
+    return int(row[0])
+
+
+def migrate(db: sqlite3.Connection, path: str, *, upto: int = LATEST) -> int:
+    """Bring the file to version ``upto`` (default: the newest) and return the version found."""
+    found = version(db)
+    if found > LATEST:
+        raise StoreError(
+            f"{path} has schema version {found}, newer than this jobwarden understands"
+            f" ({LATEST}); upgrade jobwarden or point --store at another file"
+        )
+    for number in range(found + 1, upto + 1):
+        MIGRATIONS[number - 1](db)
+    return found
