@@ -37,20 +37,35 @@ _decode_event = msgspec.json.Decoder(JobEvent).decode
 _FILTERS = (("state", "state = ?"), ("tool", "tool = ?"), ("plugin", "plugin = ?"))
 
 
+class StoreStatistics(msgspec.Struct, frozen=True):
+    """The write path's counters."""
+
+    commits: int
+    writes: int
+
+
 class SqliteStore:
     """Jobs and events in one SQLite file; see the module docstring for the write path."""
 
     durable = True
 
     def __init__(
-        self, path: str | os.PathLike[str], *, synchronous: Synchronous = "full", readers: int = 4
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "full",
+        readers: int = 4,
+        max_bytes: int | None = None,
     ) -> None:
         if synchronous not in ("full", "normal"):
             raise ValueError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
         if readers < 1:
             raise ValueError("readers must be >= 1")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1 (or None)")
         self.path = Path(path)
         self.synchronous = synchronous
+        self.max_bytes = max_bytes
         self._writer: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
         self._readers = readers
@@ -77,6 +92,9 @@ class SqliteStore:
                 raise StoreError(f"{self.path}: cannot switch to WAL mode (journal mode {mode})")
             db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             sqlite_schema.migrate(db, str(self.path))
+            if self.max_bytes is not None:
+                page = db.execute("PRAGMA page_size").fetchone()[0]
+                db.execute(f"PRAGMA max_page_count = {max(1, self.max_bytes // page)}")
             first, last = db.execute("SELECT min(offset), max(offset) FROM events").fetchone()
         except sqlite3.Error as exc:
             db.close()
@@ -113,6 +131,10 @@ class SqliteStore:
         self._idle_readers, self._writer = [], None
         for db in connections:
             db.close()
+
+    def statistics(self) -> StoreStatistics:
+        """Commits and writes so far: writes / commits is how many each commit carried."""
+        return StoreStatistics(commits=self._commits.batches, writes=self._commits.ops)
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -162,10 +184,9 @@ class SqliteStore:
         if self._writer is None:
             raise StoreError(f"the job store {self.path} is closed")
         first, last = apply_batch(self._writer, ops)
-        if last is not None:
+        if first is not None and last is not None:
             self._last = max(self._last, last)
-            if self._first is None:
-                self._first = first
+            self._first = first if self._first is None else min(self._first, first)
         if any(type(op) is Purge for op in ops):
             self._first = self._writer.execute("SELECT min(offset) FROM events").fetchone()[0]
 
@@ -249,11 +270,18 @@ class SqliteStore:
 
 
 def store_from_url(path: str, params: dict[str, str]) -> SqliteStore:
-    """A store for ``sqlite:///path?synchronous=full|normal`` (path after the third slash)."""
-    unknown = set(params) - {"synchronous"}
+    """A store for ``sqlite:///path?synchronous=full|normal&max_bytes=N`` (options optional)."""
+    unknown = set(params) - {"synchronous", "max_bytes"}
     if unknown:
         raise StoreError(f"unknown sqlite store option(s): {', '.join(sorted(unknown))}")
     synchronous = params.get("synchronous", "full").lower()
     if synchronous not in ("full", "normal"):
         raise StoreError(f"synchronous must be full or normal, not {synchronous!r}")
-    return SqliteStore(path, synchronous="full" if synchronous == "full" else "normal")
+    max_bytes = params.get("max_bytes")
+    if max_bytes is not None and not (max_bytes.isdigit() and int(max_bytes) > 0):
+        raise StoreError(f"max_bytes must be a positive number of bytes, not {max_bytes!r}")
+    return SqliteStore(
+        path,
+        synchronous="full" if synchronous == "full" else "normal",
+        max_bytes=None if max_bytes is None else int(max_bytes),
+    )

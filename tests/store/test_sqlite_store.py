@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import anyio
+import msgspec
 import pytest
 
+from jobwarden.actors.states import JobState
+from jobwarden.errors import StoreError
 from jobwarden.store import JobStore
-from jobwarden.store.sqlite import SqliteStore
-from tests.store.conformance import StoreConformance
+from jobwarden.store.base import EventBounds, JobQuery
+from jobwarden.store.sqlite import SqliteStore, store_from_url
+from jobwarden.store.sqlite_schema import LATEST, migrate, version
+from tests.store.conformance import T0, Jobs, StoreConformance, ids, list_all, offsets
 
 
 class TestSqliteStore(StoreConformance):
@@ -20,3 +32,276 @@ class TestSqliteStore(StoreConformance):
 
     async def make_store(self) -> JobStore:
         return SqliteStore(self.folder / "jobs.db")
+
+
+async def _opened(path: Path, **kw: object) -> SqliteStore:
+    store = SqliteStore(path, **kw)  # type: ignore[arg-type]
+    await store.open()
+    return store
+
+
+@pytest.mark.anyio
+async def test_everything_survives_a_reopen(tmp_path: Path) -> None:
+    """Records, events, offsets and idempotency keys are all there after close and open."""
+    path = tmp_path / "jobs.db"
+    jobs = Jobs()
+    store = await _opened(path)
+    keyed = await jobs.put(store, owner="alice", key="k1")
+    done = await jobs.put_finished(store, input={"text": "kept", "n": [1, 2.5, None]})
+    await store.close()
+
+    again = await _opened(path)
+    try:
+        assert await again.get(keyed.id) == keyed
+        assert await again.get(done.id) == done
+        assert await again.event_bounds() == EventBounds(first=1, last=4)
+        assert offsets(await again.read_events(0, 10)) == [1, 2, 3, 4]
+        duplicate = jobs.record(owner="alice", key="k1")
+        assert await again.put(duplicate, jobs.event(duplicate)) == keyed
+        assert await again.unfinished() == [keyed]
+    finally:
+        await again.close()
+
+
+@pytest.mark.anyio
+async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
+    """Many puts in flight at once are committed in far fewer transactions than writes."""
+    store = await _opened(tmp_path / "jobs.db")
+    jobs = Jobs()
+    records = [jobs.record() for _ in range(200)]
+    events = [jobs.event(r) for r in records]
+    try:
+        async with anyio.create_task_group() as tg:
+            for record, event in zip(records, events, strict=True):
+                tg.start_soon(store.put, record, event)
+        stats = store.statistics()
+        assert stats.writes == 200
+        assert stats.commits < 200
+        assert ids(await list_all(store, JobQuery(limit=500))) == ids(records[::-1])
+        assert await store.event_bounds() == EventBounds(first=1, last=200)
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_writer_still_completes_its_write(tmp_path: Path) -> None:
+    """Cancelling a put while its commit is in flight does not undo or lose the write."""
+    store = await _opened(tmp_path / "jobs.db")
+    jobs = Jobs()
+    record = jobs.record()
+    try:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await store.put(record, jobs.event(record))
+        assert await store.get(record.id) == record
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_purge_trims_the_log_but_never_a_kept_jobs_history(tmp_path: Path) -> None:
+    """After a purge the history starts later, and every kept job still has all its events."""
+    store = await _opened(tmp_path / "jobs.db")
+    jobs = Jobs()
+    try:
+        old = [await jobs.put_finished(store) for _ in range(3)]  # offsets 1..9
+        live = await jobs.put(store)  # 10
+        late = await jobs.put_finished(store)  # 11..13
+        await jobs.move(store, live, state=JobState.RUNNING)  # 14
+        assert await store.purge(finished_before=None, keep_finished=1) == 3
+        assert await store.event_bounds() == EventBounds(first=10, last=14)
+        assert offsets(await store.read_events(0, 100, job_id=live.id)) == [10, 14]
+        assert offsets(await store.read_events(0, 100, job_id=late.id)) == [11, 12, 13]
+        for record in old:
+            assert await store.read_events(0, 100, job_id=record.id) == []
+        assert await store.purge(finished_before=None, keep_finished=0) == 1
+        assert await store.event_bounds() == EventBounds(first=10, last=14)
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_purge_limit_goes_in_small_steps(tmp_path: Path) -> None:
+    """purge(limit=N) removes at most N jobs per call, oldest first, until none are left."""
+    store = await _opened(tmp_path / "jobs.db")
+    jobs = Jobs()
+    try:
+        made = [await jobs.put_finished(store) for _ in range(5)]
+        steps = []
+        while removed := await store.purge(finished_before=None, keep_finished=0, limit=2):
+            steps.append(removed)
+        assert steps == [2, 2, 1]
+        assert await list_all(store, JobQuery()) == []
+        assert await store.get(made[0].id) is None
+    finally:
+        await store.close()
+
+
+def _v1_file(path: Path, jobs: Jobs) -> tuple[list[bytes], list[str]]:
+    """A schema-v1 file (as the first released store wrote it) with a finished and a queued job."""
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, str(path), upto=1)
+    encode = msgspec.json.Encoder().encode
+    done = jobs.record(state=JobState.SUCCEEDED, finished_at=T0)
+    queued = jobs.record(owner="alice", key="k")
+    rows = []
+    for record in (done, queued):
+        event = jobs.event(record)
+        db.execute(
+            "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.offset,
+                record.id,
+                record.tool,
+                record.plugin,
+                record.state.value,
+                record.owner,
+                None if record.idempotency_key is None else encode([record.owner, "k"]).decode(),
+                encode(record),
+            ),
+        )
+        db.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?)",
+            (event.offset, record.id, record.tool, encode(event)),
+        )
+        rows.append(encode(record))
+    db.close()
+    return rows, [done.id, queued.id]
+
+
+@pytest.mark.anyio
+async def test_a_schema_v1_file_is_migrated_forward(tmp_path: Path) -> None:
+    """Opening a v1 file migrates it to the newest schema, keeping jobs, events and keys."""
+    path = tmp_path / "v1.db"
+    jobs = Jobs()
+    _, (done_id, queued_id) = _v1_file(path, jobs)
+    store = await _opened(path)
+    try:
+        with sqlite3.connect(path) as db:
+            assert version(db) == LATEST
+        done = await store.get(done_id)
+        assert done is not None
+        assert done.state is JobState.SUCCEEDED
+        assert [r.id for r in await store.unfinished()] == [queued_id]
+        assert await store.event_bounds() == EventBounds(first=1, last=2)
+        again = jobs.record(owner="alice", key="k")
+        assert (await store.put(again, jobs.event(again))).id == queued_id
+        # The v2 column was backfilled: the finished job is purged by age.
+        removed = await store.purge(finished_before=T0.replace(year=2027), keep_finished=None)
+        assert removed == 1
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_file_from_a_newer_jobwarden_is_refused(tmp_path: Path) -> None:
+    """A schema version above the newest known stops open() with a StoreError naming both."""
+    path = tmp_path / "future.db"
+    store = await _opened(path)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schema_version SET version = ?", (LATEST + 1,))
+    with pytest.raises(StoreError, match=f"schema version {LATEST + 1}.*newer"):
+        await SqliteStore(path).open()
+
+
+@pytest.mark.anyio
+async def test_a_corrupted_file_is_refused_clearly(tmp_path: Path) -> None:
+    """A file that is not a SQLite database stops open() with a StoreError naming the file."""
+    path = tmp_path / "garbage.db"
+    path.write_bytes(os.urandom(8192))
+    with pytest.raises(StoreError, match=r"garbage\.db.*(not a database|unusable)"):
+        await SqliteStore(path).open()
+
+
+@pytest.mark.anyio
+async def test_a_database_without_a_version_table_row_is_refused(tmp_path: Path) -> None:
+    """A file whose schema_version table is empty is not guessed at."""
+    path = tmp_path / "odd.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    with pytest.raises(StoreError, match="not a jobwarden database"):
+        await SqliteStore(path).open()
+
+
+@contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """Make ``folder`` refuse new files, for root too (chattr +i) or by mode otherwise."""
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None:
+            pytest.skip("running as root without chattr: cannot make a directory read-only")
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+
+
+@pytest.mark.anyio
+async def test_a_read_only_directory_is_refused_clearly(tmp_path: Path) -> None:
+    """A store in a directory where SQLite cannot create files fails to open, naming the file."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    with _read_only(folder), pytest.raises(StoreError, match="locked"):
+        await SqliteStore(folder / "jobs.db").open()
+
+
+@pytest.mark.anyio
+async def test_a_missing_directory_is_refused_clearly(tmp_path: Path) -> None:
+    """A path whose directory does not exist fails to open, saying so."""
+    with pytest.raises(StoreError, match="is not a directory"):
+        await SqliteStore(tmp_path / "nowhere" / "jobs.db").open()
+
+
+@pytest.mark.anyio
+async def test_a_full_disk_fails_the_write_and_keeps_what_was_written(tmp_path: Path) -> None:
+    """When the file cannot grow, a write fails with StoreError and earlier jobs stay intact."""
+    path = tmp_path / "small.db"
+    store = await _opened(path, max_bytes=160 * 1024)
+    jobs = Jobs()
+    kept = []
+    try:
+        with pytest.raises(StoreError, match="full"):
+            for _ in range(10_000):
+                kept.append(await jobs.put(store, input={"pad": "x" * 2000}))
+        assert kept
+        for record in kept[:: max(1, len(kept) // 20)]:
+            assert await store.get(record.id) == record
+        assert (await store.event_bounds()).last == len(kept)
+    finally:
+        await store.close()
+    again = await _opened(path)
+    try:
+        assert len(await list_all(again, JobQuery(limit=500))) == len(kept)
+    finally:
+        await again.close()
+
+
+def test_store_urls() -> None:
+    """sqlite URL options are parsed and checked: synchronous and max_bytes, nothing else."""
+    store = store_from_url("x.db", {"synchronous": "NORMAL", "max_bytes": "4096"})
+    assert (store.synchronous, store.max_bytes, store.path) == ("normal", 4096, Path("x.db"))
+    assert store_from_url("x.db", {}).synchronous == "full"
+    for bad in ({"synchronous": "off"}, {"max_bytes": "-1"}, {"max_bytes": "a"}, {"cache": "1"}):
+        with pytest.raises(StoreError):
+            store_from_url("x.db", bad)
+
+
+@pytest.mark.parametrize(
+    "kw", [{"synchronous": "off"}, {"readers": 0}, {"max_bytes": 0}], ids=lambda kw: str(kw)
+)
+def test_bad_constructor_arguments_are_refused(kw: dict[str, object]) -> None:
+    """SqliteStore refuses an unknown synchronous mode, no readers and a zero size cap."""
+    with pytest.raises(ValueError, match="must be"):
+        SqliteStore("x.db", **kw)  # type: ignore[arg-type]
+
+
+def test_sqlite_store_is_durable() -> None:
+    """SqliteStore says its records outlive the process."""
+    assert SqliteStore.durable is True
