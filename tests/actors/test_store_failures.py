@@ -1,0 +1,86 @@
+"""A store that refuses writes: submits and cancels are refused cleanly; a lost outcome stops
+the supervisor with the reason instead of restarting into the same failure."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from jobwarden import JobState, Supervisor, builtin
+from jobwarden.errors import ShuttingDown, StoreError, StoreUnavailable, SupervisorCrashed
+from jobwarden.records import JobEvent, JobRecord
+from jobwarden.store.base import JobQuery
+from jobwarden.store.memory import MemoryStore
+from tests.fakes import Gates, fake_plugin
+
+pytestmark = pytest.mark.anyio
+
+
+class FullStore(MemoryStore):
+    """A memory store that fails puts or transitions with StoreError while ``full`` is set."""
+
+    def __init__(self, *, fail_puts: bool = False, fail_state: JobState | None = None) -> None:
+        super().__init__()
+        self.fail_puts = fail_puts
+        self.fail_state = fail_state
+
+    async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
+        if self.fail_puts:
+            raise StoreError("the job store jobs.db refused a write: database or disk is full")
+        return await super().put(record, event)
+
+    async def transition(self, record: JobRecord, event: JobEvent) -> None:
+        if record.state is self.fail_state:
+            raise StoreError("the job store jobs.db refused a write: database or disk is full")
+        await super().transition(record, event)
+
+
+async def test_a_refused_put_is_a_503_and_creates_nothing() -> None:
+    """submit() raises StoreUnavailable (503 shutting_down, reason store_unavailable)."""
+    store = FullStore()
+    async with Supervisor(plugins=[builtin], store=store) as sup:
+        kept = await sup.run("builtin.echo", {"text": "before"})
+        store.fail_puts = True
+        with pytest.raises(StoreUnavailable) as info:
+            await sup.submit("builtin.echo", {"text": "lost?"})
+        store.fail_puts = False
+        after = await sup.run("builtin.echo", {"text": "after"})
+        assert sup.statistics().queued == 0
+        offsets = [e.offset for e in await store.read_events(0, 100)]
+    assert isinstance(info.value, ShuttingDown)
+    envelope = info.value.info()
+    assert (envelope.type, info.value.status) == ("shutting_down", 503)
+    assert envelope.details == {"reason": "store_unavailable"}
+    assert "disk is full" in envelope.message
+    assert info.value.retry_after_s > 0
+    assert (kept, after) == ({"text": "before"}, {"text": "after"})
+    assert len((await store.list_jobs(JobQuery())).jobs) == 2
+    assert offsets == [1, 2, 3, 5, 6, 7]  # the refused job's offset was never written
+
+
+async def test_a_refused_cancel_is_a_503_and_the_job_keeps_its_state() -> None:
+    """cancel() of a queued job whose cancel cannot be stored raises StoreUnavailable."""
+    gates = Gates()
+    store = FullStore(fail_state=JobState.CANCELLED)
+    async with Supervisor(plugins=[fake_plugin(gates, cap=1)], store=store) as sup:
+        first = await sup.submit("fake.gate", {"key": "a"})
+        queued = await sup.submit("fake.gate", {"key": "b"})
+        with pytest.raises(StoreUnavailable):
+            await sup.cancel(queued.id)
+        assert (await sup.get(queued.id)).state is JobState.QUEUED
+        store.fail_state = None
+        gates.open("a")
+        gates.open("b")
+        assert (await sup.wait(first.id)).state is JobState.SUCCEEDED
+        assert (await sup.wait(queued.id)).state is JobState.SUCCEEDED
+
+
+async def test_an_outcome_that_cannot_be_stored_stops_the_supervisor() -> None:
+    """A runner whose result cannot be written stops the supervisor with SupervisorCrashed."""
+    store = FullStore(fail_state=JobState.SUCCEEDED)
+    with pytest.raises(SupervisorCrashed, match=r"the job store failed: .*disk is full") as info:
+        async with Supervisor(plugins=[builtin], store=store, max_restarts=100) as sup:
+            record = await sup.submit("builtin.echo", {"text": "never recorded"})
+            with anyio.fail_after(10):
+                await sup.wait(record.id)
+    assert isinstance(info.value.__cause__, StoreError)
