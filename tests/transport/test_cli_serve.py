@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
+import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,77 +15,13 @@ import anyio
 import pytest
 from anyio.abc import Process
 
+from tests.server_process import clean_env, running_server
+from tests.server_process import output as server_output
 from tests.transport.conftest import KEYS, KEYS_TOML, auth
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
-ATTEMPTS = 400  # connection attempts while the process starts (at most ~20 s)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without any JOBWARDEN_* setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBWARDEN_")}
-    return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-
-@asynccontextmanager
-async def running_server(
-    tmp_path: Path, *args: str, env: Mapping[str, str] | None = None
-) -> AsyncIterator[tuple[Process, str, Path]]:
-    """``python -m jobwarden serve --port <free> *args``; yields (process, base URL, log file).
-
-    Waits until /v1/health answers; kills the process if the test leaves it running.
-    """
-    port = free_port()
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = await anyio.open_process(
-            [sys.executable, "-m", "jobwarden", "serve", "--port", str(port), *args],
-            cwd=tmp_path,
-            env=dict(env or clean_env()),
-            stdout=out,
-            stderr=out,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await _wait_healthy(process, base, log)
-        yield process, base, log
-    finally:
-        if process.returncode is None:
-            process.kill()
-        with anyio.CancelScope(shield=True):
-            await process.wait()
-        await process.aclose()
-
-
-def _output(log: Path) -> str:
-    """What the server process wrote so far."""
-    return log.read_text(errors="replace")
-
-
-async def _wait_healthy(process: Process, base: str, log: Path) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(ATTEMPTS):
-            if process.returncode is not None:
-                pytest.fail(f"the server exited with {process.returncode}:\n{_output(log)}")
-            try:
-                async with http.get(base + "/v1/health") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            # Waiting for another process to bind its port: nothing in this process to wait on.
-            await anyio.sleep(0.05)
-    pytest.fail(f"/v1/health never answered:\n{_output(log)}")
 
 
 async def _stop(process: Process) -> int:
@@ -109,13 +43,14 @@ async def test_serve_runs_jobs_and_exits_0_on_sigterm(tmp_path: Path) -> None:
                 assert resp.status == 200
                 job = (await resp.json())["job"]
         code = await _stop(process)
-    output = _output(log)
+    output = server_output(log)
     assert health["status"] == "ok"
     assert job["state"] == "succeeded"
     assert job["result"] == {"text": "from the CLI"}
     assert code == 0, output
     assert "NO API KEYS CONFIGURED" in output
     assert "Traceback" not in output
+    assert (tmp_path / "jobwarden.db").is_file()  # the default store: ./jobwarden.db
 
 
 async def test_serve_with_a_keys_file_requires_a_key(tmp_path: Path) -> None:
@@ -136,8 +71,8 @@ async def test_serve_with_a_keys_file_requires_a_key(tmp_path: Path) -> None:
                 assert (await resp.json())["jobs"] == []
         code = await _stop(process)
     assert job["owner"] == "alice"
-    assert code == 0, _output(log)
-    assert "NO API KEYS CONFIGURED" not in _output(log)
+    assert code == 0, server_output(log)
+    assert "NO API KEYS CONFIGURED" not in server_output(log)
 
 
 async def test_serve_refuses_to_bind_openly_beyond_loopback() -> None:
@@ -167,3 +102,36 @@ def test_an_unknown_log_level_from_the_environment_is_refused() -> None:
     )
     assert done.returncode == 2
     assert "unknown log level" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("store", "code", "message"),
+    [
+        ("sqlite:///garbage.db", 1, "garbage.db"),
+        ("sqlite:///future.db", 1, "newer than this jobwarden understands"),
+        ("sqlite:///nowhere/jobs.db", 1, "is not a directory"),
+        ("sqlite:///", 2, "names no file"),
+        ("sqlite:///x.db?synchronous=off", 2, "synchronous must be"),
+        ("postgres://localhost/jobs", 2, "unsupported store URL"),
+    ],
+)
+async def test_a_store_that_cannot_be_used_stops_serve_with_the_reason(
+    tmp_path: Path, store: str, code: int, message: str
+) -> None:
+    """An unusable store URL or file exits non-zero at start with one clear line, no traceback."""
+    (tmp_path / "garbage.db").write_bytes(b"this is not a database" * 500)
+    future = sqlite3.connect(tmp_path / "future.db")
+    future.executescript(
+        "CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version VALUES (99);"
+    )
+    future.close()
+    done = await anyio.run_process(
+        [sys.executable, "-m", "jobwarden", "serve", "--port", "0", "--store", store],
+        cwd=tmp_path,
+        env=clean_env(),
+        check=False,
+    )
+    stderr = done.stderr.decode()
+    assert done.returncode == code, stderr
+    assert message in stderr
+    assert "Traceback" not in stderr
