@@ -34,7 +34,6 @@ Synchronous = Literal["full", "normal"]
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
-_FILTERS = (("state", "state = ?"), ("tool", "tool = ?"), ("plugin", "plugin = ?"))
 
 
 class StoreStatistics(msgspec.Struct, frozen=True):
@@ -200,24 +199,9 @@ class SqliteStore:
         return None if row is None else _decode_record(row[0])
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
-        """Newest first: one backwards range read on the index of the first filter given."""
+        """Newest first: one backwards range read on the index of a filter given."""
         limit = max(1, min(query.limit, MAX_PAGE))
-        clauses: list[str] = []
-        params: list[Any] = []
-        for name, clause in _FILTERS:
-            value = getattr(query, name)
-            if value is not None:
-                clauses.append(clause)
-                params.append(value.value if isinstance(value, JobState) else value)
-        if query.owner is not None:
-            clauses.append("owner = ?")
-            params.append(query.owner)
-        if query.cursor is not None:
-            clauses.append("id < ?")
-            params.append(query.cursor)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT record FROM jobs{where} ORDER BY id DESC LIMIT ?"
-        params.append(limit + 1)
+        sql, params = listing_sql(query, limit + 1)
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
         jobs = [_decode_record(row[0]) for row in rows[:limit]]
         return JobPage(jobs=jobs, next_cursor=jobs[-1].id if len(rows) > limit else None)
@@ -267,6 +251,22 @@ class SqliteStore:
             raise StoreError(f"the job store {self.path} could not be read: {exc}") from exc
         finally:
             self._idle_readers.append(db)
+
+
+def listing_sql(query: JobQuery, rows: int) -> tuple[str, list[Any]]:
+    """The SELECT for a listing page of ``rows`` rows, and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for name in ("state", "tool", "plugin", "owner"):
+        value = getattr(query, name)
+        if value is not None:
+            clauses.append(f"{name} = ?")
+            params.append(value.value if isinstance(value, JobState) else value)
+    if query.cursor is not None:
+        clauses.append("id < ?")
+        params.append(query.cursor)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"SELECT record FROM jobs{where} ORDER BY id DESC LIMIT ?", [*params, rows]
 
 
 def store_from_url(path: str, params: dict[str, str]) -> SqliteStore:

@@ -18,7 +18,7 @@ from jobwarden.actors.states import JobState
 from jobwarden.errors import StoreError
 from jobwarden.store import JobStore
 from jobwarden.store.base import EventBounds, JobQuery
-from jobwarden.store.sqlite import SqliteStore, store_from_url
+from jobwarden.store.sqlite import SqliteStore, listing_sql, store_from_url
 from jobwarden.store.sqlite_schema import LATEST, migrate, version
 from tests.store.conformance import T0, Jobs, StoreConformance, ids, list_all, offsets
 
@@ -305,3 +305,71 @@ def test_bad_constructor_arguments_are_refused(kw: dict[str, object]) -> None:
 def test_sqlite_store_is_durable() -> None:
     """SqliteStore says its records outlive the process."""
     assert SqliteStore.durable is True
+
+
+@pytest.mark.anyio
+async def test_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """While another connection holds the write lock, gets, listings and event reads answer."""
+    path = tmp_path / "jobs.db"
+    store = await _opened(path)
+    jobs = Jobs()
+    record = await jobs.put(store)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        blocker.execute("DELETE FROM events")  # uncommitted: invisible to readers
+        with anyio.fail_after(2):
+            assert await store.get(record.id) == record
+            assert ids((await store.list_jobs(JobQuery())).jobs) == [record.id]
+            assert offsets(await store.read_events(0, 10)) == [1]
+            assert await store.unfinished() == [record]
+        blocker.execute("ROLLBACK")
+    finally:
+        blocker.close()
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        (JobQuery(), "jobs_id"),
+        (JobQuery(state=JobState.SUCCEEDED), "jobs_state"),
+        (JobQuery(state=JobState.QUEUED, cursor="01"), "jobs_state"),
+        (JobQuery(tool="demo.echo"), "jobs_tool"),
+        (JobQuery(plugin="demo"), "jobs_plugin"),
+        (JobQuery(owner="alice", cursor="01"), "jobs_owner"),
+    ],
+    ids=str,
+)
+def test_listings_read_an_index_in_order(tmp_path: Path, query: JobQuery, index: str) -> None:
+    """Every listing shape is a range read on an index in id order: no scan, no sort."""
+    path = tmp_path / "plan.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, str(path))
+    sql, params = listing_sql(query, 51)
+    plan = " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    db.close()
+    assert f"INDEX {index}" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.parametrize(
+    ("filters", "indexes"),
+    [
+        ({"state": JobState.RUNNING, "owner": "alice"}, {"jobs_state", "jobs_owner"}),
+        ({"state": JobState.FAILED, "tool": "demo.echo"}, {"jobs_state", "jobs_tool"}),
+    ],
+    ids=str,
+)
+def test_combined_filters_use_one_of_their_indexes(
+    tmp_path: Path, filters: dict[str, object], indexes: set[str]
+) -> None:
+    """Two filters together still read one of their indexes in id order, without a sort."""
+    path = tmp_path / "plan.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, str(path))
+    sql, params = listing_sql(JobQuery(**filters), 51)  # type: ignore[arg-type]
+    plan = " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    db.close()
+    assert any(f"INDEX {index}" in plan for index in indexes), plan
+    assert "TEMP B-TREE" not in plan, plan
