@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
 from jobwarden import JobState, Supervisor, builtin
 from jobwarden.actors.retention import Retainer, Retention
+from jobwarden.errors import JobNotFound
+from jobwarden.records import StreamReset
 from jobwarden.store.base import JobQuery
 from jobwarden.store.memory import MemoryStore
+from jobwarden.store.sqlite import SqliteStore
 from tests.store.conformance import Jobs
 
 pytestmark = pytest.mark.anyio
@@ -118,3 +122,25 @@ def test_bad_policies_are_refused(kw: dict[str, float]) -> None:
     """Negative ages or counts, a zero interval and an empty batch are refused."""
     with pytest.raises(ValueError, match="must be"):
         Retention(**kw)  # type: ignore[arg-type]
+
+
+async def test_a_purged_job_is_gone_and_old_resumers_are_told(tmp_path: Path) -> None:
+    """After a sweep on the SQLite store, a purged job is JobNotFound and since=0 gets a reset."""
+    policy = Retention(max_age_s=None, max_jobs=1, interval_s=3600)
+    store = SqliteStore(tmp_path / "jobs.db")
+    async with Supervisor(plugins=[builtin], store=store, retention=policy) as sup:
+        assert sup.retainer is not None
+        first = await sup.submit("builtin.echo", {"text": "old"})
+        await sup.wait(first.id)
+        second = await sup.submit("builtin.echo", {"text": "new"})
+        await sup.wait(second.id)
+        assert await sup.retainer.sweep() == 1
+        with pytest.raises(JobNotFound):
+            await sup.get(first.id)
+        assert (await sup.get(second.id)).state is JobState.SUCCEEDED
+        async with sup.subscribe(since=0) as events:
+            reset = await events.__anext__()
+            replayed = await events.__anext__()
+    assert isinstance(reset, StreamReset)
+    assert reset.data.first_retained == 4
+    assert (replayed.offset, replayed.subject) == (4, second.id)
