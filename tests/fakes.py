@@ -9,7 +9,8 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
-from jobwarden import Plugin, ToolContext
+from jobwarden import JobState, Plugin, ToolContext
+from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.memory import MemoryStore
 
@@ -152,4 +153,23 @@ class PausingStore(MemoryStore):
         if record.id == self.job_id and record.state == "succeeded":
             self.paused.set()
             await self._release.wait()
+        await super().transition(record, event)
+
+
+class FullStore(MemoryStore):
+    """A memory store that fails puts or transitions with StoreError while ``full`` is set."""
+
+    def __init__(self, *, fail_puts: bool = False, fail_state: JobState | None = None) -> None:
+        super().__init__()
+        self.fail_puts = fail_puts
+        self.fail_state = fail_state
+
+    async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
+        if self.fail_puts:
+            raise StoreError("the job store jobs.db refused a write: database or disk is full")
+        return await super().put(record, event)
+
+    async def transition(self, record: JobRecord, event: JobEvent) -> None:
+        if record.state is self.fail_state:
+            raise StoreError("the job store jobs.db refused a write: database or disk is full")
         await super().transition(record, event)

@@ -89,13 +89,13 @@ OPERATIONS: tuple[Op, ...] = (
         "post",
         f"/v1/jobs/{_JOB_ID}/cancel",
         "Cancel a job",
-        {200: wire.JobBody, 404: ErrorEnvelope, 409: ErrorEnvelope},
+        {200: wire.JobBody, 404: ErrorEnvelope, 409: ErrorEnvelope, 503: ErrorEnvelope},
     ),
     Op(
         "delete",
         f"/v1/jobs/{_JOB_ID}",
         "Cancel a job",
-        {200: wire.JobBody, 404: ErrorEnvelope, 409: ErrorEnvelope},
+        {200: wire.JobBody, 404: ErrorEnvelope, 409: ErrorEnvelope, 503: ErrorEnvelope},
     ),
     Op(
         "get",
@@ -109,7 +109,7 @@ OPERATIONS: tuple[Op, ...] = (
         "get",
         "/v1/events",
         "Every visible event (websocket, or SSE with Accept: text/event-stream)",
-        {200: None},
+        {200: None, 404: ErrorEnvelope},
         query=(
             ("since", "integer", "resume after this event id"),
             ("job", "string", "only this job"),
@@ -125,14 +125,29 @@ OPERATIONS: tuple[Op, ...] = (
         "post",
         "/v1/analyze-execution",
         "Seed-compatible: run an analysis and wait",
-        {200: seed.SyncResult, 202: seed.SyncResult, 404: ErrorEnvelope},
+        {
+            200: seed.SyncResult,
+            202: seed.SyncResult,
+            404: ErrorEnvelope,
+            413: ErrorEnvelope,
+            415: ErrorEnvelope,
+            429: ErrorEnvelope,
+            503: ErrorEnvelope,
+        },
         body=seed.AnalyzeBody,
     ),
     Op(
         "post",
         "/v1/analyze-execution/async",
         "Seed-compatible: queue an analysis",
-        {202: seed.AsyncAccepted, 404: ErrorEnvelope},
+        {
+            202: seed.AsyncAccepted,
+            404: ErrorEnvelope,
+            413: ErrorEnvelope,
+            415: ErrorEnvelope,
+            429: ErrorEnvelope,
+            503: ErrorEnvelope,
+        },
         body=seed.AnalyzeBody,
     ),
     Op(
@@ -158,7 +173,7 @@ OPERATIONS: tuple[Op, ...] = (
         "delete",
         f"/v1/analyze-execution/jobs/{_JOB_ID}",
         "Seed-compatible: cancel a job",
-        {200: seed.SeedCancelled, 404: ErrorEnvelope, 409: ErrorEnvelope},
+        {200: seed.SeedCancelled, 404: ErrorEnvelope, 409: ErrorEnvelope, 503: ErrorEnvelope},
     ),
 )
 

@@ -8,31 +8,10 @@ import pytest
 
 from jobwarden import JobState, Supervisor, builtin
 from jobwarden.errors import ShuttingDown, StoreError, StoreUnavailable, SupervisorCrashed
-from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import JobQuery
-from jobwarden.store.memory import MemoryStore
-from tests.fakes import Gates, fake_plugin
+from tests.fakes import FullStore, Gates, fake_plugin
 
 pytestmark = pytest.mark.anyio
-
-
-class FullStore(MemoryStore):
-    """A memory store that fails puts or transitions with StoreError while ``full`` is set."""
-
-    def __init__(self, *, fail_puts: bool = False, fail_state: JobState | None = None) -> None:
-        super().__init__()
-        self.fail_puts = fail_puts
-        self.fail_state = fail_state
-
-    async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
-        if self.fail_puts:
-            raise StoreError("the job store jobs.db refused a write: database or disk is full")
-        return await super().put(record, event)
-
-    async def transition(self, record: JobRecord, event: JobEvent) -> None:
-        if record.state is self.fail_state:
-            raise StoreError("the job store jobs.db refused a write: database or disk is full")
-        await super().transition(record, event)
 
 
 async def test_a_refused_put_is_a_503_and_creates_nothing() -> None:

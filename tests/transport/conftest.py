@@ -25,6 +25,7 @@ from structlog.testing import capture_logs
 from jobwarden import Plugin, Supervisor, ToolContext, builtin
 from jobwarden.transport import KeyRing, ServerSettings, create_app
 from tests.fakes import Gates, fake_plugin
+from tests.transport.openapi_check import OpenApiChecker
 
 KEYS = {
     "alice": "alice-key-0001",
@@ -227,14 +228,18 @@ async def serve(
     cancels any job still held at a gate). DESIGN.md: the last-resort middleware may turn an
     unexpected exception into a 500, but "the tests and the fuzz run must never see one" — so when
     the ``async with`` block exits without an exception, teardown fails the test if the server
-    logged an unhandled error or answered a 500 meanwhile.
+    logged an unhandled error or answered a 500 meanwhile, or if any JSON answer did not match
+    what /openapi.json documents for its route and status.
     """
     gates = Gates()
+    checker = OpenApiChecker()
     with capture_logs(processors=[structlog.processors.format_exc_info]) as logs:
         async with Supervisor(
             plugins=plugins(gates), concurrency=concurrency, shutdown_grace_s=0, **supervisor_kw
         ) as sup:
-            runner = web.AppRunner(create_app(sup, settings, keys), access_log=None)
+            app = create_app(sup, settings, keys)
+            app.middlewares.insert(0, checker.middleware)
+            runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             server: Server | None = None
             try:
@@ -256,6 +261,9 @@ async def serve(
         or (entry.get("event") == "request" and entry.get("status") == 500)
     ]
     assert not internal, f"the server hit its last-resort error handler: {internal}"
+    assert not checker.problems, "responses that break /openapi.json:\n" + "\n".join(
+        checker.problems
+    )
 
 
 # --- assertions -------------------------------------------------------------------------------
