@@ -22,11 +22,8 @@ async def test_a_submit_the_store_refuses_is_a_503_envelope() -> None:
             json={"tool": "builtin.echo", "input": {"text": "refused"}},
             headers=auth("alice"),
         ) as resp:
-            status, retry_after, body = (
-                resp.status,
-                resp.headers.get("Retry-After"),
-                await resp.json(),
-            )
+            status, body = resp.status, await resp.json()
+            retry_after = str(resp.headers.get("Retry-After"))
         store.fail_puts = False
         after = await server.submit("alice", "builtin.echo", {"text": "after"}, wait=5)
         listed = await server.get_json("alice", "/v1/jobs")
