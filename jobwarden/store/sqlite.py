@@ -10,6 +10,7 @@ may lose the last commits if the machine itself goes down.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class SqliteStore:
         self._commits: GroupCommit[WriteOp] = GroupCommit(self._commit)
         self._first: int | None = None
         self._last = 0
+        self._lock: int | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -81,9 +83,11 @@ class SqliteStore:
 
     def _open(self) -> None:
         self._check_directory()
+        self._lock = _lock_exclusively(self.path)
         try:
             db = self._connect()
         except sqlite3.Error as exc:
+            self._unlock()
             raise StoreError(f"cannot open the job store {self.path}: {exc}") from exc
         try:
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -97,9 +101,11 @@ class SqliteStore:
             first, last = db.execute("SELECT min(offset), max(offset) FROM events").fetchone()
         except sqlite3.Error as exc:
             db.close()
+            self._unlock()
             raise StoreError(f"the job store {self.path} is unusable: {exc}") from exc
         except BaseException:
             db.close()
+            self._unlock()
             raise
         self._writer = db
         self._first, self._last = first, last or 0
@@ -130,6 +136,14 @@ class SqliteStore:
         self._idle_readers, self._writer = [], None
         for db in connections:
             db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        # Closed only after every connection: closing a descriptor of the database file would
+        # also drop SQLite's own POSIX locks on it.
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def statistics(self) -> StoreStatistics:
         """Commits and writes so far: writes / commits is how many each commit carried."""
@@ -251,6 +265,27 @@ class SqliteStore:
             raise StoreError(f"the job store {self.path} could not be read: {exc}") from exc
         finally:
             self._idle_readers.append(db)
+
+
+def _lock_exclusively(path: Path) -> int:
+    """A descriptor of ``path`` holding an exclusive flock: one process writes a store file.
+
+    flock locks are separate from the POSIX record locks SQLite itself takes, so they do not
+    interfere with SQLite's locking; they do stop a second server from sharing the file, whose
+    offsets and event bounds this process keeps in memory.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot open the job store {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"the job store {path} is in use by another jobwarden process; one process per file"
+        ) from None
+    return fd
 
 
 def listing_sql(query: JobQuery, rows: int) -> tuple[str, list[Any]]:

@@ -373,3 +373,17 @@ def test_combined_filters_use_one_of_their_indexes(
     db.close()
     assert any(f"INDEX {index}" in plan for index in indexes), plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.anyio
+async def test_one_process_per_file(tmp_path: Path) -> None:
+    """A second store on a file already open is refused; after close the file is free again."""
+    path = tmp_path / "jobs.db"
+    first = await _opened(path)
+    try:
+        with pytest.raises(StoreError, match="in use by another jobwarden process"):
+            await SqliteStore(path).open()
+    finally:
+        await first.close()
+    again = await _opened(path)
+    await again.close()
