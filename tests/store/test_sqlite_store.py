@@ -6,7 +6,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +32,14 @@ class TestSqliteStore(StoreConformance):
 
     async def make_store(self) -> JobStore:
         return SqliteStore(self.folder / "jobs.db")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An opened store on a new file, closed after the test."""
+    opened = await _opened(tmp_path / "jobs.db")
+    yield opened
+    await opened.close()
 
 
 async def _opened(path: Path, **kw: object) -> SqliteStore:
@@ -64,77 +72,61 @@ async def test_everything_survives_a_reopen(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
+async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
     """Many puts in flight at once are committed in far fewer transactions than writes."""
-    store = await _opened(tmp_path / "jobs.db")
     jobs = Jobs()
     records = [jobs.record() for _ in range(200)]
     events = [jobs.event(r) for r in records]
-    try:
-        async with anyio.create_task_group() as tg:
-            for record, event in zip(records, events, strict=True):
-                tg.start_soon(store.put, record, event)
-        stats = store.statistics()
-        assert stats.writes == 200
-        assert stats.commits < 200
-        assert ids(await list_all(store, JobQuery(limit=500))) == ids(records[::-1])
-        assert await store.event_bounds() == EventBounds(first=1, last=200)
-    finally:
-        await store.close()
+    async with anyio.create_task_group() as tg:
+        for record, event in zip(records, events, strict=True):
+            tg.start_soon(store.put, record, event)
+    stats = store.statistics()
+    assert stats.writes == 200
+    assert stats.commits < 200
+    assert ids(await list_all(store, JobQuery(limit=500))) == ids(records[::-1])
+    assert await store.event_bounds() == EventBounds(first=1, last=200)
 
 
 @pytest.mark.anyio
-async def test_a_cancelled_writer_still_completes_its_write(tmp_path: Path) -> None:
-    """Cancelling a put while its commit is in flight does not undo or lose the write."""
-    store = await _opened(tmp_path / "jobs.db")
+async def test_a_cancelled_writer_still_completes_its_write(store: SqliteStore) -> None:
+    """A put begun inside an already cancelled scope still completes: nothing is lost."""
     jobs = Jobs()
     record = jobs.record()
-    try:
-        with anyio.CancelScope() as scope:
-            scope.cancel()
-            await store.put(record, jobs.event(record))
-        assert await store.get(record.id) == record
-    finally:
-        await store.close()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await store.put(record, jobs.event(record))
+    assert await store.get(record.id) == record
 
 
 @pytest.mark.anyio
-async def test_purge_trims_the_log_but_never_a_kept_jobs_history(tmp_path: Path) -> None:
+async def test_purge_trims_the_log_but_never_a_kept_jobs_history(store: SqliteStore) -> None:
     """After a purge the history starts later, and every kept job still has all its events."""
-    store = await _opened(tmp_path / "jobs.db")
     jobs = Jobs()
-    try:
-        old = [await jobs.put_finished(store) for _ in range(3)]  # offsets 1..9
-        live = await jobs.put(store)  # 10
-        late = await jobs.put_finished(store)  # 11..13
-        await jobs.move(store, live, state=JobState.RUNNING)  # 14
-        assert await store.purge(finished_before=None, keep_finished=1) == 3
-        assert await store.event_bounds() == EventBounds(first=10, last=14)
-        assert offsets(await store.read_events(0, 100, job_id=live.id)) == [10, 14]
-        assert offsets(await store.read_events(0, 100, job_id=late.id)) == [11, 12, 13]
-        for record in old:
-            assert await store.read_events(0, 100, job_id=record.id) == []
-        assert await store.purge(finished_before=None, keep_finished=0) == 1
-        assert await store.event_bounds() == EventBounds(first=10, last=14)
-    finally:
-        await store.close()
+    old = [await jobs.put_finished(store) for _ in range(3)]  # offsets 1..9
+    live = await jobs.put(store)  # 10
+    late = await jobs.put_finished(store)  # 11..13
+    await jobs.move(store, live, state=JobState.RUNNING)  # 14
+    assert await store.purge(finished_before=None, keep_finished=1) == 3
+    assert await store.event_bounds() == EventBounds(first=10, last=14)
+    assert offsets(await store.read_events(0, 100, job_id=live.id)) == [10, 14]
+    assert offsets(await store.read_events(0, 100, job_id=late.id)) == [11, 12, 13]
+    for record in old:
+        assert await store.read_events(0, 100, job_id=record.id) == []
+    assert await store.purge(finished_before=None, keep_finished=0) == 1
+    assert await store.event_bounds() == EventBounds(first=10, last=14)
 
 
 @pytest.mark.anyio
-async def test_purge_limit_goes_in_small_steps(tmp_path: Path) -> None:
+async def test_purge_limit_goes_in_small_steps(store: SqliteStore) -> None:
     """purge(limit=N) removes at most N jobs per call, oldest first, until none are left."""
-    store = await _opened(tmp_path / "jobs.db")
     jobs = Jobs()
-    try:
-        made = [await jobs.put_finished(store) for _ in range(5)]
-        steps = []
-        while removed := await store.purge(finished_before=None, keep_finished=0, limit=2):
-            steps.append(removed)
-        assert steps == [2, 2, 1]
-        assert await list_all(store, JobQuery()) == []
-        assert await store.get(made[0].id) is None
-    finally:
-        await store.close()
+    made = [await jobs.put_finished(store) for _ in range(5)]
+    steps = []
+    while removed := await store.purge(finished_before=None, keep_finished=0, limit=2):
+        steps.append(removed)
+    assert steps == [2, 2, 1]
+    assert await list_all(store, JobQuery()) == []
+    assert await store.get(made[0].id) is None
 
 
 def _v1_file(path: Path, jobs: Jobs) -> tuple[list[bytes], list[str]]:
@@ -308,13 +300,11 @@ def test_sqlite_store_is_durable() -> None:
 
 
 @pytest.mark.anyio
-async def test_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+async def test_reads_do_not_wait_for_a_writer(store: SqliteStore) -> None:
     """While another connection holds the write lock, gets, listings and event reads answer."""
-    path = tmp_path / "jobs.db"
-    store = await _opened(path)
     jobs = Jobs()
     record = await jobs.put(store)
-    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker = sqlite3.connect(store.path, isolation_level=None)
     try:
         blocker.execute("BEGIN IMMEDIATE")
         blocker.execute("DELETE FROM events")  # uncommitted: invisible to readers
@@ -326,7 +316,6 @@ async def test_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
         blocker.execute("ROLLBACK")
     finally:
         blocker.close()
-        await store.close()
 
 
 @pytest.mark.parametrize(
