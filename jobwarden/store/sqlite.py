@@ -32,7 +32,6 @@ from jobwarden.store.sqlite_ops import Purge, Put, Transition, WriteOp, apply_ba
 T = TypeVar("T")
 Synchronous = Literal["full", "normal"]
 
-_encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
 
