@@ -60,8 +60,10 @@ class GroupCommit(Generic[Op]):
             await self._in_flight.wait()
 
     async def _lead(self) -> None:
-        batch, self._open = self._open, _Batch()
         done = self._in_flight = anyio.Event()
+        # Let the tasks the last commit woke run first: their next writes join this batch.
+        await anyio.lowlevel.checkpoint()
+        batch, self._open = self._open, _Batch()
         try:
             await anyio.to_thread.run_sync(self._commit, batch.ops, limiter=self._limiter)
         except Exception as exc:

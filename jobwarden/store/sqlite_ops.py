@@ -8,6 +8,7 @@ from datetime import datetime
 
 import msgspec
 
+from jobwarden.actors.states import TERMINAL_STATES
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.sqlite_schema import TERMINAL_SQL
 
@@ -17,7 +18,9 @@ _INSERT_JOB = (
     "INSERT INTO jobs (seq, id, tool, plugin, state, owner, idempotency, record, finished_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_KEYED_JOB = _INSERT_JOB + " ON CONFLICT (idempotency) DO NOTHING"
+_INSERT_KEYED_JOB = (
+    _INSERT_JOB + " ON CONFLICT (idempotency) WHERE idempotency IS NOT NULL DO NOTHING"
+)
 _UPDATE_JOB = "UPDATE jobs SET state = ?, record = ?, finished_at = ? WHERE id = ?"
 _INSERT_EVENT = "INSERT INTO events (offset, job_id, tool, body) VALUES (?, ?, ?, ?)"
 
@@ -121,13 +124,12 @@ def _purge(db: sqlite3.Connection, op: Purge) -> int:
     doomed: set[int] = set()
     if op.excess > 0:
         count = op.excess if op.limit is None else min(op.excess, op.limit)
-        doomed.update(
-            row[0]
-            for row in db.execute(
-                f"SELECT seq FROM jobs WHERE state IN {TERMINAL_SQL} ORDER BY id LIMIT ?",
-                (count,),
-            )
-        )
+        oldest: list[tuple[str, int]] = []
+        for state in TERMINAL_STATES:
+            oldest += db.execute(
+                "SELECT id, seq FROM jobs WHERE state = ? ORDER BY id LIMIT ?", (state, count)
+            ).fetchall()
+        doomed.update(seq for _, seq in sorted(oldest)[:count])
     if op.finished_before is not None:
         doomed.update(
             row[0]

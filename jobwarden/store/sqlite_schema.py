@@ -9,9 +9,10 @@ first row; the record itself as msgspec JSON; the columns listings filter on) an
 
 - listing newest first: ``jobs_id`` (no filter), ``jobs_state``, ``jobs_tool``, ``jobs_plugin``,
   ``jobs_owner`` — each ``(column, id)``, so a filtered page is one index range read backwards;
-- idempotency: ``jobs_idempotency`` (unique per owner and key);
+- idempotency: ``jobs_idempotency`` (unique per owner and key; only keyed jobs have an entry);
 - recovery: ``jobs_state`` for queued and running;
-- retention (v2): ``jobs_done`` (finished jobs by id) and ``jobs_done_at`` (by finish time);
+- retention: ``jobs_state`` for the oldest finished jobs of each terminal state, and (v2)
+  ``jobs_done_at`` for those that ended before a time;
 - one job's events: ``events_job`` ``(job_id, offset)``.
 """
 
@@ -39,7 +40,7 @@ CREATE TABLE jobs (
     record BLOB NOT NULL
 );
 CREATE UNIQUE INDEX jobs_id ON jobs (id);
-CREATE UNIQUE INDEX jobs_idempotency ON jobs (idempotency);
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (idempotency) WHERE idempotency IS NOT NULL;
 CREATE INDEX jobs_state ON jobs (state, id);
 CREATE INDEX jobs_tool ON jobs (tool, id);
 CREATE INDEX jobs_plugin ON jobs (plugin, id);
@@ -59,7 +60,7 @@ def _v1(db: sqlite3.Connection) -> None:
 
 
 def _v2(db: sqlite3.Connection) -> None:
-    """Retention: when each job finished, and an index over finished jobs by id and by time."""
+    """Retention: when each finished job ended, indexed (only finished jobs have an entry)."""
     db.execute("BEGIN IMMEDIATE")
     db.execute("ALTER TABLE jobs ADD COLUMN finished_at REAL")
     rows = db.execute(
@@ -69,7 +70,6 @@ def _v2(db: sqlite3.Connection) -> None:
         "UPDATE jobs SET finished_at = ? WHERE seq = ?",
         [(datetime.fromisoformat(at).timestamp(), seq) for seq, at in rows if at is not None],
     )
-    db.execute(f"CREATE INDEX jobs_done ON jobs (id) WHERE state IN {TERMINAL_SQL}")
     db.execute("CREATE INDEX jobs_done_at ON jobs (finished_at) WHERE finished_at IS NOT NULL")
     db.execute("UPDATE schema_version SET version = 2")
     db.execute("COMMIT")
