@@ -49,10 +49,15 @@ async def _submit(sup: Supervisor, jobs: int) -> None:
         await sup.submit(TOOL, {"text": "hi"})
 
 
-async def run_jobs(store: JobStore, jobs: int, submitters: int) -> float:
-    """Seconds from creating the Supervisor to its shutdown, all jobs done and all events seen."""
+async def run_jobs(store: JobStore, jobs: int, submitters: int) -> harness.Figures:
+    """Jobs/s from creating the Supervisor to its shutdown, all jobs done and all events seen.
+
+    Also CPU per job: of the event loop's thread alone, and of the whole process (the loop plus
+    the store's writer and reader threads); both are steadier than wall time on shared cores.
+    """
     seen = [0]
     share, extra = divmod(jobs, submitters)
+    loop_cpu, cpu = time.thread_time(), time.process_time()
     began = time.perf_counter()
     # max_queued=N and a 3N subscriber buffer: with the memory store nothing yields while
     # submitting, so every job and queued event is buffered before anything runs.
@@ -66,12 +71,18 @@ async def run_jobs(store: JobStore, jobs: int, submitters: int) -> float:
         stats = sup.statistics()
         emitted = (await sup.store.event_bounds()).last
     elapsed = time.perf_counter() - began
+    loop_cpu, cpu = time.thread_time() - loop_cpu, time.process_time() - cpu
     metrics = sup.registry.metrics(TOOL)
     if seen[0] != 3 * jobs or emitted != 3 * jobs:
         raise RuntimeError(f"{emitted} events emitted, {seen[0]} seen; expected {3 * jobs}")
     if (metrics.calls, metrics.successes, stats.queued, stats.running) != (jobs, jobs, 0, 0):
         raise RuntimeError(f"not every job succeeded: {metrics}, {stats}")
-    return elapsed
+    return {
+        "jobs/s": jobs / elapsed,
+        "loop cpu us/job": loop_cpu / jobs * 1e6,
+        "cpu us/job": cpu / jobs * 1e6,
+        "loop idle %": 100 * max(0.0, 1 - loop_cpu / elapsed),
+    }
 
 
 def _check_file(path: Path, jobs: int) -> None:
@@ -91,18 +102,16 @@ def measure(
 ) -> harness.Figures:
     """One run of ``jobs`` jobs on a new store of ``kind`` (see ``STORES``)."""
     if kind == "memory":
-        elapsed = harness.run(
+        return harness.run(
             run_jobs, MemoryStore(), jobs, submitters, backend=backend, uvloop=uvloop
         )
-        return {"jobs/s": jobs / elapsed}
     with tempfile.TemporaryDirectory(prefix="jobwarden-bench-") as folder:
         path = Path(folder) / "jobs.db"
         store = SqliteStore(path, synchronous=SYNCHRONOUS[kind])
-        elapsed = harness.run(run_jobs, store, jobs, submitters, backend=backend, uvloop=uvloop)
+        figures = harness.run(run_jobs, store, jobs, submitters, backend=backend, uvloop=uvloop)
         _check_file(path, jobs)
     counts = store.statistics()
-    return {
-        "jobs/s": jobs / elapsed,
+    return figures | {
         "commits/job": counts.commits / jobs,
         "writes/commit": counts.writes / counts.commits,
     }
@@ -150,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     rate: dict[str, float] = {}
     for name, figures in samples.items():
         rate[name] = report.add(name, "throughput", "jobs/s", figures["jobs/s"])
+        report.add(name, "event loop CPU", "us/job", figures["loop cpu us/job"])
+        report.add(name, "process CPU", "us/job", figures["cpu us/job"])
+        report.add(name, "event loop idle", "%", figures["loop idle %"])
         if "commits/job" in figures:
             report.add(name, "commits per job", "", figures["commits/job"])
             report.add(name, "writes per commit", "", figures["writes/commit"])
@@ -174,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     report.note(
         f"synchronous=normal (not a target), (a): {versus_memory('sqlite normal', concurrent)}"
+    )
+    report.note(
+        "CPU: event loop = the loop's thread alone; process = all threads (SQLite's writer and"
+        " readers included); loop idle = share of the wall time the loop's thread used no CPU"
+        " (waiting on a commit in flight, or descheduled by other load)"
     )
     report.note(
         "each job is 3 writes (put, running, succeeded); commits include the retention sweep's"
