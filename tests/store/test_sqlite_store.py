@@ -16,7 +16,7 @@ import pytest
 
 from jobwarden.actors.states import JobState
 from jobwarden.errors import StoreError
-from jobwarden.store import JobStore
+from jobwarden.store import JobStore, sqlite_ops
 from jobwarden.store.base import EventBounds, JobQuery
 from jobwarden.store.sqlite import SqliteStore, listing_sql, store_from_url
 from jobwarden.store.sqlite_schema import LATEST, migrate, version
@@ -376,3 +376,24 @@ async def test_one_process_per_file(tmp_path: Path) -> None:
         await first.close()
     again = await _opened(path)
     await again.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "index"),
+    [
+        (sqlite_ops.OLDEST_IN_STATE, ("failed", 500), "jobs_state"),
+        (sqlite_ops.ENDED_BEFORE, (1.0e9, 500), "jobs_done_at"),
+    ],
+    ids=["by count", "by age"],
+)
+def test_retention_reads_an_index_in_order(
+    tmp_path: Path, sql: str, params: tuple[object, ...], index: str
+) -> None:
+    """Retention finds the jobs to purge with one index range read: no scan, no sort."""
+    path = tmp_path / "plan.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, str(path))
+    plan = " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    db.close()
+    assert f"INDEX {index}" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
