@@ -243,6 +243,40 @@ async def test_wait_times_out() -> None:
         assert (await sup.wait(rec.id, timeout=5)).state is JobState.SUCCEEDED
 
 
+async def test_a_timed_out_wait_leaves_other_waiters_waiting() -> None:
+    """One waiter's timeout wakes the job's shared event, yet the others wait on until the end."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.gate", {"key": "s"})
+        await gates.wait_entered("s")
+        results: list[JobRecord] = []
+
+        async def wait_long(seconds: float | None) -> None:
+            results.append(await sup.wait(rec.id, timeout=seconds))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_long, None)
+            tg.start_soon(wait_long, 60.0)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(TimeoutError):
+                await sup.wait(rec.id, timeout=0.01)
+            await anyio.wait_all_tasks_blocked()
+            assert results == []
+            gates.open("s")
+        assert [r.state for r in results] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+
+
+async def test_wait_with_no_time_left_times_out_at_once() -> None:
+    """A zero timeout on an unfinished job raises TimeoutError without waiting."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.gate", {"key": "z"})
+        with pytest.raises(TimeoutError):
+            await sup.wait(rec.id, timeout=0)
+        gates.open("z")
+        assert (await sup.wait(rec.id, timeout=float("inf"))).state is JobState.SUCCEEDED
+
+
 async def test_idempotency_key_returns_the_same_job() -> None:
     """The same owner and idempotency key give back the first job instead of a new one."""
     async with Supervisor(plugins=[builtin]) as sup:
