@@ -157,22 +157,6 @@ async def _sse(request: web.Request, principal: Principal, first: Subscribe) -> 
     return response
 
 
-class _Socket:
-    """One websocket's writes, one at a time; a client that vanished ends its stream quietly."""
-
-    def __init__(self, ws: web.WebSocketResponse) -> None:
-        self.ws = ws
-        self._lock = anyio.Lock(fast_acquire=True)
-
-    async def send(self, payload: bytes) -> None:
-        async with self._lock:
-            await self.ws.send_frame(payload, WSMsgType.TEXT)
-
-    async def close(self, code: int, message: bytes) -> None:
-        async with self._lock:
-            await self.ws.close(code=code, message=message)
-
-
 async def _websocket(
     request: web.Request, principal: Principal, first: Subscribe, fixed_job: str | None
 ) -> web.StreamResponse:
@@ -182,24 +166,25 @@ async def _websocket(
     await ws.prepare(request)
     sockets = request.app[WEBSOCKETS]
     sockets.add(ws)
-    sock = _Socket(ws)
 
+    # No lock around the writes: aiohttp writes each frame whole (and serialises compressed
+    # ones itself), so the pump and this handler's replies can share the socket frame by frame.
     async def send(event: StreamEvent, payload: bytes) -> None:
-        await sock.send(payload)
+        await ws.send_frame(payload, WSMsgType.TEXT)
 
     async def stream(sub: Subscribe) -> None:
         try:
             await _pump(request, principal, sub, send)
         except SubscriberOverflow as exc:
             behind = f"behind; resume with since={exc.last_offset}".encode()
-            await sock.close(WSCloseCode.TRY_AGAIN_LATER, behind)
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=behind)
         except RequestError as exc:
-            await sock.send(encoder.encode(exc.info()))
+            await ws.send_frame(encoder.encode(exc.info()), WSMsgType.TEXT)
         else:
             if sub.job is not None or fixed_job is not None:
-                await sock.close(WSCloseCode.OK, b"job finished")
+                await ws.close(code=WSCloseCode.OK, message=b"job finished")
             else:
-                await sock.close(WSCloseCode.GOING_AWAY, b"server shutting down")
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
     async def run(sub: Subscribe, scope: anyio.CancelScope) -> None:
         with scope, suppress(ConnectionError):
@@ -217,10 +202,11 @@ async def _websocket(
                     try:
                         frame = frame_decoder.decode(message.data)
                     except msgspec.DecodeError as exc:
-                        await sock.send(encoder.encode({"type": "error", "message": str(exc)}))
+                        error = {"type": "error", "message": str(exc)}
+                        await ws.send_frame(encoder.encode(error), WSMsgType.TEXT)
                         continue
                     if isinstance(frame, Ping):
-                        await sock.send(b'{"type":"pong"}')
+                        await ws.send_frame(b'{"type":"pong"}', WSMsgType.TEXT)
                         continue
                     current.cancel()
                     current = anyio.CancelScope()
