@@ -37,6 +37,7 @@ class Subscription:
         "_closed",
         "_done",
         "_ends_after_replay",
+        "_filtered",
         "_live_from",
         "_on_drop",
         "_overflowed",
@@ -84,12 +85,14 @@ class Subscription:
         self.owner = owner
         self.state = state
         self.last_offset = since
+        # Most streams take everything: they skip the matching, called for every live event.
+        self._filtered = not (job_id is None and tool is None and owner is None and state is None)
 
     def offer(self, event: JobEvent) -> None:
         """Called by the bus for every delivered event, in offset order. Never blocks."""
         if self._live_from is None:
             self._live_from = event.offset
-        if not self._matches(event):
+        if self._filtered and not self._matches(event):
             return
         if len(self._buffer) >= self._capacity:
             if self._replaying:
@@ -138,10 +141,31 @@ class Subscription:
             else:
                 event = await self._next_live()
             if event is not None:
-                if self.job_id is not None and isinstance(event, JobEvent):
-                    self._done = event.data.state.terminal
-                return event
+                return self._yielding(event)
         raise StopAsyncIteration
+
+    async def batch(self) -> list[StreamEvent]:
+        """The next event and every live one already buffered behind it; [] once it ends.
+
+        The same events in the same order as iterating, with one await per batch instead of one
+        per event: a writer that fell a few events behind catches up in one go.
+        """
+        try:
+            batch = [await self.__anext__()]
+        except StopAsyncIteration:
+            return []
+        buffer = self._buffer
+        while buffer and not self._done and not self._replaying:
+            event = self._take_buffered()
+            if event is not None:
+                batch.append(self._yielding(event))
+        return batch
+
+    def _yielding(self, event: StreamEvent) -> StreamEvent:
+        """Note that ``event`` is handed out: a job's stream ends after its terminal event."""
+        if self.job_id is not None and isinstance(event, JobEvent):
+            self._done = event.data.state.terminal
+        return event
 
     async def _next_replayed(self) -> StreamEvent | None:
         """One event from the store, a reset notice, or None when there is nothing to replay."""

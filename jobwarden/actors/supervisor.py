@@ -221,8 +221,10 @@ class Supervisor:
         actor = JobActor(self, record, spec, args)
         self._actors[record.id] = actor
         self._queued += 1
-        bus.deliver(event)
+        # The runner is woken before the subscribers: it then gets the loop first, and a short
+        # job's later events reach each subscriber in the same wake-up as its queued event.
         self._scheduler.admit(actor)
+        bus.deliver(event)
         return record
 
     async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:

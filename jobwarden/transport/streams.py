@@ -93,8 +93,9 @@ async def _pump(request: web.Request, principal: Principal, sub: Subscribe, send
         state=sub.state,
         buffer=request.app[SETTINGS].ws_queue,
     ) as events:
-        async for event in events:
-            await send(event, encoded(event))
+        while batch := await events.batch():
+            for event in batch:
+                await send(event, encoded(event))
 
 
 class EncodedEvents:
