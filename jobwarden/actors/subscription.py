@@ -104,8 +104,7 @@ class Subscription:
             self._on_drop(self)
         else:
             self._buffer.append(event)
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wake()
 
     def _matches(self, event: JobEvent) -> bool:
         return (
@@ -124,8 +123,13 @@ class Subscription:
     def close(self) -> None:
         """End the iteration once the buffer is drained."""
         self._closed = True
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        # Set once per wait: the events that follow before the reader runs need no call at all.
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None:
+            wakeup.set()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -211,9 +215,8 @@ class Subscription:
             if self._closed:
                 self._done = True
                 return None
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
-            self._wakeup = None
+            wakeup = self._wakeup = anyio.Event()
+            await wakeup.wait()
         return self._take_buffered()
 
     def _take_buffered(self) -> JobEvent | None:
