@@ -144,6 +144,7 @@ class Server:
     http: aiohttp.ClientSession
     gates: Gates
     stopped: bool = field(default=False)
+    logs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def host(self) -> str:
@@ -230,7 +231,9 @@ async def serve(
     logged an unhandled error or answered a 500 meanwhile.
     """
     gates = Gates()
-    with capture_logs(processors=[structlog.processors.format_exc_info]) as logs:
+    with capture_logs(
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.format_exc_info]
+    ) as logs:
         async with Supervisor(
             plugins=plugins(gates), concurrency=concurrency, shutdown_grace_s=0, **supervisor_kw
         ) as sup:
@@ -242,7 +245,7 @@ async def serve(
                 await site.start()
                 host, port = runner.addresses[0][:2]
                 async with aiohttp.ClientSession() as http:
-                    server = Server(sup, runner, f"http://{host}:{port}", http, gates)
+                    server = Server(sup, runner, f"http://{host}:{port}", http, gates, logs=logs)
                     yield server
             finally:
                 if server is not None:
