@@ -8,7 +8,7 @@ an ``aiohttp.ClientSession``. Tests talk to it over real sockets only.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -144,7 +144,7 @@ class Server:
     http: aiohttp.ClientSession
     gates: Gates
     stopped: bool = field(default=False)
-    logs: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[MutableMapping[str, Any]] = field(default_factory=list)
 
     @property
     def host(self) -> str:
