@@ -154,15 +154,20 @@ class Subscription:
         The same events in the same order as iterating, with one await per batch instead of one
         per event: a writer that fell a few events behind catches up in one go.
         """
-        try:
-            batch = [await self.__anext__()]
-        except StopAsyncIteration:
-            return []
+        batch: list[StreamEvent] = []
         buffer = self._buffer
-        while buffer and not self._done and not self._replaying:
-            event = self._take_buffered()
-            if event is not None:
-                batch.append(self._yielding(event))
+        while not batch and not self._done:
+            if self._replaying:
+                replayed = await self._next_replayed()
+                if replayed is not None:
+                    batch.append(self._yielding(replayed))
+            elif buffer:
+                while buffer and not self._done:
+                    event = self._take_buffered()
+                    if event is not None:
+                        batch.append(self._yielding(event))
+            else:
+                await self._wait_live()
         return batch
 
     def _yielding(self, event: StreamEvent) -> StreamEvent:
@@ -204,20 +209,29 @@ class Subscription:
         self._done = self._ends_after_replay
 
     async def _next_live(self) -> JobEvent | None:
-        """The next buffered live event (waiting for one), or None for a duplicate."""
+        """The next buffered live event (waiting for one), or None for a duplicate or the end."""
         while not self._buffer:
-            if self._overflowed:
-                raise SubscriberOverflow(
-                    f"subscriber fell behind ({self._capacity} events buffered); "
-                    f"resume with since={self.last_offset}",
-                    last_offset=self.last_offset,
-                )
-            if self._closed:
-                self._done = True
+            await self._wait_live()
+            if self._done:
                 return None
-            wakeup = self._wakeup = anyio.Event()
-            await wakeup.wait()
         return self._take_buffered()
+
+    async def _wait_live(self) -> None:
+        """Wait for the next live event; once closed (nothing buffered), mark the stream done.
+
+        Raises ``SubscriberOverflow`` once a dropped subscriber has yielded what it had.
+        """
+        if self._overflowed:
+            raise SubscriberOverflow(
+                f"subscriber fell behind ({self._capacity} events buffered); "
+                f"resume with since={self.last_offset}",
+                last_offset=self.last_offset,
+            )
+        if self._closed:
+            self._done = True
+            return
+        wakeup = self._wakeup = anyio.Event()
+        await wakeup.wait()
 
     def _take_buffered(self) -> JobEvent | None:
         """The oldest buffered event, or None when replay already yielded it."""
