@@ -35,6 +35,7 @@ class Deadlines:
         self._keys = itertools.count()
         self._wakeup: anyio.Event | None = None
         self._sleeping_until = math.inf
+        self.closed = False
 
     def watch(self, deadline: float, scope: anyio.CancelScope, ctx: ToolContext) -> int | None:
         """Cancel ``scope`` (as a timeout) at ``deadline``; None when there is no deadline."""
@@ -57,6 +58,18 @@ class Deadlines:
             pending = self._pending
             self._heap = [entry for entry in self._heap if entry[1] in pending]
             heapq.heapify(self._heap)
+
+    def close(self) -> None:
+        """The watchdog has stopped for good: ring every alarm now, so each waiter can see that.
+
+        Scopes are left alone: their calls ended with the watchdog's task group.
+        """
+        self.closed = True
+        pending, self._pending = self._pending, {}
+        self._heap = []
+        for action in pending.values():
+            if isinstance(action, anyio.Event):
+                action.set()
 
     def _add(self, deadline: float, action: _Action) -> int:
         key = next(self._keys)

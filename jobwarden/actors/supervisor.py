@@ -168,6 +168,7 @@ class Supervisor:
                 await actor.finish(JobState.CANCELLED, None, error)
             elif state is JobState.QUEUED and not self.store.durable:
                 await actor.cancel(QUEUED_AT_SHUTDOWN)
+        self._deadlines.close()
         self.bus.close()
         for plugin in self.registry.plugins():
             self.registry.set_lifecycle(
@@ -247,12 +248,17 @@ class Supervisor:
             raise JobNotFinished(f"job {job_id} is not run by this supervisor", job_id=job_id)
         if timeout is None:
             return await actor.wait_done()
-        # An alarm in the deadline heap, not a cancel scope with a timer: that is most of the
-        # cost of a short job waited on, as POST /v1/jobs?wait= does for every request.
+        # An alarm in the deadline heap rather than a cancel scope with a loop timer, which would
+        # cost more than the rest of the wait for a short job (POST /v1/jobs?wait= waits on each).
         deadline = anyio.current_time() + timeout
         while not actor.record.state.terminal:
-            if anyio.current_time() >= deadline:
+            now = anyio.current_time()
+            if now >= deadline:
                 raise TimeoutError
+            if self._deadlines.closed:
+                # Stopped, with the job left queued in a durable store: no watchdog rings now.
+                with anyio.fail_after(deadline - now):
+                    return await actor.wait_done()
             done = actor.done_event()
             alarm = self._deadlines.alarm(deadline, done)
             try:
