@@ -1,9 +1,14 @@
-"""Job deadlines enforced by one watchdog task: a heap of deadlines instead of a timer per call.
+"""Deadlines kept by one watchdog task: a heap of deadlines instead of a timer per call or wait.
 
 A cancel scope with a deadline schedules (and later cancels) an event-loop timer for every call;
 with thousands of calls that is thousands of timers, each a few allocations. Here a running call's
 scope has no deadline of its own: its deadline goes into a heap, and one task sleeps until the
-earliest one, then cancels every scope that is due, marking its context as timed out.
+earliest one, then cancels every scope that is due, marking its context as timed out. A timed
+wait for a job is an alarm in the same heap: it sets an event instead of cancelling a scope.
+
+The heap holds only ``(deadline, key)`` pairs; what to do at the deadline sits in a dict under the
+key and is dropped the moment the call or wait finishes, so a finished job's objects are freed at
+once instead of lingering in the heap until the cyclic gc or a compaction finds them.
 """
 
 from __future__ import annotations
@@ -16,71 +21,79 @@ import anyio
 
 from jobwarden.plugins.context import ToolContext
 
-COMPACT_AT = 1_024  # finished entries tolerated in the heap before it is rebuilt
+COMPACT_AT = 1_024  # stale heap entries tolerated before the heap is rebuilt
 
-
-class Watch:
-    """One call's place in the heap; ``scope`` is None once the call finished."""
-
-    __slots__ = ("ctx", "deadline", "scope", "seq")
-
-    def __init__(
-        self, deadline: float, seq: int, scope: anyio.CancelScope, ctx: ToolContext
-    ) -> None:
-        self.deadline = deadline
-        self.seq = seq
-        self.scope: anyio.CancelScope | None = scope
-        self.ctx = ctx
-
-    def __lt__(self, other: Watch) -> bool:
-        return (self.deadline, self.seq) < (other.deadline, other.seq)
+_Action = tuple[anyio.CancelScope, ToolContext] | anyio.Event
 
 
 class Deadlines:
     """The heap and its watchdog; ``run`` must be running for deadlines to fire."""
 
     def __init__(self) -> None:
-        self._heap: list[Watch] = []
-        self._finished = 0
-        self._seq = itertools.count()
+        self._heap: list[tuple[float, int]] = []
+        self._pending: dict[int, _Action] = {}
+        self._keys = itertools.count()
         self._wakeup: anyio.Event | None = None
         self._sleeping_until = math.inf
+        self.closed = False
 
-    def watch(self, deadline: float, scope: anyio.CancelScope, ctx: ToolContext) -> Watch | None:
+    def watch(self, deadline: float, scope: anyio.CancelScope, ctx: ToolContext) -> int | None:
         """Cancel ``scope`` (as a timeout) at ``deadline``; None when there is no deadline."""
         if deadline == math.inf:
             return None
-        entry = Watch(deadline, next(self._seq), scope, ctx)
-        heapq.heappush(self._heap, entry)
+        return self._add(deadline, (scope, ctx))
+
+    def alarm(self, deadline: float, event: anyio.Event) -> int | None:
+        """Set ``event`` at ``deadline``; None when there is no deadline."""
+        if deadline == math.inf:
+            return None
+        return self._add(deadline, event)
+
+    def done(self, key: int | None) -> None:
+        """The call or wait finished: forget its deadline (the heap is compacted now and then)."""
+        if key is None or self._pending.pop(key, None) is None:
+            return
+        stale = len(self._heap) - len(self._pending)
+        if stale > COMPACT_AT and stale * 2 > len(self._heap):
+            pending = self._pending
+            self._heap = [entry for entry in self._heap if entry[1] in pending]
+            heapq.heapify(self._heap)
+
+    def close(self) -> None:
+        """The watchdog has stopped for good: ring every alarm now, so each waiter can see that.
+
+        Scopes are left alone: their calls ended with the watchdog's task group.
+        """
+        self.closed = True
+        pending, self._pending = self._pending, {}
+        self._heap = []
+        for action in pending.values():
+            if isinstance(action, anyio.Event):
+                action.set()
+
+    def _add(self, deadline: float, action: _Action) -> int:
+        key = next(self._keys)
+        self._pending[key] = action
+        heapq.heappush(self._heap, (deadline, key))
         if deadline < self._sleeping_until and self._wakeup is not None:
             self._wakeup.set()
-        return entry
-
-    def done(self, entry: Watch | None) -> None:
-        """The call finished: forget its deadline (lazily, compacting now and then)."""
-        if entry is None or entry.scope is None:
-            return
-        entry.scope = None
-        self._finished += 1
-        if self._finished > COMPACT_AT and self._finished * 2 > len(self._heap):
-            self._heap = [e for e in self._heap if e.scope is not None]
-            heapq.heapify(self._heap)
-            self._finished = 0
+        return key
 
     async def run(self) -> None:
         """Fire deadlines as they come due, forever."""
+        pending = self._pending
         while True:
             now = anyio.current_time()
             heap = self._heap
-            while heap and heap[0].deadline <= now:
-                entry = heapq.heappop(heap)
-                if entry.scope is None:
-                    self._finished -= 1
-                    continue
-                entry.ctx.request_cancel(timed_out=True)
-                entry.scope.cancel()
-                entry.scope = None
-            self._sleeping_until = heap[0].deadline if heap else math.inf
+            while heap and heap[0][0] <= now:
+                action = pending.pop(heapq.heappop(heap)[1], None)
+                if isinstance(action, anyio.Event):
+                    action.set()
+                elif action is not None:
+                    scope, ctx = action
+                    ctx.request_cancel(timed_out=True)
+                    scope.cancel()
+            self._sleeping_until = heap[0][0] if heap else math.inf
             self._wakeup = anyio.Event()
             with anyio.CancelScope(deadline=self._sleeping_until):
                 await self._wakeup.wait()

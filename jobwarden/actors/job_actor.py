@@ -155,11 +155,20 @@ class JobActor:
 
     async def wait_done(self) -> JobRecord:
         """Wait until the job is terminal and return its final record."""
-        if not self.record.state.terminal:
-            if self._done is None:
-                self._done = anyio.Event()
-            await self._done.wait()
+        while not self.record.state.terminal:
+            await self.done_event().wait()
         return self.record
+
+    def done_event(self) -> anyio.Event:
+        """The event set when the job ends; waiters re-check the state when it fires.
+
+        A timed wait's alarm sets this same event when the wait times out (one event per job, not
+        one per waiter), so an event found set on a job still running is replaced by a fresh one.
+        """
+        done = self._done
+        if done is None or done.is_set():
+            done = self._done = anyio.Event()
+        return done
 
     async def _receive(self, message: _Message) -> Any:
         match message:

@@ -37,6 +37,7 @@ class Subscription:
         "_closed",
         "_done",
         "_ends_after_replay",
+        "_filtered",
         "_live_from",
         "_on_drop",
         "_overflowed",
@@ -84,12 +85,14 @@ class Subscription:
         self.owner = owner
         self.state = state
         self.last_offset = since
+        # Most streams take everything: they skip the matching, called for every live event.
+        self._filtered = not (job_id is None and tool is None and owner is None and state is None)
 
     def offer(self, event: JobEvent) -> None:
         """Called by the bus for every delivered event, in offset order. Never blocks."""
         if self._live_from is None:
             self._live_from = event.offset
-        if not self._matches(event):
+        if self._filtered and not self._matches(event):
             return
         if len(self._buffer) >= self._capacity:
             if self._replaying:
@@ -101,8 +104,7 @@ class Subscription:
             self._on_drop(self)
         else:
             self._buffer.append(event)
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wake()
 
     def _matches(self, event: JobEvent) -> bool:
         return (
@@ -121,8 +123,13 @@ class Subscription:
     def close(self) -> None:
         """End the iteration once the buffer is drained."""
         self._closed = True
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        # Set once per wait: the events that follow before the reader runs need no call at all.
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None:
+            wakeup.set()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -138,10 +145,36 @@ class Subscription:
             else:
                 event = await self._next_live()
             if event is not None:
-                if self.job_id is not None and isinstance(event, JobEvent):
-                    self._done = event.data.state.terminal
-                return event
+                return self._yielding(event)
         raise StopAsyncIteration
+
+    async def batch(self) -> list[StreamEvent]:
+        """The next event and every live one already buffered behind it; [] once it ends.
+
+        The same events in the same order as iterating, with one await per batch instead of one
+        per event: a writer that fell a few events behind catches up in one go.
+        """
+        batch: list[StreamEvent] = []
+        buffer = self._buffer
+        while not batch and not self._done:
+            if self._replaying:
+                replayed = await self._next_replayed()
+                if replayed is not None:
+                    batch.append(self._yielding(replayed))
+            elif buffer:
+                while buffer and not self._done:
+                    event = self._take_buffered()
+                    if event is not None:
+                        batch.append(self._yielding(event))
+            else:
+                await self._wait_live()
+        return batch
+
+    def _yielding(self, event: StreamEvent) -> StreamEvent:
+        """Note that ``event`` is handed out: a job's stream ends after its terminal event."""
+        if self.job_id is not None and isinstance(event, JobEvent):
+            self._done = event.data.state.terminal
+        return event
 
     async def _next_replayed(self) -> StreamEvent | None:
         """One event from the store, a reset notice, or None when there is nothing to replay."""
@@ -176,21 +209,29 @@ class Subscription:
         self._done = self._ends_after_replay
 
     async def _next_live(self) -> JobEvent | None:
-        """The next buffered live event (waiting for one), or None for a duplicate."""
+        """The next buffered live event (waiting for one), or None for a duplicate or the end."""
         while not self._buffer:
-            if self._overflowed:
-                raise SubscriberOverflow(
-                    f"subscriber fell behind ({self._capacity} events buffered); "
-                    f"resume with since={self.last_offset}",
-                    last_offset=self.last_offset,
-                )
-            if self._closed:
-                self._done = True
+            await self._wait_live()
+            if self._done:
                 return None
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
-            self._wakeup = None
         return self._take_buffered()
+
+    async def _wait_live(self) -> None:
+        """Wait for the next live event; once closed (nothing buffered), mark the stream done.
+
+        Raises ``SubscriberOverflow`` once a dropped subscriber has yielded what it had.
+        """
+        if self._overflowed:
+            raise SubscriberOverflow(
+                f"subscriber fell behind ({self._capacity} events buffered); "
+                f"resume with since={self.last_offset}",
+                last_offset=self.last_offset,
+            )
+        if self._closed:
+            self._done = True
+            return
+        wakeup = self._wakeup = anyio.Event()
+        await wakeup.wait()
 
     def _take_buffered(self) -> JobEvent | None:
         """The oldest buffered event, or None when replay already yielded it."""

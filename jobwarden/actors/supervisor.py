@@ -185,6 +185,7 @@ class Supervisor:
                 await actor.finish(JobState.CANCELLED, None, error)
             elif state is JobState.QUEUED and not self.store.durable:
                 await actor.cancel(QUEUED_AT_SHUTDOWN)
+        self._deadlines.close()
         self.bus.close()
         for plugin in self.registry.plugins():
             self.registry.set_lifecycle(
@@ -239,8 +240,10 @@ class Supervisor:
             bus.abandon(event)
             return stored
         actor = JobActor(self, record, spec, args)
-        bus.deliver(event)
+        # The runner is woken before the subscribers: it then gets the loop first, and a short
+        # job's later events reach each subscriber in the same wake-up as its queued event.
         self._admit(actor)
+        bus.deliver(event)
         return record
 
     def _admit(self, actor: JobActor) -> None:
@@ -266,8 +269,26 @@ class Supervisor:
         actor = self._actors.get(job_id)
         if actor is None:
             raise JobNotFinished(f"job {job_id} is not run by this supervisor", job_id=job_id)
-        with anyio.fail_after(timeout):
+        if timeout is None:
             return await actor.wait_done()
+        # An alarm in the deadline heap rather than a cancel scope with a loop timer, which would
+        # cost more than the rest of the wait for a short job (POST /v1/jobs?wait= waits on each).
+        deadline = anyio.current_time() + timeout
+        while not actor.record.state.terminal:
+            now = anyio.current_time()
+            if now >= deadline:
+                raise TimeoutError
+            if self._deadlines.closed:
+                # Stopped, with the job left queued in a durable store: no watchdog rings now.
+                with anyio.fail_after(deadline - now):
+                    return await actor.wait_done()
+            done = actor.done_event()
+            alarm = self._deadlines.alarm(deadline, done)
+            try:
+                await done.wait()
+            finally:
+                self._deadlines.done(alarm)
+        return actor.record
 
     async def run(self, tool: str, input: Any, *, timeout: float | None = None, **kw: Any) -> Any:
         """Submit, wait, and return the result; raises ``JobFailed`` unless the job succeeded."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 
 import anyio
 import msgspec
@@ -12,6 +12,7 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from jobwarden.actors.states import JobState
+from jobwarden.actors.subscription import Subscription
 from jobwarden.errors import RequestError, SubscriberOverflow
 from jobwarden.records import StreamEvent
 from jobwarden.transport.auth import READ, Principal
@@ -22,7 +23,6 @@ from jobwarden.transport.wire import Ping, Subscribe, encoder, frame_decoder
 log = structlog.get_logger("jobwarden.stream")
 routes = web.RouteTableDef()
 MAX_OFFSET = 10**18
-Send = Callable[[StreamEvent, bytes], Awaitable[None]]
 
 
 @routes.get("/v1/events")
@@ -77,15 +77,16 @@ async def _serve(
     raise ApiError(400, "invalid_request", "use a websocket, or Accept: text/event-stream for SSE")
 
 
-async def _pump(request: web.Request, principal: Principal, sub: Subscribe, send: Send) -> None:
-    """Copy matching events into ``send`` until the subscription ends.
+@asynccontextmanager
+async def _subscription(
+    request: web.Request, principal: Principal, sub: Subscribe
+) -> AsyncIterator[Subscription]:
+    """The connection's subscription: its buffer is the connection's bounded queue.
 
-    The subscription's buffer is this connection's bounded queue and this loop its only writer:
-    a client that reads too slowly fills the buffer and gets ``SubscriberOverflow``.
+    Each connection's writer takes events from it in batches and writes them itself; a client
+    that reads too slowly fills the buffer and gets ``SubscriberOverflow``.
     """
-    sup = request.app[SUPERVISOR]
-    encoded = request.app[ENCODED]
-    async with sup.subscribe(
+    async with request.app[SUPERVISOR].subscribe(
         job_id=sub.job,
         tool=sub.tool,
         since=sub.since,
@@ -93,8 +94,7 @@ async def _pump(request: web.Request, principal: Principal, sub: Subscribe, send
         state=sub.state,
         buffer=request.app[SETTINGS].ws_queue,
     ) as events:
-        async for event in events:
-            await send(event, encoded(event))
+        yield events
 
 
 class EncodedEvents:
@@ -125,19 +125,21 @@ async def _sse(request: web.Request, principal: Principal, first: Subscribe) -> 
     )
     await response.prepare(request)
 
-    async def send(event: StreamEvent, payload: bytes) -> None:
-        await response.write(
-            b"id: %s\nevent: %s\ndata: %s\n\n" % (event.id.encode(), event.type.encode(), payload)
-        )
-
     async def heartbeat() -> None:
         while True:
             await anyio.sleep(request.app[SETTINGS].heartbeat_s)
             await response.write(b": heartbeat\n\n")
 
     async def stream() -> None:
+        encoded = request.app[ENCODED]
         try:
-            await _pump(request, principal, first, send)
+            async with _subscription(request, principal, first) as events:
+                while batch := await events.batch():
+                    for event in batch:
+                        await response.write(
+                            b"id: %s\nevent: %s\ndata: %s\n\n"
+                            % (event.id.encode(), event.type.encode(), encoded(event))
+                        )
         except SubscriberOverflow as exc:
             note = encoder.encode({"resume_since": exc.last_offset})
             await response.write(b"event: jobwarden.stream.overflow\ndata: %s\n\n" % note)
@@ -157,22 +159,6 @@ async def _sse(request: web.Request, principal: Principal, first: Subscribe) -> 
     return response
 
 
-class _Socket:
-    """One websocket's writes, one at a time; a client that vanished ends its stream quietly."""
-
-    def __init__(self, ws: web.WebSocketResponse) -> None:
-        self.ws = ws
-        self._lock = anyio.Lock(fast_acquire=True)
-
-    async def send(self, payload: bytes) -> None:
-        async with self._lock:
-            await self.ws.send_frame(payload, WSMsgType.TEXT)
-
-    async def close(self, code: int, message: bytes) -> None:
-        async with self._lock:
-            await self.ws.close(code=code, message=message)
-
-
 async def _websocket(
     request: web.Request, principal: Principal, first: Subscribe, fixed_job: str | None
 ) -> web.StreamResponse:
@@ -182,34 +168,37 @@ async def _websocket(
     await ws.prepare(request)
     sockets = request.app[WEBSOCKETS]
     sockets.add(ws)
-    sock = _Socket(ws)
 
-    async def send(event: StreamEvent, payload: bytes) -> None:
-        await sock.send(payload)
+    encoded = request.app[ENCODED]
 
-    async def stream(sub: Subscribe) -> None:
+    # No lock around the writes: aiohttp writes each frame whole (and serialises compressed
+    # ones itself), so this writer and the handler's replies share the socket frame by frame.
+    async def stream(sub: Subscribe, scope: anyio.CancelScope) -> None:
+        with scope, suppress(ConnectionError):
+            await write_events(sub)
+
+    async def write_events(sub: Subscribe) -> None:
         try:
-            await _pump(request, principal, sub, send)
+            async with _subscription(request, principal, sub) as events:
+                while batch := await events.batch():
+                    for event in batch:
+                        await ws.send_frame(encoded(event), WSMsgType.TEXT)
         except SubscriberOverflow as exc:
             behind = f"behind; resume with since={exc.last_offset}".encode()
-            await sock.close(WSCloseCode.TRY_AGAIN_LATER, behind)
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=behind)
         except RequestError as exc:
-            await sock.send(encoder.encode(exc.info()))
+            await ws.send_frame(encoder.encode(exc.info()), WSMsgType.TEXT)
         else:
             if sub.job is not None or fixed_job is not None:
-                await sock.close(WSCloseCode.OK, b"job finished")
+                await ws.close(code=WSCloseCode.OK, message=b"job finished")
             else:
-                await sock.close(WSCloseCode.GOING_AWAY, b"server shutting down")
-
-    async def run(sub: Subscribe, scope: anyio.CancelScope) -> None:
-        with scope, suppress(ConnectionError):
-            await stream(sub)
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
     try:
         async with anyio.create_task_group() as tg:
             current = anyio.CancelScope()
             if fixed_job is not None or first.job or first.tool or first.since is not None:
-                tg.start_soon(run, first, current)
+                tg.start_soon(stream, first, current)
             with suppress(ConnectionError):
                 async for message in ws:
                     if message.type is not WSMsgType.TEXT:
@@ -217,10 +206,11 @@ async def _websocket(
                     try:
                         frame = frame_decoder.decode(message.data)
                     except msgspec.DecodeError as exc:
-                        await sock.send(encoder.encode({"type": "error", "message": str(exc)}))
+                        error = {"type": "error", "message": str(exc)}
+                        await ws.send_frame(encoder.encode(error), WSMsgType.TEXT)
                         continue
                     if isinstance(frame, Ping):
-                        await sock.send(b'{"type":"pong"}')
+                        await ws.send_frame(b'{"type":"pong"}', WSMsgType.TEXT)
                         continue
                     current.cancel()
                     current = anyio.CancelScope()
@@ -229,7 +219,7 @@ async def _websocket(
                             frame = Subscribe(
                                 job=fixed_job, tool=frame.tool, since=frame.since, state=frame.state
                             )
-                        tg.start_soon(run, frame, current)
+                        tg.start_soon(stream, frame, current)
             tg.cancel_scope.cancel()
     finally:
         sockets.discard(ws)

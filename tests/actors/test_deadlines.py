@@ -1,4 +1,4 @@
-"""The deadline watchdog: one task cancelling every running call whose deadline has passed."""
+"""The deadline watchdog: one task cancelling calls and ringing wait alarms as they come due."""
 
 from __future__ import annotations
 
@@ -65,6 +65,7 @@ async def test_finished_calls_are_not_cancelled_and_the_heap_is_compacted(
             watchdog.done(entry)
         watchdog.done(entries[0])  # twice is harmless
         assert len(watchdog._heap) < 10  # compaction is the point
+        assert not watchdog._pending  # nothing of a finished call stays referenced
         with anyio.CancelScope() as last:
             watchdog.watch(anyio.current_time() + 0.02, last, _ctx())
             await anyio.sleep_forever()
@@ -75,3 +76,18 @@ async def test_finished_calls_are_not_cancelled_and_the_heap_is_compacted(
 async def test_no_deadline_means_no_entry() -> None:
     """An infinite deadline is not watched at all."""
     assert Deadlines().watch(float("inf"), anyio.CancelScope(), _ctx()) is None
+
+
+async def test_an_alarm_sets_its_event_at_the_deadline() -> None:
+    """An alarm sets its event once its deadline passes, and a finished alarm never does."""
+    watchdog = Deadlines()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watchdog.run)
+        rung, silenced = anyio.Event(), anyio.Event()
+        watchdog.done(watchdog.alarm(anyio.current_time() + 0.01, silenced))
+        watchdog.alarm(anyio.current_time() + 0.02, rung)
+        with anyio.fail_after(5):
+            await rung.wait()
+        assert not silenced.is_set()
+        assert watchdog.alarm(float("inf"), silenced) is None
+        tg.cancel_scope.cancel()

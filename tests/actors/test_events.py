@@ -219,3 +219,37 @@ async def test_subscriptions_end_when_the_supervisor_stops() -> None:
             await ready.wait()
             await sup.wait((await sup.submit("builtin.echo", {"text": "x"})).id, timeout=5)
     assert [e.type for e in got][-1] == "jobwarden.job.succeeded"
+
+
+async def test_batch_takes_every_buffered_event_in_one_go() -> None:
+    """A batch holds every live event buffered behind the first, in order, and [] at the end."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup, sup.subscribe() as events:
+        first = await sup.submit("fake.gate", {"key": "a"})
+        await gates.wait_entered("a")
+        gates.open("a")
+        await sup.wait(first.id, timeout=5)
+        assert [e.offset for e in await events.batch()] == [1, 2, 3]
+        second = await sup.submit("fake.gate", {"key": "b"})
+        async with sup.subscribe(job_id=second.id) as job_events:
+            assert [e.offset for e in await job_events.batch()] == [4]
+            await gates.wait_entered("b")
+            gates.open("b")
+            await sup.wait(second.id, timeout=5)
+            await sup.wait((await sup.submit("fake.gate", {"key": "a"})).id, timeout=5)
+            assert [e.offset for e in await job_events.batch()] == [5, 6]
+            assert await job_events.batch() == []
+
+
+async def test_batch_after_an_overflow_raises_once_drained() -> None:
+    """An overflowed subscriber's batches yield what it had, then raise SubscriberOverflow."""
+    async with (
+        Supervisor(plugins=[builtin], subscriber_buffer=2) as sup,
+        sup.subscribe() as slow,
+    ):
+        await sup.submit("builtin.echo", {"text": "first"})
+        assert [e.offset for e in await slow.batch()] == [1]
+        await sup.wait((await sup.submit("builtin.echo", {"text": "second"})).id, timeout=5)
+        assert [e.offset for e in await slow.batch()] == [2, 3]
+        with pytest.raises(errors.SubscriberOverflow):
+            await slow.batch()

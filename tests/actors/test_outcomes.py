@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from jobwarden import JobEvent, JobRecord, JobState, Supervisor, builtin, errors
+from jobwarden import JobEvent, JobRecord, JobState, MemoryStore, Supervisor, builtin, errors
 from jobwarden.errors import OutcomeType
 from tests.fakes import Gates, PausingStore, fake_plugin, scoped_plugin
 
@@ -241,6 +241,76 @@ async def test_wait_times_out() -> None:
         assert (await sup.get(rec.id)).state is JobState.RUNNING
         gates.open("w")
         assert (await sup.wait(rec.id, timeout=5)).state is JobState.SUCCEEDED
+
+
+async def test_a_timed_out_wait_leaves_other_waiters_waiting() -> None:
+    """One waiter's timeout wakes the job's shared event, yet the others wait on until the end."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.gate", {"key": "s"})
+        await gates.wait_entered("s")
+        results: list[JobRecord] = []
+
+        async def wait_long(seconds: float | None) -> None:
+            results.append(await sup.wait(rec.id, timeout=seconds))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_long, None)
+            tg.start_soon(wait_long, 60.0)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(TimeoutError):
+                await sup.wait(rec.id, timeout=0.01)
+            await anyio.wait_all_tasks_blocked()
+            assert results == []
+            gates.open("s")
+        assert [r.state for r in results] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+
+
+async def test_wait_with_no_time_left_times_out_at_once() -> None:
+    """A zero timeout on an unfinished job raises TimeoutError without waiting."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.gate", {"key": "z"})
+        with pytest.raises(TimeoutError):
+            await sup.wait(rec.id, timeout=0)
+        gates.open("z")
+        assert (await sup.wait(rec.id, timeout=float("inf"))).state is JobState.SUCCEEDED
+
+
+class _DurableMemoryStore(MemoryStore):
+    """A memory store that claims durability, so queued jobs outlive the supervisor's stop."""
+
+    durable = True
+
+
+async def test_a_timed_wait_still_times_out_after_the_supervisor_stopped() -> None:
+    """A job left queued by a stop is still waited for only until the wait's timeout."""
+    gates = Gates()
+    outcome: list[BaseException] = []
+
+    async def wait_for(sup: Supervisor, job_id: str) -> None:
+        try:
+            await sup.wait(job_id, timeout=0.2)
+        except TimeoutError as exc:
+            outcome.append(exc)
+
+    with anyio.fail_after(30):  # a wait nothing would ever end fails here instead of hanging
+        async with (
+            anyio.create_task_group() as tg,
+            Supervisor(
+                plugins=[fake_plugin(gates)],
+                store=_DurableMemoryStore(),
+                concurrency=1,
+                shutdown_grace_s=0,
+            ) as sup,
+        ):
+            await sup.submit("fake.gate", {"key": "busy"})
+            await gates.wait_entered("busy")
+            queued = await sup.submit("fake.gate", {"key": "left"})
+            tg.start_soon(wait_for, sup, queued.id)
+            await anyio.wait_all_tasks_blocked()
+        assert (await sup.get(queued.id)).state is JobState.QUEUED
+    assert len(outcome) == 1
 
 
 async def test_idempotency_key_returns_the_same_job() -> None:

@@ -8,7 +8,7 @@ an ``aiohttp.ClientSession``. Tests talk to it over real sockets only.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -145,6 +145,7 @@ class Server:
     http: aiohttp.ClientSession
     gates: Gates
     stopped: bool = field(default=False)
+    logs: list[MutableMapping[str, Any]] = field(default_factory=list)
 
     @property
     def host(self) -> str:
@@ -233,7 +234,9 @@ async def serve(
     """
     gates = Gates()
     checker = OpenApiChecker()
-    with capture_logs(processors=[structlog.processors.format_exc_info]) as logs:
+    with capture_logs(
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.format_exc_info]
+    ) as logs:
         async with Supervisor(
             plugins=plugins(gates), concurrency=concurrency, shutdown_grace_s=0, **supervisor_kw
         ) as sup:
@@ -247,7 +250,7 @@ async def serve(
                 await site.start()
                 host, port = runner.addresses[0][:2]
                 async with aiohttp.ClientSession() as http:
-                    server = Server(sup, runner, f"http://{host}:{port}", http, gates)
+                    server = Server(sup, runner, f"http://{host}:{port}", http, gates, logs=logs)
                     yield server
             finally:
                 if server is not None:

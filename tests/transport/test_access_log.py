@@ -1,0 +1,37 @@
+"""The access log: one line per request, under a request id the response carries."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.transport.conftest import auth, serve
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_each_request_gets_its_own_id_and_one_log_line() -> None:
+    """Requests without an id get distinct ones, logged with route, status, principal, duration."""
+    async with serve() as server:
+        ids = []
+        for _ in range(2):
+            async with server.http.get(server.url("/v1/tools"), headers=auth("alice")) as resp:
+                assert resp.status == 200
+                ids.append(resp.headers["X-Request-ID"])
+        assert len(set(ids)) == 2
+        lines = [entry for entry in server.logs if entry["event"] == "request"]
+        assert [line["request_id"] for line in lines] == ids
+        for line in lines:
+            assert line["method"] == "GET"
+            assert line["route"] == "/v1/tools"
+            assert line["status"] == 200
+            assert line["principal"] == "alice"
+            assert line["duration_ms"] >= 0
+
+
+async def test_a_given_request_id_is_kept() -> None:
+    """An X-Request-ID sent by the client is echoed and logged instead of a new one."""
+    async with serve() as server:
+        headers = {**auth("alice"), "X-Request-ID": "trace-42"}
+        async with server.http.get(server.url("/v1/tools"), headers=headers) as resp:
+            assert resp.headers["X-Request-ID"] == "trace-42"
+        assert [e["request_id"] for e in server.logs if e["event"] == "request"] == ["trace-42"]
