@@ -8,7 +8,8 @@ first row; the record itself as msgspec JSON; the columns listings filter on) an
 (rowid = the event's global offset; the CloudEvent as JSON). Indexes used by each query:
 
 - listing newest first: ``jobs_id`` (no filter), ``jobs_state``, ``jobs_tool``, ``jobs_plugin``,
-  ``jobs_owner`` — each ``(column, id)``, so a filtered page is one index range read backwards;
+  ``jobs_owner`` — each ``(column, id)`` — and (v2) ``jobs_owner_state`` ``(owner, state, id)``
+  for a principal's listing by state, so a filtered page is one index range read backwards;
 - idempotency: ``jobs_idempotency`` (unique per owner and key; only keyed jobs have an entry);
 - recovery: ``jobs_state`` for queued and running;
 - retention: ``jobs_state`` for the oldest finished jobs of each terminal state, and (v2)
@@ -60,7 +61,8 @@ def _v1(db: sqlite3.Connection) -> None:
 
 
 def _v2(db: sqlite3.Connection) -> None:
-    """Retention: when each finished job ended, indexed (only finished jobs have an entry)."""
+    """Retention: when each finished job ended, indexed (only finished jobs have an entry); and
+    a principal's jobs by state, so a tenant's listing of a rare state reads only those rows."""
     db.execute("BEGIN IMMEDIATE")
     db.execute("ALTER TABLE jobs ADD COLUMN finished_at REAL")
     rows = db.execute(
@@ -71,6 +73,7 @@ def _v2(db: sqlite3.Connection) -> None:
         [(datetime.fromisoformat(at).timestamp(), seq) for seq, at in rows if at is not None],
     )
     db.execute("CREATE INDEX jobs_done_at ON jobs (finished_at) WHERE finished_at IS NOT NULL")
+    db.execute("CREATE INDEX jobs_owner_state ON jobs (owner, state, id)")
     db.execute("UPDATE schema_version SET version = 2")
     db.execute("COMMIT")
 

@@ -345,7 +345,7 @@ def test_listings_read_an_index_in_order(tmp_path: Path, query: JobQuery, index:
 @pytest.mark.parametrize(
     ("filters", "indexes"),
     [
-        ({"state": JobState.RUNNING, "owner": "alice"}, {"jobs_state", "jobs_owner"}),
+        ({"state": JobState.RUNNING, "owner": "alice"}, {"jobs_owner_state"}),
         ({"state": JobState.FAILED, "tool": "demo.echo"}, {"jobs_state", "jobs_tool"}),
     ],
     ids=str,
