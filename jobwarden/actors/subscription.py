@@ -162,13 +162,30 @@ class Subscription:
                 if replayed is not None:
                     batch.append(self._yielding(replayed))
             elif buffer:
-                while buffer and not self._done:
-                    event = self._take_buffered()
-                    if event is not None:
-                        batch.append(self._yielding(event))
+                self._drain_into(batch)
             else:
                 await self._wait_live()
         return batch
+
+    def _drain_into(self, batch: list[StreamEvent]) -> None:
+        """Move the buffered events into ``batch``, skipping those replay already yielded.
+
+        ``_take_buffered`` and ``_yielding`` event by event, unrolled: this runs for every event
+        delivered to every websocket or SSE connection.
+        """
+        buffer = self._buffer
+        last = self.last_offset
+        one_job = self.job_id is not None
+        while buffer:
+            event = buffer.popleft()
+            offset = event.offset
+            if offset > last:
+                last = offset
+                batch.append(event)
+                if one_job and event.data.state.terminal:
+                    self._done = True
+                    break
+        self.last_offset = last
 
     def _yielding(self, event: StreamEvent) -> StreamEvent:
         """Note that ``event`` is handed out: a job's stream ends after its terminal event."""

@@ -175,24 +175,21 @@ async def _websocket(
     # ones itself), so this writer and the handler's replies share the socket frame by frame.
     async def stream(sub: Subscribe, scope: anyio.CancelScope) -> None:
         with scope, suppress(ConnectionError):
-            await write_events(sub)
-
-    async def write_events(sub: Subscribe) -> None:
-        try:
-            async with _subscription(request, principal, sub) as events:
-                while batch := await events.batch():
-                    for event in batch:
-                        await ws.send_frame(encoded(event), WSMsgType.TEXT)
-        except SubscriberOverflow as exc:
-            behind = f"behind; resume with since={exc.last_offset}".encode()
-            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=behind)
-        except RequestError as exc:
-            await ws.send_frame(encoder.encode(exc.info()), WSMsgType.TEXT)
-        else:
-            if sub.job is not None or fixed_job is not None:
-                await ws.close(code=WSCloseCode.OK, message=b"job finished")
+            try:
+                async with _subscription(request, principal, sub) as events:
+                    while batch := await events.batch():
+                        for event in batch:
+                            await ws.send_frame(encoded(event), WSMsgType.TEXT)
+            except SubscriberOverflow as exc:
+                behind = f"behind; resume with since={exc.last_offset}".encode()
+                await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=behind)
+            except RequestError as exc:
+                await ws.send_frame(encoder.encode(exc.info()), WSMsgType.TEXT)
             else:
-                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                if sub.job is not None or fixed_job is not None:
+                    await ws.close(code=WSCloseCode.OK, message=b"job finished")
+                else:
+                    await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
     try:
         async with anyio.create_task_group() as tg:

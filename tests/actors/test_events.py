@@ -62,6 +62,37 @@ async def test_live_subscriber_then_replay_switch_is_seamless() -> None:
         assert seen == list(range(1, 1201))
 
 
+async def test_batches_across_the_replay_switch_have_no_duplicates_or_gaps() -> None:
+    """Batches taken while history replays and live events pile up hold every event once."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        for n in range(300):
+            await sup.submit("builtin.echo", {"text": str(n)})
+        seen: list[int] = []
+        more = range(300, 400)
+        async with sup.subscribe(since=0) as events:
+            while len(seen) < 1200:
+                seen.extend(event.offset for event in await events.batch())
+                if len(seen) >= 450 and more:
+                    for n in more:
+                        await sup.submit("builtin.echo", {"text": str(n)})
+                    more = range(0)
+        assert seen == list(range(1, 1201))
+
+
+async def test_batch_skips_live_events_that_replay_already_yielded() -> None:
+    """An event both replayed from the store and buffered live is in exactly one batch."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        await sup.wait((await sup.submit("builtin.echo", {"text": "old"})).id, timeout=5)
+        async with sup.subscribe(since=0) as events:
+            await sup.wait((await sup.submit("builtin.echo", {"text": "new"})).id, timeout=5)
+            seen: list[int] = []
+            while len(seen) < 6:
+                seen.extend(event.offset for event in await events.batch())
+            await sup.submit("builtin.echo", {"text": "later"})
+            seen.extend(event.offset for event in await events.batch())
+        assert seen == list(range(1, 8))
+
+
 async def test_since_none_means_only_new_events() -> None:
     """A global subscription without since starts after the newest event."""
     async with Supervisor(plugins=[builtin]) as sup:
