@@ -36,6 +36,7 @@ class GroupCommit(Generic[Op]):
         self._commit = commit
         self._open: _Batch[Op] = _Batch()
         self._in_flight: anyio.Event | None = None
+        # A limiter of its own: a commit never queues behind thread-mode tools in anyio's pool.
         self._limiter = anyio.CapacityLimiter(1)
         self.batches = 0
         self.ops = 0
