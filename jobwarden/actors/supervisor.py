@@ -26,6 +26,7 @@ from jobwarden.actors.states import JobState
 from jobwarden.actors.subscription import Subscription
 from jobwarden.actors.tool_runner import SHUTDOWN_REASON, ToolRunner
 from jobwarden.errors import (
+    ErrorInfo,
     InvalidRequest,
     JobFailed,
     JobFinished,
@@ -226,8 +227,11 @@ class Supervisor:
             idempotency_key=idempotency_key,
             timeout_s=timeout_s,
         )
+        refusal = self.registry.admit(spec.name)
+        if refusal is not None:
+            record = _circuit_open(record, refusal)
         bus = self.bus
-        event = bus.event(record, "queued", at=record.created_at)
+        event = bus.event(record, record.state.value, at=record.created_at)
         try:
             stored = await self.store.put(record, event)
         except StoreError as exc:
@@ -239,6 +243,9 @@ class Supervisor:
         if stored is not record:
             bus.abandon(event)
             return stored
+        if refusal is not None:
+            bus.deliver(event)
+            return record
         actor = JobActor(self, record, spec, args)
         # The runner is woken before the subscribers: it then gets the loop first, and a short
         # job's later events reach each subscriber in the same wake-up as its queued event.
@@ -423,6 +430,21 @@ class Supervisor:
         if self._phase == "new":
             return "the supervisor is not started: use `async with Supervisor(...)`"
         return "the supervisor is shutting down"
+
+
+def _circuit_open(record: JobRecord, reason: str) -> JobRecord:
+    """The job created already failed with ``circuit_open``: it never queues or runs, so no
+    transition happens and its one event is ``jobwarden.job.failed``."""
+    error = ErrorInfo(
+        type=OutcomeType.CIRCUIT_OPEN,
+        message=reason,
+        plugin=record.plugin,
+        tool=record.tool,
+        job_id=record.id,
+    )
+    return msgspec.structs.replace(
+        record, state=JobState.FAILED, error=error, finished_at=record.created_at
+    )
 
 
 def _only(group: BaseExceptionGroup[BaseException], exc: BaseException) -> bool:

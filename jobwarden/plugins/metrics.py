@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from jobwarden.plugins.circuit import CircuitStatus
+
 SUCCEEDED = "succeeded"
 TIMEOUT = "timeout"
 CANCELLED = "cancelled"
@@ -30,6 +32,7 @@ class ToolMetrics(msgspec.Struct, frozen=True):
     last_ms: float | None
     mean_ms: float | None
     p95_ms: float | None
+    circuit: CircuitStatus | None = None
 
 
 class MetricsCell:

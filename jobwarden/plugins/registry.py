@@ -10,7 +10,8 @@ from enum import StrEnum
 import msgspec
 
 from jobwarden.errors import NotFound, RegistrationError, ToolNotFound
-from jobwarden.plugins.metrics import MetricsCell, ToolMetrics
+from jobwarden.plugins.circuit import Circuit, CircuitState, CircuitStatus, Clock
+from jobwarden.plugins.metrics import SUCCEEDED, MetricsCell, ToolMetrics
 from jobwarden.plugins.tool import Plugin, Tool
 
 
@@ -46,12 +47,18 @@ class _Entry:
 
 
 class PluginRegistry:
-    """Holds plugins and tools; counts each execution (begin_execution, record_execution)."""
+    """Holds plugins and tools; counts each execution (begin_execution, record_execution).
 
-    def __init__(self, plugins: Iterable[Plugin] = ()) -> None:
+    Each outcome also feeds the tool's circuit breaker, if it has one; ``clock`` (wall-clock
+    seconds, ``time.time`` by default) is what the breakers read, so tests can move it.
+    """
+
+    def __init__(self, plugins: Iterable[Plugin] = (), *, clock: Clock = time.time) -> None:
         self._plugins: dict[str, _Entry] = {}
         self._tools: dict[str, Tool] = {}
         self._metrics: dict[str, MetricsCell] = {}
+        self._circuits: dict[str, Circuit] = {}
+        self._clock = clock
         for plugin in plugins:
             self.add(plugin)
 
@@ -66,6 +73,8 @@ class PluginRegistry:
         for tool in plugin.tools.values():
             self._tools[tool.name] = tool
             self._metrics[tool.name] = MetricsCell(tool.name)
+            if tool.circuit is not None:
+                self._circuits[tool.name] = Circuit(tool.name, tool.circuit, self._clock)
 
     def tool(self, name: str) -> Tool:
         """The tool called ``name`` (``plugin.tool``), or ``ToolNotFound``."""
@@ -87,13 +96,23 @@ class PluginRegistry:
         return self._entry(name).plugin
 
     def status(self, plugin: str) -> PluginStatus:
-        """The lifecycle state of ``plugin``."""
+        """The lifecycle state of ``plugin``: a running one is unavailable while a circuit of
+        one of its tools is not closed, with the circuits' reasons."""
         entry = self._entry(plugin)
+        state, reason = entry.state, entry.reason
+        if state is PluginLifecycle.RUNNING:
+            tripped = [
+                f"{c.tool}: {c.reason}"
+                for c in self.circuits(plugin)
+                if c.state is not CircuitState.CLOSED
+            ]
+            if tripped:
+                state, reason = PluginLifecycle.UNAVAILABLE, "; ".join(tripped)
         return PluginStatus(
             name=plugin,
             version=entry.plugin.version,
-            state=entry.state,
-            reason=entry.reason,
+            state=state,
+            reason=reason,
             loaded_at=datetime.fromtimestamp(entry.loaded_at, UTC),
             changed_at=datetime.fromtimestamp(entry.changed_at, UTC),
         )
@@ -110,11 +129,35 @@ class PluginRegistry:
     def record_execution(self, tool: str, outcome: str, duration_s: float) -> None:
         """Count one finished execution: ``outcome`` is ``succeeded`` or an error type."""
         self._metrics[tool].finish(outcome, duration_s)
+        circuit = self._circuits.get(tool)
+        if circuit is None:
+            return
+        if outcome == SUCCEEDED:
+            circuit.succeeded()
+        else:
+            circuit.failed(outcome)
+
+    def admit(self, tool: str) -> str | None:
+        """None if a call of ``tool`` may run now; else why its open circuit refuses it."""
+        circuit = self._circuits.get(tool)
+        return None if circuit is None else circuit.admit()
+
+    def circuits(self, plugin: str) -> list[CircuitStatus]:
+        """The circuit of each tool of ``plugin`` that has a breaker."""
+        return [
+            self._circuits[t.name].status()
+            for t in self._entry(plugin).plugin.tools.values()
+            if t.name in self._circuits
+        ]
 
     def metrics(self, tool: str) -> ToolMetrics:
-        """A snapshot of ``tool``'s metrics, or ``ToolNotFound``."""
+        """A snapshot of ``tool``'s metrics (with its circuit, if any), or ``ToolNotFound``."""
         self.tool(tool)
-        return self._metrics[tool].snapshot()
+        snapshot = self._metrics[tool].snapshot()
+        circuit = self._circuits.get(tool)
+        if circuit is None:
+            return snapshot
+        return msgspec.structs.replace(snapshot, circuit=circuit.status())
 
     def _entry(self, plugin: str) -> _Entry:
         try:

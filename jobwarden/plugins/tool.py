@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from jobwarden.errors import InvalidInput, RegistrationError
+from jobwarden.plugins.circuit import CircuitPolicy
 
 Mode = Literal["async", "thread"]
 MODES: tuple[str, ...] = typing.get_args(Mode)
@@ -33,6 +34,7 @@ class Tool:
     max_concurrency: int | None
     description: str
     retry_on_interrupt: bool = False
+    circuit: CircuitPolicy | None = None
     output_is_struct: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +94,9 @@ class Plugin:
         max_concurrency: int | None = None,
         description: str | None = None,
         retry_on_interrupt: bool = False,
+        circuit_failures: int | None = None,
+        circuit_window_s: float = 60.0,
+        circuit_cooldown_s: float = 30.0,
     ) -> Callable[[F], F]:
         """Decorator registering ``(inp: <Struct>, ctx: ToolContext) -> <output type>`` as a tool.
 
@@ -99,17 +104,27 @@ class Plugin:
         paragraph; ``timeout`` (seconds) applies per call unless a submit gives its own.
         ``retry_on_interrupt``: a call found running after a crash is run again (attempt + 1)
         instead of failing as ``interrupted``; say so only for tools that are safe to repeat.
+        ``circuit_failures``: open the tool's circuit breaker after that many consecutive
+        failures within ``circuit_window_s``, refusing calls for ``circuit_cooldown_s``
+        (None, the default: no breaker).
         """
 
         def register(fn: F) -> F:
+            tool_name = fn.__name__ if name is None else name
             self._add(
                 fn,
-                name=fn.__name__ if name is None else name,
+                name=tool_name,
                 timeout=timeout,
                 mode=mode,
                 max_concurrency=max_concurrency,
                 description=description,
                 retry_on_interrupt=retry_on_interrupt,
+                circuit=_circuit(
+                    f"tool {self.name}.{tool_name}",
+                    circuit_failures,
+                    circuit_window_s,
+                    circuit_cooldown_s,
+                ),
             )
             return fn
 
@@ -125,6 +140,7 @@ class Plugin:
         max_concurrency: int | None,
         description: str | None,
         retry_on_interrupt: bool,
+        circuit: CircuitPolicy | None,
     ) -> None:
         where = f"tool {self.name}.{name}"
         if not _NAME.match(name):
@@ -154,7 +170,20 @@ class Plugin:
             max_concurrency=max_concurrency,
             description=description if description is not None else doc.split("\n\n")[0],
             retry_on_interrupt=retry_on_interrupt,
+            circuit=circuit,
         )
+
+
+def _circuit(
+    where: str, failures: int | None, window_s: float, cooldown_s: float
+) -> CircuitPolicy | None:
+    """The breaker policy the decorator's options describe, or None when it has none."""
+    if failures is None:
+        return None
+    try:
+        return CircuitPolicy(failures=failures, window_s=window_s, cooldown_s=cooldown_s)
+    except ValueError as exc:
+        raise RegistrationError(f"{where}: {exc}") from exc
 
 
 def _signature_types(fn: Callable[..., Any], where: str) -> tuple[type[msgspec.Struct], Any]:

@@ -8,6 +8,7 @@ import msgspec
 
 from jobwarden.actors.states import JobState
 from jobwarden.errors import ErrorInfo
+from jobwarden.plugins.circuit import CircuitStatus
 from jobwarden.records import JobRecord
 
 MAX_TIMEOUT_S = 86_400.0
@@ -90,6 +91,7 @@ class PluginHealth(msgspec.Struct):
     last_ms: float | None
     avg_ms: float | None
     p95_ms: float | None
+    circuits: list[CircuitStatus] = msgspec.field(default_factory=list)
 
 
 class PluginsBody(msgspec.Struct):
