@@ -18,6 +18,7 @@ from anyio.abc import TaskGroup
 from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.event_bus import DEFAULT_SUBSCRIBER_BUFFER, EventBus
 from jobwarden.actors.job_actor import JobActor
+from jobwarden.actors.plugin_hooks import start_plugin, stop_plugin
 from jobwarden.actors.recovery import Recovered, recover
 from jobwarden.actors.restarts import RestartIntensity
 from jobwarden.actors.retention import Retainer, Retention
@@ -136,8 +137,12 @@ class Supervisor:
             tg.start_soon(self._runner_slot, threads)
         # Ready means every runner waits for work: the first jobs do not pay for their start-up.
         await self._scheduler.wait_runners_parked(self._concurrency)
-        for plugin in self.registry.plugins():
-            self.registry.set_lifecycle(plugin.name, PluginLifecycle.RUNNING)
+        registry = self.registry
+        for plugin in registry.plugins():
+            await start_plugin(registry, plugin)
+        for plugin in registry.plugins():
+            if registry.status(plugin.name).state is PluginLifecycle.INITIALIZED:
+                registry.set_lifecycle(plugin.name, PluginLifecycle.RUNNING)
         if self.store.durable:
             self.recovered = await recover(
                 self, self.registry, await self.store.unfinished(), self._admit
@@ -189,9 +194,7 @@ class Supervisor:
         self._deadlines.close()
         self.bus.close()
         for plugin in self.registry.plugins():
-            self.registry.set_lifecycle(
-                plugin.name, PluginLifecycle.UNAVAILABLE, "the supervisor stopped"
-            )
+            await stop_plugin(self.registry, plugin)
         await self.store.close()
         self._phase = "stopped"
 
@@ -210,7 +213,7 @@ class Supervisor:
         """
         if not self._accepting:
             raise ShuttingDown(self._not_accepting_reason(), tool=tool)
-        spec = self.registry.tool(tool)
+        spec = self.registry.available_tool(tool)
         args = spec.validate_input(input)
         if timeout_s is not None and not 0 < timeout_s < float("inf"):
             raise InvalidRequest("timeout_s must be a positive number of seconds", tool=tool)

@@ -21,12 +21,17 @@ from jobwarden.governance.findings import Finding
 ALLOWED_PLUGIN_CALLERS: tuple[str, ...] = (
     "jobwarden/actors/tool_runner.py",
     "jobwarden/actors/process_worker.py",
+    # Plugin startup/shutdown hooks are not tool calls: no job, input or deadline of a job's
+    # own, so they run beside the ToolRunner, each recorded by the registry's record_hook.
+    "jobwarden/actors/plugin_hooks.py",
 )
+# Registry calls that account for a plugin call in a finally: a tool's execution, a hook's end.
+_RECORDERS = frozenset({"record_execution", "record_hook"})
 
 RULES: Mapping[str, str] = {
     "JW000": "file cannot be parsed",
     "JW001": "plugin code called outside the allow-list",
-    "JW002": "plugin call not reached only under a try whose finally records metrics",
+    "JW002": "plugin call not reached only under a try whose finally records its outcome",
     "JW003": 'hard-coded "default" tool name',
     "JW004": "success/error used as a plugin lifecycle state",
     "JW005": "bare except or except BaseException without re-raise",
@@ -176,7 +181,7 @@ def plugin_code_outside_allow_list(src: Source) -> Iterator[Finding]:
 def _records_metrics(statements: list[ast.stmt]) -> bool:
     for node in _walk_local(statements):
         match node:
-            case ast.Call(func=ast.Attribute(attr="record_execution")):
+            case ast.Call(func=ast.Attribute(attr=attr)) if attr in _RECORDERS:
                 return True
     return False
 
@@ -244,7 +249,7 @@ def plugin_call_without_metrics(src: Source) -> Iterator[Finding]:
                 ref,
                 "JW002",
                 f"plugin call `{ast.unparse(ref)}` can run outside a try whose finally"
-                " calls record_execution",
+                " calls record_execution (or record_hook)",
             )
 
 

@@ -14,6 +14,8 @@ from jobwarden.plugins.circuit import Circuit, CircuitState, CircuitStatus, Cloc
 from jobwarden.plugins.metrics import SUCCEEDED, MetricsCell, ToolMetrics
 from jobwarden.plugins.tool import Plugin, Tool
 
+STOPPED = "the supervisor stopped"
+
 
 class PluginLifecycle(StrEnum):
     """Where a plugin is in its life. Success and error are metrics, never lifecycle states."""
@@ -34,12 +36,16 @@ class PluginStatus(msgspec.Struct, frozen=True):
     reason: str | None
     loaded_at: datetime
     changed_at: datetime
+    description: str = ""
+    tools: tuple[str, ...] = ()
 
 
 class _Entry:
+    """A registered plugin, or (``plugin`` None) one that failed to load, named by its source."""
+
     __slots__ = ("changed_at", "loaded_at", "plugin", "reason", "state")
 
-    def __init__(self, plugin: Plugin) -> None:
+    def __init__(self, plugin: Plugin | None) -> None:
         self.plugin = plugin
         self.state = PluginLifecycle.LOADED
         self.reason: str | None = None
@@ -76,6 +82,16 @@ class PluginRegistry:
             if tool.circuit is not None:
                 self._circuits[tool.name] = Circuit(tool.name, tool.circuit, self._clock)
 
+    def add_failed(self, source: str, reason: str) -> None:
+        """Record a plugin that could not be loaded (``source``: its ``module:attr``) as failed.
+
+        It has no tools; it shows in ``plugin_names`` and ``status`` with the reason.
+        """
+        if source in self._plugins:
+            raise RegistrationError(f"plugin {source!r} is already registered")
+        entry = self._plugins[source] = _Entry(None)
+        entry.state, entry.reason = PluginLifecycle.FAILED, reason
+
     def tool(self, name: str) -> Tool:
         """The tool called ``name`` (``plugin.tool``), or ``ToolNotFound``."""
         try:
@@ -83,22 +99,44 @@ class PluginRegistry:
         except KeyError:
             raise ToolNotFound(f"no tool named {name!r}", tool=name) from None
 
+    def available_tool(self, name: str) -> Tool:
+        """The tool called ``name`` if it may take jobs: ``ToolNotFound`` if there is none, or
+        if its plugin failed (to start), with the plugin's reason."""
+        tool = self.tool(name)
+        entry = self._plugins[tool.plugin]
+        if entry.state is PluginLifecycle.FAILED:
+            raise ToolNotFound(
+                f"tool {name!r} is unavailable: plugin {tool.plugin!r} failed: {entry.reason}",
+                details={"reason": "plugin_failed"},
+                plugin=tool.plugin,
+                tool=name,
+            )
+        return tool
+
     def tools(self) -> list[Tool]:
         """Every registered tool, in registration order."""
         return list(self._tools.values())
 
     def plugins(self) -> list[Plugin]:
-        """Every registered plugin, in registration order."""
-        return [entry.plugin for entry in self._plugins.values()]
+        """Every loaded plugin, in registration order."""
+        return [entry.plugin for entry in self._plugins.values() if entry.plugin is not None]
+
+    def plugin_names(self) -> list[str]:
+        """The name of every plugin, loaded or failed to load, in registration order."""
+        return list(self._plugins)
 
     def plugin(self, name: str) -> Plugin:
-        """The plugin called ``name``, or ``NotFound``."""
-        return self._entry(name).plugin
+        """The plugin called ``name``, or ``NotFound`` (also for one that failed to load)."""
+        entry = self._entry(name)
+        if entry.plugin is None:
+            raise NotFound(f"plugin {name!r} failed to load: {entry.reason}", plugin=name)
+        return entry.plugin
 
     def status(self, plugin: str) -> PluginStatus:
         """The lifecycle state of ``plugin``: a running one is unavailable while a circuit of
         one of its tools is not closed, with the circuits' reasons."""
         entry = self._entry(plugin)
+        loaded = entry.plugin
         state, reason = entry.state, entry.reason
         if state is PluginLifecycle.RUNNING:
             tripped = [
@@ -110,17 +148,32 @@ class PluginRegistry:
                 state, reason = PluginLifecycle.UNAVAILABLE, "; ".join(tripped)
         return PluginStatus(
             name=plugin,
-            version=entry.plugin.version,
+            version=loaded.version if loaded else "",
             state=state,
             reason=reason,
             loaded_at=datetime.fromtimestamp(entry.loaded_at, UTC),
             changed_at=datetime.fromtimestamp(entry.changed_at, UTC),
+            description=loaded.description if loaded else "",
+            tools=tuple(t.name for t in loaded.tools.values()) if loaded else (),
         )
 
     def set_lifecycle(self, plugin: str, state: PluginLifecycle, reason: str | None = None) -> None:
         """Move ``plugin`` to ``state`` with an optional reason."""
         entry = self._entry(plugin)
         entry.state, entry.reason, entry.changed_at = state, reason, time.time()
+
+    def record_hook(self, plugin: str, hook: str, error: str | None) -> None:
+        """Record how ``plugin``'s ``startup`` or ``shutdown`` hook ended (``error``: why it
+        failed). A startup makes it initialized, or failed with the reason; a shutdown leaves
+        it unavailable, with the hook's error if any."""
+        if hook == "startup":
+            if error is None:
+                self.set_lifecycle(plugin, PluginLifecycle.INITIALIZED)
+            else:
+                self.set_lifecycle(plugin, PluginLifecycle.FAILED, f"startup hook {error}")
+            return
+        reason = STOPPED if error is None else f"{STOPPED}; its shutdown hook {error}"
+        self.set_lifecycle(plugin, PluginLifecycle.UNAVAILABLE, reason)
 
     def begin_execution(self, tool: str) -> None:
         """Count an execution of ``tool`` as in flight."""
@@ -144,11 +197,9 @@ class PluginRegistry:
 
     def circuits(self, plugin: str) -> list[CircuitStatus]:
         """The circuit of each tool of ``plugin`` that has a breaker."""
-        return [
-            self._circuits[t.name].status()
-            for t in self._entry(plugin).plugin.tools.values()
-            if t.name in self._circuits
-        ]
+        loaded = self._entry(plugin).plugin
+        tools = loaded.tools.values() if loaded else ()
+        return [self._circuits[t.name].status() for t in tools if t.name in self._circuits]
 
     def metrics(self, tool: str) -> ToolMetrics:
         """A snapshot of ``tool``'s metrics (with its circuit, if any), or ``ToolNotFound``."""

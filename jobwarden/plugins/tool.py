@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -17,6 +17,8 @@ from jobwarden.plugins.circuit import CircuitPolicy
 Mode = Literal["async", "thread"]
 MODES: tuple[str, ...] = typing.get_args(Mode)
 F = TypeVar("F", bound=Callable[..., Any])
+Hook = Callable[[], Awaitable[None]]
+H = TypeVar("H", bound=Hook)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
@@ -72,7 +74,11 @@ class Tool:
 
 
 class Plugin:
-    """A named, versioned group of tools, declared with ``@plugin.tool(...)``."""
+    """A named, versioned group of tools, declared with ``@plugin.tool(...)``.
+
+    ``@plugin.on_startup`` and ``@plugin.on_shutdown`` register an optional ``async def()`` each,
+    run by the supervisor when it starts and stops.
+    """
 
     def __init__(self, name: str, *, version: str = "0.0.0", description: str = "") -> None:
         if not _NAME.match(name):
@@ -81,6 +87,23 @@ class Plugin:
         self.version = version
         self.description = description
         self.tools: dict[str, Tool] = {}
+        self.startup_hook: Hook | None = None
+        self.shutdown_hook: Hook | None = None
+
+    def on_startup(self, fn: H) -> H:
+        """Decorator: ``fn`` runs once as the supervisor starts; if it raises, the plugin is
+        failed and its tools refuse jobs."""
+        if self.startup_hook is not None:
+            raise RegistrationError(f"plugin {self.name}: a startup hook is already registered")
+        self.startup_hook = _checked_hook(f"plugin {self.name}: on_startup", fn)
+        return fn
+
+    def on_shutdown(self, fn: H) -> H:
+        """Decorator: ``fn`` runs once as the supervisor stops (not after a failed startup)."""
+        if self.shutdown_hook is not None:
+            raise RegistrationError(f"plugin {self.name}: a shutdown hook is already registered")
+        self.shutdown_hook = _checked_hook(f"plugin {self.name}: on_shutdown", fn)
+        return fn
 
     def __repr__(self) -> str:
         return f"Plugin({self.name!r}, version={self.version!r}, tools={list(self.tools)})"
@@ -172,6 +195,20 @@ class Plugin:
             retry_on_interrupt=retry_on_interrupt,
             circuit=circuit,
         )
+
+
+def _checked_hook(where: str, fn: Hook) -> Hook:
+    """``fn`` if it is an ``async def`` that needs no arguments, else ``RegistrationError``."""
+    if not inspect.iscoroutinefunction(fn):
+        raise RegistrationError(f"{where} needs an async def")
+    required = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if required:
+        raise RegistrationError(f"{where}: the hook takes no arguments")
+    return fn
 
 
 def _circuit(

@@ -12,6 +12,7 @@ from aiohttp import web
 from jobwarden import __version__
 from jobwarden.actors.supervisor import SupervisorStatistics
 from jobwarden.errors import ErrorEnvelope
+from jobwarden.plugins.manifest import PluginManifest
 from jobwarden.plugins.metrics import ToolMetrics
 from jobwarden.transport import seed_routes as seed
 from jobwarden.transport import wire
@@ -49,6 +50,12 @@ OPERATIONS: tuple[Op, ...] = (
         "/v1/plugins/{name}/health",
         "One plugin's state and metrics",
         {200: wire.PluginHealth, 404: ErrorEnvelope},
+    ),
+    Op(
+        "get",
+        "/v1/plugins/{name}/manifest",
+        "One plugin's manifest: tools with schemas, modes, timeouts, hooks",
+        {200: PluginManifest, 404: ErrorEnvelope},
     ),
     Op(
         "post",

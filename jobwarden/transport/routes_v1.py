@@ -9,6 +9,7 @@ from aiohttp import web
 
 from jobwarden import __version__
 from jobwarden.actors.states import JobState
+from jobwarden.plugins.manifest import manifest
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool
 from jobwarden.store.base import MAX_PAGE, JobQuery
@@ -70,7 +71,7 @@ async def list_plugins(request: web.Request) -> web.Response:
     authorize(request, READ)
     registry = request.app[SUPERVISOR].registry
     return json_response(
-        PluginsBody(plugins=[_plugin_health(registry, p.name) for p in registry.plugins()])
+        PluginsBody(plugins=[_plugin_health(registry, name) for name in registry.plugin_names()])
     )
 
 
@@ -81,6 +82,14 @@ async def plugin_health(request: web.Request) -> web.Response:
     return json_response(
         _plugin_health(request.app[SUPERVISOR].registry, request.match_info["name"])
     )
+
+
+@routes.get("/v1/plugins/{name}/manifest")
+async def plugin_manifest(request: web.Request) -> web.Response:
+    """One plugin's manifest; 404 not_found for an unknown plugin or one that failed to load."""
+    authorize(request, READ)
+    registry = request.app[SUPERVISOR].registry
+    return json_response(manifest(registry.plugin(request.match_info["name"])))
 
 
 @routes.post("/v1/jobs")
@@ -190,8 +199,7 @@ def _tool_body(tool: Tool) -> ToolBody:
 
 def _plugin_health(registry: PluginRegistry, name: str) -> PluginHealth:
     status = registry.status(name)
-    plugin = registry.plugin(name)
-    snapshots = [registry.metrics(t.name) for t in plugin.tools.values()]
+    snapshots = [registry.metrics(tool) for tool in status.tools]
     calls = sum(m.calls for m in snapshots)
     used = [m for m in snapshots if m.last_used is not None]
     latest = max(used, key=lambda m: m.last_used) if used else None  # type: ignore[arg-type,return-value]
@@ -200,11 +208,11 @@ def _plugin_health(registry: PluginRegistry, name: str) -> PluginHealth:
     return PluginHealth(
         name=name,
         version=status.version,
-        description=plugin.description,
+        description=status.description,
         state=status.state,
         reason=status.reason,
         uptime_s=round(time.time() - status.loaded_at.timestamp(), 3),
-        tools=[t.name for t in plugin.tools.values()],
+        tools=list(status.tools),
         success_count=sum(m.successes for m in snapshots),
         error_count=sum(m.errors for m in snapshots),
         timeout_count=sum(m.timeouts for m in snapshots),

@@ -38,6 +38,7 @@ KEYED_ROUTES: list[tuple[str, str, Any, dict[str, str]]] = [
     ("GET", "/v1/tools/builtin.echo", None, {}),
     ("GET", "/v1/plugins", None, {}),
     ("GET", "/v1/plugins/builtin/health", None, {}),
+    ("GET", "/v1/plugins/builtin/manifest", None, {}),
     ("POST", "/v1/jobs", {"tool": "builtin.echo", "input": {"text": "x"}}, {}),
     ("GET", "/v1/jobs", None, {}),
     ("GET", "/v1/jobs/{job}", None, {}),

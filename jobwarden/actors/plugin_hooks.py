@@ -1,0 +1,51 @@
+"""Plugin start-up and shutdown hooks, run by the supervisor.
+
+Hooks are plugin code, so they are called here, a module the governance scanner allows to call
+plugin code, each under a ``finally`` that records how it ended in the registry (``record_hook``):
+the plugin's lifecycle says whether it started, and why not. A hook that raises or overruns
+``HOOK_TIMEOUT_S`` fails only its own plugin; the rest of the server runs.
+"""
+
+from __future__ import annotations
+
+import anyio
+import structlog
+
+from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
+from jobwarden.plugins.tool import Plugin
+
+log = structlog.get_logger("jobwarden.plugins")
+HOOK_TIMEOUT_S = 30.0
+INTERRUPTED = "was interrupted"
+
+
+async def start_plugin(registry: PluginRegistry, plugin: Plugin) -> None:
+    """Run ``plugin``'s startup hook, if any: initialized if it returns, else failed."""
+    error: str | None = INTERRUPTED
+    try:
+        with anyio.move_on_after(HOOK_TIMEOUT_S) as scope:
+            if plugin.startup_hook is not None:
+                await plugin.startup_hook()
+        error = f"did not finish within {HOOK_TIMEOUT_S:g}s" if scope.cancelled_caught else None
+    except Exception as exc:
+        log.exception("plugin startup hook raised", plugin=plugin.name)
+        error = f"raised {type(exc).__name__}: {exc}"
+    finally:
+        registry.record_hook(plugin.name, "startup", error)
+
+
+async def stop_plugin(registry: PluginRegistry, plugin: Plugin) -> None:
+    """Run ``plugin``'s shutdown hook, unless it failed to start; it ends unavailable."""
+    if registry.status(plugin.name).state is PluginLifecycle.FAILED:
+        return
+    error: str | None = INTERRUPTED
+    try:
+        with anyio.move_on_after(HOOK_TIMEOUT_S) as scope:
+            if plugin.shutdown_hook is not None:
+                await plugin.shutdown_hook()
+        error = f"did not finish within {HOOK_TIMEOUT_S:g}s" if scope.cancelled_caught else None
+    except Exception as exc:
+        log.exception("plugin shutdown hook raised", plugin=plugin.name)
+        error = f"raised {type(exc).__name__}: {exc}"
+    finally:
+        registry.record_hook(plugin.name, "shutdown", error)

@@ -1,0 +1,144 @@
+"""Plugin startup and shutdown hooks, run by the supervisor at start and stop."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from jobwarden import Plugin, PluginLifecycle, PluginRegistry, Supervisor, ToolContext, errors
+from jobwarden.actors import plugin_hooks
+from tests.plugins.test_registry import Text
+
+pytestmark = pytest.mark.anyio
+
+
+class HookFailed(RuntimeError):
+    """Raised by a hook on purpose."""
+
+
+def hooked_plugin(
+    name: str, calls: list[str], *, fail_start: bool = False, fail_stop: bool = False
+) -> Plugin:
+    """A plugin with one ``echo`` tool whose hooks append to ``calls`` and raise on request."""
+    plugin = Plugin(name, version="1.0.0")
+
+    @plugin.tool()
+    async def echo(inp: Text, ctx: ToolContext) -> Text:
+        return inp
+
+    @plugin.on_startup
+    async def start() -> None:
+        calls.append(f"{name} start")
+        if fail_start:
+            raise HookFailed("no database")
+
+    @plugin.on_shutdown
+    async def stop() -> None:
+        calls.append(f"{name} stop")
+        if fail_stop:
+            raise HookFailed("could not flush")
+
+    return plugin
+
+
+async def test_hooks_run_at_start_and_stop_and_set_the_lifecycle() -> None:
+    """A successful startup hook makes the plugin initialized, then running; shutdown runs last."""
+    calls: list[str] = []
+    first = hooked_plugin("first", calls)
+    second = Plugin("second")
+    seen: list[PluginLifecycle] = []
+
+    @second.on_startup
+    async def look() -> None:
+        seen.append(registry.status("first").state)
+
+    registry = PluginRegistry([first, second])
+    async with Supervisor(registry=registry) as sup:
+        assert calls == ["first start"]
+        assert seen == [PluginLifecycle.INITIALIZED]
+        assert sup.registry.status("first").state is PluginLifecycle.RUNNING
+        assert sup.registry.status("second").state is PluginLifecycle.RUNNING
+        assert await sup.run("first.echo", {"text": "hi"}) == {"text": "hi"}
+    assert calls == ["first start", "first stop"]
+    status = registry.status("first")
+    assert (status.state, status.reason) == (PluginLifecycle.UNAVAILABLE, "the supervisor stopped")
+
+
+async def test_a_startup_hook_that_raises_fails_only_its_plugin() -> None:
+    """Its plugin is failed with the reason, its tools refuse jobs, the other plugin runs."""
+    calls: list[str] = []
+    registry = PluginRegistry(
+        [hooked_plugin("broken", calls, fail_start=True), hooked_plugin("healthy", calls)]
+    )
+    async with Supervisor(registry=registry) as sup:
+        status = sup.registry.status("broken")
+        assert status.state is PluginLifecycle.FAILED
+        assert status.reason == "startup hook raised HookFailed: no database"
+        with pytest.raises(errors.ToolNotFound) as refused:
+            await sup.submit("broken.echo", {"text": "x"})
+        assert refused.value.details == {"reason": "plugin_failed"}
+        assert "plugin 'broken' failed: startup hook raised HookFailed" in refused.value.message
+        assert await sup.run("healthy.echo", {"text": "ok"}) == {"text": "ok"}
+    assert calls == ["broken start", "healthy start", "healthy stop"]
+    assert registry.status("broken").state is PluginLifecycle.FAILED
+
+
+async def test_a_shutdown_hook_that_raises_is_recorded_and_the_stop_completes() -> None:
+    """The plugin ends unavailable with the hook's error in its reason."""
+    calls: list[str] = []
+    registry = PluginRegistry([hooked_plugin("leaky", calls, fail_stop=True)])
+    async with Supervisor(registry=registry):
+        pass
+    status = registry.status("leaky")
+    assert status.state is PluginLifecycle.UNAVAILABLE
+    assert status.reason == (
+        "the supervisor stopped; its shutdown hook raised HookFailed: could not flush"
+    )
+
+
+async def test_hooks_that_overrun_their_time_are_abandoned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A startup hook past HOOK_TIMEOUT_S fails its plugin; a late shutdown hook is cut off."""
+    monkeypatch.setattr(plugin_hooks, "HOOK_TIMEOUT_S", 0.001)
+    slow_start, slow_stop = Plugin("slow_start"), Plugin("slow_stop")
+
+    @slow_start.on_startup
+    async def hang() -> None:
+        await anyio.sleep_forever()
+
+    @slow_stop.on_shutdown
+    async def hang_too() -> None:
+        await anyio.sleep_forever()
+
+    registry = PluginRegistry([slow_start, slow_stop])
+    async with Supervisor(registry=registry):
+        assert registry.status("slow_start").reason == "startup hook did not finish within 0.001s"
+    assert registry.status("slow_stop").reason == (
+        "the supervisor stopped; its shutdown hook did not finish within 0.001s"
+    )
+
+
+def test_a_hook_must_be_an_async_def_without_arguments_and_registered_once() -> None:
+    """Each misdeclared hook fails at registration with RegistrationError."""
+    plugin = Plugin("demo")
+
+    def plain() -> None:
+        return None
+
+    async def needs(arg: int) -> None:
+        return None
+
+    async def fine(*args: int, flag: bool = False) -> None:
+        return None
+
+    with pytest.raises(errors.RegistrationError, match="on_startup needs an async def"):
+        plugin.on_startup(plain)  # type: ignore[type-var]
+    with pytest.raises(errors.RegistrationError, match="on_shutdown: the hook takes no arguments"):
+        plugin.on_shutdown(needs)  # type: ignore[type-var]
+    plugin.on_startup(fine)
+    plugin.on_shutdown(fine)
+    with pytest.raises(errors.RegistrationError, match="a startup hook is already registered"):
+        plugin.on_startup(fine)
+    with pytest.raises(errors.RegistrationError, match="a shutdown hook is already registered"):
+        plugin.on_shutdown(fine)

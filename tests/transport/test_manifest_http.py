@@ -1,0 +1,58 @@
+"""GET /v1/plugins/{name}/manifest, and failed plugins in the plugin listing."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobwarden import PluginRegistry
+from tests.transport.conftest import auth, expect_error, serve
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_the_manifest_route_answers_a_plugins_manifest() -> None:
+    """A known plugin's manifest lists its tools with schemas, modes and timeouts."""
+    async with serve() as srv:
+        body = await srv.get_json("reader", "/v1/plugins/imaging/manifest")
+    assert (body["name"], body["version"], body["description"]) == (
+        "imaging",
+        "2.1.0",
+        "Looks at images.",
+    )
+    assert body["hooks"] == []
+    tools = {t["name"]: t for t in body["tools"]}
+    assert next(iter(tools)) == "imaging.describe"
+    describe = tools["imaging.describe"]
+    assert (describe["mode"], describe["timeout_s"], describe["circuit"]) == ("async", 10, None)
+    assert describe["input_schema"]["$defs"]["ImageIn"]["required"] == ["image_bytes", "mime_type"]
+    assert "output_schema" in describe
+
+
+async def test_an_unknown_plugins_manifest_is_a_404_envelope() -> None:
+    """An unknown plugin's manifest answers 404 not_found; without a key, 401."""
+    async with serve() as srv:
+        async with srv.http.get(srv.url("/v1/plugins/nope/manifest"), headers=auth("reader")) as r:
+            error = await expect_error(r, 404, "not_found")
+        async with srv.http.get(srv.url("/v1/plugins/imaging/manifest")) as r:
+            await expect_error(r, 401, "unauthorized")
+    assert error["plugin"] == "nope"
+
+
+async def test_a_plugin_that_failed_to_load_is_listed_and_has_no_manifest() -> None:
+    """/v1/plugins shows it failed with the reason; its health answers; its manifest is a 404."""
+    registry = PluginRegistry()
+    registry.add_failed("broken_mod:plugin", "ModuleNotFoundError: No module named 'broken_mod'")
+    async with serve(registry=registry) as srv:
+        listed = await srv.get_json("reader", "/v1/plugins")
+        health = await srv.get_json("reader", "/v1/plugins/broken_mod:plugin/health")
+        path = "/v1/plugins/broken_mod:plugin/manifest"
+        async with srv.http.get(srv.url(path), headers=auth("reader")) as r:
+            error = await expect_error(r, 404, "not_found")
+    failed = {p["name"]: p for p in listed["plugins"]}["broken_mod:plugin"]
+    assert {k: v for k, v in failed.items() if k != "uptime_s"} == {
+        k: v for k, v in health.items() if k != "uptime_s"
+    }
+    assert failed["state"] == "failed"
+    assert failed["reason"] == "ModuleNotFoundError: No module named 'broken_mod'"
+    assert (failed["tools"], failed["circuits"], failed["success_count"]) == ([], [], 0)
+    assert "failed to load: ModuleNotFoundError" in error["message"]
