@@ -1,17 +1,20 @@
-"""The ``jobwarden`` command line: ``serve`` and ``scan``."""
+"""The ``jobwarden`` command line: ``serve``, ``tools`` and ``scan``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 
 import anyio
+import msgspec
 
 from jobwarden.errors import StoreError, SupervisorCrashed
 from jobwarden.governance import scanner
-from jobwarden.server import DEFAULT_STORE, ConfigError, ServeOptions, serve
+from jobwarden.plugins.listing import failures, render_json, render_text
+from jobwarden.server import DEFAULT_STORE, ConfigError, ServeOptions, load_registry, serve
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -27,15 +30,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=_env("STORE", DEFAULT_STORE),
         help=f"memory:// or sqlite:///path.db[?synchronous=full|normal] ({DEFAULT_STORE})",
     )
-    serve_cmd.add_argument(
-        "--plugin",
-        action="append",
-        default=[p for p in (_env("PLUGINS") or "").split(",") if p],
-        help="module:attr of a Plugin to load (repeatable; JOBWARDEN_PLUGINS is comma-separated)",
-    )
-    serve_cmd.add_argument(
-        "--no-builtin", action="store_true", default=_env("NO_BUILTIN") in {"1", "true", "yes"}
-    )
+    _plugin_arguments(serve_cmd)
     serve_cmd.add_argument("--keys-file", default=_env("KEYS_FILE"))
     serve_cmd.add_argument(
         "--log-format", choices=["json", "console"], default=_env("LOG_FORMAT", "console")
@@ -63,6 +58,58 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
 
+def _plugin_arguments(cmd: argparse.ArgumentParser) -> None:
+    """Which plugins to load: shared by ``serve`` and ``tools``, so both see the same set."""
+    cmd.add_argument(
+        "--plugin",
+        action="append",
+        default=[p for p in (_env("PLUGINS") or "").split(",") if p],
+        help="module:attr of a Plugin to load (repeatable; JOBWARDEN_PLUGINS is comma-separated)",
+    )
+    cmd.add_argument(
+        "--no-builtin", action="store_true", default=_env("NO_BUILTIN") in {"1", "true", "yes"}
+    )
+    cmd.add_argument(
+        "--config",
+        default=_env("CONFIG"),
+        help='TOML file with plugins = ["module:attr", ...] (JOBWARDEN_CONFIG)',
+    )
+    cmd.add_argument(
+        "--no-entry-points",
+        action="store_true",
+        default=_env("NO_ENTRY_POINTS") in {"1", "true", "yes"},
+        help="skip plugins installed in the jobwarden.plugins entry-point group",
+    )
+
+
+def _tools_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tools_cmd = sub.add_parser("tools", help="print the manifests of the plugins serve would load")
+    _plugin_arguments(tools_cmd)
+    tools_cmd.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
+def _tools(parsed: argparse.Namespace) -> int:
+    """Print the manifests; exit 1 if a plugin failed to load (the server would still run)."""
+    try:
+        # Importing plugins runs their code, and failures are logged: stdout is the listing's.
+        with contextlib.redirect_stdout(sys.stderr):
+            registry = load_registry(_plugin_options(parsed))
+    except ConfigError as exc:
+        sys.stderr.write(f"jobwarden tools: {exc}\n")
+        return 2
+    sys.stdout.write(render_json(registry) if parsed.json else render_text(registry))
+    return 1 if failures(registry) else 0
+
+
+def _plugin_options(parsed: argparse.Namespace) -> ServeOptions:
+    return ServeOptions(
+        plugins=tuple(parsed.plugin),
+        builtin=not parsed.no_builtin,
+        config=parsed.config,
+        entry_points=not parsed.no_entry_points,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jobwarden <command> ...`` and return its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -71,14 +118,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobwarden", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _tools_parser(sub)
     sub.add_parser("scan", help="run the governance scanner (see `jobwarden scan --help`)")
     parsed = parser.parse_args(args)
-    options = ServeOptions(
+    if parsed.command == "tools":
+        return _tools(parsed)
+    options = msgspec.structs.replace(
+        _plugin_options(parsed),
         host=parsed.host,
         port=parsed.port,
         store=parsed.store,
-        plugins=tuple(parsed.plugin),
-        builtin=not parsed.no_builtin,
         keys_file=parsed.keys_file,
         log_format=parsed.log_format,
         log_level=parsed.log_level,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gc
-import importlib
 import ipaddress
 import logging
 import os
 import signal
+import tomllib
 import urllib.parse
 from pathlib import Path
 
@@ -21,7 +21,8 @@ from jobwarden.actors.supervisor import Supervisor
 from jobwarden.errors import StoreError
 from jobwarden.logs import configure_logging
 from jobwarden.plugins.builtin import builtin
-from jobwarden.plugins.tool import Plugin
+from jobwarden.plugins.discovery import build_registry, discover
+from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.store.base import JobStore
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.sqlite import store_from_url as sqlite_store_from_url
@@ -41,6 +42,8 @@ class ServeOptions(msgspec.Struct, frozen=True):
     store: str = DEFAULT_STORE
     plugins: tuple[str, ...] = ()
     builtin: bool = True
+    config: str | None = None
+    entry_points: bool = True
     keys_file: str | None = None
     log_format: str = "console"
     log_level: str = "info"
@@ -73,19 +76,32 @@ def _parse_keys(text: str, source: str) -> KeyRing:
         raise ConfigError(str(exc)) from exc
 
 
-def load_plugins(options: ServeOptions) -> list[Plugin]:
-    """The builtin plugin (unless disabled) and each ``module:attr`` named."""
-    plugins = [builtin] if options.builtin else []
-    for spec in options.plugins:
-        module_name, _, attr = spec.partition(":")
-        try:
-            found = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise ConfigError(f"cannot load plugin {spec!r}: {exc}") from exc
-        if not isinstance(found, Plugin):
-            raise ConfigError(f"{spec!r} is a {type(found).__name__}, not a jobwarden Plugin")
-        plugins.append(found)
+def config_plugins(path: str | None) -> list[str]:
+    """The ``plugins = ["module:attr", ...]`` of a TOML config file (none without a file)."""
+    if path is None:
+        return []
+    try:
+        config = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(config) - {"plugins"})
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown keys {', '.join(unknown)}")
+    plugins = config.get("plugins", [])
+    if not (isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)):
+        raise ConfigError(f'config file {path}: plugins must be a list of "module:attr" strings')
     return plugins
+
+
+def load_registry(options: ServeOptions) -> PluginRegistry:
+    """The builtin plugin (unless disabled), the installed entry points (unless disabled), and
+    each ``module:attr`` from the flags and the config file; one that fails is registered as
+    failed with its reason, and the rest load."""
+    specs = [*options.plugins, *config_plugins(options.config)]
+    found = discover(specs, entry_points=options.entry_points)
+    return build_registry([builtin] if options.builtin else [], found)
 
 
 def open_store(url: str) -> JobStore:
@@ -139,7 +155,7 @@ async def serve(options: ServeOptions) -> None:
     configure_logging(options.log_format, level)
     keys = load_keys(options)
     check_bind(options.host, keys)
-    plugins = load_plugins(options)
+    registry = load_registry(options)
     store = open_store(options.store)
     if keys.open:
         log.warning(
@@ -147,7 +163,7 @@ async def serve(options: ServeOptions) -> None:
             host=options.host,
         )
     settings = ServerSettings(max_body_bytes=options.max_body_bytes)
-    async with Supervisor(plugins=plugins, store=store, retention=retention(options)) as sup:
+    async with Supervisor(registry=registry, store=store, retention=retention(options)) as sup:
         runner = web.AppRunner(create_app(sup, settings, keys), access_log=None)
         await runner.setup()
         try:

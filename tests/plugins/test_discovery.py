@@ -1,0 +1,156 @@
+"""Plugin discovery: entry points, module:attr names, config files, and every way one fails."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from jobwarden import PluginLifecycle, builtin, errors
+from jobwarden.plugins.discovery import (
+    ENTRY_POINT_GROUP,
+    Discovered,
+    PluginLoadError,
+    build_registry,
+    discover,
+    entry_point_specs,
+    load_spec,
+)
+from tests.plugins.test_registry import make_plugin
+
+GOOD = """
+import msgspec
+from jobwarden import Plugin, ToolContext
+
+class Text(msgspec.Struct):
+    text: str
+
+plugin = Plugin("{name}", version="3.0.0", description="Installed from a package.")
+
+@plugin.tool(timeout=2)
+async def shout(inp: Text, ctx: ToolContext) -> Text:
+    return Text(text=inp.text.upper())
+"""
+RAISING = "raise RuntimeError('cannot configure the plugin')\n"
+
+
+@dataclass
+class Installed:
+    """A tiny distribution on ``sys.path``: its modules' names and its plugin's name."""
+
+    good: str
+    raising: str
+    plugin: str
+
+
+@pytest.fixture
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Installed]:
+    """A dist-info with two ``jobwarden.plugins`` entry points: a good one, one that raises."""
+    tag = uuid.uuid4().hex[:8]
+    found = Installed(good=f"jw_good_{tag}", raising=f"jw_raising_{tag}", plugin=f"shop{tag}")
+    (tmp_path / f"{found.good}.py").write_text(GOOD.format(name=found.plugin))
+    (tmp_path / f"{found.raising}.py").write_text(RAISING)
+    dist = tmp_path / f"jw_shop_{tag}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: jw-shop-{tag}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        textwrap.dedent(
+            f"""\
+            [{ENTRY_POINT_GROUP}]
+            shop = {found.good}:plugin
+            broken = {found.raising}:plugin
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield found
+    for module in (found.good, found.raising):
+        sys.modules.pop(module, None)
+
+
+def test_installed_entry_points_are_discovered(installed: Installed) -> None:
+    """Both entry points are found; the good one loads, the raising one is a failure."""
+    specs = entry_point_specs()
+    assert ("shop", f"{installed.good}:plugin") in specs
+    assert ("broken", f"{installed.raising}:plugin") in specs
+    found = discover()
+    assert [(source, p.name) for source, p in found.plugins] == [
+        (f"{installed.good}:plugin", installed.plugin)
+    ]
+    assert found.failures == [
+        (
+            f"{installed.raising}:plugin",
+            f"importing {installed.raising} raised RuntimeError: cannot configure the plugin",
+        )
+    ]
+
+
+def test_entry_points_can_be_left_out(installed: Installed) -> None:
+    """discover(entry_points=False) loads only the names it is given."""
+    found = discover([f"{installed.good}:plugin"], entry_points=False)
+    assert [p.name for _, p in found.plugins] == [installed.plugin]
+    assert found.failures == []
+
+
+def test_a_broken_entry_point_never_stops_the_registry(installed: Installed) -> None:
+    """The registry holds builtin, the good plugin, and the broken one as failed, logged."""
+    with capture_logs() as logs:
+        registry = build_registry([builtin], discover())
+    assert registry.plugin_names()[:2] == ["builtin", installed.plugin]
+    assert registry.tool(f"{installed.plugin}.shout").timeout_s == 2
+    status = registry.status(f"{installed.raising}:plugin")
+    assert status.state is PluginLifecycle.FAILED
+    assert status.reason is not None
+    assert "RuntimeError: cannot configure the plugin" in status.reason
+    [entry] = [e for e in logs if e["event"] == "plugin failed to load"]
+    assert entry["log_level"] == "error"
+    assert entry["source"] == f"{installed.raising}:plugin"
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("no_colon_here", "'no_colon_here' is not of the form module:attr"),
+        (":attr", "':attr' is not of the form module:attr"),
+        ("json:", "'json:' is not of the form module:attr"),
+        ("jw_no_such_module_xyz:plugin", "importing jw_no_such_module_xyz raised ModuleNotFound"),
+        ("json:no_such_attr", "module json has no attribute 'no_such_attr'"),
+        ("json:dumps", "'json:dumps' is a function, not a jobwarden Plugin"),
+        ("jobwarden:builtin.tools", "'jobwarden:builtin.tools' is a dict, not a jobwarden Plugin"),
+    ],
+)
+def test_a_bad_module_attr_says_why(spec: str, reason: str) -> None:
+    """Each way a module:attr can fail gives a PluginLoadError with the reason."""
+    with pytest.raises(PluginLoadError) as caught:
+        load_spec(spec)
+    assert str(caught.value).startswith(reason)
+
+
+def test_a_dotted_attribute_is_followed() -> None:
+    """module:a.b reads attribute b of attribute a."""
+    assert load_spec("jobwarden.plugins.builtin:builtin") is builtin
+    assert load_spec("jobwarden:builtin") is builtin
+
+
+def test_a_name_clash_marks_the_later_plugin_failed() -> None:
+    """A discovered plugin whose name is taken is failed under its source; explicit ones raise."""
+    first, twin = make_plugin("alpha", "one"), make_plugin("alpha", "two")
+    registry = build_registry([first], Discovered(plugins=[("pkg:twin", twin)]))
+    assert registry.plugins() == [first]
+    assert registry.status("pkg:twin").reason == "plugin 'alpha' is already registered"
+    with pytest.raises(errors.RegistrationError):
+        build_registry([first, twin], Discovered())
+
+
+def test_the_same_plugin_reached_twice_is_registered_once() -> None:
+    """builtin given as an object and found again by name is one plugin, not a clash."""
+    found = discover(["jobwarden:builtin", "jobwarden:builtin"], entry_points=False)
+    assert len(found.plugins) == 1
+    registry = build_registry([builtin], found)
+    assert registry.plugin_names() == ["builtin"]

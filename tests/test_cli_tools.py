@@ -1,0 +1,100 @@
+"""`jobwarden tools` and the plugin config file: what the server would load, as text or JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jobwarden.cli import main
+from jobwarden.server import ConfigError, ServeOptions, config_plugins, load_registry
+
+
+def test_tools_prints_each_plugin_and_its_tools(capsys: pytest.CaptureFixture[str]) -> None:
+    """The text listing names each plugin with its version and each tool with mode and timeout."""
+    assert main(["tools", "--no-entry-points"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("builtin 1.0.0: Reference tools shipped with jobwarden.\n")
+    assert "  builtin.sha256 [thread, timeout 60s] Hash the given bytes" in out
+
+
+def test_tools_json_lists_manifests_and_failures(capsys: pytest.CaptureFixture[str]) -> None:
+    """--json prints one document; a plugin that fails is listed with its reason and exits 1."""
+    code = main(["tools", "--no-entry-points", "--plugin", "json:dumps", "--json"])
+    captured = capsys.readouterr()
+    listing = json.loads(captured.out)
+    assert code == 1
+    assert [p["name"] for p in listing["plugins"]] == ["builtin"]
+    echo = listing["plugins"][0]["tools"][0]
+    assert echo["name"] == "builtin.echo"
+    assert echo["input_schema"]["$defs"]["EchoIn"]["required"] == ["text"]
+    assert listing["failed"] == [
+        {"source": "json:dumps", "reason": "'json:dumps' is a function, not a jobwarden Plugin"}
+    ]
+    assert "plugin failed to load" in captured.err
+
+
+def test_tools_text_marks_failures_and_hooks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config file's plugins are listed too; failures end the text listing."""
+    config = tmp_path / "jobwarden.toml"
+    config.write_text('plugins = ["tests.actors.test_circuit_breaker:flaky_plugin", "nope_x:p"]\n')
+    code = main(["tools", "--no-entry-points", "--no-builtin", "--config", str(config)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.splitlines() == [
+        "FAILED tests.actors.test_circuit_breaker:flaky_plugin:"
+        " 'tests.actors.test_circuit_breaker:flaky_plugin' is a function, not a jobwarden Plugin",
+        "FAILED nope_x:p: importing nope_x raised ModuleNotFoundError: No module named 'nope_x'",
+    ]
+
+
+def test_a_plugin_with_hooks_and_a_breaker_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
+    """Hooks and the breaker show in the text listing."""
+    code = main(["tools", "--no-entry-points", "--no-builtin", "--plugin", "tests.cli_plugin:demo"])
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "demo 0.2.0 (hooks: startup, shutdown)",
+        "  demo.ping [async, no timeout, breaker after 3] Answer pong.",
+    ]
+
+
+def test_a_bad_config_file_stops_tools_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unreadable config file is a configuration error: exit 2 and the reason on stderr."""
+    assert main(["tools", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "cannot read config file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("plugins = [", "is not valid TOML"),
+        ('plugin = ["a:b"]', "unknown keys plugin"),
+        ('plugins = "a:b"', 'plugins must be a list of "module:attr" strings'),
+        ("plugins = [1]", 'plugins must be a list of "module:attr" strings'),
+    ],
+)
+def test_config_file_errors_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    """Invalid TOML, an unknown key or a wrong plugins value is a ConfigError naming the file."""
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        config_plugins(str(config))
+
+
+def test_the_registry_merges_flags_config_and_builtin(tmp_path: Path) -> None:
+    """load_registry takes builtin, the --plugin names, then the config file's."""
+    config = tmp_path / "c.toml"
+    config.write_text('plugins = ["tests.cli_plugin:demo"]\n')
+    assert config_plugins(str(config)) == ["tests.cli_plugin:demo"]
+    options = ServeOptions(plugins=("nope_y:p",), config=str(config), entry_points=False)
+    registry = load_registry(options)
+    assert registry.plugin_names() == ["builtin", "demo", "nope_y:p"]
+    assert config_plugins(None) == []
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert config_plugins(str(empty)) == []
