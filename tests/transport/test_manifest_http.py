@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 
-from jobwarden import PluginRegistry
+from jobwarden import Plugin, PluginRegistry, builtin
+from tests.actors.test_plugin_hooks import hooked_plugin
+from tests.fakes import Gates
 from tests.transport.conftest import auth, expect_error, serve
 
 pytestmark = pytest.mark.anyio
@@ -56,3 +60,25 @@ async def test_a_plugin_that_failed_to_load_is_listed_and_has_no_manifest() -> N
     assert failed["reason"] == "ModuleNotFoundError: No module named 'broken_mod'"
     assert (failed["tools"], failed["circuits"], failed["success_count"]) == ([], [], 0)
     assert "failed to load: ModuleNotFoundError" in error["message"]
+
+
+def failing_start(gates: Gates) -> Iterable[Plugin]:
+    """builtin, and ``hooked`` whose startup hook raises."""
+    return [builtin, hooked_plugin("hooked", [], fail_start=True)]
+
+
+async def test_a_plugin_whose_startup_failed_refuses_jobs_over_http() -> None:
+    """Its health says failed with the reason, its tools answer 404 tool_not_found, others run."""
+    async with serve(plugins=failing_start) as srv:
+        health = await srv.get_json("reader", "/v1/plugins/hooked/health")
+        found = await srv.get_json("reader", "/v1/plugins/hooked/manifest")
+        body = {"tool": "hooked.echo", "input": {"text": "x"}}
+        async with srv.http.post(srv.url("/v1/jobs"), json=body, headers=auth("alice")) as r:
+            error = await expect_error(r, 404, "tool_not_found")
+        job = await srv.submit("alice", "builtin.echo", {"text": "ok"}, wait=5)
+    assert health["state"] == "failed"
+    assert health["reason"] == "startup hook raised HookFailed: no database"
+    assert found["hooks"] == ["startup", "shutdown"]
+    assert error["details"] == {"reason": "plugin_failed"}
+    assert (error["plugin"], error["tool"]) == ("hooked", "hooked.echo")
+    assert job["state"] == "succeeded"
