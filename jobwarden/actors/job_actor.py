@@ -50,14 +50,16 @@ class JobHost(Protocol):
 
 
 class Started(msgspec.Struct, frozen=True):
-    """What a runner needs to execute a job it just started; ``deadline`` is on anyio's clock,
-    and ``limit_s`` is the limit it enforces (the attempt's timeout, or what is left of the
-    total), for the message when it is reached."""
+    """What a runner needs to execute a job it just started; ``deadline`` is on anyio's clock.
+
+    ``timeout_message`` says what the deadline is, for the error if it is reached: the attempt's
+    timeout, or the tool's total timeout when less of that is left.
+    """
 
     ctx: ToolContext
     args: msgspec.Struct
     deadline: float
-    limit_s: float | None = None
+    timeout_message: str = ""
 
 
 class _Start:
@@ -231,12 +233,13 @@ class JobActor:
             await self._end_unstarted(OutcomeType.TIMEOUT, self._queue_message())
             return None
         limit = record.timeout_s or self.tool.timeout_s
+        message = f"{self.tool.name} did not finish within {limit}s"
         left = self._total_left(now)
         if left is not None and left <= 0:
             await self._end_unstarted(OutcomeType.TIMEOUT, self._total_message())
             return None
         if left is not None and (limit is None or left < limit):
-            limit = left
+            limit, message = left, self._total_message()
         new = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=now)
         await self._change("running", new, at=now)
         self._ctx = ToolContext(
@@ -244,7 +247,7 @@ class JobActor:
         )
         self._host.job_started(self)
         deadline = clock + limit if limit else math.inf
-        return Started(ctx=self._ctx, args=self._args, deadline=deadline, limit_s=limit)
+        return Started(ctx=self._ctx, args=self._args, deadline=deadline, timeout_message=message)
 
     def attach_scope(self, scope: anyio.CancelScope) -> None:
         """The scope the tool call runs in; a cancel that came first applies to it at once."""
