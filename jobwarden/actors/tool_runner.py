@@ -110,12 +110,12 @@ class ToolRunner:
                     tool.func, started.args, ctx, abandon_on_cancel=True, limiter=self._threads
                 )
             if scope.cancel_called:
-                state, error = _stopped(actor, ctx.timed_out)
+                state, error = _stopped(actor, ctx.timed_out, started)
             else:
                 state, result, error = _checked_output(actor, value)
         except self._cancelled_exc:
             if scope.cancel_called:
-                state, error = _stopped(actor, ctx.timed_out)
+                state, error = _stopped(actor, ctx.timed_out, started)
             else:
                 state, error = (
                     JobState.CANCELLED,
@@ -126,7 +126,7 @@ class ToolRunner:
             raise
         except Exception as exc:
             if scope.cancel_called:
-                state, error = _stopped(actor, ctx.timed_out)
+                state, error = _stopped(actor, ctx.timed_out, started)
             else:
                 state, error = JobState.FAILED, _plugin_error(actor, exc)
         finally:
@@ -148,12 +148,13 @@ def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorIn
         return JobState.FAILED, None, actor.error(OutcomeType.INVALID_OUTPUT, message)
 
 
-def _stopped(actor: JobActor, timed_out: bool) -> tuple[JobState, ErrorInfo]:
+def _stopped(actor: JobActor, timed_out: bool, started: Started) -> tuple[JobState, ErrorInfo]:
     if not timed_out:
         return JobState.CANCELLED, actor.error(OutcomeType.CANCELLED, "cancelled while running")
     timeout = actor.record.timeout_s or actor.tool.timeout_s
-    message = f"{actor.tool.name} did not finish within {timeout}s"
-    return JobState.TIMED_OUT, actor.error(OutcomeType.TIMEOUT, message, timeout_s=timeout)
+    return JobState.TIMED_OUT, actor.error(
+        OutcomeType.TIMEOUT, started.timeout_message, timeout_s=timeout
+    )
 
 
 def _plugin_error(actor: JobActor, exc: Exception) -> ErrorInfo:

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from jobwarden.plugins.circuit import CircuitPolicy
+from jobwarden.plugins.retry import RetryPolicy
 from jobwarden.plugins.tool import Plugin, Tool
 
 
@@ -17,8 +18,11 @@ class ToolManifest(msgspec.Struct, frozen=True):
     description: str
     mode: str
     timeout_s: float | None
+    total_timeout_s: float | None
+    queue_timeout_s: float | None
     max_concurrency: int | None
     retry_on_interrupt: bool
+    retry: RetryPolicy | None
     circuit: CircuitPolicy | None
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
@@ -41,8 +45,11 @@ def tool_manifest(tool: Tool) -> ToolManifest:
         description=tool.description,
         mode=tool.mode,
         timeout_s=tool.timeout_s,
+        total_timeout_s=tool.total_timeout_s,
+        queue_timeout_s=tool.queue_timeout_s,
         max_concurrency=tool.max_concurrency,
         retry_on_interrupt=tool.retry_on_interrupt,
+        retry=tool.retry,
         circuit=tool.circuit,
         input_schema=tool.input_schema(),
         output_schema=tool.output_schema(),

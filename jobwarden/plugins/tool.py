@@ -13,6 +13,7 @@ import msgspec
 
 from jobwarden.errors import InvalidInput, RegistrationError
 from jobwarden.plugins.circuit import CircuitPolicy
+from jobwarden.plugins.retry import RetryPolicy
 
 Mode = Literal["async", "thread"]
 MODES: tuple[str, ...] = typing.get_args(Mode)
@@ -36,6 +37,9 @@ class Tool:
     max_concurrency: int | None
     description: str
     retry_on_interrupt: bool = False
+    retry: RetryPolicy | None = None
+    total_timeout_s: float | None = None
+    queue_timeout_s: float | None = None
     circuit: CircuitPolicy | None = None
     output_is_struct: bool = field(init=False)
 
@@ -117,6 +121,9 @@ class Plugin:
         max_concurrency: int | None = None,
         description: str | None = None,
         retry_on_interrupt: bool = False,
+        retry: RetryPolicy | None = None,
+        total_timeout: float | None = None,
+        queue_timeout: float | None = None,
         circuit_failures: int | None = None,
         circuit_window_s: float = 60.0,
         circuit_cooldown_s: float = 30.0,
@@ -127,6 +134,10 @@ class Plugin:
         paragraph; ``timeout`` (seconds) applies per call unless a submit gives its own.
         ``retry_on_interrupt``: a call found running after a crash is run again (attempt + 1)
         instead of failing as ``interrupted``; say so only for tools that are safe to repeat.
+        Timeouts in Temporal's sense: ``timeout`` bounds each attempt (start to close),
+        ``total_timeout`` all attempts together from submit (schedule to close) and
+        ``queue_timeout`` the wait in the queue before an attempt starts (schedule to start).
+        ``retry`` runs failed calls again (see ``RetryPolicy``).
         ``circuit_failures``: open the tool's circuit breaker after that many consecutive
         failures within ``circuit_window_s``, refusing calls for ``circuit_cooldown_s``
         (None, the default: no breaker).
@@ -142,6 +153,9 @@ class Plugin:
                 max_concurrency=max_concurrency,
                 description=description,
                 retry_on_interrupt=retry_on_interrupt,
+                retry=retry,
+                total_timeout=total_timeout,
+                queue_timeout=queue_timeout,
                 circuit=_circuit(
                     f"tool {self.name}.{tool_name}",
                     circuit_failures,
@@ -163,6 +177,9 @@ class Plugin:
         max_concurrency: int | None,
         description: str | None,
         retry_on_interrupt: bool,
+        retry: RetryPolicy | None,
+        total_timeout: float | None,
+        queue_timeout: float | None,
         circuit: CircuitPolicy | None,
     ) -> None:
         where = f"tool {self.name}.{name}"
@@ -176,8 +193,13 @@ class Plugin:
         if inspect.iscoroutinefunction(fn) != (mode == "async"):
             kind = "an async def" if mode == "async" else "a plain def"
             raise RegistrationError(f"{where}: mode {mode!r} needs {kind} function")
-        if timeout is not None and not timeout > 0:
-            raise RegistrationError(f"{where}: timeout must be > 0 seconds, got {timeout!r}")
+        for option, value in (
+            ("timeout", timeout),
+            ("total_timeout", total_timeout),
+            ("queue_timeout", queue_timeout),
+        ):
+            if value is not None and not 0 < value < float("inf"):
+                raise RegistrationError(f"{where}: {option} must be > 0 seconds, got {value!r}")
         if max_concurrency is not None and max_concurrency < 1:
             raise RegistrationError(f"{where}: max_concurrency must be >= 1")
         input_type, output_type = _signature_types(fn, where)
@@ -193,6 +215,9 @@ class Plugin:
             max_concurrency=max_concurrency,
             description=description if description is not None else doc.split("\n\n")[0],
             retry_on_interrupt=retry_on_interrupt,
+            retry=retry,
+            total_timeout_s=total_timeout,
+            queue_timeout_s=queue_timeout,
             circuit=circuit,
         )
 

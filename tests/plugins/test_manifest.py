@@ -7,6 +7,7 @@ import pytest
 from jobwarden import Plugin, PluginLifecycle, PluginRegistry, ToolContext, errors
 from jobwarden.plugins.circuit import CircuitPolicy
 from jobwarden.plugins.manifest import manifest
+from jobwarden.plugins.retry import RetryPolicy
 from tests.plugins.test_registry import Text, make_plugin
 
 
@@ -14,7 +15,14 @@ def test_a_manifest_describes_the_plugin_its_tools_and_hooks() -> None:
     """The manifest holds name, version, description, each tool's options and schemas, hooks."""
     plugin = Plugin("demo", version="2.0.0", description="Demo tools.")
 
-    @plugin.tool(timeout=5, circuit_failures=3, max_concurrency=2)
+    @plugin.tool(
+        timeout=5,
+        total_timeout=20,
+        queue_timeout=7,
+        retry=RetryPolicy(max_attempts=2),
+        circuit_failures=3,
+        max_concurrency=2,
+    )
     async def shout(inp: Text, ctx: ToolContext) -> Text:
         """Upper-case the text.
 
@@ -34,6 +42,8 @@ def test_a_manifest_describes_the_plugin_its_tools_and_hooks() -> None:
     assert tool.description == "Upper-case the text."
     assert (tool.mode, tool.timeout_s, tool.max_concurrency) == ("async", 5, 2)
     assert tool.retry_on_interrupt is False
+    assert (tool.total_timeout_s, tool.queue_timeout_s) == (20, 7)
+    assert tool.retry == RetryPolicy(max_attempts=2)
     assert tool.circuit == CircuitPolicy(failures=3, window_s=60.0, cooldown_s=30.0)
     assert tool.input_schema["$ref"] == "#/$defs/Text"
     assert tool.output_schema == tool.input_schema
