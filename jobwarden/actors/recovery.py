@@ -45,7 +45,7 @@ async def recover(
     counts = {"requeued": 0, "retried": 0, "interrupted": 0, "abandoned": 0}
     for record in records:
         try:
-            tool = registry.tool(record.tool)
+            tool = registry.available_tool(record.tool)
             args = tool.validate_input(record.input)
         except (ToolNotFound, InvalidInput) as exc:
             await _end(host, record, JobState.CANCELLED, f"cannot run after the restart: {exc}")

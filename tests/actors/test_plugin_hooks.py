@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 
-from jobwarden import Plugin, PluginLifecycle, PluginRegistry, Supervisor, ToolContext, errors
+from jobwarden import (
+    JobState,
+    Plugin,
+    PluginLifecycle,
+    PluginRegistry,
+    Supervisor,
+    ToolContext,
+    errors,
+)
 from jobwarden.actors import plugin_hooks
+from jobwarden.actors.recovery import Recovered
+from jobwarden.store.sqlite import SqliteStore
+from tests.actors.test_recovery import crashed_file
 from tests.plugins.test_registry import Text
 
 pytestmark = pytest.mark.anyio
@@ -142,3 +155,20 @@ def test_a_hook_must_be_an_async_def_without_arguments_and_registered_once() -> 
         plugin.on_startup(fine)
     with pytest.raises(errors.RegistrationError, match="a shutdown hook is already registered"):
         plugin.on_shutdown(fine)
+
+
+async def test_recovered_jobs_of_a_plugin_that_failed_to_start_are_cancelled(
+    tmp_path: Path,
+) -> None:
+    """A durable job left queued for a plugin whose startup hook now fails is not run."""
+    path = tmp_path / "jobs.db"
+    [left] = await crashed_file(path, ("broken.echo", "k", JobState.QUEUED))
+    calls: list[str] = []
+    plugin = hooked_plugin("broken", calls, fail_start=True)
+    async with Supervisor(plugins=[plugin], store=SqliteStore(path)) as sup:
+        assert sup.recovered == Recovered(abandoned=1)
+        record = await sup.get(left.id)
+    assert record.state is JobState.CANCELLED
+    assert record.error is not None
+    assert "plugin 'broken' failed: startup hook raised HookFailed" in record.error.message
+    assert calls == ["broken start"]
