@@ -21,6 +21,7 @@ from jobwarden.actors.mailbox import Mailbox
 from jobwarden.actors.states import JobState, check_transition
 from jobwarden.errors import ActorStopped, ErrorInfo, JobFinished, OutcomeType
 from jobwarden.plugins.context import ToolContext
+from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool
 from jobwarden.records import JobRecord
 from jobwarden.store.base import JobStore
@@ -38,6 +39,7 @@ class JobHost(Protocol):
 
     store: JobStore
     bus: EventBus
+    registry: PluginRegistry
 
     def job_started(self, actor: JobActor) -> None:
         """The job entered running."""
@@ -270,7 +272,11 @@ class JobActor:
         ):
             delay = policy.delay(self.record.attempt, _RNG)
             left = self._total_left(now)
-            if left is None or delay < left:
+            # A tool whose circuit this failure (or others) opened gets no retry: it would only
+            # be refused, or add load to a tool that is failing.
+            if (left is None or delay < left) and self._host.registry.refuses(
+                self.tool.name
+            ) is None:
                 await self._retry(error, delay)
                 return
         new = msgspec.structs.replace(

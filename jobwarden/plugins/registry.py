@@ -190,6 +190,13 @@ class PluginRegistry:
         else:
             circuit.failed(outcome)
 
+    def refuses(self, tool: str) -> str | None:
+        """Why ``tool``'s circuit is open right now, or None (no side effect, unlike admit)."""
+        circuit = self._circuits.get(tool)
+        if circuit is None or circuit.state is not CircuitState.OPEN:
+            return None
+        return circuit.status().reason or "the circuit is open"
+
     def admit(self, tool: str) -> str | None:
         """None if a call of ``tool`` may run now; else why its open circuit refuses it."""
         circuit = self._circuits.get(tool)

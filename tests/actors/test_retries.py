@@ -245,3 +245,23 @@ def test_bad_timeouts_fail_registration(option: str, value: float) -> None:
         @plugin.tool(**{option: value})  # type: ignore[arg-type]
         async def tool(inp: KeyIn, ctx: ToolContext) -> TextOut:
             return TextOut(text="")
+
+
+async def test_no_retry_once_the_failure_opened_the_tools_circuit() -> None:
+    """A failure that opens the tool's circuit breaker ends the job instead of retrying it."""
+    plugin = Plugin("fragile", version="1.0.0")
+    calls: list[int] = []
+
+    @plugin.tool(retry=QUICK, circuit_failures=1, circuit_cooldown_s=3600)
+    async def breaks(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Always fails."""
+        calls.append(ctx.attempt)
+        raise RuntimeError("down")
+
+    async with Supervisor(plugins=[plugin]) as sup:
+        done = await sup.wait((await sup.submit("fragile.breaks", {})).id, timeout=10)
+        refusal = sup.registry.refuses("fragile.breaks")
+    assert (done.state, done.attempt) == (JobState.FAILED, 1)
+    assert calls == [1]
+    assert refusal is not None
+    assert "1 consecutive failures" in refusal
