@@ -111,6 +111,14 @@ class PluginRegistry:
         """Count one finished execution: ``outcome`` is ``succeeded`` or an error type."""
         self._metrics[tool].finish(outcome, duration_s)
 
+    def abandoned_threads(self, tool: str) -> int:
+        """How many of ``tool``'s thread-mode calls were abandoned and still run."""
+        return self._metrics[tool].abandoned_threads
+
+    def adjust_abandoned(self, tool: str, delta: int) -> None:
+        """Count a thread of ``tool`` abandoned (+1), or an abandoned one ended (-1); any thread."""
+        self._metrics[tool].adjust_abandoned(delta)
+
     def metrics(self, tool: str) -> ToolMetrics:
         """A snapshot of ``tool``'s metrics, or ``ToolNotFound``."""
         self.tool(tool)

@@ -13,7 +13,7 @@ import msgspec
 
 from jobwarden.errors import InvalidInput, RegistrationError
 
-Mode = Literal["async", "thread"]
+Mode = Literal["async", "thread", "process"]
 MODES: tuple[str, ...] = typing.get_args(Mode)
 F = TypeVar("F", bound=Callable[..., Any])
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -33,6 +33,8 @@ class Tool:
     max_concurrency: int | None
     description: str
     retry_on_interrupt: bool = False
+    memory_mb: int | None = None
+    cpu_s: int | None = None
     output_is_struct: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +94,8 @@ class Plugin:
         max_concurrency: int | None = None,
         description: str | None = None,
         retry_on_interrupt: bool = False,
+        memory_mb: int | None = None,
+        cpu_s: int | None = None,
     ) -> Callable[[F], F]:
         """Decorator registering ``(inp: <Struct>, ctx: ToolContext) -> <output type>`` as a tool.
 
@@ -99,6 +103,8 @@ class Plugin:
         paragraph; ``timeout`` (seconds) applies per call unless a submit gives its own.
         ``retry_on_interrupt``: a call found running after a crash is run again (attempt + 1)
         instead of failing as ``interrupted``; say so only for tools that are safe to repeat.
+        ``mode="process"`` runs a module-level plain def in a worker process; ``memory_mb`` (the
+        worker's address space) and ``cpu_s`` (CPU seconds per call) limit it there.
         """
 
         def register(fn: F) -> F:
@@ -110,6 +116,7 @@ class Plugin:
                 max_concurrency=max_concurrency,
                 description=description,
                 retry_on_interrupt=retry_on_interrupt,
+                limits=(memory_mb, cpu_s),
             )
             return fn
 
@@ -125,6 +132,7 @@ class Plugin:
         max_concurrency: int | None,
         description: str | None,
         retry_on_interrupt: bool,
+        limits: tuple[int | None, int | None],
     ) -> None:
         where = f"tool {self.name}.{name}"
         if not _NAME.match(name):
@@ -137,11 +145,19 @@ class Plugin:
         if inspect.iscoroutinefunction(fn) != (mode == "async"):
             kind = "an async def" if mode == "async" else "a plain def"
             raise RegistrationError(f"{where}: mode {mode!r} needs {kind} function")
+        memory_mb, cpu_s = limits
+        if mode != "process" and limits != (None, None):
+            raise RegistrationError(f"{where}: memory_mb and cpu_s apply to mode 'process' only")
+        if any(limit is not None and limit < 1 for limit in limits):
+            raise RegistrationError(f"{where}: memory_mb and cpu_s must be >= 1")
         if timeout is not None and not timeout > 0:
             raise RegistrationError(f"{where}: timeout must be > 0 seconds, got {timeout!r}")
         if max_concurrency is not None and max_concurrency < 1:
             raise RegistrationError(f"{where}: max_concurrency must be >= 1")
         input_type, output_type = _signature_types(fn, where)
+        if mode == "process":
+            _check_importable(fn, where)
+            _check_importable(input_type, where)
         doc = inspect.getdoc(fn) or ""
         self.tools[name] = Tool(
             name=full,
@@ -154,6 +170,25 @@ class Plugin:
             max_concurrency=max_concurrency,
             description=description if description is not None else doc.split("\n\n")[0],
             retry_on_interrupt=retry_on_interrupt,
+            memory_mb=memory_mb,
+            cpu_s=cpu_s,
+        )
+
+
+def reference(obj: Any) -> str:
+    """``module:qualname``, under which a worker process imports ``obj``."""
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def _check_importable(obj: Any, where: str) -> None:
+    """A worker process imports a process tool's function and input type by ``reference``.
+
+    Only the shape can be checked here: a decorator runs before its module binds the name.
+    """
+    if "<locals>" in obj.__qualname__:
+        raise RegistrationError(
+            f"{where}: mode 'process' needs {obj.__qualname__} defined at module level,"
+            " importable as module:name by a worker process"
         )
 
 
