@@ -90,6 +90,7 @@ class PluginHealth(msgspec.Struct):
     last_ms: float | None
     avg_ms: float | None
     p95_ms: float | None
+    abandoned_threads: int = 0
 
 
 class PluginsBody(msgspec.Struct):
