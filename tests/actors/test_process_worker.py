@@ -44,7 +44,8 @@ def run(func: Any, n: int = 0, **limits: int) -> Replies:
         attempt=1,
         **limits,
     )
-    return _replies.decode(handle(msgspec.msgpack.encode(call)))
+    reply: Replies = _replies.decode(handle(msgspec.msgpack.encode(call)))
+    return reply
 
 
 def test_a_return_value_comes_back_encoded() -> None:

@@ -509,7 +509,7 @@ def test_process_mode_refuses_a_nested_function() -> None:
         ("process", {"memory_mb": 0}, "must be >= 1"),
     ],
 )
-def test_resource_limits_are_checked(mode: str, limits: dict[str, int], message: str) -> None:
+def test_resource_limits_are_checked(mode: str, limits: dict[str, Any], message: str) -> None:
     """Limits are refused outside process mode and when below one."""
     with pytest.raises(errors.RegistrationError, match=message):
         Plugin("demo").tool(mode=cast(Any, mode), **limits)(process_tool)
