@@ -1,7 +1,7 @@
 """The child side of process mode: a worker process's loop, part of the ToolRunner.
 
-The parent's ToolRunner records metrics in a ``finally`` around the whole call to a worker; the
-child's own call of the resolved function is not visible to the scanner, which reads names.
+Metrics are the parent's: its ToolRunner records them in a ``finally`` around the whole call to
+a worker, which covers every way the child's call can end, a dead worker included.
 
 A worker reads one ``Call`` at a time from its connection, imports the tool's function and input
 type by reference, calls it under the call's resource limits and answers with one ``Reply``.

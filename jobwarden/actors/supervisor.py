@@ -69,7 +69,10 @@ class Supervisor:
     """Runs tool calls as supervised jobs. Use as ``async with Supervisor(plugins=[...]) as sup``.
 
     ``concurrency`` ToolRunners run jobs (the global cap); a tool's ``max_concurrency`` caps it
-    further. At most ``max_queued`` jobs wait; beyond that ``submit`` raises ``Overloaded``. On exit
+    further. Thread-mode tools run on ``thread_concurrency`` threads, and fail fast once
+    ``max_abandoned_threads`` of a tool's abandoned threads still run; process-mode tools run in
+    a pool of ``process_workers`` worker processes (``processes``), started when first needed.
+    At most ``max_queued`` jobs wait; beyond that ``submit`` raises ``Overloaded``. On exit
     it stops admitting, gives running jobs ``shutdown_grace_s`` to finish, then cancels them. A
     runner that crashes is replaced; more than ``max_restarts`` crashes within
     ``restart_window_s`` stop the supervisor with ``SupervisorCrashed``, and so does a store
