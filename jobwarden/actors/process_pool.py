@@ -34,6 +34,14 @@ class Died(msgspec.Struct, frozen=True):
     signal: str | None
 
 
+class ProcessPoolStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of a process pool: its size, its idle workers, and how many it ever started."""
+
+    size: int
+    idle: int
+    started: int
+
+
 class _Worker:
     __slots__ = ("_child", "conn", "process", "ready")
 
@@ -99,9 +107,14 @@ class ProcessPool:
     """At most ``size`` worker processes, each running one call at a time."""
 
     def __init__(self, size: int) -> None:
+        self._size = size
         self._slots = anyio.Semaphore(size)
         self._idle: list[_Worker] = []
-        self.started = 0
+        self._started = 0
+
+    def statistics(self) -> ProcessPoolStatistics:
+        """How many workers the pool may run, has idle, and has started (replacements included)."""
+        return ProcessPoolStatistics(size=self._size, idle=len(self._idle), started=self._started)
 
     async def call(self, call: Call) -> Replies | Died:
         """Run ``call`` in a worker; a cancelled call kills its worker before re-raising."""
@@ -111,7 +124,7 @@ class ProcessPool:
             try:
                 if worker is None:
                     worker = _Worker()
-                    self.started += 1
+                    self._started += 1
                     await worker.start()
                 reply = await worker.call(request)
             except BaseException:

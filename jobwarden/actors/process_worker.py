@@ -104,7 +104,7 @@ def handle(data: bytes) -> bytes:
         with _limits(call.memory_mb, call.cpu_s):
             value = func(inp, ctx)
     except MemoryError as exc:
-        reply: Replies = OutOfMemory(message=f"MemoryError: {exc}".rstrip(": "))
+        reply: Replies = OutOfMemory(message=f"MemoryError: {exc}" if str(exc) else "MemoryError")
     except Exception as exc:
         kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
         reply = Raised(exception=kind, message=f"{type(exc).__name__}: {exc}")

@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from jobwarden import JobEvent, JobRecord, JobState, Supervisor
+from jobwarden.actors.process_pool import ProcessPoolStatistics
 from jobwarden.errors import OutcomeType
 from tests.process_fakes import procs
 
@@ -37,7 +38,7 @@ async def test_process_tool_succeeds_in_a_reused_worker() -> None:
                 done = await run_one(sup, "procs.square", {"n": n})
                 assert done.state is JobState.SUCCEEDED
                 assert done.result == {"n": n * n}
-            assert sup.processes.started == 1
+            assert sup.processes.statistics() == ProcessPoolStatistics(size=2, idle=1, started=1)
             metrics = sup.registry.metrics("procs.square")
             assert (metrics.calls, metrics.successes, metrics.in_flight) == (3, 3, 0)
 
@@ -53,7 +54,7 @@ async def test_raising_process_tool_fails_with_plugin_error() -> None:
             assert done.error.message == "ValueError: bad n 3"
             assert done.error.details == {"exception": "builtins.ValueError"}
             assert sup.registry.metrics("procs.raises").failures_by_type == {"plugin_error": 1}
-            assert sup.processes.started == 1
+            assert sup.processes.statistics().started == 1
 
 
 @pytest.mark.parametrize("tool", ["procs.wrong_type", "procs.unencodable"])
@@ -77,7 +78,7 @@ async def test_timeout_kills_the_worker_and_the_pool_replaces_it() -> None:
             assert done.error is not None
             assert done.error.type == OutcomeType.TIMEOUT
             assert (await run_one(sup, "procs.square", {"n": 2})).result == {"n": 4}
-            assert sup.processes.started == 2
+            assert sup.processes.statistics().started == 2
             metrics = sup.registry.metrics("procs.spin")
             assert (metrics.timeouts, metrics.errors, metrics.in_flight) == (1, 0, 0)
 
@@ -91,7 +92,7 @@ async def test_cancel_of_a_running_process_job_kills_its_worker() -> None:
             cancelled = await sup.cancel(rec.id)
             assert cancelled.state is JobState.CANCELLED
             assert (await run_one(sup, "procs.square", {"n": 3})).result == {"n": 9}
-            assert sup.processes.started == 2
+            assert sup.processes.statistics().started == 2
             assert sup.registry.metrics("procs.spin").cancellations == 1
 
 
@@ -172,3 +173,4 @@ async def test_healthy_jobs_beside_a_misbehaving_one_all_succeed(
             square = sup.registry.metrics("procs.square")
             assert (square.calls, square.successes, square.in_flight) == (12, 12, 0)
             assert sup.registry.metrics(tool).calls == 1
+        assert sup.processes.statistics().idle == 0
