@@ -6,6 +6,8 @@ per-tool metrics. Lifecycle events stream to subscribers as CloudEvents.
 """
 
 from jobwarden import errors
+from jobwarden.actors.recovery import Recovered
+from jobwarden.actors.retention import Retention
 from jobwarden.actors.states import JobState
 from jobwarden.actors.subscription import Subscription
 from jobwarden.actors.supervisor import Supervisor, SupervisorStatistics
@@ -14,10 +16,12 @@ from jobwarden.plugins.builtin import builtin
 from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.metrics import ToolMetrics
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry, PluginStatus
+from jobwarden.plugins.retry import RetryPolicy
 from jobwarden.plugins.tool import Plugin, Tool
 from jobwarden.records import EventData, JobEvent, JobRecord, StreamEvent, StreamReset
 from jobwarden.store.base import JobPage, JobQuery, JobStore
 from jobwarden.store.memory import MemoryStore
+from jobwarden.store.sqlite import SqliteStore
 
 __version__ = "0.1.0"
 
@@ -35,6 +39,10 @@ __all__ = [
     "PluginLifecycle",
     "PluginRegistry",
     "PluginStatus",
+    "Recovered",
+    "Retention",
+    "RetryPolicy",
+    "SqliteStore",
     "StreamEvent",
     "StreamReset",
     "Subscription",

@@ -4,7 +4,8 @@ A cancel scope with a deadline schedules (and later cancels) an event-loop timer
 with thousands of calls that is thousands of timers, each a few allocations. Here a running call's
 scope has no deadline of its own: its deadline goes into a heap, and one task sleeps until the
 earliest one, then cancels every scope that is due, marking its context as timed out. A timed
-wait for a job is an alarm in the same heap: it sets an event instead of cancelling a scope.
+wait for a job is an alarm in the same heap: it sets an event instead of cancelling a scope; and
+a delayed action (a retry's backoff, a queue timeout) is a callback run when it comes due.
 
 The heap holds only ``(deadline, key)`` pairs; what to do at the deadline sits in a dict under the
 key and is dropped the moment the call or wait finishes, so a finished job's objects are freed at
@@ -16,6 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Callable
 
 import anyio
 
@@ -23,7 +25,7 @@ from jobwarden.plugins.context import ToolContext
 
 COMPACT_AT = 1_024  # stale heap entries tolerated before the heap is rebuilt
 
-_Action = tuple[anyio.CancelScope, ToolContext] | anyio.Event
+_Action = tuple[anyio.CancelScope, ToolContext] | anyio.Event | Callable[[], None]
 
 
 class Deadlines:
@@ -49,6 +51,10 @@ class Deadlines:
             return None
         return self._add(deadline, event)
 
+    def later(self, deadline: float, callback: Callable[[], None]) -> int:
+        """Call ``callback`` (quick, synchronous) at ``deadline``, from the watchdog's task."""
+        return self._add(deadline, callback)
+
     def done(self, key: int | None) -> None:
         """The call or wait finished: forget its deadline (the heap is compacted now and then)."""
         if key is None or self._pending.pop(key, None) is None:
@@ -62,7 +68,8 @@ class Deadlines:
     def close(self) -> None:
         """The watchdog has stopped for good: ring every alarm now, so each waiter can see that.
 
-        Scopes are left alone: their calls ended with the watchdog's task group.
+        Scopes are left alone: their calls ended with the watchdog's task group; callbacks are
+        dropped: what they would have done belongs to a runtime that has stopped.
         """
         self.closed = True
         pending, self._pending = self._pending, {}
@@ -89,10 +96,12 @@ class Deadlines:
                 action = pending.pop(heapq.heappop(heap)[1], None)
                 if isinstance(action, anyio.Event):
                     action.set()
-                elif action is not None:
+                elif isinstance(action, tuple):
                     scope, ctx = action
                     ctx.request_cancel(timed_out=True)
                     scope.cancel()
+                elif action is not None:
+                    action()
             self._sleeping_until = heap[0][0] if heap else math.inf
             self._wakeup = anyio.Event()
             with anyio.CancelScope(deadline=self._sleeping_until):

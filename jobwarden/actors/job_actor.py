@@ -9,6 +9,7 @@ exactly one event.
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -44,13 +45,21 @@ class JobHost(Protocol):
     def job_finished(self, actor: JobActor, *, started: bool) -> None:
         """The job reached a terminal state; ``started`` says whether it ever ran."""
 
+    def job_retrying(self, actor: JobActor, delay: float) -> None:
+        """The job's attempt failed and it is queued again: admit it after ``delay`` seconds."""
+
 
 class Started(msgspec.Struct, frozen=True):
-    """What a runner needs to execute a job it just started; ``deadline`` is on anyio's clock."""
+    """What a runner needs to execute a job it just started; ``deadline`` is on anyio's clock.
+
+    ``timeout_message`` says what the deadline is, for the error if it is reached: the attempt's
+    timeout, or the tool's total timeout when less of that is left.
+    """
 
     ctx: ToolContext
     args: msgspec.Struct
     deadline: float
+    timeout_message: str = ""
 
 
 class _Start:
@@ -71,6 +80,13 @@ class _Cancel:
         self.reason = reason
 
 
+class _Expire:
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 class _Progress:
     __slots__ = ("fraction", "message")
 
@@ -78,14 +94,25 @@ class _Progress:
         self.fraction, self.message = fraction, message
 
 
-_Message = _Start | _Finish | _Cancel | _Progress
+_Message = _Start | _Finish | _Cancel | _Progress | _Expire
 _START = _Start()
 
 
 class JobActor:
     """One job: its current record, the tool it runs, and the messages that change it."""
 
-    __slots__ = ("_args", "_ctx", "_done", "_host", "_mailbox", "_scope", "record", "tool")
+    __slots__ = (
+        "_args",
+        "_ctx",
+        "_done",
+        "_host",
+        "_mailbox",
+        "_scope",
+        "queue_alarm",
+        "queue_deadline",
+        "record",
+        "tool",
+    )
 
     def __init__(self, host: JobHost, record: JobRecord, tool: Tool, args: msgspec.Struct) -> None:
         self._host = host
@@ -96,6 +123,10 @@ class JobActor:
         self._scope: anyio.CancelScope | None = None
         self._ctx: ToolContext | None = None
         self._done: anyio.Event | None = None
+        # Set by the supervisor when the tool has a queue timeout: the anyio time by which an
+        # attempt must start, and the key of the deadline entry that enforces it.
+        self.queue_deadline = math.inf
+        self.queue_alarm: int | None = None
 
     @property
     def id(self) -> str:
@@ -180,22 +211,43 @@ class JobActor:
                 return await self._on_cancel(reason)
             case _Progress(fraction=fraction, message=text):
                 await self._on_progress(fraction, text)
+            case _Expire(message=text):
+                if self.record.state is JobState.QUEUED:
+                    await self._end_unstarted(OutcomeType.TIMEOUT, text)
         return None
+
+    async def expire(self) -> None:
+        """End the job as cancelled (error type ``timeout``) if it still waits to start."""
+        try:
+            await self._mailbox.ask(_Expire(self._queue_message()))
+        except ActorStopped:
+            return
 
     async def _on_start(self) -> Started | None:
         record = self.record
         if record.state is not JobState.QUEUED or self._args is None:
             return None
         now = _now()
+        clock = anyio.current_time()
+        if clock >= self.queue_deadline:
+            await self._end_unstarted(OutcomeType.TIMEOUT, self._queue_message())
+            return None
+        limit = record.timeout_s or self.tool.timeout_s
+        message = f"{self.tool.name} did not finish within {limit}s"
+        left = self._total_left(now)
+        if left is not None and left <= 0:
+            await self._end_unstarted(OutcomeType.TIMEOUT, self._total_message())
+            return None
+        if left is not None and (limit is None or left < limit):
+            limit, message = left, self._total_message()
         new = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=now)
         await self._change("running", new, at=now)
-        timeout = record.timeout_s or self.tool.timeout_s
-        deadline = anyio.current_time() + timeout if timeout else math.inf
         self._ctx = ToolContext(
             job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
         )
         self._host.job_started(self)
-        return Started(ctx=self._ctx, args=self._args, deadline=deadline)
+        deadline = clock + limit if limit else math.inf
+        return Started(ctx=self._ctx, args=self._args, deadline=deadline, timeout_message=message)
 
     def attach_scope(self, scope: anyio.CancelScope) -> None:
         """The scope the tool call runs in; a cancel that came first applies to it at once."""
@@ -209,11 +261,60 @@ class JobActor:
 
     async def _on_finish(self, state: JobState, result: Any, error: ErrorInfo | None) -> None:
         now = _now()
+        policy = self.tool.retry
+        if (
+            policy is not None
+            and error is not None
+            and state is not JobState.CANCELLED
+            and policy.retries(self.record.attempt, error.type)
+        ):
+            delay = policy.delay(self.record.attempt, _RNG)
+            left = self._total_left(now)
+            if left is None or delay < left:
+                await self._retry(error, delay)
+                return
         new = msgspec.structs.replace(
             self.record, state=state, result=result, error=error, finished_at=now
         )
         await self._change(_FINAL_KIND[state], new, at=now)
         self._stop(started=True)
+
+    async def _retry(self, error: ErrorInfo, delay: float) -> None:
+        record = self.record
+        again = msgspec.structs.replace(
+            record,
+            state=JobState.QUEUED,
+            attempt=record.attempt + 1,
+            started_at=None,
+            progress=None,
+            error=error,
+        )
+        message = f"attempt {record.attempt} failed ({error.type}); retrying in {delay:.3g}s"
+        await self._change("retrying", again, message=message)
+        self._scope = self._ctx = None
+        self._host.job_retrying(self, delay)
+
+    async def _end_unstarted(self, kind: OutcomeType, message: str) -> None:
+        now = _now()
+        new = msgspec.structs.replace(
+            self.record, state=JobState.CANCELLED, error=self.error(kind, message), finished_at=now
+        )
+        await self._change("cancelled", new, at=now)
+        self._stop(started=False)
+
+    def _total_left(self, now: datetime) -> float | None:
+        """Seconds left of the tool's total timeout (None: it has none)."""
+        total = self.tool.total_timeout_s
+        if total is None:
+            return None
+        return total - (now - self.record.created_at).total_seconds()
+
+    def _queue_message(self) -> str:
+        return f"{self.tool.name} waited more than {self.tool.queue_timeout_s}s to start"
+
+    def _total_message(self) -> str:
+        total = self.tool.total_timeout_s
+        return f"{self.tool.name} did not finish within its total timeout of {total}s"
 
     async def _on_cancel(self, reason: str) -> JobRecord | None:
         record = self.record
@@ -271,6 +372,9 @@ async def commit_change(
         bus.abandon(event)
         raise
     bus.deliver(event)
+
+
+_RNG = random.Random()
 
 
 def _now() -> datetime:

@@ -3,7 +3,9 @@ shuts down without leaving a task behind."""
 
 from __future__ import annotations
 
+import math
 import socket
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -124,6 +126,8 @@ class Supervisor:
         self._restarts = RestartIntensity(max_restarts, restart_window_s)
         self._scheduler = Scheduler()
         self._deadlines = Deadlines()
+        self._expired: deque[JobActor] = deque()
+        self._expired_wakeup = anyio.Event()
         self.retainer = Retainer(self.store, retention) if retention is not None else None
         self._actors: dict[str, JobActor] = {}
         self._queued = 0
@@ -147,6 +151,7 @@ class Supervisor:
         await tg.__aenter__()
         self._tg = tg
         tg.start_soon(self._deadlines.run)
+        tg.start_soon(self._expire_queued)
         for _ in range(self._concurrency):
             tg.start_soon(self._runner_slot, threads)
         # Ready means every runner waits for work: the first jobs do not pay for their start-up.
@@ -266,7 +271,30 @@ class Supervisor:
     def _admit(self, actor: JobActor) -> None:
         self._actors[actor.id] = actor
         self._queued += 1
+        self._schedule(actor)
+
+    def _schedule(self, actor: JobActor) -> None:
+        """Make a queued job runnable, with its queue timeout (if its tool has one) running."""
+        wait = actor.tool.queue_timeout_s
+        if wait is not None:
+            actor.queue_deadline = anyio.current_time() + wait
+            actor.queue_alarm = self._deadlines.later(
+                actor.queue_deadline, lambda: self._queue_timed_out(actor)
+            )
         self._scheduler.admit(actor)
+
+    def _queue_timed_out(self, actor: JobActor) -> None:
+        self._expired.append(actor)
+        self._expired_wakeup.set()
+
+    async def _expire_queued(self) -> None:
+        """End jobs whose queue timeout came while they still waited (the watchdog's callbacks
+        cannot do it themselves: ending a job writes to the store)."""
+        while True:
+            await self._expired_wakeup.wait()
+            self._expired_wakeup = anyio.Event()
+            while self._expired:
+                await self._expired.popleft().expire()
 
     async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
         """The job's current record, or ``JobNotFound`` (also for another owner's job)."""
@@ -390,10 +418,28 @@ class Supervisor:
         """Called by a job actor entering running."""
         self._queued -= 1
         self._running += 1
+        self._disarm_queue_timeout(actor)
+
+    def job_retrying(self, actor: JobActor, delay: float) -> None:
+        """Called by a job actor queued again after a failed attempt: admit it after ``delay``."""
+        self._running -= 1
+        self._queued += 1
+        if self._running == 0 and self._idle is not None:
+            self._idle.set()
+        if delay <= 0:
+            self._schedule(actor)
+        else:
+            self._deadlines.later(anyio.current_time() + delay, lambda: self._schedule(actor))
+
+    def _disarm_queue_timeout(self, actor: JobActor) -> None:
+        self._deadlines.done(actor.queue_alarm)
+        actor.queue_alarm = None
+        actor.queue_deadline = math.inf
 
     def job_finished(self, actor: JobActor, *, started: bool) -> None:
         """Called by a job actor entering a terminal state."""
         del self._actors[actor.id]
+        self._disarm_queue_timeout(actor)
         if started:
             self._running -= 1
             if self._running == 0 and self._idle is not None:

@@ -123,7 +123,7 @@ class ToolRunner:
             if tool.mode == "process":
                 reply = await self._processes.call(_call(tool, tool.func, started))
                 if scope.cancel_called:
-                    state, error = _stopped(actor, ctx.timed_out)
+                    state, error = _stopped(actor, ctx.timed_out, started)
                 else:
                     state, result, error = _process_outcome(actor, reply)
             else:
@@ -132,12 +132,12 @@ class ToolRunner:
                 else:
                     value = await self._threads.run(tool.name, tool.func, started.args, ctx)
                 if scope.cancel_called:
-                    state, error = _stopped(actor, ctx.timed_out)
+                    state, error = _stopped(actor, ctx.timed_out, started)
                 else:
                     state, result, error = _checked_output(actor, value)
         except self._cancelled_exc:
             if scope.cancel_called:
-                state, error = _stopped(actor, ctx.timed_out)
+                state, error = _stopped(actor, ctx.timed_out, started)
             else:
                 state, error = (
                     JobState.CANCELLED,
@@ -158,7 +158,7 @@ class ToolRunner:
             )
         except Exception as exc:
             if scope.cancel_called:
-                state, error = _stopped(actor, ctx.timed_out)
+                state, error = _stopped(actor, ctx.timed_out, started)
             else:
                 state, error = JobState.FAILED, _plugin_error(actor, exc)
         finally:
@@ -235,12 +235,13 @@ def _process_outcome(
             return _invalid_output(actor, message)
 
 
-def _stopped(actor: JobActor, timed_out: bool) -> tuple[JobState, ErrorInfo]:
+def _stopped(actor: JobActor, timed_out: bool, started: Started) -> tuple[JobState, ErrorInfo]:
     if not timed_out:
         return JobState.CANCELLED, actor.error(OutcomeType.CANCELLED, "cancelled while running")
     timeout = actor.record.timeout_s or actor.tool.timeout_s
-    message = f"{actor.tool.name} did not finish within {timeout}s"
-    return JobState.TIMED_OUT, actor.error(OutcomeType.TIMEOUT, message, timeout_s=timeout)
+    return JobState.TIMED_OUT, actor.error(
+        OutcomeType.TIMEOUT, started.timeout_message, timeout_s=timeout
+    )
 
 
 def _plugin_error(actor: JobActor, exc: Exception) -> ErrorInfo:

@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from jobwarden.errors import InvalidInput, RegistrationError
+from jobwarden.plugins.retry import RetryPolicy
 
 Mode = Literal["async", "thread", "process"]
 MODES: tuple[str, ...] = typing.get_args(Mode)
@@ -35,6 +36,9 @@ class Tool:
     retry_on_interrupt: bool = False
     memory_mb: int | None = None
     cpu_s: int | None = None
+    retry: RetryPolicy | None = None
+    total_timeout_s: float | None = None
+    queue_timeout_s: float | None = None
     output_is_struct: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +100,9 @@ class Plugin:
         retry_on_interrupt: bool = False,
         memory_mb: int | None = None,
         cpu_s: int | None = None,
+        retry: RetryPolicy | None = None,
+        total_timeout: float | None = None,
+        queue_timeout: float | None = None,
     ) -> Callable[[F], F]:
         """Decorator registering ``(inp: <Struct>, ctx: ToolContext) -> <output type>`` as a tool.
 
@@ -105,6 +112,10 @@ class Plugin:
         instead of failing as ``interrupted``; say so only for tools that are safe to repeat.
         ``mode="process"`` runs a module-level plain def in a worker process; ``memory_mb`` (the
         worker's address space) and ``cpu_s`` (CPU seconds per call) limit it there.
+        Timeouts in Temporal's sense: ``timeout`` bounds each attempt (start to close),
+        ``total_timeout`` all attempts together from submit (schedule to close) and
+        ``queue_timeout`` the wait in the queue before an attempt starts (schedule to start).
+        ``retry`` runs failed calls again (see ``RetryPolicy``).
         """
 
         def register(fn: F) -> F:
@@ -117,6 +128,9 @@ class Plugin:
                 description=description,
                 retry_on_interrupt=retry_on_interrupt,
                 limits=(memory_mb, cpu_s),
+                retry=retry,
+                total_timeout=total_timeout,
+                queue_timeout=queue_timeout,
             )
             return fn
 
@@ -133,6 +147,9 @@ class Plugin:
         description: str | None,
         retry_on_interrupt: bool,
         limits: tuple[int | None, int | None],
+        retry: RetryPolicy | None,
+        total_timeout: float | None,
+        queue_timeout: float | None,
     ) -> None:
         where = f"tool {self.name}.{name}"
         if not _NAME.match(name):
@@ -150,8 +167,13 @@ class Plugin:
             raise RegistrationError(f"{where}: memory_mb and cpu_s apply to mode 'process' only")
         if any(limit is not None and limit < 1 for limit in limits):
             raise RegistrationError(f"{where}: memory_mb and cpu_s must be >= 1")
-        if timeout is not None and not timeout > 0:
-            raise RegistrationError(f"{where}: timeout must be > 0 seconds, got {timeout!r}")
+        for option, value in (
+            ("timeout", timeout),
+            ("total_timeout", total_timeout),
+            ("queue_timeout", queue_timeout),
+        ):
+            if value is not None and not 0 < value < float("inf"):
+                raise RegistrationError(f"{where}: {option} must be > 0 seconds, got {value!r}")
         if max_concurrency is not None and max_concurrency < 1:
             raise RegistrationError(f"{where}: max_concurrency must be >= 1")
         input_type, output_type = _signature_types(fn, where)
@@ -172,6 +194,9 @@ class Plugin:
             retry_on_interrupt=retry_on_interrupt,
             memory_mb=memory_mb,
             cpu_s=cpu_s,
+            retry=retry,
+            total_timeout_s=total_timeout,
+            queue_timeout_s=queue_timeout,
         )
 
 
