@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from typing import Any
 
@@ -21,6 +22,7 @@ class Gates:
     def __init__(self) -> None:
         self._entered: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
         self._open: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
+        self._thread_open: defaultdict[str, threading.Event] = defaultdict(threading.Event)
 
     async def pass_through(self, key: str) -> None:
         self._entered[key].set()
@@ -31,6 +33,12 @@ class Gates:
 
     def open(self, key: str) -> None:
         self._open[key].set()
+        self._thread_open[key].set()
+
+    def block_thread(self, key: str) -> None:
+        """From a worker thread: announce the gate, then block the thread (not the loop) on it."""
+        anyio.from_thread.run_sync(self._entered[key].set)
+        self._thread_open[key].wait()
 
 
 class KeyIn(msgspec.Struct):
@@ -94,6 +102,12 @@ def fake_plugin(gates: Gates, *, cap: int | None = None) -> Plugin:
         """Run in a thread, waiting at the gate through the event loop."""
         anyio.from_thread.run(gates.pass_through, inp.key)
         return TextOut(text="thread")
+
+    @plugin.tool(mode="thread", timeout=30)
+    def stuck(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Block its thread at the gate, deaf to cancellation."""
+        gates.block_thread(inp.key)
+        return TextOut(text="unstuck")
 
     return plugin
 

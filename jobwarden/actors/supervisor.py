@@ -21,12 +21,14 @@ from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.event_bus import DEFAULT_SUBSCRIBER_BUFFER, EventBus
 from jobwarden.actors.job_actor import JobActor
 from jobwarden.actors.plugin_hooks import start_plugin, stop_plugin
+from jobwarden.actors.process_pool import ProcessPool
 from jobwarden.actors.recovery import Recovered, recover
 from jobwarden.actors.restarts import RestartIntensity
 from jobwarden.actors.retention import Retainer, Retention
 from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import JobState
 from jobwarden.actors.subscription import Subscription
+from jobwarden.actors.thread_calls import ThreadCalls
 from jobwarden.actors.tool_runner import SHUTDOWN_REASON, ToolRunner
 from jobwarden.errors import (
     ErrorInfo,
@@ -71,7 +73,10 @@ class Supervisor:
     """Runs tool calls as supervised jobs. Use as ``async with Supervisor(plugins=[...]) as sup``.
 
     ``concurrency`` ToolRunners run jobs (the global cap); a tool's ``max_concurrency`` caps it
-    further. At most ``max_queued`` jobs wait; beyond that ``submit`` raises ``Overloaded``. On exit
+    further. Thread-mode tools run on ``thread_concurrency`` threads, and fail fast once
+    ``max_abandoned_threads`` of a tool's abandoned threads still run; process-mode tools run in
+    a pool of ``process_workers`` worker processes (``processes``), started when first needed.
+    At most ``max_queued`` jobs wait; beyond that ``submit`` raises ``Overloaded``. On exit
     it stops admitting, gives running jobs ``shutdown_grace_s`` to finish, then cancels them. A
     runner that crashes is replaced; more than ``max_restarts`` crashes within
     ``restart_window_s`` stop the supervisor with ``SupervisorCrashed``, and so does a store
@@ -88,6 +93,8 @@ class Supervisor:
         store: JobStore | None = None,
         concurrency: int = 64,
         thread_concurrency: int = 32,
+        max_abandoned_threads: int = 8,
+        process_workers: int = 2,
         max_queued: int = 100_000,
         subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER,
         shutdown_grace_s: float = 10.0,
@@ -96,8 +103,13 @@ class Supervisor:
         source: str | None = None,
         retention: Retention | None = DEFAULT_RETENTION,
     ) -> None:
-        if concurrency < 1 or thread_concurrency < 1 or max_queued < 1:
-            raise ValueError("concurrency, thread_concurrency and max_queued must be >= 1")
+        if min(concurrency, thread_concurrency, max_abandoned_threads, process_workers) < 1:
+            raise ValueError(
+                "concurrency, thread_concurrency, max_abandoned_threads and process_workers"
+                " must be >= 1"
+            )
+        if max_queued < 1:
+            raise ValueError("max_queued must be >= 1")
         self.registry = registry if registry is not None else PluginRegistry()
         for plugin in plugins:
             self.registry.add(plugin)
@@ -109,6 +121,8 @@ class Supervisor:
         )
         self._concurrency = concurrency
         self._thread_concurrency = thread_concurrency
+        self._max_abandoned = max_abandoned_threads
+        self.processes = ProcessPool(process_workers)
         self._max_queued = max_queued
         self._grace = shutdown_grace_s
         self._restarts = RestartIntensity(max_restarts, restart_window_s)
@@ -132,7 +146,9 @@ class Supervisor:
         self._phase = "starting"
         await self.store.open()
         await self.bus.start()
-        threads = anyio.CapacityLimiter(self._thread_concurrency)
+        threads = ThreadCalls(
+            self.registry, anyio.CapacityLimiter(self._thread_concurrency), self._max_abandoned
+        )
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -196,6 +212,7 @@ class Supervisor:
                 await actor.finish(JobState.CANCELLED, None, error)
             elif state is JobState.QUEUED and not self.store.durable:
                 await actor.cancel(QUEUED_AT_SHUTDOWN)
+        await self.processes.close()
         self._deadlines.close()
         self.bus.close()
         for plugin in self.registry.plugins():
@@ -446,9 +463,11 @@ class Supervisor:
             await self._idle.wait()
         self._idle = None
 
-    async def _runner_slot(self, threads: anyio.CapacityLimiter) -> None:
+    async def _runner_slot(self, threads: ThreadCalls) -> None:
         while True:
-            runner = ToolRunner(self.registry, self._scheduler, self._deadlines, threads)
+            runner = ToolRunner(
+                self.registry, self._scheduler, self._deadlines, threads, self.processes
+            )
             try:
                 await runner.serve()
             except StoreError as exc:

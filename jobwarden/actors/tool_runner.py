@@ -3,7 +3,9 @@
 A pool of ToolRunners pulls job actors from the scheduler. For each job it starts the actor,
 calls the tool under the job's deadline in a cancel scope, checks the output against the tool's
 return type, turns every failure into an error envelope, counts the execution in the registry's
-metrics in a ``finally``, and finishes the actor in its terminal state.
+metrics in a ``finally``, and finishes the actor in its terminal state. A thread-mode tool is
+handed to ``ThreadCalls``, a process-mode tool to the ``ProcessPool``, whose workers run
+``process_worker`` (the ToolRunner's child side).
 """
 
 from __future__ import annotations
@@ -12,16 +14,27 @@ import time
 from typing import Any
 
 import anyio
+import msgspec
 import structlog
 
 from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.job_actor import JobActor, Started
+from jobwarden.actors.process_pool import Died, ProcessPool
+from jobwarden.actors.process_worker import (
+    Call,
+    OutOfMemory,
+    Raised,
+    Replies,
+    Returned,
+    Unencodable,
+)
 from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import JobState
+from jobwarden.actors.thread_calls import ThreadCalls, ThreadsExhausted
 from jobwarden.errors import ErrorInfo, OutcomeType
 from jobwarden.plugins.metrics import SUCCEEDED
 from jobwarden.plugins.registry import PluginRegistry
-from jobwarden.plugins.tool import Tool
+from jobwarden.plugins.tool import Tool, reference
 
 log = structlog.get_logger("jobwarden.runner")
 SHUTDOWN_REASON = "the supervisor shut down while the job was running"
@@ -29,6 +42,7 @@ CRASH_REASON = "the runner stopped abnormally while the job was running"
 
 
 Outcome = tuple[JobState, Any, ErrorInfo | None]
+_encoder = msgspec.msgpack.Encoder()
 
 
 class ToolRunner:
@@ -44,6 +58,7 @@ class ToolRunner:
         "_cancelled_exc",
         "_deadlines",
         "_outcome",
+        "_processes",
         "_registry",
         "_scheduler",
         "_threads",
@@ -55,12 +70,14 @@ class ToolRunner:
         registry: PluginRegistry,
         scheduler: Scheduler,
         deadlines: Deadlines,
-        threads: anyio.CapacityLimiter,
+        threads: ThreadCalls,
+        processes: ProcessPool,
     ) -> None:
         self._registry = registry
         self._scheduler = scheduler
         self._deadlines = deadlines
         self._threads = threads
+        self._processes = processes
         self.current: JobActor | None = None
         self._outcome: Outcome = (JobState.FAILED, None, None)
         self._cancelled_exc: type[BaseException] = BaseException
@@ -103,16 +120,21 @@ class ToolRunner:
         self._registry.begin_execution(tool.name)
         began = time.perf_counter()
         try:
-            if tool.mode == "async":
-                value = await tool.func(started.args, ctx)
+            if tool.mode == "process":
+                reply = await self._processes.call(_call(tool, tool.func, started))
+                if scope.cancel_called:
+                    state, error = _stopped(actor, ctx.timed_out, started)
+                else:
+                    state, result, error = _process_outcome(actor, reply)
             else:
-                value = await anyio.to_thread.run_sync(
-                    tool.func, started.args, ctx, abandon_on_cancel=True, limiter=self._threads
-                )
-            if scope.cancel_called:
-                state, error = _stopped(actor, ctx.timed_out, started)
-            else:
-                state, result, error = _checked_output(actor, value)
+                if tool.mode == "async":
+                    value = await tool.func(started.args, ctx)
+                else:
+                    value = await self._threads.run(tool.name, tool.func, started.args, ctx)
+                if scope.cancel_called:
+                    state, error = _stopped(actor, ctx.timed_out, started)
+                else:
+                    state, result, error = _checked_output(actor, value)
         except self._cancelled_exc:
             if scope.cancel_called:
                 state, error = _stopped(actor, ctx.timed_out, started)
@@ -124,6 +146,16 @@ class ToolRunner:
                 with anyio.CancelScope(shield=True):
                     await actor.finish(state, result, error)
             raise
+        except ThreadsExhausted as exc:
+            state, error = (
+                JobState.FAILED,
+                actor.error(
+                    OutcomeType.RESOURCE_EXHAUSTED,
+                    str(exc),
+                    abandoned_threads=exc.count,
+                    limit=self._threads.max_abandoned,
+                ),
+            )
         except Exception as exc:
             if scope.cancel_called:
                 state, error = _stopped(actor, ctx.timed_out, started)
@@ -140,12 +172,67 @@ class ToolRunner:
 
 
 def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorInfo | None]:
-    tool: Tool = actor.tool
     try:
-        return JobState.SUCCEEDED, tool.output_to_builtins(value), None
+        return JobState.SUCCEEDED, actor.tool.output_to_builtins(value), None
     except (TypeError, ValueError) as exc:
-        message = f"{tool.name} returned a value that does not match its return type: {exc}"
-        return JobState.FAILED, None, actor.error(OutcomeType.INVALID_OUTPUT, message)
+        return _invalid_output(actor, exc)
+
+
+def _invalid_output(actor: JobActor, problem: object) -> tuple[JobState, Any, ErrorInfo | None]:
+    message = f"{actor.tool.name} returned a value that does not match its return type: {problem}"
+    return JobState.FAILED, None, actor.error(OutcomeType.INVALID_OUTPUT, message)
+
+
+def _call(tool: Tool, func: Any, started: Started) -> Call:
+    """The encoded call a worker process runs: the function and input type by reference."""
+    ctx = started.ctx
+    return Call(
+        target=reference(func),
+        input_type=reference(tool.input_type),
+        input=msgspec.Raw(_encoder.encode(started.args)),
+        job_id=ctx.job_id,
+        tool=tool.name,
+        attempt=ctx.attempt,
+        memory_mb=tool.memory_mb,
+        cpu_s=tool.cpu_s,
+    )
+
+
+def _process_outcome(
+    actor: JobActor, reply: Replies | Died
+) -> tuple[JobState, Any, ErrorInfo | None]:
+    """The job's outcome from a worker's reply, or from how the worker died."""
+    tool: Tool = actor.tool
+    match reply:
+        case Returned(output=output):
+            try:
+                value = msgspec.msgpack.decode(output, type=tool.output_type)
+            except msgspec.ValidationError as exc:
+                return _invalid_output(actor, exc)
+            return _checked_output(actor, value)
+        case Raised(exception=kind, message=message):
+            log.warning("tool raised", job_id=actor.id, tool=tool.name, error=message)
+            return (
+                JobState.FAILED,
+                None,
+                actor.error(OutcomeType.PLUGIN_ERROR, message, exception=kind),
+            )
+        case OutOfMemory(message=message):
+            error = actor.error(OutcomeType.RESOURCE_EXHAUSTED, message, memory_mb=tool.memory_mb)
+            return JobState.FAILED, None, error
+        case Died(signal="SIGXCPU"):
+            message = f"{tool.name} used more than its {tool.cpu_s} CPU seconds"
+            error = actor.error(
+                OutcomeType.RESOURCE_EXHAUSTED, message, signal="SIGXCPU", cpu_s=tool.cpu_s
+            )
+            return JobState.FAILED, None, error
+        case Died(exit_code=code, signal=signame):
+            how = f"exit code {code}" if signame is None else f"signal {signame}"
+            message = f"the worker process running {tool.name} died ({how})"
+            details = {"exit_code": code} if signame is None else {"signal": signame}
+            return JobState.FAILED, None, actor.error(OutcomeType.CRASHED, message, **details)
+        case Unencodable(message=message):
+            return _invalid_output(actor, message)
 
 
 def _stopped(actor: JobActor, timed_out: bool, started: Started) -> tuple[JobState, ErrorInfo]:

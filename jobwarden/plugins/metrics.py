@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from array import array
 from datetime import UTC, datetime
@@ -33,14 +34,21 @@ class ToolMetrics(msgspec.Struct, frozen=True):
     mean_ms: float | None
     p95_ms: float | None
     circuit: CircuitStatus | None = None
+    abandoned_threads: int = 0
 
 
 class MetricsCell:
-    """Mutable counters for one tool; only the registry touches it."""
+    """Mutable counters for one tool; only the registry touches it.
+
+    ``abandoned_threads`` also changes in worker threads (an abandoned call that ends), hence
+    its lock; every other counter changes on the event loop only.
+    """
 
     __slots__ = (
+        "_abandoned_lock",
         "_durations",
         "_total_s",
+        "abandoned_threads",
         "calls",
         "failures",
         "in_flight",
@@ -60,6 +68,13 @@ class MetricsCell:
         self.last_s: float | None = None
         self._total_s = 0.0
         self._durations = array("d")
+        self.abandoned_threads = 0
+        self._abandoned_lock = threading.Lock()
+
+    def adjust_abandoned(self, delta: int) -> None:
+        """A thread was abandoned (+1) or an abandoned one ended (-1)."""
+        with self._abandoned_lock:
+            self.abandoned_threads += delta
 
     def begin(self) -> None:
         """An execution started."""
@@ -98,6 +113,7 @@ class MetricsCell:
             last_ms=_ms(self.last_s),
             mean_ms=_ms(self._total_s / self.calls) if self.calls else None,
             p95_ms=_ms(_percentile(self._durations, 0.95)),
+            abandoned_threads=self.abandoned_threads,
         )
 
 

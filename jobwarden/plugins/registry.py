@@ -208,6 +208,14 @@ class PluginRegistry:
         tools = loaded.tools.values() if loaded else ()
         return [self._circuits[t.name].status() for t in tools if t.name in self._circuits]
 
+    def abandoned_threads(self, tool: str) -> int:
+        """How many of ``tool``'s thread-mode calls were abandoned and still run."""
+        return self._metrics[tool].abandoned_threads
+
+    def adjust_abandoned(self, tool: str, delta: int) -> None:
+        """Count a thread of ``tool`` abandoned (+1), or an abandoned one ended (-1); any thread."""
+        self._metrics[tool].adjust_abandoned(delta)
+
     def metrics(self, tool: str) -> ToolMetrics:
         """A snapshot of ``tool``'s metrics (with its circuit, if any), or ``ToolNotFound``."""
         self.tool(tool)

@@ -15,7 +15,7 @@ from jobwarden.errors import InvalidInput, RegistrationError
 from jobwarden.plugins.circuit import CircuitPolicy
 from jobwarden.plugins.retry import RetryPolicy
 
-Mode = Literal["async", "thread"]
+Mode = Literal["async", "thread", "process"]
 MODES: tuple[str, ...] = typing.get_args(Mode)
 F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[[], Awaitable[None]]
@@ -37,6 +37,8 @@ class Tool:
     max_concurrency: int | None
     description: str
     retry_on_interrupt: bool = False
+    memory_mb: int | None = None
+    cpu_s: int | None = None
     retry: RetryPolicy | None = None
     total_timeout_s: float | None = None
     queue_timeout_s: float | None = None
@@ -121,6 +123,8 @@ class Plugin:
         max_concurrency: int | None = None,
         description: str | None = None,
         retry_on_interrupt: bool = False,
+        memory_mb: int | None = None,
+        cpu_s: int | None = None,
         retry: RetryPolicy | None = None,
         total_timeout: float | None = None,
         queue_timeout: float | None = None,
@@ -134,6 +138,8 @@ class Plugin:
         paragraph; ``timeout`` (seconds) applies per call unless a submit gives its own.
         ``retry_on_interrupt``: a call found running after a crash is run again (attempt + 1)
         instead of failing as ``interrupted``; say so only for tools that are safe to repeat.
+        ``mode="process"`` runs a module-level plain def in a worker process; ``memory_mb`` (the
+        worker's address space) and ``cpu_s`` (CPU seconds per call) limit it there.
         Timeouts in Temporal's sense: ``timeout`` bounds each attempt (start to close),
         ``total_timeout`` all attempts together from submit (schedule to close) and
         ``queue_timeout`` the wait in the queue before an attempt starts (schedule to start).
@@ -153,6 +159,7 @@ class Plugin:
                 max_concurrency=max_concurrency,
                 description=description,
                 retry_on_interrupt=retry_on_interrupt,
+                limits=(memory_mb, cpu_s),
                 retry=retry,
                 total_timeout=total_timeout,
                 queue_timeout=queue_timeout,
@@ -177,6 +184,7 @@ class Plugin:
         max_concurrency: int | None,
         description: str | None,
         retry_on_interrupt: bool,
+        limits: tuple[int | None, int | None],
         retry: RetryPolicy | None,
         total_timeout: float | None,
         queue_timeout: float | None,
@@ -193,6 +201,11 @@ class Plugin:
         if inspect.iscoroutinefunction(fn) != (mode == "async"):
             kind = "an async def" if mode == "async" else "a plain def"
             raise RegistrationError(f"{where}: mode {mode!r} needs {kind} function")
+        memory_mb, cpu_s = limits
+        if mode != "process" and limits != (None, None):
+            raise RegistrationError(f"{where}: memory_mb and cpu_s apply to mode 'process' only")
+        if any(limit is not None and limit < 1 for limit in limits):
+            raise RegistrationError(f"{where}: memory_mb and cpu_s must be >= 1")
         for option, value in (
             ("timeout", timeout),
             ("total_timeout", total_timeout),
@@ -203,6 +216,9 @@ class Plugin:
         if max_concurrency is not None and max_concurrency < 1:
             raise RegistrationError(f"{where}: max_concurrency must be >= 1")
         input_type, output_type = _signature_types(fn, where)
+        if mode == "process":
+            _check_importable(fn, where)
+            _check_importable(input_type, where)
         doc = inspect.getdoc(fn) or ""
         self.tools[name] = Tool(
             name=full,
@@ -215,6 +231,8 @@ class Plugin:
             max_concurrency=max_concurrency,
             description=description if description is not None else doc.split("\n\n")[0],
             retry_on_interrupt=retry_on_interrupt,
+            memory_mb=memory_mb,
+            cpu_s=cpu_s,
             retry=retry,
             total_timeout_s=total_timeout,
             queue_timeout_s=queue_timeout,
@@ -246,6 +264,23 @@ def _circuit(
         return CircuitPolicy(failures=failures, window_s=window_s, cooldown_s=cooldown_s)
     except ValueError as exc:
         raise RegistrationError(f"{where}: {exc}") from exc
+
+
+def reference(obj: Any) -> str:
+    """``module:qualname``, under which a worker process imports ``obj``."""
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def _check_importable(obj: Any, where: str) -> None:
+    """A worker process imports a process tool's function and input type by ``reference``.
+
+    Only the shape can be checked here: a decorator runs before its module binds the name.
+    """
+    if "<locals>" in obj.__qualname__:
+        raise RegistrationError(
+            f"{where}: mode 'process' needs {obj.__qualname__} defined at module level,"
+            " importable as module:name by a worker process"
+        )
 
 
 def _signature_types(fn: Callable[..., Any], where: str) -> tuple[type[msgspec.Struct], Any]:

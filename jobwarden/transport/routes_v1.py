@@ -223,4 +223,5 @@ def _plugin_health(registry: PluginRegistry, name: str) -> PluginHealth:
         avg_ms=round(total_ms / calls, 3) if calls else None,
         p95_ms=max(p95s) if p95s else None,
         circuits=registry.circuits(name),
+        abandoned_threads=sum(m.abandoned_threads for m in snapshots),
     )

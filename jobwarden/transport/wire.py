@@ -92,6 +92,7 @@ class PluginHealth(msgspec.Struct):
     avg_ms: float | None
     p95_ms: float | None
     circuits: list[CircuitStatus] = msgspec.field(default_factory=list)
+    abandoned_threads: int = 0
 
 
 class PluginsBody(msgspec.Struct):

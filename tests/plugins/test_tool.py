@@ -280,7 +280,7 @@ def test_bad_plugin_names_raise(name: str) -> None:
 
 def test_bad_mode_raises() -> None:
     """A mode outside MODES is refused, listing the valid modes."""
-    assert MODES == ("async", "thread")
+    assert MODES == ("async", "thread", "process")
 
     async def tool(inp: In, ctx: ToolContext) -> Out:
         return Out(text="")
@@ -476,3 +476,40 @@ def test_unserialisable_output_raises_type_error() -> None:
     """A value msgspec cannot turn into builtins raises TypeError."""
     with pytest.raises(TypeError):
         _tool_returning(Any).output_to_builtins(object())
+
+
+def process_tool(inp: In, ctx: ToolContext) -> Out:
+    """A module-level plain def, as process mode needs."""
+    return Out(text=inp.text)
+
+
+def test_process_mode_takes_a_module_level_function_with_limits() -> None:
+    """mode="process" registers a module-level plain def with its memory and CPU limits."""
+    demo = Plugin("demo")
+    demo.tool(mode="process", memory_mb=64, cpu_s=2)(process_tool)
+    tool = only_tool(demo)
+    assert (tool.mode, tool.memory_mb, tool.cpu_s) == ("process", 64, 2)
+
+
+def test_process_mode_refuses_a_nested_function() -> None:
+    """A function defined inside another cannot be imported by a worker, so it is refused."""
+
+    def nested(inp: In, ctx: ToolContext) -> Out:
+        return Out(text=inp.text)
+
+    with pytest.raises(errors.RegistrationError, match="defined at module level"):
+        Plugin("demo").tool(mode="process")(nested)
+
+
+@pytest.mark.parametrize(
+    ("mode", "limits", "message"),
+    [
+        ("thread", {"memory_mb": 64}, "apply to mode 'process' only"),
+        ("process", {"cpu_s": 0}, "must be >= 1"),
+        ("process", {"memory_mb": 0}, "must be >= 1"),
+    ],
+)
+def test_resource_limits_are_checked(mode: str, limits: dict[str, Any], message: str) -> None:
+    """Limits are refused outside process mode and when below one."""
+    with pytest.raises(errors.RegistrationError, match=message):
+        Plugin("demo").tool(mode=cast(Any, mode), **limits)(process_tool)

@@ -57,6 +57,7 @@ PLUGIN_HEALTH_FIELDS = {
     "last_ms",
     "avg_ms",
     "p95_ms",
+    "abandoned_threads",
 }
 
 
@@ -151,6 +152,7 @@ async def test_plugin_health_and_an_unknown_plugin() -> None:
     assert set(health) >= PLUGIN_HEALTH_FIELDS
     assert health["name"] == "fake"
     assert health["in_flight"] == 1
+    assert health["abandoned_threads"] == 0
     assert "fake.gate" in health["tools"]
     assert error["plugin"] == "nope"
 

@@ -1,0 +1,152 @@
+"""The parent side of process mode: a pool of worker processes reused between calls.
+
+Workers start lazily, on the first call that finds none idle: a supervisor with no process tool
+never starts one, and a worker killed or crashed is replaced only when a call needs it. They use
+the "spawn" start method: the parent runs threads (worker threads, the SQLite writer), and a
+forked child could inherit a lock some other thread held. Waiting for a worker's answer is an fd
+wait (``anyio.wait_readable``), so it holds no thread and is cancelled at once. A call that is
+cancelled (a timeout, a cancel, shutdown) kills its worker: SIGTERM, SIGKILL after ``GRACE_S``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from multiprocessing.process import BaseProcess
+
+import anyio
+import msgspec
+
+from jobwarden.actors import process_worker
+from jobwarden.actors.process_worker import READY, Call, Replies
+
+GRACE_S = 0.2  # how long a worker may handle SIGTERM before it gets SIGKILL
+
+_context = multiprocessing.get_context("spawn")
+_replies = msgspec.msgpack.Decoder(Replies)
+_encoder = msgspec.msgpack.Encoder()
+
+
+class Died(msgspec.Struct, frozen=True):
+    """The worker ended during the call: ``exit_code`` >= 0, or killed by ``signal``."""
+
+    exit_code: int | None
+    signal: str | None
+
+
+class ProcessPoolStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of a process pool: its size, its idle workers, and how many it ever started."""
+
+    size: int
+    idle: int
+    started: int
+
+
+class _Worker:
+    __slots__ = ("_child", "conn", "process", "ready")
+
+    def __init__(self) -> None:
+        self.conn, self._child = _context.Pipe()
+        self.process: BaseProcess = _context.Process(
+            target=process_worker.serve, args=(self._child,), name="jobwarden-worker", daemon=True
+        )
+        self.ready = False
+
+    async def start(self) -> None:
+        try:
+            # start() forks, execs and writes the spawn data: a few ms, kept off the loop.
+            await anyio.to_thread.run_sync(self.process.start)
+        finally:
+            self._child.close()  # the parent's copy: while it is open, a death is no EOF
+
+    async def call(self, request: bytes) -> Replies | Died:
+        try:
+            if not self.ready:
+                if await self._receive() != READY:
+                    raise EOFError("the worker did not start")
+                self.ready = True
+            self.conn.send_bytes(request)
+            reply: Replies = _replies.decode(await self._receive())
+            return reply
+        except (EOFError, OSError):
+            return await self._died()
+
+    async def _receive(self) -> bytes:
+        await anyio.wait_readable(self.conn)
+        return self.conn.recv_bytes()
+
+    async def _died(self) -> Died:
+        await anyio.to_thread.run_sync(self.process.join)
+        code = self.process.exitcode
+        assert code is not None
+        self.discard()
+        if code < 0:
+            return Died(exit_code=None, signal=signal.Signals(-code).name)
+        return Died(exit_code=code, signal=None)
+
+    async def stop(self) -> None:
+        """Terminate the worker, kill it if it outlives the grace, and reap it."""
+        process = self.process
+        if process.pid is not None and process.exitcode is None:
+            process.terminate()
+            with anyio.move_on_after(GRACE_S):
+                await anyio.wait_readable(process.sentinel)
+            if process.exitcode is None:
+                process.kill()
+            await anyio.to_thread.run_sync(process.join)
+        self.discard()
+
+    def discard(self) -> None:
+        """Release the connection and the process object of a worker that has ended."""
+        self.conn.close()
+        if self.process.pid is not None:
+            self.process.close()
+
+
+class ProcessPool:
+    """At most ``size`` worker processes, each running one call at a time."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._slots = anyio.Semaphore(size)
+        self._idle: list[_Worker] = []
+        self._started = 0
+
+    def statistics(self) -> ProcessPoolStatistics:
+        """How many workers the pool may run, has idle, and has started (replacements included)."""
+        return ProcessPoolStatistics(size=self._size, idle=len(self._idle), started=self._started)
+
+    async def call(self, call: Call) -> Replies | Died:
+        """Run ``call`` in a worker; a cancelled call kills its worker before re-raising."""
+        request = _encoder.encode(call)
+        async with self._slots:
+            worker = self._checkout()
+            try:
+                if worker is None:
+                    worker = _Worker()
+                    self._started += 1
+                    await worker.start()
+                reply = await worker.call(request)
+            except BaseException:
+                if worker is not None:
+                    with anyio.CancelScope(shield=True):
+                        await worker.stop()
+                raise
+            if not isinstance(reply, Died):
+                self._idle.append(worker)
+            return reply
+
+    def _checkout(self) -> _Worker | None:
+        """An idle worker still alive, or None; one that died while idle is let go."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.process.exitcode is None:
+                return worker
+            worker.discard()
+        return None
+
+    async def close(self) -> None:
+        """Stop every idle worker (a busy one is stopped by its cancelled call)."""
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            await worker.stop()

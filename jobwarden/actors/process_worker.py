@@ -1,0 +1,151 @@
+"""The child side of process mode: a worker process's loop, part of the ToolRunner.
+
+Metrics are the parent's: its ToolRunner records them in a ``finally`` around the whole call to
+a worker, which covers every way the child's call can end, a dead worker included.
+
+A worker reads one ``Call`` at a time from its connection, imports the tool's function and input
+type by reference, calls it under the call's resource limits and answers with one ``Reply``.
+Everything crossing the boundary is msgspec MessagePack. The worker's stdout and stderr go to
+``/dev/null``: a tool's prints must not land in the server's logs or a CLI's JSON output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import pkgutil
+import resource
+import signal
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+
+from jobwarden.plugins.context import ToolContext
+
+READY = b"ready"
+MIB = 1 << 20
+
+
+class Call(msgspec.Struct, frozen=True):
+    """One tool call for a worker: what to import (``module:qualname``), the input, the limits."""
+
+    target: str
+    input_type: str
+    input: msgspec.Raw
+    job_id: str
+    tool: str
+    attempt: int
+    memory_mb: int | None = None
+    cpu_s: int | None = None
+
+
+class Reply(msgspec.Struct, tag_field="kind"):
+    """A worker's answer to one ``Call``, tagged by ``kind``."""
+
+
+class Returned(Reply, tag="returned"):
+    """The tool returned; ``output`` is its value, encoded."""
+
+    output: msgspec.Raw
+
+
+class Raised(Reply, tag="raised"):
+    """The tool raised ``exception`` (module.qualname) with ``message``."""
+
+    exception: str
+    message: str
+
+
+class OutOfMemory(Reply, tag="out_of_memory"):
+    """The tool raised MemoryError, with ``memory_mb`` set or not."""
+
+    message: str
+
+
+class Unencodable(Reply, tag="unencodable"):
+    """The tool returned a value MessagePack cannot encode."""
+
+    message: str
+
+
+Replies = Returned | Raised | OutOfMemory | Unencodable
+_encoder = msgspec.msgpack.Encoder()
+_calls = msgspec.msgpack.Decoder(Call)
+
+
+def serve(conn: Connection) -> None:
+    """The worker's main loop: answer calls until the parent closes the connection."""
+    # Ctrl-C reaches the whole process group; the parent decides when its workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    conn.send_bytes(READY)
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except EOFError:
+            return
+        conn.send_bytes(handle(data))
+
+
+def handle(data: bytes) -> bytes:
+    """Run one encoded ``Call`` and return its encoded ``Reply``."""
+    call = _calls.decode(data)
+    ctx = ToolContext(job_id=call.job_id, tool=call.tool, attempt=call.attempt, progress=_progress)
+    try:
+        func = _resolve(call.target)
+        inp = msgspec.msgpack.decode(call.input, type=_resolve(call.input_type))
+        with _limits(call.memory_mb, call.cpu_s):
+            value = func(inp, ctx)
+    except MemoryError as exc:
+        reply: Replies = OutOfMemory(message=f"MemoryError: {exc}" if str(exc) else "MemoryError")
+    except Exception as exc:
+        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        reply = Raised(exception=kind, message=f"{type(exc).__name__}: {exc}")
+    else:
+        try:
+            reply = Returned(output=msgspec.Raw(_encoder.encode(value)))
+        except TypeError as exc:
+            reply = Unencodable(message=str(exc))
+    return _encoder.encode(reply)
+
+
+@functools.cache
+def _resolve(ref: str) -> Any:
+    return pkgutil.resolve_name(ref)
+
+
+async def _progress(fraction: float, message: str | None) -> None:
+    raise NotImplementedError("progress is not reported from process-mode tools")
+
+
+@contextlib.contextmanager
+def _limits(memory_mb: int | None, cpu_s: int | None) -> Iterator[None]:
+    """Lower the soft limits for one call and restore them after it (the hard ones stay)."""
+    saved: list[tuple[int, tuple[int, int]]] = []
+    if memory_mb is not None:
+        saved.append(_lower(resource.RLIMIT_AS, memory_mb * MIB))
+    if cpu_s is not None:
+        # RLIMIT_CPU counts the whole process's life: allow this call cpu_s more seconds.
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        saved.append(
+            _lower(resource.RLIMIT_CPU, math.ceil(usage.ru_utime + usage.ru_stime) + cpu_s)
+        )
+    try:
+        yield
+    finally:
+        for which, limits in saved:
+            resource.setrlimit(which, limits)
+
+
+def _lower(which: int, soft: int) -> tuple[int, tuple[int, int]]:
+    limits = resource.getrlimit(which)
+    hard = limits[1]
+    resource.setrlimit(which, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+    return which, limits

@@ -1,0 +1,87 @@
+"""Thread mode: a tool's plain def in a worker thread, abandoned and counted when it is stopped.
+
+A thread cannot be interrupted. When its job times out or is cancelled the job ends at once and
+the thread is abandoned: it runs on, its result ignored, and counts in the tool's
+``abandoned_threads`` until it returns. Beyond ``max_abandoned`` of them a tool's new calls fail
+fast (``ThreadsExhausted``) instead of piling up more stuck threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from jobwarden.plugins.registry import PluginRegistry
+
+
+class ThreadsExhausted(Exception):
+    """A tool has ``count`` abandoned threads still running, its limit."""
+
+    def __init__(self, tool: str, count: int) -> None:
+        super().__init__(
+            f"{tool} has {count} abandoned threads still running (the limit);"
+            " new calls fail until some return"
+        )
+        self.count = count
+
+
+class ThreadCalls:
+    """Runs thread-mode calls on ``limiter``'s threads, at most ``max_abandoned`` stuck per tool."""
+
+    def __init__(
+        self, registry: PluginRegistry, limiter: anyio.CapacityLimiter, max_abandoned: int
+    ) -> None:
+        self._registry = registry
+        self._limiter = limiter
+        self.max_abandoned = max_abandoned
+
+    async def run(self, tool: str, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args)`` in a worker thread; if cancelled, the thread is abandoned and counted."""
+        count = self._registry.abandoned_threads(tool)
+        if count >= self.max_abandoned:
+            raise ThreadsExhausted(tool, count)
+        call = _Call(self._registry, tool)
+        try:
+            return await anyio.to_thread.run_sync(
+                call.run, func, *args, abandon_on_cancel=True, limiter=self._limiter
+            )
+        except BaseException:
+            call.abandon()
+            raise
+
+
+class _Call:
+    """One call's progress, shared by the event loop and its worker thread."""
+
+    __slots__ = ("_lock", "_registry", "_tool", "abandoned", "phase")
+
+    def __init__(self, registry: PluginRegistry, tool: str) -> None:
+        self._registry = registry
+        self._tool = tool
+        self._lock = threading.Lock()
+        self.phase = "pending"
+        self.abandoned = False
+
+    def run(self, func: Callable[..., Any], *args: Any) -> Any:
+        with self._lock:
+            if self.abandoned:
+                return None  # the job ended before a thread took the call: nothing to run
+            self.phase = "running"
+        try:
+            return func(*args)
+        finally:
+            with self._lock:
+                self.phase = "done"
+                if self.abandoned:
+                    self._registry.adjust_abandoned(self._tool, -1)
+
+    def abandon(self) -> None:
+        with self._lock:
+            if self.phase == "done":
+                return
+            self.abandoned = True
+            if self.phase == "running":
+                self._registry.adjust_abandoned(self._tool, 1)

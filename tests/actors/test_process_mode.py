@@ -1,0 +1,176 @@
+"""Process mode with real worker processes: every misbehaviour fails only its own job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from jobwarden import JobEvent, JobRecord, JobState, Supervisor
+from jobwarden.actors.process_pool import ProcessPoolStatistics
+from jobwarden.errors import OutcomeType
+from tests.process_fakes import procs
+
+pytestmark = pytest.mark.anyio
+
+HANG_GUARD_S = 60  # generous: only turns a hang into a failure
+
+
+async def wait_running(sup: Supervisor, job_id: str) -> None:
+    """Return once the job's running event was published."""
+    async with sup.subscribe(job_id=job_id) as events:
+        async for event in events:
+            if isinstance(event, JobEvent) and event.type == "jobwarden.job.running":
+                return
+
+
+async def run_one(sup: Supervisor, tool: str, payload: dict[str, Any]) -> JobRecord:
+    rec = await sup.submit(tool, payload)
+    return await sup.wait(rec.id, timeout=HANG_GUARD_S)
+
+
+async def test_process_tool_succeeds_in_a_reused_worker() -> None:
+    """Sequential calls of a process tool succeed with their results and share one worker."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs]) as sup:
+            for n in range(3):
+                done = await run_one(sup, "procs.square", {"n": n})
+                assert done.state is JobState.SUCCEEDED
+                assert done.result == {"n": n * n}
+            assert sup.processes.statistics() == ProcessPoolStatistics(size=2, idle=1, started=1)
+            metrics = sup.registry.metrics("procs.square")
+            assert (metrics.calls, metrics.successes, metrics.in_flight) == (3, 3, 0)
+
+
+async def test_raising_process_tool_fails_with_plugin_error() -> None:
+    """An exception in the worker fails the job with plugin_error naming the exception."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs]) as sup:
+            done = await run_one(sup, "procs.raises", {"n": 3})
+            assert done.state is JobState.FAILED
+            assert done.error is not None
+            assert done.error.type == OutcomeType.PLUGIN_ERROR
+            assert done.error.message == "ValueError: bad n 3"
+            assert done.error.details == {"exception": "builtins.ValueError"}
+            assert sup.registry.metrics("procs.raises").failures_by_type == {"plugin_error": 1}
+            assert sup.processes.statistics().started == 1
+
+
+@pytest.mark.parametrize("tool", ["procs.wrong_type", "procs.unencodable"])
+async def test_wrong_output_of_a_process_tool_is_invalid_output(tool: str) -> None:
+    """A worker's result that does not fit the return type fails the job with invalid_output."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs]) as sup:
+            done = await run_one(sup, tool, {})
+            assert done.state is JobState.FAILED
+            assert done.error is not None
+            assert done.error.type == OutcomeType.INVALID_OUTPUT
+            assert sup.registry.metrics(tool).failures_by_type == {"invalid_output": 1}
+
+
+async def test_timeout_kills_the_worker_and_the_pool_replaces_it() -> None:
+    """A busy loop past its timeout ends timed_out, and the next call gets a fresh worker."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            done = await run_one(sup, "procs.spin", {})
+            assert done.state is JobState.TIMED_OUT
+            assert done.error is not None
+            assert done.error.type == OutcomeType.TIMEOUT
+            assert (await run_one(sup, "procs.square", {"n": 2})).result == {"n": 4}
+            assert sup.processes.statistics().started == 2
+            metrics = sup.registry.metrics("procs.spin")
+            assert (metrics.timeouts, metrics.errors, metrics.in_flight) == (1, 0, 0)
+
+
+async def test_cancel_of_a_running_process_job_kills_its_worker() -> None:
+    """Cancelling a running process job ends it cancelled at once and the worker is replaced."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            rec = await sup.submit("procs.spin", {}, timeout_s=3600)
+            await wait_running(sup, rec.id)
+            cancelled = await sup.cancel(rec.id)
+            assert cancelled.state is JobState.CANCELLED
+            assert (await run_one(sup, "procs.square", {"n": 3})).result == {"n": 9}
+            assert sup.processes.statistics().started == 2
+            assert sup.registry.metrics("procs.spin").cancellations == 1
+
+
+@pytest.mark.parametrize(
+    ("tool", "details"),
+    [("procs.exits", {"exit_code": 3}), ("procs.segfault", {"signal": "SIGSEGV"})],
+)
+async def test_a_dying_worker_fails_only_its_job_as_crashed(
+    tool: str, details: dict[str, Any]
+) -> None:
+    """A worker that exits or segfaults mid-call fails that job as crashed, with how it died."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            done = await run_one(sup, tool, {"n": 3})
+            assert done.state is JobState.FAILED
+            assert done.error is not None
+            assert done.error.type == OutcomeType.CRASHED
+            assert done.error.details == details
+            assert (await run_one(sup, "procs.square", {"n": 4})).result == {"n": 16}
+            assert sup.registry.metrics(tool).failures_by_type == {"crashed": 1}
+
+
+@pytest.mark.parametrize(
+    ("tool", "details"),
+    [("procs.hog", {"memory_mb": 512}), ("procs.burn", {"signal": "SIGXCPU", "cpu_s": 1})],
+)
+async def test_resource_limits_fail_the_job_as_resource_exhausted(
+    tool: str, details: dict[str, Any]
+) -> None:
+    """Running past memory_mb or cpu_s fails the job with resource_exhausted."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            done = await run_one(sup, tool, {})
+            assert done.state is JobState.FAILED
+            assert done.error is not None
+            assert done.error.type == OutcomeType.RESOURCE_EXHAUSTED
+            assert done.error.details == details
+            assert (await run_one(sup, "procs.square", {"n": 5})).result == {"n": 25}
+            failures = sup.registry.metrics(tool).failures_by_type
+            assert failures == {"resource_exhausted": 1}
+
+
+async def test_writes_to_stdout_and_stderr_go_nowhere(capfd: pytest.CaptureFixture[str]) -> None:
+    """A process tool's prints and raw writes to fds 1 and 2 reach neither stream."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs]) as sup:
+            done = await run_one(sup, "procs.chatty", {"n": 1})
+            assert done.state is JobState.SUCCEEDED
+    captured = capfd.readouterr()
+    assert "CHATTY" not in captured.out
+    assert "CHATTY" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("tool", "state"),
+    [
+        ("procs.raises", JobState.FAILED),
+        ("procs.wrong_type", JobState.FAILED),
+        ("procs.spin", JobState.TIMED_OUT),
+        ("procs.exits", JobState.FAILED),
+        ("procs.segfault", JobState.FAILED),
+        ("procs.hog", JobState.FAILED),
+        ("procs.chatty", JobState.SUCCEEDED),
+    ],
+)
+async def test_healthy_jobs_beside_a_misbehaving_one_all_succeed(
+    tool: str, state: JobState
+) -> None:
+    """A burst of healthy process jobs running beside a misbehaving one all succeed."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=2) as sup:
+            bad = await sup.submit(tool, {"n": 3})
+            healthy = [await sup.submit("procs.square", {"n": n}) for n in range(12)]
+            assert (await sup.wait(bad.id, timeout=HANG_GUARD_S)).state is state
+            for n, rec in enumerate(healthy):
+                done = await sup.wait(rec.id, timeout=HANG_GUARD_S)
+                assert (done.state, done.result) == (JobState.SUCCEEDED, {"n": n * n})
+            square = sup.registry.metrics("procs.square")
+            assert (square.calls, square.successes, square.in_flight) == (12, 12, 0)
+            assert sup.registry.metrics(tool).calls == 1
+        assert sup.processes.statistics().idle == 0

@@ -1,0 +1,97 @@
+"""A process-mode plugin whose tools misbehave in every way a worker process can.
+
+Process tools are imported by reference in the worker, so they live at module level here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import msgspec
+
+from jobwarden import Plugin, ToolContext
+
+
+class NumberIn(msgspec.Struct):
+    n: int = 0
+
+
+class NumberOut(msgspec.Struct):
+    n: int
+
+
+procs = Plugin("procs", version="0.1.0")
+
+
+@procs.tool(mode="process", timeout=60)
+def square(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Square n: the healthy tool."""
+    return NumberOut(n=inp.n * inp.n)
+
+
+@procs.tool(mode="process", timeout=60)
+def raises(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Raise ValueError."""
+    raise ValueError(f"bad n {inp.n}")
+
+
+@procs.tool(mode="process", timeout=60)
+def wrong_type(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Return a str where NumberOut is declared."""
+    wrong: Any = "not a number"
+    return wrong  # type: ignore[no-any-return]
+
+
+@procs.tool(mode="process", timeout=60)
+def unencodable(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Return an object MessagePack cannot encode."""
+    wrong: Any = object()
+    return wrong  # type: ignore[no-any-return]
+
+
+@procs.tool(mode="process", timeout=0.5)
+def spin(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Loop forever without looking at its deadline."""
+    while True:
+        inp.n += 1
+
+
+@procs.tool(mode="process", timeout=60)
+def exits(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """End the worker with os._exit(n)."""
+    os._exit(inp.n)
+
+
+@procs.tool(mode="process", timeout=60)
+def segfault(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Kill the worker with SIGSEGV."""
+    os.kill(os.getpid(), signal.SIGSEGV)
+    raise AssertionError("unreachable: the worker is dead")
+
+
+@procs.tool(mode="process", timeout=60, memory_mb=512)
+def hog(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Allocate 16 MiB blocks without bound."""
+    blocks = []
+    while True:
+        blocks.append(bytearray(16 << 20))
+
+
+@procs.tool(mode="process", timeout=60, cpu_s=1)
+def burn(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Burn CPU without bound (its limit is one CPU second)."""
+    while True:
+        inp.n += 1
+
+
+@procs.tool(mode="process", timeout=60)
+def chatty(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Write to stdout and stderr, through Python and straight to the file descriptors."""
+    sys.stdout.write("CHATTY-STDOUT\n")
+    sys.stdout.flush()
+    sys.stderr.write("CHATTY-STDERR\n")
+    os.write(1, b"CHATTY-FD1\n")
+    return NumberOut(n=inp.n)
