@@ -287,14 +287,7 @@ class JobActor:
 
     async def _retry(self, error: ErrorInfo, delay: float) -> None:
         record = self.record
-        again = msgspec.structs.replace(
-            record,
-            state=JobState.QUEUED,
-            attempt=record.attempt + 1,
-            started_at=None,
-            progress=None,
-            error=error,
-        )
+        again = next_attempt(record, error)
         message = f"attempt {record.attempt} failed ({error.type}); retrying in {delay:.3g}s"
         await self._change("retrying", again, message=message)
         self._scope = self._ctx = None
@@ -356,6 +349,18 @@ class JobActor:
         if self._done is not None:
             self._done.set()
         self._host.job_finished(self, started=started)
+
+
+def next_attempt(record: JobRecord, error: ErrorInfo | None = None) -> JobRecord:
+    """``record`` queued again as its next attempt (``error``: why the last one ended)."""
+    return msgspec.structs.replace(
+        record,
+        state=JobState.QUEUED,
+        attempt=record.attempt + 1,
+        started_at=None,
+        progress=None,
+        error=error,
+    )
 
 
 async def commit_change(

@@ -8,6 +8,8 @@ the plugin's lifecycle says whether it started, and why not. A hook that raises 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import anyio
 import structlog
 
@@ -21,31 +23,28 @@ INTERRUPTED = "was interrupted"
 
 async def start_plugin(registry: PluginRegistry, plugin: Plugin) -> None:
     """Run ``plugin``'s startup hook, if any: initialized if it returns, else failed."""
-    error: str | None = INTERRUPTED
-    try:
-        with anyio.move_on_after(HOOK_TIMEOUT_S) as scope:
-            if plugin.startup_hook is not None:
-                await plugin.startup_hook()
-        error = f"did not finish within {HOOK_TIMEOUT_S:g}s" if scope.cancelled_caught else None
-    except Exception as exc:
-        log.exception("plugin startup hook raised", plugin=plugin.name)
-        error = f"raised {type(exc).__name__}: {exc}"
-    finally:
-        registry.record_hook(plugin.name, "startup", error)
+    await _run_hook(registry, plugin, "startup")
 
 
 async def stop_plugin(registry: PluginRegistry, plugin: Plugin) -> None:
     """Run ``plugin``'s shutdown hook, unless it failed to start; it ends unavailable."""
     if registry.status(plugin.name).state is PluginLifecycle.FAILED:
         return
+    await _run_hook(registry, plugin, "shutdown")
+
+
+async def _run_hook(
+    registry: PluginRegistry, plugin: Plugin, which: Literal["startup", "shutdown"]
+) -> None:
+    hook = plugin.startup_hook if which == "startup" else plugin.shutdown_hook
     error: str | None = INTERRUPTED
     try:
         with anyio.move_on_after(HOOK_TIMEOUT_S) as scope:
-            if plugin.shutdown_hook is not None:
-                await plugin.shutdown_hook()
+            if hook is not None:
+                await hook()
         error = f"did not finish within {HOOK_TIMEOUT_S:g}s" if scope.cancelled_caught else None
     except Exception as exc:
-        log.exception("plugin shutdown hook raised", plugin=plugin.name)
+        log.exception(f"plugin {which} hook raised", plugin=plugin.name)
         error = f"raised {type(exc).__name__}: {exc}"
     finally:
-        registry.record_hook(plugin.name, "shutdown", error)
+        registry.record_hook(plugin.name, which, error)

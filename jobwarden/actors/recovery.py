@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import msgspec
 import structlog
 
-from jobwarden.actors.job_actor import JobActor, JobHost, commit_change
+from jobwarden.actors.job_actor import JobActor, JobHost, commit_change, next_attempt
 from jobwarden.actors.states import JobState
 from jobwarden.errors import ErrorInfo, InvalidInput, OutcomeType, ToolNotFound
 from jobwarden.plugins.registry import PluginRegistry
@@ -56,13 +56,7 @@ async def recover(
                 await _end(host, record, JobState.FAILED, INTERRUPTED)
                 counts["interrupted"] += 1
                 continue
-            again = msgspec.structs.replace(
-                record,
-                state=JobState.QUEUED,
-                attempt=record.attempt + 1,
-                started_at=None,
-                progress=None,
-            )
+            again = next_attempt(record)
             await commit_change(host, record, again, "retrying", message=INTERRUPTED)
             record = again
             counts["retried"] += 1
