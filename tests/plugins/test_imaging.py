@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,19 @@ async def test_inspect_reads_png_jpeg_and_gif_with_their_colours() -> None:
     assert gif_done.result["dominant"] == [{"hex": "#0000ff", "fraction": 1.0}]
     assert rgba.result is not None
     assert rgba.result["mean"] == {"R": 0.0, "G": 160.0, "B": 0.0, "A": 0.0}
+
+
+async def test_a_multi_picture_jpeg_counts_as_jpeg() -> None:
+    """A camera's multi-picture JPEG, which Pillow reads as MPO, is accepted as image/jpeg."""
+    first, second = Image.new("RGB", (8, 8), BLUE), Image.new("RGB", (8, 8), GREEN)
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[second])
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[imaging], process_workers=1) as sup:
+            done = await inspect(sup, out.getvalue(), "image/jpeg")
+    assert done.state is JobState.SUCCEEDED
+    assert done.result is not None
+    assert (done.result["format"], done.result["width"]) == ("JPEG", 8)
 
 
 @pytest.mark.parametrize(
