@@ -67,7 +67,10 @@ def _plugin_arguments(cmd: argparse.ArgumentParser) -> None:
         help="module:attr of a Plugin to load (repeatable; JOBWARDEN_PLUGINS is comma-separated)",
     )
     cmd.add_argument(
-        "--no-builtin", action="store_true", default=_env("NO_BUILTIN") in {"1", "true", "yes"}
+        "--no-builtin",
+        action="store_true",
+        default=_env("NO_BUILTIN") in {"1", "true", "yes"},
+        help="skip the plugins shipped with jobwarden, builtin and imaging (JOBWARDEN_NO_BUILTIN)",
     )
     cmd.add_argument(
         "--config",

@@ -22,6 +22,7 @@ from jobwarden.errors import StoreError
 from jobwarden.logs import configure_logging
 from jobwarden.plugins.builtin import builtin
 from jobwarden.plugins.discovery import build_registry, discover
+from jobwarden.plugins.imaging import imaging
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.store.base import JobStore
 from jobwarden.store.memory import MemoryStore
@@ -96,12 +97,12 @@ def config_plugins(path: str | None) -> list[str]:
 
 
 def load_registry(options: ServeOptions) -> PluginRegistry:
-    """The builtin plugin (unless disabled), the installed entry points (unless disabled), and
-    each ``module:attr`` from the flags and the config file; one that fails is registered as
-    failed with its reason, and the rest load."""
+    """The plugins shipped with jobwarden, ``builtin`` and ``imaging`` (unless disabled), the
+    installed entry points (unless disabled), and each ``module:attr`` from the flags and the
+    config file; one that fails is registered as failed with its reason, and the rest load."""
     specs = [*options.plugins, *config_plugins(options.config)]
     found = discover(specs, entry_points=options.entry_points)
-    return build_registry([builtin] if options.builtin else [], found)
+    return build_registry([builtin, imaging] if options.builtin else [], found)
 
 
 def open_store(url: str) -> JobStore:

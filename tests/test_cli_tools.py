@@ -17,6 +17,13 @@ def test_tools_prints_each_plugin_and_its_tools(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert out.startswith("builtin 1.0.0: Reference tools shipped with jobwarden.\n")
     assert "  builtin.sha256 [thread, timeout 60s] Hash the given bytes" in out
+    assert "  imaging.inspect [process, timeout 30s] Format, size, mode" in out
+
+
+def test_no_builtin_leaves_out_both_shipped_plugins() -> None:
+    """--no-builtin (builtin=False) loads neither builtin nor imaging."""
+    registry = load_registry(ServeOptions(builtin=False, entry_points=False))
+    assert registry.plugin_names() == []
 
 
 def test_tools_json_lists_manifests_and_failures(capsys: pytest.CaptureFixture[str]) -> None:
@@ -25,7 +32,7 @@ def test_tools_json_lists_manifests_and_failures(capsys: pytest.CaptureFixture[s
     captured = capsys.readouterr()
     listing = json.loads(captured.out)
     assert code == 1
-    assert [p["name"] for p in listing["plugins"]] == ["builtin"]
+    assert [p["name"] for p in listing["plugins"]] == ["builtin", "imaging"]
     echo = listing["plugins"][0]["tools"][0]
     assert echo["name"] == "builtin.echo"
     assert echo["input_schema"]["$defs"]["EchoIn"]["required"] == ["text"]
@@ -87,13 +94,13 @@ def test_config_file_errors_say_what_is_wrong(tmp_path: Path, text: str, message
 
 
 def test_the_registry_merges_flags_config_and_builtin(tmp_path: Path) -> None:
-    """load_registry takes builtin, the --plugin names, then the config file's."""
+    """load_registry takes builtin and imaging, the --plugin names, then the config file's."""
     config = tmp_path / "c.toml"
     config.write_text('plugins = ["tests.cli_plugin:demo"]\n')
     assert config_plugins(str(config)) == ["tests.cli_plugin:demo"]
     options = ServeOptions(plugins=("nope_y:p",), config=str(config), entry_points=False)
     registry = load_registry(options)
-    assert registry.plugin_names() == ["builtin", "demo", "nope_y:p"]
+    assert registry.plugin_names() == ["builtin", "imaging", "demo", "nope_y:p"]
     assert config_plugins(None) == []
     empty = tmp_path / "empty.toml"
     empty.write_text("")

@@ -100,7 +100,9 @@ class UnreadableImage(ValueError):
 
 
 def imaging_plugin(gates: Gates) -> Plugin:
-    """A plugin named ``imaging`` whose FIRST declared tool is ``describe``."""
+    """A stand-in named like the shipped ``imaging`` plugin, whose FIRST declared tool is
+    ``describe`` and whose tools the seed-route tests steer (test_seed_imaging.py runs the real
+    one)."""
     plugin = Plugin("imaging", version="2.1.0", description="Looks at images.")
 
     @plugin.tool(timeout=10)

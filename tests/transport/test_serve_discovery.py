@@ -38,6 +38,7 @@ async def test_serve_keeps_running_with_broken_plugins(tmp_path: Path) -> None:
     output = server_output(log)
     states = {p["name"]: (p["state"], p["reason"]) for p in listed["plugins"]}
     assert states["builtin"] == ("running", None)
+    assert states["imaging"] == ("running", None)
     assert states["demo"] == ("running", None)
     assert states["jw_missing_module:plugin"][0] == "failed"
     assert "ModuleNotFoundError" in states["jw_missing_module:plugin"][1]
