@@ -40,6 +40,16 @@ class Op(msgspec.Struct, frozen=True):
 
 
 _JOB_ID = "{id}"
+# What a submit can answer besides its job: unknown tool, body too large or not JSON, queue
+# full, shutting down (or the store refusing the write).
+_SUBMIT_ERRORS: dict[int, Any] = {
+    404: ErrorEnvelope,
+    413: ErrorEnvelope,
+    415: ErrorEnvelope,
+    429: ErrorEnvelope,
+    503: ErrorEnvelope,
+}
+
 OPERATIONS: tuple[Op, ...] = (
     Op("get", "/v1/health", "Liveness", {200: wire.Health}, auth=False),
     Op("get", "/v1/tools", "Every tool with its schemas", {200: wire.ToolsBody}),
@@ -64,11 +74,7 @@ OPERATIONS: tuple[Op, ...] = (
         {
             200: wire.JobBody,
             202: wire.JobBody,
-            404: ErrorEnvelope,
-            413: ErrorEnvelope,
-            415: ErrorEnvelope,
-            429: ErrorEnvelope,
-            503: ErrorEnvelope,
+            **_SUBMIT_ERRORS,
         },
         body=wire.SubmitBody,
         query=(("wait", "number", "seconds to wait for the job to finish"),),
@@ -135,11 +141,7 @@ OPERATIONS: tuple[Op, ...] = (
         {
             200: seed.SyncResult,
             202: seed.SyncResult,
-            404: ErrorEnvelope,
-            413: ErrorEnvelope,
-            415: ErrorEnvelope,
-            429: ErrorEnvelope,
-            503: ErrorEnvelope,
+            **_SUBMIT_ERRORS,
         },
         body=seed.AnalyzeBody,
     ),
@@ -149,11 +151,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Seed-compatible: queue an analysis",
         {
             202: seed.AsyncAccepted,
-            404: ErrorEnvelope,
-            413: ErrorEnvelope,
-            415: ErrorEnvelope,
-            429: ErrorEnvelope,
-            503: ErrorEnvelope,
+            **_SUBMIT_ERRORS,
         },
         body=seed.AnalyzeBody,
     ),
