@@ -12,6 +12,7 @@ file, so the result is exactly what the store itself would have written.
 from __future__ import annotations
 
 import random
+import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -133,3 +134,12 @@ async def write(path: Path, jobs: Iterable[Sequence[Step]], mirror: JobStore | N
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         db.close()
+
+
+def fresh_copy(source: Path) -> Path:
+    """A copy of the closed file (its WAL checkpointed into it) beside it, replacing the last."""
+    target = source.with_name(f"copy-{source.name}")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(source, target)
+    return target

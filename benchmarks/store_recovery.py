@@ -15,7 +15,6 @@ calling ``store.unfinished()``.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -92,15 +91,6 @@ def _check_file(path: Path, jobs: int) -> None:
         raise RuntimeError(f"{path}: jobs by state {states}; expected {jobs} succeeded")
 
 
-def _fresh_copy(source: Path) -> Path:
-    """A copy of the closed file (its WAL checkpointed into it) beside it, replacing the last."""
-    target = source.with_name(f"restart-{source.name}")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{target}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(source, target)
-    return target
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Build the file, measure, print the table and the verdict."""
     p = harness.parser(DESCRIPTION)
@@ -119,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def restarted(source: Path, count: int) -> Callable[[], harness.Figures]:
         def measure() -> harness.Figures:
-            path = _fresh_copy(source)
+            path = store_fill.fresh_copy(source)
             figures = harness.run(restart, path, count, backend=backend, uvloop=uvloop)
             _check_file(path, count)
             return figures
@@ -128,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def read(source: Path, count: int) -> Callable[[], harness.Figures]:
         return lambda: harness.run(
-            read_back, _fresh_copy(source), count, backend=backend, uvloop=uvloop
+            read_back, store_fill.fresh_copy(source), count, backend=backend, uvloop=uvloop
         )
 
     with tempfile.TemporaryDirectory(prefix="jobwarden-bench-") as folder:

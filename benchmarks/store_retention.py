@@ -13,7 +13,6 @@ prints how long each batch call took.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import time
@@ -34,10 +33,12 @@ DESCRIPTION = "Put latency on a SQLite store while retention purges it, beside n
 MIN_PUTS = 500
 
 
-async def _put_until(store: SqliteStore, bus: EventBus, done: anyio.Event) -> list[float]:
-    """Put queued jobs one at a time until ``done`` is set (and at least MIN_PUTS)."""
+async def _put_until(
+    store: SqliteStore, bus: EventBus, done: anyio.Event, least: int = MIN_PUTS
+) -> list[float]:
+    """Put queued jobs one at a time until ``done`` is set and ``least`` were put."""
     latencies: list[float] = []
-    while not done.is_set() or len(latencies) < MIN_PUTS:
+    while not done.is_set() or len(latencies) < least:
         record = JobRecord(
             id=new_job_id(),
             tool=store_fill.TOOL,
@@ -104,12 +105,10 @@ async def idle(path: Path, puts: int) -> harness.Figures:
     done = anyio.Event()
     done.set()
     try:
-        latencies: list[float] = []
-        while len(latencies) < puts:
-            latencies.extend(await _put_until(store, bus, done))
+        latencies = await _put_until(store, bus, done, puts)
     finally:
         await store.close()
-    return _latencies(latencies[:puts])
+    return _latencies(latencies)
 
 
 def _latencies(samples: list[float]) -> harness.Figures:
@@ -117,14 +116,6 @@ def _latencies(samples: list[float]) -> harness.Figures:
         "put p50 ms": harness.percentile(samples, 0.5) * 1e3,
         "put p99 ms": harness.percentile(samples, 0.99) * 1e3,
     }
-
-
-def _fresh_copy(source: Path) -> Path:
-    target = source.with_name(f"copy-{source.name}")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{target}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(source, target)
-    return target
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -156,14 +147,21 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         def purge_round() -> harness.Figures:
             figures = harness.run(
-                purging, _fresh_copy(original), jobs, batch, backend=backend, uvloop=uvloop
+                purging,
+                store_fill.fresh_copy(original),
+                jobs,
+                batch,
+                backend=backend,
+                uvloop=uvloop,
             )
             puts_seen.append(figures["puts"])
             return figures
 
         def idle_round() -> harness.Figures:
             count = int(puts_seen[-1]) if puts_seen else MIN_PUTS
-            return harness.run(idle, _fresh_copy(original), count, backend=backend, uvloop=uvloop)
+            return harness.run(
+                idle, store_fill.fresh_copy(original), count, backend=backend, uvloop=uvloop
+            )
 
         candidates: dict[str, Callable[[], harness.Figures]] = {
             "puts while purging": purge_round,
