@@ -442,6 +442,8 @@ class Supervisor:
             self._deadlines.later(anyio.current_time() + delay, lambda: self._schedule(actor))
 
     def _disarm_queue_timeout(self, actor: JobActor) -> None:
+        if actor.queue_alarm is None:
+            return  # the common case: the tool has no queue timeout
         self._deadlines.done(actor.queue_alarm)
         actor.queue_alarm = None
         actor.queue_deadline = math.inf
