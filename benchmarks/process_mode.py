@@ -178,8 +178,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     report.note(
         "jobwarden's clock includes the submit loop: validating each input and storing it in the"
-        " job record as JSON-ready builtins (1 MiB of bytes becomes base64), which the executor"
-        " does not do"
+        " job record (a Struct's bytes are kept as bytes, not base64-encoded), which the"
+        " executor does not do"
     )
     report.note(
         "the kill figures count each job's worker start (spawn) inside its 0.5 s timeout:"
