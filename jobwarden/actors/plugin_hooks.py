@@ -43,6 +43,13 @@ async def _run_hook(
             if hook is not None:
                 await hook()
         error = f"did not finish within {HOOK_TIMEOUT_S:g}s" if scope.cancelled_caught else None
+    except ImportError as exc:
+        # A missing optional dependency is the deployment's state, not a bug: its message is the
+        # whole story (the install hint), a traceback on every start only buries it.
+        log.warning(
+            f"plugin {which} hook: a dependency is missing", plugin=plugin.name, error=str(exc)
+        )
+        error = f"raised {type(exc).__name__}: {exc}"
     except Exception as exc:
         log.exception(f"plugin {which} hook raised", plugin=plugin.name)
         error = f"raised {type(exc).__name__}: {exc}"

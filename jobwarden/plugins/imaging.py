@@ -80,7 +80,7 @@ class ImageRejected(ValueError):
     """The bytes are not a readable image of the claimed type, or are too big to decode."""
 
 
-class PillowMissing(RuntimeError):
+class PillowMissing(ImportError):
     """Pillow, the ``jobwarden[imaging]`` extra, is not installed."""
 
 

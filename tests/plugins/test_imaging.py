@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 from PIL import Image
+from structlog.testing import capture_logs
 
 from jobwarden import JobRecord, JobState, Supervisor, errors
 from jobwarden.plugins.imaging import INSTALL_HINT, MAX_PIXELS, imaging
@@ -140,10 +141,14 @@ async def test_without_pillow_the_plugin_registers_and_fails_at_start(
 ) -> None:
     """Without Pillow the plugin is failed with the install hint, and its tool refuses jobs."""
     monkeypatch.setitem(sys.modules, "PIL", None)
-    async with Supervisor(plugins=[imaging]) as sup:
-        status = sup.registry.status("imaging")
-        with pytest.raises(errors.ToolNotFound) as refused:
-            await sup.submit("imaging.inspect", {"image_bytes": b"x", "mime_type": "image/png"})
+    with capture_logs() as logs:
+        async with Supervisor(plugins=[imaging]) as sup:
+            status = sup.registry.status("imaging")
+            with pytest.raises(errors.ToolNotFound) as refused:
+                await sup.submit("imaging.inspect", {"image_bytes": b"x", "mime_type": "image/png"})
+    [line] = [entry for entry in logs if entry.get("plugin") == "imaging"]
+    assert (line["log_level"], line["error"]) == ("warning", INSTALL_HINT)
+    assert "exc_info" not in line
     assert status.state is PluginLifecycle.FAILED
     assert status.reason is not None
     assert INSTALL_HINT in status.reason
