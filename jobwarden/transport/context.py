@@ -43,8 +43,12 @@ async def read_body(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T
     """The JSON body decoded and validated: 415 for another media type, 400 when it is wrong."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "the body must be application/json")
+    limit = request.app[SETTINGS].max_body_bytes
+    # aiohttp sizes every request by the root application's limit: when this app is mounted in
+    # another one, read with our own limit instead.
+    reader = request if request.client_max_size == limit else request.clone(client_max_size=limit)
     try:
-        return decoder.decode(await request.read())
+        return decoder.decode(await reader.read())
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_request", f"invalid request body: {exc}") from exc
     except RecursionError as exc:

@@ -185,8 +185,8 @@ OPERATIONS: tuple[Op, ...] = (
 _COMMON_ERRORS = (400, 401, 403, 405)
 
 
-def build_spec() -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document."""
+def build_spec(prefix: str = "") -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document; ``prefix``: where the app is mounted in another one."""
     types = {t for op in OPERATIONS for t in (*op.responses.values(), op.body) if t is not None}
     types.add(ErrorEnvelope)
     ordered = sorted(types, key=lambda t: t.__name__)
@@ -200,6 +200,7 @@ def build_spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "jobwarden", "version": __version__},
+        **({"servers": [{"url": prefix}]} if prefix else {}),
         "paths": paths,
         "components": {
             "schemas": components,
@@ -279,12 +280,15 @@ routes = web.RouteTableDef()
 
 
 @functools.cache
-def spec_bytes() -> bytes:
-    """The document, encoded once."""
-    return msgspec.json.encode(build_spec())
+def spec_bytes(prefix: str = "") -> bytes:
+    """The document, encoded once per mount point."""
+    return msgspec.json.encode(build_spec(prefix))
 
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    """The OpenAPI document."""
-    return web.Response(body=spec_bytes(), content_type="application/json")
+    """The OpenAPI document; mounted under a prefix, its ``servers`` names that prefix."""
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else request.path
+    prefix = path.removesuffix("/openapi.json")
+    return web.Response(body=spec_bytes(prefix), content_type="application/json")
