@@ -1,0 +1,77 @@
+// The live event stream: one websocket on /v1/events that resumes after the last event it saw.
+//
+// Each event is handled once: the id is a strictly increasing offset, so anything at or before the
+// last id seen (a replay overlapping a reconnect) is dropped, and a reconnect asks for `since` it.
+
+import { websocketUrl } from "./api.js";
+
+const FIRST_DELAY_MS = 250;
+const MAX_DELAY_MS = 10000;
+
+export class EventStream {
+  constructor({ onEvent, onReset, onStatus }) {
+    this.onEvent = onEvent;
+    this.onReset = onReset;
+    this.onStatus = onStatus;
+    this.lastId = null;
+    this.socket = null;
+    this.delay = FIRST_DELAY_MS;
+    this.timer = null;
+    this.paused = false;
+    this.reconnects = 0;
+  }
+
+  start() {
+    this.paused = false;
+    this.connect();
+  }
+
+  pause() {
+    this.paused = true;
+    clearTimeout(this.timer);
+    this.socket?.close(1000, "paused");
+    this.onStatus("paused");
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    const socket = new WebSocket(websocketUrl("v1/events"));
+    this.socket = socket;
+    this.onStatus("connecting");
+    socket.addEventListener("open", () => {
+      const frame = { op: "subscribe" };
+      if (this.lastId !== null) frame.since = Number(this.lastId);
+      socket.send(JSON.stringify(frame));
+      this.delay = FIRST_DELAY_MS;
+      this.onStatus("live");
+    });
+    socket.addEventListener("message", (message) => this.receive(message.data));
+    socket.addEventListener("close", () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (this.paused) return;
+      this.reconnects += 1;
+      this.onStatus("reconnecting", this.delay);
+      this.timer = setTimeout(() => this.connect(), this.delay);
+      this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
+    });
+  }
+
+  receive(text) {
+    let event;
+    try {
+      event = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (typeof event.id !== "string" || typeof event.type !== "string") return;
+    if (event.type === "jobwarden.stream.reset") {
+      this.lastId = event.id;
+      this.onReset(event);
+      return;
+    }
+    if (this.lastId !== null && BigInt(event.id) <= BigInt(this.lastId)) return;
+    this.lastId = event.id;
+    this.onEvent(event);
+  }
+}

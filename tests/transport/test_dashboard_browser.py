@@ -1,0 +1,197 @@
+"""The dashboard in a real headless Chromium against a real server on a loopback port."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import WSCloseCode, web
+from playwright.async_api import expect
+
+from jobwarden.transport.context import WEBSOCKETS
+from tests.transport.browser import artifact, dashboard, row
+from tests.transport.conftest import serve
+
+pytestmark = pytest.mark.anyio
+
+XSS = "<img src=x onerror=window.__pwned=1>"
+
+
+async def test_page_lists_existing_jobs_newest_first() -> None:
+    """Jobs submitted before the page opens are listed newest first with their state and tool."""
+    async with serve(keys=None) as server:
+        first = await server.submit(None, "builtin.echo", {"text": "one"}, wait=10)
+        second = await server.submit(None, "builtin.fail", {"message": "boom"}, wait=10)
+        async with dashboard(server) as page:
+            rows = page.locator("#jobs tbody tr")
+            await expect(rows).to_have_count(2)
+            assert await rows.nth(0).get_attribute("data-job-id") == second["id"]
+            assert await rows.nth(1).get_attribute("data-job-id") == first["id"]
+            done = page.locator(row(first["id"]))
+            await expect(done).to_have_attribute("data-state", "succeeded")
+            await expect(page.locator(row(second["id"]) + " .tool")).to_have_text("builtin.fail")
+            await page.locator(row(second["id"])).click()
+            await expect(page.locator("#detail-outcome-title")).to_have_text("Error")
+            await expect(page.locator("#detail-outcome")).to_contain_text("boom")
+
+
+async def test_job_input_with_markup_is_shown_as_text() -> None:
+    """An input holding an <img onerror> is shown literally: no element is made, no script runs."""
+    async with serve(keys=None) as server:
+        job = await server.submit(None, "builtin.echo", {"text": XSS}, wait=10)
+        async with dashboard(server) as page:
+            await page.locator(row(job["id"])).click()
+            await expect(page.locator("#detail-input")).to_contain_text(XSS)
+            await expect(page.locator("#detail-outcome")).to_contain_text(XSS)
+            assert await page.locator("#detail img").count() == 0
+            assert await page.evaluate("window.__pwned") is None
+
+
+async def test_submit_through_generated_form_shows_the_job() -> None:
+    """Filling the form generated from builtin.echo's schema submits a job that appears and runs."""
+    async with serve(keys=None) as server, dashboard(server) as page:
+        await page.locator("#submit-tool").select_option("builtin.echo")
+        await page.locator('#submit-fields input[name="text"]').fill("hello from the form")
+        await page.locator("#submit button[type=submit]").click()
+        await expect(page.locator("#submit-ok")).to_contain_text("Submitted job")
+        job_id = (await page.locator("#submit-ok").inner_text()).rsplit(" ", 1)[-1]
+        await expect(page.locator(row(job_id))).to_have_attribute("data-state", "succeeded")
+        record = await server.job("admin", job_id)
+        assert record["input"] == {"text": "hello from the form"}
+
+
+async def test_invalid_form_input_shows_the_error_message() -> None:
+    """A value the schema refuses shows the 400 envelope's message; bad raw JSON is caught first."""
+    async with serve(keys=None) as server, dashboard(server) as page:
+        await page.locator("#submit-tool").select_option("builtin.sleep")
+        await page.locator('#submit-fields input[name="seconds"]').fill("-1")
+        await page.locator("#submit button[type=submit]").click()
+        error = page.locator("#submit-error")
+        await expect(error).to_contain_text("invalid_input")
+        await expect(error).to_contain_text("$.seconds")
+        await page.locator("#submit-raw").check()
+        await page.locator("#submit-json").fill("{not json")
+        await page.locator("#submit button[type=submit]").click()
+        await expect(error).to_contain_text("input is not valid JSON")
+        assert (await server.get_json("admin", "/v1/jobs"))["jobs"] == []
+
+
+async def test_job_goes_queued_running_succeeded_live() -> None:
+    """With one runner busy, a watched job shows queued, then running, then succeeded, live."""
+    async with serve(keys=None, concurrency=1) as server, dashboard(server) as page:
+        await server.hold(None, "blocker")
+        job = await server.submit(None, "fake.gate", {"key": "watched"})
+        line = page.locator(row(job["id"]))
+        await expect(line).to_have_attribute("data-state", "queued")
+        server.gates.open("blocker")
+        await server.gates.wait_entered("watched")
+        await expect(line).to_have_attribute("data-state", "running")
+        server.gates.open("watched")
+        await expect(line).to_have_attribute("data-state", "succeeded")
+        await expect(line.locator("progress")).to_have_js_property("value", 1)
+        await line.click()
+        await expect(page.locator("#detail-events li")).to_have_count(3)
+        await expect(page.locator("#detail-outcome")).to_contain_text('"text": "watched"')
+
+
+async def test_cancel_a_running_job_from_the_page() -> None:
+    """The cancel button cancels a running job, and the row turns cancelled."""
+    async with serve(keys=None) as server:
+        job = await server.hold(None, "held")
+        async with dashboard(server) as page:
+            await page.locator(row(job["id"])).click()
+            state = page.locator('#detail-facts dd[data-fact="state"]')
+            await expect(state).to_have_text("running")
+            await page.locator("#cancel").click()
+            await expect(page.locator(row(job["id"]))).to_have_attribute("data-state", "cancelled")
+            await expect(page.locator("#cancel")).to_be_disabled()
+        assert (await server.job("admin", job["id"]))["state"] == "cancelled"
+
+
+async def test_cancel_after_the_job_finished_shows_the_409() -> None:
+    """Cancelling a job that finished while updates were paused shows the 409 job_finished."""
+    async with serve(keys=None) as server:
+        job = await server.hold(None, "late")
+        async with dashboard(server) as page:
+            await page.locator(row(job["id"])).click()
+            await expect(page.locator("#cancel")).to_be_enabled()
+            await page.locator("#pause").click()
+            await expect(page.locator("#connection")).to_have_attribute("data-state", "paused")
+            server.gates.open("late")
+            await server.finished(job["id"])
+            await page.locator("#cancel").click()
+            message = page.locator("#cancel-error")
+            await expect(message).to_contain_text("409 job_finished")
+            await expect(message).to_contain_text("already finished")
+            await expect(page.locator(row(job["id"]))).to_have_attribute("data-state", "succeeded")
+
+
+async def test_api_key_prompt_on_a_keyed_server() -> None:
+    """A keyed server's 401 opens the key prompt; with alice's key the page lists her jobs live."""
+    async with serve() as server:
+        mine = await server.submit("alice", "builtin.echo", {"text": "alice's"}, wait=10)
+        theirs = await server.submit("bob", "builtin.echo", {"text": "bob's"}, wait=10)
+        async with dashboard(server, wait_ready=False) as page:
+            dialog = page.locator("#key-dialog")
+            await expect(dialog).to_be_visible()
+            await page.locator("#key-input").fill("not-a-key-at-all")
+            await page.locator("#key-form button").click()
+            await expect(page.locator("#key-reason")).to_contain_text("refused")
+            await page.locator("#key-input").fill("alice-key-0001")
+            await page.locator("#key-form button").click()
+            await page.locator("body[data-ready=true]").wait_for()
+            await expect(page.locator(row(mine["id"]))).to_be_visible()
+            assert await page.locator(row(theirs["id"])).count() == 0
+            stored = await page.evaluate("sessionStorage.getItem('jobwarden.api_key')")
+            assert stored == "alice-key-0001"
+            await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+            held = await server.hold("alice", "keyed")
+            await expect(page.locator(row(held["id"]))).to_have_attribute("data-state", "running")
+            server.gates.open("keyed")
+            await expect(page.locator(row(held["id"]))).to_have_attribute("data-state", "succeeded")
+
+
+async def test_reconnect_resumes_without_duplicates() -> None:
+    """After the server drops the socket, the page resumes with since: each event shows once."""
+    async with serve(keys=None) as server, dashboard(server) as page:
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        job = await server.hold(None, "resume")
+        line = page.locator(row(job["id"]))
+        await expect(line).to_have_attribute("data-state", "running")
+        sockets: set[web.WebSocketResponse] = server.runner.app[WEBSOCKETS]
+        for ws in list(sockets):
+            await ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"test drops it")
+        server.gates.open("resume")
+        await server.finished(job["id"])
+        await expect(line).to_have_attribute("data-state", "succeeded")
+        await expect(page.locator("#connection")).to_have_attribute("data-reconnects", "1")
+        await line.click()
+        events = page.locator("#detail-events li")
+        await expect(events).to_have_count(3)
+        texts = [text.split(" ", 1)[1] for text in await events.all_inner_texts()]
+        assert texts == ["queued", "running", "succeeded"]
+
+
+async def test_filters_health_and_screenshot() -> None:
+    """Filters narrow the list, the health table counts calls, and a screenshot is saved."""
+    async with serve(keys=None) as server:
+        await server.submit(None, "builtin.echo", {"text": "ok"}, wait=10)
+        await server.submit(None, "builtin.fail", {}, wait=10)
+        held = await server.hold(None, "shot")
+        async with dashboard(server) as page:
+            await expect(page.locator("#jobs tbody tr")).to_have_count(3)
+            await page.locator("#filter-state").select_option("failed")
+            await expect(page.locator("#jobs tbody tr")).to_have_count(1)
+            await page.locator("#filter-state").select_option("")
+            await page.locator("#filter-tool").select_option("fake.gate")
+            await expect(page.locator("#jobs tbody tr")).to_have_count(1)
+            await page.locator("#filter-tool").select_option("")
+            await expect(page.locator("#jobs tbody tr")).to_have_count(3)
+            echo = page.locator('#tools tr[data-tool="builtin.echo"] .calls')
+            await expect(echo).to_have_text("1")
+            gate = page.locator('#tools tr[data-tool="fake.gate"] .in-flight')
+            await expect(gate).to_have_text("1")
+            await expect(page.locator("#chart polyline")).to_have_count(1)
+            await page.locator(row(held["id"])).click()
+            path = artifact("dashboard.png")
+            await page.screenshot(path=str(path), full_page=True)
+            print(f"dashboard screenshot: {path}")
+            assert path.stat().st_size > 0
