@@ -7,7 +7,7 @@ never one downloaded by ``playwright install``. Without it the browser tests ski
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -29,9 +29,14 @@ def require_chromium() -> None:
 
 @asynccontextmanager
 async def dashboard(
-    server: Server, *, who: str | None = None, wait_ready: bool = True
+    server: Server,
+    *,
+    who: str | None = None,
+    wait_ready: bool = True,
+    before: Callable[[Page], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Page]:
-    """A fresh headless page showing the server's dashboard; ``who``'s key preset in the session.
+    """A fresh headless page showing the server's dashboard; ``who``'s key preset in the session,
+    ``before`` run on the page before it loads (to route its websocket, say).
 
     On exit it fails the test if the page raised an uncaught JavaScript error meanwhile.
     """
@@ -46,6 +51,8 @@ async def dashboard(
                 await page.add_init_script(
                     f"sessionStorage.setItem('jobwarden.api_key', {KEYS[who]!r})"
                 )
+            if before is not None:
+                await before(page)
             await page.goto(server.url("/"))
             if wait_ready:
                 await page.locator("body[data-ready=true]").wait_for()

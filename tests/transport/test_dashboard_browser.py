@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
 import pytest
 from aiohttp import WSCloseCode, web
-from playwright.async_api import expect
+from playwright.async_api import Page, Request, WebSocketRoute, expect
 
 from jobwarden.transport.context import WEBSOCKETS
+from tests.transport import browser
 from tests.transport.browser import artifact, dashboard, row
 from tests.transport.conftest import serve
-
-pytestmark = pytest.mark.anyio
 
 XSS = "<img src=x onerror=window.__pwned=1>"
 
 
+@pytest.mark.anyio
 async def test_page_lists_existing_jobs_newest_first() -> None:
     """Jobs submitted before the page opens are listed newest first with their state and tool."""
     async with serve(keys=None) as server:
@@ -33,6 +38,7 @@ async def test_page_lists_existing_jobs_newest_first() -> None:
             await expect(page.locator("#detail-outcome")).to_contain_text("boom")
 
 
+@pytest.mark.anyio
 async def test_job_input_with_markup_is_shown_as_text() -> None:
     """An input holding an <img onerror> is shown literally: no element is made, no script runs."""
     async with serve(keys=None) as server:
@@ -45,6 +51,7 @@ async def test_job_input_with_markup_is_shown_as_text() -> None:
             assert await page.evaluate("window.__pwned") is None
 
 
+@pytest.mark.anyio
 async def test_submit_through_generated_form_shows_the_job() -> None:
     """Filling the form generated from builtin.echo's schema submits a job that appears and runs."""
     async with serve(keys=None) as server, dashboard(server) as page:
@@ -58,6 +65,7 @@ async def test_submit_through_generated_form_shows_the_job() -> None:
         assert record["input"] == {"text": "hello from the form"}
 
 
+@pytest.mark.anyio
 async def test_invalid_form_input_shows_the_error_message() -> None:
     """A value the schema refuses shows the 400 envelope's message; bad raw JSON is caught first."""
     async with serve(keys=None) as server, dashboard(server) as page:
@@ -74,6 +82,7 @@ async def test_invalid_form_input_shows_the_error_message() -> None:
         assert (await server.get_json("admin", "/v1/jobs"))["jobs"] == []
 
 
+@pytest.mark.anyio
 async def test_job_goes_queued_running_succeeded_live() -> None:
     """With one runner busy, a watched job shows queued, then running, then succeeded, live."""
     async with serve(keys=None, concurrency=1) as server, dashboard(server) as page:
@@ -92,6 +101,7 @@ async def test_job_goes_queued_running_succeeded_live() -> None:
         await expect(page.locator("#detail-outcome")).to_contain_text('"text": "watched"')
 
 
+@pytest.mark.anyio
 async def test_cancel_a_running_job_from_the_page() -> None:
     """The cancel button cancels a running job, and the row turns cancelled."""
     async with serve(keys=None) as server:
@@ -106,6 +116,7 @@ async def test_cancel_a_running_job_from_the_page() -> None:
         assert (await server.job("admin", job["id"]))["state"] == "cancelled"
 
 
+@pytest.mark.anyio
 async def test_cancel_after_the_job_finished_shows_the_409() -> None:
     """Cancelling a job that finished while updates were paused shows the 409 job_finished."""
     async with serve(keys=None) as server:
@@ -124,6 +135,7 @@ async def test_cancel_after_the_job_finished_shows_the_409() -> None:
             await expect(page.locator(row(job["id"]))).to_have_attribute("data-state", "succeeded")
 
 
+@pytest.mark.anyio
 async def test_api_key_prompt_on_a_keyed_server() -> None:
     """A keyed server's 401 opens the key prompt; with alice's key the page lists her jobs live."""
     async with serve() as server:
@@ -149,6 +161,7 @@ async def test_api_key_prompt_on_a_keyed_server() -> None:
             await expect(page.locator(row(held["id"]))).to_have_attribute("data-state", "succeeded")
 
 
+@pytest.mark.anyio
 async def test_reconnect_resumes_without_duplicates() -> None:
     """After the server drops the socket, the page resumes with since: each event shows once."""
     async with serve(keys=None) as server, dashboard(server) as page:
@@ -170,6 +183,7 @@ async def test_reconnect_resumes_without_duplicates() -> None:
         assert texts == ["queued", "running", "succeeded"]
 
 
+@pytest.mark.anyio
 async def test_filters_health_and_screenshot() -> None:
     """Filters narrow the list, the health table counts calls, and a screenshot is saved."""
     async with serve(keys=None) as server:
@@ -195,3 +209,60 @@ async def test_filters_health_and_screenshot() -> None:
             await page.screenshot(path=str(path), full_page=True)
             print(f"dashboard screenshot: {path}")
             assert path.stat().st_size > 0
+
+
+def test_missing_chromium_skips_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the chromium binary a browser test skips with a message naming what is missing."""
+    monkeypatch.setattr(browser, "CHROMIUM", Path("/nonexistent/chromium"))
+    with pytest.raises(pytest.skip.Exception, match=r"needs Debian's chromium at /nonexistent"):
+        browser.require_chromium()
+
+
+@pytest.mark.anyio
+async def test_stream_reset_reloads_the_list() -> None:
+    """A jobwarden.stream.reset frame makes the page fetch the job list again from the top."""
+    sockets: list[WebSocketRoute] = []
+
+    def through(ws: WebSocketRoute) -> None:
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    async def intercept(page: Page) -> None:
+        await page.route_web_socket(re.compile(r".*/v1/events.*"), through)
+
+    async with serve(keys=None) as server, dashboard(server, before=intercept) as page:
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        job = await server.submit(None, "builtin.echo", {"text": "after the reset"}, wait=10)
+        reset = {
+            "specversion": "1.0",
+            "id": "0",
+            "source": "jobwarden://test",
+            "type": "jobwarden.stream.reset",
+            "subject": "*",
+            "time": "2026-01-01T00:00:00Z",
+            "data": {"requested_since": 7, "first_retained": 1},
+        }
+
+        def listing(request: Request) -> bool:
+            return urlsplit(request.url).path == "/v1/jobs"
+
+        async with page.expect_request(listing) as reload:
+            sockets[0].send(json.dumps(reset))
+        assert (await reload.value).method == "GET"
+        await expect(page.locator(row(job["id"]))).to_have_attribute("data-state", "succeeded")
+
+
+@pytest.mark.anyio
+async def test_load_more_follows_the_cursor() -> None:
+    """Past the first page of 50, "Load more" fetches the next page and the button goes away."""
+    async with serve(keys=None) as server:
+        jobs = [await server.submit(None, "builtin.echo", {"text": str(n)}) for n in range(51)]
+        for job in jobs:
+            await server.sup.wait(job["id"], timeout=10)
+        async with dashboard(server) as page:
+            rows = page.locator("#jobs tbody tr")
+            await expect(rows).to_have_count(50)
+            await page.locator("#load-more").click()
+            await expect(rows).to_have_count(51)
+            await expect(page.locator("#load-more")).to_be_hidden()
+            assert await rows.nth(50).get_attribute("data-job-id") == jobs[0]["id"]

@@ -12,7 +12,7 @@ const HEALTH_EVERY_MS = 2000;
 const $ = (id) => document.getElementById(id);
 
 const table = new JobTable($("jobs").tBodies[0], { onSelect: select });
-const health = new HealthPanel({ tbody: $("tools").tBodies[0], chart: $("chart"), now: $("chart-now") });
+const health = new HealthPanel({ tbody: $("tools").tBodies[0], chart: $("chart"), now: $("chart-now"), max: $("chart-max") });
 const fetching = new Set();
 let tools = [];
 let nextCursor = null;

@@ -9,10 +9,11 @@ const WIDTH = 300;
 const HEIGHT = 80;
 
 export class HealthPanel {
-  constructor({ tbody, chart, now }) {
+  constructor({ tbody, chart, now, max }) {
     this.tbody = tbody;
     this.chart = chart;
     this.now = now;
+    this.max = max;
     this.samples = []; // {at, calls}
   }
 
@@ -74,11 +75,8 @@ export class HealthPanel {
     const axis = document.createElementNS(SVG, "line");
     for (const [k, v] of Object.entries({ x1: 0, y1: HEIGHT - 0.5, x2: WIDTH, y2: HEIGHT - 0.5 })) axis.setAttribute(k, v);
     axis.setAttribute("class", "axis");
-    const label = document.createElementNS(SVG, "text");
-    label.setAttribute("x", 2);
-    label.setAttribute("y", 10);
-    label.textContent = `max ${top.toFixed(1)}/s`;
-    this.chart.replaceChildren(axis, line, label);
+    this.chart.replaceChildren(axis, line);
+    this.max.textContent = top.toFixed(1);
     this.now.textContent = points.length ? points[points.length - 1].rate.toFixed(1) : "0";
   }
 }

@@ -120,7 +120,8 @@ function enumField(schema, name, required) {
   const select = el("select", { name });
   if (!required) select.append(el("option", { value: "", text: "—" }));
   schema.enum.forEach((choice, index) => {
-    select.append(el("option", { value: String(index), text: JSON.stringify(choice) }));
+    const text = typeof choice === "string" ? choice : JSON.stringify(choice);
+    select.append(el("option", { value: String(index), text }));
   });
   if (schema.default !== undefined) select.value = String(schema.enum.indexOf(schema.default));
   return {
@@ -135,7 +136,8 @@ function objectField(schema, defs, name, depth, required) {
     member,
     buildField(sub, defs, member, depth + 1, needed.has(member)),
   ]);
-  const node = el("fieldset", { class: "object", "data-name": name }, el("legend", { text: schema.title ?? name }));
+  const legend = schema.title && schema.title !== name ? `${name} (${schema.title})` : name;
+  const node = el("fieldset", { class: "object", "data-name": name }, el("legend", { text: legend }));
   if (schema.description) node.append(el("p", { class: "hint", text: schema.description }));
   for (const [, field] of fields) node.append(field.node);
   return {
