@@ -266,3 +266,36 @@ async def test_load_more_follows_the_cursor() -> None:
             await expect(rows).to_have_count(51)
             await expect(page.locator("#load-more")).to_be_hidden()
             assert await rows.nth(50).get_attribute("data-job-id") == jobs[0]["id"]
+
+
+@pytest.mark.anyio
+async def test_a_silent_socket_is_given_up_and_replaced() -> None:
+    """When pongs stop coming, the page drops the socket after two ping periods and reconnects."""
+    pongs_blocked = True
+    sockets: list[WebSocketRoute] = []
+
+    def muffled(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        sockets.append(ws)
+
+        def to_page(message: str | bytes) -> None:
+            if not (pongs_blocked and message == '{"type":"pong"}'):
+                ws.send(message)
+
+        server.on_message(to_page)
+
+    async def with_clock(page: Page) -> None:
+        await page.clock.install()
+        await page.route_web_socket(re.compile(r".*/v1/events.*"), muffled)
+
+    async with serve(keys=None) as server, dashboard(server, before=with_clock) as page:
+        connection = page.locator("#connection")
+        await expect(connection).to_have_attribute("data-state", "live")
+        await page.clock.run_for(46_000)
+        await expect(connection).to_have_attribute("data-reconnects", "1")
+        pongs_blocked = False
+        await page.clock.run_for(1_000)
+        await expect(connection).to_have_attribute("data-state", "live")
+        assert len(sockets) == 2
+        job = await server.submit(None, "builtin.echo", {"text": "still live"}, wait=10)
+        await expect(page.locator(row(job["id"]))).to_have_attribute("data-state", "succeeded")

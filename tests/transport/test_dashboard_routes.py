@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from jobwarden.transport.dashboard import ASSETS
@@ -72,3 +74,15 @@ async def test_a_dotted_path_never_leaves_the_asset_folder() -> None:
         async with server.http.get(url) as resp:
             assert resp.status == 404
             assert b"ASSETS" not in await resp.read()
+
+
+def test_every_file_the_page_loads_is_shipped() -> None:
+    """Each script and style sheet index.html names, and each module a script imports, is an
+    asset: the page needs nothing from outside the package."""
+    page = ASSETS["index.html"].body.decode()
+    named = set(re.findall(r'(?:src|href)="dashboard/([^"]+)"', page))
+    for name in SCRIPTS:
+        named |= set(re.findall(r'from "\./([^"]+)"', ASSETS[name].body.decode()))
+    assert named
+    assert named <= set(ASSETS)
+    assert "http" not in "".join(re.findall(r'(?:src|href)="([^"]+)"', page))

@@ -237,13 +237,17 @@ $("submit").addEventListener("submit", async (e) => {
 
 // --- start ------------------------------------------------------------------------------------
 
+// Refusals stay until the next one; a lost connection clears itself once the server answers.
 function banner(error) {
-  show($("banner"), error ? `Could not reach the server: ${error.message}` : "");
+  const refused = error instanceof ApiError;
+  $("banner").dataset.kind = refused ? "refused" : "unreachable";
+  show($("banner"), refused ? `${error.status} ${error.type}: ${error.message}` : `Could not reach the server: ${error.message}`);
 }
 
 async function pollHealth() {
   try {
     await health.refresh();
+    if ($("banner").dataset.kind === "unreachable") show($("banner"), "");
   } catch (error) {
     banner(error);
   }

@@ -2,11 +2,13 @@
 //
 // Each event is handled once: the id is a strictly increasing offset, so anything at or before the
 // last id seen (a replay overlapping a reconnect) is dropped, and a reconnect asks for `since` it.
+// A connection that stops answering pings is given up on: a dead network path never says so.
 
 import { websocketUrl } from "./api.js";
 
 const FIRST_DELAY_MS = 250;
 const MAX_DELAY_MS = 10000;
+const PING_EVERY_MS = 15000;
 
 export class EventStream {
   constructor({ onEvent, onReset, onStatus }) {
@@ -17,6 +19,8 @@ export class EventStream {
     this.socket = null;
     this.delay = FIRST_DELAY_MS;
     this.timer = null;
+    this.pinger = null;
+    this.heard = 0;
     this.paused = false;
     this.reconnects = 0;
   }
@@ -29,7 +33,9 @@ export class EventStream {
   pause() {
     this.paused = true;
     clearTimeout(this.timer);
-    this.socket?.close(1000, "paused");
+    const socket = this.socket;
+    this.drop();
+    socket?.close(1000, "paused");
     this.onStatus("paused");
   }
 
@@ -43,18 +49,43 @@ export class EventStream {
       if (this.lastId !== null) frame.since = Number(this.lastId);
       socket.send(JSON.stringify(frame));
       this.delay = FIRST_DELAY_MS;
+      this.heard = Date.now();
+      this.pinger = setInterval(() => this.ping(socket), PING_EVERY_MS);
       this.onStatus("live");
+      // Nothing seen before the drop means nothing to resume from: what changed meanwhile is
+      // only in the list.
+      if (this.lastId === null && this.reconnects > 0) this.onReset(null);
     });
-    socket.addEventListener("message", (message) => this.receive(message.data));
-    socket.addEventListener("close", () => {
-      if (this.socket !== socket) return;
-      this.socket = null;
-      if (this.paused) return;
-      this.reconnects += 1;
-      this.onStatus("reconnecting", this.delay);
-      this.timer = setTimeout(() => this.connect(), this.delay);
-      this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
+    socket.addEventListener("message", (message) => {
+      this.heard = Date.now();
+      this.receive(message.data);
     });
+    socket.addEventListener("close", () => this.lost(socket));
+  }
+
+  ping(socket) {
+    if (Date.now() - this.heard > 2 * PING_EVERY_MS) {
+      this.lost(socket);
+      socket.close(4000, "no answer to pings");
+    } else {
+      socket.send(JSON.stringify({ op: "ping" }));
+    }
+  }
+
+  drop() {
+    clearInterval(this.pinger);
+    this.socket = null;
+  }
+
+  // The socket closed or went silent: try again after a growing delay (unless paused).
+  lost(socket) {
+    if (this.socket !== socket) return;
+    this.drop();
+    if (this.paused) return;
+    this.reconnects += 1;
+    this.onStatus("reconnecting", this.delay);
+    this.timer = setTimeout(() => this.connect(), this.delay);
+    this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
   }
 
   receive(text) {
