@@ -299,3 +299,19 @@ async def test_a_silent_socket_is_given_up_and_replaced() -> None:
         assert len(sockets) == 2
         job = await server.submit(None, "builtin.echo", {"text": "still live"}, wait=10)
         await expect(page.locator(row(job["id"]))).to_have_attribute("data-state", "succeeded")
+
+
+@pytest.mark.anyio
+async def test_a_read_only_key_sees_the_403_on_submit() -> None:
+    """A read-only key loads the page without others' jobs; its submit shows 403 forbidden."""
+    async with serve() as server:
+        theirs = await server.submit("alice", "builtin.echo", {"text": "alice's"}, wait=10)
+        async with dashboard(server, who="reader") as page:
+            await expect(page.locator("#jobs-empty")).to_be_visible()
+            await page.locator("#submit-tool").select_option("builtin.echo")
+            await page.locator('#submit-fields input[name="text"]').fill("not allowed")
+            await page.locator("#submit button[type=submit]").click()
+            error = page.locator("#submit-error")
+            await expect(error).to_contain_text("forbidden")
+            await expect(error).to_contain_text("jobs:submit")
+            assert await page.locator(row(theirs["id"])).count() == 0
