@@ -271,7 +271,7 @@ async def test_load_more_follows_the_cursor() -> None:
 @pytest.mark.anyio
 async def test_a_silent_socket_is_given_up_and_replaced() -> None:
     """When pongs stop coming, the page drops the socket after two ping periods and reconnects."""
-    pongs_blocked = True
+    pongs_blocked = False
     sockets: list[WebSocketRoute] = []
 
     def muffled(ws: WebSocketRoute) -> None:
@@ -291,6 +291,7 @@ async def test_a_silent_socket_is_given_up_and_replaced() -> None:
     async with serve(keys=None) as server, dashboard(server, before=with_clock) as page:
         connection = page.locator("#connection")
         await expect(connection).to_have_attribute("data-state", "live")
+        pongs_blocked = True
         await page.clock.run_for(46_000)
         await expect(connection).to_have_attribute("data-reconnects", "1")
         pongs_blocked = False

@@ -9,6 +9,7 @@ import { buildForm, FormInputError } from "./schema_form.js";
 
 const PAGE_SIZE = 50;
 const HEALTH_EVERY_MS = 2000;
+const LIVE_WAIT_MS = 3000;
 const $ = (id) => document.getElementById(id);
 
 const table = new JobTable($("jobs").tBodies[0], { onSelect: select });
@@ -263,6 +264,8 @@ async function start() {
   }
   chooseTool();
   stream.start();
+  // Without a working websocket (a proxy that drops them, say) the list still loads.
+  await Promise.race([stream.live, new Promise((resolve) => setTimeout(resolve, LIVE_WAIT_MS))]);
   await loadJobs();
   pollHealth();
   setInterval(() => table.tick(), 1000);

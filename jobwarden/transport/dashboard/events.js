@@ -23,6 +23,11 @@ export class EventStream {
     this.heard = 0;
     this.paused = false;
     this.reconnects = 0;
+    // Resolved once the first subscription is confirmed: the job list loads after it, so no
+    // change falls between the listing and the stream.
+    this.live = new Promise((resolve) => {
+      this.resolveLive = resolve;
+    });
   }
 
   start() {
@@ -48,19 +53,31 @@ export class EventStream {
       const frame = { op: "subscribe" };
       if (this.lastId !== null) frame.since = Number(this.lastId);
       socket.send(JSON.stringify(frame));
-      this.delay = FIRST_DELAY_MS;
+      // The server answers frames in order: the first answer means the subscription is in place.
+      socket.send(JSON.stringify({ op: "ping" }));
       this.heard = Date.now();
       this.pinger = setInterval(() => this.ping(socket), PING_EVERY_MS);
-      this.onStatus("live");
-      // Nothing seen before the drop means nothing to resume from: what changed meanwhile is
-      // only in the list.
-      if (this.lastId === null && this.reconnects > 0) this.onReset(null);
     });
+    let confirmed = false;
     socket.addEventListener("message", (message) => {
+      if (this.socket !== socket) return;
       this.heard = Date.now();
+      if (!confirmed) {
+        confirmed = true;
+        this.subscribed();
+      }
       this.receive(message.data);
     });
     socket.addEventListener("close", () => this.lost(socket));
+  }
+
+  subscribed() {
+    this.delay = FIRST_DELAY_MS;
+    this.onStatus("live");
+    this.resolveLive();
+    // Nothing seen before the drop means nothing to resume from: what changed meanwhile is
+    // only in the list.
+    if (this.lastId === null && this.reconnects > 0) this.onReset(null);
   }
 
   ping(socket) {
