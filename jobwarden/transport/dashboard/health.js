@@ -76,6 +76,12 @@ export class HealthPanel {
     for (const [k, v] of Object.entries({ x1: 0, y1: HEIGHT - 0.5, x2: WIDTH, y2: HEIGHT - 0.5 })) axis.setAttribute(k, v);
     axis.setAttribute("class", "axis");
     this.chart.replaceChildren(axis, line);
+    if (coords.length) {
+      const [x, y] = coords[coords.length - 1].split(",");
+      const dot = document.createElementNS(SVG, "circle");
+      for (const [k, v] of Object.entries({ cx: x, cy: y, r: 2, class: "now" })) dot.setAttribute(k, v);
+      this.chart.append(dot);
+    }
     this.max.textContent = top.toFixed(1);
     this.now.textContent = points.length ? points[points.length - 1].rate.toFixed(1) : "0";
   }
