@@ -118,21 +118,28 @@ async def test_cancel_a_running_job_from_the_page() -> None:
 
 @pytest.mark.anyio
 async def test_cancel_after_the_job_finished_shows_the_409() -> None:
-    """Cancelling a job that finished while updates were paused shows the 409 job_finished."""
-    async with serve(keys=None) as server:
+    """Cancelling a job that finished while updates were paused shows the 409 job_finished;
+    resuming then brings the missed event, once."""
+    async with serve(keys=None) as server, dashboard(server) as page:
         job = await server.hold(None, "late")
-        async with dashboard(server) as page:
-            await page.locator(row(job["id"])).click()
-            await expect(page.locator("#cancel")).to_be_enabled()
-            await page.locator("#pause").click()
-            await expect(page.locator("#connection")).to_have_attribute("data-state", "paused")
-            server.gates.open("late")
-            await server.finished(job["id"])
-            await page.locator("#cancel").click()
-            message = page.locator("#cancel-error")
-            await expect(message).to_contain_text("409 job_finished")
-            await expect(message).to_contain_text("already finished")
-            await expect(page.locator(row(job["id"]))).to_have_attribute("data-state", "succeeded")
+        line = page.locator(row(job["id"]))
+        await expect(line).to_have_attribute("data-state", "running")
+        await line.click()
+        await expect(page.locator("#cancel")).to_be_enabled()
+        await page.locator("#pause").click()
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "paused")
+        server.gates.open("late")
+        await server.finished(job["id"])
+        await page.locator("#cancel").click()
+        message = page.locator("#cancel-error")
+        await expect(message).to_contain_text("409 job_finished")
+        await expect(message).to_contain_text("already finished")
+        await expect(line).to_have_attribute("data-state", "succeeded")
+        await page.locator("#pause").click()
+        seen = page.locator("#detail-events li")
+        await expect(seen).to_have_count(3)
+        texts = [text.split(" ", 1)[1] for text in await seen.all_inner_texts()]
+        assert texts == ["queued", "running", "succeeded"]
 
 
 @pytest.mark.anyio

@@ -23,6 +23,7 @@ export class EventStream {
     this.heard = 0;
     this.paused = false;
     this.reconnects = 0;
+    this.subscriptions = 0;
     // Resolved once the first subscription is confirmed: the job list loads after it, so no
     // change falls between the listing and the stream.
     this.live = new Promise((resolve) => {
@@ -77,7 +78,8 @@ export class EventStream {
     this.resolveLive();
     // Nothing seen before the drop means nothing to resume from: what changed meanwhile is
     // only in the list.
-    if (this.lastId === null && this.reconnects > 0) this.onReset(null);
+    if (this.lastId === null && this.subscriptions > 0) this.onReset(null);
+    this.subscriptions += 1;
   }
 
   ping(socket) {

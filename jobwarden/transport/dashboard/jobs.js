@@ -8,7 +8,7 @@ export class JobTable {
   constructor(tbody, { onSelect }) {
     this.tbody = tbody;
     this.onSelect = onSelect;
-    this.jobs = new Map(); // id -> job record (possibly partial, built from events)
+    this.jobs = new Map(); // id -> job record, kept current by events
     this.rows = new Map(); // id -> <tr>
     this.events = new Map(); // id -> event types seen on this page, in order
     this.filter = { state: "", tool: "" };
@@ -26,11 +26,12 @@ export class JobTable {
     return (!this.filter.state || job.state === this.filter.state) && (!this.filter.tool || job.tool === this.filter.tool);
   }
 
-  // A record from the API: fills in what events cannot tell (input, created_at), without undoing
-  // a newer state an event already brought.
+  // A record from the API: fills in what events cannot tell (input, created_at), and takes the
+  // state of whichever of the two is further along, so neither an older fetch nor a stale stream
+  // undoes a newer state.
   put(record) {
     const known = this.jobs.get(record.id);
-    const merged = known?.live ? { ...record, ...pickLive(known) } : { ...record, live: known?.live };
+    const merged = known && progressed(known) > progressed(record) ? { ...record, ...moving(known) } : record;
     this.jobs.set(record.id, merged);
     this.render(record.id);
   }
@@ -43,7 +44,7 @@ export class JobTable {
     this.events.set(data.job_id, types);
     const job = this.jobs.get(data.job_id);
     if (!job) return false;
-    job.live = true;
+    if (progressed(data) < progressed(job)) return true; // a fetch already showed what follows
     job.state = data.state;
     job.attempt = data.attempt;
     if (data.progress !== null) job.progress = data.progress;
@@ -106,12 +107,19 @@ export class JobTable {
   }
 }
 
-function pickLive(job) {
-  const live = { live: true, state: job.state, attempt: job.attempt };
+// How far along a job is: attempts only grow, and within one it goes queued, running, finished.
+function progressed(job) {
+  const step = TERMINAL.has(job.state) ? 2 : job.state === "running" ? 1 : 0;
+  return job.attempt * 3 + step;
+}
+
+// The members that change as a job moves, as events brought them.
+function moving(job) {
+  const changed = { state: job.state, attempt: job.attempt };
   for (const name of ["progress", "started_at", "finished_at", "result", "error"]) {
-    if (job[name] !== undefined && job[name] !== null) live[name] = job[name];
+    if (job[name] !== undefined && job[name] !== null) changed[name] = job[name];
   }
-  return live;
+  return changed;
 }
 
 export function duration(job) {
