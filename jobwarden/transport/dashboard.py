@@ -76,7 +76,7 @@ def _serve(request: web.Request, name: str) -> web.Response:
     """The asset, revalidated on every load (no-cache + ETag) so an upgrade shows at once."""
     found = ASSETS[name]
     headers = {"Cache-Control": "no-cache", **_SECURITY_HEADERS}
-    if any(tag.value == found.etag for tag in request.if_none_match or ()):
+    if any(tag.value in (found.etag, "*") for tag in request.if_none_match or ()):
         response = web.Response(status=304, headers=headers)
     else:
         response = web.Response(

@@ -39,7 +39,7 @@ async def test_assets_have_their_content_types(name: str, content_type: str) -> 
 
 
 async def test_matching_etag_answers_304() -> None:
-    """A revalidation with the current ETag answers 304 with no body."""
+    """A revalidation with the current ETag (or *) answers 304 with no body; a stale one, 200."""
     async with serve() as server:
         async with server.http.get(server.url("/dashboard/app.js")) as first:
             etag = first.headers["ETag"]
@@ -48,6 +48,12 @@ async def test_matching_etag_answers_304() -> None:
             assert again.status == 304
             assert await again.read() == b""
             assert again.headers["ETag"] == etag
+        headers = {"If-None-Match": "*"}
+        async with server.http.get(server.url("/"), headers=headers) as star:
+            assert star.status == 304
+        headers = {"If-None-Match": '"stale"'}
+        async with server.http.get(server.url("/dashboard/app.js"), headers=headers) as stale:
+            assert stale.status == 200
 
 
 @pytest.mark.parametrize(

@@ -50,14 +50,20 @@ $("forget-key").addEventListener("click", () => {
 
 // --- jobs -------------------------------------------------------------------------------------
 
+// Bumped by each fresh listing, so a slower, older one that answers late is dropped.
+let listing = 0;
+
 async function loadJobs({ more = false } = {}) {
   if (!more) {
     table.clear();
     nextCursor = null;
+    listing += 1;
   }
+  const mine = listing;
   const page = await request("GET", "v1/jobs", {
     params: { ...table.filter, limit: PAGE_SIZE, cursor: more ? nextCursor : null },
   });
+  if (mine !== listing) return;
   for (const job of page.jobs) table.put(job);
   nextCursor = page.next_cursor;
   $("load-more").hidden = !nextCursor;
