@@ -6,7 +6,7 @@ import anyio
 from aiohttp import WSCloseCode, web
 
 from jobwarden.actors.supervisor import Supervisor
-from jobwarden.transport import openapi, prometheus, routes_v1, seed_routes, streams
+from jobwarden.transport import dashboard, openapi, prometheus, routes_v1, seed_routes, streams
 from jobwarden.transport.auth import KeyRing
 from jobwarden.transport.context import (
     KEYS,
@@ -44,6 +44,7 @@ def create_app(
     app.add_routes(seed_routes.routes)
     app.add_routes(openapi.routes)
     app.add_routes(prometheus.routes)
+    app.add_routes(dashboard.routes)
     app.on_shutdown.append(_close_streams)
     return app
 

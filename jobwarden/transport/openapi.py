@@ -36,10 +36,11 @@ class Op(msgspec.Struct, frozen=True):
     query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
     auth: bool = True
     stream: bool = False
-    text: bool = False
+    media: tuple[str, ...] = ()  # media types of a 200 that is not JSON
 
 
 _JOB_ID = "{id}"
+_HTML = ("text/html",)
 # What a submit can answer besides its job: unknown tool, body too large or not JSON, queue
 # full, shutting down (or the store refusing the write).
 _SUBMIT_ERRORS: dict[int, Any] = {
@@ -132,8 +133,17 @@ OPERATIONS: tuple[Op, ...] = (
         stream=True,
     ),
     Op("get", "/v1/metrics", "Per-tool metrics as JSON", {200: MetricsBody}),
-    Op("get", "/metrics", "Prometheus text exposition", {200: None}, text=True),
+    Op("get", "/metrics", "Prometheus text exposition", {200: None}, media=("text/plain",)),
     Op("get", "/openapi.json", "This document", {200: None}, auth=False),
+    Op("get", "/", "The live dashboard page", {200: None, 304: None}, auth=False, media=_HTML),
+    Op(
+        "get",
+        "/dashboard/{name}",
+        "One of the dashboard's scripts or style sheets",
+        {200: None, 304: None, 404: ErrorEnvelope},
+        auth=False,
+        media=("text/javascript", "text/css"),
+    ),
     Op(
         "post",
         "/v1/analyze-execution",
@@ -233,8 +243,8 @@ def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         content = {"application/json": {"schema": ref_of[body]}} if body is not None else None
         if op.stream and status == 200:
             content = {"text/event-stream": {"schema": {"type": "string"}}}
-        if op.text and status == 200:
-            content = {"text/plain": {"schema": {"type": "string"}}}
+        if op.media and status == 200:
+            content = {media: {"schema": {"type": "string"}} for media in op.media}
         responses[str(status)] = {
             "description": _reason(status),
             **({"content": content} if content else {}),
@@ -264,7 +274,8 @@ def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _operation_id(op: Op) -> str:
-    words = op.path.strip("/").replace("{", "").replace("}", "").replace(".", "_").split("/")
+    path = op.path.strip("/") or "index"
+    words = path.replace("{", "").replace("}", "").replace(".", "_").split("/")
     return "_".join([op.method, *words])
 
 

@@ -214,7 +214,8 @@ CORPUS: list[Bad] = [
     ),
     # --- routes and methods ---
     Bad("unknown-route", G, "/v1/nope", 404, "not_found"),
-    Bad("root", G, "/", 404, "not_found"),
+    Bad("dashboard-folder", G, "/dashboard/", 404, "not_found"),
+    Bad("post-root", P, "/", 405, "method_not_allowed", echo()),
     Bad("v2", P, "/v2/jobs", 404, "not_found", echo()),
     Bad("trailing-slash", G, "/v1/tools/", 404, "not_found"),
     Bad("put-jobs", "PUT", "/v1/jobs", 405, "method_not_allowed", echo()),

@@ -1,0 +1,127 @@
+// The live event stream: one websocket on /v1/events that resumes after the last event it saw.
+//
+// Each event is handled once: the id is a strictly increasing offset, so anything at or before the
+// last id seen (a replay overlapping a reconnect) is dropped, and a reconnect asks for `since` it.
+// A connection that stops answering pings is given up on: a dead network path never says so.
+
+import { websocketUrl } from "./api.js";
+
+const FIRST_DELAY_MS = 250;
+const MAX_DELAY_MS = 10000;
+const PING_EVERY_MS = 15000;
+
+export class EventStream {
+  constructor({ onEvent, onReset, onStatus }) {
+    this.onEvent = onEvent;
+    this.onReset = onReset;
+    this.onStatus = onStatus;
+    this.lastId = null;
+    this.socket = null;
+    this.delay = FIRST_DELAY_MS;
+    this.timer = null;
+    this.pinger = null;
+    this.heard = 0;
+    this.paused = false;
+    this.reconnects = 0;
+    this.subscriptions = 0;
+    // Resolved once the first subscription is confirmed: the job list loads after it, so no
+    // change falls between the listing and the stream.
+    this.live = new Promise((resolve) => {
+      this.resolveLive = resolve;
+    });
+  }
+
+  start() {
+    this.paused = false;
+    this.connect();
+  }
+
+  pause() {
+    this.paused = true;
+    clearTimeout(this.timer);
+    const socket = this.socket;
+    this.drop();
+    socket?.close(1000, "paused");
+    this.onStatus("paused");
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    const socket = new WebSocket(websocketUrl("v1/events"));
+    this.socket = socket;
+    this.onStatus("connecting");
+    socket.addEventListener("open", () => {
+      const frame = { op: "subscribe" };
+      if (this.lastId !== null) frame.since = Number(this.lastId);
+      socket.send(JSON.stringify(frame));
+      // The server answers frames in order: the first answer means the subscription is in place.
+      socket.send(JSON.stringify({ op: "ping" }));
+      this.heard = Date.now();
+      this.pinger = setInterval(() => this.ping(socket), PING_EVERY_MS);
+    });
+    let confirmed = false;
+    socket.addEventListener("message", (message) => {
+      if (this.socket !== socket) return;
+      this.heard = Date.now();
+      if (!confirmed) {
+        confirmed = true;
+        this.subscribed();
+      }
+      this.receive(message.data);
+    });
+    socket.addEventListener("close", () => this.lost(socket));
+  }
+
+  subscribed() {
+    this.delay = FIRST_DELAY_MS;
+    this.onStatus("live");
+    this.resolveLive();
+    // Nothing seen before the drop means nothing to resume from: what changed meanwhile is
+    // only in the list.
+    if (this.lastId === null && this.subscriptions > 0) this.onReset(null);
+    this.subscriptions += 1;
+  }
+
+  ping(socket) {
+    if (Date.now() - this.heard > 2 * PING_EVERY_MS) {
+      this.lost(socket);
+      socket.close(4000, "no answer to pings");
+    } else {
+      socket.send(JSON.stringify({ op: "ping" }));
+    }
+  }
+
+  drop() {
+    clearInterval(this.pinger);
+    this.socket = null;
+  }
+
+  // The socket closed or went silent: try again after a growing delay (unless paused).
+  lost(socket) {
+    if (this.socket !== socket) return;
+    this.drop();
+    if (this.paused) return;
+    this.reconnects += 1;
+    this.onStatus("reconnecting", this.delay);
+    this.timer = setTimeout(() => this.connect(), this.delay);
+    this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
+  }
+
+  receive(text) {
+    let event;
+    try {
+      event = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (typeof event.id !== "string" || typeof event.type !== "string") return;
+    if (event.type === "jobwarden.stream.reset") {
+      this.lastId = event.id;
+      this.onReset(event);
+      return;
+    }
+    if (this.lastId !== null && BigInt(event.id) <= BigInt(this.lastId)) return;
+    this.lastId = event.id;
+    this.onEvent(event);
+  }
+}
