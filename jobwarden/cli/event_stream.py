@@ -17,6 +17,7 @@ RECONNECT_FOR_S = 30.0  # how long a dropped stream keeps trying before the comm
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 2.0
 RESET_TYPE = "jobwarden.stream.reset"
+ALL_EVENTS = "/v1/events"
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,9 @@ async def follow(
             continue
         connected, backoff = True, FIRST_BACKOFF_S
         async with ws:
-            if not params:
-                # /v1/events with no filter waits for the client to say what it wants.
+            if spec.path == ALL_EVENTS and not params:
+                # /v1/events with no filter waits for the client to say what it wants (a job's
+                # stream starts by itself, and a subscribe frame would restart it).
                 await ws.send_str('{"op": "subscribe"}')
             async for message in ws:
                 if message.type is not aiohttp.WSMsgType.TEXT:

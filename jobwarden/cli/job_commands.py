@@ -135,7 +135,7 @@ def _outcome(
     summary.append(f" in {took}" if took else "")
     if error is not None:
         summary.append(f": {error['type']}: {error['message']}")
-    message_console().print(f"job {job_id} ", summary, soft_wrap=True, markup=False)
+    message_console().print(f"job {job_id}", summary, soft_wrap=True, markup=False)
     print_data(data_console(), {"error": error} if error is not None else result, as_json)
     return exit_code_for_state(state)
 
@@ -189,7 +189,7 @@ def cancel_command(job_id: str, url: str, api_key: str | None, as_json: bool) ->
             print_data(data_console(), answer, True)
         else:
             line = state_text(answer["job"]["state"])
-            data_console().print(f"job {job_id} ", line, soft_wrap=True, markup=False)
+            data_console().print(f"job {job_id}", line, soft_wrap=True, markup=False)
         return ExitCode.OK
 
     return run_client(action)

@@ -73,7 +73,8 @@ class JobProgress:
             self._fraction = 1.0
         if data.message:
             self._message = data.message
-        if data.state != self._state:
+        # The terminal state is the command's own summary line.
+        if data.state != self._state and not data.state.terminal:
             self._state = data.state
             line = Text(f"job {self._job_id} ")
             line.append_text(state_text(data.state))

@@ -11,7 +11,7 @@ import click
 from jobwarden.actors.states import JobState
 from jobwarden.cli.client import ApiClient
 from jobwarden.cli.client_options import client_options, run_client
-from jobwarden.cli.event_stream import StreamSpec, follow
+from jobwarden.cli.event_stream import ALL_EVENTS, StreamSpec, follow
 from jobwarden.cli.outcomes import EXIT_CODES_HELP, ExitCode
 from jobwarden.cli.render import data_console, message_console
 from jobwarden.cli.watch_view import WatchView
@@ -47,7 +47,7 @@ def watch_command(
     filters = {
         name: value for name, value in (("tool", tool), ("state", state)) if value is not None
     }
-    path = "/v1/events"
+    path = ALL_EVENTS
     if job_id is not None:
         path = f"/v1/jobs/{urllib.parse.quote(job_id, safe='')}/events"
     spec = StreamSpec(path=path, filters=filters, since=since)
