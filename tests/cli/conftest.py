@@ -8,7 +8,7 @@ on what a command printed, never on a clock.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,13 +65,15 @@ class Done:
     err: str
 
 
-async def jobwarden(url: str, *args: str, stdin: bytes | None = None, **env: str) -> Done:
+async def jobwarden(
+    url: str, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None
+) -> Done:
     """Run ``python -m jobwarden *args`` against ``url`` to its end."""
     with anyio.fail_after(COMMAND_TIMEOUT_S):
         done = await anyio.run_process(
             [sys.executable, "-m", "jobwarden", *args],
             input=stdin,
-            env=cli_env(url, **env),
+            env=cli_env(url, **(env or {})),
             cwd=ROOT,
             check=False,
         )
@@ -79,10 +81,12 @@ async def jobwarden(url: str, *args: str, stdin: bytes | None = None, **env: str
 
 
 @asynccontextmanager
-async def background(url: str, *args: str, **env: str) -> AsyncIterator[Process]:
+async def background(
+    url: str, *args: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Process]:
     """``python -m jobwarden *args`` against ``url`` in the background; killed if left running."""
     process = await anyio.open_process(
-        [sys.executable, "-m", "jobwarden", *args], env=cli_env(url, **env), cwd=ROOT
+        [sys.executable, "-m", "jobwarden", *args], env=cli_env(url, **(env or {})), cwd=ROOT
     )
     try:
         yield process

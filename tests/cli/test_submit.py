@@ -82,7 +82,7 @@ async def test_a_job_cancelled_while_waiting_exits_3(server: str) -> None:
 async def test_progress_is_drawn_as_a_live_bar_on_a_terminal(server: str) -> None:
     """On a (forced) terminal, stderr draws the bar with each fraction and message in turn."""
     done = await jobwarden(
-        server, "submit", "clitest.steps", "--input", STEPS, "--wait", "--json", **FORCED_TERMINAL
+        server, "submit", "clitest.steps", "--input", STEPS, "--wait", "--json", env=FORCED_TERMINAL
     )
     assert done.code == 0, done.err
     assert json.loads(done.out) == {"steps": 3}
