@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from jobwarden.cli.outcomes import CommandError, ExitCode, server_refused
+from jobwarden.cli.outcomes import CommandError, ExitCode, Unreachable, server_refused
 
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
 # The session's own timeout bounds only connecting: an event stream stays open for hours.
@@ -53,14 +53,14 @@ class ApiClient:
         """The absolute URL of ``path`` on this server."""
         return self.base_url + path
 
-    def unreachable(self, exc: BaseException) -> CommandError:
+    def unreachable(self, exc: BaseException) -> Unreachable:
         """The error for a server that cannot be reached (or stopped answering)."""
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, aiohttp.ClientConnectorError):
             reason = exc.strerror or reason
         elif isinstance(exc, TimeoutError):
             reason = "no answer in time"
-        return CommandError(ExitCode.FAILED, f"cannot connect to {self.base_url}: {reason}")
+        return Unreachable(f"cannot connect to {self.base_url}: {reason}")
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """GET ``path`` and return its JSON body."""

@@ -10,7 +10,7 @@ import anyio
 import msgspec
 
 from jobwarden.cli.client import ApiClient
-from jobwarden.cli.outcomes import CommandError, ExitCode, server_refused
+from jobwarden.cli.outcomes import CommandError, ExitCode, Unreachable, server_refused
 from jobwarden.records import JobEvent
 
 RECONNECT_FOR_S = 30.0  # how long a dropped stream keeps trying before the command gives up
@@ -64,8 +64,9 @@ async def follow(
     """The stream's events until the server closes it normally (a job's stream after its end).
 
     A dropped connection, a server going away or a "too slow, resume" close reconnects with
-    ``since`` = the last offset seen, telling ``on_reconnect``; a server unreachable at the very
-    start, or for ``RECONNECT_FOR_S`` after a drop, is a ``CommandError``.
+    ``since`` = the last offset seen, telling ``on_reconnect``. A server unreachable at the very
+    start, or for ``RECONNECT_FOR_S`` after a drop, raises ``Unreachable``; a refusal (an error
+    envelope or a refused handshake) is a ``CommandError`` at once.
     """
     since = spec.since
     connected = False
@@ -77,7 +78,7 @@ async def follow(
             params["since"] = str(since)
         try:
             ws = await api.websocket(spec.path, params)
-        except CommandError:
+        except Unreachable:
             if not connected or anyio.current_time() >= gave_up_at:
                 raise
             await anyio.sleep(backoff)

@@ -60,6 +60,13 @@ class CommandError(Exception):
         self.message = message
 
 
+class Unreachable(CommandError):
+    """The server cannot be reached (or stopped answering): worth trying again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ExitCode.FAILED, message)
+
+
 def exit_code_for_state(state: str) -> ExitCode:
     """A terminal job state's exit code."""
     return _BY_STATE[state]

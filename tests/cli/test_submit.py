@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,27 @@ async def test_an_idempotency_key_submits_once(server: str) -> None:
     second = await jobwarden(server, "submit", "clitest.hang", "--idempotency-key", "k1")
     assert first.code == second.code == 0
     assert first.out == second.out
+
+
+async def test_ctrl_c_while_waiting_exits_130_and_leaves_the_job_running(server: str) -> None:
+    """Ctrl-C stops waiting (exit 130) without cancelling the job on the server."""
+    async with background(server, "submit", "clitest.hang", "--wait") as waiting:
+        progress = Lines(waiting.stderr)
+        running = await progress.until(lambda line: line.endswith("hanging"))
+        waiting.send_signal(signal.SIGINT)
+        code = await finish(waiting)
+    listed = json.loads((await jobwarden(server, "jobs", "--json")).out)
+    assert code == 130
+    assert [(j["id"], j["state"]) for j in listed["jobs"]] == [(running.split()[1], "running")]
+
+
+async def test_waiting_on_a_job_that_already_finished_prints_it_at_once(server: str) -> None:
+    """A key that names a finished job answers that job, and --wait prints its outcome."""
+    args = ("submit", "clitest.fail", "--input", '{"text": "x"}', "--idempotency-key", "k2")
+    first = await jobwarden(server, *args, "--wait", "--json")
+    again = await jobwarden(server, *args, "--wait", "--json")
+    assert first.code == again.code == 1
+    assert json.loads(again.out) == json.loads(first.out)
+    assert again.err.splitlines() == [
+        f"job {json.loads(first.out)['error']['job_id']} failed: plugin_error: ToolBroke: x"
+    ]
