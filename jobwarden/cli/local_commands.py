@@ -40,20 +40,18 @@ def _plugin_options(command: F) -> F:
             type=CommaSeparated(),
             envvar="JOBWARDEN_PLUGINS",
             metavar="MODULE:ATTR",
-            help="module:attr of a Plugin to load (repeatable; JOBWARDEN_PLUGINS is "
-            "comma-separated)",
+            help="module:attr of a Plugin to load (repeatable; the variable is comma-separated)",
         ),
         click.option(
             "--no-builtin",
             is_flag=True,
             envvar="JOBWARDEN_NO_BUILTIN",
-            help="skip the plugins shipped with jobwarden, builtin and imaging "
-            "(JOBWARDEN_NO_BUILTIN)",
+            help="skip the plugins shipped with jobwarden, builtin and imaging",
         ),
         click.option(
             "--config",
             envvar="JOBWARDEN_CONFIG",
-            help='TOML file with plugins = ["module:attr", ...] (JOBWARDEN_CONFIG)',
+            help='TOML file with plugins = ["module:attr", ...]',
         ),
         click.option(
             "--no-entry-points",
