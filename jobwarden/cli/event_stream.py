@@ -10,7 +10,7 @@ import anyio
 import msgspec
 
 from jobwarden.cli.client import ApiClient
-from jobwarden.cli.outcomes import CommandError, ExitCode, Unreachable, server_refused
+from jobwarden.cli.outcomes import Unreachable, server_refused
 from jobwarden.records import JobEvent
 
 RECONNECT_FOR_S = 30.0  # how long a dropped stream keeps trying before the command gives up
@@ -47,6 +47,8 @@ def _parse(raw: str, base_url: str) -> Frame | None:
     if not isinstance(frame, dict):
         return None
     if "specversion" not in frame:
+        # A subscription the server refused arrives as a bare error body; "error" answers a
+        # malformed client frame, which this client never sends.
         if "message" in frame and frame.get("type") not in {None, "pong", "error"}:
             raise server_refused(base_url, frame)
         return None
@@ -101,8 +103,3 @@ async def follow(
             return
         gave_up_at = anyio.current_time() + RECONNECT_FOR_S
         on_reconnect(since)
-
-
-def unexpected_end(job_id: str) -> CommandError:
-    """The error for a job stream that closed before the job's terminal event."""
-    return CommandError(ExitCode.FAILED, f"the event stream of job {job_id} ended early")

@@ -11,8 +11,8 @@ import msgspec
 from jobwarden.actors.states import JobState
 from jobwarden.cli.client import ApiClient
 from jobwarden.cli.client_options import client_options, run_client
-from jobwarden.cli.event_stream import StreamSpec, follow, unexpected_end
-from jobwarden.cli.outcomes import EXIT_CODES_HELP, ExitCode, exit_code_for_state
+from jobwarden.cli.event_stream import StreamSpec, follow
+from jobwarden.cli.outcomes import EXIT_CODES_HELP, CommandError, ExitCode, exit_code_for_state
 from jobwarden.cli.progress_view import JobProgress
 from jobwarden.cli.render import (
     data_console,
@@ -33,9 +33,10 @@ def _read_input(text: str | None, file: IO[bytes] | None) -> dict[str, Any]:
         raise click.UsageError("give --input or --input-file, not both")
     if text is None and file is None:
         return {}
-    source, raw = ("--input", text.encode()) if text is not None else ("--input-file", b"")
     if file is not None:
-        raw = file.read()
+        source, raw = "--input-file", file.read()
+    else:
+        source, raw = "--input", str(text).encode()
     try:
         value = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
@@ -120,7 +121,7 @@ async def _follow_job(api: ApiClient, job_id: str, tool: str, as_json: bool) -> 
                 if event.data.state.terminal:
                     break
             else:
-                raise unexpected_end(job_id)
+                raise CommandError(ExitCode.FAILED, f"the event stream of job {job_id} ended early")
     took = seconds(started.time if started else None, event.time)
     data = event.data
     error = None if data.error is None else msgspec.to_builtins(data.error)

@@ -75,13 +75,14 @@ def seconds(start: datetime | None, end: datetime | None) -> str:
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
     """GET /v1/jobs as a table, newest first as the server sent it."""
     table = Table(box=None, header_style="bold")
-    table.add_column("ID", no_wrap=True)
+    # Ids and states are what people act on: the other columns give way on a narrow terminal.
+    table.add_column("ID", no_wrap=True, min_width=32)
     table.add_column("TOOL", no_wrap=True)
-    table.add_column("STATE", no_wrap=True)
-    table.add_column("PROGRESS", justify="right")
+    table.add_column("STATE", no_wrap=True, min_width=9)
+    table.add_column("PROGRESS", justify="right", no_wrap=True)
     table.add_column("CREATED", no_wrap=True)
-    table.add_column("DURATION", justify="right")
-    table.add_column("ERROR")
+    table.add_column("DURATION", justify="right", no_wrap=True)
+    table.add_column("ERROR", min_width=10)
     for job in jobs:
         error = job.get("error") or {}
         table.add_row(
@@ -89,7 +90,7 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
             job["tool"],
             state_text(job["state"]),
             percent(job.get("progress")),
-            job["created_at"][:19].replace("T", " "),
+            job["created_at"][5:19].replace("T", " "),
             seconds(parse_time(job.get("started_at")), parse_time(job.get("finished_at"))),
             Text(f"{error['type']}: {error['message']}" if error else ""),
         )

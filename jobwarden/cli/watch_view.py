@@ -65,8 +65,9 @@ class JobTable:
     def render(self, max_rows: int | None = None) -> Table:
         """The table, keeping only the ``max_rows`` most recently seen jobs."""
         table = Table(box=None, header_style="bold")
-        for name in ("ID", "TOOL", "STATE"):
-            table.add_column(name, no_wrap=True)
+        table.add_column("ID", no_wrap=True, min_width=32)
+        table.add_column("TOOL", no_wrap=True)
+        table.add_column("STATE", no_wrap=True, min_width=9)
         table.add_column("PROGRESS", justify="right", no_wrap=True)
         table.add_column("DURATION", justify="right", no_wrap=True)
         table.add_column("MESSAGE")
