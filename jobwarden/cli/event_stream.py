@@ -93,8 +93,10 @@ async def follow(
                 # stream starts by itself, and a subscribe frame would restart it).
                 await ws.send_str('{"op": "subscribe"}')
             async for message in ws:
-                if message.type is not aiohttp.WSMsgType.TEXT:
+                if message.type is aiohttp.WSMsgType.ERROR:
                     break
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    continue
                 frame = _parse(message.data, api.base_url)
                 if frame is not None:
                     since = frame.offset

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -57,14 +57,18 @@ def reset(offset: int) -> str:
     )
 
 
-def scripted(frames: list[str], close: int = WSCloseCode.OK) -> Any:
-    """A websocket handler that sends ``frames`` then closes with ``close``."""
+def scripted(frames: Sequence[str | bytes], close: int = WSCloseCode.OK) -> Any:
+    """A websocket handler that sends ``frames`` (text, or binary for bytes), then closes with
+    ``close``."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         for frame in frames:
-            await ws.send_str(frame)
+            if isinstance(frame, bytes):
+                await ws.send_bytes(frame)
+            else:
+                await ws.send_str(frame)
         await ws.close(code=close)
         return ws
 

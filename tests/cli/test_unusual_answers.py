@@ -51,9 +51,11 @@ async def test_a_refused_event_stream_is_an_error() -> None:
 
 
 async def test_control_frames_are_skipped_and_a_reset_is_reported() -> None:
-    """Pongs, garbage and non-objects are skipped; a reset is printed (JSON) and reported."""
-    frames = [
+    """Pongs, binary frames, garbage and non-objects are skipped; a reset is printed (JSON) and
+    reported."""
+    frames: list[str | bytes] = [
         '{"type": "pong"}',
+        b"\x00binary",
         "not json",
         "[1, 2]",
         reset(5),
@@ -90,8 +92,9 @@ async def test_a_job_stream_that_ends_early_is_a_failure() -> None:
 
 
 async def test_a_retried_job_shows_its_attempt() -> None:
-    """A retry's new attempt is named in the progress lines."""
-    frames = [
+    """A retry's new attempt is named in the progress lines (a reset on the way is skipped)."""
+    frames: list[str | bytes] = [
+        reset(0),
         event(1, "j1", "queued"),
         event(2, "j1", "running"),
         event(3, "j1", "queued", kind="retrying", attempt=2),
@@ -112,3 +115,20 @@ async def test_a_retried_job_shows_its_attempt() -> None:
         "job j1 running (attempt 2)",
     ]
     assert done.out.strip() == "1"
+
+
+async def test_a_job_cancelled_before_it_ran_has_no_duration() -> None:
+    """A job cancelled while queued exits 3; its summary has no running time."""
+    frames: list[str | bytes] = [
+        event(1, "j1", "queued"),
+        event(2, "j1", "cancelled", error={"type": "cancelled", "message": "cancelled"}),
+    ]
+    routes = [
+        web.post("/v1/jobs", answer(JOB, 202)),
+        web.get("/v1/jobs/j1/events", scripted(frames)),
+    ]
+    async with fake_server(routes) as url:
+        done = await jobwarden(url, "submit", "fake.tool", "--wait", "--json")
+    assert done.code == 3
+    assert done.err.splitlines()[-1] == "job j1 cancelled: cancelled: cancelled"
+    assert json.loads(done.out)["error"]["type"] == "cancelled"

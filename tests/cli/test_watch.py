@@ -46,6 +46,16 @@ async def test_watch_job_prints_a_line_per_event_and_ends(server: str) -> None:
     ]
 
 
+async def test_watch_shows_a_failed_jobs_error(server: str) -> None:
+    """A failed job's error is on its last line off a terminal, and in its row on one."""
+    job_id = await _finished_job(server, "clitest.fail", '{"text": "bad"}')
+    lines = await jobwarden(server, "watch", "--job", job_id)
+    table = await jobwarden(server, "watch", "--job", job_id, env=FORCED_TERMINAL)
+    assert lines.code == table.code == 0
+    assert lines.out.splitlines()[-1].endswith("failed  plugin_error: ToolBroke: bad")
+    assert "plugin_error: ToolBroke: bad" in table.out.rsplit("\x1b[2K", 1)[-1]
+
+
 async def test_watch_job_json_is_one_cloudevent_per_line(server: str) -> None:
     """`watch --job --json` prints the job's CloudEvents, one per line, ending with the last."""
     job_id = await _finished_job(server, "clitest.fail", '{"text": "no"}')
