@@ -6,6 +6,7 @@ Every failure leaves here as a ``CommandError`` carrying its exit code: an error
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -57,7 +58,9 @@ class ApiClient:
         """The error for a server that cannot be reached (or stopped answering)."""
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = exc.strerror or reason
+            # asyncio's own text ("Connect call failed (...)") hides the reason the OS gave.
+            code, text = exc.os_error.errno or 0, exc.os_error.strerror
+            reason = os.strerror(code) if code > 0 else text or reason
         elif isinstance(exc, TimeoutError):
             reason = "no answer in time"
         return Unreachable(f"cannot connect to {self.base_url}: {reason}")
