@@ -38,13 +38,14 @@ async def running_server(
     *args: str,
     env: Mapping[str, str] | None = None,
     log_name: str = "server.log",
+    port: int | None = None,
 ) -> AsyncIterator[tuple[Process, str, Path]]:
-    """``python -m jobwarden serve --port <free> *args`` run in ``folder``; yields (process,
-    base URL, log file).
+    """``python -m jobwarden serve --port <port or a free one> *args`` run in ``folder``; yields
+    (process, base URL, log file).
 
     Waits until /v1/health answers; kills the process if the test leaves it running.
     """
-    port = free_port()
+    port = port or free_port()
     log = folder / log_name
     with log.open("wb") as out:
         process = await anyio.open_process(

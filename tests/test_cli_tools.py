@@ -105,3 +105,29 @@ def test_the_registry_merges_flags_config_and_builtin(tmp_path: Path) -> None:
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     assert config_plugins(str(empty)) == []
+
+
+def test_plugins_and_switches_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JOBWARDEN_PLUGINS is comma-separated (empty items skipped); the switches read 1/true."""
+    monkeypatch.setenv("JOBWARDEN_PLUGINS", "tests.cli_plugin:demo,,json:dumps")
+    monkeypatch.setenv("JOBWARDEN_NO_BUILTIN", "1")
+    monkeypatch.setenv("JOBWARDEN_NO_ENTRY_POINTS", "true")
+    assert main(["tools"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "demo 0.2.0 (hooks: startup, shutdown)",
+        "  demo.ping [async, no timeout, breaker after 3] Answer pong.",
+        "FAILED json:dumps: 'json:dumps' is a function, not a jobwarden Plugin",
+    ]
+
+
+def test_a_switch_with_a_value_that_is_not_boolean_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JOBWARDEN_NO_BUILTIN=maybe stops with exit 2 naming the variable's flag."""
+    monkeypatch.setenv("JOBWARDEN_NO_BUILTIN", "maybe")
+    with pytest.raises(SystemExit) as caught:
+        main(["tools"])
+    assert caught.value.code == 2
+    assert "--no-builtin" in capsys.readouterr().err

@@ -1,0 +1,107 @@
+"""Following the server's events over a websocket, resuming with ``since`` when it drops."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+import anyio
+import msgspec
+
+from jobwarden.cli.client import ApiClient
+from jobwarden.cli.outcomes import Unreachable, server_refused
+from jobwarden.records import JobEvent
+
+RECONNECT_FOR_S = 30.0  # how long a dropped stream keeps trying before the command gives up
+FIRST_BACKOFF_S = 0.1
+MAX_BACKOFF_S = 2.0
+RESET_TYPE = "jobwarden.stream.reset"
+ALL_EVENTS = "/v1/events"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One CloudEvent as the server sent it; ``event`` is set for job events, None for a reset."""
+
+    raw: str
+    offset: int
+    event: JobEvent | None
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """Where to listen: ``path`` with query ``filters``, from offset ``since`` (None: from now)."""
+
+    path: str
+    filters: Mapping[str, str]
+    since: int | None = None
+
+
+def _parse(raw: str, base_url: str) -> Frame | None:
+    """A frame's CloudEvent, None for a control frame, or the server's error as an exception."""
+    try:
+        frame = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(frame, dict):
+        return None
+    if "specversion" not in frame:
+        # A subscription the server refused arrives as a bare error body; "error" answers a
+        # malformed client frame, which this client never sends.
+        if "message" in frame and frame.get("type") not in {None, "pong", "error"}:
+            raise server_refused(base_url, frame)
+        return None
+    if frame.get("type") == RESET_TYPE:
+        return Frame(raw, int(frame["id"]), None)
+    event = msgspec.json.decode(raw, type=JobEvent)
+    return Frame(raw, event.offset, event)
+
+
+async def follow(
+    api: ApiClient,
+    spec: StreamSpec,
+    on_reconnect: Callable[[int | None], None] = lambda since: None,
+) -> AsyncGenerator[Frame]:
+    """The stream's events until the server closes it normally (a job's stream after its end).
+
+    A dropped connection, a server going away or a "too slow, resume" close reconnects with
+    ``since`` = the last offset seen, telling ``on_reconnect``. A server unreachable at the very
+    start, or for ``RECONNECT_FOR_S`` after a drop, raises ``Unreachable``; a refusal (an error
+    envelope or a refused handshake) is a ``CommandError`` at once.
+    """
+    since = spec.since
+    connected = False
+    backoff = FIRST_BACKOFF_S
+    gave_up_at = 0.0
+    while True:
+        params = dict(spec.filters)
+        if since is not None:
+            params["since"] = str(since)
+        try:
+            ws = await api.websocket(spec.path, params)
+        except Unreachable:
+            if not connected or anyio.current_time() >= gave_up_at:
+                raise
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            continue
+        connected, backoff = True, FIRST_BACKOFF_S
+        async with ws:
+            if spec.path == ALL_EVENTS and not params:
+                # /v1/events with no filter waits for the client to say what it wants (a job's
+                # stream starts by itself, and a subscribe frame would restart it).
+                await ws.send_str('{"op": "subscribe"}')
+            async for message in ws:
+                if message.type is aiohttp.WSMsgType.ERROR:
+                    break
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                frame = _parse(message.data, api.base_url)
+                if frame is not None:
+                    since = frame.offset
+                    yield frame
+        if ws.close_code == aiohttp.WSCloseCode.OK:
+            return
+        gave_up_at = anyio.current_time() + RECONNECT_FOR_S
+        on_reconnect(since)

@@ -1,0 +1,134 @@
+"""The client commands facing answers a healthy jobwarden never gives (a scripted server)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp import WSCloseCode, web
+
+from tests.cli.conftest import jobwarden
+from tests.cli.fake_server import answer, event, fake_server, reset, scripted
+
+pytestmark = pytest.mark.anyio
+
+JOB = {"job": {"id": "j1", "tool": "fake.tool", "state": "queued", "result": None, "error": None}}
+
+
+async def test_an_answer_without_json_is_not_jobwarden() -> None:
+    """A 200 that is not JSON exits 1 asking whether the URL is a jobwarden server."""
+    async with fake_server([web.get("/v1/jobs", answer("<html>hello</html>"))]) as url:
+        done = await jobwarden(url, "jobs")
+    assert done.code == 1
+    assert (
+        done.err.strip() == f"jobwarden: {url}/v1/jobs answered 200 without JSON: is it jobwarden?"
+    )
+
+
+async def test_an_error_without_an_envelope_names_the_status() -> None:
+    """A 502 from a proxy in front exits 1 with the bare status."""
+    async with fake_server([web.get("/v1/jobs", answer("Bad Gateway", 502))]) as url:
+        done = await jobwarden(url, "jobs")
+    assert done.code == 1
+    assert done.err.strip() == "jobwarden: http_error: HTTP 502 without an error envelope"
+
+
+async def test_a_refused_event_stream_is_an_error() -> None:
+    """A job that exists but whose stream is refused (404) exits 2, and 401 says to give a key."""
+    routes = [
+        web.get("/v1/jobs/j1", answer(JOB)),
+        web.get("/v1/jobs/j1/events", answer("gone", 404)),
+        web.get("/v1/jobs/j2", answer(JOB)),
+        web.get("/v1/jobs/j2/events", answer("who?", 401)),
+    ]
+    async with fake_server(routes) as url:
+        missing = await jobwarden(url, "watch", "--job", "j1")
+        unauthorized = await jobwarden(url, "watch", "--job", "j2")
+    assert missing.code == 2
+    assert missing.err.strip() == "jobwarden: not_found: no such job or tool"
+    assert unauthorized.code == 1
+    assert "--api-key or JOBWARDEN_API_KEY" in unauthorized.err
+
+
+async def test_control_frames_are_skipped_and_a_reset_is_reported() -> None:
+    """Pongs, binary frames, garbage and non-objects are skipped; a reset is printed (JSON) and
+    reported."""
+    frames: list[str | bytes] = [
+        '{"type": "pong"}',
+        b"\x00binary",
+        "not json",
+        "[1, 2]",
+        reset(5),
+        event(6, "j1", "queued"),
+        event(7, "j1", "succeeded", result={"ok": True}),
+    ]
+    routes = [web.get("/v1/jobs/j1", answer(JOB)), web.get("/v1/jobs/j1/events", scripted(frames))]
+    async with fake_server(routes) as url:
+        done = await jobwarden(url, "watch", "--job", "j1", "--json")
+    assert done.code == 0, done.err
+    assert [json.loads(line)["id"] for line in done.out.splitlines()] == ["5", "6", "7"]
+    assert done.err.strip() == "events up to 5 are gone (retention)"
+
+
+async def test_an_error_frame_on_the_stream_ends_the_command() -> None:
+    """An error the server sends over the websocket is shown like any error answer."""
+    frames = [json.dumps({"type": "tool_not_found", "message": "no tool named 'x'"})]
+    async with fake_server([web.get("/v1/events", scripted(frames))]) as url:
+        done = await jobwarden(url, "watch")
+    assert done.code == 2
+    assert done.err.strip() == "jobwarden: tool_not_found: no tool named 'x'"
+
+
+async def test_a_job_stream_that_ends_early_is_a_failure() -> None:
+    """`submit --wait` whose stream closes normally before the job's end exits 1 saying so."""
+    routes = [
+        web.post("/v1/jobs", answer(JOB, 202)),
+        web.get("/v1/jobs/j1/events", scripted([event(1, "j1", "queued")])),
+    ]
+    async with fake_server(routes) as url:
+        done = await jobwarden(url, "submit", "fake.tool", "--wait")
+    assert done.code == 1
+    assert done.err.splitlines()[-1] == "jobwarden: the event stream of job j1 ended early"
+
+
+async def test_a_retried_job_shows_its_attempt() -> None:
+    """A retry's new attempt is named in the progress lines (a reset on the way is skipped)."""
+    frames: list[str | bytes] = [
+        reset(0),
+        event(1, "j1", "queued"),
+        event(2, "j1", "running"),
+        event(3, "j1", "queued", kind="retrying", attempt=2),
+        event(4, "j1", "running", attempt=2),
+        event(5, "j1", "succeeded", attempt=2, result=1),
+    ]
+    routes = [
+        web.post("/v1/jobs", answer(JOB, 202)),
+        web.get("/v1/jobs/j1/events", scripted(frames, close=WSCloseCode.OK)),
+    ]
+    async with fake_server(routes) as url:
+        done = await jobwarden(url, "submit", "fake.tool", "--wait")
+    assert done.code == 0, done.err
+    assert done.err.splitlines()[:4] == [
+        "job j1 queued",
+        "job j1 running",
+        "job j1 queued (attempt 2)",
+        "job j1 running (attempt 2)",
+    ]
+    assert done.out.strip() == "1"
+
+
+async def test_a_job_cancelled_before_it_ran_has_no_duration() -> None:
+    """A job cancelled while queued exits 3; its summary has no running time."""
+    frames: list[str | bytes] = [
+        event(1, "j1", "queued"),
+        event(2, "j1", "cancelled", error={"type": "cancelled", "message": "cancelled"}),
+    ]
+    routes = [
+        web.post("/v1/jobs", answer(JOB, 202)),
+        web.get("/v1/jobs/j1/events", scripted(frames)),
+    ]
+    async with fake_server(routes) as url:
+        done = await jobwarden(url, "submit", "fake.tool", "--wait", "--json")
+    assert done.code == 3
+    assert done.err.splitlines()[-1] == "job j1 cancelled: cancelled: cancelled"
+    assert json.loads(done.out)["error"]["type"] == "cancelled"
