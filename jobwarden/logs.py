@@ -3,18 +3,54 @@
 jobwarden's own loggers render straight to stderr through structlog's native loggers (no stdlib
 LogRecord per line: the access log is on every request's path); records from the stdlib's loggers
 (aiohttp, asyncio) go through the same processors by way of a ProcessorFormatter.
+
+Context travels in structlog's context variables, so every line carries it, whoever logs it (our
+loggers, a plugin's ``structlog.get_logger()``, a stdlib logger): ``request_id`` and
+``principal`` while a request is handled, ``job_id``, ``tool`` and ``attempt`` while a runner
+handles a job (``bind_job`` / ``unbind_job``).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar, Token
 from typing import Any
 
 import msgspec
 import structlog
 
+from jobwarden.records import JobRecord
+
 _encoder = msgspec.json.Encoder(enc_hook=repr)
+
+
+def _context_var(key: str) -> ContextVar[Any]:
+    """The variable behind ``structlog.contextvars.bind_contextvars(key=...)``, so that a runner
+    can set it directly: three ``set``/``reset`` calls per job instead of a bind and a reset."""
+    token = structlog.contextvars.bind_contextvars(**{key: None})[key]
+    token.var.reset(token)
+    return token.var
+
+
+_JOB_ID = _context_var("job_id")
+_TOOL = _context_var("tool")
+_ATTEMPT = _context_var("attempt")
+
+JobBinding = tuple[Token[Any], Token[Any], Token[Any]]
+
+
+def bind_job(record: JobRecord) -> JobBinding:
+    """Bind the job's id, tool and attempt to the log context; undo with ``unbind_job``."""
+    return _JOB_ID.set(record.id), _TOOL.set(record.tool), _ATTEMPT.set(record.attempt)
+
+
+def unbind_job(binding: JobBinding) -> None:
+    """Restore the log context as it was before ``bind_job``."""
+    job_id, tool, attempt = binding
+    _JOB_ID.reset(job_id)
+    _TOOL.reset(tool)
+    _ATTEMPT.reset(attempt)
 
 
 def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:

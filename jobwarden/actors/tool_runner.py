@@ -32,6 +32,7 @@ from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import JobState
 from jobwarden.actors.thread_calls import ThreadCalls, ThreadsExhausted
 from jobwarden.errors import ErrorInfo, OutcomeType
+from jobwarden.logs import bind_job, unbind_job
 from jobwarden.plugins.metrics import SUCCEEDED
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool, reference
@@ -91,6 +92,7 @@ class ToolRunner:
             with scope:
                 while (actor := await scheduler.next()) is not None:
                     self.current = actor
+                    binding = bind_job(actor.record)
                     try:
                         started = await actor.start()
                         if started is not None:
@@ -100,6 +102,7 @@ class ToolRunner:
                             await actor.finish(*self._outcome)
                     finally:
                         scheduler.release(actor)
+                        unbind_job(binding)
                     self.current = None
                 else:
                     return

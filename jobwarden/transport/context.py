@@ -6,6 +6,7 @@ import time
 from typing import TypeVar
 
 import msgspec
+import structlog
 from aiohttp import web
 
 from jobwarden.actors.supervisor import Supervisor
@@ -77,6 +78,8 @@ def authorize(request: web.Request, scope: str) -> Principal:
     if principal is None:
         raise ApiError(401, "unauthorized", "a valid API key is required")
     request[PRINCIPAL_KEY] = principal
+    # Each request runs in a task of its own: the binding ends with it (access_log unbinds too).
+    structlog.contextvars.bind_contextvars(principal=principal.name)
     if not principal.can(scope):
         raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
     return principal
