@@ -56,6 +56,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=int(_env("RETENTION_JOBS", "1000000") or 0),
         help="keep at most this many finished jobs, newest first (1000000; 0: no cap)",
     )
+    serve_cmd.add_argument(
+        "--tracing",
+        action="store_true",
+        default=_env("TRACING") in {"1", "true", "yes"},
+        help="OpenTelemetry spans per job, exported as OTEL_* says (needs the tracing extra)",
+    )
 
 
 def _plugin_arguments(cmd: argparse.ArgumentParser) -> None:
@@ -137,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_body_bytes=parsed.max_body_bytes,
         retention_age_s=parsed.retention_age_s,
         retention_jobs=parsed.retention_jobs,
+        tracing=parsed.tracing,
     )
     try:
         anyio.run(serve, options, backend="asyncio")
