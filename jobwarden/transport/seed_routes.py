@@ -20,6 +20,7 @@ from jobwarden.transport.context import (
     SUPERVISOR,
     authorize,
     finished_within,
+    log_job,
     read_body,
     visible_job,
 )
@@ -204,9 +205,10 @@ async def _submit(request: web.Request) -> JobRecord:
         tool = next(iter(plugin.tools.values())).name
     else:
         raise ApiError(400, "invalid_request", f"plugin {body.plugin!r} has no tools")
-    return await sup.submit(
+    record = await sup.submit(
         tool, {"image_bytes": body.image, "mime_type": body.mime_type}, owner=principal.name
     )
+    return log_job(record)
 
 
 def _seed_job(record: JobRecord) -> SeedJob:
