@@ -178,15 +178,17 @@ def provider_from_env() -> TracerProvider:
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "jobwarden"}))
     provider = TracerProvider(resource=resource)
-    exporter = _exporter(os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower())
+    exporter = span_exporter(os.environ.get("OTEL_TRACES_EXPORTER", ""))
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 
-def _exporter(name: str) -> SpanExporter | None:
+def span_exporter(setting: str) -> SpanExporter | None:
+    """The exporter an ``OTEL_TRACES_EXPORTER`` value names (None for ``none``); see above."""
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
+    name = setting.strip().lower()
     if name not in ("", *EXPORTERS):
         raise TracingConfigError(
             f"OTEL_TRACES_EXPORTER={name!r} is not supported: use {', '.join(EXPORTERS)}"
