@@ -160,6 +160,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     record = await request.app[SUPERVISOR].cancel(
         request.match_info["id"], owner=principal.owner_filter
     )
+    log_job(record)
     return json_response(JobBody(job=record))
 
 

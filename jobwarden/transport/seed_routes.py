@@ -187,6 +187,7 @@ async def seed_cancel(request: web.Request) -> web.Response:
     record = await request.app[SUPERVISOR].cancel(
         request.match_info["id"], owner=principal.owner_filter
     )
+    log_job(record)
     return json_response(SeedCancelled(job_id=record.id, status="cancelled", cancelled=True))
 
 
