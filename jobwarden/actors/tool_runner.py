@@ -92,7 +92,7 @@ class ToolRunner:
             with scope:
                 while (actor := await scheduler.next()) is not None:
                     self.current = actor
-                    binding = bind_job(actor.record)
+                    bind_job(actor.record)
                     try:
                         started = await actor.start()
                         if started is not None:
@@ -100,9 +100,11 @@ class ToolRunner:
                             if scope.cancel_called:
                                 break
                             await actor.finish(*self._outcome)
+                    except BaseException:
+                        unbind_job()  # the runner stops: what it logs next is about no job
+                        raise
                     finally:
                         scheduler.release(actor)
-                        unbind_job(binding)
                     self.current = None
                 else:
                     return

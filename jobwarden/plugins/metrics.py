@@ -7,11 +7,12 @@ import math
 import threading
 import time
 from array import array
+from bisect import bisect_left
 from datetime import UTC, datetime
 
 import msgspec
 
-from jobwarden.histogram import Histogram
+from jobwarden.histogram import BOUNDS, Histogram
 from jobwarden.plugins.circuit import CircuitStatus
 from jobwarden.records import JobRecord
 
@@ -100,7 +101,9 @@ class MetricsCell:
             self.failures[outcome] = self.failures.get(outcome, 0) + 1
         self.last_used = time.time()
         self.last_s = duration_s
-        self.histogram.observe(duration_s)
+        histogram = self.histogram  # Histogram.observe, inlined: this runs for every execution
+        histogram.counts[bisect_left(BOUNDS, duration_s)] += 1
+        histogram.sum += duration_s
         if len(self._durations) < WINDOW:
             self._durations.append(duration_s)
         else:
@@ -108,15 +111,21 @@ class MetricsCell:
 
     def started(self, record: JobRecord) -> None:
         """A job entered running: its first attempt's wait since submit joins ``queue_waits``."""
-        if record.attempt == 1 and record.started_at is not None:
-            waited = (record.started_at - record.created_at).total_seconds()
-            self.queue_waits.observe(max(0.0, waited))  # wall clock: it may have stepped back
+        started_at = record.started_at
+        if record.attempt == 1 and started_at is not None:
+            waited = (started_at - record.created_at).total_seconds()
+            if waited < 0:
+                waited = 0.0  # a wall clock may step back
+            waits = self.queue_waits  # Histogram.observe, inlined: this runs for every job
+            waits.counts[bisect_left(BOUNDS, waited)] += 1
+            waits.sum += waited
 
     def ended_job(self, record: JobRecord) -> None:
         """A job reached its terminal state: count it by its outcome."""
         error = record.error
         outcome = SUCCEEDED if error is None else error.type
-        self.ended[outcome] = self.ended.get(outcome, 0) + 1
+        ended = self.ended
+        ended[outcome] = ended.get(outcome, 0) + 1
 
     def snapshot(self) -> ToolMetrics:
         """A frozen copy, with the p95 over the recent window."""
