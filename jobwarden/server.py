@@ -10,6 +10,7 @@ import signal
 import tomllib
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
@@ -28,6 +29,9 @@ from jobwarden.store.base import JobStore
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.sqlite import store_from_url as sqlite_store_from_url
 from jobwarden.transport import KeyRing, ServerSettings, create_app
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = structlog.get_logger("jobwarden.server")
 
@@ -51,6 +55,7 @@ class ServeOptions(msgspec.Struct, frozen=True):
     max_body_bytes: int = 1 << 20
     retention_age_s: float = 7 * 24 * 3600.0
     retention_jobs: int = 1_000_000
+    tracing: bool = False
 
 
 class ConfigError(Exception):
@@ -146,6 +151,23 @@ def check_bind(host: str, keys: KeyRing) -> None:
         raise ConfigError(f"no API keys configured: refusing to serve openly on {host}")
 
 
+def tracer_provider(options: ServeOptions) -> TracerProvider | None:
+    """The OpenTelemetry provider ``--tracing`` asks for (configured by ``OTEL_*``), or None."""
+    if not options.tracing:
+        return None
+    try:
+        # Imported only when asked for: opentelemetry is an optional extra.
+        from jobwarden import tracing
+    except ImportError as exc:
+        raise ConfigError(
+            f"--tracing needs the tracing extra (pip install 'jobwarden[tracing]'): {exc}"
+        ) from exc
+    try:
+        return tracing.provider_from_env()
+    except tracing.TracingConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 async def serve(options: ServeOptions) -> None:
     """Run the server until SIGINT or SIGTERM, then shut down cleanly."""
     level = logging.getLevelNamesMapping().get(options.log_level.upper())
@@ -164,7 +186,11 @@ async def serve(options: ServeOptions) -> None:
             host=options.host,
         )
     settings = ServerSettings(max_body_bytes=options.max_body_bytes)
-    async with Supervisor(registry=registry, store=store, retention=retention(options)) as sup:
+    provider = tracer_provider(options)  # the SDK shuts it down, exporting all, at exit
+    tracer = provider.get_tracer("jobwarden") if provider is not None else None
+    async with Supervisor(
+        registry=registry, store=store, retention=retention(options), tracer=tracer
+    ) as sup:
         runner = web.AppRunner(create_app(sup, settings, keys), access_log=None)
         await runner.setup()
         try:

@@ -48,12 +48,13 @@ async def recover(
             tool = registry.available_tool(record.tool)
             args = tool.validate_input(record.input)
         except (ToolNotFound, InvalidInput) as exc:
-            await _end(host, record, JobState.CANCELLED, f"cannot run after the restart: {exc}")
+            reason = f"cannot run after the restart: {exc}"
+            registry.job_ended(await _end(host, record, JobState.CANCELLED, reason))
             counts["abandoned"] += 1
             continue
         if record.state is JobState.RUNNING:
             if not tool.retry_on_interrupt:
-                await _end(host, record, JobState.FAILED, INTERRUPTED)
+                registry.job_ended(await _end(host, record, JobState.FAILED, INTERRUPTED))
                 counts["interrupted"] += 1
                 continue
             again = next_attempt(record)
@@ -69,7 +70,7 @@ async def recover(
     return summary
 
 
-async def _end(host: JobHost, record: JobRecord, state: JobState, message: str) -> None:
+async def _end(host: JobHost, record: JobRecord, state: JobState, message: str) -> JobRecord:
     now = datetime.now(UTC)
     error = ErrorInfo(
         type=OutcomeType.INTERRUPTED,
@@ -82,3 +83,4 @@ async def _end(host: JobHost, record: JobRecord, state: JobState, message: str) 
     )
     ended = msgspec.structs.replace(record, state=state, error=error, finished_at=now)
     await commit_change(host, record, ended, state.value, at=now)
+    return ended

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 import socket
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import msgspec
@@ -51,6 +52,11 @@ from jobwarden.records import JobRecord
 from jobwarden.store.base import JobPage, JobQuery, JobStore
 from jobwarden.store.memory import MemoryStore
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from jobwarden.tracing import JobTracing
+
 log = structlog.get_logger("jobwarden.supervisor")
 # A record keeps bytes in its input as bytes: every JSON encoder of ours writes them as base64
 # anyway, and encoding a large payload eagerly costs ~3 ms per MiB on the submit path.
@@ -85,7 +91,8 @@ class Supervisor:
     ``restart_window_s`` stop the supervisor with ``SupervisorCrashed``, and so does a store
     that refuses a job's write (its outcome could not be recorded). With a durable store, the
     jobs it holds unfinished are recovered at start (``recovered`` says how). ``retention`` purges
-    finished jobs in the background (None: never).
+    finished jobs in the background (None: never). Given an OpenTelemetry ``tracer``, each job
+    is traced (see ``jobwarden.tracing``).
     """
 
     def __init__(
@@ -105,6 +112,7 @@ class Supervisor:
         restart_window_s: float = 10.0,
         source: str | None = None,
         retention: Retention | None = DEFAULT_RETENTION,
+        tracer: Tracer | None = None,
     ) -> None:
         if min(concurrency, thread_concurrency, max_abandoned_threads, process_workers) < 1:
             raise ValueError(
@@ -142,6 +150,12 @@ class Supervisor:
         self._accepting = False
         self._phase = "new"
         self.recovered = Recovered()
+        self._tracing: JobTracing | None = None
+        if tracer is not None:
+            # Imported only here: with tracing off, opentelemetry is never loaded.
+            from jobwarden.tracing import JobTracing
+
+            self._tracing = JobTracing(tracer)
 
     async def __aenter__(self) -> Self:
         if self._phase != "new":
@@ -238,6 +252,8 @@ class Supervisor:
         """
         if not self._accepting:
             raise ShuttingDown(self._not_accepting_reason(), tool=tool)
+        tracing = self._tracing
+        began = time.time_ns() if tracing is not None else 0
         spec = self.registry.available_tool(tool)
         args = spec.validate_input(input)
         if timeout_s is not None and not 0 < timeout_s < float("inf"):
@@ -273,8 +289,13 @@ class Supervisor:
             return stored
         if refusal is not None:
             bus.deliver(event)
+            self.registry.job_ended(record)
+            if tracing is not None:
+                tracing.submitted(record, began)
             return record
         actor = JobActor(self, record, spec, args)
+        if tracing is not None:
+            tracing.submitted(record, began)
         # The runner is woken before the subscribers: it then gets the loop first, and a short
         # job's later events reach each subscriber in the same wake-up as its queued event.
         self._admit(actor)
@@ -432,6 +453,9 @@ class Supervisor:
         self._queued -= 1
         self._running += 1
         self._disarm_queue_timeout(actor)
+        self.registry.job_started(actor.record)
+        if self._tracing is not None:
+            self._tracing.started(actor.record)
 
     def job_retrying(self, actor: JobActor, delay: float) -> None:
         """Called by a job actor queued again after a failed attempt: admit it after ``delay``."""
@@ -439,6 +463,8 @@ class Supervisor:
         self._queued += 1
         if self._running == 0 and self._idle is not None:
             self._idle.set()
+        if self._tracing is not None:
+            self._tracing.retrying(actor.record)
         if delay <= 0:
             self._schedule(actor)
         else:
@@ -455,6 +481,9 @@ class Supervisor:
         """Called by a job actor entering a terminal state."""
         del self._actors[actor.id]
         self._disarm_queue_timeout(actor)
+        self.registry.job_ended(actor.record)
+        if self._tracing is not None:
+            self._tracing.finished(actor.record)
         if started:
             self._running -= 1
             if self._running == 0 and self._idle is not None:

@@ -32,6 +32,7 @@ from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import JobState
 from jobwarden.actors.thread_calls import ThreadCalls, ThreadsExhausted
 from jobwarden.errors import ErrorInfo, OutcomeType
+from jobwarden.logs import bind_job, unbind_job
 from jobwarden.plugins.metrics import SUCCEEDED
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool, reference
@@ -91,6 +92,7 @@ class ToolRunner:
             with scope:
                 while (actor := await scheduler.next()) is not None:
                     self.current = actor
+                    bind_job(actor.record)
                     try:
                         started = await actor.start()
                         if started is not None:
@@ -98,6 +100,9 @@ class ToolRunner:
                             if scope.cancel_called:
                                 break
                             await actor.finish(*self._outcome)
+                    except BaseException:
+                        unbind_job()  # the runner stops: what it logs next is about no job
+                        raise
                     finally:
                         scheduler.release(actor)
                     self.current = None

@@ -117,6 +117,12 @@ def _load_options(
     envvar="JOBWARDEN_RETENTION_JOBS",
     help="keep at most this many finished jobs, newest first (1000000; 0: no cap)",
 )
+@click.option(
+    "--tracing",
+    is_flag=True,
+    envvar="JOBWARDEN_TRACING",
+    help="OpenTelemetry spans per job, exported as OTEL_* says (needs the tracing extra)",
+)
 def serve_command(
     plugins: tuple[str, ...],
     no_builtin: bool,

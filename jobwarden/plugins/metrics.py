@@ -1,4 +1,5 @@
-"""Per-tool execution metrics: counters plus a bounded window of recent durations."""
+"""Per-tool metrics: execution counters, duration and queue-wait histograms, a bounded window of
+recent durations for the p95, and the jobs that ended by outcome."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import math
 import threading
 import time
 from array import array
+from bisect import bisect_left
 from datetime import UTC, datetime
 
 import msgspec
 
+from jobwarden.histogram import BOUNDS, Histogram
 from jobwarden.plugins.circuit import CircuitStatus
+from jobwarden.records import JobRecord
 
 SUCCEEDED = "succeeded"
 TIMEOUT = "timeout"
@@ -40,6 +44,9 @@ class ToolMetrics(msgspec.Struct, frozen=True):
 class MetricsCell:
     """Mutable counters for one tool; only the registry touches it.
 
+    ``calls``, ``successes``, ``failures`` and ``histogram`` count executions (attempts), as the
+    ToolRunner reports them; ``ended`` counts jobs by how they ended, including those that never
+    ran (cancelled or timed out while queued, refused by an open circuit, interrupted).
     ``abandoned_threads`` also changes in worker threads (an abandoned call that ends), hence
     its lock; every other counter changes on the event loop only.
     """
@@ -47,13 +54,15 @@ class MetricsCell:
     __slots__ = (
         "_abandoned_lock",
         "_durations",
-        "_total_s",
         "abandoned_threads",
         "calls",
+        "ended",
         "failures",
+        "histogram",
         "in_flight",
         "last_s",
         "last_used",
+        "queue_waits",
         "successes",
         "tool",
     )
@@ -66,7 +75,9 @@ class MetricsCell:
         self.failures: dict[str, int] = {}
         self.last_used: float | None = None
         self.last_s: float | None = None
-        self._total_s = 0.0
+        self.histogram = Histogram()
+        self.queue_waits = Histogram()
+        self.ended: dict[str, int] = {}
         self._durations = array("d")
         self.abandoned_threads = 0
         self._abandoned_lock = threading.Lock()
@@ -90,11 +101,31 @@ class MetricsCell:
             self.failures[outcome] = self.failures.get(outcome, 0) + 1
         self.last_used = time.time()
         self.last_s = duration_s
-        self._total_s += duration_s
+        histogram = self.histogram  # Histogram.observe, inlined: this runs for every execution
+        histogram.counts[bisect_left(BOUNDS, duration_s)] += 1
+        histogram.sum += duration_s
         if len(self._durations) < WINDOW:
             self._durations.append(duration_s)
         else:
             self._durations[(self.calls - 1) % WINDOW] = duration_s  # the oldest entry
+
+    def started(self, record: JobRecord) -> None:
+        """A job entered running: its first attempt's wait since submit joins ``queue_waits``."""
+        started_at = record.started_at
+        if record.attempt == 1 and started_at is not None:
+            waited = (started_at - record.created_at).total_seconds()
+            if waited < 0:
+                waited = 0.0  # a wall clock may step back
+            waits = self.queue_waits  # Histogram.observe, inlined: this runs for every job
+            waits.counts[bisect_left(BOUNDS, waited)] += 1
+            waits.sum += waited
+
+    def ended_job(self, record: JobRecord) -> None:
+        """A job reached its terminal state: count it by its outcome."""
+        error = record.error
+        outcome = SUCCEEDED if error is None else error.type
+        ended = self.ended
+        ended[outcome] = ended.get(outcome, 0) + 1
 
     def snapshot(self) -> ToolMetrics:
         """A frozen copy, with the p95 over the recent window."""
@@ -111,7 +142,7 @@ class MetricsCell:
             failures_by_type=dict(self.failures),
             last_used=datetime.fromtimestamp(self.last_used, UTC) if self.last_used else None,
             last_ms=_ms(self.last_s),
-            mean_ms=_ms(self._total_s / self.calls) if self.calls else None,
+            mean_ms=_ms(self.histogram.sum / self.calls) if self.calls else None,
             p95_ms=_ms(_percentile(self._durations, 0.95)),
             abandoned_threads=self.abandoned_threads,
         )

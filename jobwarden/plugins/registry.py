@@ -10,9 +10,11 @@ from enum import StrEnum
 import msgspec
 
 from jobwarden.errors import NotFound, RegistrationError, ToolNotFound
+from jobwarden.histogram import HistogramSnapshot
 from jobwarden.plugins.circuit import Circuit, CircuitState, CircuitStatus, Clock
 from jobwarden.plugins.metrics import SUCCEEDED, MetricsCell, ToolMetrics
 from jobwarden.plugins.tool import Plugin, Tool
+from jobwarden.records import JobRecord
 
 STOPPED = "the supervisor stopped"
 
@@ -38,6 +40,15 @@ class PluginStatus(msgspec.Struct, frozen=True):
     changed_at: datetime
     description: str = ""
     tools: tuple[str, ...] = ()
+
+
+class ToolSeries(msgspec.Struct, frozen=True):
+    """What Prometheus exposes of a tool beyond its ``ToolMetrics``: jobs ended by outcome, and
+    the histograms of execution times and of first attempts' waits in the queue."""
+
+    jobs_by_outcome: dict[str, int]
+    durations: HistogramSnapshot
+    queue_waits: HistogramSnapshot
 
 
 class _Entry:
@@ -189,6 +200,27 @@ class PluginRegistry:
             circuit.succeeded()
         else:
             circuit.failed(outcome)
+
+    def job_started(self, record: JobRecord) -> None:
+        """A job entered running: time its wait in the queue (first attempts only)."""
+        if record.attempt == 1:
+            self._metrics[record.tool].started(record)
+
+    def job_ended(self, record: JobRecord) -> None:
+        """A job reached its terminal state; one whose tool is not loaded is not counted."""
+        cell = self._metrics.get(record.tool)
+        if cell is not None:
+            cell.ended_job(record)
+
+    def series(self, tool: str) -> ToolSeries:
+        """``tool``'s outcome counts and histograms as of now, or ``ToolNotFound``."""
+        self.tool(tool)
+        cell = self._metrics[tool]
+        return ToolSeries(
+            jobs_by_outcome=dict(cell.ended),
+            durations=cell.histogram.snapshot(),
+            queue_waits=cell.queue_waits.snapshot(),
+        )
 
     def refuses(self, tool: str) -> str | None:
         """Why ``tool``'s circuit is open right now, or None (no side effect, unlike admit)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -28,12 +29,14 @@ from jobwarden.store import sqlite_schema
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
 from jobwarden.store.group_commit import GroupCommit
 from jobwarden.store.sqlite_ops import Purge, Put, Transition, WriteOp, apply_batch
+from jobwarden.store.timings import StoreTimings
 
 T = TypeVar("T")
 Synchronous = Literal["full", "normal"]
 
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
+_WRITE_NAMES: dict[type[WriteOp], str] = {Put: "put", Transition: "transition", Purge: "purge"}
 
 
 class StoreStatistics(msgspec.Struct, frozen=True):
@@ -73,6 +76,7 @@ class SqliteStore:
         self._first: int | None = None
         self._last = 0
         self._lock: int | None = None
+        self.timings = StoreTimings()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -177,9 +181,10 @@ class SqliteStore:
             # Counted on a reader, outside the write transaction: a full count of a large table
             # would hold up every writer; a count a moment old is good enough for retention.
             finished = await self._read(
+                "count_finished",
                 lambda db: db.execute(
                     f"SELECT count(*) FROM jobs WHERE state IN {sqlite_schema.TERMINAL_SQL}"
-                ).fetchone()[0]
+                ).fetchone()[0],
             )
             excess = max(0, finished - keep_finished)
         op = Purge(finished_before, excess, limit)
@@ -187,15 +192,20 @@ class SqliteStore:
         return op.removed
 
     async def _write(self, op: WriteOp) -> None:
+        began = time.perf_counter()
         try:
             await self._commits.write(op)
         except sqlite3.Error as exc:
             raise StoreError(f"the job store {self.path} refused a write: {exc}") from exc
+        finally:
+            self.timings.observe(_WRITE_NAMES[type(op)], time.perf_counter() - began)
 
     def _commit(self, ops: list[WriteOp]) -> None:
         if self._writer is None:
             raise StoreError(f"the job store {self.path} is closed")
+        began = time.perf_counter()
         first, last = apply_batch(self._writer, ops)
+        self.timings.observe("commit", time.perf_counter() - began)
         if first is not None and last is not None:
             self._last = max(self._last, last)
             self._first = first if self._first is None else min(self._first, first)
@@ -207,7 +217,8 @@ class SqliteStore:
     async def get(self, job_id: str) -> JobRecord | None:
         """The record with that id, or None."""
         row = await self._read(
-            lambda db: db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            "get",
+            lambda db: db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone(),
         )
         return None if row is None else _decode_record(row[0])
 
@@ -215,16 +226,17 @@ class SqliteStore:
         """Newest first: one backwards range read on the index of a filter given."""
         limit = max(1, min(query.limit, MAX_PAGE))
         sql, params = listing_sql(query, limit + 1)
-        rows = await self._read(lambda db: db.execute(sql, params).fetchall())
+        rows = await self._read("list_jobs", lambda db: db.execute(sql, params).fetchall())
         jobs = [_decode_record(row[0]) for row in rows[:limit]]
         return JobPage(jobs=jobs, next_cursor=jobs[-1].id if len(rows) > limit else None)
 
     async def unfinished(self) -> list[JobRecord]:
         """Queued and running jobs, oldest first."""
         rows = await self._read(
+            "unfinished",
             lambda db: db.execute(
                 "SELECT record FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
-            ).fetchall()
+            ).fetchall(),
         )
         return [_decode_record(row[0]) for row in rows]
 
@@ -244,7 +256,7 @@ class SqliteStore:
             params.append(tool)
         sql += " ORDER BY offset LIMIT ?"
         params.append(limit)
-        rows = await self._read(lambda db: db.execute(sql, params).fetchall())
+        rows = await self._read("read_events", lambda db: db.execute(sql, params).fetchall())
         return [_decode_event(row[0]) for row in rows]
 
     async def event_bounds(self) -> EventBounds:
@@ -252,9 +264,13 @@ class SqliteStore:
         last = self._last
         return EventBounds(first=last + 1 if self._first is None else self._first, last=last)
 
-    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        # The limiter admits as many threads as there are reader connections.
-        return await anyio.to_thread.run_sync(self._run_read, query, limiter=self._reader_slots)
+    async def _read(self, operation: str, query: Callable[[sqlite3.Connection], T]) -> T:
+        began = time.perf_counter()
+        try:
+            # The limiter admits as many threads as there are reader connections.
+            return await anyio.to_thread.run_sync(self._run_read, query, limiter=self._reader_slots)
+        finally:
+            self.timings.observe(operation, time.perf_counter() - began)
 
     def _run_read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         db = self._idle_readers.pop()

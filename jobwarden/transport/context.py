@@ -6,6 +6,7 @@ import time
 from typing import TypeVar
 
 import msgspec
+import structlog
 from aiohttp import web
 
 from jobwarden.actors.supervisor import Supervisor
@@ -81,15 +82,24 @@ def authorize(request: web.Request, scope: str) -> Principal:
     if principal is None:
         raise ApiError(401, "unauthorized", "a valid API key is required")
     request[PRINCIPAL_KEY] = principal
+    # aiohttp runs each request in a task of its own, so the binding ends with the request.
+    structlog.contextvars.bind_contextvars(principal=principal.name)
     if not principal.can(scope):
         raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
     return principal
 
 
+def log_job(record: JobRecord) -> JobRecord:
+    """Bind the job's id and tool to the request's log context: its access log line shows them."""
+    structlog.contextvars.bind_contextvars(job_id=record.id, tool=record.tool)
+    return record
+
+
 async def visible_job(request: web.Request, scope: str) -> JobRecord:
     """The job named in the path, if the caller holds ``scope`` and may see it (else 404)."""
     principal = authorize(request, scope)
-    return await request.app[SUPERVISOR].get(request.match_info["id"], owner=principal.owner_filter)
+    sup = request.app[SUPERVISOR]
+    return log_job(await sup.get(request.match_info["id"], owner=principal.owner_filter))
 
 
 async def finished_within(request: web.Request, job_id: str, seconds: float) -> JobRecord:

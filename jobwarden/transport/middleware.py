@@ -29,7 +29,11 @@ def new_request_id() -> str:
 
 @web.middleware
 async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id to the log context and log one line per request when it ends."""
+    """Bind a request id to the log context and log one line per request when it ends.
+
+    ``authorize`` binds the principal once it knows it, and the job routes the job's id and tool;
+    all are unbound when the request ends.
+    """
     request_id = request.headers.get("X-Request-ID") or new_request_id()
     began = time.perf_counter()
     status = 500
@@ -51,6 +55,7 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
             duration_ms=round((time.perf_counter() - began) * 1000, 3),
         )
         structlog.contextvars.reset_contextvars(**tokens)
+        structlog.contextvars.unbind_contextvars("principal", "job_id", "tool")
 
 
 @web.middleware

@@ -21,6 +21,7 @@ from jobwarden.transport.context import (
     authorize,
     finished_within,
     int_param,
+    log_job,
     now,
     read_body,
     visible_job,
@@ -106,6 +107,7 @@ async def submit_job(request: web.Request) -> web.Response:
         idempotency_key=body.idempotency_key,
         owner=principal.name,
     )
+    log_job(record)
     if wait and not record.state.terminal:
         record = await finished_within(request, record.id, wait)
     return json_response(JobBody(job=record), 200 if record.state.terminal else 202)
@@ -158,6 +160,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     record = await request.app[SUPERVISOR].cancel(
         request.match_info["id"], owner=principal.owner_filter
     )
+    log_job(record)
     return json_response(JobBody(job=record))
 
 

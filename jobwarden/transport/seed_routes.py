@@ -20,6 +20,7 @@ from jobwarden.transport.context import (
     SUPERVISOR,
     authorize,
     finished_within,
+    log_job,
     read_body,
     visible_job,
 )
@@ -186,6 +187,7 @@ async def seed_cancel(request: web.Request) -> web.Response:
     record = await request.app[SUPERVISOR].cancel(
         request.match_info["id"], owner=principal.owner_filter
     )
+    log_job(record)
     return json_response(SeedCancelled(job_id=record.id, status="cancelled", cancelled=True))
 
 
@@ -204,9 +206,10 @@ async def _submit(request: web.Request) -> JobRecord:
         tool = next(iter(plugin.tools.values())).name
     else:
         raise ApiError(400, "invalid_request", f"plugin {body.plugin!r} has no tools")
-    return await sup.submit(
+    record = await sup.submit(
         tool, {"image_bytes": body.image, "mime_type": body.mime_type}, owner=principal.name
     )
+    return log_job(record)
 
 
 def _seed_job(record: JobRecord) -> SeedJob:

@@ -1,14 +1,19 @@
-"""Per-tool metrics: counters per outcome, mean, last, and a bounded window for p95."""
+"""Per-tool metrics: counters per outcome, mean, last, a bounded window for p95, histograms of
+execution times and queue waits, and jobs ended by outcome."""
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
 
+from jobwarden.actors.states import JobState
+from jobwarden.errors import ErrorInfo
+from jobwarden.histogram import BOUNDS
 from jobwarden.plugins.metrics import CANCELLED, SUCCEEDED, TIMEOUT, WINDOW, MetricsCell
+from jobwarden.records import JobRecord
 
 P95_RANK = math.ceil(0.95 * WINDOW)  # nearest rank of the p95 in a full window
 
@@ -174,3 +179,51 @@ def test_p95_forgets_the_oldest_call_first() -> None:
         slow = i == 1 or i > total - slow_in_window
         run(cell, SUCCEEDED, 1000.0 if slow else 1.0)
     assert cell.snapshot().p95_ms == 1000.0
+
+
+def _record(attempt: int = 1, waited_s: float = 0.25, error: str | None = None) -> JobRecord:
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    return JobRecord(
+        id="j1",
+        tool="t",
+        plugin="p",
+        state=JobState.RUNNING if error is None else JobState.FAILED,
+        input={},
+        created_at=created,
+        started_at=created + timedelta(seconds=waited_s),
+        attempt=attempt,
+        error=None if error is None else ErrorInfo(type=error, message="m"),
+    )
+
+
+def test_each_execution_lands_in_the_duration_histogram() -> None:
+    """Every finished execution is counted in the histogram, whose sum also gives the mean."""
+    cell = MetricsCell("t")
+    run(cell, SUCCEEDED, 0.002)
+    run(cell, "plugin_error", 3.0)
+    snapshot = cell.histogram.snapshot()
+    assert snapshot.count == cell.snapshot().calls == 2
+    assert snapshot.sum == 3.002
+    assert snapshot.cumulative[BOUNDS.index(0.0025)] == 1
+
+
+def test_queue_wait_counts_first_attempts_only() -> None:
+    """A first attempt's wait since submit is observed; a retry's (which includes the earlier
+    attempts) is not, and a wall clock that stepped back counts as no wait."""
+    cell = MetricsCell("t")
+    cell.started(_record(waited_s=0.25))
+    cell.started(_record(attempt=2, waited_s=9.0))
+    cell.started(_record(waited_s=-1.0))
+    snapshot = cell.queue_waits.snapshot()
+    assert snapshot.count == 2
+    assert snapshot.sum == 0.25
+    assert snapshot.cumulative[0] == 1
+
+
+def test_ended_jobs_are_counted_by_outcome() -> None:
+    """A job that ended counts under ``succeeded`` or its error type."""
+    cell = MetricsCell("t")
+    cell.ended_job(_record())
+    cell.ended_job(_record(error="timeout"))
+    cell.ended_job(_record(error="timeout"))
+    assert cell.ended == {SUCCEEDED: 1, TIMEOUT: 2}

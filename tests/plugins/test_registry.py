@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
-from jobwarden import errors
+from jobwarden import JobState, errors
 from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
 from jobwarden.plugins.tool import Plugin
+from jobwarden.records import JobRecord
 
 
 class Text(msgspec.Struct):
@@ -163,3 +164,37 @@ def test_metrics_count_executions_per_tool() -> None:
     )
     assert one.mean_ms == 1000.0
     assert registry.metrics("alpha.two").calls == 0
+
+
+def _ended(tool: str) -> JobRecord:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return JobRecord(
+        id="j1",
+        tool=tool,
+        plugin=tool.partition(".")[0],
+        state=JobState.SUCCEEDED,
+        input={},
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+    )
+
+
+def test_series_holds_a_tool_s_ended_jobs_and_histograms() -> None:
+    """job_started and job_ended feed that tool's series; a tool no longer loaded is skipped."""
+    registry = PluginRegistry([make_plugin("alpha", "one")])
+    registry.job_started(_ended("alpha.one"))
+    registry.job_ended(_ended("alpha.one"))
+    registry.job_ended(_ended("gone.tool"))
+    registry.begin_execution("alpha.one")
+    registry.record_execution("alpha.one", "succeeded", 0.5)
+    series = registry.series("alpha.one")
+    assert series.jobs_by_outcome == {"succeeded": 1}
+    assert (series.queue_waits.count, series.queue_waits.sum) == (1, 0.0)
+    assert (series.durations.count, series.durations.sum) == (1, 0.5)
+
+
+def test_series_of_unknown_tool_raises_tool_not_found() -> None:
+    """series() of an unknown tool raises ToolNotFound."""
+    with pytest.raises(errors.ToolNotFound):
+        PluginRegistry().series("alpha.one")

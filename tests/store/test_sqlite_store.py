@@ -397,3 +397,40 @@ def test_retention_reads_an_index_in_order(
     db.close()
     assert f"INDEX {index}" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.anyio
+async def test_every_operation_is_timed(store: SqliteStore) -> None:
+    """Each kind of write and read, and each commit, lands in its own latency histogram."""
+    jobs = Jobs()
+    await jobs.put_finished(store, finished_at=T0)
+    record = await jobs.put(store)
+    await store.get(record.id)
+    await store.list_jobs(JobQuery())
+    await store.unfinished()
+    await store.read_events(0, 10)
+    await store.purge(finished_before=None, keep_finished=0)
+    counts = {op: snapshot.count for op, snapshot in store.timings.snapshot().items()}
+    assert counts == {
+        "put": 2,
+        "transition": 2,
+        "purge": 1,
+        "get": 1,
+        "list_jobs": 1,
+        "unfinished": 1,
+        "read_events": 1,
+        "count_finished": 1,
+        "commit": counts["commit"],
+    }
+    assert 1 <= counts["commit"] <= 5
+
+
+@pytest.mark.anyio
+async def test_a_refused_write_is_timed_too(store: SqliteStore) -> None:
+    """A write the file refuses still counts in its histogram: failures are latency too."""
+    jobs = Jobs()
+    await store.close()
+    with pytest.raises(StoreError):
+        await jobs.put(store)
+    assert store.timings.snapshot()["put"].count == 1
+    assert store.timings.snapshot()["commit"].count == 0

@@ -35,3 +35,27 @@ async def test_a_given_request_id_is_kept() -> None:
         async with server.http.get(server.url("/v1/tools"), headers=headers) as resp:
             assert resp.headers["X-Request-ID"] == "trace-42"
         assert [e["request_id"] for e in server.logs if e["event"] == "request"] == ["trace-42"]
+
+
+async def test_job_routes_log_the_job_they_touched() -> None:
+    """Submit, get, result and cancel lines carry the job's id and tool; a 404 carries none."""
+    async with serve() as server:
+        job = await server.hold("alice", "held")
+        await server.job("alice", job["id"])
+        async with server.http.post(
+            server.url(f"/v1/jobs/{job['id']}/cancel"), headers=auth("alice")
+        ) as resp:
+            assert resp.status == 200
+        await server.get_json("alice", f"/v1/jobs/{job['id']}/result")
+        await server.get_json("alice", "/v1/jobs/nope", status=404)
+        lines = [entry for entry in server.logs if entry["event"] == "request"]
+    assert [line["route"] for line in lines] == [
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/cancel",
+        "/v1/jobs/{id}/result",
+        "/v1/jobs/{id}",
+    ]
+    for line in lines[:4]:
+        assert (line["job_id"], line["tool"]) == (job["id"], "fake.gate")
+    assert "job_id" not in lines[4]

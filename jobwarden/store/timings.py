@@ -1,0 +1,39 @@
+"""How long a store's operations take, one latency histogram per operation, for /metrics."""
+
+from __future__ import annotations
+
+from jobwarden.histogram import Histogram, HistogramSnapshot
+
+# Writes as their callers wait for them (batching included), reads by kind, and the commits.
+OPERATIONS = (
+    "put",
+    "transition",
+    "purge",
+    "get",
+    "list_jobs",
+    "unfinished",
+    "read_events",
+    "count_finished",
+    "commit",
+)
+
+
+class StoreTimings:
+    """A histogram per operation of ``OPERATIONS``.
+
+    Every series exists from the start: ``commit`` is observed in the writer thread while the
+    event loop may be reading the others, so the dict itself never changes.
+    """
+
+    __slots__ = ("_series",)
+
+    def __init__(self) -> None:
+        self._series = {operation: Histogram() for operation in OPERATIONS}
+
+    def observe(self, operation: str, seconds: float) -> None:
+        """One ``operation`` (one of ``OPERATIONS``) took ``seconds``."""
+        self._series[operation].observe(seconds)
+
+    def snapshot(self) -> dict[str, HistogramSnapshot]:
+        """Each operation's histogram as of now."""
+        return {operation: series.snapshot() for operation, series in self._series.items()}
