@@ -26,7 +26,7 @@ from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store import sqlite_schema
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
-from jobwarden.store.group_commit import GroupCommit
+from jobwarden.store.group_commit import GroupCommit, StoreStatistics
 from jobwarden.store.sqlite_ops import Purge, Put, Transition, WriteOp, apply_batch
 
 T = TypeVar("T")
@@ -34,13 +34,6 @@ Synchronous = Literal["full", "normal"]
 
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
-
-
-class StoreStatistics(msgspec.Struct, frozen=True):
-    """The write path's counters."""
-
-    commits: int
-    writes: int
 
 
 class SqliteStore:
@@ -69,7 +62,9 @@ class SqliteStore:
         self._idle_readers: list[sqlite3.Connection] = []
         self._readers = readers
         self._reader_slots = anyio.CapacityLimiter(readers)
-        self._commits: GroupCommit[WriteOp] = GroupCommit(self._commit)
+        # A limiter of its own: a commit never queues behind thread-mode tools in anyio's pool.
+        self._commit_slot = anyio.CapacityLimiter(1)
+        self._commits: GroupCommit[WriteOp] = GroupCommit(self._commit_in_thread)
         self._first: int | None = None
         self._last = 0
         self._lock: int | None = None
@@ -146,7 +141,7 @@ class SqliteStore:
 
     def statistics(self) -> StoreStatistics:
         """Commits and writes so far: writes / commits is how many each commit carried."""
-        return StoreStatistics(commits=self._commits.batches, writes=self._commits.ops)
+        return self._commits.statistics()
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -191,6 +186,9 @@ class SqliteStore:
             await self._commits.write(op)
         except sqlite3.Error as exc:
             raise StoreError(f"the job store {self.path} refused a write: {exc}") from exc
+
+    async def _commit_in_thread(self, ops: list[WriteOp]) -> None:
+        await anyio.to_thread.run_sync(self._commit, ops, limiter=self._commit_slot)
 
     def _commit(self, ops: list[WriteOp]) -> None:
         if self._writer is None:
