@@ -35,9 +35,9 @@ def ensure_redis() -> None:
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("no Redis on 127.0.0.1:6379 and no redis-server to start")
+    options = ["--bind", HOST, "--port", str(PORT), "--save", "", "--appendonly", "no"]
     subprocess.run(
-        [server, "--daemonize", "yes", "--bind", HOST, "--port", str(PORT)]
-        + ["--save", "", "--appendonly", "no"],
+        [server, "--daemonize", "yes", *options],
         check=True,
         capture_output=True,
     )
