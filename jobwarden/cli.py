@@ -28,7 +28,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve_cmd.add_argument(
         "--store",
         default=_env("STORE", DEFAULT_STORE),
-        help=f"memory:// or sqlite:///path.db[?synchronous=full|normal] ({DEFAULT_STORE})",
+        help="memory://, sqlite:///path.db[?synchronous=full|normal] or"
+        f" redis://host:port/db[?prefix=name] ({DEFAULT_STORE})",
     )
     _plugin_arguments(serve_cmd)
     serve_cmd.add_argument("--keys-file", default=_env("KEYS_FILE"))

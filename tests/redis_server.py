@@ -8,6 +8,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -18,10 +20,10 @@ URL = f"redis://{HOST}:{PORT}/0"
 START_ATTEMPTS = 200  # ~10 s for redis-server to answer once started
 
 
-def answering() -> bool:
-    """True when something accepts connections on the Redis port and answers PING."""
+def answering(port: int = PORT) -> bool:
+    """True when something accepts connections on ``port`` and answers PING."""
     try:
-        with socket.create_connection((HOST, PORT), timeout=1.0) as sock:
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
@@ -32,21 +34,48 @@ def ensure_redis() -> None:
     """Start a throwaway redis-server (no persistence) unless one answers already."""
     if answering():
         return
+    subprocess.run(
+        [_server(), "--daemonize", "yes", *_options(PORT)], check=True, capture_output=True
+    )
+    _wait_answering(PORT)
+
+
+@contextmanager
+def private_redis(*options: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A redis-server of this test's own on a free port (to stop or break), with extra
+    ``options``; yields (process, URL) and stops it afterwards."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [_server(), *_options(port), *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_answering(port)
+        yield process, f"redis://{HOST}:{port}/0"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _server() -> str:
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("no Redis on 127.0.0.1:6379 and no redis-server to start")
-    options = ["--bind", HOST, "--port", str(PORT), "--save", "", "--appendonly", "no"]
-    subprocess.run(
-        [server, "--daemonize", "yes", *options],
-        check=True,
-        capture_output=True,
-    )
+        pytest.skip("no redis-server on this machine")
+    return server
+
+
+def _options(port: int) -> list[str]:
+    return ["--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no"]
+
+
+def _wait_answering(port: int) -> None:
     for _ in range(START_ATTEMPTS):
-        if answering():
+        if answering(port):
             return
         # Another process is starting: there is nothing in this one to wait on.
         time.sleep(0.05)
-    pytest.fail("redis-server was started but never answered on 127.0.0.1:6379")
+    pytest.fail(f"redis-server was started but never answered on {HOST}:{port}")
 
 
 def new_prefix() -> str:

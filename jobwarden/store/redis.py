@@ -116,7 +116,10 @@ class RedisStore:
         info = await _call(client, "INFO", "server")
         version = str(info.get("redis_version", "0"))
         if tuple(int(part) for part in version.split(".")[:2]) < MIN_VERSION:
-            raise StoreError(f"the Redis at {self.url} is version {version}; jobwarden needs 6.2+")
+            needs = ".".join(map(str, MIN_VERSION))
+            raise StoreError(
+                f"the Redis at {self.url} is version {version}; jobwarden needs {needs} or newer"
+            )
         schema = await _call(client, "HGET", self.keys.meta, "schema")
         if schema is not None and int(schema) > SCHEMA:
             raise StoreError(
