@@ -111,11 +111,13 @@ def load_registry(options: ServeOptions) -> PluginRegistry:
 
 
 def open_store(url: str) -> JobStore:
-    """The store a URL names: ``memory://`` or ``sqlite:///path`` (relative; four slashes for an
-    absolute path), with ``?synchronous=full|normal``."""
+    """The store a URL names: ``memory://``, ``sqlite:///path`` (relative; four slashes for an
+    absolute path) with ``?synchronous=full|normal``, or ``redis://host:port/db?prefix=name``."""
     if url == "memory://":
         return MemoryStore()
     parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme in ("redis", "rediss"):
+        return _redis_store(url)
     if parsed.scheme == "sqlite" and not parsed.netloc and parsed.path.startswith("/"):
         path = parsed.path[1:]
         if not path:
@@ -125,7 +127,34 @@ def open_store(url: str) -> JobStore:
             return sqlite_store_from_url(path, params)
         except StoreError as exc:
             raise ConfigError(f"{url!r}: {exc}") from exc
-    raise ConfigError(f"unsupported store URL {url!r}: use memory:// or sqlite:///path/to/file.db")
+    raise ConfigError(
+        f"unsupported store URL {url!r}: use memory://, sqlite:///path/to/file.db"
+        " or redis://host:port/db?prefix=name"
+    )
+
+
+def _redis_store(url: str) -> JobStore:
+    # Imported here: redis is an optional extra, and only this store needs it.
+    try:
+        from jobwarden.store.redis import RedisStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"{url!r} needs the redis client: pip install 'jobwarden[redis]' ({exc})"
+        ) from exc
+    from jobwarden.store.redis_url import parse_redis_url
+
+    try:
+        return RedisStore(parse_redis_url(url))
+    except StoreError as exc:
+        raise ConfigError(f"{_without_password(url)}: {exc}") from exc
+
+
+def _without_password(url: str) -> str:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.password is None:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
 
 
 def retention(options: ServeOptions) -> Retention:

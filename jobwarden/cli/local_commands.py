@@ -83,7 +83,8 @@ def _load_options(
     "--store",
     default=DEFAULT_STORE,
     envvar="JOBWARDEN_STORE",
-    help=f"memory:// or sqlite:///path.db[?synchronous=full|normal] ({DEFAULT_STORE})",
+    help="memory://, sqlite:///path.db[?synchronous=full|normal] or"
+    f" redis://host:port/db[?prefix=name] ({DEFAULT_STORE})",
 )
 @_plugin_options
 @click.option("--keys-file", envvar="JOBWARDEN_KEYS_FILE")

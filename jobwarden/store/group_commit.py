@@ -1,10 +1,12 @@
-"""Group commit: many concurrent writers share one transaction, committed in a worker thread.
+"""Group commit: many concurrent writers share one commit (a SQLite transaction, a Redis pipeline).
 
-A write joins the open batch and waits until a transaction containing it has committed. There is
-no background task: the first waiter that finds no commit in flight becomes the leader, takes the
-whole open batch to a worker thread and commits it; writes arriving meanwhile gather in the next
-batch, whose first waiter leads once the current commit is done. So one writer alone pays one
-thread round trip per write, and a hundred concurrent writers pay about one between them.
+A write joins the open batch and waits until a commit containing it has finished. There is no
+background task: the first waiter that finds no commit in flight becomes the leader and commits
+the whole open batch; writes arriving meanwhile gather in the next batch, whose first waiter leads
+once the current commit is done. So one writer alone pays one round trip (to a worker thread, to
+a server) per write, and a hundred concurrent writers pay about one between them. Batches commit
+one at a time and each keeps its writes in arrival order, so writes reach the store in the order
+they were made.
 
 Waiting is shielded from cancellation: a write that was handed over completes (or fails) before
 its caller sees anything else, so the caller's in-memory state never diverges from the file.
@@ -12,12 +14,20 @@ its caller sees anything else, so the caller's in-memory state never diverges fr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import anyio
+import msgspec
 
 Op = TypeVar("Op")
+
+
+class StoreStatistics(msgspec.Struct, frozen=True):
+    """The write path's counters."""
+
+    commits: int
+    writes: int
 
 
 class _Batch(Generic[Op]):
@@ -30,14 +40,12 @@ class _Batch(Generic[Op]):
 
 
 class GroupCommit(Generic[Op]):
-    """Batches ops for ``commit(ops)``, which runs in a worker thread, one batch at a time."""
+    """Batches ops for ``await commit(ops)``, one batch at a time."""
 
-    def __init__(self, commit: Callable[[list[Op]], None]) -> None:
+    def __init__(self, commit: Callable[[list[Op]], Awaitable[None]]) -> None:
         self._commit = commit
         self._open: _Batch[Op] = _Batch()
         self._in_flight: anyio.Event | None = None
-        # A limiter of its own: a commit never queues behind thread-mode tools in anyio's pool.
-        self._limiter = anyio.CapacityLimiter(1)
         self.batches = 0
         self.ops = 0
 
@@ -55,6 +63,10 @@ class GroupCommit(Generic[Op]):
         if batch.error is not None:
             raise batch.error
 
+    def statistics(self) -> StoreStatistics:
+        """Commits and writes so far: writes / commits is how many each commit carried."""
+        return StoreStatistics(commits=self.batches, writes=self.ops)
+
     async def drain(self) -> None:
         """Return once no commit is in flight."""
         while self._in_flight is not None:
@@ -66,7 +78,7 @@ class GroupCommit(Generic[Op]):
         await anyio.lowlevel.checkpoint()
         batch, self._open = self._open, _Batch()
         try:
-            await anyio.to_thread.run_sync(self._commit, batch.ops, limiter=self._limiter)
+            await self._commit(batch.ops)
         except Exception as exc:
             batch.error = exc
         finally:

@@ -27,7 +27,7 @@ from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store import sqlite_schema
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
-from jobwarden.store.group_commit import GroupCommit
+from jobwarden.store.group_commit import GroupCommit, StoreStatistics
 from jobwarden.store.sqlite_ops import Purge, Put, Transition, WriteOp, apply_batch
 from jobwarden.store.timings import StoreTimings
 
@@ -37,13 +37,6 @@ Synchronous = Literal["full", "normal"]
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
 _WRITE_NAMES: dict[type[WriteOp], str] = {Put: "put", Transition: "transition", Purge: "purge"}
-
-
-class StoreStatistics(msgspec.Struct, frozen=True):
-    """The write path's counters."""
-
-    commits: int
-    writes: int
 
 
 class SqliteStore:
@@ -72,7 +65,9 @@ class SqliteStore:
         self._idle_readers: list[sqlite3.Connection] = []
         self._readers = readers
         self._reader_slots = anyio.CapacityLimiter(readers)
-        self._commits: GroupCommit[WriteOp] = GroupCommit(self._commit)
+        # A limiter of its own: a commit never queues behind thread-mode tools in anyio's pool.
+        self._commit_slot = anyio.CapacityLimiter(1)
+        self._commits: GroupCommit[WriteOp] = GroupCommit(self._commit_in_thread)
         self._first: int | None = None
         self._last = 0
         self._lock: int | None = None
@@ -150,7 +145,7 @@ class SqliteStore:
 
     def statistics(self) -> StoreStatistics:
         """Commits and writes so far: writes / commits is how many each commit carried."""
-        return StoreStatistics(commits=self._commits.batches, writes=self._commits.ops)
+        return self._commits.statistics()
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -199,6 +194,9 @@ class SqliteStore:
             raise StoreError(f"the job store {self.path} refused a write: {exc}") from exc
         finally:
             self.timings.observe(_WRITE_NAMES[type(op)], time.perf_counter() - began)
+
+    async def _commit_in_thread(self, ops: list[WriteOp]) -> None:
+        await anyio.to_thread.run_sync(self._commit, ops, limiter=self._commit_slot)
 
     def _commit(self, ops: list[WriteOp]) -> None:
         if self._writer is None:

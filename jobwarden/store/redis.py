@@ -1,0 +1,460 @@
+"""The Redis store: job records, listing indexes and the event log in one Redis (or Valkey).
+
+The key layout is in ``redis_keys``, the scripts in ``redis_scripts``. A put or a transition is
+one Lua script (record, indexes and event in one atomic step). Writes are grouped like the SQLite
+store's: those arriving while a pipeline is in flight go out together in the next one, as one
+MULTI/EXEC transaction, in the order they were made. That order matters: the event log is a
+stream whose entry ids are the events' offsets, and a stream only grows at its end.
+
+Only commands of Redis 6.2 / Valkey 7.2 are used, through redis-py's ``redis.asyncio`` client:
+the store runs on the asyncio backend only. Every Redis failure surfaces as ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import anyio
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from jobwarden.actors.states import TERMINAL_STATES, JobState
+from jobwarden.errors import StoreError
+from jobwarden.records import JobEvent, JobRecord
+from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
+from jobwarden.store.group_commit import GroupCommit, StoreStatistics
+from jobwarden.store.redis_keys import SCHEMA, Keys
+from jobwarden.store.redis_scripts import SCRIPTS
+from jobwarden.store.redis_url import RedisSettings, parse_redis_url
+
+T = TypeVar("T")
+log = structlog.get_logger("jobwarden.store.redis")
+
+MIN_VERSION = (6, 2)
+SCAN_BUDGET = 1000  # index entries or log entries one filtering script looks at
+RECORDS_PER_READ = 1000
+IDS_PER_PURGE = 200
+
+_encode = msgspec.json.Encoder().encode
+_decode_record = msgspec.json.Decoder(JobRecord).decode
+_decode_event = msgspec.json.Decoder(JobEvent).decode
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class _Write:
+    """One script call in a write pipeline, and the reply it got (an exception if refused)."""
+
+    __slots__ = ("args", "reply", "script")
+
+    def __init__(self, script: str, args: list[str | bytes]) -> None:
+        self.script = script
+        self.args = args
+        self.reply: Any = None
+
+
+class RedisStore:
+    """Jobs and events under one key prefix of a Redis database; see the module docstring."""
+
+    durable = True
+
+    def __init__(self, settings: RedisSettings | str) -> None:
+        self.settings = parse_redis_url(settings) if isinstance(settings, str) else settings
+        self.keys = Keys(self.settings.prefix)
+        self._client: aioredis.Redis | None = None
+        self._shas: dict[str, str] = {}
+        self._commits: GroupCommit[_Write] = GroupCommit(self._commit)
+
+    @property
+    def url(self) -> str:
+        """Where the store is, without any password."""
+        return self.settings.url
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, check the server and the layout version, load the scripts."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise StoreError("the Redis job store runs on the asyncio backend only") from None
+        settings = self.settings
+        client = aioredis.Redis(
+            host=settings.host,
+            port=settings.port,
+            db=settings.db,
+            username=settings.username,
+            password=settings.password,
+            ssl=settings.tls,
+            socket_timeout=settings.socket_timeout,
+            socket_connect_timeout=settings.socket_connect_timeout,
+            # A few quick retries ride out a dropped connection; the scripts are idempotent, so
+            # a retried write whose first reply was lost is not applied twice.
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
+            client_name="jobwarden",
+        )
+        try:
+            await self._prepare(client)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+            if isinstance(exc, RedisError):
+                raise StoreError(f"cannot use the Redis job store at {self.url}: {exc}") from exc
+            raise
+        self._client = client
+
+    async def _prepare(self, client: aioredis.Redis) -> None:
+        info = await _call(client, "INFO", "server")
+        version = str(info.get("redis_version", "0"))
+        if tuple(int(part) for part in version.split(".")[:2]) < MIN_VERSION:
+            needs = ".".join(map(str, MIN_VERSION))
+            raise StoreError(
+                f"the Redis at {self.url} is version {version}; jobwarden needs {needs} or newer"
+            )
+        schema = await _call(client, "HGET", self.keys.meta, "schema")
+        if schema is not None and int(schema) > SCHEMA:
+            raise StoreError(
+                f"the keys under {self.settings.prefix!r} at {self.url} have layout version"
+                f" {int(schema)}, newer than this jobwarden understands ({SCHEMA})"
+            )
+        await _call(client, "HSETNX", self.keys.meta, "schema", SCHEMA)
+        await self._load_scripts(client)
+        await _warn_without_aof(client, self.url)
+
+    async def _load_scripts(self, client: aioredis.Redis) -> None:
+        for name, source in SCRIPTS.items():
+            self._shas[name] = await _call(client, "SCRIPT LOAD", source)
+
+    async def close(self) -> None:
+        """Wait for the pipeline in flight, then disconnect."""
+        await self._commits.drain()
+        client, self._client = self._client, None
+        if client is not None:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    def statistics(self) -> StoreStatistics:
+        """Pipelines and writes so far: writes / commits is how many each pipeline carried."""
+        return self._commits.statistics()
+
+    def _connected(self) -> aioredis.Redis:
+        if self._client is None:
+            raise StoreError(f"the Redis job store at {self.url} is not open")
+        return self._client
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
+        """Insert the job and its first event, or return the job its owner's key already names."""
+        key = record.idempotency_key
+        owner = record.owner
+        write = _Write(
+            "put",
+            [
+                self.settings.prefix,
+                record.id,
+                str(event.offset),
+                _encode(record),
+                _encode(event),
+                record.state.value,
+                record.tool,
+                record.plugin,
+                owner or "",
+                "0" if owner is None else "1",
+                b"" if key is None else _encode([owner, key]),
+                _done_at(record),
+            ],
+        )
+        await self._write(write)
+        if write.reply[0] == b"duplicate":
+            return _decode_record(write.reply[1])
+        return record
+
+    async def transition(self, record: JobRecord, event: JobEvent) -> None:
+        """Replace the job's record and append the event, in one script."""
+        await self._write(
+            _Write(
+                "transition",
+                [
+                    self.settings.prefix,
+                    record.id,
+                    str(event.offset),
+                    _encode(record),
+                    _encode(event),
+                    record.state.value,
+                    _done_at(record),
+                ],
+            )
+        )
+
+    async def _write(self, write: _Write) -> None:
+        # Joining the batch happens before the first await: writes keep the order they were made.
+        await self._commits.write(write)
+        if isinstance(write.reply, Exception):
+            raise StoreError(f"the Redis job store at {self.url} refused a write: {write.reply}")
+
+    async def _commit(self, writes: list[_Write]) -> None:
+        client = self._connected()
+        try:
+            replies = await self._pipeline(client, writes)
+            if any(isinstance(reply, NoScriptError) for reply in replies):
+                # The server lost its script cache (a restart, SCRIPT FLUSH): load and redo. The
+                # writes that did go through answer "stored" the second time.
+                await self._load_scripts(client)
+                replies = await self._pipeline(client, writes)
+        except RedisError as exc:
+            raise StoreError(f"the Redis job store at {self.url} failed a write: {exc}") from exc
+        for write, reply in zip(writes, replies, strict=True):
+            write.reply = reply
+
+    async def _pipeline(self, client: aioredis.Redis, writes: list[_Write]) -> list[Any]:
+        async with client.pipeline(transaction=True) as pipe:
+            for write in writes:
+                pipe.evalsha(self._shas[write.script], 0, *write.args)
+            return await pipe.execute(raise_on_error=False)
+
+    async def purge(
+        self,
+        *,
+        finished_before: datetime | None,
+        keep_finished: int | None,
+        limit: int | None = None,
+    ) -> int:
+        """Delete up to ``limit`` finished jobs by age and/or count; trim the event log to match."""
+        if finished_before is None and keep_finished is None:
+            return 0
+        try:
+            doomed = await self._doomed(finished_before, keep_finished, limit)
+        except RedisError as exc:
+            raise StoreError(f"the Redis job store at {self.url} could not be read: {exc}") from exc
+        removed = 0
+        # Each script deletes a slice atomically; once begun, a purge is not cut off halfway.
+        with anyio.CancelScope(shield=True):
+            for chunk in _chunks(doomed, IDS_PER_PURGE):
+                removed += int(await self._script("purge", [], [self.settings.prefix, *chunk]))
+        return removed
+
+    async def _doomed(
+        self, finished_before: datetime | None, keep_finished: int | None, limit: int | None
+    ) -> list[str]:
+        """The ids to purge, oldest first: beyond the newest ``keep_finished``, or ended before."""
+        client = self._connected()
+        keys = self.keys
+        states = sorted(TERMINAL_STATES)
+        doomed: set[str] = set()
+        if keep_finished is not None:
+            async with client.pipeline(transaction=False) as pipe:
+                for state in states:
+                    pipe.zcard(keys.state(state))
+                finished = sum(await pipe.execute())
+            excess = max(0, finished - keep_finished)
+            count = excess if limit is None else min(excess, limit)
+            if count > 0:
+                async with client.pipeline(transaction=False) as pipe:
+                    for state in states:
+                        pipe.zrange(keys.state(state), 0, count - 1)
+                    oldest = heapq.merge(*await pipe.execute())
+                doomed.update(_ids(itertools.islice(oldest, count)))
+        if finished_before is not None and (limit is None or limit > 0):
+            ended = await client.zrangebyscore(
+                keys.done_at,
+                "-inf",
+                f"({_micros(finished_before)}",
+                start=None if limit is None else 0,
+                num=limit,
+            )
+            doomed.update(_ids(ended))
+        chosen = sorted(doomed)
+        return chosen if limit is None else chosen[: max(0, limit)]
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The record with that id, or None."""
+        try:
+            raw = await _call(self._connected(), "HGET", self.keys.job(job_id), "record")
+        except RedisError as exc:
+            raise self._read_error(exc) from exc
+        return None if raw is None else _decode_record(raw)
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """Newest first: the smallest index that serves the filters, read backwards by id."""
+        limit = max(1, min(query.limit, MAX_PAGE))
+        wanted = limit + 1
+        indexes, filters = self._listing_plan(query)
+        rows: list[bytes] = []
+        cursor = query.cursor or ""
+        while True:
+            reply = await self._script(
+                "list",
+                indexes,
+                [self.settings.prefix, cursor, wanted - len(rows), SCAN_BUDGET, *filters],
+            )
+            rows.extend(reply[2:])
+            if len(rows) >= wanted or reply[1] == 1:
+                break
+            cursor = reply[0].decode()
+        jobs = [_decode_record(row) for row in rows[:limit]]
+        return JobPage(jobs=jobs, next_cursor=jobs[-1].id if len(rows) > limit else None)
+
+    def _listing_plan(self, query: JobQuery) -> tuple[list[str], list[str]]:
+        """The indexes that could serve ``query`` and the field/value pairs rows must match."""
+        keys = self.keys
+        state = None if query.state is None else query.state.value
+        owner, tool, plugin = query.owner, query.tool, query.plugin
+        indexes: list[str] = []
+        filters: list[str] = []
+        if owner is not None and state is not None:
+            indexes.append(keys.owner_state(owner, state))
+        elif owner is not None:
+            indexes.append(keys.owner(owner))
+        elif state is not None:
+            indexes.append(keys.state(state))
+        for name, value, index in (
+            ("state", state, None),
+            ("owner", owner, None),
+            ("tool", tool, keys.tool),
+            ("plugin", plugin, keys.plugin),
+        ):
+            if value is not None:
+                filters += [name, value]
+                if index is not None:
+                    indexes.append(index(value))
+        return indexes or [keys.all_jobs], filters
+
+    async def unfinished(self) -> list[JobRecord]:
+        """Queued and running jobs, oldest first."""
+        keys = self.keys
+        try:
+            client = self._connected()
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.zrange(keys.state(JobState.QUEUED), 0, -1)
+                pipe.zrange(keys.state(JobState.RUNNING), 0, -1)
+                queued, running = await pipe.execute()
+            records: list[JobRecord] = []
+            for chunk in _chunks(heapq.merge(queued, running), RECORDS_PER_READ):
+                async with client.pipeline(transaction=False) as pipe:
+                    for job_id in chunk:
+                        pipe.hget(keys.job(job_id.decode()), "record")
+                    raws = await pipe.execute()
+                records.extend(_decode_record(raw) for raw in raws if raw is not None)
+        except RedisError as exc:
+            raise self._read_error(exc) from exc
+        return records
+
+    async def read_events(
+        self, after: int, limit: int, *, job_id: str | None = None, tool: str | None = None
+    ) -> list[JobEvent]:
+        """Up to ``limit`` events after offset ``after``, in offset order."""
+        if limit < 1:
+            return []
+        prefix = self.settings.prefix
+        start = max(after, 0) + 1
+        if job_id is not None:
+            bodies = await self._script(
+                "events_of_job", [], [prefix, job_id, str(after), limit, tool or ""]
+            )
+        elif tool is not None:
+            bodies = []
+            while True:
+                reply = await self._script(
+                    "events_of_tool", [], [prefix, start, SCAN_BUDGET, limit - len(bodies), tool]
+                )
+                bodies.extend(reply[2:])
+                if len(bodies) >= limit or reply[1] == 1:
+                    break
+                start = _offset(reply[0]) + 1
+        else:
+            try:
+                entries = await self._connected().xrange(
+                    self.keys.events, min=f"{start}-0", max="+", count=limit
+                )
+            except RedisError as exc:
+                raise self._read_error(exc) from exc
+            bodies = [fields[b"body"] for _, fields in entries]
+        return [_decode_event(body) for body in bodies]
+
+    async def event_bounds(self) -> EventBounds:
+        """The first retained entry of the log, and the newest offset ever written."""
+        try:
+            async with self._connected().pipeline(transaction=True) as pipe:
+                pipe.xrange(self.keys.events, "-", "+", count=1)
+                pipe.hget(self.keys.meta, "last")
+                first, last_raw = await pipe.execute()
+        except RedisError as exc:
+            raise self._read_error(exc) from exc
+        last = int(last_raw or 0)
+        return EventBounds(first=_offset(first[0][0]) if first else last + 1, last=last)
+
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        client = self._connected()
+        try:
+            try:
+                return await _call(client, "EVALSHA", self._shas[name], len(keys), *keys, *args)
+            except NoScriptError:
+                await self._load_scripts(client)
+                return await _call(client, "EVALSHA", self._shas[name], len(keys), *keys, *args)
+        except RedisError as exc:
+            raise StoreError(f"the Redis job store at {self.url} failed: {exc}") from exc
+
+    def _read_error(self, exc: RedisError) -> StoreError:
+        return StoreError(f"the Redis job store at {self.url} could not be read: {exc}")
+
+
+async def _warn_without_aof(client: aioredis.Redis, url: str) -> None:
+    """Say so when Redis keeps no append-only file: a Redis restart would lose recent jobs."""
+    try:
+        config = await _call(client, "CONFIG GET", "appendonly")
+    except ResponseError:
+        return  # CONFIG is disabled on many managed services: nothing to check with
+    if config.get("appendonly") != "yes":
+        log.warning(
+            "Redis keeps no append-only file: jobs accepted since its last snapshot are lost"
+            " if Redis restarts (set appendonly yes, appendfsync everysec or always)",
+            url=url,
+        )
+
+
+async def _call(client: aioredis.Redis, *args: Any) -> Any:
+    """One command, its reply parsed by redis-py: its typed command methods do not await cleanly
+    under mypy (they return ``Awaitable[T] | T`` for the sync and async clients alike)."""
+    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def _done_at(record: JobRecord) -> str:
+    """When a finished job ended, in microseconds since the epoch ('' while it runs)."""
+    finished = record.finished_at
+    if finished is None or not record.state.terminal:
+        return ""
+    return str(_micros(finished))
+
+
+def _micros(moment: datetime) -> int:
+    """Exact microseconds since the epoch (a naive time is taken as UTC)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // _MICROSECOND
+
+
+def _offset(entry_id: bytes) -> int:
+    """The offset a stream entry id ``<offset>-0`` stands for."""
+    return int(entry_id.split(b"-", 1)[0])
+
+
+def _ids(members: Iterable[bytes]) -> list[str]:
+    return [member.decode() for member in members]
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last may be shorter)."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
