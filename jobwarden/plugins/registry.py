@@ -203,8 +203,7 @@ class PluginRegistry:
 
     def job_started(self, record: JobRecord) -> None:
         """A job entered running: time its wait in the queue (first attempts only)."""
-        if record.attempt == 1:
-            self._metrics[record.tool].started(record)
+        self._metrics[record.tool].started(record)
 
     def job_ended(self, record: JobRecord) -> None:
         """A job reached its terminal state; one whose tool is not loaded is not counted."""
