@@ -9,7 +9,10 @@ a delayed action (a retry's backoff, a queue timeout) is a callback run when it 
 
 The heap holds only ``(deadline, key)`` pairs; what to do at the deadline sits in a dict under the
 key and is dropped the moment the call or wait finishes, so a finished job's objects are freed at
-once instead of lingering in the heap until the cyclic gc or a compaction finds them.
+once instead of lingering in the heap until the cyclic gc or a compaction finds them. A watched
+call's scope and context sit in two dicts under the same key rather than in a tuple in one: a
+tuple per call would be one more gc-tracked object for every running job, and with thousands of
+calls in flight each of them makes the cyclic gc's full collections come sooner.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from jobwarden.plugins.context import ToolContext
 
 COMPACT_AT = 1_024  # stale heap entries tolerated before the heap is rebuilt
 
-_Action = tuple[anyio.CancelScope, ToolContext] | anyio.Event | Callable[[], None]
+_Action = anyio.CancelScope | anyio.Event | Callable[[], None]
 
 
 class Deadlines:
@@ -34,6 +37,7 @@ class Deadlines:
     def __init__(self) -> None:
         self._heap: list[tuple[float, int]] = []
         self._pending: dict[int, _Action] = {}
+        self._contexts: dict[int, ToolContext] = {}  # a watched scope's call, under its key
         self._keys = itertools.count()
         self._wakeup: anyio.Event | None = None
         self._sleeping_until = math.inf
@@ -43,7 +47,9 @@ class Deadlines:
         """Cancel ``scope`` (as a timeout) at ``deadline``; None when there is no deadline."""
         if deadline == math.inf:
             return None
-        return self._add(deadline, (scope, ctx))
+        key = self._add(deadline, scope)
+        self._contexts[key] = ctx
+        return key
 
     def alarm(self, deadline: float, event: anyio.Event) -> int | None:
         """Set ``event`` at ``deadline``; None when there is no deadline."""
@@ -59,6 +65,7 @@ class Deadlines:
         """The call or wait finished: forget its deadline (the heap is compacted now and then)."""
         if key is None or self._pending.pop(key, None) is None:
             return
+        self._contexts.pop(key, None)
         stale = len(self._heap) - len(self._pending)
         if stale > COMPACT_AT and stale * 2 > len(self._heap):
             pending = self._pending
@@ -73,6 +80,7 @@ class Deadlines:
         """
         self.closed = True
         pending, self._pending = self._pending, {}
+        self._contexts = {}
         self._heap = []
         for action in pending.values():
             if isinstance(action, anyio.Event):
@@ -89,17 +97,18 @@ class Deadlines:
     async def run(self) -> None:
         """Fire deadlines as they come due, forever."""
         pending = self._pending
+        contexts = self._contexts
         while True:
             now = anyio.current_time()
             heap = self._heap
             while heap and heap[0][0] <= now:
-                action = pending.pop(heapq.heappop(heap)[1], None)
+                key = heapq.heappop(heap)[1]
+                action = pending.pop(key, None)
                 if isinstance(action, anyio.Event):
                     action.set()
-                elif isinstance(action, tuple):
-                    scope, ctx = action
-                    ctx.request_cancel(timed_out=True)
-                    scope.cancel()
+                elif isinstance(action, anyio.CancelScope):
+                    contexts.pop(key).request_cancel(timed_out=True)
+                    action.cancel()
                 elif action is not None:
                     action()
             self._sleeping_until = heap[0][0] if heap else math.inf

@@ -56,7 +56,6 @@ class ToolRunner:
     """
 
     __slots__ = (
-        "_cancelled_exc",
         "_deadlines",
         "_outcome",
         "_processes",
@@ -81,12 +80,17 @@ class ToolRunner:
         self._processes = processes
         self.current: JobActor | None = None
         self._outcome: Outcome = (JobState.FAILED, None, None)
-        self._cancelled_exc: type[BaseException] = BaseException
 
     async def serve(self) -> None:
-        """Run jobs until the scheduler closes."""
+        """Run jobs until the scheduler closes.
+
+        The tool is called right here rather than in a helper coroutine: with thousands of jobs
+        in flight, a frame per running job is one more object for every cyclic gc pass to walk.
+        """
         scheduler = self._scheduler
-        self._cancelled_exc = anyio.get_cancelled_exc_class()
+        registry = self._registry
+        deadlines = self._deadlines
+        cancelled_exc = anyio.get_cancelled_exc_class()
         while True:
             scope = anyio.CancelScope()
             with scope:
@@ -95,11 +99,56 @@ class ToolRunner:
                     bind_job(actor.record)
                     try:
                         started = await actor.start()
-                        if started is not None:
-                            await self._execute(actor, started, scope)
+                        if started is None:
+                            self.current = None
+                            continue
+                        tool = actor.tool
+                        ctx = started.ctx
+                        actor.attach_scope(scope)
+                        watch = deadlines.watch(started.deadline, scope, ctx)
+                        outcome: Outcome | None = None
+                        registry.begin_execution(tool.name)
+                        began = time.perf_counter()
+                        try:
+                            if tool.mode == "async":
+                                value = await tool.func(started.args, ctx)
+                            elif tool.mode == "thread":
+                                value = await self._threads.run(
+                                    tool.name, tool.func, started.args, ctx
+                                )
+                            else:
+                                value = await self._processes.call(_call(tool, tool.func, started))
+                            outcome = _returned(actor, started, scope, value)
+                        except cancelled_exc:
                             if scope.cancel_called:
-                                break
-                            await actor.finish(*self._outcome)
+                                outcome = _stopped(actor, ctx.timed_out, started)
+                            else:
+                                outcome = _shut_down(actor)
+                                with anyio.CancelScope(shield=True):
+                                    await actor.finish(*outcome)
+                            raise
+                        except ThreadsExhausted as exc:
+                            outcome = self._exhausted(actor, exc)
+                        except Exception as exc:
+                            if scope.cancel_called:
+                                outcome = _stopped(actor, ctx.timed_out, started)
+                            else:
+                                outcome = JobState.FAILED, None, _plugin_error(actor, exc)
+                        finally:
+                            actor.detach_scope()
+                            deadlines.done(watch)
+                            if outcome is None:
+                                outcome = _crashed(actor)
+                            error = outcome[2]
+                            registry.record_execution(
+                                tool.name,
+                                error.type if error is not None else SUCCEEDED,
+                                time.perf_counter() - began,
+                            )
+                            self._outcome = outcome
+                        if scope.cancel_called:
+                            break
+                        await actor.finish(*outcome)
                     except BaseException:
                         unbind_job()  # the runner stops: what it logs next is about no job
                         raise
@@ -113,67 +162,31 @@ class ToolRunner:
             if interrupted is not None:
                 await interrupted.finish(*self._outcome)
 
-    async def _execute(self, actor: JobActor, started: Started, scope: anyio.CancelScope) -> None:
-        """Call the tool; leaves the job's outcome in ``self._outcome``."""
-        tool = actor.tool
-        ctx = started.ctx
-        actor.attach_scope(scope)
-        watch = self._deadlines.watch(started.deadline, scope, ctx)
-        state: JobState | None = None
-        result: Any = None
-        error: ErrorInfo | None = None
-        self._registry.begin_execution(tool.name)
-        began = time.perf_counter()
-        try:
-            if tool.mode == "process":
-                reply = await self._processes.call(_call(tool, tool.func, started))
-                if scope.cancel_called:
-                    state, error = _stopped(actor, ctx.timed_out, started)
-                else:
-                    state, result, error = _process_outcome(actor, reply)
-            else:
-                if tool.mode == "async":
-                    value = await tool.func(started.args, ctx)
-                else:
-                    value = await self._threads.run(tool.name, tool.func, started.args, ctx)
-                if scope.cancel_called:
-                    state, error = _stopped(actor, ctx.timed_out, started)
-                else:
-                    state, result, error = _checked_output(actor, value)
-        except self._cancelled_exc:
-            if scope.cancel_called:
-                state, error = _stopped(actor, ctx.timed_out, started)
-            else:
-                state, error = (
-                    JobState.CANCELLED,
-                    actor.error(OutcomeType.CANCELLED, SHUTDOWN_REASON),
-                )
-                with anyio.CancelScope(shield=True):
-                    await actor.finish(state, result, error)
-            raise
-        except ThreadsExhausted as exc:
-            state, error = (
-                JobState.FAILED,
-                actor.error(
-                    OutcomeType.RESOURCE_EXHAUSTED,
-                    str(exc),
-                    abandoned_threads=exc.count,
-                    limit=self._threads.max_abandoned,
-                ),
-            )
-        except Exception as exc:
-            if scope.cancel_called:
-                state, error = _stopped(actor, ctx.timed_out, started)
-            else:
-                state, error = JobState.FAILED, _plugin_error(actor, exc)
-        finally:
-            actor.detach_scope()
-            self._deadlines.done(watch)
-            if state is None:
-                state, error = JobState.FAILED, actor.error(OutcomeType.CRASHED, CRASH_REASON)
-            outcome = error.type if error is not None else SUCCEEDED
-            self._registry.record_execution(tool.name, outcome, time.perf_counter() - began)
-            self._outcome = (state, result, error)
+    def _exhausted(self, actor: JobActor, exc: ThreadsExhausted) -> Outcome:
+        error = actor.error(
+            OutcomeType.RESOURCE_EXHAUSTED,
+            str(exc),
+            abandoned_threads=exc.count,
+            limit=self._threads.max_abandoned,
+        )
+        return JobState.FAILED, None, error
+
+
+def _returned(actor: JobActor, started: Started, scope: anyio.CancelScope, value: Any) -> Outcome:
+    """The outcome of a call that returned ``value`` (a worker's reply in process mode)."""
+    if scope.cancel_called:
+        return _stopped(actor, started.ctx.timed_out, started)
+    if actor.tool.mode == "process":
+        return _process_outcome(actor, value)
+    return _checked_output(actor, value)
+
+
+def _shut_down(actor: JobActor) -> Outcome:
+    return JobState.CANCELLED, None, actor.error(OutcomeType.CANCELLED, SHUTDOWN_REASON)
+
+
+def _crashed(actor: JobActor) -> Outcome:
+    return JobState.FAILED, None, actor.error(OutcomeType.CRASHED, CRASH_REASON)
 
 
 def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorInfo | None]:
@@ -240,13 +253,13 @@ def _process_outcome(
             return _invalid_output(actor, message)
 
 
-def _stopped(actor: JobActor, timed_out: bool, started: Started) -> tuple[JobState, ErrorInfo]:
+def _stopped(actor: JobActor, timed_out: bool, started: Started) -> Outcome:
     if not timed_out:
-        return JobState.CANCELLED, actor.error(OutcomeType.CANCELLED, "cancelled while running")
+        error = actor.error(OutcomeType.CANCELLED, "cancelled while running")
+        return JobState.CANCELLED, None, error
     timeout = actor.record.timeout_s or actor.tool.timeout_s
-    return JobState.TIMED_OUT, actor.error(
-        OutcomeType.TIMEOUT, started.timeout_message, timeout_s=timeout
-    )
+    error = actor.error(OutcomeType.TIMEOUT, started.timeout_message, timeout_s=timeout)
+    return JobState.TIMED_OUT, None, error
 
 
 def _plugin_error(actor: JobActor, exc: Exception) -> ErrorInfo:
