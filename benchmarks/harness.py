@@ -84,19 +84,29 @@ class Report(msgspec.Struct):
 
 
 class GcPauses:
-    """Seconds spent in the cyclic garbage collector while the ``with`` block runs."""
+    """Seconds spent in the cyclic garbage collector while the ``with`` block runs.
+
+    ``full_seconds`` and ``full`` are the part spent in (and the number of) full collections,
+    which walk every tracked object; the rest went to collections of the young generations.
+    """
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.collections = 0
+        self.full_seconds = 0.0
+        self.full = 0
         self._began = 0.0
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._began = time.perf_counter()
         else:
-            self.seconds += time.perf_counter() - self._began
+            paused = time.perf_counter() - self._began
+            self.seconds += paused
             self.collections += 1
+            if info["generation"] == 2:
+                self.full_seconds += paused
+                self.full += 1
 
     def __enter__(self) -> Self:
         gc.callbacks.append(self._callback)

@@ -47,8 +47,12 @@ def bind_job(record: JobRecord) -> None:
     when it stops (``unbind_job``), rather than paying a reset per job.
     """
     _JOB_ID.set(record.id)
-    _TOOL.set(record.tool)
-    _ATTEMPT.set(record.attempt)
+    # Each set copies the context's mapping (two gc-tracked objects): a runner that takes job
+    # after job of one tool keeps its tool and attempt bound as they are.
+    if _TOOL.get() != record.tool:
+        _TOOL.set(record.tool)
+    if _ATTEMPT.get() != record.attempt:
+        _ATTEMPT.set(record.attempt)
 
 
 def unbind_job() -> None:
