@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 
 import anyio
@@ -12,6 +13,29 @@ from jobwarden.actors.job_actor import JobActor
 # Runners take ready jobs without yielding, but yield this often so that submitters,
 # subscribers and other runners still get the loop when the queue is long.
 YIELD_EVERY = 8
+
+# What an idle runner waits on until a job is admitted for it. On asyncio a bare future: two
+# gc-tracked objects while it waits (the future and its iterator) where an anyio Event costs
+# seven (two events, a deque, a future, its iterator, two coroutines), and with every runner of a
+# large pool parked, each cyclic gc pass walks all of them. Other backends get an anyio Event.
+_Wakeup = asyncio.Future[None] | anyio.Event
+
+
+def _wake(wakeup: _Wakeup) -> bool:
+    """Wake the runner waiting on ``wakeup``; False if it already stopped waiting (cancelled)."""
+    if isinstance(wakeup, asyncio.Future):
+        if wakeup.done():
+            return False
+        wakeup.set_result(None)
+    else:
+        wakeup.set()  # a cancelled waiter sees it set, and passes the wake-up on
+    return True
+
+
+def _woken(wakeup: _Wakeup) -> bool:
+    if isinstance(wakeup, asyncio.Future):
+        return wakeup.done() and not wakeup.cancelled()
+    return wakeup.is_set()
 
 
 class _ToolSlot:
@@ -33,7 +57,9 @@ class Scheduler:
 
     def __init__(self) -> None:
         self._ready: deque[JobActor] = deque()
-        self._idle: deque[anyio.Event] = deque()
+        self._idle: deque[_Wakeup] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_known = False
         self._slots: dict[str, _ToolSlot] = {}
         self._pulls = 0
         self._closed = False
@@ -75,16 +101,19 @@ class Scheduler:
         while not self._ready:
             if self._closed:
                 return None
-            woken = anyio.Event()
+            woken = self._wakeup()
             self._idle.append(woken)
             if self._all_parked is not None and len(self._idle) >= self._parked_target:
                 self._all_parked.set()
             try:
-                await woken.wait()
-            except BaseException:
-                if woken.is_set():
-                    self._wake_one()  # the job meant for us must not wait for another admit
+                if isinstance(woken, asyncio.Future):
+                    await woken
                 else:
+                    await woken.wait()
+            except BaseException:
+                if _woken(woken):
+                    self._wake_one()  # the job meant for us must not wait for another admit
+                elif woken in self._idle:  # (a cancelled future may have been skipped already)
                     self._idle.remove(woken)
                 raise
         if self._closed:
@@ -110,8 +139,20 @@ class Scheduler:
         self._closed = True
         idle, self._idle = self._idle, deque()
         for woken in idle:
-            woken.set()
+            _wake(woken)
 
     def _wake_one(self) -> None:
-        if self._idle:
-            self._idle.popleft().set()
+        while self._idle:
+            if _wake(self._idle.popleft()):
+                return
+
+    def _wakeup(self) -> _Wakeup:
+        if not self._loop_known:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._loop = None  # not asyncio (trio)
+            self._loop_known = True
+        if self._loop is not None:
+            return self._loop.create_future()
+        return anyio.Event()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -40,3 +42,39 @@ async def test_supervisor_is_ready_when_it_returns() -> None:
     async with Supervisor(plugins=[builtin], concurrency=50) as sup:
         assert len(sup._scheduler._idle) == 50  # every runner parked
         assert await sup.run("builtin.echo", {"text": "x"}, timeout=5) == {"text": "x"}
+
+
+class _Tool:
+    name = "fake.tool"
+    max_concurrency = None
+
+
+class _Actor:
+    """Just enough of a job actor for the scheduler: a tool without a cap."""
+
+    tool = _Tool()
+
+
+async def test_a_runner_cancelled_while_parked_passes_its_job_to_another() -> None:
+    """A job admitted just as the runner it would wake is cancelled goes to the next idle one."""
+    scheduler = Scheduler()
+    got: list[object] = []
+    job: Any = _Actor()
+
+    async def runner(scope: anyio.CancelScope) -> None:
+        with scope:
+            got.append(await scheduler.next())
+
+    async with anyio.create_task_group() as tg:
+        first = anyio.CancelScope()
+        tg.start_soon(runner, first)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(runner, anyio.CancelScope())
+        await anyio.wait_all_tasks_blocked()
+        first.cancel()
+        scheduler.admit(job)  # before the cancelled runner has run again
+        with anyio.fail_after(5):
+            while not got:
+                await anyio.wait_all_tasks_blocked()
+        assert got == [job]
+        scheduler.close()
