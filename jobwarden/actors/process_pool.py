@@ -24,8 +24,6 @@ worker reads them, and it may be busy with the call ahead, so the event loop nev
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import multiprocessing
 import queue
 import signal
@@ -41,9 +39,6 @@ from jobwarden.actors.process_worker import READY, Call, Replies
 
 GRACE_S = 0.2  # how long a worker may handle SIGTERM before it gets SIGKILL
 DEPTH = 2  # calls a worker holds: the one it runs and the one written ahead
-# The calls pipe's buffer (Linux's default is 64 KiB): a MiB-sized input then goes through in a
-# few writes instead of sixteen, each a wake-up of the writer thread and of the worker.
-PIPE_BYTES = 1 << 20
 
 _context = multiprocessing.get_context("spawn")
 _replies = msgspec.msgpack.Decoder(Replies)
@@ -97,9 +92,6 @@ class _Worker:
 
     def __init__(self) -> None:
         calls_in, self._calls_out = _context.Pipe(duplex=False)
-        if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux only
-            with contextlib.suppress(OSError):  # over /proc/sys/fs/pipe-max-size: keep the default
-                fcntl.fcntl(self._calls_out.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         self.replies, replies_out = _context.Pipe(duplex=False)
         self._child_ends = (calls_in, replies_out)
         self.process: BaseProcess = _context.Process(
@@ -218,7 +210,9 @@ class ProcessPool:
         """How many workers the pool may run, has idle, and has started (replacements included)."""
         idle = sum(1 for worker in self._workers if not worker.calls)
         calls = sum(len(worker.calls) for worker in self._workers)
-        return ProcessPoolStatistics(size=self._size, idle=idle, started=self._started, calls=calls)
+        return ProcessPoolStatistics(
+            size=self._size, idle=idle, started=self._started, calls=calls
+        )
 
     async def call(self, call: Call[msgspec.Struct]) -> Replies | Died:
         """Run ``call`` in a worker; a cancelled call kills its worker if it was running it."""
