@@ -95,28 +95,3 @@ def chatty(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     sys.stderr.write("CHATTY-STDERR\n")
     os.write(1, b"CHATTY-FD1\n")
     return NumberOut(n=inp.n)
-
-
-class GateIn(msgspec.Struct):
-    """The FIFO to wait on, and the exit code to end the worker with once through (if any)."""
-
-    fifo: str
-    then_exit: int | None = None
-
-
-def waits_at_gate(inp: GateIn, ctx: ToolContext) -> NumberOut:
-    """Block until the test writes a byte into the FIFO, then return (or end the worker)."""
-    with open(inp.fifo, "rb") as gate:
-        gate.read(1)
-    if inp.then_exit is not None:
-        os._exit(inp.then_exit)
-    return NumberOut(n=1)
-
-
-class BlobIn(msgspec.Struct):
-    data: bytes
-
-
-def blob_size(inp: BlobIn, ctx: ToolContext) -> NumberOut:
-    """The size of the input: a call whose input is larger than a pipe's buffer."""
-    return NumberOut(n=len(inp.data))

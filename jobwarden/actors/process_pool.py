@@ -53,13 +53,11 @@ class Died(msgspec.Struct, frozen=True):
 
 
 class ProcessPoolStatistics(msgspec.Struct, frozen=True):
-    """A snapshot of a process pool: its size, its idle workers, how many it ever started, and
-    the calls its workers hold (running or written ahead, abandoned ones included)."""
+    """A snapshot of a process pool: its size, its idle workers, and how many it ever started."""
 
     size: int
     idle: int
     started: int
-    calls: int = 0
 
 
 class _Pending:
@@ -209,10 +207,7 @@ class ProcessPool:
     def statistics(self) -> ProcessPoolStatistics:
         """How many workers the pool may run, has idle, and has started (replacements included)."""
         idle = sum(1 for worker in self._workers if not worker.calls)
-        calls = sum(len(worker.calls) for worker in self._workers)
-        return ProcessPoolStatistics(
-            size=self._size, idle=idle, started=self._started, calls=calls
-        )
+        return ProcessPoolStatistics(size=self._size, idle=idle, started=self._started)
 
     async def call(self, call: Call[msgspec.Struct]) -> Replies | Died:
         """Run ``call`` in a worker; a cancelled call kills its worker if it was running it."""
