@@ -20,7 +20,7 @@ import resource
 import signal
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import msgspec
 
@@ -28,20 +28,14 @@ from jobwarden.plugins.context import ToolContext
 
 READY = b"ready"
 MIB = 1 << 20
-In = TypeVar("In")
 
 
-class Call(msgspec.Struct, Generic[In], frozen=True):
-    """One tool call for a worker: what to import (``module:qualname``), the input, the limits.
-
-    The parent encodes the input Struct in place (its bytes are copied once, into the message);
-    the worker reads it as ``msgspec.Raw``, a view of the message, decoded once it has imported
-    the input type.
-    """
+class Call(msgspec.Struct, frozen=True):
+    """One tool call for a worker: what to import (``module:qualname``), the input, the limits."""
 
     target: str
     input_type: str
-    input: In
+    input: msgspec.Raw
     job_id: str
     tool: str
     attempt: int
@@ -80,28 +74,24 @@ class Unencodable(Reply, tag="unencodable"):
 
 Replies = Returned | Raised | OutOfMemory | Unencodable
 _encoder = msgspec.msgpack.Encoder()
-_calls = msgspec.msgpack.Decoder(Call[msgspec.Raw])
+_calls = msgspec.msgpack.Decoder(Call)
 
 
-def serve(calls: Connection, replies: Connection) -> None:
-    """The worker's main loop: answer calls until the parent closes its end of ``calls``.
-
-    The parent may write the next call while this one runs: it waits in ``calls`` and is read
-    as soon as this one's reply is written.
-    """
+def serve(conn: Connection) -> None:
+    """The worker's main loop: answer calls until the parent closes the connection."""
     # Ctrl-C reaches the whole process group; the parent decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     os.close(devnull)
-    replies.send_bytes(READY)
+    conn.send_bytes(READY)
     while True:
         try:
-            data = calls.recv_bytes()
+            data = conn.recv_bytes()
         except EOFError:
             return
-        replies.send_bytes(handle(data))
+        conn.send_bytes(handle(data))
 
 
 def handle(data: bytes) -> bytes:
