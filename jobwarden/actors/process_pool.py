@@ -116,7 +116,7 @@ class ProcessPool:
         """How many workers the pool may run, has idle, and has started (replacements included)."""
         return ProcessPoolStatistics(size=self._size, idle=len(self._idle), started=self._started)
 
-    async def call(self, call: Call) -> Replies | Died:
+    async def call(self, call: Call[msgspec.Struct]) -> Replies | Died:
         """Run ``call`` in a worker; a cancelled call kills its worker before re-raising."""
         request = _encoder.encode(call)
         async with self._slots:

@@ -20,7 +20,7 @@ import resource
 import signal
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -28,14 +28,20 @@ from jobwarden.plugins.context import ToolContext
 
 READY = b"ready"
 MIB = 1 << 20
+In = TypeVar("In")
 
 
-class Call(msgspec.Struct, frozen=True):
-    """One tool call for a worker: what to import (``module:qualname``), the input, the limits."""
+class Call(msgspec.Struct, Generic[In], frozen=True):
+    """One tool call for a worker: what to import (``module:qualname``), the input, the limits.
+
+    The parent encodes the input Struct in place (its bytes are copied once, into the message,
+    not first into an encoded input and then again into the call); the worker reads it as
+    ``msgspec.Raw``, a view of the message, decoded once it has imported the input type.
+    """
 
     target: str
     input_type: str
-    input: msgspec.Raw
+    input: In
     job_id: str
     tool: str
     attempt: int
@@ -74,7 +80,7 @@ class Unencodable(Reply, tag="unencodable"):
 
 Replies = Returned | Raised | OutOfMemory | Unencodable
 _encoder = msgspec.msgpack.Encoder()
-_calls = msgspec.msgpack.Decoder(Call)
+_calls = msgspec.msgpack.Decoder(Call[msgspec.Raw])
 
 
 def serve(conn: Connection) -> None:

@@ -43,7 +43,6 @@ CRASH_REASON = "the runner stopped abnormally while the job was running"
 
 
 Outcome = tuple[JobState, Any, ErrorInfo | None]
-_encoder = msgspec.msgpack.Encoder()
 
 
 class ToolRunner:
@@ -201,13 +200,13 @@ def _invalid_output(actor: JobActor, problem: object) -> tuple[JobState, Any, Er
     return JobState.FAILED, None, actor.error(OutcomeType.INVALID_OUTPUT, message)
 
 
-def _call(tool: Tool, func: Any, started: Started) -> Call:
-    """The encoded call a worker process runs: the function and input type by reference."""
+def _call(tool: Tool, func: Any, started: Started) -> Call[msgspec.Struct]:
+    """The call a worker process runs: the function and input type by reference."""
     ctx = started.ctx
     return Call(
         target=reference(func),
         input_type=reference(tool.input_type),
-        input=msgspec.Raw(_encoder.encode(started.args)),
+        input=started.args,
         job_id=ctx.job_id,
         tool=tool.name,
         attempt=ctx.attempt,
