@@ -25,6 +25,9 @@ from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool
 from jobwarden.records import JobRecord
 from jobwarden.store.base import JobStore
+from jobwarden.store.shared import SharedStore, Verdict
+
+CANCEL_REASON = "cancelled before it started"
 
 _FINAL_KIND = {
     JobState.SUCCEEDED: "succeeded",
@@ -34,12 +37,23 @@ _FINAL_KIND = {
 }
 
 
+class Superseded(Exception):
+    """The stored job moved on without this node (a cluster's compare-and-set write failed): the
+    job was cancelled or taken over elsewhere, and this node must let it go."""
+
+
+class AtCap(Exception):
+    """The job cannot start yet: its tool is at its concurrency cap on the cluster."""
+
+
 class JobHost(Protocol):
-    """What a job actor needs from the runtime that holds it."""
+    """What a job actor needs from the runtime that holds it; ``shared`` is set on a cluster
+    node, whose writes are compare-and-set."""
 
     store: JobStore
     bus: EventBus
     registry: PluginRegistry
+    shared: SharedStore | None
 
     def job_started(self, actor: JobActor) -> None:
         """The job entered running."""
@@ -49,6 +63,15 @@ class JobHost(Protocol):
 
     def job_retrying(self, actor: JobActor, delay: float) -> None:
         """The job's attempt failed and it is queued again: admit it after ``delay`` seconds."""
+
+    def job_dropped(self, actor: JobActor, *, started: bool) -> None:
+        """The job was superseded elsewhere: forget it without counting an outcome."""
+
+    def job_at_cap(self, actor: JobActor, generation: int) -> None:
+        """The job could not start (``AtCap``); ``generation`` was read before it tried."""
+
+    def cap_generation(self, tool: str) -> int:
+        """A counter of ``tool``'s slots seen freed on the cluster."""
 
 
 class Started(msgspec.Struct, frozen=True):
@@ -146,8 +169,12 @@ class JobActor:
     async def finish(
         self, state: JobState, result: Any = None, error: ErrorInfo | None = None
     ) -> None:
-        """Move running -> a terminal ``state`` with the run's result or error."""
-        await self._mailbox.ask(_Finish(state, result, error))
+        """Move running -> a terminal ``state`` with the run's result or error (nothing happens
+        when the job was dropped: superseded on another node)."""
+        try:
+            await self._mailbox.ask(_Finish(state, result, error))
+        except ActorStopped:
+            return
 
     async def fail_crashed(self) -> None:
         """End a running job whose runner crashed: failed, with error type ``crashed``."""
@@ -204,18 +231,21 @@ class JobActor:
         return done
 
     async def _receive(self, message: _Message) -> Any:
-        match message:
-            case _Start():
-                return await self._on_start()
-            case _Finish(state=state, result=result, error=error):
-                await self._on_finish(state, result, error)
-            case _Cancel(reason=reason):
-                return await self._on_cancel(reason)
-            case _Progress(fraction=fraction, message=text):
-                await self._on_progress(fraction, text)
-            case _Expire(message=text):
-                if self.record.state is JobState.QUEUED:
-                    await self._end_unstarted(OutcomeType.TIMEOUT, text)
+        try:
+            match message:
+                case _Start():
+                    return await self._on_start()
+                case _Finish(state=state, result=result, error=error):
+                    await self._on_finish(state, result, error)
+                case _Cancel(reason=reason):
+                    return await self._on_cancel(reason)
+                case _Progress(fraction=fraction, message=text):
+                    await self._on_progress(fraction, text)
+                case _Expire(message=text):
+                    if self.record.state is JobState.QUEUED:
+                        await self._end_unstarted(OutcomeType.TIMEOUT, text)
+        except Superseded:
+            self._drop()
         return None
 
     async def expire(self) -> None:
@@ -243,7 +273,17 @@ class JobActor:
         if left is not None and (limit is None or left < limit):
             limit, message = left, self._total_message()
         new = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=now)
-        await self._change("running", new, at=now)
+        host = self._host
+        cap = self.tool.max_concurrency if host.shared is not None else None
+        if cap is None:
+            await self._change("running", new, at=now)
+        else:
+            generation = host.cap_generation(self.tool.name)
+            try:
+                await self._change("running", new, at=now, cap=cap)
+            except AtCap:
+                host.job_at_cap(self, generation)
+                return None
         self._ctx = ToolContext(
             job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
         )
@@ -338,9 +378,15 @@ class JobActor:
             await self._change("progress", new, message=message)
 
     async def _change(
-        self, kind: str, new: JobRecord, *, message: str | None = None, at: datetime | None = None
+        self,
+        kind: str,
+        new: JobRecord,
+        *,
+        message: str | None = None,
+        at: datetime | None = None,
+        cap: int | None = None,
     ) -> None:
-        await commit_change(self._host, self.record, new, kind, message=message, at=at)
+        await commit_change(self._host, self.record, new, kind, message=message, at=at, cap=cap)
         self.record = new
 
     def _stop(self, *, started: bool) -> None:
@@ -349,6 +395,18 @@ class JobActor:
         if self._done is not None:
             self._done.set()
         self._host.job_finished(self, started=started)
+
+    def _drop(self) -> None:
+        """Let go of a job superseded on another node; a call still running is cancelled."""
+        self._mailbox.stop("superseded on another node")
+        if self._ctx is not None:
+            self._ctx.request_cancel()
+        if self._scope is not None:
+            self._scope.cancel()
+        self._args = self._scope = self._ctx = None
+        if self._done is not None:
+            self._done.set()
+        self._host.job_dropped(self, started=self.record.state is JobState.RUNNING)
 
 
 def next_attempt(record: JobRecord, error: ErrorInfo | None = None) -> JobRecord:
@@ -371,12 +429,26 @@ async def commit_change(
     *,
     message: str | None = None,
     at: datetime | None = None,
+    cap: int | None = None,
 ) -> None:
-    """Check, store, then publish one change of a job's record (``at``: its timestamp)."""
+    """Check, store, then publish one change of a job's record (``at``: its timestamp).
+
+    On a cluster node the write is a compare-and-set (``Superseded`` when the stored job moved
+    on; ``AtCap`` when it would start beyond ``cap`` running on the cluster), and the event reaches
+    subscribers through the followed log instead.
+    """
     if new.state is not old.state:
         check_transition(old.state, new.state)
     bus = host.bus
     event = bus.event(new, kind, message=message, at=at)
+    shared = host.shared
+    if shared is not None:
+        verdict = await shared.change(old, new, event, cap=cap)
+        if verdict is Verdict.STALE:
+            raise Superseded(f"job {new.id} moved on without this node")
+        if verdict is Verdict.BUSY:
+            raise AtCap(f"{new.tool} is at its concurrency cap on the cluster")
+        return
     try:
         await host.store.transition(new, event)
     except BaseException:
