@@ -1,8 +1,7 @@
 """A supervisor's part in a cluster: how several nodes on one shared store act as one service.
 
-- The puller takes jobs from the shared work queue while this node has room for them (at most
-  ``concurrency`` waiting here), and turns each into a local job actor: the node holds a lease
-  on it until it ends.
+- The puller takes jobs from the shared work queue while this node has a runner free for them,
+  and turns each into a local job actor: the node holds a lease on it until it ends.
 - The renewer keeps those leases alive; the reclaimer takes over jobs whose node stopped renewing
   (it died): a job found queued just runs here, one found running is retried or fails as
   ``interrupted`` by the same rule as recovery after a crash, and a job handed out more than
@@ -93,10 +92,6 @@ class ClusterNode:
             tg.start_soon(self._settle)
 
     # --- hooks the supervisor calls -------------------------------------------------------------
-
-    def job_started(self) -> None:
-        """A job held here started: there is room for another."""
-        self._room.set()
 
     def job_ended(self, job_id: str) -> None:
         """A job held here ended (or was dropped): its queue entry can go."""
@@ -229,7 +224,10 @@ class ClusterNode:
     async def _pull(self) -> None:
         failures = 0
         while True:
-            room = self._window - self._sup.statistics().queued
+            # Take no more than the runners can start now: a job held here waiting would wait
+            # while another node has a runner free for it.
+            load = self._sup.statistics()
+            room = self._window - load.queued - load.running
             if room <= 0:
                 self._room = anyio.Event()
                 await self._room.wait()

@@ -504,8 +504,6 @@ class Supervisor:
         self.registry.job_started(actor.record)
         if self._tracing is not None:
             self._tracing.started(actor.record)
-        if self._cluster is not None:
-            self._cluster.job_started()
 
     def job_retrying(self, actor: JobActor, delay: float) -> None:
         """Called by a job actor queued again after a failed attempt: admit it after ``delay``."""
