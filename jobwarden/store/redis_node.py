@@ -137,7 +137,7 @@ class RedisNode:
                 self.node,
                 {self._keys.queue: ">"},
                 count=count,
-                block=max(1, math.ceil(block_s * 1000)),
+                block=self._block_ms(block_s),
             )
             if not reply:
                 return []
@@ -216,7 +216,7 @@ class RedisNode:
             reply = await self._store.connected().xread(
                 {keys.events: f"{after}-0", keys.control: self._control_last},
                 count=FOLLOW_COUNT,
-                block=max(1, math.ceil(block_s * 1000)),
+                block=self._block_ms(block_s),
             )
         except RedisError as exc:
             raise self._error("follow the event log", exc) from exc
@@ -231,6 +231,11 @@ class RedisNode:
                     fields[b"job"].decode() for _, fields in entries if fields[b"op"] == b"cancel"
                 ]
         return Followed(events=events, cancels=cancels)
+
+    def _block_ms(self, block_s: float) -> int:
+        # A blocking read must return before the socket timeout, or it reads as a lost Redis.
+        wait = min(block_s, self._store.settings.socket_timeout / 2)
+        return max(1, math.ceil(wait * 1000))
 
     async def _script(self, name: str, args: list[Any]) -> Any:
         return await self._store.script(name, [], [self._prefix, *args])
