@@ -376,7 +376,13 @@ class Supervisor:
         """The job's current record, or ``JobNotFound`` (also for another owner's job)."""
         # On a cluster node the store is the truth: another node may have moved a job held here.
         actor = self._actors.get(job_id) if self._cluster is None else None
-        record = actor.record if actor is not None else await self.store.get(job_id)
+        if actor is not None:
+            record: JobRecord | None = actor.record
+        else:
+            try:
+                record = await self.store.get(job_id)
+            except StoreError as exc:
+                raise StoreUnavailable(f"the job could not be read: {exc}", job_id=job_id) from exc
         if record is None or (owner is not None and record.owner != owner):
             raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
         return record
@@ -447,7 +453,10 @@ class Supervisor:
 
     async def list_jobs(self, query: JobQuery | None = None) -> JobPage:
         """Jobs newest first, filtered by the query."""
-        return await self.store.list_jobs(query or JobQuery())
+        try:
+            return await self.store.list_jobs(query or JobQuery())
+        except StoreError as exc:
+            raise StoreUnavailable(f"the jobs could not be listed: {exc}") from exc
 
     @asynccontextmanager
     async def subscribe(
