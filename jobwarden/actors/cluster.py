@@ -215,11 +215,13 @@ class ClusterNode:
         changed = self._waiters.pop(event.subject, None)
         if changed is not None:
             changed.set()
-        tool = data.tool
-        parked = self._parked.get(tool)
-        self._freed[tool] = self._freed.get(tool, 0) + 1
-        if parked:
-            self._sup.reschedule(parked.popleft())
+        if data.state.terminal or event.type.endswith(".retrying"):
+            # The job may have held a slot of its tool's cluster-wide cap: let one waiter try.
+            tool = data.tool
+            self._freed[tool] = self._freed.get(tool, 0) + 1
+            parked = self._parked.get(tool)
+            if parked:
+                self._sup.reschedule(parked.popleft())
 
     async def _pull(self) -> None:
         failures = 0

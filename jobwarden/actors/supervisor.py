@@ -233,8 +233,6 @@ class Supervisor:
                 await self._close()
 
     async def _close(self) -> None:
-        if self._cluster is not None:
-            await self._cluster.hand_back()
         for actor in list(self._actors.values()):
             state = actor.record.state
             if state is JobState.RUNNING:
@@ -243,6 +241,8 @@ class Supervisor:
                 await actor.finish(JobState.CANCELLED, None, error)
             elif state is JobState.QUEUED and not self.store.durable:
                 await actor.cancel(QUEUED_AT_SHUTDOWN)
+        if self._cluster is not None:
+            await self._cluster.hand_back()
         await self.processes.close()
         self._deadlines.close()
         self.bus.close()

@@ -39,6 +39,7 @@ from jobwarden.store.redis_node import RedisNode
 from jobwarden.store.redis_queue_scripts import QUEUE_SCRIPTS
 from jobwarden.store.redis_scripts import SCRIPTS
 from jobwarden.store.redis_url import RedisSettings, parse_redis_url
+from jobwarden.store.shared import SharedStore
 
 T = TypeVar("T")
 log = structlog.get_logger("jobwarden.store.redis")
@@ -81,7 +82,8 @@ class RedisStore:
         self._client: aioredis.Redis | None = None
         self._shas: dict[str, str] = {}
         self._commits: GroupCommit[ScriptCall] = GroupCommit(self._commit)
-        self.shared = RedisNode(self, node or f"{socket.gethostname()}-{os.getpid()}")
+        self._node = RedisNode(self, node or f"{socket.gethostname()}-{os.getpid()}")
+        self.shared: SharedStore = self._node
 
     @property
     def url(self) -> str:
@@ -114,7 +116,7 @@ class RedisStore:
         self._client = client
         try:
             await self._prepare(client)
-            await self.shared.prepare()
+            await self._node.prepare()
         except BaseException as exc:
             self._client = None
             with anyio.CancelScope(shield=True):
