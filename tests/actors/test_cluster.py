@@ -114,6 +114,23 @@ async def test_a_cancel_reaches_the_node_running_the_job(redis_prefix: str) -> N
 
 
 @pytest.mark.anyio
+async def test_a_cancel_on_the_running_node_stops_the_call(redis_prefix: str) -> None:
+    """Cancelling on the node that runs the job cancels the call there and answers once the
+    cancelled record is stored."""
+    gates = Gates()
+    url = cluster_url(redis_prefix)
+    async with nodes(url, ["A", "B"], [fake_plugin(gates)], concurrency=1) as (a, b):
+        job = await a.submit("fake.gate", {"key": "here"})
+        await gates.wait_entered("here")
+        ran = await running_event(a, job.id)
+        runner = a if ran.source == "jobwarden://A" else b
+        cancelled = await runner.cancel(job.id)
+    assert cancelled.state is JobState.CANCELLED
+    assert cancelled.error is not None
+    assert cancelled.error.type == "cancelled"
+
+
+@pytest.mark.anyio
 async def test_a_queued_job_cancelled_anywhere_never_runs(redis_prefix: str) -> None:
     """A job waiting in the shared queue is cancelled at once from any node, and the node that
     later takes it from the queue drops it without running it."""

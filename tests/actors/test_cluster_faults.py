@@ -16,7 +16,7 @@ from jobwarden.plugins.builtin import builtin
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.redis import RedisStore
 from jobwarden.store.shared import Delivery, Followed, SharedStore, Verdict
-from tests.actors.cluster_nodes import cluster_url, queue_length
+from tests.actors.cluster_nodes import Ghost, cluster_url, queue_length
 from tests.fakes import Gates, fake_plugin
 
 
@@ -53,6 +53,7 @@ class FlakyShared:
     async def change(
         self, prior: JobRecord, record: JobRecord, event: JobEvent, *, cap: int | None = None
     ) -> Verdict:
+        self._fail("change")
         return await self.real.change(prior, record, event, cap=cap)
 
     async def take(self, count: int, *, block_s: float) -> list[Delivery]:
@@ -154,3 +155,26 @@ async def test_a_hand_back_that_fails_is_logged_and_left_to_the_leases(redis_pre
         async with Supervisor(plugins=[builtin], store=store) as sup:
             await sup.run("builtin.echo", {"text": "x"}, timeout=20)
     assert "queued jobs not handed back: they return after a lease" in warnings(logs)
+
+
+@pytest.mark.anyio
+async def test_a_takeover_whose_write_fails_is_tried_again_later(redis_prefix: str) -> None:
+    """If recording a dead node's job as interrupted fails, the node lets the lease lapse and
+    the job is taken over again at the next look, not lost."""
+    url = cluster_url(redis_prefix, lease_s=0.3)
+    ghost_store = RedisStore(url, node="ghost")
+    await ghost_store.open()
+    ghost = Ghost(ghost_store)
+    try:
+        job = await ghost.submit("builtin.echo", "builtin", {"text": "cut"})
+        ghost.expire(await ghost.take_and_die(job, running=True))
+        store, _ = flaky_store(url, {"change": 1})
+        with capture_logs() as logs:
+            async with Supervisor(plugins=[builtin], store=store) as sup:
+                done = await sup.wait(job.id, timeout=20)
+    finally:
+        await ghost_store.close()
+    assert done.state is JobState.FAILED
+    assert done.error is not None
+    assert done.error.type == "interrupted"
+    assert "could not take a job over" in warnings(logs)
