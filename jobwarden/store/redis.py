@@ -258,12 +258,15 @@ class RedisStore:
         for write, reply in zip(writes, replies, strict=True):
             write.reply = reply
 
-    async def pipeline(self, writes: list[ScriptCall]) -> list[Any]:
-        """Send ``writes`` as one MULTI/EXEC; the replies (exceptions included), in order."""
-        return await self._pipeline(self.connected(), writes)
+    async def pipeline(self, writes: list[ScriptCall], *, transaction: bool = True) -> list[Any]:
+        """Send ``writes`` in one round trip (as one MULTI/EXEC by default); the replies
+        (exceptions included), in order."""
+        return await self._pipeline(self.connected(), writes, transaction=transaction)
 
-    async def _pipeline(self, client: aioredis.Redis, writes: list[ScriptCall]) -> list[Any]:
-        async with client.pipeline(transaction=True) as pipe:
+    async def _pipeline(
+        self, client: aioredis.Redis, writes: list[ScriptCall], *, transaction: bool = True
+    ) -> list[Any]:
+        async with client.pipeline(transaction=transaction) as pipe:
             for write in writes:
                 pipe.evalsha(self._shas[write.script], 0, *write.args)
             return await pipe.execute(raise_on_error=False)

@@ -107,10 +107,12 @@ class RedisNode:
         pause = 0.05
         while True:
             try:
-                replies = await store.pipeline(writes)
+                # No MULTI/EXEC: each script is atomic on its own, one connection keeps their
+                # order, and changes of different jobs need not succeed or fail together.
+                replies = await store.pipeline(writes, transaction=False)
                 if any(isinstance(reply, NoScriptError) for reply in replies):
                     await store.load_scripts()
-                    replies = await store.pipeline(writes)
+                    replies = await store.pipeline(writes, transaction=False)
             except _LOST as exc:
                 if time.monotonic() + pause > deadline:
                     raise StoreError(

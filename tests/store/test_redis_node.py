@@ -39,7 +39,7 @@ class ScriptedStore:
         self.sent = 0
         self.reloads = 0
 
-    async def pipeline(self, writes: list[ScriptCall]) -> list[Any]:
+    async def pipeline(self, writes: list[ScriptCall], *, transaction: bool = True) -> list[Any]:
         self.sent += 1
         step = self.plan.pop(0)
         if isinstance(step, Exception):
