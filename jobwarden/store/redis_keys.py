@@ -20,7 +20,7 @@ are ``<offset>-0``::
     <p>:idempotency                hash    JSON [owner, key] -> job id
     <p>:events                     stream  entries <offset>-0 {job, tool, body (CloudEvent JSON)}
     <p>:running:<tool>             zset    ids of that tool's running jobs (for cluster-wide caps)
-    <p>:queue                      stream  the work queue: entries {job}, consumer group ``workers``
+    <p>:queue                      stream  the work queue: entries {job, record}, group ``workers``
     <p>:control                    stream  requests to every node: entries {op: cancel, job}
     <p>:dead                       stream  dead-lettered jobs: entries {job, deliveries, node}
 

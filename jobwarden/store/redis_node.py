@@ -141,18 +141,20 @@ class RedisNode:
                 count=count,
                 block=self._block_ms(block_s),
             )
-            if not reply:
-                return []
-            entries = [(entry.decode(), fields[b"job"].decode()) for entry, fields in reply[0][1]]
-            async with client.pipeline(transaction=False) as pipe:
-                for _, job_id in entries:
-                    pipe.hget(self._keys.job(job_id), "record")
-                raws = await pipe.execute()
         except RedisError as exc:
             raise self._error("read the work queue", exc) from exc
+        if not reply:
+            return []
+        # Each entry carries the record as it was queued; if it changed since (a cancel), the
+        # compare-and-set that starts the job finds out.
         return [
-            Delivery(entry=entry, job_id=job_id, record=_record(raw), deliveries=1)
-            for (entry, job_id), raw in zip(entries, raws, strict=True)
+            Delivery(
+                entry=entry.decode(),
+                job_id=fields[b"job"].decode(),
+                record=_record(fields.get(b"record")),
+                deliveries=1,
+            )
+            for entry, fields in reply[0][1]
         ]
 
     async def reclaim(self, count: int) -> list[Delivery]:

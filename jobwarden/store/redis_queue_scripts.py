@@ -62,7 +62,10 @@ for i = 3, #ARGV, 2 do
   if owned(ARGV[i], ARGV[2]) then
     redis.call('XACK', K.queue, '{GROUP}', ARGV[i])
     redis.call('XDEL', K.queue, ARGV[i])
-    redis.call('XADD', K.queue, '*', 'job', ARGV[i + 1])
+    local record = redis.call('HGET', K.job(ARGV[i + 1]), 'record')
+    if record then
+      redis.call('XADD', K.queue, '*', 'job', ARGV[i + 1], 'record', record)
+    end
   end
 end
 return 0

@@ -102,7 +102,8 @@ if done_at ~= '' then
 end
 append_event(id, offset, tool, body)
 if queued then
-  redis.call('XADD', K.queue, '*', 'job', id)
+  -- The entry carries the record, so the node that takes it needs no second read.
+  redis.call('XADD', K.queue, '*', 'job', id, 'record', ARGV[4])
 end
 return {'new', offset}
 """
