@@ -95,3 +95,20 @@ def queue_length(prefix: str) -> int:
     """Entries left in the prefix's work queue (settled jobs leave none)."""
     with redis.Redis.from_url(URL) as client:
         return int(client.xlen(f"{prefix}:queue"))
+
+
+@asynccontextmanager
+async def orphaned(
+    url: str, tool: str, input: dict[str, Any], *, running: bool, deliveries: int = 1
+) -> AsyncIterator[JobRecord]:
+    """A job of ``tool`` that a ghost node took (and started, when ``running``) before it died;
+    its lease has expired, as if ``deliveries`` nodes had held it."""
+    store = RedisStore(url, node="ghost")
+    await store.open()
+    ghost = Ghost(store)
+    try:
+        job = await ghost.submit(tool, tool.split(".")[0], input)
+        ghost.expire(await ghost.take_and_die(job, running=running), deliveries=deliveries)
+        yield job
+    finally:
+        await store.close()

@@ -16,7 +16,7 @@ from jobwarden.plugins.builtin import builtin
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.redis import RedisStore
 from jobwarden.store.shared import Delivery, Followed, SharedStore, Verdict
-from tests.actors.cluster_nodes import Ghost, cluster_url, queue_length
+from tests.actors.cluster_nodes import cluster_url, orphaned, queue_length
 from tests.fakes import Gates, fake_plugin
 
 
@@ -162,18 +162,13 @@ async def test_a_takeover_whose_write_fails_is_tried_again_later(redis_prefix: s
     """If recording a dead node's job as interrupted fails, the node lets the lease lapse and
     the job is taken over again at the next look, not lost."""
     url = cluster_url(redis_prefix, lease_s=0.3)
-    ghost_store = RedisStore(url, node="ghost")
-    await ghost_store.open()
-    ghost = Ghost(ghost_store)
-    try:
-        job = await ghost.submit("builtin.echo", "builtin", {"text": "cut"})
-        ghost.expire(await ghost.take_and_die(job, running=True))
-        store, _ = flaky_store(url, {"change": 1})
-        with capture_logs() as logs:
-            async with Supervisor(plugins=[builtin], store=store) as sup:
-                done = await sup.wait(job.id, timeout=20)
-    finally:
-        await ghost_store.close()
+    store, _ = flaky_store(url, {"change": 1})
+    with capture_logs() as logs:
+        async with (
+            orphaned(url, "builtin.echo", {"text": "cut"}, running=True) as job,
+            Supervisor(plugins=[builtin], store=store) as sup,
+        ):
+            done = await sup.wait(job.id, timeout=20)
     assert done.state is JobState.FAILED
     assert done.error is not None
     assert done.error.type == "interrupted"

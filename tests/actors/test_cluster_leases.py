@@ -21,7 +21,7 @@ from jobwarden.plugins.builtin import builtin
 from jobwarden.plugins.retry import RetryPolicy
 from jobwarden.records import JobEvent
 from jobwarden.store.redis import RedisStore
-from tests.actors.cluster_nodes import Ghost, cluster_url, nodes, queue_length
+from tests.actors.cluster_nodes import cluster_url, nodes, orphaned, queue_length
 from tests.fakes import Gates, fake_plugin
 from tests.redis_server import private_redis
 
@@ -48,24 +48,15 @@ def resumable() -> Plugin:
     return plugin
 
 
-async def ghost_for(url: str) -> Ghost:
-    store = RedisStore(url, node="ghost")
-    await store.open()
-    return Ghost(store)
-
-
 @pytest.mark.anyio
 async def test_a_job_a_dead_node_took_but_never_started_runs_elsewhere(redis_prefix: str) -> None:
     """Once the dead node's lease expires, a live node takes the queued job over and runs it."""
     url = cluster_url(redis_prefix, lease_s=1)
-    ghost = await ghost_for(url)
-    try:
-        job = await ghost.submit("builtin.echo", "builtin", {"text": "orphan"})
-        ghost.expire(await ghost.take_and_die(job, running=False))
-        async with nodes(url, ["A"], [builtin]) as (a,):
-            done = await a.wait(job.id, timeout=20)
-    finally:
-        await ghost.store.close()
+    async with (
+        orphaned(url, "builtin.echo", {"text": "orphan"}, running=False) as job,
+        nodes(url, ["A"], [builtin]) as (a,),
+    ):
+        done = await a.wait(job.id, timeout=20)
     assert done.state is JobState.SUCCEEDED
     assert done.attempt == 1
     assert queue_length(redis_prefix) == 0
@@ -76,15 +67,12 @@ async def test_a_job_cut_off_by_a_dead_node_fails_as_interrupted(redis_prefix: s
     """A job found running under an expired lease fails with ``interrupted`` when its tool may
     not run twice."""
     url = cluster_url(redis_prefix, lease_s=1)
-    ghost = await ghost_for(url)
-    try:
-        job = await ghost.submit("builtin.echo", "builtin", {"text": "cut"})
-        ghost.expire(await ghost.take_and_die(job, running=True))
-        async with nodes(url, ["A"], [builtin]) as (a,):
-            done = await a.wait(job.id, timeout=20)
-            assert a.registry.series("builtin.echo").jobs_by_outcome == {"interrupted": 1}
-    finally:
-        await ghost.store.close()
+    async with (
+        orphaned(url, "builtin.echo", {"text": "cut"}, running=True) as job,
+        nodes(url, ["A"], [builtin]) as (a,),
+    ):
+        done = await a.wait(job.id, timeout=20)
+        assert a.registry.series("builtin.echo").jobs_by_outcome == {"interrupted": 1}
     assert done.state is JobState.FAILED
     assert done.error is not None
     assert (done.error.type, done.error.message) == ("interrupted", INTERRUPTED)
@@ -96,16 +84,13 @@ async def test_a_resumable_job_cut_off_by_a_dead_node_runs_again(redis_prefix: s
     """A ``retry_on_interrupt`` tool's job is run again as its next attempt, after a
     ``retrying`` event saying why."""
     url = cluster_url(redis_prefix, lease_s=1)
-    ghost = await ghost_for(url)
-    try:
-        job = await ghost.submit("ha.echo", "ha", {"text": "again"})
-        ghost.expire(await ghost.take_and_die(job, running=True))
-        async with nodes(url, ["A"], [resumable()]) as (a,):
-            done = await a.wait(job.id, timeout=20)
-            async with a.subscribe(job_id=job.id) as events:
-                history = [event async for event in events]
-    finally:
-        await ghost.store.close()
+    async with (
+        orphaned(url, "ha.echo", {"text": "again"}, running=True) as job,
+        nodes(url, ["A"], [resumable()]) as (a,),
+    ):
+        done = await a.wait(job.id, timeout=20)
+        async with a.subscribe(job_id=job.id) as events:
+            history = [event async for event in events]
     assert done.state is JobState.SUCCEEDED
     assert done.result == {"text": "again", "attempt": 2}
     assert [e.type.rsplit(".", 1)[1] for e in history] == [
@@ -122,14 +107,11 @@ async def test_a_job_that_keeps_killing_its_nodes_is_dead_lettered(redis_prefix:
     """A job handed out more than ``max_deliveries`` times fails as ``crashed`` with the count,
     and is noted in the dead-letter stream, instead of killing another node."""
     url = cluster_url(redis_prefix, lease_s=1, max_deliveries=2)
-    ghost = await ghost_for(url)
-    try:
-        job = await ghost.submit("ha.echo", "ha", {"text": "poison"})
-        ghost.expire(await ghost.take_and_die(job, running=True), deliveries=2)
-        async with nodes(url, ["A"], [resumable()]) as (a,):
-            done = await a.wait(job.id, timeout=20)
-    finally:
-        await ghost.store.close()
+    async with (
+        orphaned(url, "ha.echo", {"text": "poison"}, running=True, deliveries=2) as job,
+        nodes(url, ["A"], [resumable()]) as (a,),
+    ):
+        done = await a.wait(job.id, timeout=20)
     assert done.state is JobState.FAILED
     assert done.error is not None
     assert done.error.type == "crashed"
@@ -145,14 +127,11 @@ async def test_a_job_whose_tool_this_node_lacks_is_cancelled_with_the_reason(
 ) -> None:
     """A node that takes over a job of a tool it does not have cancels it, saying so."""
     url = cluster_url(redis_prefix, lease_s=1)
-    ghost = await ghost_for(url)
-    try:
-        job = await ghost.submit("gone.tool", "gone", {})
-        ghost.expire(await ghost.take_and_die(job, running=False))
-        async with nodes(url, ["A"], [builtin]) as (a,):
-            done = await a.wait(job.id, timeout=20)
-    finally:
-        await ghost.store.close()
+    async with (
+        orphaned(url, "gone.tool", {}, running=False) as job,
+        nodes(url, ["A"], [builtin]) as (a,),
+    ):
+        done = await a.wait(job.id, timeout=20)
     assert done.state is JobState.CANCELLED
     assert done.error is not None
     assert done.error.type == "interrupted"
