@@ -58,6 +58,10 @@ class ServeOptions(msgspec.Struct, frozen=True):
     tracing: bool = False
 
 
+class ListenError(Exception):
+    """The server cannot listen where it was told to (the port is taken, say)."""
+
+
 class ConfigError(Exception):
     """The server cannot start with this configuration; the message says why."""
 
@@ -224,12 +228,17 @@ async def serve(options: ServeOptions) -> None:
         await runner.setup()
         try:
             site = web.TCPSite(runner, options.host, options.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                where = f"{options.host}:{options.port}"
+                raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
             # Everything made so far (modules, plugins, the runners and their tasks) lives as
             # long as the server: leave it out of the cyclic collector's full passes, which
             # otherwise walk it again and again under load (p99 of a submit: ~17 ms -> ~4 ms).
             gc.freeze()
-            log.info("serving", url=f"http://{options.host}:{options.port}", store=options.store)
+            url = f"http://{options.host}:{options.port}"
+            log.info("serving", url=url, dashboard=url + "/", store=options.store)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     log.info("stopping", signal=signal.Signals(signum).name)

@@ -14,7 +14,14 @@ import msgspec
 from jobwarden.errors import StoreError, SupervisorCrashed
 from jobwarden.governance import scanner
 from jobwarden.plugins.listing import failures, render_json, render_text
-from jobwarden.server import DEFAULT_STORE, ConfigError, ServeOptions, load_registry, serve
+from jobwarden.server import (
+    DEFAULT_STORE,
+    ConfigError,
+    ListenError,
+    ServeOptions,
+    load_registry,
+    serve,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -133,8 +140,8 @@ def serve_command(
 ) -> int:
     """Run the HTTP server (every flag also from its JOBWARDEN_* variable).
 
-    Exits 0 after SIGTERM or Ctrl-C, 1 when the store or supervisor fails, 2 for a bad
-    configuration.
+    Exits 0 after SIGTERM or Ctrl-C, 1 when the store or supervisor fails or the port is taken,
+    2 for a bad configuration.
     """
     options = msgspec.structs.replace(
         _load_options(plugins, no_builtin, config, no_entry_points), **settings
@@ -144,7 +151,7 @@ def serve_command(
     except ConfigError as exc:
         sys.stderr.write(f"jobwarden serve: {exc}\n")
         return 2
-    except (StoreError, SupervisorCrashed) as exc:
+    except (StoreError, SupervisorCrashed, ListenError) as exc:
         sys.stderr.write(f"jobwarden serve: {exc}\n")
         return 1
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -87,6 +88,33 @@ async def test_serve_refuses_to_bind_openly_beyond_loopback() -> None:
     assert done.returncode == 2, (done.stdout, stderr)
     assert "no API keys configured" in stderr
     assert "0.0.0.0" in stderr
+    assert "Traceback" not in stderr
+
+
+async def test_a_port_in_use_stops_serve_with_one_line() -> None:
+    """`serve` on a port another process listens on exits 1 saying so, without a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = await anyio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "jobwarden",
+                "serve",
+                "--port",
+                str(port),
+                "--store",
+                "memory://",
+            ],
+            cwd=ROOT,
+            env=clean_env(),
+            check=False,
+        )
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, stderr
+    assert f"jobwarden serve: cannot listen on 127.0.0.1:{port}" in stderr
     assert "Traceback" not in stderr
 
 
