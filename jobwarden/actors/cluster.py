@@ -127,10 +127,14 @@ class ClusterNode:
 
     async def cancel(self, job_id: str, owner: str | None) -> JobRecord:
         """Cancel the job wherever it is; see ``Supervisor.cancel``."""
+        asked = False  # whether a running call was asked to stop: its end then answers
         while True:
             record = await self._sup.get(job_id, owner=owner)
+            if record.state is JobState.CANCELLED and asked:
+                return record
             if record.state.terminal:
-                raise JobFinished(f"job {job_id} is already {record.state}", job_id=job_id)
+                done = "finished {} first" if asked else "is already {}"
+                raise JobFinished(f"job {job_id} {done.format(record.state)}", job_id=job_id)
             actor = self._sup.local_actor(job_id)
             if actor is not None:
                 try:
@@ -141,6 +145,7 @@ class ClusterNode:
                     ) from exc
                 if cancelled is not None:
                     return cancelled
+                asked = True
             elif record.state is JobState.QUEUED:
                 ended = _ended(record, JobState.CANCELLED, OutcomeType.CANCELLED, CANCEL_REASON)
                 try:
@@ -151,14 +156,11 @@ class ClusterNode:
                 return ended
             else:
                 await self._shared.request_cancel(job_id)
-            final = await self._wait_moved(job_id, record, owner)
-            if final.state is JobState.CANCELLED:
-                return final
-            if final.state.terminal:
-                raise JobFinished(f"job {job_id} finished {final.state} first", job_id=job_id)
+                asked = True
+            await self._wait_moved(job_id, record, owner)
 
-    async def _wait_moved(self, job_id: str, seen: JobRecord, owner: str | None) -> JobRecord:
-        """The job's record once it is no longer as ``seen`` (running or queued as then)."""
+    async def _wait_moved(self, job_id: str, seen: JobRecord, owner: str | None) -> None:
+        """Return once the job is no longer as ``seen`` (running or queued as then)."""
         while True:
             changed = self._waiters.get(job_id)
             if changed is None:
@@ -168,7 +170,7 @@ class ClusterNode:
                 seen.state,
                 seen.attempt,
             ):
-                return record
+                return
             await changed.wait()
 
     async def hand_back(self) -> None:

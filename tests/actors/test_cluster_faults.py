@@ -39,6 +39,9 @@ class FlakyShared:
         self.steal = False
         self.renewed = anyio.Event()
         self.exhausted = anyio.Event()  # set once every planned failure happened
+        # Set ``starting`` to hold the write that starts a job until ``start_may_go`` is set.
+        self.starting: anyio.Event | None = None
+        self.start_may_go = anyio.Event()
 
     def _fail(self, name: str) -> None:
         if self.failures.get(name, 0) > 0:
@@ -54,6 +57,9 @@ class FlakyShared:
         self, prior: JobRecord, record: JobRecord, event: JobEvent, *, cap: int | None = None
     ) -> Verdict:
         self._fail("change")
+        if record.state is JobState.RUNNING and self.starting is not None:
+            self.starting.set()
+            await self.start_may_go.wait()
         return await self.real.change(prior, record, event, cap=cap)
 
     async def take(self, count: int, *, block_s: float) -> list[Delivery]:
@@ -173,3 +179,25 @@ async def test_a_takeover_whose_write_fails_is_tried_again_later(redis_prefix: s
     assert done.error is not None
     assert done.error.type == "interrupted"
     assert "could not take a job over" in warnings(logs)
+
+
+@pytest.mark.anyio
+async def test_a_cancel_that_meets_the_job_starting_answers_cancelled(redis_prefix: str) -> None:
+    """A cancel that arrives while this node is writing the job's start waits for the start, then
+    stops the call, and answers the cancelled record (not ``JobFinished``)."""
+    gates = Gates()
+    store, flaky = flaky_store(cluster_url(redis_prefix), {})
+    flaky.starting = anyio.Event()
+    async with Supervisor(plugins=[fake_plugin(gates)], store=store) as sup:
+        job = await sup.submit("fake.gate", {"key": "racing"})
+        await flaky.starting.wait()
+        async with anyio.create_task_group() as tg:
+            answers: list[JobRecord] = []
+
+            async def cancel() -> None:
+                answers.append(await sup.cancel(job.id))
+
+            tg.start_soon(cancel)
+            await anyio.wait_all_tasks_blocked()
+            flaky.start_may_go.set()
+    assert [answer.state for answer in answers] == [JobState.CANCELLED]
