@@ -136,8 +136,11 @@ async def drive(
         while issued < jobs:
             base = bases[issued % len(bases)]
             issued += 1
-            async with http.post(base + "/v1/jobs?wait=30", json=body) as resp:
-                answer = await resp.read()
+            try:
+                async with http.post(base + "/v1/jobs?wait=30", json=body) as resp:
+                    answer = await resp.read()
+            except aiohttp.ClientError as exc:
+                raise NodesDidNotCooperate(f"{base} did not answer: {exc!r}") from exc
             if resp.status != 200 or b'"state":"succeeded"' not in answer:
                 raise NodesDidNotCooperate(
                     f"{base} answered {resp.status}: {answer[:400].decode(errors='replace')}"
@@ -247,8 +250,11 @@ async def latencies(a: str, b: str, jobs: int, timeout_s: float) -> tuple[list[f
             await _subscribed(http, b, timeout_s)
             for _ in range(jobs):
                 sent = time.perf_counter()
-                async with http.post(a + "/v1/jobs", json=body) as resp:
-                    answer: dict[str, Any] = await resp.json()
+                try:
+                    async with http.post(a + "/v1/jobs", json=body) as resp:
+                        answer: dict[str, Any] = await resp.json()
+                except aiohttp.ClientError as exc:
+                    raise NodesDidNotCooperate(f"{a} did not answer: {exc!r}") from exc
                 if resp.status != 202:
                     raise NodesDidNotCooperate(f"{a} answered {resp.status}: {answer}")
                 job_id = answer["job"]["id"]
