@@ -118,9 +118,10 @@ async def test_a_cancel_racing_the_start_on_another_node_is_final(
         a, b = nodes.nodes
         async with aiohttp.ClientSession() as http, recording(a.base) as seen:
             answers: dict[str, int] = {}
+            bodies: dict[str, Any] = {}
             for _ in range(30):
                 job = await submit(http, a, nap(0.2))
-                answers[job["id"]], _body = await cancel(http, b, job["id"])
+                answers[job["id"]], bodies[job["id"]] = await cancel(http, b, job["id"])
             with anyio.fail_after(10):
                 await seen.wait_for(lambda: seen.finished(answers))
 
@@ -129,7 +130,7 @@ async def test_a_cancel_racing_the_start_on_another_node_is_final(
         409: (["queued", "running", "succeeded"],),
     }
     wrong = {
-        job_id: (status, seen.kinds(job_id))
+        job_id: (status, seen.kinds(job_id), bodies[job_id])
         for job_id, status in answers.items()
         if seen.kinds(job_id) not in allowed.get(status, ())
     }

@@ -29,6 +29,7 @@ from tests.cluster_plugin import CRASH_EXIT_CODE
 pytestmark = pytest.mark.anyio
 
 LEASE_S = 1
+MAX_DELIVERIES = 2
 
 
 @pytest.fixture
@@ -129,9 +130,10 @@ async def wait_exits(nodes: list[Node], count: int) -> None:
 async def test_a_job_that_keeps_killing_its_node_is_dead_lettered(
     tmp_path: Path, redis_prefix: str
 ) -> None:
-    """A tool that kills its node is delivered max_deliveries times, then fails as crashed."""
-    store = store_url(redis_prefix, lease_s=LEASE_S, max_deliveries=2)
-    async with cluster(tmp_path, store, 3) as nodes:
+    """A tool that kills its node runs max_deliveries times, each on a node it kills; the next
+    delivery fails it as crashed, counting itself in details.deliveries."""
+    store = store_url(redis_prefix, lease_s=LEASE_S, max_deliveries=MAX_DELIVERIES)
+    async with cluster(tmp_path, store, MAX_DELIVERIES + 1) as nodes:
         body = {"tool": "cluster.crash", "input": {}, "idempotency_key": "deadly"}
         job = await submit_anywhere(nodes, body)
         with anyio.fail_after(4 * LEASE_S + 10):
@@ -140,6 +142,7 @@ async def test_a_job_that_keeps_killing_its_node_is_dead_lettered(
         async with recording(survivor.base, f"/v1/jobs/{job['id']}/events") as seen:
             with anyio.fail_after(2 * LEASE_S + 10):
                 await seen.wait_for(lambda: seen.closed)
+        survived = survivor.alive
         [joined] = await nodes.add(1)
         async with aiohttp.ClientSession() as http:
             stored = (await get_json(http, joined, f"/v1/jobs/{job['id']}"))["job"]
@@ -148,15 +151,15 @@ async def test_a_job_that_keeps_killing_its_node_is_dead_lettered(
             )
 
     dead = [n for n in nodes.nodes if n not in (survivor, joined)]
-    assert [n.process.returncode for n in dead] == [CRASH_EXIT_CODE] * 2
+    assert [n.process.returncode for n in dead] == [CRASH_EXIT_CODE] * MAX_DELIVERIES
     ran_on = [e["source"] for e in seen.events if kind(e) == "running"]
     assert sorted(ran_on) == sorted(n.source for n in dead), "each delivery killed one node"
     assert kind(seen.events[-1]) == "failed"
-    assert survivor.alive
+    assert survived
     error = stored["error"]
     assert (stored["state"], error["type"], error["details"]["deliveries"]) == (
         "failed",
         "crashed",
-        2,
+        MAX_DELIVERIES + 1,
     )
     assert after["state"] == "succeeded"
