@@ -7,8 +7,9 @@ throughput, and how soon does a node see a job submitted on another?
 ``builtin.sleep`` 50 ms outstanding, ``POST /v1/jobs?wait=30`` spread round-robin over the nodes,
 until ``--jobs`` have come back 200 ``succeeded`` (after an untimed warm-up). jobs/s = jobs /
 (first submit -> last answer). The reference is one node measured in the same run; the target is
-two nodes >= 1.8x it. Also per job: the nodes' CPU and Redis's CPU (``INFO cpu``), and how the
-jobs were split between the nodes (``/v1/metrics``).
+two nodes >= 1.8x it. Also per job: the nodes' CPU, Redis's CPU (``INFO cpu``) and this load
+generator's; the share of the machine's two cores busy during the timed run (``/proc/stat``); and
+how the jobs were split between the nodes (``/v1/metrics``).
 
 (b) Latency across nodes. Two nodes; a websocket subscriber on each (``/v1/events``,
 ``{"op": "subscribe"}``); ``--latency-jobs`` ``builtin.echo`` submits on node A, one after the
@@ -163,6 +164,15 @@ async def drive(
         return time.perf_counter() - began
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, every core (Linux /proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(n) for n in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is counted in user already
+    return total - idle, total
+
+
 def jobs_run(node: ServerProcess) -> int:
     """How many ``builtin.sleep`` jobs this node's metrics say it ran to success."""
     tools: list[dict[str, Any]] = node.get("/v1/metrics")["tools"]
@@ -177,7 +187,11 @@ def throughput_round(count: int, args: Any, split: dict[int, list[list[int]]]) -
         harness.run(drive, bases, WARMUP_JOBS, args.in_flight, body, args.timeout)
         cpu0 = sum(n.cpu_seconds() for n in nodes)
         redis0 = redis_cpu_s(args.redis)
+        client0 = time.process_time()
+        busy0, total0 = machine_jiffies()
         seconds = harness.run(drive, bases, args.jobs, args.in_flight, body, args.timeout)
+        busy1, total1 = machine_jiffies()
+        client = time.process_time() - client0
         cpu = sum(n.cpu_seconds() for n in nodes) - cpu0
         redis_cpu = redis_cpu_s(args.redis) - redis0
         split[count].append([jobs_run(n) for n in nodes])
@@ -185,6 +199,8 @@ def throughput_round(count: int, args: Any, split: dict[int, list[list[int]]]) -
         "jobs/s": args.jobs / seconds,
         "nodes CPU/job": cpu / args.jobs * 1e6,
         "redis CPU/job": redis_cpu / args.jobs * 1e6,
+        "client CPU/job": client / args.jobs * 1e6,
+        "machine busy": (busy1 - busy0) / max(1, total1 - total0) * 100,
     }
 
 
@@ -329,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         medians[name] = report.add(name, "throughput", "jobs/s", figures["jobs/s"])
         report.add(name, "nodes CPU", "us/job", figures["nodes CPU/job"])
         report.add(name, "redis CPU", "us/job", figures["redis CPU/job"])
+        report.add(name, "load generator CPU", "us/job", figures["client CPU/job"])
+        report.add(name, "machine CPU busy", "%", figures["machine busy"])
     lat = samples["latency"]
     across_p99 = report.add("across nodes", "queued event p99", "ms", lat["across p99"])
     report.add("across nodes", "queued event p50", "ms", lat["across p50"])
@@ -348,7 +366,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "(b) builtin.echo submitted on A one after the other; ms from sending the POST to the"
         " job's queued event on a websocket subscriber on B (across) and on A (same node)"
     )
-    report.note("two shared cores carry the nodes, Redis and this load generator together")
+    report.note(
+        "two shared cores carry the nodes, Redis and this load generator together (and whatever"
+        " else runs on the machine: 'machine CPU busy' is every process's share of both cores"
+        " during the timed run; near 100% a second node has no core to add)"
+    )
     two, one = medians["2 nodes"], medians["1 node"]
     ratio = two / one
     report.check(
