@@ -88,6 +88,16 @@ class RestartableRedis:
             self._process.wait()
             self._process = None
 
+    def pause_writes(self) -> None:
+        """Make it hold every write (CLIENT PAUSE WRITE) until ``unpause``; reads still answer."""
+        with redis.Redis(host=HOST, port=self.port, db=0) as client:
+            client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+
+    def unpause(self) -> None:
+        """Let the held writes through."""
+        with redis.Redis(host=HOST, port=self.port, db=0) as client:
+            client.execute_command("CLIENT", "UNPAUSE")
+
     def kill(self) -> None:
         """Kill it if it runs."""
         if self._process is not None:

@@ -1,5 +1,6 @@
-"""Redis goes away under a running cluster and comes back: submits meanwhile answer 503, the job
-that was running finishes, and a websocket subscriber gets every event once, in order."""
+"""Redis goes away under a running cluster (restarted, or holding every write) and comes back:
+submits meanwhile answer 503, the job that was running finishes, and a websocket subscriber gets
+every event once, in order."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.acceptance.cluster import (
     submit,
     until,
 )
-from tests.redis_server import new_prefix, restartable_redis
+from tests.redis_server import RestartableRedis, new_prefix, restartable_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -39,21 +40,36 @@ async def post(http: aiohttp.ClientSession, node: Node, body: dict[str, Any]) ->
         return resp.status, await resp.json()
 
 
-async def test_a_redis_restart_loses_no_job_and_no_event(tmp_path: Path) -> None:
-    """With Redis down submits are 503 store_unavailable; once back, the running job finishes and
+OUTAGES = {
+    # Shut down (its append-only file complete) and started again on the same port.
+    "restart": (RestartableRedis.stop, RestartableRedis.start, {}),
+    # CLIENT PAUSE WRITE: connections stay up and writes hang, so only a short socket timeout
+    # turns them into errors.
+    "paused writes": (
+        RestartableRedis.pause_writes,
+        RestartableRedis.unpause,
+        {"socket_timeout": 0.2},
+    ),
+}
+
+
+@pytest.mark.parametrize("outage", list(OUTAGES))
+async def test_a_redis_outage_loses_no_job_and_no_event(tmp_path: Path, outage: str) -> None:
+    """With Redis away submits are 503 store_unavailable; once back, the running job finishes and
     the subscriber on B has every event exactly once, in offset order."""
+    begin, end, options = OUTAGES[outage]
     with restartable_redis(tmp_path / "redis") as redis:
-        store = store_url(new_prefix(), redis.url)
+        store = store_url(new_prefix(), redis.url, **options)
         async with cluster(tmp_path, store, 2) as nodes:
             a, b = nodes.nodes
             async with aiohttp.ClientSession() as http, recording(b.base) as seen:
                 running = await submit(http, a, nap(1))
                 with anyio.fail_after(10):
                     await seen.wait_for(lambda: "running" in seen.kinds(running["id"]))
-                await anyio.to_thread.run_sync(redis.stop)
+                await anyio.to_thread.run_sync(begin, redis)
                 with anyio.fail_after(15):
                     refused = [await post(http, node, ECHO) for node in (a, b)]
-                await anyio.to_thread.run_sync(redis.start)
+                await anyio.to_thread.run_sync(end, redis)
                 answers: list[tuple[int, Any]] = []
 
                 async def accepted() -> bool:
