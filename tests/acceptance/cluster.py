@@ -1,11 +1,11 @@
-"""Several real ``jobwarden serve`` nodes on one Redis prefix, and what the cluster tests watch
-them with: websocket recorders of the event stream and small HTTP helpers."""
+"""Several real ``jobwarden serve`` nodes on one Redis prefix, and small HTTP helpers for the
+cluster tests (they watch the nodes with ``event_recorder``)."""
 
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,12 @@ import anyio
 import pytest
 from anyio.abc import Process, TaskGroup, TaskStatus
 
+from tests.acceptance.event_recorder import plain_errors
 from tests.redis_server import URL
 from tests.server_process import ROOT, clean_env, running_server
 
 PLUGIN = "tests.cluster_plugin:cluster"
 POLL_S = 0.05
-TERMINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 
 
 def store_url(prefix: str, redis_url: str = URL, **options: float) -> str:
@@ -104,21 +104,6 @@ class Cluster:
         return "\n".join(f"--- {n!r}\n{n.log.read_text(errors='replace')}" for n in self.nodes)
 
 
-@contextmanager
-def plain_errors() -> Iterator[None]:
-    """Raise a task group's lone error as itself: a failing test then reads as its assertion
-    or timeout, not as nested exception groups."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        error: BaseException = group
-        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]
-        if error is group:
-            raise
-        raise error from None
-
-
 @asynccontextmanager
 async def cluster(folder: Path, store: str, count: int, *args: str) -> AsyncIterator[Cluster]:
     """``count`` nodes serving ``store`` (plus ``args``), with the cluster test plugin loaded;
@@ -129,79 +114,6 @@ async def cluster(folder: Path, store: str, count: int, *args: str) -> AsyncIter
             await nodes.add(count)
             yield nodes
             tg.cancel_scope.cancel()
-
-
-def kind(event: dict[str, Any]) -> str:
-    """``running`` for ``jobwarden.job.running``."""
-    return str(event["type"]).rsplit(".", 1)[1]
-
-
-class Recorder:
-    """Events seen on one websocket, in arrival order, and a way to wait for a condition on them."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.closed = False
-        self._changed = anyio.Event()
-
-    def add(self, event: dict[str, Any]) -> None:
-        """Record one event and wake the waiters."""
-        self.events.append(event)
-        self._wake()
-
-    def close(self) -> None:
-        """The websocket ended: nothing more will come."""
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    def of(self, job_id: str) -> list[dict[str, Any]]:
-        """The events of one job."""
-        return [e for e in self.events if e["subject"] == job_id]
-
-    def kinds(self, job_id: str) -> list[str]:
-        """The kinds of one job's events, in order."""
-        return [kind(e) for e in self.of(job_id)]
-
-    def finished(self, job_ids: Any) -> bool:
-        """True once each of ``job_ids`` has had its terminal event."""
-        done = {e["subject"] for e in self.events if kind(e) in TERMINAL}
-        return done >= set(job_ids)
-
-    def offsets(self) -> list[int]:
-        """The offsets seen, in arrival order."""
-        return [int(e["id"]) for e in self.events]
-
-    async def wait_for(self, condition: Callable[[], bool]) -> None:
-        """Return once ``condition()`` holds; fail if the websocket ends before it does."""
-        while not condition():
-            assert not self.closed, "the event stream ended before the condition held"
-            await self._changed.wait()
-
-
-@asynccontextmanager
-async def recording(base: str, path: str = "/v1/events?since=0") -> AsyncIterator[Recorder]:
-    """A websocket on ``path`` recording every CloudEvent until the context ends."""
-    recorder = Recorder()
-    async with aiohttp.ClientSession() as http, http.ws_connect(base + path) as ws:
-
-        async def pump() -> None:
-            with suppress(aiohttp.ClientError):
-                async for message in ws:
-                    if message.type is aiohttp.WSMsgType.TEXT:
-                        frame = message.json()
-                        if "specversion" in frame:
-                            recorder.add(frame)
-            recorder.close()
-
-        with plain_errors():
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(pump)
-                yield recorder
-                tg.cancel_scope.cancel()
 
 
 async def submit(

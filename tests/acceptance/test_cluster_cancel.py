@@ -14,13 +14,12 @@ from tests.acceptance.cluster import (
     Node,
     cluster,
     get_json,
-    kind,
     nap,
-    recording,
     store_url,
     submit,
     until,
 )
+from tests.acceptance.event_recorder import kind, recording
 
 pytestmark = pytest.mark.anyio
 

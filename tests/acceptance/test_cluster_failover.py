@@ -15,15 +15,13 @@ import pytest
 from tests.acceptance.cluster import (
     Cluster,
     Node,
-    Recorder,
     cluster,
     get_json,
-    kind,
     nap,
-    recording,
     store_url,
     submit,
 )
+from tests.acceptance.event_recorder import Recorder, kind, recording
 from tests.cluster_plugin import CRASH_EXIT_CODE
 
 pytestmark = pytest.mark.anyio

@@ -13,15 +13,13 @@ import anyio
 import pytest
 
 from tests.acceptance.cluster import (
-    TERMINAL,
     Node,
     cluster,
     get_json,
-    kind,
-    recording,
     store_url,
     submit,
 )
+from tests.acceptance.event_recorder import TERMINAL, kind, recording
 
 pytestmark = pytest.mark.anyio
 

@@ -14,13 +14,12 @@ import pytest
 from tests.acceptance.cluster import (
     Node,
     cluster,
-    kind,
     nap,
-    recording,
     store_url,
     submit,
     until,
 )
+from tests.acceptance.event_recorder import kind, recording
 from tests.redis_server import RestartableRedis, new_prefix, restartable_redis
 
 pytestmark = pytest.mark.anyio
