@@ -128,8 +128,9 @@ async def test_a_cancel_racing_the_start_on_another_node_is_final(
         200: (["queued", "cancelled"], ["queued", "running", "cancelled"]),
         409: (["queued", "running", "succeeded"],),
     }
+    names = {a.source: "A", b.source: "B"}
     wrong = {
-        job_id: (status, seen.kinds(job_id), bodies[job_id])
+        job_id: (status, [(kind(e), names[e["source"]]) for e in seen.of(job_id)], bodies[job_id])
         for job_id, status in answers.items()
         if seen.kinds(job_id) not in allowed.get(status, ())
     }
