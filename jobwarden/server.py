@@ -56,6 +56,7 @@ class ServeOptions(msgspec.Struct, frozen=True):
     retention_age_s: float = 7 * 24 * 3600.0
     retention_jobs: int = 1_000_000
     tracing: bool = False
+    concurrency: int = 64
 
 
 class ListenError(Exception):
@@ -222,7 +223,11 @@ async def serve(options: ServeOptions) -> None:
     provider = tracer_provider(options)  # the SDK shuts it down, exporting all, at exit
     tracer = provider.get_tracer("jobwarden") if provider is not None else None
     async with Supervisor(
-        registry=registry, store=store, retention=retention(options), tracer=tracer
+        registry=registry,
+        store=store,
+        retention=retention(options),
+        tracer=tracer,
+        concurrency=options.concurrency,
     ) as sup:
         runner = web.AppRunner(create_app(sup, settings, keys), access_log=None)
         await runner.setup()

@@ -126,6 +126,14 @@ def _load_options(
     help="keep at most this many finished jobs, newest first (1000000; 0: no cap)",
 )
 @click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=64,
+    envvar="JOBWARDEN_CONCURRENCY",
+    show_default=True,
+    help="jobs this node runs at once (its ToolRunners); a tool's max_concurrency caps it further",
+)
+@click.option(
     "--tracing",
     is_flag=True,
     envvar="JOBWARDEN_TRACING",

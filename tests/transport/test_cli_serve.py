@@ -163,3 +163,20 @@ async def test_a_store_that_cannot_be_used_stops_serve_with_the_reason(
     assert done.returncode == code, stderr
     assert message in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "runners"),
+    [(("--concurrency", "3"), {}, 3), ((), {"JOBWARDEN_CONCURRENCY": "5"}, 5)],
+)
+async def test_serve_starts_as_many_runners_as_concurrency_says(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], runners: int
+) -> None:
+    """`--concurrency N` (or JOBWARDEN_CONCURRENCY) is the number of ToolRunners serve starts."""
+    server = running_server(tmp_path, "--store", "memory://", *args, env=clean_env(**env))
+    async with server as (process, base, log):
+        async with aiohttp.ClientSession() as http, http.get(base + "/v1/metrics") as resp:
+            supervisor: dict[str, Any] = (await resp.json())["supervisor"]
+        code = await _stop(process)
+    assert supervisor["runners"] == runners
+    assert code == 0, server_output(log)
