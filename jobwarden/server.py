@@ -57,6 +57,7 @@ class ServeOptions(msgspec.Struct, frozen=True):
     retention_jobs: int = 1_000_000
     tracing: bool = False
     concurrency: int = 64
+    allowed_origins: tuple[str, ...] = ()
 
 
 class ListenError(Exception):
@@ -219,7 +220,10 @@ async def serve(options: ServeOptions) -> None:
             "NO API KEYS CONFIGURED: the API is open to anyone who can reach it",
             host=options.host,
         )
-    settings = ServerSettings(max_body_bytes=options.max_body_bytes)
+    settings = ServerSettings(
+        max_body_bytes=options.max_body_bytes,
+        allowed_origins=frozenset(origin for origin in options.allowed_origins if origin),
+    )
     provider = tracer_provider(options)  # the SDK shuts it down, exporting all, at exit
     tracer = provider.get_tracer("jobwarden") if provider is not None else None
     async with Supervisor(

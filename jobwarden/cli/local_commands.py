@@ -134,6 +134,16 @@ def _load_options(
     help="jobs this node runs at once (its ToolRunners); a tool's max_concurrency caps it further",
 )
 @click.option(
+    "--allowed-origin",
+    "allowed_origins",
+    multiple=True,
+    type=CommaSeparated(),
+    envvar="JOBWARDEN_ALLOWED_ORIGINS",
+    metavar="URL",
+    help="a browser origin (https://host[:port]) whose pages may open the event websockets,"
+    " besides this server's own (repeatable; the variable is comma-separated)",
+)
+@click.option(
     "--tracing",
     is_flag=True,
     envvar="JOBWARDEN_TRACING",

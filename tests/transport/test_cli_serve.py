@@ -91,6 +91,34 @@ async def test_serve_refuses_to_bind_openly_beyond_loopback() -> None:
     assert "Traceback" not in stderr
 
 
+@pytest.mark.parametrize("how", ["flags", "environment"])
+async def test_allowed_origins_open_the_event_websocket_to_those_pages(
+    tmp_path: Path, how: str
+) -> None:
+    """`--allowed-origin` (or JOBWARDEN_ALLOWED_ORIGINS) lets those browser origins open the
+    event websocket; any other origin is still refused with 403."""
+    origins = ["https://app.example", "https://ops.example:8443"]
+    if how == "flags":
+        args = ["--store", "memory://", *(f"--allowed-origin={o}" for o in origins)]
+        env = clean_env()
+    else:
+        args = ["--store", "memory://"]
+        env = clean_env(JOBWARDEN_ALLOWED_ORIGINS=",".join(origins))
+    async with running_server(tmp_path, *args, env=env) as (process, base, _):
+        async with aiohttp.ClientSession() as http:
+            for origin in origins:
+                headers = {"Origin": origin}
+                async with http.ws_connect(base + "/v1/events", headers=headers) as ws:
+                    await ws.send_json({"op": "ping"})
+                    assert (await ws.receive_json(timeout=10)) == {"type": "pong"}
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(
+                    base + "/v1/events", headers={"Origin": "https://evil.example"}
+                )
+        process.terminate()
+    assert refused.value.status == 403
+
+
 async def test_a_port_in_use_stops_serve_with_one_line() -> None:
     """`serve` on a port another process listens on exits 1 saying so, without a traceback."""
     with socket.socket() as taken:
