@@ -305,7 +305,10 @@ class ClusterNode:
     async def _accept(self, delivery: Delivery) -> None:
         """Run, settle or give up on a job the queue handed to this node."""
         record = delivery.record
-        if record is None or record.state.terminal or delivery.job_id in self.entries:
+        held = self.entries.get(delivery.job_id)
+        if held == delivery.entry:
+            return  # our own lease, reclaimed after renewals failed: we hold it still
+        if record is None or record.state.terminal or held is not None:
             await self._settle_now(delivery.entry)
             return
         self.entries[delivery.job_id] = delivery.entry

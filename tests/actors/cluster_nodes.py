@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import msgspec
 import redis
 
@@ -89,6 +91,15 @@ class Ghost:
 
     def _event(self, record: JobRecord) -> JobEvent:
         return self.bus.event(record, record.state.value)
+
+
+async def eventually(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    """Return once ``check()`` holds, looking every 50 ms: for what Redis announces to nobody."""
+    with anyio.fail_after(timeout_s):
+        for _ in itertools.count():
+            if check():
+                return
+            await anyio.sleep(0.05)
 
 
 def queue_length(prefix: str) -> int:

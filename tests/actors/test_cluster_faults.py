@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+import redis
 from structlog.testing import capture_logs
 
 from jobwarden import JobState, Supervisor
@@ -15,9 +16,11 @@ from jobwarden.errors import StoreError
 from jobwarden.plugins.builtin import builtin
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.redis import RedisStore
+from jobwarden.store.redis_queue_scripts import GROUP
 from jobwarden.store.shared import Delivery, Followed, SharedStore, Verdict
-from tests.actors.cluster_nodes import cluster_url, orphaned, queue_length
+from tests.actors.cluster_nodes import cluster_url, eventually, orphaned, queue_length
 from tests.fakes import Gates, fake_plugin
+from tests.redis_server import URL
 
 
 @pytest.fixture
@@ -37,6 +40,7 @@ class FlakyShared:
         self.max_deliveries = real.max_deliveries
         self.failures = dict(failures)
         self.steal = False
+        self.forgetful = False
         self.renewed = anyio.Event()
         self.exhausted = anyio.Event()  # set once every planned failure happened
         # Set ``starting`` to hold the write that starts a job until ``start_may_go`` is set.
@@ -72,6 +76,8 @@ class FlakyShared:
 
     async def renew(self, entries: Sequence[str]) -> list[str]:
         self._fail("renew")
+        if self.forgetful:
+            return []  # as if the renewals came too late
         lost = list(entries) if self.steal and entries else await self.real.renew(entries)
         if lost:
             self.renewed.set()
@@ -201,3 +207,28 @@ async def test_a_cancel_that_meets_the_job_starting_answers_cancelled(redis_pref
             await anyio.wait_all_tasks_blocked()
             flaky.start_may_go.set()
     assert [answer.state for answer in answers] == [JobState.CANCELLED]
+
+
+@pytest.mark.anyio
+async def test_a_node_that_reclaims_its_own_lease_keeps_holding_the_job(redis_prefix: str) -> None:
+    """A lease of this node's that expired (its renewals came too late) and comes back to it by
+    a reclaim stays held: the entry is not acknowledged while the job still runs."""
+    gates = Gates()
+    store, flaky = flaky_store(cluster_url(redis_prefix, lease_s=0.3), {})
+    flaky.forgetful = True
+    queue = f"{redis_prefix}:queue"
+    async with Supervisor(plugins=[fake_plugin(gates)], store=store) as sup:
+        job = await sup.submit("fake.gate", {"key": "mine"})
+        await gates.wait_entered("mine")
+        with redis.Redis.from_url(URL) as client:
+            # Nothing announces a reclaim: watch its mark, the entry's delivery count.
+            await eventually(
+                lambda: client.xpending_range(queue, GROUP, "-", "+", 10)[0]["times_delivered"] > 1
+            )
+            flaky.forgetful = False
+            still = client.xpending_range(queue, GROUP, "-", "+", 10)
+        gates.open("mine")
+        done = await sup.wait(job.id, timeout=20)
+    assert [p["consumer"] for p in still] == [b"A"]
+    assert done.state is JobState.SUCCEEDED
+    assert queue_length(redis_prefix) == 0
