@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import anyio
 import msgspec
+import structlog
 
 from jobwarden.actors.event_bus import EventBus
 from jobwarden.actors.mailbox import Mailbox
 from jobwarden.actors.states import JobState, check_transition
-from jobwarden.errors import ActorStopped, ErrorInfo, JobFinished, OutcomeType
+from jobwarden.errors import ActorStopped, ErrorInfo, JobFinished, OutcomeType, StoreError
 from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool
 from jobwarden.records import JobRecord
-from jobwarden.store.base import JobStore
+from jobwarden.store.base import JobStore, WriteBehind, write_behind
+
+log = structlog.get_logger("jobwarden.job")
+Lost = Callable[[StoreError], None]
+"""Told when a job's outcome, queued write-behind, could not be stored."""
 
 _FINAL_KIND = {
     JobState.SUCCEEDED: "succeeded",
@@ -69,10 +75,12 @@ class _Start:
 
 
 class _Finish:
-    __slots__ = ("error", "result", "state")
+    __slots__ = ("error", "lost", "result", "state")
 
-    def __init__(self, state: JobState, result: Any, error: ErrorInfo | None) -> None:
-        self.state, self.result, self.error = state, result, error
+    def __init__(
+        self, state: JobState, result: Any, error: ErrorInfo | None, lost: Lost | None
+    ) -> None:
+        self.state, self.result, self.error, self.lost = state, result, error, lost
 
 
 class _Cancel:
@@ -107,6 +115,7 @@ class JobActor:
         "_args",
         "_ctx",
         "_done",
+        "_ending",
         "_host",
         "_mailbox",
         "_scope",
@@ -125,6 +134,9 @@ class JobActor:
         self._scope: anyio.CancelScope | None = None
         self._ctx: ToolContext | None = None
         self._done: anyio.Event | None = None
+        # True while the terminal transition is queued write-behind: the job has its outcome and
+        # takes no other change, though its record says running until the commit lands.
+        self._ending = False
         # Set by the supervisor when the tool has a queue timeout: the anyio time by which an
         # attempt must start, and the key of the deadline entry that enforces it.
         self.queue_deadline = math.inf
@@ -144,10 +156,20 @@ class JobActor:
         return started
 
     async def finish(
-        self, state: JobState, result: Any = None, error: ErrorInfo | None = None
+        self,
+        state: JobState,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+        *,
+        lost: Lost | None = None,
     ) -> None:
-        """Move running -> a terminal ``state`` with the run's result or error."""
-        await self._mailbox.ask(_Finish(state, result, error))
+        """Move running -> a terminal ``state`` with the run's result or error.
+
+        With a write-behind store this returns once the change is queued: the record, the
+        subscribers and the job's waiters see it when it is committed. ``lost`` is told if that
+        commit fails (the record then stays running); without it the failure is logged.
+        """
+        await self._mailbox.ask(_Finish(state, result, error, lost))
 
     async def fail_crashed(self) -> None:
         """End a running job whose runner crashed: failed, with error type ``crashed``."""
@@ -207,8 +229,8 @@ class JobActor:
         match message:
             case _Start():
                 return await self._on_start()
-            case _Finish(state=state, result=result, error=error):
-                await self._on_finish(state, result, error)
+            case _Finish(state=state, result=result, error=error, lost=lost):
+                await self._on_finish(state, result, error, lost)
             case _Cancel(reason=reason):
                 return await self._on_cancel(reason)
             case _Progress(fraction=fraction, message=text):
@@ -261,7 +283,11 @@ class JobActor:
         """The tool call returned: a later cancel must not touch the runner's scope."""
         self._scope = None
 
-    async def _on_finish(self, state: JobState, result: Any, error: ErrorInfo | None) -> None:
+    async def _on_finish(
+        self, state: JobState, result: Any, error: ErrorInfo | None, lost: Lost | None = None
+    ) -> None:
+        if self._ending:
+            return  # a second finish (shutdown, a crashed runner): the first one stands
         now = _now()
         policy = self.tool.retry
         if (
@@ -282,8 +308,41 @@ class JobActor:
         new = msgspec.structs.replace(
             self.record, state=state, result=result, error=error, finished_at=now
         )
-        await self._change(_FINAL_KIND[state], new, at=now)
-        self._stop(started=True)
+        store = write_behind(self._host.store)
+        if store is None:
+            await self._change(_FINAL_KIND[state], new, at=now)
+            self._stop(started=True)
+        else:
+            self._end_behind(store, new, _FINAL_KIND[state], now, lost)
+
+    def _end_behind(
+        self, store: WriteBehind, new: JobRecord, kind: str, at: datetime, lost: Lost | None
+    ) -> None:
+        """Queue the terminal change; it takes effect (record, event, waiters) once committed."""
+        check_transition(self.record.state, new.state)
+        bus = self._host.bus
+        event = bus.event(new, kind, at=at)
+
+        def committed(error: StoreError | None) -> None:
+            if error is None:
+                self.record = new
+                bus.deliver(event)
+                self._stop(started=True)
+                return
+            bus.abandon(event)
+            self._ending = False
+            if lost is not None:
+                lost(error)
+            else:
+                log.error("a job's outcome could not be stored", job_id=new.id, error=str(error))
+
+        self._ending = True
+        try:
+            store.transition_soon(new, event, committed)
+        except BaseException:
+            self._ending = False
+            bus.abandon(event)
+            raise
 
     async def _retry(self, error: ErrorInfo, delay: float) -> None:
         record = self.record
@@ -333,7 +392,7 @@ class JobActor:
         return new
 
     async def _on_progress(self, fraction: float, message: str | None) -> None:
-        if self.record.state is JobState.RUNNING:
+        if self.record.state is JobState.RUNNING and not self._ending:
             new = msgspec.structs.replace(self.record, progress=fraction)
             await self._change("progress", new, message=message)
 
