@@ -1,8 +1,10 @@
 """The SQLite store, the server's default: every accepted job, result and event survives a crash.
 
-Writes go through one connection in a worker thread, grouped: all the puts and transitions that
-arrive while a commit is in flight share the next transaction (``GroupCommit``), so durability
-costs one commit per batch rather than per write. The file is in WAL mode, so reads run on their
+Writes go through one connection on a writer thread of the store's own, grouped: all the puts and
+transitions that arrive while a commit is in flight share the next transaction (``BatchWriter``),
+so durability costs one commit per batch rather than per write. ``put`` and ``transition`` return
+once committed; ``transition_soon`` queues a transition and reports its commit later, on the event
+loop (write-behind, for a job's outcome). The file is in WAL mode, so reads run on their
 own connections in worker threads and never wait for the writer. ``synchronous=full`` (the
 default) makes each commit survive a power loss; ``normal`` survives a crash of the process but
 may lose the last commits if the machine itself goes down.

@@ -2,11 +2,14 @@
 
 Writes are queued from the event loop without yielding. The writer thread takes every write
 queued so far as one batch and commits it as one transaction, while the loop goes on queueing
-the next batch: committing and the loop's own work overlap, and a batch is as large as what
-arrived during the previous commit. When a batch is committed (or has failed), the thread hands
-it back to the event loop through a thread-safe call (``call_soon_threadsafe`` on asyncio, a
-``TrioToken`` on trio), which wakes every task waiting on that batch. A write is thus reported
-committed only on the loop, after its transaction committed.
+the next batch: committing and the loop's own work overlap. When a batch is committed (or has
+failed), the thread hands it back to the event loop through a thread-safe call
+(``call_soon_threadsafe`` on asyncio, a ``TrioToken`` on trio), which runs the batch's callbacks
+and wakes every task waiting on it; a write is thus reported committed only on the loop, after
+its transaction committed. The next batch starts only after the tasks just woken have had their
+turn (a second call, queued behind their wake-ups): a submitter's next put then joins it, rather
+than waiting out a commit of the few writes that happened to arrive first, so each commit (and
+its fsync) carries about a whole round of writers.
 
 Waiting is shielded from cancellation only once a cancellation arrives: a write that was queued
 completes (or fails) before its caller sees the cancellation, so the caller's in-memory state
@@ -38,9 +41,10 @@ class WriterClosed(Exception):
 
 
 class _Batch(Generic[Op]):
-    __slots__ = ("callbacks", "committed", "error", "ops")
+    __slots__ = ("callbacks", "committed", "done", "error", "ops")
 
     def __init__(self) -> None:
+        self.done = False
         self.ops: list[Op] = []
         self.callbacks: list[Committed] = []
         self.committed: anyio.Event | None = None
@@ -79,6 +83,7 @@ class BatchWriter(Generic[Op]):
     def start(self) -> None:
         """Start the writer thread, reporting to the event loop this is called on."""
         self._call_soon = loop_caller()
+        self._closing = False
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
@@ -107,7 +112,7 @@ class BatchWriter(Generic[Op]):
             if self._closing or self._thread is None:
                 raise WriterClosed
             batch = self._open
-            if not batch.ops:
+            if not batch.ops and self._in_flight is None:
                 self._wakeup.notify()
             batch.ops.append(op)
             return batch
@@ -124,7 +129,7 @@ class BatchWriter(Generic[Op]):
             self._closing = True
             last = self._open if self._open.ops else self._in_flight
             self._wakeup.notify()
-        if last is not None:
+        if last is not None and not last.done:
             if last.committed is None:
                 last.committed = anyio.Event()
             with anyio.CancelScope(shield=True):
@@ -136,7 +141,7 @@ class BatchWriter(Generic[Op]):
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._open.ops and not self._closing:
+                while (self._in_flight is not None or not self._open.ops) and not self._closing:
                     self._wakeup.wait()
                 if not self._open.ops:
                     return
@@ -160,9 +165,7 @@ class BatchWriter(Generic[Op]):
     def _committed(self, batch: _Batch[Op]) -> None:
         self.batches += 1
         self.ops += len(batch.ops)
-        with self._lock:
-            if self._in_flight is batch:
-                self._in_flight = None
+        batch.done = True
         error = batch.error
         for callback in batch.callbacks:
             try:
@@ -173,3 +176,12 @@ class BatchWriter(Generic[Op]):
                 log.exception("a commit callback failed")
         if batch.committed is not None:
             batch.committed.set()
+        # The next batch starts once the tasks just woken have run: their next writes (a
+        # submitter's next put) join it rather than wait a whole commit for the one after.
+        assert self._call_soon is not None
+        self._call_soon(self._settled)
+
+    def _settled(self) -> None:
+        with self._lock:
+            self._in_flight = None
+            self._wakeup.notify()
