@@ -30,7 +30,7 @@ from jobwarden.store.base import JobStore, WriteBehind, write_behind
 
 log = structlog.get_logger("jobwarden.job")
 Lost = Callable[[StoreError], None]
-"""Told when a job's outcome, queued write-behind, could not be stored."""
+"""Told when a job's change, queued write-behind, could not be stored."""
 
 _FINAL_KIND = {
     JobState.SUCCEEDED: "succeeded",
@@ -71,7 +71,10 @@ class Started(msgspec.Struct, frozen=True):
 
 
 class _Start:
-    __slots__ = ()
+    __slots__ = ("lost",)
+
+    def __init__(self, lost: Lost | None) -> None:
+        self.lost = lost
 
 
 class _Finish:
@@ -105,7 +108,6 @@ class _Progress:
 
 
 _Message = _Start | _Finish | _Cancel | _Progress | _Expire
-_START = _Start()
 
 
 class JobActor:
@@ -147,10 +149,15 @@ class JobActor:
         """The job's id."""
         return self.record.id
 
-    async def start(self) -> Started | None:
-        """Move queued -> running; None when the job is no longer queued (it was cancelled)."""
+    async def start(self, *, lost: Lost | None = None) -> Started | None:
+        """Move queued -> running; None when the job is no longer queued (it was cancelled).
+
+        The change is committed before this returns, unless the tool says
+        ``retry_on_interrupt`` and the store writes behind: a crash then runs the job again
+        anyway, so its tool need not wait for the commit (``lost`` is told if it fails).
+        """
         try:
-            started: Started | None = await self._mailbox.ask(_START)
+            started: Started | None = await self._mailbox.ask(_Start(lost))
         except ActorStopped:
             return None
         return started
@@ -227,8 +234,8 @@ class JobActor:
 
     async def _receive(self, message: _Message) -> Any:
         match message:
-            case _Start():
-                return await self._on_start()
+            case _Start(lost=lost):
+                return await self._on_start(lost)
             case _Finish(state=state, result=result, error=error, lost=lost):
                 await self._on_finish(state, result, error, lost)
             case _Cancel(reason=reason):
@@ -247,7 +254,7 @@ class JobActor:
         except ActorStopped:
             return
 
-    async def _on_start(self) -> Started | None:
+    async def _on_start(self, lost: Lost | None) -> Started | None:
         record = self.record
         if record.state is not JobState.QUEUED or self._args is None:
             return None
@@ -265,13 +272,40 @@ class JobActor:
         if left is not None and (limit is None or left < limit):
             limit, message = left, self._total_message()
         new = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=now)
-        await self._change("running", new, at=now)
+        store = write_behind(self._host.store) if self.tool.retry_on_interrupt else None
+        if store is None:
+            await self._change("running", new, at=now)
+        else:
+            self._start_behind(store, new, now, lost)
         self._ctx = ToolContext(
             job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
         )
         self._host.job_started(self)
         deadline = clock + limit if limit else math.inf
         return Started(ctx=self._ctx, args=self._args, deadline=deadline, timeout_message=message)
+
+    def _start_behind(
+        self, store: WriteBehind, new: JobRecord, at: datetime, lost: Lost | None
+    ) -> None:
+        """Queue the running change and go on: the event follows the commit, the record does not
+        wait for it (the job's outcome, queued after it, cannot commit before it)."""
+        check_transition(self.record.state, new.state)
+        bus = self._host.bus
+        event = bus.event(new, "running", at=at)
+
+        def committed(error: StoreError | None) -> None:
+            if error is None:
+                bus.deliver(event)
+                return
+            bus.abandon(event)
+            _report_lost(new, error, lost)
+
+        try:
+            store.transition_soon(new, event, committed)
+        except BaseException:
+            bus.abandon(event)
+            raise
+        self.record = new
 
     def attach_scope(self, scope: anyio.CancelScope) -> None:
         """The scope the tool call runs in; a cancel that came first applies to it at once."""
@@ -331,10 +365,7 @@ class JobActor:
                 return
             bus.abandon(event)
             self._ending = False
-            if lost is not None:
-                lost(error)
-            else:
-                log.error("a job's outcome could not be stored", job_id=new.id, error=str(error))
+            _report_lost(new, error, lost)
 
         self._ending = True
         try:
@@ -442,6 +473,13 @@ async def commit_change(
         bus.abandon(event)
         raise
     bus.deliver(event)
+
+
+def _report_lost(record: JobRecord, error: StoreError, lost: Lost | None) -> None:
+    if lost is not None:
+        lost(error)
+    else:
+        log.error("a job's change could not be stored", job_id=record.id, error=str(error))
 
 
 _RNG = random.Random()

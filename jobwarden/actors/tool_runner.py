@@ -91,8 +91,9 @@ class ToolRunner:
         """Run jobs until the scheduler closes; raise ``StoreError`` once an outcome is lost.
 
         A job's outcome is stored write-behind when the store allows it: the runner takes its
-        next job without waiting for that commit. Should the commit fail, the runner stops at
-        once, whatever it is doing, and raises the store's error like a failed awaited write.
+        next job without waiting for that commit (so is the running change of a tool that says
+        ``retry_on_interrupt``). Should such a commit fail, the runner stops at once, whatever
+        it is doing, and raises the store's error like a failed awaited write.
         """
         with self._guard:
             await self._serve()
@@ -114,7 +115,7 @@ class ToolRunner:
                     self.current = actor
                     bind_job(actor.record)
                     try:
-                        started = await actor.start()
+                        started = await actor.start(lost=self._lost)
                         if started is not None:
                             await self._execute(actor, started, scope)
                             if scope.cancel_called:

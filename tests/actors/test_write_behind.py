@@ -20,30 +20,39 @@ from jobwarden.store.sqlite_ops import Transition, WriteOp
 pytestmark = pytest.mark.anyio
 
 
-def _ends_a_job(ops: list[WriteOp]) -> bool:
-    return any(type(op) is Transition and op.job_row[2] is not None for op in ops)
+def _moves_to(ops: list[WriteOp], states: set[str]) -> bool:
+    return any(type(op) is Transition and op.job_row[0] in states for op in ops)
+
+
+ENDS = {"succeeded", "failed", "timed_out", "cancelled"}
 
 
 class HeldStore(SqliteStore):
-    """A SQLite store whose writer holds every batch that finishes a job until ``release``."""
+    """A SQLite store whose writer holds every batch moving a job to one of ``states`` until
+    ``gate`` is set."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, states: set[str] = ENDS) -> None:
         super().__init__(path)
+        self.states = states
         self.holding = threading.Event()
         self.gate = threading.Event()
 
     def _commit(self, ops: list[WriteOp]) -> None:
-        if _ends_a_job(ops):
+        if _moves_to(ops, self.states):
             self.holding.set()
             self.gate.wait()
         super()._commit(ops)
 
 
-class FullAtTheEnd(SqliteStore):
-    """A SQLite store whose disk fills up exactly when a job's outcome is to be written."""
+class FullAt(SqliteStore):
+    """A SQLite store whose disk fills up exactly when a job moves to one of ``states``."""
+
+    def __init__(self, path: Path, states: set[str] = ENDS) -> None:
+        super().__init__(path)
+        self.states = states
 
     def _commit(self, ops: list[WriteOp]) -> None:
-        if _ends_a_job(ops):
+        if _moves_to(ops, self.states):
             raise sqlite3.OperationalError("database or disk is full")
         super()._commit(ops)
 
@@ -58,6 +67,12 @@ def _leaky_plugin(contexts: list[ToolContext]) -> Plugin:
     @plugin.tool(timeout=5.0)
     async def keep(inp: TextIn, ctx: ToolContext) -> TextIn:
         """Return at once, keeping the context (as a tool leaking it to a late callback would)."""
+        contexts.append(ctx)
+        return inp
+
+    @plugin.tool(timeout=5.0, retry_on_interrupt=True)
+    async def again(inp: TextIn, ctx: ToolContext) -> TextIn:
+        """The same, from a tool that is safe to run again after a crash."""
         contexts.append(ctx)
         return inp
 
@@ -99,7 +114,7 @@ async def test_a_jobs_end_is_seen_only_once_committed(tmp_path: Path) -> None:
 async def test_a_lost_write_behind_outcome_stops_the_supervisor(tmp_path: Path) -> None:
     """A terminal commit that fails stops the supervisor with SupervisorCrashed, as an awaited
     one does."""
-    store = FullAtTheEnd(tmp_path / "jobs.db")
+    store = FullAt(tmp_path / "jobs.db")
     contexts: list[ToolContext] = []
     with pytest.raises(SupervisorCrashed, match=r"the job store failed: .*disk is full") as info:
         async with Supervisor(
@@ -109,3 +124,49 @@ async def test_a_lost_write_behind_outcome_stops_the_supervisor(tmp_path: Path) 
             with anyio.fail_after(10):
                 await sup.wait(record.id)
     assert isinstance(info.value.__cause__, StoreError)
+
+
+async def test_a_tool_runs_only_once_its_running_state_is_committed(tmp_path: Path) -> None:
+    """While the running commit is held, a tool without retry_on_interrupt is not called."""
+    store = HeldStore(tmp_path / "jobs.db", {"running"})
+    contexts: list[ToolContext] = []
+    async with Supervisor(plugins=[_leaky_plugin(contexts)], store=store) as sup:
+        record = await sup.submit("leaky.keep", {"text": "hi"})
+        await anyio.to_thread.run_sync(store.holding.wait)
+        await anyio.wait_all_tasks_blocked()
+        assert contexts == []
+        store.gate.set()
+        assert (await sup.wait(record.id)).state is JobState.SUCCEEDED
+    assert len(contexts) == 1
+
+
+async def test_a_retry_on_interrupt_tool_runs_before_its_running_commit(tmp_path: Path) -> None:
+    """A tool that is safe to run again after a crash starts without waiting for its running
+    commit; subscribers still see the running event only once it is committed, then the rest."""
+    store = HeldStore(tmp_path / "jobs.db", {"running"})
+    contexts: list[ToolContext] = []
+    async with Supervisor(plugins=[_leaky_plugin(contexts)], store=store) as sup:
+        record = await sup.submit("leaky.again", {"text": "hi"})
+        async with sup.subscribe(job_id=record.id) as events:
+            first = await events.__anext__()
+            await anyio.to_thread.run_sync(store.holding.wait)
+            await anyio.wait_all_tasks_blocked()
+            assert len(contexts) == 1
+            assert (await sup.get(record.id)).state is JobState.RUNNING
+            store.gate.set()
+            kinds = [event.type.rsplit(".", 1)[1] async for event in events]
+    assert first.type.endswith(".queued")
+    assert kinds == ["running", "succeeded"]
+
+
+async def test_a_lost_write_behind_running_state_stops_the_supervisor(tmp_path: Path) -> None:
+    """A running commit that fails for a retry_on_interrupt tool stops the supervisor too."""
+    store = FullAt(tmp_path / "jobs.db", {"running"})
+    contexts: list[ToolContext] = []
+    with pytest.raises(SupervisorCrashed, match=r"the job store failed: .*disk is full"):
+        async with Supervisor(
+            plugins=[_leaky_plugin(contexts)], store=store, max_restarts=100
+        ) as sup:
+            record = await sup.submit("leaky.again", {"text": "never started"})
+            with anyio.fail_after(10):
+                await sup.wait(record.id)
