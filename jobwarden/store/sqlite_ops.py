@@ -1,19 +1,19 @@
 """The SQLite store's writes: each op is encoded on the caller's side, applied in a batch by the
 writer thread, and the batch commits as one transaction (or rolls back as one).
 
-Rows go in as multi-row statements, a power-of-two slice of rows each, rather than one step per
-row: Python's sqlite3 releases and retakes the GIL around every step, and a writer thread that
-must retake it hundreds of times per batch while the event loop is busy waits for it each time.
-A job changed twice in one batch (running, then finished) is updated once, to its last record;
-every event is kept.
+Rows go in as multi-row statements of ``ROWS_PER_STATEMENT`` rows each (the last one padded with
+rows of NULLs, which the statement skips), rather than one step per row: Python's sqlite3
+releases and retakes the GIL around every step, and a writer thread that must retake it hundreds
+of times per batch while the event loop is busy waits for it each time. One fixed statement per
+table also stays in the connection's statement cache. A job changed twice in one batch (running,
+then finished) is updated once, to its last record; every event is kept.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from functools import cache
 
 import msgspec
 
@@ -22,24 +22,31 @@ from jobwarden.records import JobEvent, JobRecord
 
 _encode = msgspec.json.Encoder().encode
 
-_INSERT_JOBS = (
-    "INSERT INTO jobs (seq, id, tool, plugin, state, owner, idempotency, record, finished_at)"
-    " VALUES "
-)
-_JOB_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+ROWS_PER_STATEMENT = 64  # 64 job rows are 576 parameters: under the oldest SQLite's 999
+_JOB_COLUMNS = "seq, id, tool, plugin, state, owner, idempotency, record, finished_at"
 _INSERT_KEYED_JOB = (
-    _INSERT_JOBS
-    + _JOB_VALUES
-    + " ON CONFLICT (idempotency) WHERE idempotency IS NOT NULL DO NOTHING"
+    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (idempotency) WHERE idempotency IS NOT NULL DO NOTHING"
+)
+
+
+def _rows(width: int) -> str:
+    row = f"({', '.join(['?'] * width)})"
+    return ", ".join([row] * ROWS_PER_STATEMENT)
+
+
+# Padding rows are all NULL: an id (column2 of a job row, column4 of an update) is never NULL.
+_INSERT_JOBS = (
+    f"INSERT INTO jobs ({_JOB_COLUMNS}) SELECT * FROM (VALUES {_rows(9)}) WHERE column2 IS NOT NULL"
 )
 _UPDATE_JOBS = (
     "UPDATE jobs SET state = v.column1, record = v.column2, finished_at = v.column3"
-    " FROM (VALUES {}) AS v WHERE jobs.id = v.column4"
+    f" FROM (VALUES {_rows(4)}) AS v WHERE jobs.id = v.column4"
 )
-_UPDATE_VALUES = "(?, ?, ?, ?)"
-_INSERT_EVENTS = "INSERT INTO events (offset, job_id, tool, body) VALUES "
-_EVENT_VALUES = "(?, ?, ?, ?)"
-ROWS_PER_STATEMENT = 64  # a power of two; 64 job rows are 576 parameters
+_INSERT_EVENTS = (
+    "INSERT INTO events (offset, job_id, tool, body)"
+    f" SELECT * FROM (VALUES {_rows(4)}) WHERE column1 IS NOT NULL"
+)
 
 # Retention's reads, each one index range (tests check the plans). Only finished jobs have a
 # finished_at, so the time query needs no state condition (which would make SQLite pick
@@ -123,11 +130,10 @@ def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> tuple[int | None,
                 events.append(op.event_row)
             elif type(op) is Purge:
                 purges.append(op)
-        _in_slices(db, _insert_jobs_sql, plain)
+        _in_slices(db, _INSERT_JOBS, 9, plain)
         # The last record of each job: UPDATE ... FROM takes an arbitrary one of duplicate rows.
-        latest = list({row[3]: row for row in updates}.values())
-        _in_slices(db, _update_sql, latest)
-        _in_slices(db, _insert_events_sql, events)
+        _in_slices(db, _UPDATE_JOBS, 4, list({row[3]: row for row in updates}.values()))
+        _in_slices(db, _INSERT_EVENTS, 4, events)
         for purge in purges:
             purge.removed = _purge(db, purge)
         db.execute("COMMIT")
@@ -141,32 +147,15 @@ def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> tuple[int | None,
     return min(written), max(written)
 
 
-@cache
-def _insert_jobs_sql(rows: int) -> str:
-    return _INSERT_JOBS + ", ".join([_JOB_VALUES] * rows)
-
-
-@cache
-def _insert_events_sql(rows: int) -> str:
-    return _INSERT_EVENTS + ", ".join([_EVENT_VALUES] * rows)
-
-
-@cache
-def _update_sql(rows: int) -> str:
-    return _UPDATE_JOBS.format(", ".join([_UPDATE_VALUES] * rows))
-
-
 def _in_slices(
-    db: sqlite3.Connection, sql: Callable[[int], str], rows: Sequence[tuple[object, ...]]
+    db: sqlite3.Connection, sql: str, width: int, rows: Sequence[tuple[object, ...]]
 ) -> None:
-    """Run ``sql(n)`` (a statement taking n rows) over ``rows``, in power-of-two slices."""
-    start, left, size = 0, len(rows), ROWS_PER_STATEMENT
-    while left:
-        while size > left:
-            size //= 2
-        db.execute(sql(size), [value for row in rows[start : start + size] for value in row])
-        start += size
-        left -= size
+    """Run ``sql`` (taking ``ROWS_PER_STATEMENT`` rows of ``width`` values) over ``rows``."""
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        params = [value for row in chunk for value in row]
+        params += [None] * (width * (ROWS_PER_STATEMENT - len(chunk)))
+        db.execute(sql, params)
 
 
 def _purge(db: sqlite3.Connection, op: Purge) -> int:
