@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 import anyio
 import msgspec
-import structlog
 
 from jobwarden.actors.event_bus import EventBus
 from jobwarden.actors.mailbox import Mailbox
@@ -28,7 +27,6 @@ from jobwarden.plugins.tool import Tool
 from jobwarden.records import JobRecord
 from jobwarden.store.base import JobStore, WriteBehind, write_behind
 
-log = structlog.get_logger("jobwarden.job")
 Lost = Callable[[StoreError], None]
 """Told when a job's change, queued write-behind, could not be stored."""
 
@@ -153,8 +151,8 @@ class JobActor:
         """Move queued -> running; None when the job is no longer queued (it was cancelled).
 
         The change is committed before this returns, unless the tool says
-        ``retry_on_interrupt`` and the store writes behind: a crash then runs the job again
-        anyway, so its tool need not wait for the commit (``lost`` is told if it fails).
+        ``retry_on_interrupt``, the store writes behind and ``lost`` is given (to be told if the
+        commit fails): a crash runs such a job again anyway, so its tool need not wait.
         """
         try:
             started: Started | None = await self._mailbox.ask(_Start(lost))
@@ -172,9 +170,9 @@ class JobActor:
     ) -> None:
         """Move running -> a terminal ``state`` with the run's result or error.
 
-        With a write-behind store this returns once the change is queued: the record, the
-        subscribers and the job's waiters see it when it is committed. ``lost`` is told if that
-        commit fails (the record then stays running); without it the failure is logged.
+        Returns once the change is committed; but given ``lost`` (to be told if the commit
+        fails, the record then staying running) and a write-behind store, once it is queued:
+        the record, the subscribers and the job's waiters see it when it is committed.
         """
         await self._mailbox.ask(_Finish(state, result, error, lost))
 
@@ -272,8 +270,8 @@ class JobActor:
         if left is not None and (limit is None or left < limit):
             limit, message = left, self._total_message()
         new = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=now)
-        store = write_behind(self._host.store) if self.tool.retry_on_interrupt else None
-        if store is None:
+        store = write_behind(self._host.store)
+        if store is None or lost is None or not self.tool.retry_on_interrupt:
             await self._change("running", new, at=now)
         else:
             self._start_behind(store, new, now, lost)
@@ -284,9 +282,7 @@ class JobActor:
         deadline = clock + limit if limit else math.inf
         return Started(ctx=self._ctx, args=self._args, deadline=deadline, timeout_message=message)
 
-    def _start_behind(
-        self, store: WriteBehind, new: JobRecord, at: datetime, lost: Lost | None
-    ) -> None:
+    def _start_behind(self, store: WriteBehind, new: JobRecord, at: datetime, lost: Lost) -> None:
         """Queue the running change and go on: the event follows the commit, the record does not
         wait for it (the job's outcome, queued after it, cannot commit before it)."""
         check_transition(self.record.state, new.state)
@@ -298,7 +294,7 @@ class JobActor:
                 bus.deliver(event)
                 return
             bus.abandon(event)
-            _report_lost(new, error, lost)
+            lost(error)
 
         try:
             store.transition_soon(new, event, committed)
@@ -343,14 +339,14 @@ class JobActor:
             self.record, state=state, result=result, error=error, finished_at=now
         )
         store = write_behind(self._host.store)
-        if store is None:
+        if store is None or lost is None:
             await self._change(_FINAL_KIND[state], new, at=now)
             self._stop(started=True)
         else:
             self._end_behind(store, new, _FINAL_KIND[state], now, lost)
 
     def _end_behind(
-        self, store: WriteBehind, new: JobRecord, kind: str, at: datetime, lost: Lost | None
+        self, store: WriteBehind, new: JobRecord, kind: str, at: datetime, lost: Lost
     ) -> None:
         """Queue the terminal change; it takes effect (record, event, waiters) once committed."""
         check_transition(self.record.state, new.state)
@@ -365,7 +361,7 @@ class JobActor:
                 return
             bus.abandon(event)
             self._ending = False
-            _report_lost(new, error, lost)
+            lost(error)
 
         self._ending = True
         try:
@@ -473,13 +469,6 @@ async def commit_change(
         bus.abandon(event)
         raise
     bus.deliver(event)
-
-
-def _report_lost(record: JobRecord, error: StoreError, lost: Lost | None) -> None:
-    if lost is not None:
-        lost(error)
-    else:
-        log.error("a job's change could not be stored", job_id=record.id, error=str(error))
 
 
 _RNG = random.Random()

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import msgspec
 import pytest
 
@@ -114,7 +115,7 @@ async def test_a_jobs_end_is_seen_only_once_committed(tmp_path: Path) -> None:
 async def test_a_lost_write_behind_outcome_stops_the_supervisor(tmp_path: Path) -> None:
     """A terminal commit that fails stops the supervisor with SupervisorCrashed, as an awaited
     one does."""
-    store = FullAt(tmp_path / "jobs.db")
+    store = FullAt(tmp_path / "jobs.db", {"succeeded"})
     contexts: list[ToolContext] = []
     with pytest.raises(SupervisorCrashed, match=r"the job store failed: .*disk is full") as info:
         async with Supervisor(
@@ -170,3 +171,32 @@ async def test_a_lost_write_behind_running_state_stops_the_supervisor(tmp_path: 
             record = await sup.submit("leaky.again", {"text": "never started"})
             with anyio.fail_after(10):
                 await sup.wait(record.id)
+
+
+async def test_a_job_cut_off_at_shutdown_reaches_subscribers_cancelled(tmp_path: Path) -> None:
+    """A job the supervisor's exit cancels is committed before the subscriptions end, so a
+    subscriber still gets its cancelled event (that outcome is not written behind)."""
+    plugin = Plugin("blocking", version="1.0.0")
+    began = anyio.Event()
+
+    @plugin.tool(timeout=60.0)
+    async def block(inp: TextIn, ctx: ToolContext) -> TextIn:
+        """Wait until cancelled."""
+        began.set()
+        await anyio.sleep_forever()
+        return inp
+
+    kinds: list[str] = []
+    store = SqliteStore(tmp_path / "jobs.db")
+    supervisor = Supervisor(plugins=[plugin], store=store, shutdown_grace_s=0)
+    async with anyio.create_task_group() as tg, supervisor as sup:
+        record = await sup.submit("blocking.block", {"text": "cut off"})
+
+        async def collect(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            async with sup.subscribe(job_id=record.id) as events:
+                task_status.started()
+                kinds.extend([event.type.rsplit(".", 1)[1] async for event in events])
+
+        await tg.start(collect)
+        await began.wait()
+    assert kinds == ["queued", "running", "cancelled"]
