@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
-import sniffio
 import structlog
 
 from jobwarden.store.group_commit import StoreStatistics
@@ -53,11 +52,12 @@ class _Batch(Generic[Op]):
 
 def loop_caller() -> LoopCall:
     """A function any thread may call to run a callback soon on the current event loop."""
-    if sniffio.current_async_library() == "trio":
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:  # no asyncio loop here: anyio's other backend, trio
         import trio
 
         return trio.lowlevel.current_trio_token().run_sync_soon
-    return asyncio.get_running_loop().call_soon_threadsafe
 
 
 class BatchWriter(Generic[Op]):
