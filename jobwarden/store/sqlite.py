@@ -41,6 +41,8 @@ _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
 _WRITE_NAMES: dict[type[WriteOp], str] = {Put: "put", Transition: "transition", Purge: "purge"}
 
+MIN_SQLITE = (3, 33, 0)  # batched updates are UPDATE ... FROM (VALUES ...)
+
 
 class SqliteStore:
     """Jobs and events in one SQLite file; see the module docstring for the write path."""
@@ -82,6 +84,12 @@ class SqliteStore:
         self._commits.start()
 
     def _open(self) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            needs = ".".join(map(str, MIN_SQLITE))
+            raise StoreError(
+                f"the SQLite job store needs SQLite {needs} or newer (for UPDATE ... FROM);"
+                f" this Python's sqlite3 module has {sqlite3.sqlite_version}"
+            )
         self._check_directory()
         self._lock = _lock_exclusively(self.path)
         try:

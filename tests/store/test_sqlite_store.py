@@ -72,6 +72,17 @@ async def test_everything_survives_a_reopen(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_an_old_sqlite_library_is_refused_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Python whose sqlite3 library is older than the batched writes need stops at open."""
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(StoreError, match=r"needs SQLite 3\.33\.0 or newer .* has 3\.31\.1"):
+        await SqliteStore(tmp_path / "jobs.db").open()
+    assert not (tmp_path / "jobs.db").exists()
+
+
 async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
     """Many puts in flight at once are committed in far fewer transactions than writes."""
     jobs = Jobs()
