@@ -4,8 +4,11 @@ Every job must succeed and one subscriber must count all 3N events, as in ``thro
 durable store ``submit`` returns only once the job is committed, so the jobs are submitted two
 ways: (a) by C concurrent submitter tasks (like C HTTP clients; their writes share commits), the
 figure the target is judged on, and (b) by one serial loop, which measures a commit's latency
-rather than the store's throughput. Each SQLite run gets a new file in a fresh temporary
-directory, deleted afterwards; the file is read back after the run to check every job succeeded.
+rather than the store's throughput. One more row (a) runs the same echo declared
+``retry_on_interrupt=True`` (``restartable.echo``, not the target's figure): the SQLite store then
+writes its running state behind instead of waiting for it before the tool is called. Each SQLite
+run gets a new file in a fresh temporary directory, deleted afterwards; the file is read back
+after the run to check every job succeeded.
 
     .venv/bin/python -m benchmarks.store_throughput [--jobs 50000] [--submitters 64]
         [--serial-jobs 5000] [--rounds 5] [--backend trio] [--uvloop]
@@ -23,14 +26,25 @@ import anyio
 from anyio.abc import TaskStatus
 
 from benchmarks import harness
-from jobwarden import JobStore, MemoryStore, Supervisor, builtin
+from jobwarden import JobStore, MemoryStore, Plugin, Supervisor, ToolContext, builtin
+from jobwarden.plugins.builtin import EchoIn, EchoOut
 from jobwarden.store.sqlite import SqliteStore, Synchronous
 
 TOOL = "builtin.echo"
+RESTARTABLE_TOOL = "restartable.echo"
 DESCRIPTION = "Throughput of N builtin.echo jobs on the SQLite store beside the memory store."
 SYNCHRONOUS: dict[str, Synchronous] = {"sqlite full": "full", "sqlite normal": "normal"}
 STORES = ("memory", *SYNCHRONOUS)
 TARGET_STORE = "sqlite full"
+RESTARTABLE = "sqlite full, restartable.echo"
+
+restartable = Plugin("restartable", version="1.0.0")
+
+
+@restartable.tool(timeout=10.0, retry_on_interrupt=True)
+async def echo(inp: EchoIn, ctx: ToolContext) -> EchoOut:
+    """builtin.echo, declared safe to run again after a crash."""
+    return EchoOut(text=inp.text)
 
 
 async def _count_events(
@@ -44,12 +58,14 @@ async def _count_events(
                 return
 
 
-async def _submit(sup: Supervisor, jobs: int) -> None:
+async def _submit(sup: Supervisor, tool: str, jobs: int) -> None:
     for _ in range(jobs):
-        await sup.submit(TOOL, {"text": "hi"})
+        await sup.submit(tool, {"text": "hi"})
 
 
-async def run_jobs(store: JobStore, jobs: int, submitters: int) -> harness.Figures:
+async def run_jobs(
+    store: JobStore, jobs: int, submitters: int, tool: str = TOOL
+) -> harness.Figures:
     """Jobs/s from creating the Supervisor to its shutdown, all jobs done and all events seen.
 
     Also CPU per job: of the event loop's thread alone, and of the whole process (the loop plus
@@ -62,17 +78,17 @@ async def run_jobs(store: JobStore, jobs: int, submitters: int) -> harness.Figur
     # max_queued=N and a 3N subscriber buffer: with the memory store nothing yields while
     # submitting, so every job and queued event is buffered before anything runs.
     async with Supervisor(
-        plugins=[builtin], store=store, max_queued=jobs, subscriber_buffer=3 * jobs
+        plugins=[builtin, restartable], store=store, max_queued=jobs, subscriber_buffer=3 * jobs
     ) as sup:
         async with anyio.create_task_group() as tg:
             await tg.start(_count_events, sup, 3 * jobs, seen)
             for index in range(submitters):
-                tg.start_soon(_submit, sup, share + (index < extra))
+                tg.start_soon(_submit, sup, tool, share + (index < extra))
         stats = sup.statistics()
         emitted = (await sup.store.event_bounds()).last
     elapsed = time.perf_counter() - began
     loop_cpu, cpu = time.thread_time() - loop_cpu, time.process_time() - cpu
-    metrics = sup.registry.metrics(TOOL)
+    metrics = sup.registry.metrics(tool)
     if seen[0] != 3 * jobs or emitted != 3 * jobs:
         raise RuntimeError(f"{emitted} events emitted, {seen[0]} seen; expected {3 * jobs}")
     if (metrics.calls, metrics.successes, stats.queued, stats.running) != (jobs, jobs, 0, 0):
@@ -100,7 +116,10 @@ def _check_file(path: Path, jobs: int) -> None:
 def measure(
     kind: str, jobs: int, submitters: int, *, backend: str, uvloop: bool
 ) -> harness.Figures:
-    """One run of ``jobs`` jobs on a new store of ``kind`` (see ``STORES``)."""
+    """One run of ``jobs`` jobs on a new store of ``kind`` (see ``STORES``, and ``RESTARTABLE``)."""
+    tool = TOOL
+    if kind == RESTARTABLE:
+        kind, tool = TARGET_STORE, RESTARTABLE_TOOL
     if kind == "memory":
         return harness.run(
             run_jobs, MemoryStore(), jobs, submitters, backend=backend, uvloop=uvloop
@@ -108,7 +127,9 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="jobwarden-bench-") as folder:
         path = Path(folder) / "jobs.db"
         store = SqliteStore(path, synchronous=SYNCHRONOUS[kind])
-        figures = harness.run(run_jobs, store, jobs, submitters, backend=backend, uvloop=uvloop)
+        figures = harness.run(
+            run_jobs, store, jobs, submitters, tool, backend=backend, uvloop=uvloop
+        )
         _check_file(path, jobs)
     counts = store.statistics()
     return figures | {
@@ -139,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     concurrent = f"{submitters} submitters"
     candidates = {f"{kind}, {concurrent}": candidate(kind, jobs, submitters) for kind in STORES}
+    candidates[f"{RESTARTABLE}, {concurrent}"] = candidate(RESTARTABLE, jobs, submitters)
     candidates |= {f"{kind}, serial": candidate(kind, serial, 1) for kind in STORES}
     small = min(jobs, 2_000)
     warmup = {kind: candidate(kind, small, min(submitters, small)) for kind in STORES}
@@ -188,12 +210,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"synchronous=normal (not a target), (a): {versus_memory('sqlite normal', concurrent)}"
     )
     report.note(
+        f"{RESTARTABLE_TOOL} (not the target's figure): builtin.echo declared"
+        " retry_on_interrupt=True, so its running state is written behind rather than committed"
+        " before the tool is called (a crash runs such a job again either way), (a):"
+        f" {versus_memory(RESTARTABLE, concurrent)}"
+    )
+    report.note(
         "CPU: event loop = the loop's thread alone; process = all threads (SQLite's writer and"
         " readers included); loop idle = share of the wall time the loop's thread used no CPU"
         " (waiting on a commit in flight, or descheduled by other load)"
     )
     report.note(
-        "each job is 3 writes (put, running, succeeded); commits include the retention sweep's"
+        "each job is 3 writes (put, running, succeeded); the put and (for builtin.echo) the running"
+        " state are awaited, the outcome is written behind; commits include the retention sweep's"
         " one purge at start; timed: Supervisor start (schema creation included) to shutdown"
     )
     report.note(

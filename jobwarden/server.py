@@ -56,6 +56,12 @@ class ServeOptions(msgspec.Struct, frozen=True):
     retention_age_s: float = 7 * 24 * 3600.0
     retention_jobs: int = 1_000_000
     tracing: bool = False
+    concurrency: int = 64
+    allowed_origins: tuple[str, ...] = ()
+
+
+class ListenError(Exception):
+    """The server cannot listen where it was told to (the port is taken, say)."""
 
 
 class ConfigError(Exception):
@@ -214,22 +220,34 @@ async def serve(options: ServeOptions) -> None:
             "NO API KEYS CONFIGURED: the API is open to anyone who can reach it",
             host=options.host,
         )
-    settings = ServerSettings(max_body_bytes=options.max_body_bytes)
+    settings = ServerSettings(
+        max_body_bytes=options.max_body_bytes,
+        allowed_origins=frozenset(origin for origin in options.allowed_origins if origin),
+    )
     provider = tracer_provider(options)  # the SDK shuts it down, exporting all, at exit
     tracer = provider.get_tracer("jobwarden") if provider is not None else None
     async with Supervisor(
-        registry=registry, store=store, retention=retention(options), tracer=tracer
+        registry=registry,
+        store=store,
+        retention=retention(options),
+        tracer=tracer,
+        concurrency=options.concurrency,
     ) as sup:
         runner = web.AppRunner(create_app(sup, settings, keys), access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, options.host, options.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                where = f"{options.host}:{options.port}"
+                raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
             # Everything made so far (modules, plugins, the runners and their tasks) lives as
             # long as the server: leave it out of the cyclic collector's full passes, which
             # otherwise walk it again and again under load (p99 of a submit: ~17 ms -> ~4 ms).
             gc.freeze()
-            log.info("serving", url=f"http://{options.host}:{options.port}", store=options.store)
+            url = f"http://{options.host}:{options.port}"
+            log.info("serving", url=url, dashboard=url + "/", store=options.store)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     log.info("stopping", signal=signal.Signals(signum).name)

@@ -13,6 +13,7 @@ import msgspec
 from jobwarden import JobState, Plugin, ToolContext
 from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord
+from jobwarden.store.base import JobPage, JobQuery
 from jobwarden.store.memory import MemoryStore
 
 
@@ -171,12 +172,24 @@ class PausingStore(MemoryStore):
 
 
 class FullStore(MemoryStore):
-    """A memory store that fails puts or transitions with StoreError while ``full`` is set."""
+    """A memory store that fails puts, transitions into ``fail_state``, or (``unreadable``)
+    reads of records with StoreError."""
 
     def __init__(self, *, fail_puts: bool = False, fail_state: JobState | None = None) -> None:
         super().__init__()
         self.fail_puts = fail_puts
         self.fail_state = fail_state
+        self.unreadable = False
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        if self.unreadable:
+            raise StoreError("the job store at redis://r:6379/0 could not be read: lost")
+        return await super().get(job_id)
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        if self.unreadable:
+            raise StoreError("the job store at redis://r:6379/0 could not be read: lost")
+        return await super().list_jobs(query)
 
     async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
         if self.fail_puts:

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import redis
@@ -56,6 +57,65 @@ def private_redis(*options: str) -> Iterator[tuple[subprocess.Popen[bytes], str]
     finally:
         process.kill()
         process.wait()
+
+
+class RestartableRedis:
+    """A redis-server of a test's own that can be stopped and started again on the same port,
+    its data kept in an append-only file written before each write is answered."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            self.port: int = sock.getsockname()[1]
+        self.url = f"redis://{HOST}:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it (again), reloading what it held, and return once it answers."""
+        durable = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(self._folder))
+        self._process = subprocess.Popen(
+            [_server(), *_options(self.port), *durable],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_answering(self.port)
+
+    def stop(self) -> None:
+        """Shut it down (SIGTERM: the file is complete) and wait until it has exited."""
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait()
+            self._process = None
+
+    def pause_writes(self) -> None:
+        """Make it hold every write (CLIENT PAUSE WRITE) until ``unpause``; reads still answer."""
+        with redis.Redis(host=HOST, port=self.port, db=0) as client:
+            client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+
+    def unpause(self) -> None:
+        """Let the held writes through."""
+        with redis.Redis(host=HOST, port=self.port, db=0) as client:
+            client.execute_command("CLIENT", "UNPAUSE")
+
+    def kill(self) -> None:
+        """Kill it if it runs."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
+@contextmanager
+def restartable_redis(folder: Path) -> Iterator[RestartableRedis]:
+    """A started ``RestartableRedis`` keeping its files in ``folder``, killed afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    server = RestartableRedis(folder)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 def _server() -> str:

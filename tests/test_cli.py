@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 
 import pytest
 
+from jobwarden import Supervisor
 from jobwarden.cli import main
+from jobwarden.cli.local_commands import serve_command
+from jobwarden.server import ServeOptions
 
 
 def test_scan_command_is_clean_on_the_package(capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,3 +43,22 @@ def test_module_entry_point() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("argv", [["--concurrency", "0"], ["--concurrency", "many"]])
+def test_serve_refuses_a_concurrency_below_one(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`serve --concurrency` takes a whole number of at least 1; anything else exits 2 naming it."""
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", *argv])
+    assert caught.value.code == 2
+    assert "--concurrency" in capsys.readouterr().err
+
+
+def test_serve_concurrency_defaults_to_the_supervisors() -> None:
+    """Without --concurrency, serve starts as many ToolRunners as a Supervisor does by default."""
+    default = inspect.signature(Supervisor).parameters["concurrency"].default
+    option = next(p for p in serve_command.params if p.name == "concurrency")
+    assert option.default == default
+    assert ServeOptions().concurrency == default

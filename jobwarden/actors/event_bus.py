@@ -99,6 +99,11 @@ class EventBus:
             offset += 1
         self._deliver_next = offset
 
+    def publish(self, event: JobEvent) -> None:
+        """Fan out an event a cluster node read from the shared log (already in offset order)."""
+        for sub in self._subscribers:
+            sub.offer(event)
+
     def _fan_out(self, event: JobEvent | None) -> None:
         if event is None:
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -19,12 +20,17 @@ import msgspec
 from jobwarden.actors.event_bus import EventBus
 from jobwarden.actors.mailbox import Mailbox
 from jobwarden.actors.states import JobState, check_transition
-from jobwarden.errors import ActorStopped, ErrorInfo, JobFinished, OutcomeType
+from jobwarden.errors import ActorStopped, ErrorInfo, JobFinished, OutcomeType, StoreError
 from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool
 from jobwarden.records import JobRecord
-from jobwarden.store.base import JobStore
+from jobwarden.store.base import JobStore, WriteBehind, write_behind
+from jobwarden.store.shared import SharedStore, Verdict
+
+CANCEL_REASON = "cancelled before it started"
+Lost = Callable[[StoreError], None]
+"""Told when a job's change, queued write-behind, could not be stored."""
 
 _FINAL_KIND = {
     JobState.SUCCEEDED: "succeeded",
@@ -34,12 +40,23 @@ _FINAL_KIND = {
 }
 
 
+class Superseded(Exception):
+    """The stored job moved on without this node (a cluster's compare-and-set write failed): the
+    job was cancelled or taken over elsewhere, and this node must let it go."""
+
+
+class AtCap(Exception):
+    """The job cannot start yet: its tool is at its concurrency cap on the cluster."""
+
+
 class JobHost(Protocol):
-    """What a job actor needs from the runtime that holds it."""
+    """What a job actor needs from the runtime that holds it; ``shared`` is set on a cluster
+    node, whose writes are compare-and-set."""
 
     store: JobStore
     bus: EventBus
     registry: PluginRegistry
+    shared: SharedStore | None
 
     def job_started(self, actor: JobActor) -> None:
         """The job entered running."""
@@ -49,6 +66,15 @@ class JobHost(Protocol):
 
     def job_retrying(self, actor: JobActor, delay: float) -> None:
         """The job's attempt failed and it is queued again: admit it after ``delay`` seconds."""
+
+    def job_dropped(self, actor: JobActor, *, started: bool) -> None:
+        """The job was superseded elsewhere: forget it without counting an outcome."""
+
+    def job_at_cap(self, actor: JobActor, generation: int) -> None:
+        """The job could not start (``AtCap``); ``generation`` was read before it tried."""
+
+    def cap_generation(self, tool: str) -> int:
+        """A counter of ``tool``'s slots seen freed on the cluster."""
 
 
 class Started(msgspec.Struct, frozen=True, gc=False):
@@ -66,14 +92,19 @@ class Started(msgspec.Struct, frozen=True, gc=False):
 
 
 class _Start:
-    __slots__ = ()
+    __slots__ = ("lost",)
+
+    def __init__(self, lost: Lost | None) -> None:
+        self.lost = lost
 
 
 class _Finish:
-    __slots__ = ("error", "result", "state")
+    __slots__ = ("error", "lost", "result", "state")
 
-    def __init__(self, state: JobState, result: Any, error: ErrorInfo | None) -> None:
-        self.state, self.result, self.error = state, result, error
+    def __init__(
+        self, state: JobState, result: Any, error: ErrorInfo | None, lost: Lost | None
+    ) -> None:
+        self.state, self.result, self.error, self.lost = state, result, error, lost
 
 
 class _Cancel:
@@ -98,7 +129,6 @@ class _Progress:
 
 
 _Message = _Start | _Finish | _Cancel | _Progress | _Expire
-_START = _Start()
 
 
 class JobActor:
@@ -108,6 +138,7 @@ class JobActor:
         "_args",
         "_ctx",
         "_done",
+        "_ending",
         "_host",
         "_mailbox",
         "_scope",
@@ -126,6 +157,9 @@ class JobActor:
         self._scope: anyio.CancelScope | None = None
         self._ctx: ToolContext | None = None
         self._done: anyio.Event | None = None
+        # True while the terminal transition is queued write-behind: the job has its outcome and
+        # takes no other change, though its record says running until the commit lands.
+        self._ending = False
         # Set by the supervisor when the tool has a queue timeout: the anyio time by which an
         # attempt must start, and the key of the deadline entry that enforces it.
         self.queue_deadline = math.inf
@@ -136,19 +170,38 @@ class JobActor:
         """The job's id."""
         return self.record.id
 
-    async def start(self) -> Started | None:
-        """Move queued -> running; None when the job is no longer queued (it was cancelled)."""
+    async def start(self, *, lost: Lost | None = None) -> Started | None:
+        """Move queued -> running; None when the job is no longer queued (it was cancelled).
+
+        The change is committed before this returns, unless the tool says
+        ``retry_on_interrupt``, the store writes behind and ``lost`` is given (to be told if the
+        commit fails): a crash runs such a job again anyway, so its tool need not wait.
+        """
         try:
-            started: Started | None = await self._mailbox.ask(_START)
+            started: Started | None = await self._mailbox.ask(_Start(lost))
         except ActorStopped:
             return None
         return started
 
     async def finish(
-        self, state: JobState, result: Any = None, error: ErrorInfo | None = None
+        self,
+        state: JobState,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+        *,
+        lost: Lost | None = None,
     ) -> None:
-        """Move running -> a terminal ``state`` with the run's result or error."""
-        await self._mailbox.ask(_Finish(state, result, error))
+        """Move running -> a terminal ``state`` with the run's result or error.
+
+        Returns once the change is committed; but given ``lost`` (to be told if the commit
+        fails, the record then staying running) and a write-behind store, once it is queued:
+        the record, the subscribers and the job's waiters see it when it is committed. Nothing
+        happens when the job was dropped (superseded on another node of a cluster).
+        """
+        try:
+            await self._mailbox.ask(_Finish(state, result, error, lost))
+        except ActorStopped:
+            return
 
     async def fail_crashed(self) -> None:
         """End a running job whose runner crashed: failed, with error type ``crashed``."""
@@ -205,18 +258,21 @@ class JobActor:
         return done
 
     async def _receive(self, message: _Message) -> Any:
-        match message:
-            case _Start():
-                return await self._on_start()
-            case _Finish(state=state, result=result, error=error):
-                await self._on_finish(state, result, error)
-            case _Cancel(reason=reason):
-                return await self._on_cancel(reason)
-            case _Progress(fraction=fraction, message=text):
-                await self._on_progress(fraction, text)
-            case _Expire(message=text):
-                if self.record.state is JobState.QUEUED:
-                    await self._end_unstarted(OutcomeType.TIMEOUT, text)
+        try:
+            match message:
+                case _Start(lost=lost):
+                    return await self._on_start(lost)
+                case _Finish(state=state, result=result, error=error, lost=lost):
+                    await self._on_finish(state, result, error, lost)
+                case _Cancel(reason=reason):
+                    return await self._on_cancel(reason)
+                case _Progress(fraction=fraction, message=text):
+                    await self._on_progress(fraction, text)
+                case _Expire(message=text):
+                    if self.record.state is JobState.QUEUED:
+                        await self._end_unstarted(OutcomeType.TIMEOUT, text)
+        except Superseded:
+            self._drop()
         return None
 
     async def expire(self) -> None:
@@ -226,7 +282,7 @@ class JobActor:
         except ActorStopped:
             return
 
-    async def _on_start(self) -> Started | None:
+    async def _on_start(self, lost: Lost | None) -> Started | None:
         record = self.record
         if record.state is not JobState.QUEUED or self._args is None:
             return None
@@ -244,13 +300,47 @@ class JobActor:
         if left is not None and (limit is None or left < limit):
             limit, message = left, self._total_message()
         new = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=now)
-        await self._change("running", new, at=now)
+        host = self._host
+        cap = self.tool.max_concurrency if host.shared is not None else None
+        store = write_behind(host.store)
+        if cap is not None:
+            generation = host.cap_generation(self.tool.name)
+            try:
+                await self._change("running", new, at=now, cap=cap)
+            except AtCap:
+                host.job_at_cap(self, generation)
+                return None
+        elif store is None or lost is None or not self.tool.retry_on_interrupt:
+            await self._change("running", new, at=now)
+        else:
+            self._start_behind(store, new, now, lost)
         self._ctx = ToolContext(
             job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
         )
         self._host.job_started(self)
         deadline = clock + limit if limit else math.inf
         return Started(ctx=self._ctx, args=self._args, deadline=deadline, timeout_message=message)
+
+    def _start_behind(self, store: WriteBehind, new: JobRecord, at: datetime, lost: Lost) -> None:
+        """Queue the running change and go on: the event follows the commit, the record does not
+        wait for it (the job's outcome, queued after it, cannot commit before it)."""
+        check_transition(self.record.state, new.state)
+        bus = self._host.bus
+        event = bus.event(new, "running", at=at)
+
+        def committed(error: StoreError | None) -> None:
+            if error is None:
+                bus.deliver(event)
+                return
+            bus.abandon(event)
+            lost(error)
+
+        try:
+            store.transition_soon(new, event, committed)
+        except BaseException:
+            bus.abandon(event)
+            raise
+        self.record = new
 
     def attach_scope(self, scope: anyio.CancelScope) -> None:
         """The scope the tool call runs in; a cancel that came first applies to it at once."""
@@ -262,7 +352,11 @@ class JobActor:
         """The tool call returned: a later cancel must not touch the runner's scope."""
         self._scope = None
 
-    async def _on_finish(self, state: JobState, result: Any, error: ErrorInfo | None) -> None:
+    async def _on_finish(
+        self, state: JobState, result: Any, error: ErrorInfo | None, lost: Lost | None = None
+    ) -> None:
+        if self._ending:
+            return  # a second finish (shutdown, a crashed runner): the first one stands
         now = _now()
         policy = self.tool.retry
         if (
@@ -283,8 +377,38 @@ class JobActor:
         new = msgspec.structs.replace(
             self.record, state=state, result=result, error=error, finished_at=now
         )
-        await self._change(_FINAL_KIND[state], new, at=now)
-        self._stop(started=True)
+        store = write_behind(self._host.store)
+        if store is None or lost is None:
+            await self._change(_FINAL_KIND[state], new, at=now)
+            self._stop(started=True)
+        else:
+            self._end_behind(store, new, _FINAL_KIND[state], now, lost)
+
+    def _end_behind(
+        self, store: WriteBehind, new: JobRecord, kind: str, at: datetime, lost: Lost
+    ) -> None:
+        """Queue the terminal change; it takes effect (record, event, waiters) once committed."""
+        check_transition(self.record.state, new.state)
+        bus = self._host.bus
+        event = bus.event(new, kind, at=at)
+
+        def committed(error: StoreError | None) -> None:
+            if error is None:
+                self.record = new
+                bus.deliver(event)
+                self._stop(started=True)
+                return
+            bus.abandon(event)
+            self._ending = False
+            lost(error)
+
+        self._ending = True
+        try:
+            store.transition_soon(new, event, committed)
+        except BaseException:
+            self._ending = False
+            bus.abandon(event)
+            raise
 
     async def _retry(self, error: ErrorInfo, delay: float) -> None:
         record = self.record
@@ -334,14 +458,20 @@ class JobActor:
         return new
 
     async def _on_progress(self, fraction: float, message: str | None) -> None:
-        if self.record.state is JobState.RUNNING:
+        if self.record.state is JobState.RUNNING and not self._ending:
             new = msgspec.structs.replace(self.record, progress=fraction)
             await self._change("progress", new, message=message)
 
     async def _change(
-        self, kind: str, new: JobRecord, *, message: str | None = None, at: datetime | None = None
+        self,
+        kind: str,
+        new: JobRecord,
+        *,
+        message: str | None = None,
+        at: datetime | None = None,
+        cap: int | None = None,
     ) -> None:
-        await commit_change(self._host, self.record, new, kind, message=message, at=at)
+        await commit_change(self._host, self.record, new, kind, message=message, at=at, cap=cap)
         self.record = new
 
     def _stop(self, *, started: bool) -> None:
@@ -350,6 +480,18 @@ class JobActor:
         if self._done is not None:
             self._done.set()
         self._host.job_finished(self, started=started)
+
+    def _drop(self) -> None:
+        """Let go of a job superseded on another node; a call still running is cancelled."""
+        self._mailbox.stop("superseded on another node")
+        if self._ctx is not None:
+            self._ctx.request_cancel()
+        if self._scope is not None:
+            self._scope.cancel()
+        self._args = self._scope = self._ctx = None
+        if self._done is not None:
+            self._done.set()
+        self._host.job_dropped(self, started=self.record.state is JobState.RUNNING)
 
 
 def next_attempt(record: JobRecord, error: ErrorInfo | None = None) -> JobRecord:
@@ -372,12 +514,26 @@ async def commit_change(
     *,
     message: str | None = None,
     at: datetime | None = None,
+    cap: int | None = None,
 ) -> None:
-    """Check, store, then publish one change of a job's record (``at``: its timestamp)."""
+    """Check, store, then publish one change of a job's record (``at``: its timestamp).
+
+    On a cluster node the write is a compare-and-set (``Superseded`` when the stored job moved
+    on; ``AtCap`` when it would start beyond ``cap`` running on the cluster), and the event reaches
+    subscribers through the followed log instead.
+    """
     if new.state is not old.state:
         check_transition(old.state, new.state)
     bus = host.bus
     event = bus.event(new, kind, message=message, at=at)
+    shared = host.shared
+    if shared is not None:
+        verdict = await shared.change(old, new, event, cap=cap)
+        if verdict is Verdict.STALE:
+            raise Superseded(f"job {new.id} moved on without this node")
+        if verdict is Verdict.BUSY:
+            raise AtCap(f"{new.tool} is at its concurrency cap on the cluster")
+        return
     try:
         await host.store.transition(new, event)
     except BaseException:

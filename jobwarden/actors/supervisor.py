@@ -18,9 +18,10 @@ import msgspec
 import structlog
 from anyio.abc import TaskGroup
 
+from jobwarden.actors.cluster import ClusterNode
 from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.event_bus import DEFAULT_SUBSCRIBER_BUFFER, EventBus
-from jobwarden.actors.job_actor import JobActor
+from jobwarden.actors.job_actor import CANCEL_REASON, JobActor
 from jobwarden.actors.plugin_hooks import start_plugin, stop_plugin
 from jobwarden.actors.process_pool import ProcessPool
 from jobwarden.actors.recovery import Recovered, recover
@@ -48,9 +49,10 @@ from jobwarden.errors import (
 from jobwarden.ids import new_job_id
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
 from jobwarden.plugins.tool import Plugin
-from jobwarden.records import JobRecord
+from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import JobPage, JobQuery, JobStore
 from jobwarden.store.memory import MemoryStore
+from jobwarden.store.shared import SharedStore
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -64,7 +66,6 @@ _RAW = (bytes, bytearray)
 
 DEFAULT_RETENTION = Retention()
 QUEUED_AT_SHUTDOWN = "the supervisor shut down before the job started"
-CANCEL_REASON = "cancelled before it started"
 
 
 class SupervisorStatistics(msgspec.Struct, frozen=True):
@@ -93,6 +94,11 @@ class Supervisor:
     jobs it holds unfinished are recovered at start (``recovered`` says how). ``retention`` purges
     finished jobs in the background (None: never). Given an OpenTelemetry ``tracer``, each job
     is traced (see ``jobwarden.tracing``).
+
+    A store shared by several nodes (one with a ``shared`` side, like the Redis store) makes this
+    supervisor one node of a cluster (see ``jobwarden.actors.cluster``): jobs submitted here go to
+    the shared queue and run on whichever node takes them, ``max_queued`` bounds that queue, and
+    ``get``, ``wait``, ``cancel`` and ``subscribe`` work for every job of the cluster.
     """
 
     def __init__(
@@ -125,10 +131,13 @@ class Supervisor:
         for plugin in plugins:
             self.registry.add(plugin)
         self.store: JobStore = store if store is not None else MemoryStore()
-        self.bus = EventBus(
-            self.store,
-            source=source or f"jobwarden://{socket.gethostname()}",
-            subscriber_buffer=subscriber_buffer,
+        shared: SharedStore | None = getattr(self.store, "shared", None)
+        self.shared = shared
+        if source is None:
+            source = f"jobwarden://{shared.node if shared else socket.gethostname()}"
+        self.bus = EventBus(self.store, source=source, subscriber_buffer=subscriber_buffer)
+        self._cluster = (
+            ClusterNode(self, shared, window=concurrency) if shared is not None else None
         )
         self._concurrency = concurrency
         self._thread_concurrency = thread_concurrency
@@ -181,7 +190,10 @@ class Supervisor:
         for plugin in registry.plugins():
             if registry.status(plugin.name).state is PluginLifecycle.INITIALIZED:
                 registry.set_lifecycle(plugin.name, PluginLifecycle.RUNNING)
-        if self.store.durable:
+        if self._cluster is not None:
+            # Jobs left by a node that died come back through the queue's leases, not recovery.
+            tg.start_soon(self._cluster.run, (await self.store.event_bounds()).last)
+        elif self.store.durable:
             self.recovered = await recover(
                 self, self.registry, await self.store.unfinished(), self._admit
             )
@@ -229,6 +241,8 @@ class Supervisor:
                 await actor.finish(JobState.CANCELLED, None, error)
             elif state is JobState.QUEUED and not self.store.durable:
                 await actor.cancel(QUEUED_AT_SHUTDOWN)
+        if self._cluster is not None:
+            await self._cluster.hand_back()
         await self.processes.close()
         self._deadlines.close()
         self.bus.close()
@@ -258,7 +272,8 @@ class Supervisor:
         args = spec.validate_input(input)
         if timeout_s is not None and not 0 < timeout_s < float("inf"):
             raise InvalidRequest("timeout_s must be a positive number of seconds", tool=tool)
-        if self._queued >= self._max_queued:
+        shared = self.shared
+        if shared is None and self._queued >= self._max_queued:
             raise Overloaded(f"{self._queued} jobs are queued already", tool=tool)
         record = JobRecord(
             id=new_job_id(),
@@ -276,6 +291,8 @@ class Supervisor:
             record = _circuit_open(record, refusal)
         bus = self.bus
         event = bus.event(record, record.state.value, at=record.created_at)
+        if shared is not None:
+            return await self._enqueue(shared, record, event, refused=refusal is not None)
         try:
             stored = await self.store.put(record, event)
         except StoreError as exc:
@@ -301,6 +318,31 @@ class Supervisor:
         self._admit(actor)
         bus.deliver(event)
         return record
+
+    async def _enqueue(
+        self, shared: SharedStore, record: JobRecord, event: JobEvent, *, refused: bool
+    ) -> JobRecord:
+        """A cluster node's submit: into the shared queue, for whichever node takes it."""
+        try:
+            stored = await shared.enqueue(record, event, max_queued=self._max_queued)
+        except StoreError as exc:
+            raise StoreUnavailable(f"the job was not accepted: {exc}", tool=record.tool) from exc
+        if refused and stored is record:
+            self.registry.job_ended(record)
+        return stored
+
+    def admit(self, actor: JobActor) -> None:
+        """Queue a job actor here (a cluster node's puller hands over what it took)."""
+        self._admit(actor)
+
+    def reschedule(self, actor: JobActor) -> None:
+        """Make a job that could not start runnable again (its tool's cap had room again)."""
+        if not actor.record.state.terminal:
+            self._scheduler.admit(actor)
+
+    def local_actor(self, job_id: str) -> JobActor | None:
+        """The actor of a job this node holds, if it holds it."""
+        return self._actors.get(job_id)
 
     def _admit(self, actor: JobActor) -> None:
         self._actors[actor.id] = actor
@@ -332,8 +374,15 @@ class Supervisor:
 
     async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
         """The job's current record, or ``JobNotFound`` (also for another owner's job)."""
-        actor = self._actors.get(job_id)
-        record = actor.record if actor is not None else await self.store.get(job_id)
+        # On a cluster node the store is the truth: another node may have moved a job held here.
+        actor = self._actors.get(job_id) if self._cluster is None else None
+        if actor is not None:
+            record: JobRecord | None = actor.record
+        else:
+            try:
+                record = await self.store.get(job_id)
+            except StoreError as exc:
+                raise StoreUnavailable(f"the job could not be read: {exc}", job_id=job_id) from exc
         if record is None or (owner is not None and record.owner != owner):
             raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
         return record
@@ -342,6 +391,9 @@ class Supervisor:
         self, job_id: str, timeout: float | None = None, *, owner: str | None = None
     ) -> JobRecord:
         """Wait until the job is terminal and return its record; ``TimeoutError`` on timeout."""
+        if self._cluster is not None:
+            with anyio.fail_after(timeout):
+                return await self._cluster.wait(job_id, owner)
         record = await self.get(job_id, owner=owner)
         if record.state.terminal:
             return record
@@ -382,6 +434,8 @@ class Supervisor:
 
         Raises ``JobFinished`` if it was already terminal, or finished before the cancel landed.
         """
+        if self._cluster is not None:
+            return await self._cluster.cancel(job_id, owner)
         record = await self.get(job_id, owner=owner)
         actor = self._actors.get(job_id)
         if actor is None:
@@ -399,7 +453,10 @@ class Supervisor:
 
     async def list_jobs(self, query: JobQuery | None = None) -> JobPage:
         """Jobs newest first, filtered by the query."""
-        return await self.store.list_jobs(query or JobQuery())
+        try:
+            return await self.store.list_jobs(query or JobQuery())
+        except StoreError as exc:
+            raise StoreUnavailable(f"the jobs could not be listed: {exc}") from exc
 
     @asynccontextmanager
     async def subscribe(
@@ -484,12 +541,32 @@ class Supervisor:
         self.registry.job_ended(actor.record)
         if self._tracing is not None:
             self._tracing.finished(actor.record)
+        self._forget(actor, started=started)
+
+    def job_dropped(self, actor: JobActor, *, started: bool) -> None:
+        """Called by a job actor superseded on another node: no outcome is counted here."""
+        del self._actors[actor.id]
+        self._disarm_queue_timeout(actor)
+        self._forget(actor, started=started)
+
+    def _forget(self, actor: JobActor, *, started: bool) -> None:
         if started:
             self._running -= 1
             if self._running == 0 and self._idle is not None:
                 self._idle.set()
         else:
             self._queued -= 1
+        if self._cluster is not None:
+            self._cluster.job_ended(actor.id)
+
+    def job_at_cap(self, actor: JobActor, generation: int) -> None:
+        """Called by a job actor whose tool was at its cap on the cluster when it tried to start."""
+        assert self._cluster is not None
+        self._cluster.park(actor, generation)
+
+    def cap_generation(self, tool: str) -> int:
+        """How often a slot of ``tool`` was seen freed on the cluster (0 on a single node)."""
+        return 0 if self._cluster is None else self._cluster.generation(tool)
 
     async def _wait_idle(self) -> None:
         while self._running:

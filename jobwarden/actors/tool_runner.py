@@ -31,7 +31,7 @@ from jobwarden.actors.process_worker import (
 from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import JobState
 from jobwarden.actors.thread_calls import ThreadCalls, ThreadsExhausted
-from jobwarden.errors import ErrorInfo, OutcomeType
+from jobwarden.errors import ErrorInfo, OutcomeType, StoreError
 from jobwarden.logs import bind_job, unbind_job
 from jobwarden.plugins.metrics import SUCCEEDED
 from jobwarden.plugins.registry import PluginRegistry
@@ -56,6 +56,8 @@ class ToolRunner:
 
     __slots__ = (
         "_deadlines",
+        "_guard",
+        "_lost_outcome",
         "_outcome",
         "_processes",
         "_registry",
@@ -79,13 +81,31 @@ class ToolRunner:
         self._processes = processes
         self.current: JobActor | None = None
         self._outcome: Outcome = (JobState.FAILED, None, None)
+        self._guard = anyio.CancelScope()
+        self._lost_outcome: StoreError | None = None
 
     async def serve(self) -> None:
-        """Run jobs until the scheduler closes.
+        """Run jobs until the scheduler closes; raise ``StoreError`` once an outcome is lost.
 
-        The tool is called right here rather than in a helper coroutine: with thousands of jobs
-        in flight, a frame per running job is one more object for every cyclic gc pass to walk.
+        A job's outcome is stored write-behind when the store allows it: the runner takes its
+        next job without waiting for that commit (so is the running change of a tool that says
+        ``retry_on_interrupt``). Should such a commit fail, the runner stops at once, whatever
+        it is doing, and raises the store's error like a failed awaited write.
         """
+        with self._guard:
+            await self._serve()
+        if self._lost_outcome is not None:
+            raise self._lost_outcome
+
+    def _lost(self, error: StoreError) -> None:
+        if self._lost_outcome is None:
+            self._lost_outcome = error
+        self._guard.cancel()
+
+    async def _serve(self) -> None:
+        """The job loop. The tool is called right here rather than in a helper coroutine: with
+        thousands of jobs in flight, a frame per running job is one more object for every
+        cyclic gc pass to walk."""
         scheduler = self._scheduler
         registry = self._registry
         deadlines = self._deadlines
@@ -97,7 +117,7 @@ class ToolRunner:
                     self.current = actor
                     bind_job(actor.record)
                     try:
-                        started = await actor.start()
+                        started = await actor.start(lost=self._lost)
                         if started is None:
                             self.current = None
                             continue
@@ -147,7 +167,7 @@ class ToolRunner:
                             self._outcome = outcome
                         if scope.cancel_called:
                             break
-                        await actor.finish(*outcome)
+                        await actor.finish(*outcome, lost=self._lost)
                     except BaseException:
                         unbind_job()  # the runner stops: what it logs next is about no job
                         raise
@@ -159,7 +179,7 @@ class ToolRunner:
             # The scope was cancelled for the job in hand: finish it outside the scope.
             interrupted, self.current = self.current, None
             if interrupted is not None:
-                await interrupted.finish(*self._outcome)
+                await interrupted.finish(*self._outcome, lost=self._lost)
 
     def _exhausted(self, actor: JobActor, exc: ThreadsExhausted) -> Outcome:
         error = actor.error(

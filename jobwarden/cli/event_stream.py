@@ -47,9 +47,8 @@ def _parse(raw: str, base_url: str) -> Frame | None:
     if not isinstance(frame, dict):
         return None
     if "specversion" not in frame:
-        # A subscription the server refused arrives as a bare error body; "error" answers a
-        # malformed client frame, which this client never sends.
-        if "message" in frame and frame.get("type") not in {None, "pong", "error"}:
+        # A subscription the server refused arrives as a bare error envelope body.
+        if "message" in frame and frame.get("type") not in {None, "pong"}:
             raise server_refused(base_url, frame)
         return None
     if frame.get("type") == RESET_TYPE:

@@ -14,7 +14,14 @@ import msgspec
 from jobwarden.errors import StoreError, SupervisorCrashed
 from jobwarden.governance import scanner
 from jobwarden.plugins.listing import failures, render_json, render_text
-from jobwarden.server import DEFAULT_STORE, ConfigError, ServeOptions, load_registry, serve
+from jobwarden.server import (
+    DEFAULT_STORE,
+    ConfigError,
+    ListenError,
+    ServeOptions,
+    load_registry,
+    serve,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -119,6 +126,24 @@ def _load_options(
     help="keep at most this many finished jobs, newest first (1000000; 0: no cap)",
 )
 @click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=64,
+    envvar="JOBWARDEN_CONCURRENCY",
+    show_default=True,
+    help="jobs this node runs at once (its ToolRunners); a tool's max_concurrency caps it further",
+)
+@click.option(
+    "--allowed-origin",
+    "allowed_origins",
+    multiple=True,
+    type=CommaSeparated(),
+    envvar="JOBWARDEN_ALLOWED_ORIGINS",
+    metavar="URL",
+    help="a browser origin (https://host[:port]) whose pages may open the event websockets,"
+    " besides this server's own (repeatable; the variable is comma-separated)",
+)
+@click.option(
     "--tracing",
     is_flag=True,
     envvar="JOBWARDEN_TRACING",
@@ -133,8 +158,8 @@ def serve_command(
 ) -> int:
     """Run the HTTP server (every flag also from its JOBWARDEN_* variable).
 
-    Exits 0 after SIGTERM or Ctrl-C, 1 when the store or supervisor fails, 2 for a bad
-    configuration.
+    Exits 0 after SIGTERM or Ctrl-C, 1 when the store or supervisor fails or the port is taken,
+    2 for a bad configuration.
     """
     options = msgspec.structs.replace(
         _load_options(plugins, no_builtin, config, no_entry_points), **settings
@@ -144,7 +169,7 @@ def serve_command(
     except ConfigError as exc:
         sys.stderr.write(f"jobwarden serve: {exc}\n")
         return 2
-    except (StoreError, SupervisorCrashed) as exc:
+    except (StoreError, SupervisorCrashed, ListenError) as exc:
         sys.stderr.write(f"jobwarden serve: {exc}\n")
         return 1
     return 0

@@ -138,6 +138,9 @@ class Plugin:
         paragraph; ``timeout`` (seconds) applies per call unless a submit gives its own.
         ``retry_on_interrupt``: a call found running after a crash is run again (attempt + 1)
         instead of failing as ``interrupted``; say so only for tools that are safe to repeat.
+        A durable store that writes behind (SQLite) then also starts such a tool without waiting
+        for its running state to be committed, so after a crash it may run again as the same
+        attempt (found queued) rather than the next.
         ``mode="process"`` runs a module-level plain def in a worker process; ``memory_mb`` (the
         worker's address space) and ``cpu_s`` (CPU seconds per call) limit it there.
         Timeouts in Temporal's sense: ``timeout`` bounds each attempt (start to close),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 import msgspec
 
 from jobwarden.actors.states import JobState
+from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord
 
 MAX_PAGE = 500
@@ -93,3 +95,31 @@ class JobStore(Protocol):
         At most ``limit`` jobs go per call, so a caller can purge in small steps; returns how many
         went. The retained event history may start later afterwards, never inside a kept job's.
         """
+
+
+@runtime_checkable
+class WriteBehind(Protocol):
+    """A store that can also queue a transition and report its commit later (SQLite does).
+
+    A caller that need not wait for the commit (a ToolRunner finishing a job) queues it with
+    ``transition_soon`` and moves on; ``committed`` runs on the event loop once it is committed
+    (None) or refused (the ``StoreError``), so what depends on the write being durable (the
+    event reaching subscribers, the job's waiters seeing it end) happens there.
+    """
+
+    def transition_soon(
+        self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
+    ) -> None:
+        """Queue ``transition(record, event)``; raises ``StoreError`` if the store is closed."""
+
+
+_WRITES_BEHIND: dict[type, bool] = {}
+
+
+def write_behind(store: JobStore) -> WriteBehind | None:
+    """``store`` if it offers ``transition_soon``, else None (cached per class: called per job)."""
+    kind = type(store)
+    offers = _WRITES_BEHIND.get(kind)
+    if offers is None:
+        offers = _WRITES_BEHIND[kind] = isinstance(store, WriteBehind)
+    return store if offers else None  # type: ignore[return-value]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import os
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -33,8 +35,11 @@ from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
 from jobwarden.store.group_commit import GroupCommit, StoreStatistics
 from jobwarden.store.redis_keys import SCHEMA, Keys
+from jobwarden.store.redis_node import RedisNode
+from jobwarden.store.redis_queue_scripts import QUEUE_SCRIPTS
 from jobwarden.store.redis_scripts import SCRIPTS
 from jobwarden.store.redis_url import RedisSettings, parse_redis_url
+from jobwarden.store.shared import SharedStore
 
 T = TypeVar("T")
 log = structlog.get_logger("jobwarden.store.redis")
@@ -51,7 +56,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-class _Write:
+class ScriptCall:
     """One script call in a write pipeline, and the reply it got (an exception if refused)."""
 
     __slots__ = ("args", "reply", "script")
@@ -63,16 +68,22 @@ class _Write:
 
 
 class RedisStore:
-    """Jobs and events under one key prefix of a Redis database; see the module docstring."""
+    """Jobs and events under one key prefix of a Redis database; see the module docstring.
+
+    ``shared`` is this process's node of the cluster every store on the prefix forms (see
+    ``redis_node``); ``node`` names it (default ``<hostname>-<pid>``).
+    """
 
     durable = True
 
-    def __init__(self, settings: RedisSettings | str) -> None:
+    def __init__(self, settings: RedisSettings | str, *, node: str | None = None) -> None:
         self.settings = parse_redis_url(settings) if isinstance(settings, str) else settings
         self.keys = Keys(self.settings.prefix)
         self._client: aioredis.Redis | None = None
         self._shas: dict[str, str] = {}
-        self._commits: GroupCommit[_Write] = GroupCommit(self._commit)
+        self._commits: GroupCommit[ScriptCall] = GroupCommit(self._commit)
+        self._node = RedisNode(self, node or f"{socket.gethostname()}-{os.getpid()}")
+        self.shared: SharedStore = self._node
 
     @property
     def url(self) -> str:
@@ -102,15 +113,17 @@ class RedisStore:
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
             client_name="jobwarden",
         )
+        self._client = client
         try:
             await self._prepare(client)
+            await self._node.prepare()
         except BaseException as exc:
+            self._client = None
             with anyio.CancelScope(shield=True):
                 await client.aclose()
             if isinstance(exc, RedisError):
                 raise StoreError(f"cannot use the Redis job store at {self.url}: {exc}") from exc
             raise
-        self._client = client
 
     async def _prepare(self, client: aioredis.Redis) -> None:
         info = await _call(client, "INFO", "server")
@@ -131,8 +144,12 @@ class RedisStore:
         await _warn_without_aof(client, self.url)
 
     async def _load_scripts(self, client: aioredis.Redis) -> None:
-        for name, source in SCRIPTS.items():
+        for name, source in (SCRIPTS | QUEUE_SCRIPTS).items():
             self._shas[name] = await _call(client, "SCRIPT LOAD", source)
+
+    async def load_scripts(self) -> None:
+        """Load the scripts again (the server lost its script cache)."""
+        await self._load_scripts(self.connected())
 
     async def close(self) -> None:
         """Wait for the pipeline in flight, then disconnect."""
@@ -146,7 +163,8 @@ class RedisStore:
         """Pipelines and writes so far: writes / commits is how many each pipeline carried."""
         return self._commits.statistics()
 
-    def _connected(self) -> aioredis.Redis:
+    def connected(self) -> aioredis.Redis:
+        """The client; ``StoreError`` when the store is not open."""
         if self._client is None:
             raise StoreError(f"the Redis job store at {self.url} is not open")
         return self._client
@@ -155,14 +173,24 @@ class RedisStore:
 
     async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
         """Insert the job and its first event, or return the job its owner's key already names."""
+        reply = await self.write_put(record, event, offset=str(event.offset))
+        if reply[0] == b"duplicate":
+            return _decode_record(reply[1])
+        return record
+
+    async def write_put(
+        self, record: JobRecord, event: JobEvent, *, offset: str, max_queued: int | None = None
+    ) -> Any:
+        """Run the put script (``offset`` "0": numbered by Redis; ``max_queued``: also queue
+        the job for the cluster's nodes) and return its reply."""
         key = record.idempotency_key
         owner = record.owner
-        write = _Write(
+        write = ScriptCall(
             "put",
             [
                 self.settings.prefix,
                 record.id,
-                str(event.offset),
+                offset,
                 _encode(record),
                 _encode(event),
                 record.state.value,
@@ -172,38 +200,52 @@ class RedisStore:
                 "0" if owner is None else "1",
                 b"" if key is None else _encode([owner, key]),
                 _done_at(record),
+                "" if max_queued is None else str(max_queued),
+                str(record.attempt),
             ],
         )
         await self._write(write)
-        if write.reply[0] == b"duplicate":
-            return _decode_record(write.reply[1])
-        return record
+        return write.reply
 
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
         """Replace the job's record and append the event, in one script."""
-        await self._write(
-            _Write(
-                "transition",
-                [
-                    self.settings.prefix,
-                    record.id,
-                    str(event.offset),
-                    _encode(record),
-                    _encode(event),
-                    record.state.value,
-                    _done_at(record),
-                ],
-            )
+        await self._write(self.transition_write(record, event, offset=str(event.offset)))
+
+    def transition_write(
+        self,
+        record: JobRecord,
+        event: JobEvent,
+        *,
+        offset: str,
+        prior: tuple[str, str] = ("", ""),
+        cap: str = "",
+    ) -> ScriptCall:
+        """The transition script's call: ``prior`` (state, attempt) makes it a compare-and-set,
+        ``cap`` the tool's concurrency cap on the cluster when it starts the job."""
+        return ScriptCall(
+            "transition",
+            [
+                self.settings.prefix,
+                record.id,
+                offset,
+                _encode(record),
+                _encode(event),
+                record.state.value,
+                _done_at(record),
+                *prior,
+                cap,
+                str(record.attempt),
+            ],
         )
 
-    async def _write(self, write: _Write) -> None:
+    async def _write(self, write: ScriptCall) -> None:
         # Joining the batch happens before the first await: writes keep the order they were made.
         await self._commits.write(write)
         if isinstance(write.reply, Exception):
             raise StoreError(f"the Redis job store at {self.url} refused a write: {write.reply}")
 
-    async def _commit(self, writes: list[_Write]) -> None:
-        client = self._connected()
+    async def _commit(self, writes: list[ScriptCall]) -> None:
+        client = self.connected()
         try:
             replies = await self._pipeline(client, writes)
             if any(isinstance(reply, NoScriptError) for reply in replies):
@@ -216,8 +258,15 @@ class RedisStore:
         for write, reply in zip(writes, replies, strict=True):
             write.reply = reply
 
-    async def _pipeline(self, client: aioredis.Redis, writes: list[_Write]) -> list[Any]:
-        async with client.pipeline(transaction=True) as pipe:
+    async def pipeline(self, writes: list[ScriptCall], *, transaction: bool = True) -> list[Any]:
+        """Send ``writes`` in one round trip (as one MULTI/EXEC by default); the replies
+        (exceptions included), in order."""
+        return await self._pipeline(self.connected(), writes, transaction=transaction)
+
+    async def _pipeline(
+        self, client: aioredis.Redis, writes: list[ScriptCall], *, transaction: bool = True
+    ) -> list[Any]:
+        async with client.pipeline(transaction=transaction) as pipe:
             for write in writes:
                 pipe.evalsha(self._shas[write.script], 0, *write.args)
             return await pipe.execute(raise_on_error=False)
@@ -240,14 +289,14 @@ class RedisStore:
         # Each script deletes a slice atomically; once begun, a purge is not cut off halfway.
         with anyio.CancelScope(shield=True):
             for chunk in _chunks(doomed, IDS_PER_PURGE):
-                removed += int(await self._script("purge", [], [self.settings.prefix, *chunk]))
+                removed += int(await self.script("purge", [], [self.settings.prefix, *chunk]))
         return removed
 
     async def _doomed(
         self, finished_before: datetime | None, keep_finished: int | None, limit: int | None
     ) -> list[str]:
         """The ids to purge, oldest first: beyond the newest ``keep_finished``, or ended before."""
-        client = self._connected()
+        client = self.connected()
         keys = self.keys
         states = sorted(TERMINAL_STATES)
         doomed: set[str] = set()
@@ -281,7 +330,7 @@ class RedisStore:
     async def get(self, job_id: str) -> JobRecord | None:
         """The record with that id, or None."""
         try:
-            raw = await _call(self._connected(), "HGET", self.keys.job(job_id), "record")
+            raw = await _call(self.connected(), "HGET", self.keys.job(job_id), "record")
         except RedisError as exc:
             raise self._read_error(exc) from exc
         return None if raw is None else _decode_record(raw)
@@ -294,7 +343,7 @@ class RedisStore:
         rows: list[bytes] = []
         cursor = query.cursor or ""
         while True:
-            reply = await self._script(
+            reply = await self.script(
                 "list",
                 indexes,
                 [self.settings.prefix, cursor, wanted - len(rows), SCAN_BUDGET, *filters],
@@ -335,7 +384,7 @@ class RedisStore:
         """Queued and running jobs, oldest first."""
         keys = self.keys
         try:
-            client = self._connected()
+            client = self.connected()
             async with client.pipeline(transaction=True) as pipe:
                 pipe.zrange(keys.state(JobState.QUEUED), 0, -1)
                 pipe.zrange(keys.state(JobState.RUNNING), 0, -1)
@@ -360,13 +409,13 @@ class RedisStore:
         prefix = self.settings.prefix
         start = max(after, 0) + 1
         if job_id is not None:
-            bodies = await self._script(
+            bodies = await self.script(
                 "events_of_job", [], [prefix, job_id, str(after), limit, tool or ""]
             )
         elif tool is not None:
             bodies = []
             while True:
-                reply = await self._script(
+                reply = await self.script(
                     "events_of_tool", [], [prefix, start, SCAN_BUDGET, limit - len(bodies), tool]
                 )
                 bodies.extend(reply[2:])
@@ -375,7 +424,7 @@ class RedisStore:
                 start = _offset(reply[0]) + 1
         else:
             try:
-                entries = await self._connected().xrange(
+                entries = await self.connected().xrange(
                     self.keys.events, min=f"{start}-0", max="+", count=limit
                 )
             except RedisError as exc:
@@ -386,7 +435,7 @@ class RedisStore:
     async def event_bounds(self) -> EventBounds:
         """The first retained entry of the log, and the newest offset ever written."""
         try:
-            async with self._connected().pipeline(transaction=True) as pipe:
+            async with self.connected().pipeline(transaction=True) as pipe:
                 pipe.xrange(self.keys.events, "-", "+", count=1)
                 pipe.hget(self.keys.meta, "last")
                 first, last_raw = await pipe.execute()
@@ -395,8 +444,9 @@ class RedisStore:
         last = int(last_raw or 0)
         return EventBounds(first=_offset(first[0][0]) if first else last + 1, last=last)
 
-    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        client = self._connected()
+    async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run one of the store's scripts; ``StoreError`` if Redis fails it."""
+        client = self.connected()
         try:
             try:
                 return await _call(client, "EVALSHA", self._shas[name], len(keys), *keys, *args)

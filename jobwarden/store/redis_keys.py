@@ -19,6 +19,10 @@ are ``<offset>-0``::
     <p>:jobs:done-at               zset    finished ids, score = finished_at in microseconds
     <p>:idempotency                hash    JSON [owner, key] -> job id
     <p>:events                     stream  entries <offset>-0 {job, tool, body (CloudEvent JSON)}
+    <p>:running:<tool>             zset    ids of that tool's running jobs (for cluster-wide caps)
+    <p>:queue                      stream  the work queue: entries {job, record}, group ``workers``
+    <p>:control                    stream  requests to every node: entries {op: cancel, job}
+    <p>:dead                       stream  dead-lettered jobs: entries {job, deliveries, node}
 
 The owner comes last in the owner-state key, so an owner containing ``:`` cannot collide.
 """
@@ -33,11 +37,14 @@ class Keys:
 
     __slots__ = (
         "all_jobs",
+        "control",
+        "dead",
         "done_at",
         "events",
         "idempotency",
         "meta",
         "prefix",
+        "queue",
         "seq",
     )
 
@@ -49,6 +56,9 @@ class Keys:
         self.done_at = f"{prefix}:jobs:done-at"
         self.idempotency = f"{prefix}:idempotency"
         self.events = f"{prefix}:events"
+        self.queue = f"{prefix}:queue"
+        self.control = f"{prefix}:control"
+        self.dead = f"{prefix}:dead"
 
     def job(self, job_id: str) -> str:
         """The job's record hash."""
@@ -78,6 +88,10 @@ class Keys:
         """Ids of the jobs of ``owner`` in ``state``."""
         return f"{self.prefix}:jobs:owner-state:{state}:{owner}"
 
+    def running(self, tool: str) -> str:
+        """Ids of the running jobs of ``tool``."""
+        return f"{self.prefix}:running:{tool}"
+
 
 # The same layout for the Lua scripts: each script's ARGV[1] is the prefix. A test evaluates
 # these functions and compares them with ``Keys``, so the two cannot drift apart.
@@ -90,6 +104,9 @@ local K = {
   done_at = P .. ':jobs:done-at',
   idempotency = P .. ':idempotency',
   events = P .. ':events',
+  queue = P .. ':queue',
+  control = P .. ':control',
+  dead = P .. ':dead',
 }
 function K.job(id) return P .. ':job:' .. id end
 function K.job_events(id) return P .. ':job:' .. id .. ':events' end
@@ -98,4 +115,5 @@ function K.tool(tool) return P .. ':jobs:tool:' .. tool end
 function K.plugin(plugin) return P .. ':jobs:plugin:' .. plugin end
 function K.owner(owner) return P .. ':jobs:owner:' .. owner end
 function K.owner_state(owner, state) return P .. ':jobs:owner-state:' .. state .. ':' .. owner end
+function K.running(tool) return P .. ':running:' .. tool end
 """

@@ -22,6 +22,17 @@ local function check_offset(offset)
   end
 end
 
+-- A cluster node sends offset '0': the offset is the next of the whole log, taken here, and the
+-- event body (encoded with a placeholder id, always its second member) gets it spliced in.
+local function numbered(offset, body)
+  if offset ~= '0' then
+    return offset, body
+  end
+  local next = tostring(redis.call('HINCRBY', K.meta, 'last', 1))
+  local head, tail = string.match(body, '^(.-"id":")%d+(".*)$')
+  return next, head .. next .. tail
+end
+
 local function append_event(id, offset, tool, body)
   redis.call('XADD', K.events, offset .. '-0', 'job', id, 'tool', tool, 'body', body)
   redis.call('ZADD', K.job_events(id), offset, offset)
@@ -29,14 +40,17 @@ local function append_event(id, offset, tool, body)
 end
 """
 
-# ARGV: prefix, id, offset, record, event, state, tool, plugin, owner, has_owner (1/0),
-# idempotency field ('' for none), done_at in microseconds ('' for none).
+# ARGV: prefix, id, offset ('0': take the next), record, event, state, tool, plugin, owner,
+# has_owner (1/0), idempotency field ('' for none), done_at in microseconds ('' for none),
+# max queued ('' : not for the work queue; else the job is also added to it unless that many
+# entries wait there already), attempt. Returns {'new', offset}, {'duplicate', record},
+# {'overloaded', entries} or {'stored'} (the same put again).
 PUT = (
     LUA_KEYS
     + _WRITES
     + """
 local id, offset, state, tool, plugin = ARGV[2], ARGV[3], ARGV[6], ARGV[7], ARGV[8]
-local owner, idem, done_at = ARGV[9], ARGV[11], ARGV[12]
+local owner, idem, done_at, max_queued = ARGV[9], ARGV[11], ARGV[12], ARGV[13]
 local has_owner = ARGV[10] == '1'
 local job = K.job(id)
 if redis.call('EXISTS', job) == 1 then
@@ -51,12 +65,23 @@ if idem ~= '' then
     end
   end
 end
-local refused = check_offset(offset)
-if refused then
-  return refused
+local queued = max_queued ~= '' and state == 'queued'
+if queued then
+  local waiting = redis.call('XLEN', K.queue)
+  if waiting >= tonumber(max_queued) then
+    return {'overloaded', waiting}
+  end
 end
+if offset ~= '0' then
+  local refused = check_offset(offset)
+  if refused then
+    return refused
+  end
+end
+local body
+offset, body = numbered(offset, ARGV[5])
 redis.call('HSET', job, 'record', ARGV[4], 'state', state, 'tool', tool, 'plugin', plugin,
-  'seq', offset)
+  'seq', offset, 'attempt', ARGV[14])
 redis.call('ZADD', K.all_jobs, 0, id)
 redis.call('ZADD', K.seq, offset, id)
 redis.call('ZADD', K.state(state), 0, id)
@@ -75,29 +100,53 @@ if done_at ~= '' then
   redis.call('HSET', job, 'done_at', done_at)
   redis.call('ZADD', K.done_at, done_at, id)
 end
-append_event(id, offset, tool, ARGV[5])
-return {'new'}
+append_event(id, offset, tool, body)
+if queued then
+  -- The entry carries the record, so the node that takes it needs no second read.
+  redis.call('XADD', K.queue, '*', 'job', id, 'record', ARGV[4])
+end
+return {'new', offset}
 """
 )
 
-# ARGV: prefix, id, offset, record, event, state, done_at in microseconds ('' for none).
+# ARGV: prefix, id, offset ('0': take the next), record, event, state, done_at in microseconds
+# ('' for none), then for a cluster node's compare-and-set: the state and attempt the stored
+# record must still have ('' : no check), the tool's concurrency cap when this starts the job
+# ('' : none), the new attempt. Returns 'new', 'stored' (this very record is stored already: a
+# retried write), {'stale', state, attempt} (the job moved on without us) or 'busy' (the tool is
+# at its cap on the cluster).
 TRANSITION = (
     LUA_KEYS
     + _WRITES
     + """
 local id, offset, state, done_at = ARGV[2], ARGV[3], ARGV[6], ARGV[7]
+local prior, prior_attempt, cap = ARGV[8] or '', ARGV[9], ARGV[10] or ''
 local job = K.job(id)
-local old = redis.call('HMGET', job, 'state', 'tool', 'owner')
+local old = redis.call('HMGET', job, 'state', 'tool', 'owner', 'attempt', 'record')
 if not old[1] then
   return redis.error_reply('job ' .. id .. ' is not in the store under the prefix ' .. P)
 end
-if redis.call('ZSCORE', K.job_events(id), offset) then
+if offset ~= '0' then
+  if redis.call('ZSCORE', K.job_events(id), offset) then
+    return 'stored'
+  end
+  local refused = check_offset(offset)
+  if refused then
+    return refused
+  end
+elseif old[5] == ARGV[4] then
   return 'stored'
 end
-local refused = check_offset(offset)
-if refused then
-  return refused
+if prior ~= '' and (old[1] ~= prior or (old[4] and old[4] ~= prior_attempt)) then
+  return {'stale', old[1], old[4] or ''}
 end
+local running = K.running(old[2])
+if cap ~= '' and state == 'running' and old[1] ~= 'running' and
+    redis.call('ZCARD', running) >= tonumber(cap) then
+  return 'busy'
+end
+local body
+offset, body = numbered(offset, ARGV[5])
 if old[1] ~= state then
   redis.call('ZREM', K.state(old[1]), id)
   redis.call('ZADD', K.state(state), 0, id)
@@ -107,6 +156,14 @@ if old[1] ~= state then
   end
 end
 redis.call('HSET', job, 'record', ARGV[4], 'state', state)
+if ARGV[11] then
+  redis.call('HSET', job, 'attempt', ARGV[11])
+end
+if state == 'running' then
+  redis.call('ZADD', running, 0, id)
+elseif old[1] == 'running' then
+  redis.call('ZREM', running, id)
+end
 if done_at ~= '' then
   redis.call('HSET', job, 'done_at', done_at)
   redis.call('ZADD', K.done_at, done_at, id)
@@ -114,7 +171,7 @@ else
   redis.call('HDEL', job, 'done_at')
   redis.call('ZREM', K.done_at, id)
 end
-append_event(id, offset, old[2], ARGV[5])
+append_event(id, offset, old[2], body)
 return 'new'
 """
 )

@@ -1,7 +1,10 @@
 """``redis://[user:password@]host[:port][/db][?prefix=name&socket_timeout=S&...]``, parsed.
 
 ``rediss://`` is the same over TLS. ``prefix`` (default ``jobwarden``) starts every key the store
-writes, so several independent deployments (or tests) can share one Redis database.
+writes, so several independent deployments (or tests) can share one Redis database. Nodes sharing a
+prefix form one cluster: ``lease_s`` (default 15) is how long a node's claim on a job lasts
+without renewal before another node takes the job over, ``max_deliveries`` (default 3) how many
+times one job is handed to a node before it is given up on as the thing killing its nodes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ DEFAULT_PORT = 6379
 # Keys are built as ``<prefix>:<kind>:...``: no spaces or control characters, no glob specials
 # (a prefix is also a SCAN pattern when keys are listed or cleaned up).
 _PREFIX = re.compile(r"[A-Za-z0-9_.:{}/-]{1,64}")
-_TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
+_TIMEOUTS = ("socket_timeout", "socket_connect_timeout", "lease_s")
 
 
 class RedisSettings(msgspec.Struct, frozen=True):
@@ -33,6 +36,8 @@ class RedisSettings(msgspec.Struct, frozen=True):
     prefix: str = DEFAULT_PREFIX
     socket_timeout: float = 5.0
     socket_connect_timeout: float = 5.0
+    lease_s: float = 15.0
+    max_deliveries: int = 3
 
     @property
     def url(self) -> str:
@@ -58,7 +63,7 @@ def parse_redis_url(url: str) -> RedisSettings:
     if not db_text.isdigit():
         raise StoreError(f"the database in a redis URL is a number (/0, /1, ...), not {db_text!r}")
     params = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
-    unknown = set(params) - {"prefix", *_TIMEOUTS}
+    unknown = set(params) - {"prefix", "max_deliveries", *_TIMEOUTS}
     if unknown:
         raise StoreError(f"unknown redis store option(s): {', '.join(sorted(unknown))}")
     prefix = params.get("prefix", DEFAULT_PREFIX)
@@ -67,6 +72,9 @@ def parse_redis_url(url: str) -> RedisSettings:
             f"the key prefix {prefix!r} must be 1-64 letters, digits or _ . : {{ }} / -"
         )
     timeouts = {name: _seconds(name, params[name]) for name in _TIMEOUTS if name in params}
+    deliveries = params.get("max_deliveries", "3")
+    if not deliveries.isdigit() or int(deliveries) < 1:
+        raise StoreError(f"max_deliveries must be a whole number >= 1, not {deliveries!r}")
     return RedisSettings(
         host=parsed.hostname or "127.0.0.1",
         port=port,
@@ -75,6 +83,7 @@ def parse_redis_url(url: str) -> RedisSettings:
         password=_unquoted(parsed.password),
         tls=parsed.scheme == "rediss",
         prefix=prefix,
+        max_deliveries=int(deliveries),
         **timeouts,
     )
 

@@ -1,8 +1,10 @@
 """The SQLite store, the server's default: every accepted job, result and event survives a crash.
 
-Writes go through one connection in a worker thread, grouped: all the puts and transitions that
-arrive while a commit is in flight share the next transaction (``GroupCommit``), so durability
-costs one commit per batch rather than per write. The file is in WAL mode, so reads run on their
+Writes go through one connection on a writer thread of the store's own, grouped: all the puts and
+transitions that arrive while a commit is in flight share the next transaction (``BatchWriter``),
+so durability costs one commit per batch rather than per write. ``put`` and ``transition`` return
+once committed; ``transition_soon`` queues a transition and reports its commit later, on the event
+loop (write-behind, for a job's outcome). The file is in WAL mode, so reads run on their
 own connections in worker threads and never wait for the writer. ``synchronous=full`` (the
 default) makes each commit survive a power loss; ``normal`` survives a crash of the process but
 may lose the last commits if the machine itself goes down.
@@ -27,8 +29,9 @@ from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store import sqlite_schema
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
-from jobwarden.store.group_commit import GroupCommit, StoreStatistics
+from jobwarden.store.group_commit import StoreStatistics
 from jobwarden.store.sqlite_ops import Purge, Put, Transition, WriteOp, apply_batch
+from jobwarden.store.sqlite_writer import BatchWriter, WriterClosed
 from jobwarden.store.timings import StoreTimings
 
 T = TypeVar("T")
@@ -37,6 +40,8 @@ Synchronous = Literal["full", "normal"]
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
 _WRITE_NAMES: dict[type[WriteOp], str] = {Put: "put", Transition: "transition", Purge: "purge"}
+
+MIN_SQLITE = (3, 33, 0)  # batched updates are UPDATE ... FROM (VALUES ...)
 
 
 class SqliteStore:
@@ -65,9 +70,7 @@ class SqliteStore:
         self._idle_readers: list[sqlite3.Connection] = []
         self._readers = readers
         self._reader_slots = anyio.CapacityLimiter(readers)
-        # A limiter of its own: a commit never queues behind thread-mode tools in anyio's pool.
-        self._commit_slot = anyio.CapacityLimiter(1)
-        self._commits: GroupCommit[WriteOp] = GroupCommit(self._commit_in_thread)
+        self._commits: BatchWriter[WriteOp] = BatchWriter(self._commit, name="jobwarden-sqlite")
         self._first: int | None = None
         self._last = 0
         self._lock: int | None = None
@@ -78,8 +81,15 @@ class SqliteStore:
     async def open(self) -> None:
         """Create or migrate the file and load the event offsets; ``StoreError`` if it cannot."""
         await anyio.to_thread.run_sync(self._open)
+        self._commits.start()
 
     def _open(self) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            needs = ".".join(map(str, MIN_SQLITE))
+            raise StoreError(
+                f"the SQLite job store needs SQLite {needs} or newer (for UPDATE ... FROM);"
+                f" this Python's sqlite3 module has {sqlite3.sqlite_version}"
+            )
         self._check_directory()
         self._lock = _lock_exclusively(self.path)
         try:
@@ -128,8 +138,8 @@ class SqliteStore:
         return db
 
     async def close(self) -> None:
-        """Wait for the commit in flight, then close every connection."""
-        await self._commits.drain()
+        """Commit what is queued, then close every connection."""
+        await self._commits.close()
         connections = [*self._idle_readers, *([self._writer] if self._writer else [])]
         self._idle_readers, self._writer = [], None
         for db in connections:
@@ -161,6 +171,26 @@ class SqliteStore:
         """Replace the job's record and append the event, in one transaction."""
         await self._write(Transition(record, event))
 
+    def transition_soon(
+        self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
+    ) -> None:
+        """Queue ``transition(record, event)`` and return at once (write-behind).
+
+        ``committed`` is called on the event loop once the write is committed (with None) or
+        refused (with the ``StoreError``); a later write of the same job is committed after it.
+        Raises ``StoreError`` at once when the store is closed.
+        """
+        began = time.perf_counter()
+
+        def done(error: BaseException | None) -> None:
+            self.timings.observe("transition", time.perf_counter() - began)
+            committed(None if error is None else self._refused(error))
+
+        try:
+            self._commits.write_soon(Transition(record, event), done)
+        except WriterClosed:
+            raise StoreError(f"the job store {self.path} is closed") from None
+
     async def purge(
         self,
         *,
@@ -190,17 +220,20 @@ class SqliteStore:
         began = time.perf_counter()
         try:
             await self._commits.write(op)
+        except WriterClosed:
+            raise StoreError(f"the job store {self.path} is closed") from None
         except sqlite3.Error as exc:
-            raise StoreError(f"the job store {self.path} refused a write: {exc}") from exc
+            raise self._refused(exc) from exc
         finally:
             self.timings.observe(_WRITE_NAMES[type(op)], time.perf_counter() - began)
 
-    async def _commit_in_thread(self, ops: list[WriteOp]) -> None:
-        await anyio.to_thread.run_sync(self._commit, ops, limiter=self._commit_slot)
+    def _refused(self, error: BaseException) -> StoreError:
+        if isinstance(error, StoreError):
+            return error
+        return StoreError(f"the job store {self.path} refused a write: {error}")
 
     def _commit(self, ops: list[WriteOp]) -> None:
-        if self._writer is None:
-            raise StoreError(f"the job store {self.path} is closed")
+        assert self._writer is not None
         began = time.perf_counter()
         first, last = apply_batch(self._writer, ops)
         self.timings.observe("commit", time.perf_counter() - began)

@@ -1,9 +1,18 @@
 """The SQLite store's writes: each op is encoded on the caller's side, applied in a batch by the
-writer thread, and the batch commits as one transaction (or rolls back as one)."""
+writer thread, and the batch commits as one transaction (or rolls back as one).
+
+Rows go in as multi-row statements of ``ROWS_PER_STATEMENT`` rows each (the last one padded with
+rows of NULLs, which the statement skips), rather than one step per row: Python's sqlite3
+releases and retakes the GIL around every step, and a writer thread that must retake it hundreds
+of times per batch while the event loop is busy waits for it each time. One fixed statement per
+table also stays in the connection's statement cache. A job changed twice in one batch (running,
+then finished) is updated once, to its last record; every event is kept.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -13,15 +22,31 @@ from jobwarden.records import JobEvent, JobRecord
 
 _encode = msgspec.json.Encoder().encode
 
-_INSERT_JOB = (
-    "INSERT INTO jobs (seq, id, tool, plugin, state, owner, idempotency, record, finished_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+ROWS_PER_STATEMENT = 64  # 64 job rows are 576 parameters: under the oldest SQLite's 999
+_JOB_COLUMNS = "seq, id, tool, plugin, state, owner, idempotency, record, finished_at"
 _INSERT_KEYED_JOB = (
-    _INSERT_JOB + " ON CONFLICT (idempotency) WHERE idempotency IS NOT NULL DO NOTHING"
+    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (idempotency) WHERE idempotency IS NOT NULL DO NOTHING"
 )
-_UPDATE_JOB = "UPDATE jobs SET state = ?, record = ?, finished_at = ? WHERE id = ?"
-_INSERT_EVENT = "INSERT INTO events (offset, job_id, tool, body) VALUES (?, ?, ?, ?)"
+
+
+def _rows(width: int) -> str:
+    row = f"({', '.join(['?'] * width)})"
+    return ", ".join([row] * ROWS_PER_STATEMENT)
+
+
+# Padding rows are all NULL: an id (column2 of a job row, column4 of an update) is never NULL.
+_INSERT_JOBS = (
+    f"INSERT INTO jobs ({_JOB_COLUMNS}) SELECT * FROM (VALUES {_rows(9)}) WHERE column2 IS NOT NULL"
+)
+_UPDATE_JOBS = (
+    "UPDATE jobs SET state = v.column1, record = v.column2, finished_at = v.column3"
+    f" FROM (VALUES {_rows(4)}) AS v WHERE jobs.id = v.column4"
+)
+_INSERT_EVENTS = (
+    "INSERT INTO events (offset, job_id, tool, body)"
+    f" SELECT * FROM (VALUES {_rows(4)}) WHERE column1 IS NOT NULL"
+)
 
 # Retention's reads, each one index range (tests check the plans). Only finished jobs have a
 # finished_at, so the time query needs no state condition (which would make SQLite pick
@@ -105,12 +130,10 @@ def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> tuple[int | None,
                 events.append(op.event_row)
             elif type(op) is Purge:
                 purges.append(op)
-        if plain:
-            db.executemany(_INSERT_JOB, plain)
-        if updates:
-            db.executemany(_UPDATE_JOB, updates)
-        if events:
-            db.executemany(_INSERT_EVENT, events)
+        _in_slices(db, _INSERT_JOBS, 9, plain)
+        # The last record of each job: UPDATE ... FROM takes an arbitrary one of duplicate rows.
+        _in_slices(db, _UPDATE_JOBS, 4, list({row[3]: row for row in updates}.values()))
+        _in_slices(db, _INSERT_EVENTS, 4, events)
         for purge in purges:
             purge.removed = _purge(db, purge)
         db.execute("COMMIT")
@@ -122,6 +145,17 @@ def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> tuple[int | None,
         return None, None
     written = [row[0] for row in events]
     return min(written), max(written)
+
+
+def _in_slices(
+    db: sqlite3.Connection, sql: str, width: int, rows: Sequence[tuple[object, ...]]
+) -> None:
+    """Run ``sql`` (taking ``ROWS_PER_STATEMENT`` rows of ``width`` values) over ``rows``."""
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        params = [value for row in chunk for value in row]
+        params += [None] * (width * (ROWS_PER_STATEMENT - len(chunk)))
+        db.execute(sql, params)
 
 
 def _purge(db: sqlite3.Connection, op: Purge) -> int:

@@ -44,9 +44,11 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/health")
 async def health(request: web.Request) -> web.Response:
-    """Liveness; needs no key."""
+    """Liveness; needs no key. A cluster node also says its name."""
     uptime = round(now() - request.app[STARTED], 3)
-    return json_response(Health(status="ok", version=__version__, uptime_s=uptime))
+    shared = request.app[SUPERVISOR].shared
+    node = shared.node if shared is not None else None
+    return json_response(Health(status="ok", version=__version__, uptime_s=uptime, node=node))
 
 
 @routes.get("/v1/tools")

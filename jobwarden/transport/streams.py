@@ -13,8 +13,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from jobwarden.actors.states import JobState
 from jobwarden.actors.subscription import Subscription
-from jobwarden.errors import RequestError, SubscriberOverflow
-from jobwarden.records import StreamEvent
+from jobwarden.errors import ErrorInfo, RequestError, SubscriberOverflow
+from jobwarden.records import JobEvent, StreamEvent
 from jobwarden.transport.auth import READ, Principal
 from jobwarden.transport.context import SETTINGS, SUPERVISOR, WEBSOCKETS, authorize, int_param
 from jobwarden.transport.responses import ApiError
@@ -170,16 +170,20 @@ async def _websocket(
     sockets.add(ws)
 
     encoded = request.app[ENCODED]
+    sent: int | None = None  # the offset of the last event sent, once one was
 
     # No lock around the writes: aiohttp writes each frame whole (and serialises compressed
     # ones itself), so this writer and the handler's replies share the socket frame by frame.
     async def stream(sub: Subscribe, scope: anyio.CancelScope) -> None:
+        nonlocal sent
         with scope, suppress(ConnectionError):
             try:
                 async with _subscription(request, principal, sub) as events:
                     while batch := await events.batch():
                         for event in batch:
                             await ws.send_frame(encoded(event), WSMsgType.TEXT)
+                            if isinstance(event, JobEvent):
+                                sent = event.offset
             except SubscriberOverflow as exc:
                 behind = f"behind; resume with since={exc.last_offset}".encode()
                 await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=behind)
@@ -203,7 +207,7 @@ async def _websocket(
                     try:
                         frame = frame_decoder.decode(message.data)
                     except msgspec.DecodeError as exc:
-                        error = {"type": "error", "message": str(exc)}
+                        error = ErrorInfo(type="invalid_request", message=str(exc))
                         await ws.send_frame(encoder.encode(error), WSMsgType.TEXT)
                         continue
                     if isinstance(frame, Ping):
@@ -213,8 +217,11 @@ async def _websocket(
                     current = anyio.CancelScope()
                     if isinstance(frame, Subscribe):
                         if fixed_job is not None:
+                            # The job's stream again: without a since, it goes on after what
+                            # this socket was sent already instead of repeating it.
+                            since = frame.since if frame.since is not None else sent
                             frame = Subscribe(
-                                job=fixed_job, tool=frame.tool, since=frame.since, state=frame.state
+                                job=fixed_job, tool=frame.tool, since=since, state=frame.state
                             )
                         tg.start_soon(stream, frame, current)
             tg.cancel_scope.cancel()

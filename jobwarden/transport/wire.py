@@ -45,12 +45,13 @@ class ResultBody(msgspec.Struct):
     error: ErrorInfo | None
 
 
-class Health(msgspec.Struct):
-    """GET /v1/health."""
+class Health(msgspec.Struct, omit_defaults=True):
+    """GET /v1/health; ``node`` names this node of a cluster (absent on a single node)."""
 
     status: str
     version: str
     uptime_s: float
+    node: str | None = None
 
 
 class ToolBody(msgspec.Struct):

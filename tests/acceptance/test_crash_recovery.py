@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +18,12 @@ import aiohttp
 import anyio
 import pytest
 
+from tests.acceptance.event_recorder import TERMINAL, recording
 from tests.server_process import running_server
 
 pytestmark = pytest.mark.anyio
 
 JOBS = 300
-TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 
 
 def job_body(index: int, rng: random.Random) -> dict[str, Any]:
@@ -33,47 +31,6 @@ def job_body(index: int, rng: random.Random) -> dict[str, Any]:
     if index % 3 == 0:
         return {"tool": "builtin.echo", "input": {"text": f"job {index}"}}
     return {"tool": "builtin.sleep", "input": {"seconds": rng.choice([0.01, 0.2, 1.0, 3.0])}}
-
-
-class Recorder:
-    """Events seen on one websocket, in arrival order, with a condition to wait for."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.changed = anyio.Event()
-
-    def add(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-        self.changed.set()
-        self.changed = anyio.Event()
-
-    def states(self) -> dict[str, str]:
-        """Each job's latest state as seen so far."""
-        return {e["subject"]: e["data"]["state"] for e in self.events if "data" in e}
-
-    async def wait_for(self, condition: Any) -> None:
-        while not condition():
-            await self.changed.wait()
-
-
-@asynccontextmanager
-async def recording(base: str, since: int) -> AsyncIterator[Recorder]:
-    """A websocket on /v1/events from ``since``, recording until the context ends."""
-    recorder = Recorder()
-    async with aiohttp.ClientSession() as http, http.ws_connect(base + "/v1/events") as ws:
-        await ws.send_json({"op": "subscribe", "since": since})
-
-        async def pump() -> None:
-            async for message in ws:
-                if message.type is aiohttp.WSMsgType.TEXT:
-                    frame = message.json()
-                    if "specversion" in frame:
-                        recorder.add(frame)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pump)
-            yield recorder
-            tg.cancel_scope.cancel()
 
 
 async def submit_all(base: str, count: int) -> dict[str, dict[str, Any]]:
@@ -105,7 +62,7 @@ async def test_sigkill_mid_flight_loses_nothing(tmp_path: Path) -> None:
     """After SIGKILL and restart every accepted job and event is there, resumable exactly."""
     store = ["--store", "sqlite:///jobs.db"]
     async with running_server(tmp_path, *store, log_name="first.log") as (process, base, _):
-        async with recording(base, since=0) as before:
+        async with recording(base, "/v1/events?since=0") as before:
             accepted = await submit_all(base, JOBS)
 
             def mid_flight() -> bool:
@@ -124,7 +81,7 @@ async def test_sigkill_mid_flight_loses_nothing(tmp_path: Path) -> None:
 
     last_seen = before.events[-1]["id"]
     async with running_server(tmp_path, *store, log_name="second.log") as (_, base, log):
-        async with recording(base, since=int(last_seen)) as resumed:
+        async with recording(base, f"/v1/events?since={int(last_seen)}") as resumed:
             with anyio.fail_after(60):
                 await resumed.wait_for(
                     lambda: (
@@ -135,7 +92,7 @@ async def test_sigkill_mid_flight_loses_nothing(tmp_path: Path) -> None:
                         and set({**seen_before, **resumed.states()}) >= set(accepted)
                     )
                 )
-        async with recording(base, since=0) as replay:
+        async with recording(base, "/v1/events?since=0") as replay:
             total = int(resumed.events[-1]["id"])
             with anyio.fail_after(30):
                 await replay.wait_for(

@@ -25,10 +25,13 @@ def anyio_backend() -> str:
 
 @pytest.mark.anyio
 async def test_a_job_round_trip_on_the_redis_store(tmp_path: Path, redis_prefix: str) -> None:
-    """The server on Redis accepts a job, runs it, lists it and replays its events over SSE."""
+    """The server on Redis accepts a job, runs it, lists it and replays its events over SSE; its
+    health names the node (host and process)."""
     store = f"{URL}?prefix={redis_prefix}"
     async with running_server(tmp_path, "--store", store) as (process, base, log):
         async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/v1/health") as resp:
+                health = await resp.json()
             body = {"tool": "builtin.echo", "input": {"text": "via redis"}}
             async with http.post(base + "/v1/jobs?wait=5", json=body) as resp:
                 assert resp.status == 200
@@ -41,6 +44,7 @@ async def test_a_job_round_trip_on_the_redis_store(tmp_path: Path, redis_prefix:
         process.send_signal(signal.SIGTERM)
         with anyio.fail_after(20):
             code = await process.wait()
+    assert health["node"] == f"{socket.gethostname()}-{process.pid}"
     assert job["state"] == "succeeded"
     assert job["result"] == {"text": "via redis"}
     assert [j["id"] for j in listed] == [job["id"]]

@@ -37,6 +37,23 @@ async def test_a_refused_put_is_a_503_and_creates_nothing() -> None:
     assert offsets == [1, 2, 3, 5, 6, 7]  # the refused job's offset was never written
 
 
+async def test_a_store_that_cannot_be_read_is_a_503_not_a_crash() -> None:
+    """get() and list_jobs() on an unreadable store raise StoreUnavailable (503), and the
+    supervisor keeps working once the store answers again."""
+    store = FullStore()
+    async with Supervisor(plugins=[builtin], store=store) as sup:
+        done = await sup.run("builtin.echo", {"text": "kept"})
+        job = (await sup.list_jobs()).jobs[0]
+        store.unreadable = True
+        with pytest.raises(StoreUnavailable, match="could not be read") as got:
+            await sup.get(job.id)
+        with pytest.raises(StoreUnavailable, match="could not be listed"):
+            await sup.list_jobs(JobQuery())
+        store.unreadable = False
+        assert (await sup.get(job.id)).result == done
+    assert got.value.info().details == {"reason": "store_unavailable"}
+
+
 async def test_a_refused_cancel_is_a_503_and_the_job_keeps_its_state() -> None:
     """cancel() of a queued job whose cancel cannot be stored raises StoreUnavailable."""
     gates = Gates()

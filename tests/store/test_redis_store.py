@@ -81,7 +81,7 @@ async def test_lua_and_python_name_the_same_keys(store: RedisStore) -> None:
     probe = LUA_KEYS + (
         "return {K.meta, K.all_jobs, K.seq, K.done_at, K.idempotency, K.events, K.job('j'),"
         " K.job_events('j'), K.state('queued'), K.tool('a.b'), K.plugin('a'), K.owner('o:1'),"
-        " K.owner_state('o:1', 'running')}"
+        " K.owner_state('o:1', 'running'), K.running('a.b'), K.queue, K.control, K.dead}"
     )
     with redis.Redis.from_url(URL) as client:
         names = [n.decode() for n in client.eval(probe, 0, keys.prefix)]
@@ -99,6 +99,10 @@ async def test_lua_and_python_name_the_same_keys(store: RedisStore) -> None:
         keys.plugin("a"),
         keys.owner("o:1"),
         keys.owner_state("o:1", "running"),
+        keys.running("a.b"),
+        keys.queue,
+        keys.control,
+        keys.dead,
     ]
 
 
@@ -115,6 +119,7 @@ async def test_every_key_is_one_the_layout_names(store: RedisStore) -> None:
         k.done_at,
         k.idempotency,
         k.events,
+        k.queue,
         k.job(done.id),
         k.job_events(done.id),
         k.state("succeeded"),
@@ -127,12 +132,14 @@ async def test_every_key_is_one_the_layout_names(store: RedisStore) -> None:
 
 @pytest.mark.anyio
 async def test_purge_cleans_up_every_key_of_a_job(store: RedisStore) -> None:
-    """Purging every finished job leaves only the layout version, the offset and an empty log."""
+    """Purging every finished job leaves only the layout version, the offset, an empty log and
+    the (empty) work queue."""
     jobs = Jobs()
     for owner in ("alice", "bob", None):
         await jobs.put_finished(store, owner=owner, key="k", state=JobState.FAILED)
     assert await store.purge(finished_before=None, keep_finished=0) == 3
-    assert keys_under(store.keys.prefix) == sorted([store.keys.events, store.keys.meta])
+    keys = store.keys
+    assert keys_under(keys.prefix) == sorted([keys.events, keys.meta, keys.queue])
     assert await store.read_events(0, 10) == []
     assert await store.event_bounds() == EventBounds(first=10, last=9)
 

@@ -16,7 +16,7 @@ def test_every_part_of_the_url_is_used() -> None:
     """Host, port, database, credentials, TLS, prefix and timeouts all come from the URL."""
     settings = parse_redis_url(
         "rediss://bob:p%40ss@redis.example:6380/3?prefix=team-a&socket_timeout=2.5"
-        "&socket_connect_timeout=1"
+        "&socket_connect_timeout=1&lease_s=4&max_deliveries=5"
     )
     assert settings == RedisSettings(
         host="redis.example",
@@ -28,6 +28,8 @@ def test_every_part_of_the_url_is_used() -> None:
         prefix="team-a",
         socket_timeout=2.5,
         socket_connect_timeout=1.0,
+        lease_s=4.0,
+        max_deliveries=5,
     )
 
 
@@ -60,6 +62,9 @@ def test_the_printable_url_hides_the_password() -> None:
         ("redis://localhost/0?prefix=has space", "key prefix"),
         ("redis://localhost/0?socket_timeout=0", "socket_timeout must be a positive"),
         ("redis://localhost/0?socket_connect_timeout=soon", "socket_connect_timeout must be"),
+        ("redis://localhost/0?lease_s=-1", "lease_s must be a positive"),
+        ("redis://localhost/0?max_deliveries=0", "max_deliveries must be a whole number"),
+        ("redis://localhost/0?max_deliveries=two", "max_deliveries must be a whole number"),
     ],
 )
 def test_bad_urls_are_refused_clearly(url: str, message: str) -> None:

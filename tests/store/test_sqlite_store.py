@@ -72,6 +72,17 @@ async def test_everything_survives_a_reopen(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_an_old_sqlite_library_is_refused_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Python whose sqlite3 library is older than the batched writes need stops at open."""
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(StoreError, match=r"needs SQLite 3\.33\.0 or newer .* has 3\.31\.1"):
+        await SqliteStore(tmp_path / "jobs.db").open()
+    assert not (tmp_path / "jobs.db").exists()
+
+
 async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
     """Many puts in flight at once are committed in far fewer transactions than writes."""
     jobs = Jobs()
@@ -434,3 +445,85 @@ async def test_a_refused_write_is_timed_too(store: SqliteStore) -> None:
         await jobs.put(store)
     assert store.timings.snapshot()["put"].count == 1
     assert store.timings.snapshot()["commit"].count == 0
+
+
+@pytest.mark.anyio
+async def test_a_write_behind_transition_is_reported_once_committed(store: SqliteStore) -> None:
+    """transition_soon returns at once and reports None on the loop once the change is in the
+    file, after the transitions queued before it."""
+    jobs = Jobs()
+    record = await jobs.put(store)
+    running = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=T0)
+    done = msgspec.structs.replace(running, state=JobState.SUCCEEDED, result={"ok": 1})
+    reports: list[StoreError | None] = []
+    committed = anyio.Event()
+
+    def report(error: StoreError | None) -> None:
+        reports.append(error)
+        committed.set()
+
+    store.transition_soon(running, jobs.event(running), reports.append)
+    store.transition_soon(done, jobs.event(done), report)
+    await committed.wait()
+    assert reports == [None, None]
+    assert await store.get(record.id) == done
+    assert offsets(await store.read_events(0, 10, job_id=record.id)) == [1, 2, 3]
+    assert store.timings.snapshot()["transition"].count == 2
+
+
+@pytest.mark.anyio
+async def test_a_refused_write_behind_is_reported_as_a_store_error(tmp_path: Path) -> None:
+    """A write-behind the file cannot take (it is full) reports a StoreError; one queued on a
+    closed store raises StoreError at once."""
+    store = await _opened(tmp_path / "small.db", max_bytes=160 * 1024)
+    jobs = Jobs()
+    record = await jobs.put(store)
+    big = msgspec.structs.replace(record, state=JobState.RUNNING, result={"pad": "x" * 400_000})
+    reports: list[StoreError | None] = []
+    reported = anyio.Event()
+
+    def report(error: StoreError | None) -> None:
+        reports.append(error)
+        reported.set()
+
+    try:
+        store.transition_soon(big, jobs.event(big), report)
+        await reported.wait()
+    finally:
+        await store.close()
+    assert len(reports) == 1
+    assert isinstance(reports[0], StoreError)
+    assert "full" in str(reports[0])
+    with pytest.raises(StoreError, match="closed"):
+        store.transition_soon(record, jobs.event(record), report)
+
+
+def test_a_batch_updates_a_job_once_to_its_last_record_and_keeps_every_event(
+    tmp_path: Path,
+) -> None:
+    """Two changes of one job in a batch leave its last record; rows beyond one multi-row
+    statement's worth all go in."""
+    db = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
+    migrate(db, "jobs.db")
+    jobs = Jobs()
+    count = sqlite_ops.ROWS_PER_STATEMENT * 2 + 7
+    records = [jobs.record() for _ in range(count)]
+    sqlite_ops.apply_batch(db, [sqlite_ops.Put(r, jobs.event(r)) for r in records])
+    ops: list[sqlite_ops.WriteOp] = []
+    finals = []
+    for record in records:
+        running = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=T0)
+        done = msgspec.structs.replace(running, state=JobState.SUCCEEDED, finished_at=T0)
+        ops += [
+            sqlite_ops.Transition(running, jobs.event(running)),
+            sqlite_ops.Transition(done, jobs.event(done)),
+        ]
+        finals.append(done)
+    assert sqlite_ops.apply_batch(db, ops) == (count + 1, 3 * count)
+    stored = dict(db.execute("SELECT id, record FROM jobs").fetchall())
+    events = db.execute("SELECT count(*), min(offset), max(offset) FROM events").fetchone()
+    db.close()
+    assert {job_id: msgspec.json.decode(raw) for job_id, raw in stored.items()} == {
+        r.id: msgspec.to_builtins(r) for r in finals
+    }
+    assert events == (3 * count, 1, 3 * count)

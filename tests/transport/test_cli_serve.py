@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -90,6 +91,61 @@ async def test_serve_refuses_to_bind_openly_beyond_loopback() -> None:
     assert "Traceback" not in stderr
 
 
+@pytest.mark.parametrize("how", ["flags", "environment"])
+async def test_allowed_origins_open_the_event_websocket_to_those_pages(
+    tmp_path: Path, how: str
+) -> None:
+    """`--allowed-origin` (or JOBWARDEN_ALLOWED_ORIGINS) lets those browser origins open the
+    event websocket; any other origin is still refused with 403."""
+    origins = ["https://app.example", "https://ops.example:8443"]
+    if how == "flags":
+        args = ["--store", "memory://", *(f"--allowed-origin={o}" for o in origins)]
+        env = clean_env()
+    else:
+        args = ["--store", "memory://"]
+        env = clean_env(JOBWARDEN_ALLOWED_ORIGINS=",".join(origins))
+    async with running_server(tmp_path, *args, env=env) as (process, base, _):
+        async with aiohttp.ClientSession() as http:
+            for origin in origins:
+                headers = {"Origin": origin}
+                async with http.ws_connect(base + "/v1/events", headers=headers) as ws:
+                    await ws.send_json({"op": "ping"})
+                    assert (await ws.receive_json(timeout=10)) == {"type": "pong"}
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(
+                    base + "/v1/events", headers={"Origin": "https://evil.example"}
+                )
+        process.terminate()
+    assert refused.value.status == 403
+
+
+async def test_a_port_in_use_stops_serve_with_one_line() -> None:
+    """`serve` on a port another process listens on exits 1 saying so, without a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = await anyio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "jobwarden",
+                "serve",
+                "--port",
+                str(port),
+                "--store",
+                "memory://",
+            ],
+            cwd=ROOT,
+            env=clean_env(),
+            check=False,
+        )
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, stderr
+    assert f"jobwarden serve: cannot listen on 127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr
+
+
 def test_an_unknown_log_level_from_the_environment_is_refused() -> None:
     """JOBWARDEN_LOG_LEVEL=loud stops serve with exit code 2 and says why."""
     env = {**os.environ, "JOBWARDEN_LOG_LEVEL": "loud"}
@@ -135,3 +191,20 @@ async def test_a_store_that_cannot_be_used_stops_serve_with_the_reason(
     assert done.returncode == code, stderr
     assert message in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "runners"),
+    [(("--concurrency", "3"), {}, 3), ((), {"JOBWARDEN_CONCURRENCY": "5"}, 5)],
+)
+async def test_serve_starts_as_many_runners_as_concurrency_says(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], runners: int
+) -> None:
+    """`--concurrency N` (or JOBWARDEN_CONCURRENCY) is the number of ToolRunners serve starts."""
+    server = running_server(tmp_path, "--store", "memory://", *args, env=clean_env(**env))
+    async with server as (process, base, log):
+        async with aiohttp.ClientSession() as http, http.get(base + "/v1/metrics") as resp:
+            supervisor: dict[str, Any] = (await resp.json())["supervisor"]
+        code = await _stop(process)
+    assert supervisor["runners"] == runners
+    assert code == 0, server_output(log)

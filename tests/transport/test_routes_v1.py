@@ -8,6 +8,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobwarden import __version__
+from jobwarden.store.redis import RedisStore
+from tests.redis_server import URL
 from tests.transport.conftest import (
     TERMINAL,
     auth,
@@ -75,6 +77,14 @@ async def test_health_answers_without_a_key() -> None:
     assert body["version"] == __version__
     assert isinstance(body["uptime_s"], float | int)
     assert body["uptime_s"] >= 0
+
+
+async def test_health_names_the_cluster_node_answering(redis_prefix: str) -> None:
+    """On a shared (Redis) store, GET /v1/health also answers the node's name."""
+    store = RedisStore(f"{URL}?prefix={redis_prefix}", node="node-a")
+    async with serve(store=store) as srv, srv.http.get(srv.url("/v1/health")) as resp:
+        body = await resp.json()
+    assert (body["status"], body["node"]) == ("ok", "node-a")
 
 
 async def test_tools_list_every_tool_with_its_schemas() -> None:

@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from jobwarden.transport import ServerSettings
-from tests.transport.conftest import KEYS, Server, auth, expect_error, serve
+from tests.transport.conftest import ENVELOPE_FIELDS, KEYS, Server, auth, expect_error, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -144,6 +144,29 @@ async def test_job_events_stream_from_the_start_then_close_1000_aiohttp() -> Non
     assert offsets(events) == sorted(offsets(events))
     assert live["data"]["result"] == {"text": "ws-job"}
     assert closing.type is WSMsgType.CLOSE
+    assert closing.data == WSCloseCode.OK
+
+
+async def test_subscribing_again_to_a_jobs_stream_repeats_nothing() -> None:
+    """A subscribe frame without since on a job's endpoint goes on after the events this socket
+    was sent, instead of replaying the job from its start."""
+    async with serve() as srv:
+        job = await srv.hold("alice", "again")
+        async with srv.http.ws_connect(
+            srv.ws_url(f"/v1/jobs/{job['id']}/events"), headers=auth("alice")
+        ) as ws:
+            first = [await aio_next(ws), await aio_next(ws)]
+            await ws.send_json({"op": "subscribe"})
+            await ws.send_json({"op": "ping"})
+            assert await aio_next(ws) == {"type": "pong"}
+            srv.gates.open("again")
+            rest = await aio_next(ws)
+            closing = await ws.receive(timeout=10)
+    assert [e["type"].rsplit(".", 1)[1] for e in [*first, rest]] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
     assert closing.data == WSCloseCode.OK
 
 
@@ -283,8 +306,9 @@ async def test_malformed_frames_get_an_error_frame_and_the_connection_stays_usab
             for frame in bad_frames:
                 await ws.send_str(frame)
                 error = await aio_next(ws)
-                assert error["type"] == "error", (frame, error)
+                assert error["type"] == "invalid_request", (frame, error)
                 assert error["message"], frame
+                assert set(error) == ENVELOPE_FIELDS
                 assert "Traceback" not in str(error)
             await ws.send_bytes(b'{"op": "ping"}')  # binary frames are ignored
             await ws.send_json({"op": "ping"})

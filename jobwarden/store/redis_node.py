@@ -1,0 +1,252 @@
+"""One cluster node's side of the Redis store (``SharedStore``): the work queue, leases,
+compare-and-set writes, the followed log and the requests between nodes.
+
+The queue is the ``<p>:queue`` stream read through the ``workers`` consumer group, one consumer per
+node (``redis_queue_scripts`` says how leases work). Offsets are taken by the write scripts from
+``<p>:meta last``, so they are global: every node follows ``<p>:events`` with a blocking ``XREAD``
+from the offset it delivered last, together with ``<p>:control`` (cancel requests).
+
+A change (a job's transition) rides out a lost connection: it is retried with backoff for up to
+``RECONNECT_S``, and a retried change whose first attempt did go through is recognised (the stored
+record is already the new one) and not applied twice. So a job that finishes while Redis is away
+is recorded once Redis is back; a submit, in contrast, fails at once (503) and the client retries.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT, FieldT
+
+from jobwarden.errors import Overloaded, StoreError
+from jobwarden.records import JobEvent, JobRecord
+from jobwarden.store.group_commit import GroupCommit
+from jobwarden.store.redis_queue_scripts import GROUP
+from jobwarden.store.shared import Delivery, Followed, Verdict
+
+if TYPE_CHECKING:
+    from jobwarden.store.redis import RedisStore, ScriptCall
+
+RECONNECT_S = 60.0  # how long a change waits for Redis to come back before it fails
+FOLLOW_COUNT = 1000
+CONTROL_LENGTH = 1000  # cancel requests kept in <p>:control (approximately)
+DEAD_LENGTH = 10_000  # dead-letter notes kept in <p>:dead (approximately)
+
+_decode_record = msgspec.json.Decoder(JobRecord).decode
+_decode_event = msgspec.json.Decoder(JobEvent).decode
+_LOST = (RedisConnectionError, RedisTimeoutError)
+
+
+class RedisNode:
+    """The ``SharedStore`` of a ``RedisStore``; ``node`` names this process in the group."""
+
+    def __init__(self, store: RedisStore, node: str) -> None:
+        self._store = store
+        self.node = node
+        self.lease_s = store.settings.lease_s
+        self.max_deliveries = store.settings.max_deliveries
+        self._keys = store.keys
+        self._prefix = store.settings.prefix
+        self._changes: GroupCommit[ScriptCall] = GroupCommit(self._commit_changes)
+        self._control_last = "0-0"
+
+    async def prepare(self) -> None:
+        """Create the consumer group if it is missing; skip cancel requests made before now."""
+        client = self._store.connected()
+        try:
+            await client.xgroup_create(self._keys.queue, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        newest = await client.xrevrange(self._keys.control, count=1)
+        self._control_last = newest[0][0].decode() if newest else "0-0"
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    async def enqueue(self, record: JobRecord, event: JobEvent, *, max_queued: int) -> JobRecord:
+        """Insert the job with its first event and add it to the work queue, in one script."""
+        reply = await self._store.write_put(record, event, offset="0", max_queued=max_queued)
+        if reply[0] == b"duplicate":
+            return _decode_record(reply[1])
+        if reply[0] == b"overloaded":
+            raise Overloaded(f"{int(reply[1])} jobs wait in the cluster's queue", tool=record.tool)
+        return record
+
+    async def change(
+        self, prior: JobRecord, record: JobRecord, event: JobEvent, *, cap: int | None = None
+    ) -> Verdict:
+        """Compare-and-set transition: written only if the stored job is still ``prior``'s."""
+        write = self._store.transition_write(
+            record,
+            event,
+            offset="0",
+            prior=(prior.state.value, str(prior.attempt)),
+            cap="" if cap is None else str(cap),
+        )
+        await self._changes.write(write)
+        reply = write.reply
+        if isinstance(reply, Exception):
+            raise StoreError(f"the Redis job store at {self._store.url} refused a write: {reply}")
+        if reply == b"busy":
+            return Verdict.BUSY
+        if isinstance(reply, list):
+            return Verdict.STALE
+        return Verdict.DONE
+
+    async def _commit_changes(self, writes: list[ScriptCall]) -> None:
+        store = self._store
+        deadline = time.monotonic() + RECONNECT_S
+        pause = 0.05
+        while True:
+            try:
+                # No MULTI/EXEC: each script is atomic on its own, one connection keeps their
+                # order, and changes of different jobs need not succeed or fail together.
+                replies = await store.pipeline(writes, transaction=False)
+                if any(isinstance(reply, NoScriptError) for reply in replies):
+                    await store.load_scripts()
+                    replies = await store.pipeline(writes, transaction=False)
+            except _LOST as exc:
+                if time.monotonic() + pause > deadline:
+                    raise StoreError(
+                        f"the Redis job store at {store.url} was unreachable for"
+                        f" {RECONNECT_S:g}s: {exc}"
+                    ) from exc
+                await anyio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+                continue
+            except RedisError as exc:
+                raise StoreError(f"the Redis job store at {store.url} failed: {exc}") from exc
+            for write, reply in zip(writes, replies, strict=True):
+                write.reply = reply
+            return
+
+    # --- the queue ------------------------------------------------------------------------------
+
+    async def take(self, count: int, *, block_s: float) -> list[Delivery]:
+        """New entries of the queue for this node (a lease on each), with their records."""
+        client = self._store.connected()
+        try:
+            reply = await client.xreadgroup(
+                GROUP,
+                self.node,
+                {self._keys.queue: ">"},
+                count=count,
+                block=self._block_ms(block_s),
+            )
+        except RedisError as exc:
+            raise self._error("read the work queue", exc) from exc
+        if not reply:
+            return []
+        # Each entry carries the record as it was queued; if it changed since (a cancel), the
+        # compare-and-set that starts the job finds out.
+        return [
+            Delivery(
+                entry=entry.decode(),
+                job_id=fields[b"job"].decode(),
+                record=_record(fields.get(b"record")),
+                deliveries=1,
+            )
+            for entry, fields in reply[0][1]
+        ]
+
+    async def reclaim(self, count: int) -> list[Delivery]:
+        """Entries idle for longer than a lease (their node stopped renewing), now ours."""
+        lease_ms = max(1, math.ceil(self.lease_s * 1000))
+        flat = await self._script("reclaim", [self.node, lease_ms, count])
+        return [
+            Delivery(
+                entry=flat[i].decode(),
+                job_id=flat[i + 1].decode(),
+                deliveries=int(flat[i + 2]),
+                record=_record(flat[i + 3] or None),
+            )
+            for i in range(0, len(flat), 4)
+        ]
+
+    async def renew(self, entries: Sequence[str]) -> list[str]:
+        """Reset the age of this node's leases; returns the entries it lost."""
+        if not entries:
+            return []
+        lost = await self._script("renew", [self.node, *entries])
+        return [entry.decode() for entry in lost]
+
+    async def settle(self, entries: Sequence[str]) -> None:
+        """Acknowledge and delete the entries this node still holds."""
+        if entries:
+            await self._script("settle", [self.node, *entries])
+
+    async def hand_back(self, entries: Sequence[tuple[str, str]]) -> None:
+        """Put jobs this node took but will not run back at the end of the queue."""
+        if entries:
+            flat = [part for pair in entries for part in pair]
+            await self._script("hand_back", [self.node, *flat])
+
+    async def dead_letter(self, job_id: str, deliveries: int) -> None:
+        """Record the job in ``<p>:dead`` for operators to look at."""
+        fields: dict[FieldT, EncodableT] = {
+            "job": job_id,
+            "deliveries": deliveries,
+            "node": self.node,
+        }
+        try:
+            await self._store.connected().xadd(
+                self._keys.dead, fields, maxlen=DEAD_LENGTH, approximate=True
+            )
+        except RedisError as exc:
+            raise self._error("write the dead-letter stream", exc) from exc
+
+    async def request_cancel(self, job_id: str) -> None:
+        """Ask the node running the job (whichever it is) to cancel it."""
+        fields: dict[FieldT, EncodableT] = {"op": "cancel", "job": job_id}
+        try:
+            await self._store.connected().xadd(
+                self._keys.control, fields, maxlen=CONTROL_LENGTH, approximate=True
+            )
+        except RedisError as exc:
+            raise self._error("send a cancel request", exc) from exc
+
+    async def follow(self, after: int, *, block_s: float) -> Followed:
+        """Events after ``after`` and new cancel requests, blocking up to ``block_s``."""
+        keys = self._keys
+        try:
+            reply = await self._store.connected().xread(
+                {keys.events: f"{after}-0", keys.control: self._control_last},
+                count=FOLLOW_COUNT,
+                block=self._block_ms(block_s),
+            )
+        except RedisError as exc:
+            raise self._error("follow the event log", exc) from exc
+        events: list[JobEvent] = []
+        cancels: list[str] = []
+        for stream, entries in reply or ():
+            if stream.decode() == keys.events:
+                events = [_decode_event(fields[b"body"]) for _, fields in entries]
+            else:
+                self._control_last = entries[-1][0].decode()
+                cancels = [
+                    fields[b"job"].decode() for _, fields in entries if fields[b"op"] == b"cancel"
+                ]
+        return Followed(events=events, cancels=cancels)
+
+    def _block_ms(self, block_s: float) -> int:
+        # A blocking read must return before the socket timeout, or it reads as a lost Redis.
+        wait = min(block_s, self._store.settings.socket_timeout / 2)
+        return max(1, math.ceil(wait * 1000))
+
+    async def _script(self, name: str, args: list[Any]) -> Any:
+        return await self._store.script(name, [], [self._prefix, *args])
+
+    def _error(self, doing: str, exc: RedisError) -> StoreError:
+        return StoreError(f"the Redis job store at {self._store.url} could not {doing}: {exc}")
+
+
+def _record(raw: bytes | None) -> JobRecord | None:
+    return None if raw is None else _decode_record(raw)

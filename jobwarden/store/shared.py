@@ -1,0 +1,92 @@
+"""What a store shared by several supervisor nodes adds to ``JobStore``: a work queue with leases,
+writes that are compare-and-set, a log every node follows, and requests between nodes.
+
+A store offers it as its ``shared`` attribute (the Redis store does; memory and SQLite have none).
+A supervisor given such a store becomes one node of a cluster: it takes jobs from the queue instead
+of running what it admitted itself, and delivers events to its subscribers from the followed log,
+so every node sees every node's events in offset order.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from jobwarden.records import JobEvent, JobRecord
+
+
+class Verdict(enum.Enum):
+    """What a compare-and-set write did."""
+
+    DONE = "done"  # written (or found written already: a retried write)
+    STALE = "stale"  # the stored record moved on without this node: nothing written
+    BUSY = "busy"  # the job would start, but its tool is at its cap on the cluster
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """A job handed to this node by the queue: ``entry`` is its queue entry (a lease held until
+    settled), ``deliveries`` how many times it was handed to a node so far, ``record`` None when
+    the job is gone (purged)."""
+
+    entry: str
+    job_id: str
+    record: JobRecord | None
+    deliveries: int
+
+
+class Followed(msgspec.Struct, frozen=True):
+    """What the followed log brought: events in offset order, and jobs someone asked to cancel."""
+
+    events: list[JobEvent]
+    cancels: list[str]
+
+
+class SharedStore(Protocol):
+    """The cluster side of a store; every call may raise ``StoreError``."""
+
+    node: str
+    lease_s: float
+    max_deliveries: int
+
+    async def enqueue(self, record: JobRecord, event: JobEvent, *, max_queued: int) -> JobRecord:
+        """``put`` plus an entry in the work queue (when the record is queued).
+
+        Raises ``Overloaded`` when ``max_queued`` entries wait already.
+        """
+
+    async def change(
+        self, prior: JobRecord, record: JobRecord, event: JobEvent, *, cap: int | None = None
+    ) -> Verdict:
+        """Replace the job's record and append the event, if the stored record still has the
+        state and attempt of ``prior``; ``cap``: the tool's concurrency cap, when this starts it.
+
+        Rides out a lost connection for a while (the write is idempotent) before failing.
+        """
+
+    async def take(self, count: int, *, block_s: float) -> list[Delivery]:
+        """Up to ``count`` jobs from the queue, waiting up to ``block_s`` for the first."""
+
+    async def reclaim(self, count: int) -> list[Delivery]:
+        """Up to ``count`` jobs whose lease expired, now leased to this node."""
+
+    async def renew(self, entries: Sequence[str]) -> list[str]:
+        """Renew this node's leases on ``entries``; returns those it no longer holds."""
+
+    async def settle(self, entries: Sequence[str]) -> None:
+        """The jobs of ``entries`` need no more work: drop them from the queue."""
+
+    async def hand_back(self, entries: Sequence[tuple[str, str]]) -> None:
+        """(entry, job id) pairs this node took but will not run: queue them again, at once."""
+
+    async def dead_letter(self, job_id: str, deliveries: int) -> None:
+        """Note a job given up on after ``deliveries`` deliveries."""
+
+    async def request_cancel(self, job_id: str) -> None:
+        """Ask every node to cancel the job if it runs it."""
+
+    async def follow(self, after: int, *, block_s: float) -> Followed:
+        """Events after offset ``after`` and cancel requests not yet seen, waiting up to
+        ``block_s`` for something to arrive."""

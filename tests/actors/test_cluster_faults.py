@@ -1,0 +1,234 @@
+"""A cluster node's background loops ride out a store that fails for a while, and a node that
+learns it lost a lease lets the job's queue entry go."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+from typing import Any
+
+import anyio
+import pytest
+import redis
+from structlog.testing import capture_logs
+
+from jobwarden import JobState, Supervisor
+from jobwarden.errors import StoreError
+from jobwarden.plugins.builtin import builtin
+from jobwarden.records import JobEvent, JobRecord
+from jobwarden.store.redis import RedisStore
+from jobwarden.store.redis_queue_scripts import GROUP
+from jobwarden.store.shared import Delivery, Followed, SharedStore, Verdict
+from tests.actors.cluster_nodes import cluster_url, eventually, orphaned, queue_length
+from tests.fakes import Gates, fake_plugin
+from tests.redis_server import URL
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """redis-py is asyncio-only."""
+    return "asyncio"
+
+
+class FlakyShared:
+    """A node's shared store whose background calls fail the first ``failures[name]`` times,
+    and whose renewals report every lease lost while ``steal`` is set."""
+
+    def __init__(self, real: SharedStore, failures: dict[str, int]) -> None:
+        self.real = real
+        self.node = real.node
+        self.lease_s = real.lease_s
+        self.max_deliveries = real.max_deliveries
+        self.failures = dict(failures)
+        self.steal = False
+        self.forgetful = False
+        self.renewed = anyio.Event()
+        self.exhausted = anyio.Event()  # set once every planned failure happened
+        # Set ``starting`` to hold the write that starts a job until ``start_may_go`` is set.
+        self.starting: anyio.Event | None = None
+        self.start_may_go = anyio.Event()
+
+    def _fail(self, name: str) -> None:
+        if self.failures.get(name, 0) > 0:
+            self.failures[name] -= 1
+            if not any(self.failures.values()):
+                self.exhausted.set()
+            raise StoreError(f"the store failed {name} on purpose")
+
+    async def enqueue(self, record: JobRecord, event: JobEvent, *, max_queued: int) -> JobRecord:
+        return await self.real.enqueue(record, event, max_queued=max_queued)
+
+    async def change(
+        self, prior: JobRecord, record: JobRecord, event: JobEvent, *, cap: int | None = None
+    ) -> Verdict:
+        self._fail("change")
+        if record.state is JobState.RUNNING and self.starting is not None:
+            self.starting.set()
+            await self.start_may_go.wait()
+        return await self.real.change(prior, record, event, cap=cap)
+
+    async def take(self, count: int, *, block_s: float) -> list[Delivery]:
+        self._fail("take")
+        return await self.real.take(count, block_s=block_s)
+
+    async def reclaim(self, count: int) -> list[Delivery]:
+        self._fail("reclaim")
+        return await self.real.reclaim(count)
+
+    async def renew(self, entries: Sequence[str]) -> list[str]:
+        self._fail("renew")
+        if self.forgetful:
+            return []  # as if the renewals came too late
+        lost = list(entries) if self.steal and entries else await self.real.renew(entries)
+        if lost:
+            self.renewed.set()
+        return lost
+
+    async def settle(self, entries: Sequence[str]) -> None:
+        self._fail("settle")
+        await self.real.settle(entries)
+
+    async def hand_back(self, entries: Sequence[tuple[str, str]]) -> None:
+        self._fail("hand_back")
+        await self.real.hand_back(entries)
+
+    async def dead_letter(self, job_id: str, deliveries: int) -> None:
+        await self.real.dead_letter(job_id, deliveries)
+
+    async def request_cancel(self, job_id: str) -> None:
+        await self.real.request_cancel(job_id)
+
+    async def follow(self, after: int, *, block_s: float) -> Followed:
+        self._fail("follow")
+        return await self.real.follow(after, block_s=block_s)
+
+
+def flaky_store(url: str, failures: dict[str, int]) -> tuple[RedisStore, FlakyShared]:
+    store = RedisStore(url, node="A")
+    flaky = FlakyShared(store.shared, failures)
+    store.shared = flaky
+    return store, flaky
+
+
+def warnings(logs: Sequence[MutableMapping[str, Any]]) -> list[str]:
+    return [entry["event"] for entry in logs if entry["log_level"] == "warning"]
+
+
+@pytest.mark.anyio
+async def test_the_background_loops_ride_out_store_errors(redis_prefix: str) -> None:
+    """Following, taking, renewing, reclaiming and settling each fail at first: the loops back
+    off and retry, every job still succeeds, and no queue entry is left behind."""
+    failures = {"follow": 2, "take": 2, "renew": 1, "reclaim": 1, "settle": 1}
+    store, flaky = flaky_store(cluster_url(redis_prefix, lease_s=0.3), failures)
+    with capture_logs() as logs:
+        async with Supervisor(plugins=[builtin], store=store) as sup:
+            jobs = [await sup.submit("builtin.echo", {"text": str(i)}) for i in range(5)]
+            finals = [await sup.wait(job.id, timeout=20) for job in jobs]
+            with anyio.fail_after(20):
+                await flaky.exhausted.wait()
+    assert all(final.state is JobState.SUCCEEDED for final in finals)
+    assert queue_length(redis_prefix) == 0
+    said = warnings(logs)
+    assert "store unreachable while following the event log; retrying" in said
+    assert "store unreachable while taking jobs from the queue; retrying" in said
+    assert "could not renew leases" in said
+    assert "could not reclaim expired leases" in said
+    assert "could not acknowledge finished jobs" in said
+
+
+@pytest.mark.anyio
+async def test_a_node_that_lost_a_lease_lets_the_entry_go(redis_prefix: str) -> None:
+    """When a renewal says a job's lease went to another node, this node stops holding its entry
+    (it will not acknowledge what is no longer its own), and still records the job's outcome
+    while the stored job is as it left it."""
+    gates = Gates()
+    store, flaky = flaky_store(cluster_url(redis_prefix, lease_s=0.3), {})
+    with capture_logs() as logs:
+        async with Supervisor(plugins=[fake_plugin(gates)], store=store) as sup:
+            job = await sup.submit("fake.gate", {"key": "stolen"})
+            await gates.wait_entered("stolen")
+            flaky.steal = True
+            await flaky.renewed.wait()
+            flaky.steal = False
+            gates.open("stolen")
+            done = await sup.wait(job.id, timeout=20)
+            assert sup._cluster is not None
+            assert job.id not in sup._cluster.entries
+    assert done.state is JobState.SUCCEEDED
+    assert "leases lost to other nodes; their jobs run there" in warnings(logs)
+    assert queue_length(redis_prefix) == 1  # the entry waits for the lease's new holder
+
+
+@pytest.mark.anyio
+async def test_a_hand_back_that_fails_is_logged_and_left_to_the_leases(redis_prefix: str) -> None:
+    """A node that cannot hand its waiting jobs back at shutdown says so; they come back to the
+    queue when their leases expire."""
+    store, _ = flaky_store(cluster_url(redis_prefix, lease_s=0.3), {"hand_back": 1})
+    with capture_logs() as logs:
+        async with Supervisor(plugins=[builtin], store=store) as sup:
+            await sup.run("builtin.echo", {"text": "x"}, timeout=20)
+    assert "queued jobs not handed back: they return after a lease" in warnings(logs)
+
+
+@pytest.mark.anyio
+async def test_a_takeover_whose_write_fails_is_tried_again_later(redis_prefix: str) -> None:
+    """If recording a dead node's job as interrupted fails, the node lets the lease lapse and
+    the job is taken over again at the next look, not lost."""
+    url = cluster_url(redis_prefix, lease_s=0.3)
+    store, _ = flaky_store(url, {"change": 1})
+    with capture_logs() as logs:
+        async with (
+            orphaned(url, "builtin.echo", {"text": "cut"}, running=True) as job,
+            Supervisor(plugins=[builtin], store=store) as sup,
+        ):
+            done = await sup.wait(job.id, timeout=20)
+    assert done.state is JobState.FAILED
+    assert done.error is not None
+    assert done.error.type == "interrupted"
+    assert "could not take a job over" in warnings(logs)
+
+
+@pytest.mark.anyio
+async def test_a_cancel_that_meets_the_job_starting_answers_cancelled(redis_prefix: str) -> None:
+    """A cancel that arrives while this node is writing the job's start waits for the start, then
+    stops the call, and answers the cancelled record (not ``JobFinished``)."""
+    gates = Gates()
+    store, flaky = flaky_store(cluster_url(redis_prefix), {})
+    flaky.starting = anyio.Event()
+    async with Supervisor(plugins=[fake_plugin(gates)], store=store) as sup:
+        job = await sup.submit("fake.gate", {"key": "racing"})
+        await flaky.starting.wait()
+        async with anyio.create_task_group() as tg:
+            answers: list[JobRecord] = []
+
+            async def cancel() -> None:
+                answers.append(await sup.cancel(job.id))
+
+            tg.start_soon(cancel)
+            await anyio.wait_all_tasks_blocked()
+            flaky.start_may_go.set()
+    assert [answer.state for answer in answers] == [JobState.CANCELLED]
+
+
+@pytest.mark.anyio
+async def test_a_node_that_reclaims_its_own_lease_keeps_holding_the_job(redis_prefix: str) -> None:
+    """A lease of this node's that expired (its renewals came too late) and comes back to it by
+    a reclaim stays held: the entry is not acknowledged while the job still runs."""
+    gates = Gates()
+    store, flaky = flaky_store(cluster_url(redis_prefix, lease_s=0.3), {})
+    flaky.forgetful = True
+    queue = f"{redis_prefix}:queue"
+    async with Supervisor(plugins=[fake_plugin(gates)], store=store) as sup:
+        job = await sup.submit("fake.gate", {"key": "mine"})
+        await gates.wait_entered("mine")
+        with redis.Redis.from_url(URL) as client:
+            # Nothing announces a reclaim: watch its mark, the entry's delivery count.
+            await eventually(
+                lambda: client.xpending_range(queue, GROUP, "-", "+", 10)[0]["times_delivered"] > 1
+            )
+            flaky.forgetful = False
+            still = client.xpending_range(queue, GROUP, "-", "+", 10)
+        gates.open("mine")
+        done = await sup.wait(job.id, timeout=20)
+    assert [p["consumer"] for p in still] == [b"A"]
+    assert done.state is JobState.SUCCEEDED
+    assert queue_length(redis_prefix) == 0

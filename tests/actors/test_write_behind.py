@@ -1,0 +1,202 @@
+"""Write-behind outcomes on the SQLite store: a runner does not wait for its job's terminal commit,
+yet nothing about the job's end is visible before that commit lands, and a lost one stops the
+supervisor."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import msgspec
+import pytest
+
+from jobwarden import JobState, Plugin, Supervisor, ToolContext
+from jobwarden.errors import JobFinished, StoreError, SupervisorCrashed
+from jobwarden.store.sqlite import SqliteStore
+from jobwarden.store.sqlite_ops import Transition, WriteOp
+
+pytestmark = pytest.mark.anyio
+
+
+def _moves_to(ops: list[WriteOp], states: set[str]) -> bool:
+    return any(type(op) is Transition and op.job_row[0] in states for op in ops)
+
+
+ENDS = {"succeeded", "failed", "timed_out", "cancelled"}
+
+
+class HeldStore(SqliteStore):
+    """A SQLite store whose writer holds every batch moving a job to one of ``states`` until
+    ``gate`` is set."""
+
+    def __init__(self, path: Path, states: set[str] = ENDS) -> None:
+        super().__init__(path)
+        self.states = states
+        self.holding = threading.Event()
+        self.gate = threading.Event()
+
+    def _commit(self, ops: list[WriteOp]) -> None:
+        if _moves_to(ops, self.states):
+            self.holding.set()
+            self.gate.wait()
+        super()._commit(ops)
+
+
+class FullAt(SqliteStore):
+    """A SQLite store whose disk fills up exactly when a job moves to one of ``states``."""
+
+    def __init__(self, path: Path, states: set[str] = ENDS) -> None:
+        super().__init__(path)
+        self.states = states
+
+    def _commit(self, ops: list[WriteOp]) -> None:
+        if _moves_to(ops, self.states):
+            raise sqlite3.OperationalError("database or disk is full")
+        super()._commit(ops)
+
+
+class TextIn(msgspec.Struct):
+    text: str
+
+
+def _leaky_plugin(contexts: list[ToolContext]) -> Plugin:
+    plugin = Plugin("leaky", version="1.0.0")
+
+    @plugin.tool(timeout=5.0)
+    async def keep(inp: TextIn, ctx: ToolContext) -> TextIn:
+        """Return at once, keeping the context (as a tool leaking it to a late callback would)."""
+        contexts.append(ctx)
+        return inp
+
+    @plugin.tool(timeout=5.0, retry_on_interrupt=True)
+    async def again(inp: TextIn, ctx: ToolContext) -> TextIn:
+        """The same, from a tool that is safe to run again after a crash."""
+        contexts.append(ctx)
+        return inp
+
+    return plugin
+
+
+async def test_a_jobs_end_is_seen_only_once_committed(tmp_path: Path) -> None:
+    """While the terminal commit is held the job reads as running, its succeeded event and
+    waiters wait, and a late progress report or cancel cannot change the outcome."""
+    store = HeldStore(tmp_path / "jobs.db")
+    contexts: list[ToolContext] = []
+    async with Supervisor(plugins=[_leaky_plugin(contexts)], store=store) as sup:
+        record = await sup.submit("leaky.keep", {"text": "hi"})
+        async with sup.subscribe(job_id=record.id) as events:
+            await anyio.to_thread.run_sync(store.holding.wait)
+            assert (await sup.get(record.id)).state is JobState.RUNNING
+            await contexts[0].progress(0.9, "late")
+            outcome: list[BaseException] = []
+
+            async def cancel() -> None:
+                try:
+                    await sup.cancel(record.id)
+                except JobFinished as exc:
+                    outcome.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel)
+                await anyio.wait_all_tasks_blocked()
+                assert outcome == []
+                store.gate.set()
+            final = await sup.wait(record.id)
+            kinds = [event.type.rsplit(".", 1)[1] async for event in events]
+    assert final.state is JobState.SUCCEEDED
+    assert (final.result, final.progress) == ({"text": "hi"}, None)
+    assert kinds == ["queued", "running", "succeeded"]
+    assert "finished succeeded first" in str(outcome[0])
+
+
+async def test_a_lost_write_behind_outcome_stops_the_supervisor(tmp_path: Path) -> None:
+    """A terminal commit that fails stops the supervisor with SupervisorCrashed, as an awaited
+    one does."""
+    store = FullAt(tmp_path / "jobs.db", {"succeeded"})
+    contexts: list[ToolContext] = []
+    with pytest.raises(SupervisorCrashed, match=r"the job store failed: .*disk is full") as info:
+        async with Supervisor(
+            plugins=[_leaky_plugin(contexts)], store=store, max_restarts=100
+        ) as sup:
+            record = await sup.submit("leaky.keep", {"text": "never recorded"})
+            with anyio.fail_after(10):
+                await sup.wait(record.id)
+    assert isinstance(info.value.__cause__, StoreError)
+
+
+async def test_a_tool_runs_only_once_its_running_state_is_committed(tmp_path: Path) -> None:
+    """While the running commit is held, a tool without retry_on_interrupt is not called."""
+    store = HeldStore(tmp_path / "jobs.db", {"running"})
+    contexts: list[ToolContext] = []
+    async with Supervisor(plugins=[_leaky_plugin(contexts)], store=store) as sup:
+        record = await sup.submit("leaky.keep", {"text": "hi"})
+        await anyio.to_thread.run_sync(store.holding.wait)
+        await anyio.wait_all_tasks_blocked()
+        assert contexts == []
+        store.gate.set()
+        assert (await sup.wait(record.id)).state is JobState.SUCCEEDED
+    assert len(contexts) == 1
+
+
+async def test_a_retry_on_interrupt_tool_runs_before_its_running_commit(tmp_path: Path) -> None:
+    """A tool that is safe to run again after a crash starts without waiting for its running
+    commit; subscribers still see the running event only once it is committed, then the rest."""
+    store = HeldStore(tmp_path / "jobs.db", {"running"})
+    contexts: list[ToolContext] = []
+    async with Supervisor(plugins=[_leaky_plugin(contexts)], store=store) as sup:
+        record = await sup.submit("leaky.again", {"text": "hi"})
+        async with sup.subscribe(job_id=record.id) as events:
+            first = await events.__anext__()
+            await anyio.to_thread.run_sync(store.holding.wait)
+            await anyio.wait_all_tasks_blocked()
+            assert len(contexts) == 1
+            assert (await sup.get(record.id)).state is JobState.RUNNING
+            store.gate.set()
+            kinds = [event.type.rsplit(".", 1)[1] async for event in events]
+    assert first.type.endswith(".queued")
+    assert kinds == ["running", "succeeded"]
+
+
+async def test_a_lost_write_behind_running_state_stops_the_supervisor(tmp_path: Path) -> None:
+    """A running commit that fails for a retry_on_interrupt tool stops the supervisor too."""
+    store = FullAt(tmp_path / "jobs.db", {"running"})
+    contexts: list[ToolContext] = []
+    with pytest.raises(SupervisorCrashed, match=r"the job store failed: .*disk is full"):
+        async with Supervisor(
+            plugins=[_leaky_plugin(contexts)], store=store, max_restarts=100
+        ) as sup:
+            record = await sup.submit("leaky.again", {"text": "never started"})
+            with anyio.fail_after(10):
+                await sup.wait(record.id)
+
+
+async def test_a_job_cut_off_at_shutdown_reaches_subscribers_cancelled(tmp_path: Path) -> None:
+    """A job the supervisor's exit cancels is committed before the subscriptions end, so a
+    subscriber still gets its cancelled event (that outcome is not written behind)."""
+    plugin = Plugin("blocking", version="1.0.0")
+    began = anyio.Event()
+
+    @plugin.tool(timeout=60.0)
+    async def block(inp: TextIn, ctx: ToolContext) -> TextIn:
+        """Wait until cancelled."""
+        began.set()
+        await anyio.sleep_forever()
+        return inp
+
+    kinds: list[str] = []
+    store = SqliteStore(tmp_path / "jobs.db")
+    supervisor = Supervisor(plugins=[plugin], store=store, shutdown_grace_s=0)
+    async with anyio.create_task_group() as tg, supervisor as sup:
+        record = await sup.submit("blocking.block", {"text": "cut off"})
+
+        async def collect(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            async with sup.subscribe(job_id=record.id) as events:
+                task_status.started()
+                kinds.extend([event.type.rsplit(".", 1)[1] async for event in events])
+
+        await tg.start(collect)
+        await began.wait()
+    assert kinds == ["queued", "running", "cancelled"]

@@ -1,0 +1,123 @@
+"""A cluster node's writes ride out a lost connection (and a lost script cache) for a while, then
+fail clearly; a consumer group that cannot be created stops the store from opening."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+from jobwarden import JobState
+from jobwarden.errors import StoreError
+from jobwarden.store import redis_node
+from jobwarden.store.redis import RedisStore, ScriptCall
+from jobwarden.store.redis_node import RedisNode
+from jobwarden.store.redis_url import RedisSettings
+from tests.redis_server import URL
+from tests.store.conformance import Jobs
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """redis-py is asyncio-only."""
+    return "asyncio"
+
+
+class ScriptedStore:
+    """The parts of a RedisStore a node's writes use; ``pipeline`` answers from ``plan``: an
+    exception to raise, a list of replies, or one reply for every write."""
+
+    def __init__(self, plan: list[Any]) -> None:
+        self.plan = plan
+        self.settings = RedisSettings(prefix="fake")
+        self.keys = RedisStore(self.settings).keys
+        self.url = self.settings.url
+        self.sent = 0
+        self.reloads = 0
+
+    async def pipeline(self, writes: list[ScriptCall], *, transaction: bool = True) -> list[Any]:
+        self.sent += 1
+        step = self.plan.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        if isinstance(step, list):
+            return step
+        return [step] * len(writes)
+
+    async def load_scripts(self) -> None:
+        self.reloads += 1
+
+
+def node_on(store: ScriptedStore) -> RedisNode:
+    return RedisNode(store, "n1")  # type: ignore[arg-type]
+
+
+def call() -> ScriptCall:
+    return ScriptCall("transition", [])
+
+
+@pytest.mark.anyio
+async def test_a_write_is_retried_until_the_connection_is_back() -> None:
+    """Lost connections are retried with backoff; the write then completes with its reply."""
+    store = ScriptedStore([RedisConnectionError("gone"), RedisConnectionError("gone"), b"new"])
+    write = call()
+    await node_on(store)._commit_changes([write])
+    assert (store.sent, write.reply) == (3, b"new")
+
+
+@pytest.mark.anyio
+async def test_a_write_fails_once_redis_stayed_away_too_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past ``RECONNECT_S`` without Redis, the write fails with a StoreError saying so."""
+    monkeypatch.setattr(redis_node, "RECONNECT_S", 0.0)
+    store = ScriptedStore([RedisConnectionError("gone")])
+    with pytest.raises(StoreError, match="unreachable for 0s"):
+        await node_on(store)._commit_changes([call()])
+
+
+@pytest.mark.anyio
+async def test_a_lost_script_cache_is_reloaded_and_the_write_redone() -> None:
+    """A NOSCRIPT reply makes the node load the scripts again and send the batch once more."""
+    store = ScriptedStore([[NoScriptError("NOSCRIPT")], b"stored"])
+    write = call()
+    await node_on(store)._commit_changes([write])
+    assert (store.sent, store.reloads, write.reply) == (2, 1, b"stored")
+
+
+@pytest.mark.anyio
+async def test_other_redis_errors_fail_the_write_at_once() -> None:
+    """An error that is not a lost connection is not retried."""
+    store = ScriptedStore([ResponseError("WRONGTYPE")])
+    with pytest.raises(StoreError, match="WRONGTYPE"):
+        await node_on(store)._commit_changes([call()])
+    assert store.sent == 1
+
+
+@pytest.mark.anyio
+async def test_a_refused_change_is_a_store_error(redis_prefix: str) -> None:
+    """A change the script refuses (the job is not in the store) raises StoreError."""
+    store = RedisStore(f"{URL}?prefix={redis_prefix}", node="n1")
+    await store.open()
+    try:
+        jobs = Jobs()
+        record = jobs.record()
+        running = msgspec.structs.replace(record, state=JobState.RUNNING)
+        with pytest.raises(StoreError, match="refused a write"):
+            await store.shared.change(record, running, jobs.event(running))
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_key_in_the_way_of_the_queue_stops_the_store_opening(redis_prefix: str) -> None:
+    """If the queue's key holds something else, opening fails with a clear StoreError."""
+    with redis.Redis.from_url(URL) as client:
+        client.set(f"{redis_prefix}:queue", "not a stream")
+    store = RedisStore(f"{URL}?prefix={redis_prefix}", node="n1")
+    with pytest.raises(StoreError, match="cannot use the Redis job store"):
+        await store.open()
