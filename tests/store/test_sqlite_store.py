@@ -83,6 +83,7 @@ async def test_an_old_sqlite_library_is_refused_clearly(
     assert not (tmp_path / "jobs.db").exists()
 
 
+@pytest.mark.anyio
 async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
     """Many puts in flight at once are committed in far fewer transactions than writes."""
     jobs = Jobs()
