@@ -50,7 +50,7 @@ from jobwarden.ids import new_job_id
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
 from jobwarden.plugins.tool import Plugin
 from jobwarden.records import JobEvent, JobRecord
-from jobwarden.store.base import JobPage, JobQuery, JobStore
+from jobwarden.store.base import JobPage, JobQuery, JobStore, write_behind
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.shared import SharedStore
 
@@ -140,6 +140,7 @@ class Supervisor:
             ClusterNode(self, shared, window=concurrency) if shared is not None else None
         )
         self._concurrency = concurrency
+        self._write_behind = write_behind(self.store) is not None
         self._thread_concurrency = thread_concurrency
         self._max_abandoned = max_abandoned_threads
         self.processes = ProcessPool(process_workers)
@@ -577,7 +578,12 @@ class Supervisor:
     async def _runner_slot(self, threads: ThreadCalls) -> None:
         while True:
             runner = ToolRunner(
-                self.registry, self._scheduler, self._deadlines, threads, self.processes
+                self.registry,
+                self._scheduler,
+                self._deadlines,
+                threads,
+                self.processes,
+                write_behind=self._write_behind,
             )
             try:
                 await runner.serve()

@@ -18,7 +18,7 @@ import msgspec
 import structlog
 
 from jobwarden.actors.deadlines import Deadlines
-from jobwarden.actors.job_actor import JobActor, Started
+from jobwarden.actors.job_actor import JobActor, Lost, Started
 from jobwarden.actors.process_pool import Died, ProcessPool
 from jobwarden.actors.process_worker import (
     Call,
@@ -58,6 +58,7 @@ class ToolRunner:
         "_deadlines",
         "_guard",
         "_lost_outcome",
+        "_on_lost",
         "_outcome",
         "_processes",
         "_registry",
@@ -73,6 +74,8 @@ class ToolRunner:
         deadlines: Deadlines,
         threads: ThreadCalls,
         processes: ProcessPool,
+        *,
+        write_behind: bool = False,
     ) -> None:
         self._registry = registry
         self._scheduler = scheduler
@@ -81,8 +84,11 @@ class ToolRunner:
         self._processes = processes
         self.current: JobActor | None = None
         self._outcome: Outcome = (JobState.FAILED, None, None)
-        self._guard = anyio.CancelScope()
+        # Only a write-behind store can lose an outcome after the runner moved on: the guard
+        # (five gc-tracked objects per idle runner) exists only then.
+        self._guard = anyio.CancelScope() if write_behind else None
         self._lost_outcome: StoreError | None = None
+        self._on_lost: Lost | None = self._lost if write_behind else None
 
     async def serve(self) -> None:
         """Run jobs until the scheduler closes; raise ``StoreError`` once an outcome is lost.
@@ -92,7 +98,11 @@ class ToolRunner:
         ``retry_on_interrupt``). Should such a commit fail, the runner stops at once, whatever
         it is doing, and raises the store's error like a failed awaited write.
         """
-        with self._guard:
+        guard = self._guard
+        if guard is None:
+            await self._serve()
+            return
+        with guard:
             await self._serve()
         if self._lost_outcome is not None:
             raise self._lost_outcome
@@ -100,6 +110,7 @@ class ToolRunner:
     def _lost(self, error: StoreError) -> None:
         if self._lost_outcome is None:
             self._lost_outcome = error
+        assert self._guard is not None
         self._guard.cancel()
 
     async def _serve(self) -> None:
@@ -117,7 +128,7 @@ class ToolRunner:
                     self.current = actor
                     bind_job(actor.record)
                     try:
-                        started = await actor.start(lost=self._lost)
+                        started = await actor.start(lost=self._on_lost)
                         if started is None:
                             self.current = None
                             continue
@@ -167,7 +178,7 @@ class ToolRunner:
                             self._outcome = outcome
                         if scope.cancel_called:
                             break
-                        await actor.finish(*outcome, lost=self._lost)
+                        await actor.finish(*outcome, lost=self._on_lost)
                     except BaseException:
                         unbind_job()  # the runner stops: what it logs next is about no job
                         raise
@@ -179,7 +190,7 @@ class ToolRunner:
             # The scope was cancelled for the job in hand: finish it outside the scope.
             interrupted, self.current = self.current, None
             if interrupted is not None:
-                await interrupted.finish(*self._outcome, lost=self._lost)
+                await interrupted.finish(*self._outcome, lost=self._on_lost)
 
     def _exhausted(self, actor: JobActor, exc: ThreadsExhausted) -> Outcome:
         error = actor.error(
