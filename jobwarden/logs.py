@@ -12,9 +12,12 @@ handles a job (``bind_job``, then ``unbind_job`` when the runner stops).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
-from contextvars import ContextVar
+import time
+from contextvars import ContextVar, Token
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -36,7 +39,34 @@ def _context_var(key: str) -> ContextVar[Any]:
 _JOB_ID = _context_var("job_id")
 _TOOL = _context_var("tool")
 _ATTEMPT = _context_var("attempt")
+_REQUEST_ID = _context_var("request_id")
+_PRINCIPAL = _context_var("principal")
 _UNBOUND = ...  # what structlog's merge_contextvars skips
+_PREFIX = "structlog_"  # structlog's names for its context variables begin with it
+
+
+def bind_request(request_id: str) -> Token[Any]:
+    """Bind a request's id to the log context; ``end_request`` with the token unbinds it."""
+    return _REQUEST_ID.set(request_id)
+
+
+def bind_principal(name: str) -> None:
+    """Bind the caller's name (``principal``) to the request's log context."""
+    _PRINCIPAL.set(name)
+
+
+def bind_request_job(record: JobRecord) -> None:
+    """Bind the id and tool of the job a request touched to the request's log context."""
+    _JOB_ID.set(record.id)
+    _TOOL.set(record.tool)
+
+
+def end_request(token: Token[Any]) -> None:
+    """Restore the request id bound before ``bind_request``; unbind principal, job and tool."""
+    _REQUEST_ID.reset(token)
+    _PRINCIPAL.set(_UNBOUND)
+    _JOB_ID.set(_UNBOUND)
+    _TOOL.set(_UNBOUND)
 
 
 def bind_job(record: JobRecord) -> None:
@@ -65,9 +95,9 @@ def unbind_job() -> None:
 def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
     """Configure structlog and the stdlib's root logger to render JSON or console lines."""
     shared: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,
+        merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        UtcTimeStamper(),
     ]
     foreign: structlog.typing.Processor
     if fmt == "json":
@@ -113,3 +143,35 @@ def _json_bytes(event: Any, **_: Any) -> bytes:
 
 def _json_text(event: Any, **_: Any) -> str:
     return _encoder.encode(event).decode()
+
+
+def merge_contextvars(
+    logger: Any, method_name: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """``structlog.contextvars.merge_contextvars``, reading each variable once, not twice."""
+    for var, value in contextvars.copy_context().items():
+        if value is not _UNBOUND and var.name.startswith(_PREFIX):
+            event_dict.setdefault(var.name[len(_PREFIX) :], value)
+    return event_dict
+
+
+class UtcTimeStamper:
+    """``timestamp``: ISO 8601 in UTC with microseconds and a ``Z``, as structlog's
+    ``TimeStamper(fmt="iso", utc=True)`` writes it (which drops the fraction when it is zero),
+    at half its cost: the date and time of day are formatted once per second."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        second, nanos = divmod(time.time_ns(), 1_000_000_000)
+        if second != self._second:
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            self._second = second
+        event_dict["timestamp"] = f"{self._prefix}{nanos // 1000:06d}Z"
+        return event_dict

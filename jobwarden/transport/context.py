@@ -6,10 +6,10 @@ import time
 from typing import TypeVar
 
 import msgspec
-import structlog
 from aiohttp import web
 
 from jobwarden.actors.supervisor import Supervisor
+from jobwarden.logs import bind_principal, bind_request_job
 from jobwarden.records import JobRecord
 from jobwarden.transport.auth import OPEN_PRINCIPAL, KeyRing, Principal
 from jobwarden.transport.middleware import PRINCIPAL_KEY
@@ -82,8 +82,7 @@ def authorize(request: web.Request, scope: str) -> Principal:
     if principal is None:
         raise ApiError(401, "unauthorized", "a valid API key is required")
     request[PRINCIPAL_KEY] = principal
-    # aiohttp runs each request in a task of its own, so the binding ends with the request.
-    structlog.contextvars.bind_contextvars(principal=principal.name)
+    bind_principal(principal.name)
     if not principal.can(scope):
         raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
     return principal
@@ -91,7 +90,7 @@ def authorize(request: web.Request, scope: str) -> Principal:
 
 def log_job(record: JobRecord) -> JobRecord:
     """Bind the job's id and tool to the request's log context: its access log line shows them."""
-    structlog.contextvars.bind_contextvars(job_id=record.id, tool=record.tool)
+    bind_request_job(record)
     return record
 
 
