@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from structlog.typing import EventDict, Processor
 
 from jobwarden.records import JobRecord
 
@@ -97,15 +98,15 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
     shared: list[structlog.typing.Processor] = [
         merge_contextvars,
         structlog.processors.add_log_level,
-        UtcTimeStamper(),
+        utc_time_stamper(),
     ]
     foreign: structlog.typing.Processor
     if fmt == "json":
         structlog.configure(
             processors=[
                 *shared,
-                structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(serializer=_json_bytes),
+                format_exc_info,
+                render_json,
             ],
             logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
             wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -137,41 +138,61 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-def _json_bytes(event: Any, **_: Any) -> bytes:
-    return _encoder.encode(event)
-
-
 def _json_text(event: Any, **_: Any) -> str:
     return _encoder.encode(event).decode()
 
 
-def merge_contextvars(
-    logger: Any, method_name: str, event_dict: structlog.typing.EventDict
-) -> structlog.typing.EventDict:
-    """``structlog.contextvars.merge_contextvars``, reading each variable once, not twice."""
+# The processors below are plain functions, not objects with ``__call__``: calling those costs
+# CPython several times as much, and the access log runs them on every request.
+
+
+def merge_contextvars(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """``structlog.contextvars.merge_contextvars``, reading each variable once and recognising
+    structlog's variables by identity once it has seen them, not by their names each time."""
+    names = _merged_names
     for var, value in contextvars.copy_context().items():
-        if value is not _UNBOUND and var.name.startswith(_PREFIX):
-            event_dict.setdefault(var.name[len(_PREFIX) :], value)
+        if value is _UNBOUND:
+            continue
+        key = names.get(var)
+        if key is None:
+            if len(names) >= _MAX_NAMES:
+                names.clear()  # variables made on the fly (unusual) must not grow it forever
+            name = var.name
+            key = names[var] = sys.intern(name[len(_PREFIX) :]) if name.startswith(_PREFIX) else ""
+        if key:
+            event_dict.setdefault(key, value)
     return event_dict
 
 
-class UtcTimeStamper:
-    """``timestamp``: ISO 8601 in UTC with microseconds and a ``Z``, as structlog's
-    ``TimeStamper(fmt="iso", utc=True)`` writes it (which drops the fraction when it is zero),
-    at half its cost: the date and time of day are formatted once per second."""
+_merged_names: dict[ContextVar[Any], str] = {}  # variable -> its key, "" if not structlog's
+_MAX_NAMES = 1_024
 
-    __slots__ = ("_prefix", "_second")
 
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+def utc_time_stamper() -> Processor:
+    """A processor adding ``timestamp``: ISO 8601 in UTC with microseconds and a ``Z``, as
+    structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it (except that it always writes the
+    fraction), with the date and time of day formatted once per second."""
+    second_now, prefix = -1, ""
 
-    def __call__(
-        self, logger: Any, method_name: str, event_dict: structlog.typing.EventDict
-    ) -> structlog.typing.EventDict:
+    def stamp(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        nonlocal second_now, prefix
         second, nanos = divmod(time.time_ns(), 1_000_000_000)
-        if second != self._second:
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-            self._second = second
-        event_dict["timestamp"] = f"{self._prefix}{nanos // 1000:06d}Z"
+        if second != second_now:
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            second_now = second
+        event_dict["timestamp"] = f"{prefix}{nanos // 1000:06d}Z"
         return event_dict
+
+    return stamp
+
+
+def format_exc_info(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """``structlog.processors.format_exc_info``, called only when the line has an exc_info."""
+    if "exc_info" in event_dict:
+        return structlog.processors.format_exc_info(logger, method_name, event_dict)
+    return event_dict
+
+
+def render_json(logger: Any, method_name: str, event_dict: EventDict) -> bytes:
+    """The line as one JSON object (``repr`` for what JSON cannot hold)."""
+    return _encoder.encode(event_dict)
