@@ -411,7 +411,7 @@ class Supervisor:
         # cost more than the rest of the wait for a short job (POST /v1/jobs?wait= waits on each).
         now = current_time()
         deadline = now + timeout
-        while not actor.record.state.terminal:
+        while True:
             if now >= deadline:
                 raise TimeoutError
             if self._deadlines.closed:
@@ -424,8 +424,9 @@ class Supervisor:
                 await done.wait()
             finally:
                 self._deadlines.done(alarm)
+            if actor.record.state.terminal:
+                return actor.record
             now = current_time()
-        return actor.record
 
     async def run(self, tool: str, input: Any, *, timeout: float | None = None, **kw: Any) -> Any:
         """Submit, wait, and return the result; raises ``JobFailed`` unless the job succeeded."""
