@@ -1,10 +1,10 @@
-"""anyio's clock and events without its per-call search for the running async library.
+"""anyio's clock, events and checkpoint without its per-call search for the running library.
 
-``anyio.current_time()`` and ``anyio.Event()`` ask which library runs (sniffio, then a dict) on
-every call: about 2 us, ten times the work they then do, and the job path makes a few of each per
-job. While one asyncio loop runs in a thread the answer cannot change, so it is looked up once per
-loop and the backend's own class methods are called directly; with no asyncio loop running (trio)
-the calls go to anyio as before.
+``anyio.current_time()``, ``anyio.Event()`` and ``anyio.lowlevel.checkpoint()`` ask which library
+runs (sniffio, then a dict) on every call: about 2 us, ten times the work they then do, and the
+job path makes a few of each per job. While one asyncio loop runs in a thread the answer cannot
+change, so it is looked up once per loop and the backend's own class methods are called directly;
+with no asyncio loop running (trio) the calls go to anyio as before.
 """
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ def current_time() -> float:
     """``anyio.current_time()``: the running event loop's clock."""
     backend = _asyncio_backend()
     return backend.current_time() if backend is not None else anyio.current_time()
+
+
+async def checkpoint() -> None:
+    """``anyio.lowlevel.checkpoint()``: let every other ready task run, then continue."""
+    backend = _asyncio_backend()
+    await (backend.checkpoint() if backend is not None else anyio.lowlevel.checkpoint())
 
 
 def new_event() -> anyio.Event:

@@ -22,7 +22,7 @@ from jobwarden.actors.cluster import ClusterNode
 from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.event_bus import DEFAULT_SUBSCRIBER_BUFFER, EventBus
 from jobwarden.actors.job_actor import CANCEL_REASON, JobActor
-from jobwarden.actors.loop_calls import current_time
+from jobwarden.actors.loop_calls import checkpoint, current_time
 from jobwarden.actors.plugin_hooks import start_plugin, stop_plugin
 from jobwarden.actors.process_pool import ProcessPool
 from jobwarden.actors.recovery import Recovered, recover
@@ -407,6 +407,12 @@ class Supervisor:
             return actor.record
         if timeout is None:
             return await actor.wait_done()
+        if timeout > 0:
+            # A short job often ends as soon as its runner gets the loop (the runner was woken
+            # first, when the job was admitted): one yield then spares the alarm and the wake-up.
+            await checkpoint()
+            if actor.record.state.terminal:
+                return actor.record
         # An alarm in the deadline heap rather than a cancel scope with a loop timer, which would
         # cost more than the rest of the wait for a short job (POST /v1/jobs?wait= waits on each).
         now = current_time()
