@@ -16,13 +16,14 @@ import contextvars
 import logging
 import sys
 import time
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import structlog
-from structlog.typing import EventDict, Processor
+from structlog.typing import EventDict
 
 from jobwarden.records import JobRecord
 
@@ -168,7 +169,7 @@ _merged_names: dict[ContextVar[Any], str] = {}  # variable -> its key, "" if not
 _MAX_NAMES = 1_024
 
 
-def utc_time_stamper() -> Processor:
+def utc_time_stamper() -> Callable[[Any, str, EventDict], EventDict]:
     """A processor adding ``timestamp``: ISO 8601 in UTC with microseconds and a ``Z``, as
     structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it (except that it always writes the
     fraction), with the date and time of day formatted once per second."""
