@@ -10,6 +10,7 @@ with no asyncio loop running (trio) the calls go to anyio as before.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import anyio
 import anyio.lowlevel
@@ -33,17 +34,21 @@ def _asyncio_backend() -> type[AsyncBackend] | None:
 
 def current_time() -> float:
     """``anyio.current_time()``: the running event loop's clock."""
-    backend = _asyncio_backend()
+    backend = _backend if asyncio._get_running_loop() is _loop else _asyncio_backend()
     return backend.current_time() if backend is not None else anyio.current_time()
 
 
-async def checkpoint() -> None:
-    """``anyio.lowlevel.checkpoint()``: let every other ready task run, then continue."""
-    backend = _asyncio_backend()
-    await (backend.checkpoint() if backend is not None else anyio.lowlevel.checkpoint())
+def checkpoint() -> Awaitable[None]:
+    """``anyio.lowlevel.checkpoint()``: await it to let every other ready task run first.
+
+    A plain function returning the backend's coroutine: a coroutine of its own would add a
+    layer to suspend and resume.
+    """
+    backend = _backend if asyncio._get_running_loop() is _loop else _asyncio_backend()
+    return backend.checkpoint() if backend is not None else anyio.lowlevel.checkpoint()
 
 
 def new_event() -> anyio.Event:
     """``anyio.Event()`` for the running event loop."""
-    backend = _asyncio_backend()
+    backend = _backend if asyncio._get_running_loop() is _loop else _asyncio_backend()
     return backend.create_event() if backend is not None else anyio.Event()
