@@ -12,13 +12,18 @@ handles a job (``bind_job``, then ``unbind_job`` when the runner stops).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
-from contextvars import ContextVar
+import time
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import structlog
+from structlog.typing import EventDict
 
 from jobwarden.records import JobRecord
 
@@ -36,7 +41,34 @@ def _context_var(key: str) -> ContextVar[Any]:
 _JOB_ID = _context_var("job_id")
 _TOOL = _context_var("tool")
 _ATTEMPT = _context_var("attempt")
+_REQUEST_ID = _context_var("request_id")
+_PRINCIPAL = _context_var("principal")
 _UNBOUND = ...  # what structlog's merge_contextvars skips
+_PREFIX = "structlog_"  # structlog's names for its context variables begin with it
+
+
+def bind_request(request_id: str) -> Token[Any]:
+    """Bind a request's id to the log context; ``end_request`` with the token unbinds it."""
+    return _REQUEST_ID.set(request_id)
+
+
+def bind_principal(name: str) -> None:
+    """Bind the caller's name (``principal``) to the request's log context."""
+    _PRINCIPAL.set(name)
+
+
+def bind_request_job(record: JobRecord) -> None:
+    """Bind the id and tool of the job a request touched to the request's log context."""
+    _JOB_ID.set(record.id)
+    _TOOL.set(record.tool)
+
+
+def end_request(token: Token[Any]) -> None:
+    """Restore the request id bound before ``bind_request``; unbind principal, job and tool."""
+    _REQUEST_ID.reset(token)
+    _PRINCIPAL.set(_UNBOUND)
+    _JOB_ID.set(_UNBOUND)
+    _TOOL.set(_UNBOUND)
 
 
 def bind_job(record: JobRecord) -> None:
@@ -65,17 +97,17 @@ def unbind_job() -> None:
 def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
     """Configure structlog and the stdlib's root logger to render JSON or console lines."""
     shared: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,
+        merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        utc_time_stamper(),
     ]
     foreign: structlog.typing.Processor
     if fmt == "json":
         structlog.configure(
             processors=[
                 *shared,
-                structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(serializer=_json_bytes),
+                format_exc_info,
+                render_json,
             ],
             logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
             wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -107,9 +139,61 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-def _json_bytes(event: Any, **_: Any) -> bytes:
-    return _encoder.encode(event)
-
-
 def _json_text(event: Any, **_: Any) -> str:
     return _encoder.encode(event).decode()
+
+
+# The processors below are plain functions, not objects with ``__call__``: calling those costs
+# CPython several times as much, and the access log runs them on every request.
+
+
+def merge_contextvars(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """``structlog.contextvars.merge_contextvars``, reading each variable once and recognising
+    structlog's variables by identity once it has seen them, not by their names each time."""
+    names = _merged_names
+    for var, value in contextvars.copy_context().items():
+        if value is _UNBOUND:
+            continue
+        key = names.get(var)
+        if key is None:
+            if len(names) >= _MAX_NAMES:
+                names.clear()  # variables made on the fly (unusual) must not grow it forever
+            name = var.name
+            key = names[var] = sys.intern(name[len(_PREFIX) :]) if name.startswith(_PREFIX) else ""
+        if key:
+            event_dict.setdefault(key, value)
+    return event_dict
+
+
+_merged_names: dict[ContextVar[Any], str] = {}  # variable -> its key, "" if not structlog's
+_MAX_NAMES = 1_024
+
+
+def utc_time_stamper() -> Callable[[Any, str, EventDict], EventDict]:
+    """A processor adding ``timestamp``: ISO 8601 in UTC with microseconds and a ``Z``, as
+    structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it (except that it always writes the
+    fraction), with the date and time of day formatted once per second."""
+    second_now, prefix = -1, ""
+
+    def stamp(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        nonlocal second_now, prefix
+        second, nanos = divmod(time.time_ns(), 1_000_000_000)
+        if second != second_now:
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            second_now = second
+        event_dict["timestamp"] = f"{prefix}{nanos // 1000:06d}Z"
+        return event_dict
+
+    return stamp
+
+
+def format_exc_info(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """``structlog.processors.format_exc_info``, called only when the line has an exc_info."""
+    if "exc_info" in event_dict:
+        return structlog.processors.format_exc_info(logger, method_name, event_dict)
+    return event_dict
+
+
+def render_json(logger: Any, method_name: str, event_dict: EventDict) -> bytes:
+    """The line as one JSON object (``repr`` for what JSON cannot hold)."""
+    return _encoder.encode(event_dict)

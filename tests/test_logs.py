@@ -3,17 +3,21 @@ and only then; and the JSON and console renderings of structlog's and the stdlib
 
 from __future__ import annotations
 
+import contextvars
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import MutableMapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from jobwarden import JobState, Supervisor, builtin
+from jobwarden import JobState, Supervisor, builtin, logs
 from tests.fakes import FlakyStore
 from tests.log_plugin import chatty
 
@@ -117,3 +121,64 @@ def test_console_lines_show_the_context_too() -> None:
         assert "request_id=r-1" in line
         assert "principal=alice" in line
     assert "below the level" not in "\n".join(lines)
+
+
+def test_the_context_merge_matches_structlog_s() -> None:
+    """jobwarden's merge adds what structlog's adds: bound structlog variables only (not unbound
+    ones, not other context variables), without overriding the line's own keys."""
+    other: contextvars.ContextVar[str] = contextvars.ContextVar("structless")
+
+    def merged() -> tuple[MutableMapping[str, Any], MutableMapping[str, Any]]:
+        structlog.contextvars.bind_contextvars(request_id="r-9", principal="bob", job_id="j")
+        structlog.contextvars.unbind_contextvars("job_id")
+        other.set("not a log key")
+        line = {"event": "x", "principal": "explicit"}
+        ours = logs.merge_contextvars(None, "info", dict(line))
+        theirs = structlog.contextvars.merge_contextvars(None, "info", dict(line))
+        return ours, theirs
+
+    ours, theirs = contextvars.copy_context().run(merged)
+    assert ours == theirs == {"event": "x", "principal": "explicit", "request_id": "r-9"}
+
+
+def test_the_context_merge_forgets_variables_past_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the bound on remembered variables the memory starts over, and lines stay complete."""
+    monkeypatch.setattr(logs, "_MAX_NAMES", 1)
+    monkeypatch.setattr(logs, "_merged_names", {})
+
+    def merged() -> MutableMapping[str, Any]:
+        structlog.contextvars.bind_contextvars(request_id="r-1", principal="alice")
+        logs.merge_contextvars(None, "info", {})
+        return logs.merge_contextvars(None, "info", {})
+
+    line = contextvars.copy_context().run(merged)
+    assert (line["request_id"], line["principal"]) == ("r-1", "alice")
+    assert len(logs._merged_names) <= 1
+
+
+def test_timestamps_are_iso_utc_with_microseconds() -> None:
+    """The stamper writes YYYY-MM-DDTHH:MM:SS.ffffffZ in UTC, the time of the call."""
+    stamp = logs.utc_time_stamper()
+    before = datetime.now(UTC)
+    first = stamp(None, "info", {})["timestamp"]
+    second = stamp(None, "info", {})["timestamp"]
+    after = datetime.now(UTC)
+    for text in (first, second):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text), text
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        assert before - timedelta(milliseconds=1) <= at <= after + timedelta(milliseconds=1)
+    assert first <= second
+
+
+def test_lines_without_exc_info_pass_the_exception_formatter_unchanged() -> None:
+    """format_exc_info leaves a line without exc_info as it is and formats one that has it."""
+    line = {"event": "x", "n": 1}
+    assert logs.format_exc_info(None, "info", dict(line)) == line
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        formatted = logs.format_exc_info(None, "error", {"event": "y", "exc_info": exc})
+    assert "exc_info" not in formatted
+    assert "ValueError: boom" in formatted["exception"]

@@ -18,6 +18,7 @@ import anyio
 import msgspec
 
 from jobwarden.actors.event_bus import EventBus
+from jobwarden.actors.loop_calls import current_time, new_event
 from jobwarden.actors.mailbox import Mailbox
 from jobwarden.actors.states import JobState, check_transition
 from jobwarden.errors import ActorStopped, ErrorInfo, JobFinished, OutcomeType, StoreError
@@ -254,7 +255,7 @@ class JobActor:
         """
         done = self._done
         if done is None or done.is_set():
-            done = self._done = anyio.Event()
+            done = self._done = new_event()
         return done
 
     async def _receive(self, message: _Message) -> Any:
@@ -287,7 +288,7 @@ class JobActor:
         if record.state is not JobState.QUEUED or self._args is None:
             return None
         now = _now()
-        clock = anyio.current_time()
+        clock = current_time()
         if clock >= self.queue_deadline:
             await self._end_unstarted(OutcomeType.TIMEOUT, self._queue_message())
             return None

@@ -65,7 +65,15 @@ class Mailbox(Generic[M, R]):
         self._check_open()
         if self._busy:
             await self._wait_for_turn(message)
-        return await self._handle(message)
+        # ``_handle``'s body, inlined: a job makes two asks, and each coroutine layer costs.
+        self._busy = True
+        try:
+            return await self._handler(message)
+        finally:
+            if self._queue:
+                await self._pass_baton()
+            else:
+                self._busy = False
 
     async def tell(self, message: M) -> None:
         """Deliver ``message`` without waiting for it to be handled when the actor is busy."""

@@ -22,6 +22,7 @@ from jobwarden.actors.cluster import ClusterNode
 from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.event_bus import DEFAULT_SUBSCRIBER_BUFFER, EventBus
 from jobwarden.actors.job_actor import CANCEL_REASON, JobActor
+from jobwarden.actors.loop_calls import checkpoint, current_time
 from jobwarden.actors.plugin_hooks import start_plugin, stop_plugin
 from jobwarden.actors.process_pool import ProcessPool
 from jobwarden.actors.recovery import Recovered, recover
@@ -395,19 +396,29 @@ class Supervisor:
         if self._cluster is not None:
             with anyio.fail_after(timeout):
                 return await self._cluster.wait(job_id, owner)
-        record = await self.get(job_id, owner=owner)
-        if record.state.terminal:
-            return record
         actor = self._actors.get(job_id)
         if actor is None:
+            record = await self.get(job_id, owner=owner)
+            if record.state.terminal:
+                return record
             raise JobNotFinished(f"job {job_id} is not run by this supervisor", job_id=job_id)
+        if owner is not None and actor.record.owner != owner:
+            raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+        if actor.record.state.terminal:
+            return actor.record
         if timeout is None:
             return await actor.wait_done()
+        if timeout > 0:
+            # A short job often ends as soon as its runner gets the loop (the runner was woken
+            # first, when the job was admitted): one yield then spares the alarm and the wake-up.
+            await checkpoint()
+            if actor.record.state.terminal:
+                return actor.record
         # An alarm in the deadline heap rather than a cancel scope with a loop timer, which would
         # cost more than the rest of the wait for a short job (POST /v1/jobs?wait= waits on each).
-        deadline = anyio.current_time() + timeout
-        while not actor.record.state.terminal:
-            now = anyio.current_time()
+        now = current_time()
+        deadline = now + timeout
+        while True:
             if now >= deadline:
                 raise TimeoutError
             if self._deadlines.closed:
@@ -420,7 +431,9 @@ class Supervisor:
                 await done.wait()
             finally:
                 self._deadlines.done(alarm)
-        return actor.record
+            if actor.record.state.terminal:
+                return actor.record
+            now = current_time()
 
     async def run(self, tool: str, input: Any, *, timeout: float | None = None, **kw: Any) -> Any:
         """Submit, wait, and return the result; raises ``JobFailed`` unless the job succeeded."""

@@ -17,7 +17,7 @@ from jobwarden.transport.context import (
     ServerSettings,
     now,
 )
-from jobwarden.transport.middleware import access_log, error_envelopes
+from jobwarden.transport.middleware import request_middleware
 
 
 def create_app(
@@ -29,7 +29,7 @@ def create_app(
     """
     settings = settings or ServerSettings()
     app = web.Application(
-        middlewares=[access_log, error_envelopes], client_max_size=settings.max_body_bytes
+        middlewares=[request_middleware()], client_max_size=settings.max_body_bytes
     )
     app[SUPERVISOR] = supervisor
     app[SETTINGS] = settings

@@ -6,10 +6,10 @@ import time
 from typing import TypeVar
 
 import msgspec
-import structlog
 from aiohttp import web
 
 from jobwarden.actors.supervisor import Supervisor
+from jobwarden.logs import bind_principal, bind_request_job
 from jobwarden.records import JobRecord
 from jobwarden.transport.auth import OPEN_PRINCIPAL, KeyRing, Principal
 from jobwarden.transport.middleware import PRINCIPAL_KEY
@@ -42,7 +42,9 @@ def now() -> float:
 
 async def read_body(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T:
     """The JSON body decoded and validated: 415 for another media type, 400 when it is wrong."""
-    if request.content_type != "application/json":
+    # The header as clients send it is compared first: aiohttp parses it on every request.
+    raw = request.headers.get("Content-Type")
+    if raw != "application/json" and request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "the body must be application/json")
     limit = request.app[SETTINGS].max_body_bytes
     # aiohttp sizes every request by the root application's limit: when this app is mounted in
@@ -82,8 +84,7 @@ def authorize(request: web.Request, scope: str) -> Principal:
     if principal is None:
         raise ApiError(401, "unauthorized", "a valid API key is required")
     request[PRINCIPAL_KEY] = principal
-    # aiohttp runs each request in a task of its own, so the binding ends with the request.
-    structlog.contextvars.bind_contextvars(principal=principal.name)
+    bind_principal(principal.name)
     if not principal.can(scope):
         raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
     return principal
@@ -91,7 +92,7 @@ def authorize(request: web.Request, scope: str) -> Principal:
 
 def log_job(record: JobRecord) -> JobRecord:
     """Bind the job's id and tool to the request's log context: its access log line shows them."""
-    structlog.contextvars.bind_contextvars(job_id=record.id, tool=record.tool)
+    bind_request_job(record)
     return record
 
 

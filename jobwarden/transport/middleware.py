@@ -1,4 +1,4 @@
-"""The middlewares every request passes: access log with request id, then error envelopes."""
+"""The middleware every request passes: request id and access log, and error envelopes."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import time
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from jobwarden.errors import ErrorInfo, RequestError
+from jobwarden.logs import bind_request, end_request
 from jobwarden.transport.auth import Principal
 from jobwarden.transport.responses import HTTP_TYPES, envelope_response, request_error_response
 
-log = structlog.get_logger("jobwarden.http")
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 
 
@@ -27,52 +27,58 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_serials):010x}"
 
 
-@web.middleware
-async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id to the log context and log one line per request when it ends.
+def request_middleware() -> Middleware:
+    """The middleware: binds a request id to the log context, turns every error into an
+    envelope with its status (tracebacks only reach the log), and logs one line per request.
 
-    ``authorize`` binds the principal once it knows it, and the job routes the job's id and tool;
-    all are unbound when the request ends.
+    One middleware rather than two: each costs aiohttp a wrapper and a coroutine per request.
+    ``authorize`` binds the principal once it knows it, and the job routes the job's id and
+    tool; all are unbound when the request ends. The logger is bound here, when the app is made
+    (after logging is configured), not looked up again on every request.
     """
-    request_id = request.headers.get("X-Request-ID") or new_request_id()
-    began = time.perf_counter()
-    status = 500
-    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
-    try:
-        response = await handler(request)
-        status = response.status
-        response.headers["X-Request-ID"] = request_id
-        return response
-    finally:
-        principal = request.get(PRINCIPAL_KEY)
-        route = request.match_info.route.resource
-        log.info(
-            "request",
-            method=request.method,
-            route=route.canonical if route is not None else request.path,
-            status=status,
-            principal=principal.name if principal is not None else None,
-            duration_ms=round((time.perf_counter() - began) * 1000, 3),
-        )
-        structlog.contextvars.reset_contextvars(**tokens)
-        structlog.contextvars.unbind_contextvars("principal", "job_id", "tool")
+    log = structlog.get_logger("jobwarden.http").bind()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-ID") or new_request_id()
+        began = time.perf_counter()
+        status = 500
+        token = bind_request(request_id)
+        try:
+            try:
+                response = await handler(request)
+            except RequestError as exc:
+                response = request_error_response(exc)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                response = _http_error_response(exc)
+            except Exception:
+                log.exception("unhandled error", path=request.path)
+                info = ErrorInfo(type="internal", message="internal error; see the server log")
+                response = envelope_response(info, 500)
+            status = response.status
+            response.headers["X-Request-ID"] = request_id
+            return response
+        finally:
+            principal = request.get(PRINCIPAL_KEY)
+            route = request.match_info.route.resource
+            log.info(
+                "request",
+                method=request.method,
+                route=route.canonical if route is not None else request.path,
+                status=status,
+                principal=principal.name if principal is not None else None,
+                duration_ms=round((time.perf_counter() - began) * 1000, 3),
+            )
+            end_request(token)
+
+    return middleware
 
 
-@web.middleware
-async def error_envelopes(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as an envelope with its status; tracebacks only reach the log."""
-    try:
-        return await handler(request)
-    except RequestError as exc:
-        return request_error_response(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        kind = HTTP_TYPES.get(exc.status, "invalid_request" if exc.status < 500 else "internal")
-        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        headers = {k: v for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}}
-        return envelope_response(ErrorInfo(type=kind, message=message), exc.status, headers)
-    except Exception:
-        log.exception("unhandled error", path=request.path)
-        info = ErrorInfo(type="internal", message="internal error; see the server log")
-        return envelope_response(info, 500)
+def _http_error_response(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own HTTP errors (router, body size) as envelopes with their status."""
+    kind = HTTP_TYPES.get(exc.status, "invalid_request" if exc.status < 500 else "internal")
+    message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    headers = {k: v for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}}
+    return envelope_response(ErrorInfo(type=kind, message=message), exc.status, headers)
