@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+
 import anyio
 import pytest
 from structlog.testing import capture_logs
 
 from jobwarden import JobState, PluginLifecycle, Supervisor, builtin, errors
+from jobwarden.actors.supervisor import COLLECT_AFTER_RUNNERS
 from jobwarden.errors import OutcomeType
 from tests.fakes import Crash, FlakyStore, Gates, fake_plugin
 
@@ -181,3 +184,22 @@ async def test_many_jobs_all_succeed_and_metrics_agree() -> None:
         assert (metrics.calls, metrics.successes, metrics.in_flight) == (500, 500, 0)
         stats = sup.statistics()
         assert (stats.queued, stats.running) == (0, 0)
+
+
+@pytest.mark.parametrize(("runners", "collections"), [(64, 0), (COLLECT_AFTER_RUNNERS, 1)])
+async def test_thousands_of_runners_are_collected_once_at_start(
+    runners: int, collections: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A supervisor that spawned thousands of runners runs one full collection before it takes
+    work (so the cyclic gc's next full pass comes later); a small one leaves the gc alone."""
+    calls: list[int] = []
+
+    def collect(generation: int = 2) -> int:
+        calls.append(generation)
+        return 0
+
+    monkeypatch.setattr(gc, "collect", collect)
+    async with Supervisor(plugins=[builtin], concurrency=runners) as sup:
+        started = list(calls)
+        assert await sup.run("builtin.echo", {"text": "ok"}) == {"text": "ok"}
+    assert started == [2] * collections
