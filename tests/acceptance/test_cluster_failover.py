@@ -30,12 +30,6 @@ LEASE_S = 1
 MAX_DELIVERIES = 2
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """aiohttp and redis are asyncio-only: these tests run on asyncio alone."""
-    return "asyncio"
-
-
 async def kill_the_runner(nodes: Cluster, body: dict[str, Any]) -> tuple[Node, Recorder]:
     """Submit ``body`` on the first node, SIGKILL whichever node runs it; return the survivor
     and the job's events as it saw them, to the terminal one."""

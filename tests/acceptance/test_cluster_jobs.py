@@ -24,12 +24,6 @@ from tests.acceptance.event_recorder import TERMINAL, kind, recording
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """aiohttp and redis are asyncio-only: these tests run on asyncio alone."""
-    return "asyncio"
-
-
 async def sse_events(
     http: aiohttp.ClientSession, node: Node, path: str, **headers: str
 ) -> list[str]:

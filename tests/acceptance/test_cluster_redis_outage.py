@@ -27,12 +27,6 @@ pytestmark = pytest.mark.anyio
 ECHO = {"tool": "builtin.echo", "input": {"text": "while Redis is away"}}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """aiohttp and redis are asyncio-only: these tests run on asyncio alone."""
-    return "asyncio"
-
-
 async def post(http: aiohttp.ClientSession, node: Node, body: dict[str, Any]) -> tuple[int, Any]:
     """POST /v1/jobs on ``node``: the status and the body."""
     async with http.post(node.base + "/v1/jobs", json=body) as resp:

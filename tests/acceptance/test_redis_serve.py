@@ -17,12 +17,6 @@ from tests.redis_server import URL
 from tests.server_process import clean_env, output, running_server
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """The client side runs on asyncio, like the server."""
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_a_job_round_trip_on_the_redis_store(tmp_path: Path, redis_prefix: str) -> None:
     """The server on Redis accepts a job, runs it, lists it and replays its events over SSE; its
