@@ -117,13 +117,19 @@ class ClusterNode:
     async def wait(self, job_id: str, owner: str | None) -> JobRecord:
         """The job's record once terminal, wherever it runs."""
         while True:
-            changed = self._waiters.get(job_id)
-            if changed is None:
-                changed = self._waiters[job_id] = anyio.Event()
+            changed = self._watch(job_id)
             record = await self._sup.get(job_id, owner=owner)
             if record.state.terminal:
                 return record
             await changed.wait()
+
+    def _watch(self, job_id: str) -> anyio.Event:
+        """The event the follower sets at the job's next change out of running (registered
+        before the caller reads the record, so no change falls between the two)."""
+        changed = self._waiters.get(job_id)
+        if changed is None:
+            changed = self._waiters[job_id] = anyio.Event()
+        return changed
 
     async def cancel(self, job_id: str, owner: str | None) -> JobRecord:
         """Cancel the job wherever it is; see ``Supervisor.cancel``."""
@@ -162,9 +168,7 @@ class ClusterNode:
     async def _wait_moved(self, job_id: str, seen: JobRecord, owner: str | None) -> None:
         """Return once the job is no longer as ``seen`` (running or queued as then)."""
         while True:
-            changed = self._waiters.get(job_id)
-            if changed is None:
-                changed = self._waiters[job_id] = anyio.Event()
+            changed = self._watch(job_id)
             record = await self._sup.get(job_id, owner=owner)
             if record.state.terminal or (record.state, record.attempt) != (
                 seen.state,
