@@ -73,6 +73,9 @@ class SqliteStore:
         self._commits: BatchWriter[WriteOp] = BatchWriter(self._commit, name="jobwarden-sqlite")
         self._first: int | None = None
         self._last = 0
+        # Finished jobs in the file: counted once at open, then moved by each commit, so
+        # retention knows how many exceed its cap without counting a large table per batch.
+        self._finished = 0
         self._lock: int | None = None
         self.timings = StoreTimings()
 
@@ -107,6 +110,9 @@ class SqliteStore:
                 page = db.execute("PRAGMA page_size").fetchone()[0]
                 db.execute(f"PRAGMA max_page_count = {max(1, self.max_bytes // page)}")
             first, last = db.execute("SELECT min(offset), max(offset) FROM events").fetchone()
+            finished = db.execute(
+                f"SELECT count(*) FROM jobs WHERE state IN {sqlite_schema.TERMINAL_SQL}"
+            ).fetchone()[0]
         except sqlite3.Error as exc:
             db.close()
             self._unlock()
@@ -116,7 +122,7 @@ class SqliteStore:
             self._unlock()
             raise
         self._writer = db
-        self._first, self._last = first, last or 0
+        self._first, self._last, self._finished = first, last or 0, finished
         for _ in range(self._readers):
             reader = self._connect()
             reader.execute("PRAGMA query_only = 1")
@@ -201,17 +207,8 @@ class SqliteStore:
         """Delete up to ``limit`` finished jobs by age and/or count; trim the event log to match."""
         if finished_before is None and keep_finished is None:
             return 0
-        excess = 0
-        if keep_finished is not None:
-            # Counted on a reader, outside the write transaction: a full count of a large table
-            # would hold up every writer; a count a moment old is good enough for retention.
-            finished = await self._read(
-                "count_finished",
-                lambda db: db.execute(
-                    f"SELECT count(*) FROM jobs WHERE state IN {sqlite_schema.TERMINAL_SQL}"
-                ).fetchone()[0],
-            )
-            excess = max(0, finished - keep_finished)
+        # The count may lag by the batch in flight: a moment old is good enough for retention.
+        excess = 0 if keep_finished is None else max(0, self._finished - keep_finished)
         op = Purge(finished_before, excess, limit)
         await self._write(op)
         return op.removed
@@ -235,8 +232,9 @@ class SqliteStore:
     def _commit(self, ops: list[WriteOp]) -> None:
         assert self._writer is not None
         began = time.perf_counter()
-        first, last = apply_batch(self._writer, ops)
+        first, last, finished = apply_batch(self._writer, ops)
         self.timings.observe("commit", time.perf_counter() - began)
+        self._finished += finished
         if first is not None and last is not None:
             self._last = max(self._last, last)
             self._first = first if self._first is None else min(self._first, first)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 import msgspec
 
@@ -60,10 +61,11 @@ EventRow = tuple[int, str, str, bytes]
 class Put:
     """A new job and its first event; ``existing`` is set when the owner's key was taken."""
 
-    __slots__ = ("event_row", "existing", "idempotency", "job_row")
+    __slots__ = ("ends", "event_row", "existing", "idempotency", "job_row")
 
     def __init__(self, record: JobRecord, event: JobEvent) -> None:
         key = record.idempotency_key
+        self.ends = record.state.terminal
         self.idempotency = None if key is None else _encode([record.owner, key]).decode()
         self.job_row = (
             event.offset,
@@ -74,7 +76,7 @@ class Put:
             record.owner,
             self.idempotency,
             _encode(record),
-            _finished_at(record),
+            _finished_at(record, self.ends),
         )
         self.event_row = _event_row(event)
         self.existing: bytes | None = None
@@ -83,10 +85,13 @@ class Put:
 class Transition:
     """A job's new record and the event describing the change."""
 
-    __slots__ = ("event_row", "job_row")
+    __slots__ = ("ends", "event_row", "job_row")
 
     def __init__(self, record: JobRecord, event: JobEvent) -> None:
-        self.job_row = (record.state.value, _encode(record), _finished_at(record), record.id)
+        # A job reaches a terminal state once, so each such write adds one finished job.
+        self.ends = record.state.terminal
+        finished_at = _finished_at(record, self.ends)
+        self.job_row = (record.state.value, _encode(record), finished_at, record.id)
         self.event_row = _event_row(event)
 
 
@@ -105,8 +110,18 @@ class Purge:
 WriteOp = Put | Transition | Purge
 
 
-def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> tuple[int | None, int | None]:
-    """Apply ``ops`` in one transaction; return the lowest and highest event offset written."""
+class Applied(NamedTuple):
+    """What a committed batch changed: its lowest and highest event offset (None without
+    events), and by how much the number of finished jobs moved."""
+
+    first: int | None
+    last: int | None
+    finished: int
+
+
+def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> Applied:
+    """Apply ``ops`` in one transaction and say what changed."""
+    finished = 0
     events: list[EventRow] = []
     plain: list[tuple[object, ...]] = []
     updates: list[tuple[object, ...]] = []
@@ -119,8 +134,10 @@ def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> tuple[int | None,
                 if op.idempotency is None:
                     plain.append(op.job_row)
                     events.append(op.event_row)
+                    finished += op.ends
                 elif db.execute(_INSERT_KEYED_JOB, op.job_row).rowcount == 1:
                     events.append(op.event_row)
+                    finished += op.ends
                 else:
                     op.existing = db.execute(
                         "SELECT record FROM jobs WHERE idempotency = ?", (op.idempotency,)
@@ -128,6 +145,7 @@ def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> tuple[int | None,
             elif type(op) is Transition:
                 updates.append(op.job_row)
                 events.append(op.event_row)
+                finished += op.ends
             elif type(op) is Purge:
                 purges.append(op)
         _in_slices(db, _INSERT_JOBS, 9, plain)
@@ -136,15 +154,16 @@ def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> tuple[int | None,
         _in_slices(db, _INSERT_EVENTS, 4, events)
         for purge in purges:
             purge.removed = _purge(db, purge)
+            finished -= purge.removed
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
     if not events:
-        return None, None
+        return Applied(None, None, finished)
     written = [row[0] for row in events]
-    return min(written), max(written)
+    return Applied(min(written), max(written), finished)
 
 
 def _in_slices(
@@ -183,9 +202,9 @@ def _purge(db: sqlite3.Connection, op: Purge) -> int:
     return len(chosen)
 
 
-def _finished_at(record: JobRecord) -> float | None:
+def _finished_at(record: JobRecord, ends: bool) -> float | None:
     finished = record.finished_at
-    return finished.timestamp() if finished is not None and record.state.terminal else None
+    return finished.timestamp() if finished is not None and ends else None
 
 
 def _event_row(event: JobEvent) -> EventRow:

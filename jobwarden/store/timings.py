@@ -13,7 +13,6 @@ OPERATIONS = (
     "list_jobs",
     "unfinished",
     "read_events",
-    "count_finished",
     "commit",
 )
 
