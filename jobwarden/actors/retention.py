@@ -24,7 +24,7 @@ class Retention(msgspec.Struct, frozen=True):
     max_age_s: float | None = 7 * 24 * 3600.0
     max_jobs: int | None = 1_000_000
     interval_s: float = 60.0
-    batch: int = 200
+    batch: int = 50
 
     def __post_init__(self) -> None:
         if self.max_age_s is not None and not self.max_age_s >= 0:
