@@ -20,7 +20,7 @@ import msgspec
 from jobwarden.actors.event_bus import EventBus
 from jobwarden.actors.loop_calls import current_time, new_event
 from jobwarden.actors.mailbox import Mailbox
-from jobwarden.actors.states import JobState, check_transition
+from jobwarden.actors.states import QUEUED, RUNNING, JobState, check_transition
 from jobwarden.errors import ActorStopped, ErrorInfo, JobFinished, OutcomeType, StoreError
 from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.registry import PluginRegistry
@@ -81,9 +81,11 @@ class JobHost(Protocol):
 class Started(msgspec.Struct, frozen=True, gc=False):
     """What a runner needs to execute a job it just started; ``deadline`` is on anyio's clock.
 
-    ``timeout_message`` says what the deadline is, for the error if it is reached: the attempt's
-    timeout, or the tool's total timeout when less of that is left. Untracked by the cyclic gc
-    (one object fewer per running job for it to walk): nothing it holds refers back to it.
+    ``timeout_message`` says what the deadline is, for the error if it is reached, when it is
+    the tool's total timeout (less of it was left than the attempt's timeout); empty when it is
+    the attempt's timeout, whose message is written only if it is reached. Untracked by the
+    cyclic gc (one object fewer per running job for it to walk): nothing it holds refers back
+    to it.
     """
 
     ctx: ToolContext
@@ -285,7 +287,7 @@ class JobActor:
 
     async def _on_start(self, lost: Lost | None) -> Started | None:
         record = self.record
-        if record.state is not JobState.QUEUED or self._args is None:
+        if record.state is not QUEUED or self._args is None:
             return None
         now = _now()
         clock = current_time()
@@ -293,14 +295,14 @@ class JobActor:
             await self._end_unstarted(OutcomeType.TIMEOUT, self._queue_message())
             return None
         limit = record.timeout_s or self.tool.timeout_s
-        message = f"{self.tool.name} did not finish within {limit}s"
+        message = ""
         left = self._total_left(now)
         if left is not None and left <= 0:
             await self._end_unstarted(OutcomeType.TIMEOUT, self._total_message())
             return None
         if left is not None and (limit is None or left < limit):
             limit, message = left, self._total_message()
-        new = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=now)
+        new = msgspec.structs.replace(record, state=RUNNING, started_at=now)
         host = self._host
         cap = self.tool.max_concurrency if host.shared is not None else None
         store = write_behind(host.store)

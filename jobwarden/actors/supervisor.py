@@ -30,7 +30,7 @@ from jobwarden.actors.recovery import Recovered, recover
 from jobwarden.actors.restarts import RestartIntensity
 from jobwarden.actors.retention import Retainer, Retention
 from jobwarden.actors.scheduler import Scheduler
-from jobwarden.actors.states import JobState
+from jobwarden.actors.states import QUEUED, JobState
 from jobwarden.actors.subscription import Subscription
 from jobwarden.actors.thread_calls import ThreadCalls
 from jobwarden.actors.tool_runner import SHUTDOWN_REASON, ToolRunner
@@ -289,7 +289,7 @@ class Supervisor:
             id=new_job_id(),
             tool=spec.name,
             plugin=spec.plugin,
-            state=JobState.QUEUED,
+            state=QUEUED,
             input=input if type(input) is dict else msgspec.to_builtins(input, builtin_types=_RAW),
             created_at=datetime.now(UTC),
             owner=owner,
@@ -300,7 +300,8 @@ class Supervisor:
         if refusal is not None:
             record = _circuit_open(record, refusal)
         bus = self.bus
-        event = bus.event(record, record.state.value, at=record.created_at)
+        # The kind spelled out: an Enum member's ``value`` is a Python-level property on 3.11.
+        event = bus.event(record, "queued" if refusal is None else "failed", at=record.created_at)
         if shared is not None:
             return await self._enqueue(shared, record, event, refused=refusal is not None)
         try:

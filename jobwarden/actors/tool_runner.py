@@ -29,6 +29,7 @@ from jobwarden.actors.process_worker import (
     Unencodable,
 )
 from jobwarden.actors.scheduler import Scheduler
+from jobwarden.actors.states import SUCCEEDED as STATE_SUCCEEDED
 from jobwarden.actors.states import JobState
 from jobwarden.actors.thread_calls import ThreadCalls, ThreadsExhausted
 from jobwarden.errors import ErrorInfo, OutcomeType, StoreError
@@ -221,7 +222,7 @@ def _crashed(actor: JobActor) -> Outcome:
 
 def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorInfo | None]:
     try:
-        return JobState.SUCCEEDED, actor.tool.output_to_builtins(value), None
+        return STATE_SUCCEEDED, actor.tool.output_to_builtins(value), None
     except (TypeError, ValueError) as exc:
         return _invalid_output(actor, exc)
 
@@ -288,7 +289,8 @@ def _stopped(actor: JobActor, timed_out: bool, started: Started) -> Outcome:
         error = actor.error(OutcomeType.CANCELLED, "cancelled while running")
         return JobState.CANCELLED, None, error
     timeout = actor.record.timeout_s or actor.tool.timeout_s
-    error = actor.error(OutcomeType.TIMEOUT, started.timeout_message, timeout_s=timeout)
+    message = started.timeout_message or f"{actor.tool.name} did not finish within {timeout}s"
+    error = actor.error(OutcomeType.TIMEOUT, message, timeout_s=timeout)
     return JobState.TIMED_OUT, None, error
 
 
