@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
@@ -94,44 +95,9 @@ class Started(msgspec.Struct, frozen=True, gc=False):
     timeout_message: str = ""
 
 
-class _Start:
-    __slots__ = ("lost",)
-
-    def __init__(self, lost: Lost | None) -> None:
-        self.lost = lost
-
-
-class _Finish:
-    __slots__ = ("error", "lost", "result", "state")
-
-    def __init__(
-        self, state: JobState, result: Any, error: ErrorInfo | None, lost: Lost | None
-    ) -> None:
-        self.state, self.result, self.error, self.lost = state, result, error, lost
-
-
-class _Cancel:
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-class _Expire:
-    __slots__ = ("message",)
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-class _Progress:
-    __slots__ = ("fraction", "message")
-
-    def __init__(self, fraction: float, message: str | None) -> None:
-        self.fraction, self.message = fraction, message
-
-
-_Message = _Start | _Finish | _Cancel | _Progress | _Expire
+_Message = Callable[[], Awaitable[Any]]
+"""A message to a job actor: the call of its handler, bound to the message's arguments with
+``functools.partial`` (no message class to build and match on for each of a job's changes)."""
 
 
 class JobActor:
@@ -181,7 +147,7 @@ class JobActor:
         commit fails): a crash runs such a job again anyway, so its tool need not wait.
         """
         try:
-            started: Started | None = await self._mailbox.ask(_Start(lost))
+            started: Started | None = await self._mailbox.ask(partial(self._on_start, lost))
         except ActorStopped:
             return None
         return started
@@ -202,7 +168,7 @@ class JobActor:
         happens when the job was dropped (superseded on another node of a cluster).
         """
         try:
-            await self._mailbox.ask(_Finish(state, result, error, lost))
+            await self._mailbox.ask(partial(self._on_finish, state, result, error, lost))
         except ActorStopped:
             return
 
@@ -229,7 +195,7 @@ class JobActor:
         Raises ``JobFinished`` when the job is already terminal.
         """
         try:
-            cancelled: JobRecord | None = await self._mailbox.ask(_Cancel(reason))
+            cancelled: JobRecord | None = await self._mailbox.ask(partial(self._on_cancel, reason))
         except ActorStopped:
             raise JobFinished(
                 f"job {self.id} is already {self.record.state}", job_id=self.id
@@ -239,7 +205,7 @@ class JobActor:
     async def progress(self, fraction: float, message: str | None) -> None:
         """Record progress of the running call; reports after the job ended are dropped."""
         try:
-            await self._mailbox.tell(_Progress(fraction, message))
+            await self._mailbox.tell(partial(self._on_progress, fraction, message))
         except ActorStopped:
             return
 
@@ -262,18 +228,7 @@ class JobActor:
 
     async def _receive(self, message: _Message) -> Any:
         try:
-            match message:
-                case _Start(lost=lost):
-                    return await self._on_start(lost)
-                case _Finish(state=state, result=result, error=error, lost=lost):
-                    await self._on_finish(state, result, error, lost)
-                case _Cancel(reason=reason):
-                    return await self._on_cancel(reason)
-                case _Progress(fraction=fraction, message=text):
-                    await self._on_progress(fraction, text)
-                case _Expire(message=text):
-                    if self.record.state is JobState.QUEUED:
-                        await self._end_unstarted(OutcomeType.TIMEOUT, text)
+            return await message()
         except Superseded:
             self._drop()
         return None
@@ -281,9 +236,13 @@ class JobActor:
     async def expire(self) -> None:
         """End the job as cancelled (error type ``timeout``) if it still waits to start."""
         try:
-            await self._mailbox.ask(_Expire(self._queue_message()))
+            await self._mailbox.ask(partial(self._on_expire, self._queue_message()))
         except ActorStopped:
             return
+
+    async def _on_expire(self, message: str) -> None:
+        if self.record.state is QUEUED:
+            await self._end_unstarted(OutcomeType.TIMEOUT, message)
 
     async def _on_start(self, lost: Lost | None) -> Started | None:
         record = self.record
