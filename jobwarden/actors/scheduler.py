@@ -6,9 +6,9 @@ import asyncio
 from collections import deque
 
 import anyio
-from anyio.lowlevel import checkpoint
 
 from jobwarden.actors.job_actor import JobActor
+from jobwarden.actors.loop_calls import checkpoint
 
 # Runners take ready jobs without yielding, but yield this often so that submitters,
 # subscribers and other runners still get the loop when the queue is long.
