@@ -271,7 +271,7 @@ class JobActor:
         new = msgspec.structs.replace(record, state=RUNNING, started_at=now)
         host = self._host
         cap = self.tool.max_concurrency if host.shared is not None else None
-        store = write_behind(host.store)
+        store = write_behind(host.store) if lost is not None else None
         if cap is not None:
             generation = host.cap_generation(self.tool.name)
             try:
@@ -348,7 +348,7 @@ class JobActor:
         new = msgspec.structs.replace(
             self.record, state=state, result=result, error=error, finished_at=now
         )
-        store = write_behind(self._host.store)
+        store = write_behind(self._host.store) if lost is not None else None
         if store is None or lost is None:
             await commit_change(self._host, self.record, new, _FINAL_KIND[state], at=now)
             self.record = new
