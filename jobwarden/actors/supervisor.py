@@ -356,7 +356,7 @@ class Supervisor:
         return self._actors.get(job_id)
 
     def _admit(self, actor: JobActor) -> None:
-        self._actors[actor.id] = actor
+        self._actors[actor.record.id] = actor
         self._queued += 1
         self._schedule(actor)
 
@@ -532,7 +532,8 @@ class Supervisor:
         """Called by a job actor entering running."""
         self._queued -= 1
         self._running += 1
-        self._disarm_queue_timeout(actor)
+        if actor.queue_alarm is not None:  # (most tools have no queue timeout: no call then)
+            self._disarm_queue_timeout(actor)
         self.registry.job_started(actor.record)
         if self._tracing is not None:
             self._tracing.started(actor.record)
@@ -559,8 +560,9 @@ class Supervisor:
 
     def job_finished(self, actor: JobActor, *, started: bool) -> None:
         """Called by a job actor entering a terminal state."""
-        del self._actors[actor.id]
-        self._disarm_queue_timeout(actor)
+        del self._actors[actor.record.id]
+        if actor.queue_alarm is not None:
+            self._disarm_queue_timeout(actor)
         self.registry.job_ended(actor.record)
         if self._tracing is not None:
             self._tracing.finished(actor.record)
