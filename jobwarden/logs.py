@@ -139,6 +139,9 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
+_LINE_TYPES = (str, bytes, bytearray)  # a constant: ``str | bytes | bytearray`` is built per use
+
+
 def bound_logger_class(level: int) -> type[structlog.typing.FilteringBoundLogger]:
     """structlog's filtering bound logger for ``level``, with a quicker ``info``.
 
@@ -165,7 +168,7 @@ def bound_logger_class(level: int) -> type[structlog.typing.FilteringBoundLogger
                 event_dict = processor(logger, "info", event_dict)
         except structlog.DropEvent:
             return None
-        if isinstance(event_dict, str | bytes | bytearray):
+        if isinstance(event_dict, _LINE_TYPES):
             return logger.info(event_dict)
         if isinstance(event_dict, tuple):
             return logger.info(*event_dict[0], **event_dict[1])
