@@ -255,14 +255,14 @@ class JobActor:
         record = self.record
         if record.state is not QUEUED or self._args is None:
             return None
-        now = _now()
+        now = datetime.now(UTC)
         clock = current_time()
         if clock >= self.queue_deadline:
             await self._end_unstarted(OutcomeType.TIMEOUT, self._queue_message())
             return None
         limit = record.timeout_s or self.tool.timeout_s
         message = ""
-        left = self._total_left(now)
+        left = self._total_left(now) if self.tool.total_timeout_s is not None else None
         if left is not None and left <= 0:
             await self._end_unstarted(OutcomeType.TIMEOUT, self._total_message())
             return None
@@ -328,7 +328,7 @@ class JobActor:
     ) -> None:
         if self._ending:
             return  # a second finish (shutdown, a crashed runner): the first one stands
-        now = _now()
+        now = datetime.now(UTC)
         policy = self.tool.retry
         if (
             policy is not None
