@@ -89,7 +89,10 @@ class Scheduler:
                 return
             slot.active += 1
         self._ready.append(actor)
-        self._wake_one()
+        idle = self._idle
+        while idle:  # ``_wake_one``, inlined: once per job
+            if _wake(idle.popleft()):
+                return
 
     async def next(self) -> JobActor | None:
         """The next runnable job, waiting for one; None once the scheduler is closed."""
