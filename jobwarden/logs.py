@@ -225,16 +225,22 @@ _LEVEL_NAMES = {"warn": "warning", "exception": "error"}
 def utc_time_stamper() -> Callable[[Any, str, EventDict], EventDict]:
     """A processor adding ``timestamp``: ISO 8601 in UTC with microseconds and a ``Z``, as
     structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it (except that it always writes the
-    fraction), with the date and time of day formatted once per second."""
-    second_now, prefix = -1, ""
+    fraction), with the date and time of day formatted once per second.
+
+    The clock's nanoseconds are read as decimal digits: the seconds are all but the last nine,
+    the microseconds the six after them. Slicing the text costs less than dividing the integer
+    and formatting the remainder with a zero-padded width (the access log stamps every request).
+    """
+    seconds_now, prefix = "", ""
 
     def stamp(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
-        nonlocal second_now, prefix
-        second, nanos = divmod(time.time_ns(), 1_000_000_000)
-        if second != second_now:
-            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-            second_now = second
-        event_dict["timestamp"] = f"{prefix}{nanos // 1000:06d}Z"
+        nonlocal seconds_now, prefix
+        digits = str(time.time_ns())
+        seconds = digits[:-9]
+        if seconds != seconds_now:
+            prefix = datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            seconds_now = seconds
+        event_dict["timestamp"] = prefix + digits[-9:-3] + "Z"
         return event_dict
 
     return stamp
