@@ -25,4 +25,5 @@ def new_job_id() -> str:
         _used += _RANDOM_BYTES
         candidate = millis << 80 | random
         _last = candidate if candidate > _last else _last + 1
-        return f"{_last:032x}"
+        # 32 hex digits through bytes: half the work of the format spec ``032x`` on 128 bits.
+        return _last.to_bytes(16).hex()

@@ -98,7 +98,7 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
     """Configure structlog and the stdlib's root logger to render JSON or console lines."""
     shared: list[structlog.typing.Processor] = [
         merge_contextvars,
-        structlog.processors.add_log_level,
+        add_log_level,
         utc_time_stamper(),
     ]
     foreign: structlog.typing.Processor
@@ -110,7 +110,7 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
                 render_json,
             ],
             logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
-            wrapper_class=structlog.make_filtering_bound_logger(level),
+            wrapper_class=bound_logger_class(level),
             cache_logger_on_first_use=True,
         )
         foreign = structlog.processors.JSONRenderer(serializer=_json_text)
@@ -119,7 +119,7 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
         structlog.configure(
             processors=[*shared, console],
             logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-            wrapper_class=structlog.make_filtering_bound_logger(level),
+            wrapper_class=bound_logger_class(level),
             cache_logger_on_first_use=True,
         )
         foreign = console
@@ -137,6 +137,49 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+_LINE_TYPES = (str, bytes, bytearray)  # a constant: ``str | bytes | bytearray`` is built per use
+
+
+def bound_logger_class(level: int) -> type[structlog.typing.FilteringBoundLogger]:
+    """structlog's filtering bound logger for ``level``, with a quicker ``info``.
+
+    ``info`` is the access log's level: a line on every request. structlog's own goes through
+    three calls (level method, ``_proxy_to_logger``, ``_process_event``) and packs the fields
+    into a new dict at each; this one builds the event dict once and runs the same processors
+    with the same outcome (the fields over the bound context, ``event`` last; a dropped event
+    logs nothing; the last processor's str, bytes, tuple or dict handed to the logger as
+    structlog would).
+    """
+    base = structlog.make_filtering_bound_logger(level)
+    if level > logging.INFO:
+        return base  # its info does nothing at all
+
+    def info(self: Any, event: str, *args: Any, **kw: Any) -> Any:
+        if args:  # %-interpolation: structlog's own path
+            return base.info(self, event, *args, **kw)
+        kw["event"] = event
+        context = self._context
+        event_dict: Any = {**context, **kw} if context else kw
+        logger = self._logger
+        try:
+            for processor in self._processors:
+                event_dict = processor(logger, "info", event_dict)
+        except structlog.DropEvent:
+            return None
+        if isinstance(event_dict, _LINE_TYPES):
+            return logger.info(event_dict)
+        if isinstance(event_dict, tuple):
+            return logger.info(*event_dict[0], **event_dict[1])
+        if isinstance(event_dict, dict):
+            return logger.info(**event_dict)
+        raise ValueError(
+            "Last processor didn't return an appropriate value.  "
+            "Valid return values are a dict, a tuple of (args, kwargs), bytes, or a str."
+        )
+
+    return type(base.__name__, (base,), {"info": info, "__slots__": ()})
 
 
 def _json_text(event: Any, **_: Any) -> str:
@@ -169,19 +212,35 @@ _merged_names: dict[ContextVar[Any], str] = {}  # variable -> its key, "" if not
 _MAX_NAMES = 1_024
 
 
+def add_log_level(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """``structlog.processors.add_log_level``: ``level`` is the method's name (``warn`` is
+    ``warning``, ``exception`` is ``error``), without its helper call."""
+    event_dict["level"] = _LEVEL_NAMES.get(method_name, method_name)
+    return event_dict
+
+
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+
+
 def utc_time_stamper() -> Callable[[Any, str, EventDict], EventDict]:
     """A processor adding ``timestamp``: ISO 8601 in UTC with microseconds and a ``Z``, as
     structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it (except that it always writes the
-    fraction), with the date and time of day formatted once per second."""
-    second_now, prefix = -1, ""
+    fraction), with the date and time of day formatted once per second.
+
+    The clock's nanoseconds are read as decimal digits: the seconds are all but the last nine,
+    the microseconds the six after them. Slicing the text costs less than dividing the integer
+    and formatting the remainder with a zero-padded width (the access log stamps every request).
+    """
+    seconds_now, prefix = "", ""
 
     def stamp(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
-        nonlocal second_now, prefix
-        second, nanos = divmod(time.time_ns(), 1_000_000_000)
-        if second != second_now:
-            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-            second_now = second
-        event_dict["timestamp"] = f"{prefix}{nanos // 1000:06d}Z"
+        nonlocal seconds_now, prefix
+        digits = str(time.time_ns())
+        seconds = digits[:-9]
+        if seconds != seconds_now:
+            prefix = datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            seconds_now = seconds
+        event_dict["timestamp"] = prefix + digits[-9:-3] + "Z"
         return event_dict
 
     return stamp

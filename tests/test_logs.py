@@ -182,3 +182,82 @@ def test_lines_without_exc_info_pass_the_exception_formatter_unchanged() -> None
         formatted = logs.format_exc_info(None, "error", {"event": "y", "exc_info": exc})
     assert "exc_info" not in formatted
     assert "ValueError: boom" in formatted["exception"]
+
+
+class _Recorder:
+    """A structlog logger that keeps what each call received."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def info(self, *args: Any, **kw: Any) -> None:
+        self.calls.append((args, kw))
+
+
+def _both_loggers(processors: list[Any]) -> tuple[list[Any], list[Any]]:
+    """What jobwarden's info and structlog's hand to the logger, for the same calls."""
+    received = []
+    for wrapper in (logs.bound_logger_class(20), structlog.make_filtering_bound_logger(20)):
+        recorder = _Recorder()
+        log = structlog.wrap_logger(recorder, processors=processors, wrapper_class=wrapper)
+        log = log.bind(bound=1, n=0)
+        log.info("plain", n=2, method="POST")
+        log.info("interpolated %s of %d", "one", 2, k="v")
+        structlog.wrap_logger(recorder, processors=processors, wrapper_class=wrapper).info("bare")
+        received.append(recorder.calls)
+    return received[0], received[1]
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        pytest.param(lambda _, __, event: json.dumps(event), id="str"),
+        pytest.param(lambda _, __, event: json.dumps(event).encode(), id="bytes"),
+        pytest.param(lambda _, __, event: ((json.dumps(event),), {"extra": 1}), id="tuple"),
+        pytest.param(lambda _, __, event: event, id="dict"),
+    ],
+)
+def test_the_quick_info_hands_the_logger_what_structlog_s_does(last: Any) -> None:
+    """Whatever the last processor returns, jobwarden's info passes the logger the same call as
+    structlog's: fields over the bound context, ``event`` last, %-interpolation applied."""
+    ours, theirs = _both_loggers([logs.add_log_level, last])
+    assert ours == theirs
+    assert len(ours) == 3
+
+
+def test_the_quick_info_logs_nothing_for_a_dropped_event() -> None:
+    """A processor raising DropEvent ends the line, as with structlog's info."""
+
+    def drop(_: Any, __: str, event: Any) -> Any:
+        raise structlog.DropEvent
+
+    ours, theirs = _both_loggers([drop])
+    assert ours == theirs == []
+
+
+def test_the_quick_info_refuses_what_structlog_s_refuses() -> None:
+    """A last processor returning something no logger takes is a ValueError, as with structlog's."""
+
+    def unusable(_: Any, __: str, event: Any) -> Any:
+        return 42
+
+    for wrapper in (logs.bound_logger_class(20), structlog.make_filtering_bound_logger(20)):
+        log = structlog.wrap_logger(_Recorder(), processors=[unusable], wrapper_class=wrapper)
+        with pytest.raises(ValueError, match="Last processor didn't return"):
+            log.info("x")
+
+
+def test_above_info_the_logger_class_is_structlog_s() -> None:
+    """Above INFO there is no quick info: it is structlog's class, whose info does nothing."""
+    wrapper = logs.bound_logger_class(30)
+    assert wrapper is structlog.make_filtering_bound_logger(30)
+    recorder = _Recorder()
+    structlog.wrap_logger(recorder, processors=[], wrapper_class=wrapper).info("x")
+    assert recorder.calls == []
+
+
+@pytest.mark.parametrize("method", ["debug", "info", "warn", "warning", "error", "exception"])
+def test_the_level_is_structlog_s(method: str) -> None:
+    """add_log_level names each method's level as structlog's add_log_level does."""
+    theirs = structlog.processors.add_log_level(None, method, {})
+    assert logs.add_log_level(None, method, {}) == theirs

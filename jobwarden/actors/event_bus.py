@@ -81,11 +81,18 @@ class EventBus:
 
     def deliver(self, event: JobEvent) -> None:
         """Fan out a committed event, after every earlier one."""
-        self._settle(event.offset, event)
+        offset = int(event.id)  # ``event.offset`` without the property's call: once per event
+        if offset == self._deliver_next and not self._held:
+            # The usual case, each event committed in turn: nothing is held back to follow it.
+            for sub in self._subscribers:
+                sub.offer(event)
+            self._deliver_next = offset + 1
+            return
+        self._settle(offset, event)
 
     def abandon(self, event: JobEvent) -> None:
         """The event was never committed: let later ones through without it."""
-        self._settle(event.offset, None)
+        self._settle(int(event.id), None)
 
     def _settle(self, offset: int, event: JobEvent | None) -> None:
         if offset != self._deliver_next:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
@@ -20,7 +21,7 @@ import msgspec
 from jobwarden.actors.event_bus import EventBus
 from jobwarden.actors.loop_calls import current_time, new_event
 from jobwarden.actors.mailbox import Mailbox
-from jobwarden.actors.states import JobState, check_transition
+from jobwarden.actors.states import QUEUED, RUNNING, JobState, check_transition
 from jobwarden.errors import ActorStopped, ErrorInfo, JobFinished, OutcomeType, StoreError
 from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.registry import PluginRegistry
@@ -81,9 +82,11 @@ class JobHost(Protocol):
 class Started(msgspec.Struct, frozen=True, gc=False):
     """What a runner needs to execute a job it just started; ``deadline`` is on anyio's clock.
 
-    ``timeout_message`` says what the deadline is, for the error if it is reached: the attempt's
-    timeout, or the tool's total timeout when less of that is left. Untracked by the cyclic gc
-    (one object fewer per running job for it to walk): nothing it holds refers back to it.
+    ``timeout_message`` says what the deadline is, for the error if it is reached, when it is
+    the tool's total timeout (less of it was left than the attempt's timeout); empty when it is
+    the attempt's timeout, whose message is written only if it is reached. Untracked by the
+    cyclic gc (one object fewer per running job for it to walk): nothing it holds refers back
+    to it.
     """
 
     ctx: ToolContext
@@ -92,44 +95,13 @@ class Started(msgspec.Struct, frozen=True, gc=False):
     timeout_message: str = ""
 
 
-class _Start:
-    __slots__ = ("lost",)
-
-    def __init__(self, lost: Lost | None) -> None:
-        self.lost = lost
+_Message = Callable[[], Awaitable[Any]]
+"""A message to a job actor: the call of its handler, bound to the message's arguments with
+``functools.partial`` (no message class to build and match on for each of a job's changes)."""
 
 
-class _Finish:
-    __slots__ = ("error", "lost", "result", "state")
-
-    def __init__(
-        self, state: JobState, result: Any, error: ErrorInfo | None, lost: Lost | None
-    ) -> None:
-        self.state, self.result, self.error, self.lost = state, result, error, lost
-
-
-class _Cancel:
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-class _Expire:
-    __slots__ = ("message",)
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-class _Progress:
-    __slots__ = ("fraction", "message")
-
-    def __init__(self, fraction: float, message: str | None) -> None:
-        self.fraction, self.message = fraction, message
-
-
-_Message = _Start | _Finish | _Cancel | _Progress | _Expire
+def _call(message: _Message) -> Awaitable[Any]:
+    return message()
 
 
 class JobActor:
@@ -154,7 +126,10 @@ class JobActor:
         self.record = record
         self.tool = tool
         self._args: msgspec.Struct | None = args
-        self._mailbox: Mailbox[_Message, Any] = Mailbox(self._receive, name=record.id)
+        # Only a cluster node's writes can find the job superseded: elsewhere each message is
+        # called as it is, without a coroutine around it to catch that.
+        handler = self._receive if host.shared is not None else _call
+        self._mailbox: Mailbox[_Message, Any] = Mailbox(handler, name=record.id)
         self._scope: anyio.CancelScope | None = None
         self._ctx: ToolContext | None = None
         self._done: anyio.Event | None = None
@@ -179,7 +154,7 @@ class JobActor:
         commit fails): a crash runs such a job again anyway, so its tool need not wait.
         """
         try:
-            started: Started | None = await self._mailbox.ask(_Start(lost))
+            started: Started | None = await self._mailbox.ask(partial(self._on_start, lost))
         except ActorStopped:
             return None
         return started
@@ -200,7 +175,7 @@ class JobActor:
         happens when the job was dropped (superseded on another node of a cluster).
         """
         try:
-            await self._mailbox.ask(_Finish(state, result, error, lost))
+            await self._mailbox.ask(partial(self._on_finish, state, result, error, lost))
         except ActorStopped:
             return
 
@@ -227,7 +202,7 @@ class JobActor:
         Raises ``JobFinished`` when the job is already terminal.
         """
         try:
-            cancelled: JobRecord | None = await self._mailbox.ask(_Cancel(reason))
+            cancelled: JobRecord | None = await self._mailbox.ask(partial(self._on_cancel, reason))
         except ActorStopped:
             raise JobFinished(
                 f"job {self.id} is already {self.record.state}", job_id=self.id
@@ -237,7 +212,7 @@ class JobActor:
     async def progress(self, fraction: float, message: str | None) -> None:
         """Record progress of the running call; reports after the job ended are dropped."""
         try:
-            await self._mailbox.tell(_Progress(fraction, message))
+            await self._mailbox.tell(partial(self._on_progress, fraction, message))
         except ActorStopped:
             return
 
@@ -260,18 +235,7 @@ class JobActor:
 
     async def _receive(self, message: _Message) -> Any:
         try:
-            match message:
-                case _Start(lost=lost):
-                    return await self._on_start(lost)
-                case _Finish(state=state, result=result, error=error, lost=lost):
-                    await self._on_finish(state, result, error, lost)
-                case _Cancel(reason=reason):
-                    return await self._on_cancel(reason)
-                case _Progress(fraction=fraction, message=text):
-                    await self._on_progress(fraction, text)
-                case _Expire(message=text):
-                    if self.record.state is JobState.QUEUED:
-                        await self._end_unstarted(OutcomeType.TIMEOUT, text)
+            return await message()
         except Superseded:
             self._drop()
         return None
@@ -279,31 +243,35 @@ class JobActor:
     async def expire(self) -> None:
         """End the job as cancelled (error type ``timeout``) if it still waits to start."""
         try:
-            await self._mailbox.ask(_Expire(self._queue_message()))
+            await self._mailbox.ask(partial(self._on_expire, self._queue_message()))
         except ActorStopped:
             return
 
+    async def _on_expire(self, message: str) -> None:
+        if self.record.state is QUEUED:
+            await self._end_unstarted(OutcomeType.TIMEOUT, message)
+
     async def _on_start(self, lost: Lost | None) -> Started | None:
         record = self.record
-        if record.state is not JobState.QUEUED or self._args is None:
+        if record.state is not QUEUED or self._args is None:
             return None
-        now = _now()
+        now = datetime.now(UTC)
         clock = current_time()
         if clock >= self.queue_deadline:
             await self._end_unstarted(OutcomeType.TIMEOUT, self._queue_message())
             return None
         limit = record.timeout_s or self.tool.timeout_s
-        message = f"{self.tool.name} did not finish within {limit}s"
-        left = self._total_left(now)
+        message = ""
+        left = self._total_left(now) if self.tool.total_timeout_s is not None else None
         if left is not None and left <= 0:
             await self._end_unstarted(OutcomeType.TIMEOUT, self._total_message())
             return None
         if left is not None and (limit is None or left < limit):
             limit, message = left, self._total_message()
-        new = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=now)
+        new = msgspec.structs.replace(record, state=RUNNING, started_at=now)
         host = self._host
         cap = self.tool.max_concurrency if host.shared is not None else None
-        store = write_behind(host.store)
+        store = write_behind(host.store) if lost is not None else None
         if cap is not None:
             generation = host.cap_generation(self.tool.name)
             try:
@@ -312,7 +280,9 @@ class JobActor:
                 host.job_at_cap(self, generation)
                 return None
         elif store is None or lost is None or not self.tool.retry_on_interrupt:
-            await self._change("running", new, at=now)
+            # ``_change``, inlined here and for the outcome: one coroutine less per change.
+            await commit_change(host, record, new, "running", at=now)
+            self.record = new
         else:
             self._start_behind(store, new, now, lost)
         self._ctx = ToolContext(
@@ -358,7 +328,7 @@ class JobActor:
     ) -> None:
         if self._ending:
             return  # a second finish (shutdown, a crashed runner): the first one stands
-        now = _now()
+        now = datetime.now(UTC)
         policy = self.tool.retry
         if (
             policy is not None
@@ -378,9 +348,10 @@ class JobActor:
         new = msgspec.structs.replace(
             self.record, state=state, result=result, error=error, finished_at=now
         )
-        store = write_behind(self._host.store)
+        store = write_behind(self._host.store) if lost is not None else None
         if store is None or lost is None:
-            await self._change(_FINAL_KIND[state], new, at=now)
+            await commit_change(self._host, self.record, new, _FINAL_KIND[state], at=now)
+            self.record = new
             self._stop(started=True)
         else:
             self._end_behind(store, new, _FINAL_KIND[state], now, lost)

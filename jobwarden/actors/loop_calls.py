@@ -10,7 +10,8 @@ with no asyncio loop running (trio) the calls go to anyio as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import types
+from collections.abc import Awaitable, Generator
 
 import anyio
 import anyio.lowlevel
@@ -38,14 +39,22 @@ def current_time() -> float:
     return backend.current_time() if backend is not None else anyio.current_time()
 
 
+@types.coroutine
+def _yield_once() -> Generator[None, None, None]:
+    """Suspend the task once: asyncio then runs every other ready callback before resuming it."""
+    yield
+
+
 def checkpoint() -> Awaitable[None]:
     """``anyio.lowlevel.checkpoint()``: await it to let every other ready task run first.
 
-    A plain function returning the backend's coroutine: a coroutine of its own would add a
-    layer to suspend and resume.
+    On asyncio, anyio's checkpoint is ``asyncio.sleep(0)``: a task that yields nothing is
+    rescheduled at once, and a pending cancellation is raised where it yielded. That yield is
+    done here directly, without anyio's and asyncio's two coroutines around it, each one more
+    layer to create, suspend and resume.
     """
     backend = _backend if asyncio._get_running_loop() is _loop else _asyncio_backend()
-    return backend.checkpoint() if backend is not None else anyio.lowlevel.checkpoint()
+    return _yield_once() if backend is not None else anyio.lowlevel.checkpoint()
 
 
 def new_event() -> anyio.Event:

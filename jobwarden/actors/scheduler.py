@@ -6,9 +6,9 @@ import asyncio
 from collections import deque
 
 import anyio
-from anyio.lowlevel import checkpoint
 
 from jobwarden.actors.job_actor import JobActor
+from jobwarden.actors.loop_calls import checkpoint
 
 # Runners take ready jobs without yielding, but yield this often so that submitters,
 # subscribers and other runners still get the loop when the queue is long.
@@ -89,7 +89,10 @@ class Scheduler:
                 return
             slot.active += 1
         self._ready.append(actor)
-        self._wake_one()
+        idle = self._idle
+        while idle:  # ``_wake_one``, inlined: once per job
+            if _wake(idle.popleft()):
+                return
 
     async def next(self) -> JobActor | None:
         """The next runnable job, waiting for one; None once the scheduler is closed."""

@@ -17,10 +17,8 @@ class JobState(StrEnum):
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
 
-    @property
-    def terminal(self) -> bool:
-        """True once nothing can happen to the job any more."""
-        return not TRANSITIONS[self]
+    terminal: bool
+    """True once nothing can happen to the job any more (set on each member below)."""
 
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -41,6 +39,19 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 TERMINAL_STATES = frozenset(state for state, targets in TRANSITIONS.items() if not targets)
+
+# ``terminal`` is a plain attribute of each member rather than a property: the job path reads it
+# several times per job, and a property is a Python call each time (an attribute: a dict lookup).
+for _state in JobState:
+    _state.terminal = not TRANSITIONS[_state]
+
+# The members as module constants, for the job path: on Python 3.11 an attribute of an Enum
+# class (``JobState.QUEUED``) is looked up through ``EnumType.__getattr__``'s slot, a Python-level
+# hook that costs about ten times a global name.
+QUEUED = JobState.QUEUED
+RUNNING = JobState.RUNNING
+SUCCEEDED = JobState.SUCCEEDED
+CANCELLED = JobState.CANCELLED
 
 
 def check_transition(current: JobState, target: JobState) -> None:

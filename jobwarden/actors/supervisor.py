@@ -30,7 +30,7 @@ from jobwarden.actors.recovery import Recovered, recover
 from jobwarden.actors.restarts import RestartIntensity
 from jobwarden.actors.retention import Retainer, Retention
 from jobwarden.actors.scheduler import Scheduler
-from jobwarden.actors.states import JobState
+from jobwarden.actors.states import QUEUED, JobState
 from jobwarden.actors.subscription import Subscription
 from jobwarden.actors.thread_calls import ThreadCalls
 from jobwarden.actors.tool_runner import SHUTDOWN_REASON, ToolRunner
@@ -289,7 +289,7 @@ class Supervisor:
             id=new_job_id(),
             tool=spec.name,
             plugin=spec.plugin,
-            state=JobState.QUEUED,
+            state=QUEUED,
             input=input if type(input) is dict else msgspec.to_builtins(input, builtin_types=_RAW),
             created_at=datetime.now(UTC),
             owner=owner,
@@ -300,7 +300,8 @@ class Supervisor:
         if refusal is not None:
             record = _circuit_open(record, refusal)
         bus = self.bus
-        event = bus.event(record, record.state.value, at=record.created_at)
+        # The kind spelled out: an Enum member's ``value`` is a Python-level property on 3.11.
+        event = bus.event(record, "queued" if refusal is None else "failed", at=record.created_at)
         if shared is not None:
             return await self._enqueue(shared, record, event, refused=refusal is not None)
         try:
@@ -355,9 +356,12 @@ class Supervisor:
         return self._actors.get(job_id)
 
     def _admit(self, actor: JobActor) -> None:
-        self._actors[actor.id] = actor
+        self._actors[actor.record.id] = actor
         self._queued += 1
-        self._schedule(actor)
+        if actor.tool.queue_timeout_s is None:
+            self._scheduler.admit(actor)  # ``_schedule`` without a queue timeout to arm
+        else:
+            self._schedule(actor)
 
     def _schedule(self, actor: JobActor) -> None:
         """Make a queued job runnable, with its queue timeout (if its tool has one) running."""
@@ -531,7 +535,8 @@ class Supervisor:
         """Called by a job actor entering running."""
         self._queued -= 1
         self._running += 1
-        self._disarm_queue_timeout(actor)
+        if actor.queue_alarm is not None:  # (most tools have no queue timeout: no call then)
+            self._disarm_queue_timeout(actor)
         self.registry.job_started(actor.record)
         if self._tracing is not None:
             self._tracing.started(actor.record)
@@ -558,8 +563,9 @@ class Supervisor:
 
     def job_finished(self, actor: JobActor, *, started: bool) -> None:
         """Called by a job actor entering a terminal state."""
-        del self._actors[actor.id]
-        self._disarm_queue_timeout(actor)
+        del self._actors[actor.record.id]
+        if actor.queue_alarm is not None:
+            self._disarm_queue_timeout(actor)
         self.registry.job_ended(actor.record)
         if self._tracing is not None:
             self._tracing.finished(actor.record)

@@ -11,6 +11,7 @@ handed to ``ThreadCalls``, a process-mode tool to the ``ProcessPool``, whose wor
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import anyio
@@ -29,6 +30,7 @@ from jobwarden.actors.process_worker import (
     Unencodable,
 )
 from jobwarden.actors.scheduler import Scheduler
+from jobwarden.actors.states import SUCCEEDED as STATE_SUCCEEDED
 from jobwarden.actors.states import JobState
 from jobwarden.actors.thread_calls import ThreadCalls, ThreadsExhausted
 from jobwarden.errors import ErrorInfo, OutcomeType, StoreError
@@ -90,7 +92,7 @@ class ToolRunner:
         self._lost_outcome: StoreError | None = None
         self._on_lost: Lost | None = self._lost if write_behind else None
 
-    async def serve(self) -> None:
+    def serve(self) -> Awaitable[None]:
         """Run jobs until the scheduler closes; raise ``StoreError`` once an outcome is lost.
 
         A job's outcome is stored write-behind when the store allows it: the runner takes its
@@ -98,10 +100,11 @@ class ToolRunner:
         ``retry_on_interrupt``). Should such a commit fail, the runner stops at once, whatever
         it is doing, and raises the store's error like a failed awaited write.
         """
-        guard = self._guard
-        if guard is None:
-            await self._serve()
-            return
+        # Without a guard, the job loop itself: an idle runner's every wake-up and park passes
+        # through each coroutine around it, so there is no layer here for nothing.
+        return self._serve() if self._guard is None else self._serve_guarded(self._guard)
+
+    async def _serve_guarded(self, guard: anyio.CancelScope) -> None:
         with guard:
             await self._serve()
         if self._lost_outcome is not None:
@@ -221,7 +224,7 @@ def _crashed(actor: JobActor) -> Outcome:
 
 def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorInfo | None]:
     try:
-        return JobState.SUCCEEDED, actor.tool.output_to_builtins(value), None
+        return STATE_SUCCEEDED, actor.tool.output_to_builtins(value), None
     except (TypeError, ValueError) as exc:
         return _invalid_output(actor, exc)
 
@@ -288,7 +291,8 @@ def _stopped(actor: JobActor, timed_out: bool, started: Started) -> Outcome:
         error = actor.error(OutcomeType.CANCELLED, "cancelled while running")
         return JobState.CANCELLED, None, error
     timeout = actor.record.timeout_s or actor.tool.timeout_s
-    error = actor.error(OutcomeType.TIMEOUT, started.timeout_message, timeout_s=timeout)
+    message = started.timeout_message or f"{actor.tool.name} did not finish within {timeout}s"
+    error = actor.error(OutcomeType.TIMEOUT, message, timeout_s=timeout)
     return JobState.TIMED_OUT, None, error
 
 

@@ -40,13 +40,17 @@ def now() -> float:
     return time.monotonic()
 
 
-async def read_body(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T:
-    """The JSON body decoded and validated: 415 for another media type, 400 when it is wrong."""
+async def read_body(
+    request: web.Request, decoder: msgspec.json.Decoder[T], settings: ServerSettings
+) -> T:
+    """The JSON body decoded and validated: 415 for another media type, 400 when it is wrong.
+
+    ``settings`` are the app's (``request.app[SETTINGS]``, which the caller has at hand)."""
     # The header as clients send it is compared first: aiohttp parses it on every request.
     raw = request.headers.get("Content-Type")
     if raw != "application/json" and request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "the body must be application/json")
-    limit = request.app[SETTINGS].max_body_bytes
+    limit = settings.max_body_bytes
     # aiohttp sizes every request by the root application's limit: when this app is mounted in
     # another one, read with our own limit instead.
     reader = request if request.client_max_size == limit else request.clone(client_max_size=limit)

@@ -69,7 +69,9 @@ def request_middleware() -> Middleware:
                 route=route.canonical if route is not None else request.path,
                 status=status,
                 principal=principal.name if principal is not None else None,
-                duration_ms=round((time.perf_counter() - began) * 1000, 3),
+                # Milliseconds to three decimals, as whole microseconds over 1,000: half
+                # the work of round(ms, 3), which rounds through the decimal digits.
+                duration_ms=round((time.perf_counter() - began) * 1_000_000) / 1000,
             )
             end_request(token)
 

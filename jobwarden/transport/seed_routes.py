@@ -193,7 +193,7 @@ async def seed_cancel(request: web.Request) -> web.Response:
 
 async def _submit(request: web.Request) -> JobRecord:
     principal: Principal = authorize(request, SUBMIT)
-    body = await read_body(request, _decoder)
+    body = await read_body(request, _decoder, request.app[SETTINGS])
     try:
         base64.b64decode(body.image, validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -99,6 +99,7 @@ async def test_timeout_ends_the_job_timed_out() -> None:
         assert done.error is not None
         assert done.error.type == OutcomeType.TIMEOUT
         assert done.error.details == {"timeout_s": 0.05}
+        assert done.error.message == "fake.hang did not finish within 0.05s"
         assert kinds(await events_of(sup, rec.id)) == ["queued", "running", "timed_out"]
         metrics = sup.registry.metrics("fake.hang")
         assert (metrics.timeouts, metrics.errors, metrics.calls) == (1, 0, 1)
@@ -111,6 +112,8 @@ async def test_submit_timeout_overrides_the_tool_timeout() -> None:
         assert rec.timeout_s == 0.05
         done = await sup.wait(rec.id, timeout=5)
         assert done.state is JobState.TIMED_OUT
+        assert done.error is not None
+        assert done.error.message == "builtin.sleep did not finish within 0.05s"
 
 
 async def test_cancel_while_queued() -> None:

@@ -26,6 +26,7 @@ async def test_each_request_gets_its_own_id_and_one_log_line() -> None:
             assert line["status"] == 200
             assert line["principal"] == "alice"
             assert line["duration_ms"] >= 0
+            assert round(line["duration_ms"], 3) == line["duration_ms"]  # whole microseconds
 
 
 async def test_a_given_request_id_is_kept() -> None:
