@@ -1,7 +1,8 @@
 """Logging set up once: structlog for our loggers and the stdlib's, JSON or console.
 
 jobwarden's own loggers render straight to stderr through structlog's native loggers (no stdlib
-LogRecord per line: the access log is on every request's path); records from the stdlib's loggers
+LogRecord per line: the access log is on every request's path; as JSON, the lines of one event-loop
+turn are written together, see ``log_output``); records from the stdlib's loggers
 (aiohttp, asyncio) go through the same processors by way of a ProcessorFormatter.
 
 Context travels in structlog's context variables, so every line carries it, whoever logs it (our
@@ -19,12 +20,13 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import msgspec
 import structlog
 from structlog.typing import EventDict
 
+from jobwarden.log_output import FlushingHandler, LineLogger, TurnBufferedOutput
 from jobwarden.records import JobRecord
 
 _encoder = msgspec.json.Encoder(enc_hook=repr)
@@ -102,14 +104,17 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
         utc_time_stamper(),
     ]
     foreign: structlog.typing.Processor
+    handler: logging.StreamHandler[TextIO]
     if fmt == "json":
+        output = TurnBufferedOutput(sys.stderr.buffer)
+        handler = FlushingHandler(output, sys.stderr)
         structlog.configure(
             processors=[
                 *shared,
                 format_exc_info,
                 render_json,
             ],
-            logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
+            logger_factory=lambda *_: LineLogger(output),
             wrapper_class=bound_logger_class(level),
             cache_logger_on_first_use=True,
         )
@@ -123,7 +128,7 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
             cache_logger_on_first_use=True,
         )
         foreign = console
-    handler = logging.StreamHandler(sys.stderr)
+        handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

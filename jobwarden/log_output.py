@@ -1,0 +1,109 @@
+"""Where JSON log lines go: one write to stderr per event-loop turn, not one per line.
+
+The access log adds a line to every request, and a ``write`` system call per line cost the
+server several microseconds a request, more than rendering the line. Lines logged on a running
+asyncio loop are therefore gathered and written together when the loop's current turn is over
+(a callback queued with ``call_soon`` behind the work of the turn), so they reach stderr within
+the same turn's time, in the order they were logged. A line logged anywhere else (another
+thread, a trio program, no loop at all) is written at once, after anything still gathered, and
+so are stdlib records (``flush`` first). What a process killed outright loses is the last turn's
+lines at most; a process that exits normally writes them (``atexit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+from typing import BinaryIO, TextIO
+
+MAX_PENDING = 256
+"""Lines gathered before they are written even though the turn is not over."""
+
+
+class TurnBufferedOutput:
+    """Writes lines to ``stream``, those of one event-loop turn together."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._pending: list[bytes] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        atexit.register(self._flush_at_exit)
+
+    def write_line(self, line: bytes) -> None:
+        """Add ``line`` (with its newline); written at the end of this loop turn, or now."""
+        loop = self._running_loop()
+        with self._lock:
+            self._pending.append(line)
+            if loop is None or len(self._pending) >= MAX_PENDING:
+                self._write_pending()
+                return
+            if len(self._pending) == 1:
+                try:
+                    loop.call_soon(self.flush)
+                except RuntimeError:  # the loop is closing: no later turn will come
+                    self._write_pending()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        # The loop last seen is remembered with its thread: while it runs there, it is that
+        # thread's running loop, and asking asyncio would cost a getpid() call on 3.11.
+        thread = threading.get_ident()
+        loop = self._loop
+        if loop is not None and self._loop_thread == thread and loop.is_running():
+            return loop
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        self._loop, self._loop_thread = loop, thread
+        return loop
+
+    def flush(self) -> None:
+        """Write what is gathered now."""
+        with self._lock:
+            self._write_pending()
+
+    def _flush_at_exit(self) -> None:
+        try:
+            self.flush()
+        except (OSError, ValueError):
+            return  # the stream is already closed: there is nowhere left to write them
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._stream.write(data)
+        self._stream.flush()
+
+
+class LineLogger:
+    """A structlog logger (a method per level, each taking the rendered line) writing through a
+    ``TurnBufferedOutput``."""
+
+    __slots__ = ("_output",)
+
+    def __init__(self, output: TurnBufferedOutput) -> None:
+        self._output = output
+
+    def msg(self, message: bytes) -> None:
+        """Write one rendered line."""
+        self._output.write_line(message + b"\n")
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
+
+
+class FlushingHandler(logging.StreamHandler[TextIO]):
+    """The stdlib's records: written at once, after the lines gathered before them."""
+
+    def __init__(self, output: TurnBufferedOutput, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._output.flush()
+        super().emit(record)
