@@ -11,6 +11,9 @@ import pytest
 
 from jobwarden.log_output import MAX_PENDING, FlushingHandler, LineLogger, TurnBufferedOutput
 
+pytestmark = pytest.mark.anyio
+on_asyncio = pytest.mark.parametrize("anyio_backend", ["asyncio"])
+
 
 class Counting(io.BytesIO):
     """A stream that counts its writes."""
@@ -22,12 +25,15 @@ class Counting(io.BytesIO):
         return super().write(data)
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+def _logging() -> tuple[Counting, LineLogger]:
+    stream = Counting()
+    return stream, LineLogger(TurnBufferedOutput(stream))
+
+
+@on_asyncio
 async def test_a_turns_lines_are_written_together_when_the_turn_is_over() -> None:
     """Lines logged in one turn wait for its end, then go out in one write, in order."""
-    stream = Counting()
-    logger = LineLogger(TurnBufferedOutput(stream))
+    stream, logger = _logging()
     logger.info(b"one")
     logger.error(b"two")
     assert stream.getvalue() == b""
@@ -38,12 +44,10 @@ async def test_a_turns_lines_are_written_together_when_the_turn_is_over() -> Non
     assert (stream.getvalue(), stream.writes) == (b"one\ntwo\nthree\n", 2)
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@on_asyncio
 async def test_a_line_from_another_thread_goes_out_at_once_after_the_gathered_ones() -> None:
     """Another thread's line is written now, behind the lines the loop gathered before it."""
-    stream = Counting()
-    logger = LineLogger(TurnBufferedOutput(stream))
+    stream, logger = _logging()
     logger.info(b"loop")
     thread = threading.Thread(target=logger.info, args=(b"thread",))
     thread.start()
@@ -51,19 +55,16 @@ async def test_a_line_from_another_thread_goes_out_at_once_after_the_gathered_on
     assert stream.getvalue() == b"loop\nthread\n"
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@on_asyncio
 async def test_a_long_turn_writes_every_max_pending_lines() -> None:
     """A turn that logs more than MAX_PENDING lines does not hold them all until its end."""
-    stream = Counting()
-    logger = LineLogger(TurnBufferedOutput(stream))
+    stream, logger = _logging()
     for index in range(MAX_PENDING):
         logger.info(str(index).encode())
     assert stream.writes == 1
     assert stream.getvalue().count(b"\n") == MAX_PENDING
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_without_an_asyncio_loop_each_line_is_written_at_once() -> None:
     """On trio (no asyncio loop running) a line is written as soon as it is logged."""
@@ -72,8 +73,7 @@ async def test_without_an_asyncio_loop_each_line_is_written_at_once() -> None:
     assert stream.getvalue() == b"now\n"
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@on_asyncio
 async def test_a_stdlib_record_follows_the_lines_logged_before_it() -> None:
     """The stdlib handler writes what was gathered first, so the order on stderr is kept."""
     stream = io.BytesIO()
@@ -85,8 +85,7 @@ async def test_a_stdlib_record_follows_the_lines_logged_before_it() -> None:
     assert stream.getvalue() == b"structlog\nstdlib\n"
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@on_asyncio
 async def test_flush_writes_what_is_gathered_and_a_closed_stream_is_left_alone() -> None:
     """flush() writes the gathered lines now; at exit, a stream already closed raises nothing."""
     stream = Counting()
