@@ -72,8 +72,13 @@ async def test_a_redis_outage_loses_no_job_and_no_event(tmp_path: Path, outage: 
                 await until(accepted, seconds=15, what="B accepts jobs once Redis is back")
                 assert answers[-1][0] == 202, answers[-1]
                 after: dict[str, Any] = answers[-1][1]["job"]
-                with anyio.fail_after(15):
+                with anyio.move_on_after(15):
                     await seen.wait_for(lambda: seen.finished([running["id"], after["id"]]))
+                assert seen.finished([running["id"], after["id"]]), (
+                    "seen on B within 15 s",
+                    seen.kinds(running["id"]),
+                    seen.kinds(after["id"]),
+                )
             last = seen.offsets()[-1]
             async with recording(a.base) as replay:
                 with anyio.fail_after(10):
