@@ -32,6 +32,15 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
+async def serve_until_exit(*args: str, cwd: Path = ROOT) -> tuple[int, str]:
+    """Run ``python -m jobwarden serve *args`` in ``cwd`` until it exits (it is expected to
+    refuse to start); its exit code and what it wrote to stderr."""
+    done = await anyio.run_process(
+        [sys.executable, "-m", "jobwarden", "serve", *args], cwd=cwd, env=clean_env(), check=False
+    )
+    return done.returncode, done.stderr.decode()
+
+
 @asynccontextmanager
 async def running_server(
     folder: Path,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import anyio
 import pytest
 
 from tests.redis_server import URL
-from tests.server_process import clean_env, output, running_server
+from tests.server_process import output, running_server, serve_until_exit
 
 
 @pytest.mark.anyio
@@ -59,14 +58,8 @@ async def test_serve_exits_1_with_one_line_when_redis_is_unreachable(tmp_path: P
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     store = f"redis://127.0.0.1:{port}/0?prefix=nobody"
-    done = await anyio.run_process(
-        [sys.executable, "-m", "jobwarden", "serve", "--port", "0", "--store", store],
-        cwd=tmp_path,
-        env=clean_env(),
-        check=False,
-    )
-    stderr = done.stderr.decode()
-    assert done.returncode == 1, stderr
+    code, stderr = await serve_until_exit("--port", "0", "--store", store, cwd=tmp_path)
+    assert code == 1, stderr
     lines = [line for line in stderr.splitlines() if line.startswith("jobwarden serve:")]
     assert len(lines) == 1
     assert f"cannot use the Redis job store at redis://127.0.0.1:{port}/0" in lines[0]
@@ -76,22 +69,9 @@ async def test_serve_exits_1_with_one_line_when_redis_is_unreachable(tmp_path: P
 @pytest.mark.anyio
 async def test_serve_exits_2_for_a_malformed_redis_url(tmp_path: Path) -> None:
     """A redis URL with an unknown option stops serve with exit code 2 and the reason."""
-    done = await anyio.run_process(
-        [
-            sys.executable,
-            "-m",
-            "jobwarden",
-            "serve",
-            "--port",
-            "0",
-            "--store",
-            "redis://localhost/0?colour=red",
-        ],
-        cwd=tmp_path,
-        env=clean_env(),
-        check=False,
+    code, stderr = await serve_until_exit(
+        "--port", "0", "--store", "redis://localhost/0?colour=red", cwd=tmp_path
     )
-    stderr = done.stderr.decode()
-    assert done.returncode == 2, stderr
+    assert code == 2, stderr
     assert "unknown redis store option(s): colour" in stderr
     assert "Traceback" not in stderr

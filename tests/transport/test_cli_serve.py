@@ -16,7 +16,7 @@ import anyio
 import pytest
 from anyio.abc import Process
 
-from tests.server_process import clean_env, running_server
+from tests.server_process import clean_env, running_server, serve_until_exit
 from tests.server_process import output as server_output
 from tests.transport.conftest import KEYS, KEYS_TOML, auth
 
@@ -78,14 +78,8 @@ async def test_serve_with_a_keys_file_requires_a_key(tmp_path: Path) -> None:
 
 async def test_serve_refuses_to_bind_openly_beyond_loopback() -> None:
     """`serve --host 0.0.0.0` without keys exits 2 with a message saying why."""
-    done = await anyio.run_process(
-        [sys.executable, "-m", "jobwarden", "serve", "--host", "0.0.0.0", "--port", "0"],
-        cwd=ROOT,
-        env=clean_env(),
-        check=False,
-    )
-    stderr = done.stderr.decode()
-    assert done.returncode == 2, (done.stdout, stderr)
+    code, stderr = await serve_until_exit("--host", "0.0.0.0", "--port", "0")
+    assert code == 2, stderr
     assert "no API keys configured" in stderr
     assert "0.0.0.0" in stderr
     assert "Traceback" not in stderr
@@ -125,23 +119,8 @@ async def test_a_port_in_use_stops_serve_with_one_line() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = await anyio.run_process(
-            [
-                sys.executable,
-                "-m",
-                "jobwarden",
-                "serve",
-                "--port",
-                str(port),
-                "--store",
-                "memory://",
-            ],
-            cwd=ROOT,
-            env=clean_env(),
-            check=False,
-        )
-    stderr = done.stderr.decode()
-    assert done.returncode == 1, stderr
+        code, stderr = await serve_until_exit("--port", str(port), "--store", "memory://")
+    assert code == 1, stderr
     assert f"jobwarden serve: cannot listen on 127.0.0.1:{port}" in stderr
     assert "Traceback" not in stderr
 
@@ -181,14 +160,8 @@ async def test_a_store_that_cannot_be_used_stops_serve_with_the_reason(
         "CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version VALUES (99);"
     )
     future.close()
-    done = await anyio.run_process(
-        [sys.executable, "-m", "jobwarden", "serve", "--port", "0", "--store", store],
-        cwd=tmp_path,
-        env=clean_env(),
-        check=False,
-    )
-    stderr = done.stderr.decode()
-    assert done.returncode == code, stderr
+    exit_code, stderr = await serve_until_exit("--port", "0", "--store", store, cwd=tmp_path)
+    assert exit_code == code, stderr
     assert message in stderr
     assert "Traceback" not in stderr
 
