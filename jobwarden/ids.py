@@ -19,10 +19,15 @@ def new_job_id() -> str:
     """
     global _last
     millis = time.time_ns() // 1_000_000
-    with _lock:
+    # acquire and release in a try rather than ``with``: half the work, once per job.
+    _lock.acquire()
+    try:
         if millis > _last >> 80:
             _last = millis << 80 | int.from_bytes(os.urandom(10))
         else:
             _last += 1
-        # 32 hex digits through bytes: half the work of the format spec ``032x`` on 128 bits.
-        return _last.to_bytes(16).hex()
+        last = _last
+    finally:
+        _lock.release()
+    # 32 hex digits through bytes: half the work of the format spec ``032x`` on 128 bits.
+    return last.to_bytes(16).hex()
