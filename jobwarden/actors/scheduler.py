@@ -54,12 +54,14 @@ class Scheduler:
     for every actor ``next`` returned. Idle runners wait on an event each, and a busy runner takes
     waiting jobs without waiting at all.
 
-    While jobs are ready, one runner at least is on its way to them: a job made ready wakes an
-    idle runner only when none is woken already, and a runner that takes a job while more are
-    ready wakes the next one, in case this job keeps it (a tool that awaits). So the jobs
-    admitted in one turn of the event loop wake one runner, which takes them one after another
-    while they do not block, and one more, instead of a runner each that mostly finds its job
-    already taken and parks again.
+    While jobs are ready, runners enough to take them in the next turn of the event loop are on
+    their way: a job made ready wakes an idle runner only when more than ``YIELD_EVERY`` ready
+    jobs would fall to each runner woken already (a runner takes that many before it yields),
+    and a runner that takes a job while more are ready wakes the next one if none is on its way,
+    in case this job keeps it (a tool that awaits). So the jobs admitted in one turn wake one
+    runner per ``YIELD_EVERY`` of them, which take them one after another while they do not
+    block, and one more, instead of a runner each that mostly finds its job already taken and
+    parks again.
     """
 
     def __init__(self) -> None:
@@ -97,7 +99,7 @@ class Scheduler:
                 return
             slot.active += 1
         self._ready.append(actor)
-        if not self._waking:
+        if len(self._ready) > self._waking * YIELD_EVERY:
             self._wake_one()
 
     async def next(self) -> JobActor | None:
@@ -146,7 +148,7 @@ class Scheduler:
             if not waiting.record.state.terminal:
                 slot.active += 1
                 self._ready.append(waiting)
-                if not self._waking:
+                if len(self._ready) > self._waking * YIELD_EVERY:
                     self._wake_one()
                 return
 

@@ -1,5 +1,6 @@
-"""The scheduler: start-up waits until every runner is parked; a burst of jobs wakes one runner
-and the next only in case a job blocks; a cancelled runner passes its wake-up on."""
+"""The scheduler: start-up waits until every runner is parked; a burst of jobs wakes a runner per
+YIELD_EVERY of them and the next only in case a job blocks; a cancelled runner passes its wake-up
+on."""
 
 from __future__ import annotations
 
@@ -122,6 +123,34 @@ async def test_jobs_made_ready_together_wake_one_runner_and_a_spare(
         assert [job for _, job in taken] == jobs
         assert len({name for name, _ in taken}) == 1
         assert len(wakes) == 2
+        scheduler.close()
+
+
+async def test_a_long_burst_wakes_a_runner_per_yield_every_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """2 x YIELD_EVERY + 1 jobs admitted in one go wake three runners as they are admitted: each
+    takes YIELD_EVERY before it yields, so none of the jobs waits for a later turn."""
+    wakes: list[object] = []
+    wake = scheduler_module._wake
+
+    def counted(wakeup: Any) -> bool:
+        wakes.append(wakeup)
+        return wake(wakeup)
+
+    monkeypatch.setattr(scheduler_module, "_wake", counted)
+    scheduler = Scheduler()
+    taken: list[tuple[str, object]] = []
+    jobs: list[Any] = [_Actor() for _ in range(2 * scheduler_module.YIELD_EVERY + 1)]
+    async with anyio.create_task_group() as tg:
+        for name in "abcd":
+            tg.start_soon(_run_jobs, scheduler, name, taken, {})
+        await scheduler.wait_runners_parked(4)
+        for job in jobs:
+            scheduler.admit(job)
+        assert len(wakes) == 3
+        await anyio.wait_all_tasks_blocked()
+        assert [job for _, job in taken] == jobs
         scheduler.close()
 
 
