@@ -36,16 +36,21 @@ class TurnBufferedOutput:
     def write_line(self, line: bytes) -> None:
         """Add ``line`` (with its newline); written at the end of this loop turn, or now."""
         loop = self._running_loop()
-        with self._lock:
-            self._pending.append(line)
-            if loop is None or len(self._pending) >= MAX_PENDING:
+        lock = self._lock
+        # acquire and release in a try rather than ``with``: half the work, on every line.
+        lock.acquire()
+        try:
+            pending = self._pending
+            pending.append(line)
+            if loop is None or len(pending) >= MAX_PENDING:
                 self._write_pending()
-                return
-            if len(self._pending) == 1:
+            elif len(pending) == 1:
                 try:
                     loop.call_soon(self.flush)
                 except RuntimeError:  # the loop is closing: no later turn will come
                     self._write_pending()
+        finally:
+            lock.release()
 
     def _running_loop(self) -> asyncio.AbstractEventLoop | None:
         # The loop last seen is remembered with its thread: while it runs there, it is that

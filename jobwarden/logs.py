@@ -8,7 +8,9 @@ turn are written together, see ``log_output``); records from the stdlib's logger
 Context travels in structlog's context variables, so every line carries it, whoever logs it (our
 loggers, a plugin's ``structlog.get_logger()``, a stdlib logger): ``request_id`` and
 ``principal`` while a request is handled, ``job_id``, ``tool`` and ``attempt`` while a runner
-handles a job (``bind_job``, then ``unbind_job`` when the runner stops).
+handles a job (``bind_job``, then ``unbind_job`` when the runner stops). A request's bindings
+are made in the task aiohttp runs that one request in, with a copy of its connection's context:
+they end with that task, and are never unbound one by one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -49,9 +51,10 @@ _UNBOUND = ...  # what structlog's merge_contextvars skips
 _PREFIX = "structlog_"  # structlog's names for its context variables begin with it
 
 
-def bind_request(request_id: str) -> Token[Any]:
-    """Bind a request's id to the log context; ``end_request`` with the token unbinds it."""
-    return _REQUEST_ID.set(request_id)
+def bind_request(request_id: str) -> None:
+    """Bind a request's id to the log context of the request's own task (see the module's
+    docstring: the binding ends with the task)."""
+    _REQUEST_ID.set(request_id)
 
 
 def bind_principal(name: str) -> None:
@@ -63,14 +66,6 @@ def bind_request_job(record: JobRecord) -> None:
     """Bind the id and tool of the job a request touched to the request's log context."""
     _JOB_ID.set(record.id)
     _TOOL.set(record.tool)
-
-
-def end_request(token: Token[Any]) -> None:
-    """Restore the request id bound before ``bind_request``; unbind principal, job and tool."""
-    _REQUEST_ID.reset(token)
-    _PRINCIPAL.set(_UNBOUND)
-    _JOB_ID.set(_UNBOUND)
-    _TOOL.set(_UNBOUND)
 
 
 def bind_job(record: JobRecord) -> None:

@@ -51,13 +51,23 @@ class Scheduler:
     """A FIFO of runnable job actors; a tool at its cap parks its jobs until a slot frees up.
 
     The global cap is the number of ToolRunners pulling from here. ``release`` must be called once
-    for every actor ``next`` returned. Idle runners wait on an event each; admitting a job wakes
-    one of them, and a busy runner takes waiting jobs without waiting at all.
+    for every actor ``next`` returned. Idle runners wait on an event each, and a busy runner takes
+    waiting jobs without waiting at all.
+
+    While jobs are ready, runners enough to take them in the next turn of the event loop are on
+    their way: a job made ready wakes an idle runner only when more than ``YIELD_EVERY`` ready
+    jobs would fall to each runner woken already (a runner takes that many before it yields),
+    and a runner that takes a job while more are ready wakes the next one if none is on its way,
+    in case this job keeps it (a tool that awaits). So the jobs admitted in one turn wake one
+    runner per ``YIELD_EVERY`` of them, which take them one after another while they do not
+    block, and one more, instead of a runner each that mostly finds its job already taken and
+    parks again.
     """
 
     def __init__(self) -> None:
         self._ready: deque[JobActor] = deque()
         self._idle: deque[_Wakeup] = deque()
+        self._waking = 0  # runners woken that have not taken the loop yet
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_known = False
         self._slots: dict[str, _ToolSlot] = {}
@@ -89,10 +99,8 @@ class Scheduler:
                 return
             slot.active += 1
         self._ready.append(actor)
-        idle = self._idle
-        while idle:  # ``_wake_one``, inlined: once per job
-            if _wake(idle.popleft()):
-                return
+        if len(self._ready) > self._waking * YIELD_EVERY:
+            self._wake_one()
 
     async def next(self) -> JobActor | None:
         """The next runnable job, waiting for one; None once the scheduler is closed."""
@@ -115,13 +123,19 @@ class Scheduler:
                     await woken.wait()
             except BaseException:
                 if _woken(woken):
+                    self._waking -= 1
                     self._wake_one()  # the job meant for us must not wait for another admit
                 elif woken in self._idle:  # (a cancelled future may have been skipped already)
                     self._idle.remove(woken)
                 raise
+            self._waking -= 1
         if self._closed:
             return None
-        return self._ready.popleft()
+        ready = self._ready
+        actor = ready.popleft()
+        if ready and not self._waking:
+            self._wake_one()
+        return actor
 
     def release(self, actor: JobActor) -> None:
         """A job taken by ``next`` is done with its slot: let a parked job of that tool in."""
@@ -134,7 +148,8 @@ class Scheduler:
             if not waiting.record.state.terminal:
                 slot.active += 1
                 self._ready.append(waiting)
-                self._wake_one()
+                if len(self._ready) > self._waking * YIELD_EVERY:
+                    self._wake_one()
                 return
 
     def close(self) -> None:
@@ -142,11 +157,14 @@ class Scheduler:
         self._closed = True
         idle, self._idle = self._idle, deque()
         for woken in idle:
-            _wake(woken)
+            if _wake(woken):
+                self._waking += 1
 
     def _wake_one(self) -> None:
-        while self._idle:
-            if _wake(self._idle.popleft()):
+        idle = self._idle
+        while idle:
+            if _wake(idle.popleft()):
+                self._waking += 1
                 return
 
     def _wakeup(self) -> _Wakeup:

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from jobwarden.errors import ErrorInfo, RequestError
-from jobwarden.logs import bind_request, end_request
+from jobwarden.logs import bind_request
 from jobwarden.transport.auth import Principal
 from jobwarden.transport.responses import HTTP_TYPES, envelope_response, request_error_response
 
@@ -33,8 +33,10 @@ def request_middleware() -> Middleware:
 
     One middleware rather than two: each costs aiohttp a wrapper and a coroutine per request.
     ``authorize`` binds the principal once it knows it, and the job routes the job's id and
-    tool; all are unbound when the request ends. The logger is bound here, when the app is made
-    (after logging is configured), not looked up again on every request.
+    tool. Nothing is unbound: aiohttp runs each request in a task of its own, whose context (a
+    copy of the connection's) ends with it, so the next request on the connection starts
+    without them. The logger is bound here, when the app is made (after logging is configured),
+    not looked up again on every request.
     """
     log = structlog.get_logger("jobwarden.http").bind()
 
@@ -43,7 +45,7 @@ def request_middleware() -> Middleware:
         request_id = request.headers.get("X-Request-ID") or new_request_id()
         began = time.perf_counter()
         status = 500
-        token = bind_request(request_id)
+        bind_request(request_id)
         try:
             try:
                 response = await handler(request)
@@ -73,7 +75,6 @@ def request_middleware() -> Middleware:
                 # the work of round(ms, 3), which rounds through the decimal digits.
                 duration_ms=round((time.perf_counter() - began) * 1_000_000) / 1000,
             )
-            end_request(token)
 
     return middleware
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import anyio
 import pytest
 
 from jobwarden import JobEvent, MemoryStore, StreamEvent, StreamReset, Supervisor, builtin, errors
+from jobwarden.actors.event_bus import EventBus
+from jobwarden.actors.states import JobState
+from jobwarden.records import EventData, JobRecord
 from tests.fakes import Gates, fake_plugin
 
 pytestmark = pytest.mark.anyio
@@ -284,3 +289,44 @@ async def test_batch_after_an_overflow_raises_once_drained() -> None:
         assert [e.offset for e in await slow.batch()] == [2, 3]
         with pytest.raises(errors.SubscriberOverflow):
             await slow.batch()
+
+
+def test_an_event_carries_each_field_of_its_record_in_its_place() -> None:
+    """The bus's event has the offset, source, type, job, time and every data field where the
+    CloudEvent's names say (built positionally: a reordered field would show here)."""
+    at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    error = errors.ErrorInfo(type="plugin_error", message="boom")
+    record = JobRecord(
+        id="job-1",
+        tool="demo.echo",
+        plugin="demo",
+        state=JobState.RUNNING,
+        input={},
+        created_at=at,
+        attempt=2,
+        result={"r": 1},
+        error=error,
+        progress=0.5,
+        owner="alice",
+    )
+    event = EventBus(MemoryStore(), source="jobwarden://n").event(
+        record, "progress", message="halfway", at=at
+    )
+    assert event == JobEvent(
+        id="1",
+        source="jobwarden://n",
+        type="jobwarden.job.progress",
+        subject="job-1",
+        time=at,
+        data=EventData(
+            job_id="job-1",
+            tool="demo.echo",
+            state=JobState.RUNNING,
+            attempt=2,
+            progress=0.5,
+            message="halfway",
+            result={"r": 1},
+            error=error,
+            owner="alice",
+        ),
+    )

@@ -1,4 +1,6 @@
-"""The scheduler's readiness signal: start-up waits until every runner is parked."""
+"""The scheduler: start-up waits until every runner is parked; a burst of jobs wakes a runner per
+YIELD_EVERY of them and the next only in case a job blocks; a cancelled runner passes its wake-up
+on."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import anyio
 import pytest
 
 from jobwarden import Supervisor, builtin
+from jobwarden.actors import scheduler as scheduler_module
 from jobwarden.actors.scheduler import Scheduler
 
 pytestmark = pytest.mark.anyio
@@ -77,4 +80,96 @@ async def test_a_runner_cancelled_while_parked_passes_its_job_to_another() -> No
             while not got:
                 await anyio.wait_all_tasks_blocked()
         assert got == [job]
+        scheduler.close()
+
+
+async def _run_jobs(
+    scheduler: Scheduler,
+    name: str,
+    taken: list[tuple[str, object]],
+    blocks: dict[object, anyio.Event],
+) -> None:
+    """A runner: take jobs until the scheduler closes, waiting on a job's event if it has one."""
+    while (job := await scheduler.next()) is not None:
+        taken.append((name, job))
+        if job in blocks:
+            await blocks[job].wait()
+        scheduler.release(job)
+
+
+async def test_jobs_made_ready_together_wake_one_runner_and_a_spare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three jobs admitted in one go wake two of three idle runners (not three): the first takes
+    them one after another, the second was woken only in case one of them blocked."""
+    wakes: list[object] = []
+    wake = scheduler_module._wake
+
+    def counted(wakeup: Any) -> bool:
+        wakes.append(wakeup)
+        return wake(wakeup)
+
+    monkeypatch.setattr(scheduler_module, "_wake", counted)
+    scheduler = Scheduler()
+    taken: list[tuple[str, object]] = []
+    jobs: list[Any] = [_Actor() for _ in range(3)]
+    async with anyio.create_task_group() as tg:
+        for name in "abc":
+            tg.start_soon(_run_jobs, scheduler, name, taken, {})
+        await scheduler.wait_runners_parked(3)
+        for job in jobs:
+            scheduler.admit(job)
+        await anyio.wait_all_tasks_blocked()
+        assert [job for _, job in taken] == jobs
+        assert len({name for name, _ in taken}) == 1
+        assert len(wakes) == 2
+        scheduler.close()
+
+
+async def test_a_long_burst_wakes_a_runner_per_yield_every_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """2 x YIELD_EVERY + 1 jobs admitted in one go wake three runners as they are admitted: each
+    takes YIELD_EVERY before it yields, so none of the jobs waits for a later turn."""
+    wakes: list[object] = []
+    wake = scheduler_module._wake
+
+    def counted(wakeup: Any) -> bool:
+        wakes.append(wakeup)
+        return wake(wakeup)
+
+    monkeypatch.setattr(scheduler_module, "_wake", counted)
+    scheduler = Scheduler()
+    taken: list[tuple[str, object]] = []
+    jobs: list[Any] = [_Actor() for _ in range(2 * scheduler_module.YIELD_EVERY + 1)]
+    async with anyio.create_task_group() as tg:
+        for name in "abcd":
+            tg.start_soon(_run_jobs, scheduler, name, taken, {})
+        await scheduler.wait_runners_parked(4)
+        for job in jobs:
+            scheduler.admit(job)
+        assert len(wakes) == 3
+        await anyio.wait_all_tasks_blocked()
+        assert [job for _, job in taken] == jobs
+        scheduler.close()
+
+
+async def test_a_job_that_blocks_does_not_hold_up_the_next() -> None:
+    """While the runner that took a job waits in it, the job admitted with it goes to another."""
+    scheduler = Scheduler()
+    taken: list[tuple[str, object]] = []
+    first: Any = _Actor()
+    second: Any = _Actor()
+    release = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        for name in ("a", "b"):
+            tg.start_soon(_run_jobs, scheduler, name, taken, {first: release})
+        await scheduler.wait_runners_parked(2)
+        scheduler.admit(first)
+        scheduler.admit(second)
+        await anyio.wait_all_tasks_blocked()
+        assert not release.is_set()
+        assert [job for _, job in taken] == [first, second]
+        assert taken[0][0] != taken[1][0]
+        release.set()
         scheduler.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from tests.transport.conftest import auth, serve
@@ -60,3 +61,36 @@ async def test_job_routes_log_the_job_they_touched() -> None:
     for line in lines[:4]:
         assert (line["job_id"], line["tool"]) == (job["id"], "fake.gate")
     assert "job_id" not in lines[4]
+
+
+async def test_a_request_s_bindings_end_with_it_on_a_kept_alive_connection() -> None:
+    """The request after a job submit on the same connection logs no job and only its own id."""
+    connections: list[tuple[object, ...]] = []
+
+    async def opened(*args: object) -> None:
+        connections.append(args)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(opened)
+    async with (
+        serve() as server,
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1), trace_configs=[trace]
+        ) as http,
+    ):
+        body = {"tool": "builtin.echo", "input": {"text": "hi"}}
+        async with http.post(
+            server.url("/v1/jobs?wait=5"), json=body, headers=auth("alice")
+        ) as resp:
+            assert resp.status == 200
+            job = (await resp.json())["job"]
+        async with http.get(server.url("/v1/health")) as resp:
+            assert resp.status == 200
+            health_id = resp.headers["X-Request-ID"]
+        submit, health = [entry for entry in server.logs if entry["event"] == "request"]
+    assert len(connections) == 1
+    assert (submit["job_id"], submit["principal"]) == (job["id"], "alice")
+    assert health["request_id"] == health_id != submit["request_id"]
+    assert health["principal"] is None
+    assert "job_id" not in health
+    assert "tool" not in health
