@@ -97,19 +97,23 @@ async def _run_jobs(
         scheduler.release(job)
 
 
-async def test_jobs_made_ready_together_wake_one_runner_and_a_spare(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Three jobs admitted in one go wake two of three idle runners (not three): the first takes
-    them one after another, the second was woken only in case one of them blocked."""
-    wakes: list[object] = []
+@pytest.fixture
+def wakes(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every runner wake-up the scheduler makes, in order."""
+    woken: list[object] = []
     wake = scheduler_module._wake
 
     def counted(wakeup: Any) -> bool:
-        wakes.append(wakeup)
+        woken.append(wakeup)
         return wake(wakeup)
 
     monkeypatch.setattr(scheduler_module, "_wake", counted)
+    return woken
+
+
+async def test_jobs_made_ready_together_wake_one_runner_and_a_spare(wakes: list[object]) -> None:
+    """Three jobs admitted in one go wake two of three idle runners (not three): the first takes
+    them one after another, the second was woken only in case one of them blocked."""
     scheduler = Scheduler()
     taken: list[tuple[str, object]] = []
     jobs: list[Any] = [_Actor() for _ in range(3)]
@@ -126,19 +130,9 @@ async def test_jobs_made_ready_together_wake_one_runner_and_a_spare(
         scheduler.close()
 
 
-async def test_a_long_burst_wakes_a_runner_per_yield_every_jobs(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_long_burst_wakes_a_runner_per_yield_every_jobs(wakes: list[object]) -> None:
     """2 x YIELD_EVERY + 1 jobs admitted in one go wake three runners as they are admitted: each
     takes YIELD_EVERY before it yields, so none of the jobs waits for a later turn."""
-    wakes: list[object] = []
-    wake = scheduler_module._wake
-
-    def counted(wakeup: Any) -> bool:
-        wakes.append(wakeup)
-        return wake(wakeup)
-
-    monkeypatch.setattr(scheduler_module, "_wake", counted)
     scheduler = Scheduler()
     taken: list[tuple[str, object]] = []
     jobs: list[Any] = [_Actor() for _ in range(2 * scheduler_module.YIELD_EVERY + 1)]
