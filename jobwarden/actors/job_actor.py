@@ -262,7 +262,7 @@ class JobActor:
             return None
         limit = record.timeout_s or self.tool.timeout_s
         message = ""
-        left = self._total_left(now) if self.tool.total_timeout_s is not None else None
+        left = self._total_left(now)
         if left is not None and left <= 0:
             await self._end_unstarted(OutcomeType.TIMEOUT, self._total_message())
             return None
@@ -391,7 +391,7 @@ class JobActor:
         self._host.job_retrying(self, delay)
 
     async def _end_unstarted(self, kind: OutcomeType, message: str) -> None:
-        now = _now()
+        now = datetime.now(UTC)
         new = msgspec.structs.replace(
             self.record, state=JobState.CANCELLED, error=self.error(kind, message), finished_at=now
         )
@@ -421,7 +421,7 @@ class JobActor:
                 self._scope.cancel()
             return None
         error = self.error(OutcomeType.CANCELLED, reason)
-        now = _now()
+        now = datetime.now(UTC)
         new = msgspec.structs.replace(
             record, state=JobState.CANCELLED, error=error, finished_at=now
         )
@@ -515,7 +515,3 @@ async def commit_change(
 
 
 _RNG = random.Random()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -358,10 +358,7 @@ class Supervisor:
     def _admit(self, actor: JobActor) -> None:
         self._actors[actor.record.id] = actor
         self._queued += 1
-        if actor.tool.queue_timeout_s is None:
-            self._scheduler.admit(actor)  # ``_schedule`` without a queue timeout to arm
-        else:
-            self._schedule(actor)
+        self._schedule(actor)
 
     def _schedule(self, actor: JobActor) -> None:
         """Make a queued job runnable, with its queue timeout (if its tool has one) running."""
