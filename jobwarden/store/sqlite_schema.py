@@ -78,7 +78,22 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("COMMIT")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+def _v3(db: sqlite3.Connection) -> None:
+    """Leaner listing indexes: keyed on the rowid (seq, the order jobs were stored in) rather
+    than carrying the 32-character id, and a principal's indexes only for jobs that have one."""
+    db.execute("BEGIN IMMEDIATE")
+    for index in ("jobs_state", "jobs_tool", "jobs_plugin", "jobs_owner", "jobs_owner_state"):
+        db.execute(f"DROP INDEX {index}")
+    db.execute("CREATE INDEX jobs_state ON jobs (state)")
+    db.execute("CREATE INDEX jobs_tool ON jobs (tool)")
+    db.execute("CREATE INDEX jobs_plugin ON jobs (plugin)")
+    db.execute("CREATE INDEX jobs_owner ON jobs (owner) WHERE owner IS NOT NULL")
+    db.execute("CREATE INDEX jobs_owner_state ON jobs (owner, state) WHERE owner IS NOT NULL")
+    db.execute("UPDATE schema_version SET version = 3")
+    db.execute("COMMIT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 LATEST = len(MIGRATIONS)
 
 
