@@ -4,13 +4,16 @@ No event loop, no writer thread, no group commit: the store's own write ops (``s
 ``Transition``, encoded beforehand as callers do) go straight to its ``apply_batch`` on one
 connection to a new file, in the batches a busy store's writer gets. Each batch holds 64 new jobs,
 the running transitions of the 64 before them and the outcomes of the 64 before those (192 events),
-so every job is inserted once and updated twice, in three different transactions. Candidates, each
-on a file of its own in a fresh directory, the same ops in the same batches:
+so every job is inserted once and updated twice, in three different transactions. The jobs
+belong to 100 principals, as on a server with API keys. Candidates, each on a file of its own in a
+fresh directory, the same ops in the same batches:
 
 - the newest schema (the one a ``SqliteStore`` creates today);
 - a reference: an older schema version (``--baseline``, default 2), the same ``apply_batch``;
 - a floor: the newest schema with every index dropped but ``jobs_id`` (updates find their row
-  through it) and the idempotency index (inserts name it): the tables alone.
+  through it) and the idempotency index (inserts name it): the tables alone;
+- the newest and the older schema again with jobs of no owner, as on an open server (and in
+  ``store_throughput``).
 
 Figures: CPU per job of the process (all in this thread: ``apply_batch`` and SQLite), the wall
 time per job, and the file's size per job once checkpointed.
@@ -27,6 +30,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import msgspec
+
 from benchmarks import harness, store_fill
 from jobwarden.store import sqlite_schema
 from jobwarden.store.sqlite_ops import Put, Transition, WriteOp, apply_batch
@@ -38,9 +43,19 @@ FLOOR = "floor: tables alone"
 KEPT_BY_FLOOR = {"jobs_id", "jobs_idempotency"}
 
 
-def batches(jobs: int) -> list[list[WriteOp]]:
-    """The write batches of ``jobs`` finished jobs, pipelined: puts, then runs, then outcomes."""
+def batches(jobs: int, *, owned: bool) -> list[list[WriteOp]]:
+    """The write batches of ``jobs`` finished jobs, pipelined: puts, then runs, then outcomes;
+    the jobs belong to 100 principals, or (not ``owned``) to none, as on an open server."""
     steps = list(store_fill.finished_jobs(jobs))
+    if not owned:
+        steps = [
+            (
+                (msgspec.structs.replace(queued, owner=None), queued_event),
+                (msgspec.structs.replace(running, owner=None), running_event),
+                (msgspec.structs.replace(final, owner=None), final_event),
+            )
+            for (queued, queued_event), (running, running_event), (final, final_event) in steps
+        ]
     groups = [steps[start : start + GROUP] for start in range(0, jobs, GROUP)]
     made: list[list[WriteOp]] = []
     for index in range(len(groups) + 2):
@@ -115,17 +130,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     jobs: int = args.jobs
     synchronous: str = args.synchronous
     baseline = f"schema v{args.baseline}"
-    versions = {NEWEST: sqlite_schema.LATEST, baseline: args.baseline, FLOOR: sqlite_schema.LATEST}
-    work, small = batches(jobs), batches(GROUP * 4)
+    ownerless = " (no owners)"
+    # label -> (schema version, dropped to the floor, jobs owned by principals)
+    setups = {
+        NEWEST: (sqlite_schema.LATEST, False, True),
+        baseline: (args.baseline, False, True),
+        FLOOR: (sqlite_schema.LATEST, True, True),
+        NEWEST + ownerless: (sqlite_schema.LATEST, False, False),
+        baseline + ownerless: (args.baseline, False, False),
+    }
+    work = {owned: batches(jobs, owned=owned) for owned in (True, False)}
+    small = {owned: batches(GROUP * 4, owned=owned) for owned in (True, False)}
 
     with tempfile.TemporaryDirectory(prefix="jobwarden-bench-") as name:
         folder = Path(name)
 
-        def candidate(
-            label: str, ops: list[list[WriteOp]], count: int
-        ) -> Callable[[], harness.Figures]:
+        def candidate(label: str, count: int) -> Callable[[], harness.Figures]:
+            upto, floor, owned = setups[label]
+            ops = (work if count == jobs else small)[owned]
+
             def measure() -> harness.Figures:
-                path = new_file(folder, upto=versions[label], floor=label == FLOOR)
+                path = new_file(folder, upto=upto, floor=floor)
                 try:
                     return apply_all(path, ops, count, synchronous)
                 finally:
@@ -134,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             return measure
 
-        candidates = {label: candidate(label, work, jobs) for label in versions}
-        warmup = {label: candidate(label, small, GROUP * 4) for label in versions}
+        candidates = {label: candidate(label, jobs) for label in setups}
+        warmup = {label: candidate(label, GROUP * 4) for label in setups}
         samples = harness.interleave(candidates, args.rounds, quiet=args.json, warmup=warmup)
 
     report = harness.Report(
@@ -159,6 +184,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         f" (jobs_id and the idempotency index kept) {harness.fmt(cpu[FLOOR])} us/job, so the"
         f" other indexes cost {harness.fmt(cpu[NEWEST] - cpu[FLOOR])} us/job in {NEWEST} and"
         f" {harness.fmt(cpu[baseline] - cpu[FLOOR])} in {baseline}"
+    )
+    report.note(
+        f"no owners (an open server's jobs: the owner indexes are partial, so hold none of them"
+        f" in {NEWEST}): {NEWEST} costs"
+        f" {cpu[NEWEST + ownerless] / cpu[baseline + ownerless]:.2f}x the CPU of {baseline}"
+        f" ({harness.fmt(cpu[NEWEST + ownerless])} vs {harness.fmt(cpu[baseline + ownerless])}"
+        " us/job)"
     )
     report.note(
         "CPU = process time (user + system) of this thread, fsyncs' waits excluded; wall includes"
