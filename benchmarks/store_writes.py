@@ -16,19 +16,28 @@ fresh directory, the same ops in the same batches:
   ``store_throughput``).
 
 Figures: CPU per job of the process (all in this thread: ``apply_batch`` and SQLite), the wall
-time per job, and the file's size per job once checkpointed.
+time per job, and the file's size per job once checkpointed. With ``--callgrind``, instead, the
+instructions SQLite executes per job (inside ``sqlite3_step``), counted by valgrind's callgrind in
+a child process per candidate: exact and repeatable, where CPU time on two shared cores is not.
 
     .venv/bin/python -m benchmarks.store_writes [--jobs 50000] [--baseline 2] [--rounds 5]
         [--synchronous full|normal]
+    .venv/bin/python -m benchmarks.store_writes --callgrind --jobs 2000
 """
 
 from __future__ import annotations
 
+import argparse
+import re
+import shutil
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -41,6 +50,7 @@ GROUP = 64
 NEWEST = f"schema v{sqlite_schema.LATEST}"
 FLOOR = "floor: tables alone"
 KEPT_BY_FLOOR = {"jobs_id", "jobs_idempotency"}
+OWNERLESS = " (no owners)"
 
 
 def batches(jobs: int, *, owned: bool) -> list[list[WriteOp]]:
@@ -116,6 +126,59 @@ def apply_all(
     }
 
 
+class Setup(NamedTuple):
+    """One candidate: the schema version, whether its indexes are dropped to the floor's, and
+    whether its jobs belong to principals."""
+
+    version: int
+    floor: bool
+    owned: bool
+
+
+def setups(baseline: int) -> dict[str, Setup]:
+    """Every candidate by label, the newest schema first."""
+    older = f"schema v{baseline}"
+    return {
+        NEWEST: Setup(sqlite_schema.LATEST, floor=False, owned=True),
+        older: Setup(baseline, floor=False, owned=True),
+        FLOOR: Setup(sqlite_schema.LATEST, floor=True, owned=True),
+        NEWEST + OWNERLESS: Setup(sqlite_schema.LATEST, floor=False, owned=False),
+        older + OWNERLESS: Setup(baseline, floor=False, owned=False),
+    }
+
+
+def run_once(
+    setup: Setup, work: list[list[WriteOp]], jobs: int, synchronous: str
+) -> harness.Figures:
+    """Apply ``work`` to a new file of ``setup``'s schema in a fresh directory, deleted after."""
+    with tempfile.TemporaryDirectory(prefix="jobwarden-bench-") as folder:
+        path = new_file(Path(folder), upto=setup.version, floor=setup.floor)
+        return apply_all(path, work, jobs, synchronous)
+
+
+def instructions(label: str, jobs: int, baseline: int) -> float:
+    """SQLite's instructions per job (inside ``sqlite3_step``) for one candidate, counted by
+    callgrind in a child process that builds the same ops and applies them once."""
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--collect-atstart=no",
+        "--toggle-collect=sqlite3_step",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.store_writes",
+        f"--apply={label}",
+        f"--jobs={jobs}",
+        f"--baseline={baseline}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-500:]}")
+    return int(found.group(1)) / jobs
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Build the ops, measure every schema, print the table and the ratios."""
     p = harness.parser(DESCRIPTION, uvloop=False)
@@ -124,44 +187,57 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--baseline", type=int, default=2, help="the older schema version compared with (2)"
     )
     p.add_argument("--synchronous", choices=["full", "normal"], default="full")
+    p.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count SQLite's instructions per job under valgrind instead (one run each;"
+        " use --jobs 2000: about a minute per candidate)",
+    )
+    p.add_argument("--apply", help=argparse.SUPPRESS)  # callgrind's child: one candidate, once
     args = harness.parse(p, argv)
     if args.jobs < GROUP or not 1 <= args.baseline < sqlite_schema.LATEST:
         p.error(f"need --jobs >= {GROUP} and 1 <= --baseline < {sqlite_schema.LATEST}")
     jobs: int = args.jobs
     synchronous: str = args.synchronous
     baseline = f"schema v{args.baseline}"
-    ownerless = " (no owners)"
-    # label -> (schema version, dropped to the floor, jobs owned by principals)
-    setups = {
-        NEWEST: (sqlite_schema.LATEST, False, True),
-        baseline: (args.baseline, False, True),
-        FLOOR: (sqlite_schema.LATEST, True, True),
-        NEWEST + ownerless: (sqlite_schema.LATEST, False, False),
-        baseline + ownerless: (args.baseline, False, False),
-    }
+    candidates = setups(args.baseline)
+    if args.apply is not None:
+        setup = candidates[args.apply]
+        run_once(setup, batches(jobs, owned=setup.owned), jobs, synchronous)
+        return
+    if args.callgrind:
+        if shutil.which("valgrind") is None:
+            p.error("--callgrind needs valgrind (apt-get install -y valgrind)")
+        report = harness.Report(
+            "store_writes", {"jobs": jobs, "baseline": baseline, "counted": "callgrind"}
+        )
+        count: dict[str, float] = {}
+        for label in candidates:
+            if not args.json:
+                print(f"  callgrind: {label}", file=sys.stderr, flush=True)
+            counted = instructions(label, jobs, args.baseline)
+            count[label] = report.add(label, "SQLite", "instructions/job", [counted])
+        _compare(report, count, baseline, "instructions/job")
+        report.note(
+            "instructions executed inside sqlite3_step (SQLite's own work, its system calls'"
+            " kernel side not counted), by valgrind --tool=callgrind --toggle-collect=sqlite3_step"
+            " in a child process per candidate: they repeat exactly from run to run"
+        )
+        harness.emit(report, as_json=args.json)
+        return
     work = {owned: batches(jobs, owned=owned) for owned in (True, False)}
     small = {owned: batches(GROUP * 4, owned=owned) for owned in (True, False)}
 
-    with tempfile.TemporaryDirectory(prefix="jobwarden-bench-") as name:
-        folder = Path(name)
+    def candidate(setup: Setup, count: int) -> Callable[[], harness.Figures]:
+        ops = (work if count == jobs else small)[setup.owned]
+        return lambda: run_once(setup, ops, count, synchronous)
 
-        def candidate(label: str, count: int) -> Callable[[], harness.Figures]:
-            upto, floor, owned = setups[label]
-            ops = (work if count == jobs else small)[owned]
-
-            def measure() -> harness.Figures:
-                path = new_file(folder, upto=upto, floor=floor)
-                try:
-                    return apply_all(path, ops, count, synchronous)
-                finally:
-                    for leftover in folder.iterdir():
-                        leftover.unlink()
-
-            return measure
-
-        candidates = {label: candidate(label, jobs) for label in setups}
-        warmup = {label: candidate(label, GROUP * 4) for label in setups}
-        samples = harness.interleave(candidates, args.rounds, quiet=args.json, warmup=warmup)
+    samples = harness.interleave(
+        {label: candidate(setup, jobs) for label, setup in candidates.items()},
+        args.rounds,
+        quiet=args.json,
+        warmup={label: candidate(setup, GROUP * 4) for label, setup in candidates.items()},
+    )
 
     report = harness.Report(
         "store_writes",
@@ -178,25 +254,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         f" sqlite_ops.apply_batch on one connection, synchronous={synchronous}, WAL; ops encoded"
         " beforehand (callers encode them); every file holds every job finished and 3 events each"
     )
-    report.note(
-        f"{NEWEST} costs {cpu[NEWEST] / cpu[baseline]:.2f}x the CPU of {baseline}"
-        f" ({harness.fmt(cpu[NEWEST])} vs {harness.fmt(cpu[baseline])} us/job); the tables alone"
-        f" (jobs_id and the idempotency index kept) {harness.fmt(cpu[FLOOR])} us/job, so the"
-        f" other indexes cost {harness.fmt(cpu[NEWEST] - cpu[FLOOR])} us/job in {NEWEST} and"
-        f" {harness.fmt(cpu[baseline] - cpu[FLOOR])} in {baseline}"
-    )
-    report.note(
-        f"no owners (an open server's jobs: the owner indexes are partial, so hold none of them"
-        f" in {NEWEST}): {NEWEST} costs"
-        f" {cpu[NEWEST + ownerless] / cpu[baseline + ownerless]:.2f}x the CPU of {baseline}"
-        f" ({harness.fmt(cpu[NEWEST + ownerless])} vs {harness.fmt(cpu[baseline + ownerless])}"
-        " us/job)"
-    )
+    _compare(report, cpu, baseline, "us/job of CPU")
     report.note(
         "CPU = process time (user + system) of this thread, fsyncs' waits excluded; wall includes"
         " them; two shared cores, load from other work varies: read the ratio"
     )
     harness.emit(report, as_json=args.json)
+
+
+def _compare(report: harness.Report, cost: dict[str, float], baseline: str, unit: str) -> None:
+    """The notes comparing the newest schema's cost per job with the older one's and the floor's."""
+    report.note(
+        f"{NEWEST} costs {cost[NEWEST] / cost[baseline]:.2f}x {baseline}'s"
+        f" ({harness.fmt(cost[NEWEST])} vs {harness.fmt(cost[baseline])} {unit}); the tables"
+        f" alone (jobs_id and the idempotency index kept) {harness.fmt(cost[FLOOR])}, so the"
+        f" other indexes cost {harness.fmt(cost[NEWEST] - cost[FLOOR])} in {NEWEST} and"
+        f" {harness.fmt(cost[baseline] - cost[FLOOR])} in {baseline}"
+    )
+    newest, older = cost[NEWEST + OWNERLESS], cost[baseline + OWNERLESS]
+    report.note(
+        f"no owners (an open server's jobs; {NEWEST}'s owner indexes are partial and hold none):"
+        f" {NEWEST} costs {newest / older:.2f}x {baseline}'s ({harness.fmt(newest)} vs"
+        f" {harness.fmt(older)} {unit})"
+    )
 
 
 if __name__ == "__main__":
