@@ -640,3 +640,24 @@ async def test_a_schema_v2_file_is_migrated_to_v3(tmp_path: Path) -> None:
         assert await store.get(failed.id) is None
     finally:
         await store.close()
+
+
+@pytest.mark.anyio
+async def test_an_interrupted_v3_migration_leaves_the_v2_file_intact(tmp_path: Path) -> None:
+    """When the v3 step fails at its last statement, open() raises StoreError and the file is
+    still v2, with v2's indexes: the step is one transaction."""
+    path = tmp_path / "v2.db"
+    _v2_file(path, Jobs())
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON schema_version"
+            " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    with pytest.raises(StoreError, match="refused by the test"):
+        await SqliteStore(path).open()
+    with sqlite3.connect(path) as db:
+        assert version(db) == 2
+        state_index = db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'jobs_state'"
+        ).fetchone()[0]
+    assert state_index == "CREATE INDEX jobs_state ON jobs (state, id)"
