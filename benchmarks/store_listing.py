@@ -22,11 +22,10 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from benchmarks import harness, store_fill
 from jobwarden import JobQuery, JobState, JobStore, MemoryStore
-from jobwarden.store.sqlite import SqliteStore
+from jobwarden.store.sqlite import SqliteStore, listing_sql
 
 DESCRIPTION = "p50/p99 of listing the newest 50 jobs by state at 1M retained jobs (SQLite)."
 LIMIT = 50
@@ -36,7 +35,11 @@ TARGET_ROWS = ("state=succeeded", "state=failed")
 
 
 def shapes(deep: Sequence[str], count: int) -> dict[str, list[JobQuery]]:
-    """``count`` queries per shape; cursors and owners drawn with a fixed seed (same for all)."""
+    """``count`` queries per shape; cursors and owners drawn with a fixed seed (same for all).
+
+    ``deep`` holds cursors deep in the list, in the store's own form (an id for the memory
+    store, a seq for SQLite), the same jobs in the same order for every store.
+    """
     rng = random.Random(7)
     return {
         "state=succeeded": [JobQuery(state=JobState.SUCCEEDED, limit=LIMIT)] * count,
@@ -50,23 +53,6 @@ def shapes(deep: Sequence[str], count: int) -> dict[str, list[JobQuery]]:
             for _ in range(count)
         ],
     }
-
-
-def raw_sql(query: JobQuery) -> tuple[str, list[Any]]:
-    """The SELECT ``SqliteStore.list_jobs`` runs for these filters (state, owner, cursor)."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if query.state is not None:
-        clauses.append("state = ?")
-        params.append(query.state.value)
-    if query.owner is not None:
-        clauses.append("owner = ?")
-        params.append(query.owner)
-    if query.cursor is not None:
-        clauses.append("id < ?")
-        params.append(query.cursor)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"SELECT record FROM jobs{where} ORDER BY id DESC LIMIT ?", [*params, query.limit + 1]
 
 
 def _percentiles(latencies: dict[str, list[float]]) -> harness.Figures:
@@ -109,7 +95,7 @@ def time_raw(path: Path, rows: dict[str, list[JobQuery]]) -> harness.Figures:
         for shape, queries in rows.items():
             values = latencies[shape] = []
             for query in queries:
-                sql, params = raw_sql(query)
+                sql, params = listing_sql(query, query.limit + 1)
                 began = time.perf_counter()
                 found = db.execute(sql, params).fetchall()
                 values.append((time.perf_counter() - began) * 1000)
@@ -121,22 +107,27 @@ def time_raw(path: Path, rows: dict[str, list[JobQuery]]) -> harness.Figures:
 
 
 async def check_same(
-    path: Path, memory: MemoryStore, rows: dict[str, list[JobQuery]], sample: int
+    path: Path,
+    memory: MemoryStore,
+    ours: dict[str, list[JobQuery]],
+    theirs: dict[str, list[JobQuery]],
+    sample: int,
 ) -> None:
-    """The first ``sample`` queries of each shape list the same jobs from both stores, matching."""
+    """The first ``sample`` queries of each shape list the same jobs from both stores, matching
+    (each store given its own form of the same cursors)."""
     store = SqliteStore(path)
     await store.open()
     try:
-        for shape, queries in rows.items():
-            for query in queries[:sample]:
-                ours, theirs = await store.list_jobs(query), await memory.list_jobs(query)
-                if ours != theirs:
-                    raise RuntimeError(f"{shape}: the stores list different jobs for {query}")
-                for job in ours.jobs:
+        for shape, queries in ours.items():
+            for query, same in zip(queries[:sample], theirs[shape][:sample], strict=True):
+                page = (await store.list_jobs(query)).jobs
+                if page != (await memory.list_jobs(same)).jobs:
+                    raise RuntimeError(f"{shape}: the stores list different jobs for {same}")
+                for job in page:
                     wrong_owner = query.owner is not None and job.owner != query.owner
-                    too_new = query.cursor is not None and job.id >= query.cursor
+                    too_new = same.cursor is not None and job.id >= same.cursor
                     if job.state is not query.state or wrong_owner or too_new:
-                        raise RuntimeError(f"{shape}: {job.id} does not match {query}")
+                        raise RuntimeError(f"{shape}: {job.id} does not match {same}")
     finally:
         await store.close()
 
@@ -146,7 +137,7 @@ def _plans(path: Path, rows: dict[str, list[JobQuery]]) -> list[str]:
     try:
         plans = []
         for shape, queries in rows.items():
-            sql, params = raw_sql(queries[0])
+            sql, params = listing_sql(queries[0], LIMIT + 1)
             steps = db.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
             plans.append(f"{shape}: {'; '.join(step[-1] for step in steps)}")
         return plans
@@ -154,17 +145,18 @@ def _plans(path: Path, rows: dict[str, list[JobQuery]]) -> list[str]:
         db.close()
 
 
-def _deep_ids(path: Path, jobs: int) -> list[str]:
-    """Ids far from the newest: between the oldest 5% and the oldest 20% of the jobs."""
+def _deep_cursors(path: Path, jobs: int) -> tuple[list[str], list[str]]:
+    """Jobs far from the newest (between the oldest 5% and the oldest 20%) as cursors: their
+    seqs (the SQLite store's cursors) and their ids (the memory store's)."""
     db = sqlite3.connect(path)
     try:
         found = db.execute(
-            "SELECT id FROM jobs ORDER BY seq LIMIT ? OFFSET ?",
+            "SELECT seq, id FROM jobs ORDER BY seq LIMIT ? OFFSET ?",
             (jobs // 5 - jobs // 20, jobs // 20),
         ).fetchall()
     finally:
         db.close()
-    return [row[0] for row in found]
+    return [str(seq) for seq, _ in found], [job_id for _, job_id in found]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -195,8 +187,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         # collector from scanning them during every candidate's timing (SQLite's included).
         gc.collect()
         gc.freeze()
-        rows = shapes(_deep_ids(path, jobs), count)
-        harness.run(check_same, path, memory, rows, 20, backend=backend, uvloop=uvloop)
+        seqs, job_ids = _deep_cursors(path, jobs)
+        rows, memory_rows = shapes(seqs, count), shapes(job_ids, count)
+        harness.run(check_same, path, memory, rows, memory_rows, 20, backend=backend, uvloop=uvloop)
         megabytes = path.stat().st_size / 1e6
         plans = _plans(path, rows)
 
@@ -205,17 +198,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                 time_sqlite, path, rows, backend=backend, uvloop=uvloop
             ),
             "memory store": lambda: harness.run(
-                time_store, memory, rows, backend=backend, uvloop=uvloop
+                time_store, memory, memory_rows, backend=backend, uvloop=uvloop
             ),
             "raw sqlite3": lambda: time_raw(path, rows),
         }
         small = {shape: queries[:20] for shape, queries in rows.items()}
+        memory_small = {shape: queries[:20] for shape, queries in memory_rows.items()}
         warmup = {
             "sqlite store": lambda: harness.run(
                 time_sqlite, path, small, backend=backend, uvloop=uvloop
             ),
             "memory store": lambda: harness.run(
-                time_store, memory, small, backend=backend, uvloop=uvloop
+                time_store, memory, memory_small, backend=backend, uvloop=uvloop
             ),
             "raw sqlite3": lambda: time_raw(path, small),
         }
@@ -239,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     report.note(
         f"each figure: the p50 / p99 of {count} calls per round, one at a time, median over"
-        " rounds; deep cursor: a random id between the oldest 5% and 20% of the jobs;"
+        " rounds; deep cursor: a random job between the oldest 5% and 20% (its seq for SQLite,"
+        " its id for the memory store);"
         " owner: one of 100, at random"
     )
     for plan in plans:

@@ -90,7 +90,9 @@ class JobStore(Protocol):
         keep_finished: int | None,
         limit: int | None = None,
     ) -> int:
-        """Delete finished jobs that ended before a time and/or beyond the newest N (by id).
+        """Delete finished jobs that ended before a time and/or beyond the newest N (in the order
+        ``list_jobs`` gives: by id, or for SQLite by when they were stored, the same for the
+        Supervisor's jobs).
 
         At most ``limit`` jobs go per call, so a caller can purge in small steps; returns how many
         went. The retained event history may start later afterwards, never inside a kept job's.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ import anyio
 import msgspec
 
 from jobwarden.actors.states import JobState
-from jobwarden.errors import StoreError
+from jobwarden.errors import InvalidRequest, StoreError
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store import sqlite_schema
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
@@ -42,6 +43,9 @@ _decode_event = msgspec.json.Decoder(JobEvent).decode
 _WRITE_NAMES: dict[type[WriteOp], str] = {Put: "put", Transition: "transition", Purge: "purge"}
 
 MIN_SQLITE = (3, 33, 0)  # batched updates are UPDATE ... FROM (VALUES ...)
+_MAX_SEQ = 2**63 - 1  # SQLite's largest rowid
+_SEQ = re.compile(f"[0-9]{{1,{len(str(_MAX_SEQ))}}}")  # a cursor: the last job's seq
+_JOB_ID = re.compile("[0-9a-f]{32}")  # the cursor of earlier versions: the last job's id
 
 
 class SqliteStore:
@@ -252,19 +256,24 @@ class SqliteStore:
         return None if row is None else _decode_record(row[0])
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
-        """Newest first: one backwards range read on the index of a filter given."""
+        """Newest first: one backwards range read on the index of a filter given.
+
+        ``next_cursor`` is the last job's seq in decimal; a cursor of the id form earlier
+        versions gave out (a job's id) still works. Raises ``InvalidRequest`` for any other.
+        """
         limit = max(1, min(query.limit, MAX_PAGE))
         sql, params = listing_sql(query, limit + 1)
         rows = await self._read("list_jobs", lambda db: db.execute(sql, params).fetchall())
-        jobs = [_decode_record(row[0]) for row in rows[:limit]]
-        return JobPage(jobs=jobs, next_cursor=jobs[-1].id if len(rows) > limit else None)
+        jobs = [_decode_record(row[1]) for row in rows[:limit]]
+        more = len(rows) > limit
+        return JobPage(jobs=jobs, next_cursor=str(rows[limit - 1][0]) if more else None)
 
     async def unfinished(self) -> list[JobRecord]:
         """Queued and running jobs, oldest first."""
         rows = await self._read(
             "unfinished",
             lambda db: db.execute(
-                "SELECT record FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
+                "SELECT record FROM jobs WHERE state IN ('queued', 'running') ORDER BY seq"
             ).fetchall(),
         )
         return [_decode_record(row[0]) for row in rows]
@@ -333,7 +342,10 @@ def _lock_exclusively(path: Path) -> int:
 
 
 def listing_sql(query: JobQuery, rows: int) -> tuple[str, list[Any]]:
-    """The SELECT for a listing page of ``rows`` rows, and its parameters."""
+    """The SELECT of seq and record for a listing page of ``rows`` rows, and its parameters.
+
+    Raises ``InvalidRequest`` when the cursor is neither a seq nor a job id.
+    """
     clauses: list[str] = []
     params: list[Any] = []
     for name in ("state", "tool", "plugin", "owner"):
@@ -342,10 +354,23 @@ def listing_sql(query: JobQuery, rows: int) -> tuple[str, list[Any]]:
             clauses.append(f"{name} = ?")
             params.append(value.value if isinstance(value, JobState) else value)
     if query.cursor is not None:
-        clauses.append("id < ?")
-        params.append(query.cursor)
+        clause, value = _after(query.cursor)
+        clauses.append(clause)
+        params.append(value)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"SELECT record FROM jobs{where} ORDER BY id DESC LIMIT ?", [*params, rows]
+    return f"SELECT seq, record FROM jobs{where} ORDER BY seq DESC LIMIT ?", [*params, rows]
+
+
+def _after(cursor: str) -> tuple[str, object]:
+    """The condition (and its parameter) for the jobs listed after ``cursor``."""
+    if _SEQ.fullmatch(cursor) and int(cursor) <= _MAX_SEQ:
+        return "seq < ?", int(cursor)
+    if _JOB_ID.fullmatch(cursor):
+        # Ids and seqs rise together (both are handed out as a job is submitted), so the page
+        # after an id cursor starts below the first job at or after that id, gone or not.
+        first_at = "SELECT seq FROM jobs WHERE id >= ? ORDER BY id LIMIT 1"
+        return f"seq < coalesce(({first_at}), {_MAX_SEQ})", cursor
+    raise InvalidRequest(f"cursor {cursor[:40]!r} is not a next_cursor this server gave out")
 
 
 def store_from_url(path: str, params: dict[str, str]) -> SqliteStore:

@@ -52,7 +52,7 @@ _INSERT_EVENTS = (
 # Retention's reads, each one index range (tests check the plans). Only finished jobs have a
 # finished_at, so the time query needs no state condition (which would make SQLite pick
 # jobs_state and sort).
-OLDEST_IN_STATE = "SELECT id, seq FROM jobs WHERE state = ? ORDER BY id LIMIT ?"
+OLDEST_IN_STATE = "SELECT seq FROM jobs WHERE state = ? ORDER BY seq LIMIT ?"
 ENDED_BEFORE = "SELECT seq FROM jobs WHERE finished_at < ? ORDER BY finished_at LIMIT ?"
 
 EventRow = tuple[int, str, str, bytes]
@@ -182,10 +182,10 @@ def _purge(db: sqlite3.Connection, op: Purge) -> int:
     doomed: set[int] = set()
     if op.excess > 0:
         count = op.excess if op.limit is None else min(op.excess, op.limit)
-        oldest: list[tuple[str, int]] = []
+        oldest: list[int] = []
         for state in TERMINAL_STATES:
-            oldest += db.execute(OLDEST_IN_STATE, (state, count)).fetchall()
-        doomed.update(seq for _, seq in sorted(oldest)[:count])
+            oldest += [row[0] for row in db.execute(OLDEST_IN_STATE, (state, count))]
+        doomed.update(sorted(oldest)[:count])
     if op.finished_before is not None:
         doomed.update(
             row[0] for row in db.execute(ENDED_BEFORE, (op.finished_before.timestamp(), cap))

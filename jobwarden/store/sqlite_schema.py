@@ -3,15 +3,23 @@
 Each migration moves the file from version N - 1 to N inside one transaction; a file from a newer
 jobwarden (a version above the newest known) is refused rather than guessed at.
 
-Tables: ``jobs`` (rowid = the offset of the job's first event, so the oldest retained job is the
+Tables: ``jobs`` (rowid ``seq`` = the offset of the job's first event, so jobs are in the order
+they were stored (their ids' order, for the Supervisor's jobs) and the oldest retained job is the
 first row; the record itself as msgspec JSON; the columns listings filter on) and ``events``
-(rowid = the event's global offset; the CloudEvent as JSON). Indexes used by each query:
+(rowid = the event's global offset; the CloudEvent as JSON). Since v3 every listing index is keyed
+on the rowid alone (SQLite appends it to each entry), not on ``(column, id)``: an entry is a few
+bytes rather than the 32-character id, and each of a job's two state changes moves smaller
+entries. Indexes used by each query:
 
-- listing newest first: ``jobs_id`` (no filter), ``jobs_state``, ``jobs_tool``, ``jobs_plugin``,
-  ``jobs_owner`` — each ``(column, id)`` — and (v2) ``jobs_owner_state`` ``(owner, state, id)``
-  for a principal's listing by state, so a filtered page is one index range read backwards;
+- listing newest first (``ORDER BY seq DESC``, cursor ``seq < ?``), one range read backwards: the
+  table itself (no filter), ``jobs_state``, ``jobs_tool``, ``jobs_plugin``, ``jobs_owner``, and
+  ``jobs_owner_state`` ``(owner, state)`` for a principal's listing by state (so a tenant's
+  listing of a rare state reads only those rows); the two owner indexes hold only jobs that have
+  an owner (none on an open server);
+- one job, and a transition's row: ``jobs_id`` (unique); an id cursor of earlier versions is
+  looked up there too;
 - idempotency: ``jobs_idempotency`` (unique per owner and key; only keyed jobs have an entry);
-- recovery: ``jobs_state`` for queued and running;
+- recovery: ``jobs_state`` for queued and running, sorted by seq (the unfinished jobs only);
 - retention: ``jobs_state`` for the oldest finished jobs of each terminal state, and (v2)
   ``jobs_done_at`` for those that ended before a time;
 - one job's events: ``events_job`` ``(job_id, offset)``.
@@ -78,7 +86,22 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("COMMIT")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+def _v3(db: sqlite3.Connection) -> None:
+    """Leaner listing indexes: keyed on the rowid (seq, the order jobs were stored in) rather
+    than carrying the 32-character id, and a principal's indexes only for jobs that have one."""
+    db.execute("BEGIN IMMEDIATE")
+    for index in ("jobs_state", "jobs_tool", "jobs_plugin", "jobs_owner", "jobs_owner_state"):
+        db.execute(f"DROP INDEX {index}")
+    db.execute("CREATE INDEX jobs_state ON jobs (state)")
+    db.execute("CREATE INDEX jobs_tool ON jobs (tool)")
+    db.execute("CREATE INDEX jobs_plugin ON jobs (plugin)")
+    db.execute("CREATE INDEX jobs_owner ON jobs (owner) WHERE owner IS NOT NULL")
+    db.execute("CREATE INDEX jobs_owner_state ON jobs (owner, state) WHERE owner IS NOT NULL")
+    db.execute("UPDATE schema_version SET version = 3")
+    db.execute("COMMIT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 LATEST = len(MIGRATIONS)
 
 

@@ -15,7 +15,8 @@ import msgspec
 import pytest
 
 from jobwarden.actors.states import JobState
-from jobwarden.errors import StoreError
+from jobwarden.errors import InvalidRequest, StoreError
+from jobwarden.records import JobRecord
 from jobwarden.store import JobStore, sqlite_ops
 from jobwarden.store.base import EventBounds, JobQuery
 from jobwarden.store.sqlite import SqliteStore, listing_sql, store_from_url
@@ -25,6 +26,8 @@ from tests.store.conformance import T0, Jobs, StoreConformance, ids, list_all, o
 
 class TestSqliteStore(StoreConformance):
     """The conformance suite against a SQLite file in a fresh temporary directory."""
+
+    orders_by_id = False
 
     @pytest.fixture(autouse=True)
     def _folder(self, tmp_path: Path) -> None:
@@ -353,27 +356,33 @@ async def test_reads_do_not_wait_for_a_writer(store: SqliteStore) -> None:
         blocker.close()
 
 
+_OLD_ID = "0" * 31 + "1"  # a cursor of the form versions before schema v3 gave out
+
+
 @pytest.mark.parametrize(
-    ("query", "index"),
+    ("query", "reads"),
     [
-        (JobQuery(), "jobs_id"),
-        (JobQuery(state=JobState.SUCCEEDED), "jobs_state"),
-        (JobQuery(state=JobState.QUEUED, cursor="01"), "jobs_state"),
-        (JobQuery(tool="demo.echo"), "jobs_tool"),
-        (JobQuery(plugin="demo"), "jobs_plugin"),
-        (JobQuery(owner="alice", cursor="01"), "jobs_owner"),
+        (JobQuery(), "SCAN jobs"),
+        (JobQuery(cursor="7"), "INTEGER PRIMARY KEY (rowid<?)"),
+        (JobQuery(state=JobState.SUCCEEDED), "INDEX jobs_state (state=?)"),
+        (JobQuery(state=JobState.QUEUED, cursor="7"), "INDEX jobs_state (state=? AND rowid<?)"),
+        (JobQuery(state=JobState.QUEUED, cursor=_OLD_ID), "INDEX jobs_state (state=? AND rowid<?)"),
+        (JobQuery(tool="demo.echo"), "INDEX jobs_tool (tool=?)"),
+        (JobQuery(plugin="demo"), "INDEX jobs_plugin (plugin=?)"),
+        (JobQuery(owner="alice", cursor="7"), "INDEX jobs_owner (owner=? AND rowid<?)"),
     ],
     ids=str,
 )
-def test_listings_read_an_index_in_order(tmp_path: Path, query: JobQuery, index: str) -> None:
-    """Every listing shape is a range read on an index in id order: no scan, no sort."""
+def test_listings_read_an_index_in_order(tmp_path: Path, query: JobQuery, reads: str) -> None:
+    """Every listing shape is one range read, backwards in seq order, of the table or an index
+    on the filter: no sort."""
     path = tmp_path / "plan.db"
     db = sqlite3.connect(path, isolation_level=None)
     migrate(db, str(path))
     sql, params = listing_sql(query, 51)
     plan = " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     db.close()
-    assert f"INDEX {index}" in plan, plan
+    assert reads in plan, plan
     assert "TEMP B-TREE" not in plan, plan
 
 
@@ -550,3 +559,105 @@ def test_a_batch_updates_a_job_once_to_its_last_record_and_keeps_every_event(
         r.id: msgspec.to_builtins(r) for r in finals
     }
     assert events == (3 * count, 1, 3 * count)
+
+
+@pytest.mark.anyio
+async def test_cursors_are_seqs_and_old_id_cursors_still_page_on(store: SqliteStore) -> None:
+    """next_cursor is the last listed job's seq; an id cursor (as schema v2 gave out) continues
+    below the first job at or after that id, even when that job was purged meanwhile."""
+    jobs = Jobs()
+    made = [await jobs.put(store) for _ in range(3)]
+    done = await jobs.put_finished(store)  # offsets 4..6
+    newest = await jobs.put(store)  # 7
+    page = await store.list_jobs(JobQuery(limit=2))
+    assert (ids(page.jobs), page.next_cursor) == ([newest.id, done.id], "4")
+    after_id = await store.list_jobs(JobQuery(limit=2, cursor=done.id))
+    assert ids(after_id.jobs) == [made[2].id, made[1].id]
+    assert after_id.next_cursor == "2"
+    assert await store.purge(finished_before=None, keep_finished=0) == 1
+    assert ids((await store.list_jobs(JobQuery(cursor=done.id))).jobs) == ids(made[::-1])
+    beyond = "f" * 32
+    assert ids((await store.list_jobs(JobQuery(cursor=beyond))).jobs) == ids([newest, *made[::-1]])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "cursor", ["", "abc", "-1", "1.5", "\u0661", str(2**63), "0" * 20, "A" * 32, "0" * 33]
+)
+async def test_a_cursor_the_store_never_gave_out_is_an_invalid_request(
+    store: SqliteStore, cursor: str
+) -> None:
+    """A cursor that is neither a seq nor a job id is refused with InvalidRequest (a 400)."""
+    with pytest.raises(InvalidRequest, match="not a next_cursor"):
+        await store.list_jobs(JobQuery(cursor=cursor))
+
+
+def _v2_file(path: Path, jobs: Jobs) -> list[JobRecord]:
+    """A schema-v2 file holding a queued, a running and two finished jobs, written by v2's SQL."""
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, str(path), upto=2)
+    records = [
+        jobs.record(owner="alice", key="k"),
+        jobs.record(state=JobState.RUNNING),
+        jobs.record(owner="alice", state=JobState.FAILED, finished_at=T0),
+        jobs.record(owner="bob", state=JobState.SUCCEEDED, finished_at=T0),
+    ]
+    for record in records:
+        put = sqlite_ops.Put(record, jobs.event(record))
+        db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", put.job_row)
+        db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", put.event_row)
+    db.close()
+    return records
+
+
+@pytest.mark.anyio
+async def test_a_schema_v2_file_is_migrated_to_v3(tmp_path: Path) -> None:
+    """Opening a v2 file replaces its listing indexes with v3's and keeps every job, event, key
+    and listing; an id cursor from before the upgrade pages on."""
+    path = tmp_path / "v2.db"
+    jobs = Jobs()
+    queued, running, failed, done = _v2_file(path, jobs)
+    store = await _opened(path)
+    try:
+        with sqlite3.connect(path) as db:
+            assert version(db) == LATEST
+            indexes = dict(
+                db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'").fetchall()
+            )
+        assert indexes["jobs_state"] == "CREATE INDEX jobs_state ON jobs (state)"
+        assert indexes["jobs_owner_state"].endswith("(owner, state) WHERE owner IS NOT NULL")
+        assert await store.unfinished() == [queued, running]
+        listed = await list_all(store, JobQuery(limit=1))
+        assert ids(listed) == ids([done, failed, running, queued])
+        assert ids(await list_all(store, JobQuery(owner="alice"))) == ids([failed, queued])
+        assert ids((await store.list_jobs(JobQuery(cursor=failed.id))).jobs) == ids(
+            [running, queued]
+        )
+        again = jobs.record(owner="alice", key="k")
+        assert await store.put(again, jobs.event(again)) == queued
+        assert offsets(await store.read_events(0, 10, job_id=done.id)) == [4]
+        assert await store.purge(finished_before=None, keep_finished=1) == 1
+        assert await store.get(failed.id) is None
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_an_interrupted_v3_migration_leaves_the_v2_file_intact(tmp_path: Path) -> None:
+    """When the v3 step fails at its last statement, open() raises StoreError and the file is
+    still v2, with v2's indexes: the step is one transaction."""
+    path = tmp_path / "v2.db"
+    _v2_file(path, Jobs())
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON schema_version"
+            " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    with pytest.raises(StoreError, match="refused by the test"):
+        await SqliteStore(path).open()
+    with sqlite3.connect(path) as db:
+        assert version(db) == 2
+        state_index = db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'jobs_state'"
+        ).fetchone()[0]
+    assert state_index == "CREATE INDEX jobs_state ON jobs (state, id)"

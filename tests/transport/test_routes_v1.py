@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jobwarden import __version__
 from jobwarden.store.redis import RedisStore
+from jobwarden.store.sqlite import SqliteStore
 from tests.redis_server import URL
 from tests.transport.conftest import (
     TERMINAL,
@@ -397,6 +399,26 @@ async def test_cursor_pagination_walks_every_page_exactly_once() -> None:
                 break
     assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
     assert [job_id for page in pages for job_id in page] == list(reversed(ids))
+
+
+async def test_sqlite_cursors_page_on_and_a_forged_cursor_is_a_400(tmp_path: Path) -> None:
+    """On the SQLite store a page's next_cursor, and a job id as cursor (what earlier versions
+    gave out), each page on; a cursor it never gave out is 400 invalid_request."""
+    async with serve(store=SqliteStore(tmp_path / "jobs.db")) as srv:
+        ids = [
+            (await srv.submit("alice", "builtin.echo", {"text": str(n)}))["id"] for n in range(5)
+        ]
+        first = await srv.get_json("alice", "/v1/jobs", params={"limit": "2"})
+        second = await srv.get_json(
+            "alice", "/v1/jobs", params={"limit": "2", "cursor": first["next_cursor"]}
+        )
+        by_id = await srv.get_json("alice", "/v1/jobs", params={"limit": "2", "cursor": ids[3]})
+        async with srv.http.get(
+            srv.url("/v1/jobs"), params={"cursor": "not-a-cursor"}, headers=auth("alice")
+        ) as resp:
+            await expect_error(resp, 400, "invalid_request")
+    assert [j["id"] for j in first["jobs"] + second["jobs"]] == ids[:0:-1]
+    assert [j["id"] for j in by_id["jobs"]] == [ids[2], ids[1]]
 
 
 # --- one job: get, result, cancel -------------------------------------------------------------
