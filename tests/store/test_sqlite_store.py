@@ -17,7 +17,7 @@ import pytest
 from jobwarden.actors.states import JobState
 from jobwarden.errors import InvalidRequest, StoreError
 from jobwarden.records import JobRecord
-from jobwarden.store import JobStore, sqlite_ops
+from jobwarden.store import JobStore, sqlite_child, sqlite_ops
 from jobwarden.store.base import EventBounds, JobQuery
 from jobwarden.store.sqlite import SqliteStore, listing_sql, store_from_url
 from jobwarden.store.sqlite_schema import LATEST, migrate, version
@@ -425,8 +425,8 @@ async def test_one_process_per_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("sql", "params", "index"),
     [
-        (sqlite_ops.OLDEST_IN_STATE, ("failed", 500), "jobs_state"),
-        (sqlite_ops.ENDED_BEFORE, (1.0e9, 500), "jobs_done_at"),
+        (sqlite_child.OLDEST_IN_STATE, ("failed", 500), "jobs_state"),
+        (sqlite_child.ENDED_BEFORE, (1.0e9, 500), "jobs_done_at"),
     ],
     ids=["by count", "by age"],
 )
@@ -538,7 +538,7 @@ def test_a_batch_updates_a_job_once_to_its_last_record_and_keeps_every_event(
     db = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
     migrate(db, "jobs.db")
     jobs = Jobs()
-    count = sqlite_ops.ROWS_PER_STATEMENT * 2 + 7
+    count = sqlite_child.ROWS_PER_STATEMENT * 2 + 7
     records = [jobs.record() for _ in range(count)]
     sqlite_ops.apply_batch(db, [sqlite_ops.Put(r, jobs.event(r)) for r in records])
     ops: list[sqlite_ops.WriteOp] = []
