@@ -233,7 +233,7 @@ def _frames(buffer: bytearray) -> tuple[list[list[Op]], int]:
     return frames, at
 
 
-def _reply(fd: int, reply: tuple[object, ...]) -> None:
+def _reply(fd: int, reply: tuple[Any, ...]) -> None:
     data = marshal.dumps(reply)
     with memoryview(HEADER.pack(len(data)) + data) as out:
         sent = 0
@@ -241,7 +241,7 @@ def _reply(fd: int, reply: tuple[object, ...]) -> None:
             sent += os.write(fd, out[sent:])
 
 
-def _commit(db: sqlite3.Connection, frames: list[list[Op]]) -> tuple[object, ...]:
+def _commit(db: sqlite3.Connection, frames: list[list[Op]]) -> tuple[Any, ...]:
     """Commit ``frames`` as one transaction; the reply that says how it went."""
     if len(frames) == 1:
         ops = frames[0]
@@ -260,8 +260,8 @@ def _commit(db: sqlite3.Connection, frames: list[list[Op]]) -> tuple[object, ...
     seconds = time.perf_counter() - began
     results: list[tuple[int, int, object]] = []
     for index, value in applied.results:
-        frame = bisect.bisect_right(starts, index) - 1
-        results.append((frame, index - starts[frame], value))
+        number = bisect.bisect_right(starts, index) - 1
+        results.append((number, index - starts[number], value))
     return (
         len(frames),
         applied.first,

@@ -129,7 +129,6 @@ class WriterProcess:
         self._broken = False  # the child stopped reading or replying
         self._failure: StoreError | None = None  # why every write fails from now on
         self._closing = True
-        self._reaper: asyncio.Task[None] | None = None
         self._trio_flush: Any = None  # trio's ParkingLot for the flushing task
         self.batches = 0
         self.ops = 0
@@ -384,9 +383,13 @@ class WriterProcess:
         except OSError:
             chunk = b""
         if not chunk:
-            assert self._loop is not None
-            self._loop.remove_reader(self._replies)
-            self._reaper = self._loop.create_task(self._reap())
+            loop = self._loop
+            assert loop is not None
+            assert self._process is not None
+            loop.remove_reader(self._replies)
+            # The child is exiting: wait for it on a worker thread, without a task.
+            exited = loop.run_in_executor(None, self._process.wait)
+            exited.add_done_callback(lambda done: self._reaped(done.result()))
             return
         self._received(chunk)
 
@@ -402,7 +405,8 @@ class WriterProcess:
             except OSError:
                 chunk = b""
             if not chunk:
-                await self._reap()
+                assert self._process is not None
+                self._reaped(await trio.to_thread.run_sync(self._process.wait))
                 return
             self._received(chunk)
 
@@ -441,8 +445,8 @@ class WriterProcess:
         frames = [self._sent.popleft() for _ in range(count)]
         failure: StoreError | None = None
         if error is None:
-            for frame, index, value in results:
-                frames[frame].ops[index].answer(value)
+            for number, index, value in results:
+                frames[number].ops[index].answer(value)
             try:
                 self._applied(first, last, finished, purged, oldest, seconds)
             except Exception:
@@ -472,25 +476,15 @@ class WriterProcess:
         if frame.event is not None:
             frame.event.set()
 
-    async def _reap(self) -> None:
-        """The child closed its replies: wait for it to exit; if that was not asked for, fail
-        every pending and later write with what ended it."""
-        process = self._process
-        assert process is not None
-        try:
-            if self._loop is not None:
-                status = await self._loop.run_in_executor(None, process.wait)
-            else:
-                import trio
+    def _reaped(self, status: int) -> None:
+        """The child closed its replies and exited: if that was not asked for, fail every
+        pending and later write with what ended it."""
+        fd, self._replies = self._replies, -1
+        if self._loop is None:
+            import trio
 
-                status = await trio.to_thread.run_sync(process.wait)
-        finally:
-            fd, self._replies = self._replies, -1
-            if self._loop is None:
-                import trio
-
-                trio.lowlevel.notify_closing(fd)
-            os.close(fd)
+            trio.lowlevel.notify_closing(fd)
+        os.close(fd)
         if not (self._closing and self._broken and status == 0):
             self._died(status)
         assert self._ended is not None
@@ -515,8 +509,8 @@ class WriterProcess:
             pending.append(self._open)
             self._open = None
         self._sent.clear()
-        for frame in pending:
-            self._settle(frame, failure)
+        for lost in pending:
+            self._settle(lost, failure)
         if self._ready is not None and not self._ready.is_set():
             self._ready.set()
         if self._drained is not None:

@@ -72,7 +72,7 @@ class FullAt(SqliteStore):
     async def open(self) -> None:
         await super().open()
         types = " OR ".join(
-            f"instr(CAST(NEW.body AS TEXT), '\"type\":\"{EVENT_TYPE_PREFIX}{state}\"') > 0"
+            f'instr(CAST(NEW.body AS TEXT), \'"type":"{EVENT_TYPE_PREFIX}{state}"\') > 0'
             for state in sorted(self.states)
         )
         with sqlite3.connect(self.path) as db:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -18,11 +17,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 from structlog.testing import capture_logs
 
 from jobwarden.errors import StoreError
-from jobwarden.records import JobRecord
 from jobwarden.store.sqlite_ops import Put, Transition
 from jobwarden.store.sqlite_process import PIPE_SIZE, WriterClosed, WriterProcess
 from jobwarden.store.sqlite_schema import migrate
@@ -246,8 +246,8 @@ async def test_a_transition_in_the_same_frame_as_its_put_leaves_the_last_record(
 
     record = writer.jobs.record()
     put = Put(record, writer.jobs.event(record))
-    running = JobRecord(**{**_fields(record), "state": JobState.RUNNING, "started_at": T0})
-    done = JobRecord(**{**_fields(running), "state": JobState.SUCCEEDED, "finished_at": T0})
+    running = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=T0)
+    done = msgspec.structs.replace(running, state=JobState.SUCCEEDED, finished_at=T0)
     writer.process.write_soon(put, lambda error: None)
     writer.process.write_soon(Transition(running, writer.jobs.event(running)), lambda e: None)
     await writer.process.write(Transition(done, writer.jobs.event(done)))
@@ -255,10 +255,6 @@ async def test_a_transition_in_the_same_frame_as_its_put_leaves_the_last_record(
     with sqlite3.connect(writer.path) as db:
         assert db.execute("SELECT state FROM jobs").fetchall() == [("succeeded",)]
         assert db.execute("SELECT count(*) FROM events").fetchone() == (3,)
-
-
-def _fields(record: JobRecord) -> dict[str, object]:
-    return {name: getattr(record, name) for name in record.__struct_fields__}
 
 
 async def test_close_commits_what_is_queued_then_refuses_writes(writer: Writer) -> None:
@@ -307,13 +303,12 @@ async def test_a_killed_child_fails_pending_and_later_writes(writer: Writer) -> 
         except StoreError as exc:
             failed.append(exc)
 
-    with capture_logs() as logs:
-        with writer.held():
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(awaited)
-                await anyio.wait_all_tasks_blocked()
-                process.write_soon(writer.put(), reported.append)
-                os.kill(pid, signal.SIGKILL)
+    with capture_logs() as logs, writer.held():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(awaited)
+            await anyio.wait_all_tasks_blocked()
+            process.write_soon(writer.put(), reported.append)
+            os.kill(pid, signal.SIGKILL)
     assert [str(exc) for exc in failed] == [
         f"the writer process of the job store {writer.path} was killed by SIGKILL"
     ]
@@ -397,23 +392,22 @@ async def test_the_child_exits_when_its_parent_is_killed(tmp_path: Path) -> None
     """A parent process killed with SIGKILL leaves no writer process behind: the child sees the
     end of its input and exits; what the parent committed is in the file."""
     path = tmp_path / "jobs.db"
-    parent = subprocess.Popen(
+    root = Path(__file__).parents[2]
+    parent = await anyio.open_process(
         [sys.executable, "-c", _PARENT, str(path)],
-        stdout=subprocess.PIPE,
-        cwd=Path(__file__).parents[2],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stderr=None,
     )
     try:
         assert parent.stdout is not None
         with anyio.fail_after(30):
-            line = await anyio.to_thread.run_sync(parent.stdout.readline)
+            line = await BufferedByteReceiveStream(parent.stdout).receive_until(b"\n", 1000)
         child, job_id = line.split()
         pidfd = os.pidfd_open(int(child))
     finally:
         parent.kill()
-        parent.wait()
-        if parent.stdout is not None:
-            parent.stdout.close()
+        await parent.aclose()
     try:
         with anyio.fail_after(10):
             await anyio.wait_readable(pidfd)  # readable once the child has exited
