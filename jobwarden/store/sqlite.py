@@ -1,8 +1,11 @@
 """The SQLite store, the server's default: every accepted job, result and event survives a crash.
 
-Writes go through one connection on a writer thread of the store's own, grouped: all the puts and
-transitions that arrive while a commit is in flight share the next transaction (``BatchWriter``),
-so durability costs one commit per batch rather than per write. ``put`` and ``transition`` return
+Writes go through one connection in a writer process of the store's own (``WriterProcess``, its
+child ``sqlite_child``), grouped: the writes of one event-loop turn go out as one frame, and all
+the frames that arrive while a commit is in flight share the next transaction, so durability
+costs one commit per batch rather than per write, and SQLite commits on another core while the
+event loop goes on. The event offsets and the count of finished jobs are kept here, moved by each
+transaction's reply. ``put`` and ``transition`` return
 once committed; ``transition_soon`` queues a transition and reports its commit later, on the event
 loop (write-behind, for a job's outcome). The file is in WAL mode, so reads run on their
 own connections in worker threads and never wait for the writer. ``synchronous=full`` (the
