@@ -323,7 +323,8 @@ class WriterProcess:
                 self._out += memoryview(data)[written - len(header) :]
             if self._loop is not None:
                 self._loop.add_writer(self._requests, self._writable)
-            # On trio the flushing task waits for the pipe: it is the one running this.
+            else:  # the flushing task waits for the pipe (when this is not it: close())
+                self._trio_flush.unpark()
 
     def _writable(self) -> None:
         """Send more of what the pipe could not take; stop waiting once it is all out."""
@@ -360,7 +361,7 @@ class WriterProcess:
 
         lot = self._trio_flush
         while True:
-            if self._open is None:
+            if self._open is None and not self._out:
                 await lot.park()  # until the first write of the next frame
             if self._requests < 0:
                 return

@@ -288,6 +288,29 @@ async def test_close_commits_what_is_queued_then_refuses_writes(writer: Writer) 
     await process.close()  # a second close does nothing
 
 
+async def test_close_sends_an_open_frame_bigger_than_the_pipe(writer: Writer) -> None:
+    """A frame too big for the pipe, still open when close() is called behind a stopped child,
+    goes out in pieces as the child reads, and is committed before close() returns."""
+    results: list[BaseException | None] = []
+    big = writer.put(input={"text": "x" * (3 * PIPE_SIZE)})
+    process = writer.process
+    pid = process.pid
+    assert pid is not None
+
+    async def write_then_close() -> None:
+        process.write_soon(big, results.append)
+        await process.close()  # in the same turn: close() itself sends the open frame
+
+    with writer.held():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write_then_close)
+            await anyio.wait_all_tasks_blocked()
+            assert results == []
+            os.kill(pid, signal.SIGCONT)
+    assert results == [None]
+    assert writer.stored() == {_job_id(big)}
+
+
 async def test_a_killed_child_fails_pending_and_later_writes(writer: Writer) -> None:
     """When the child is killed, the writes waiting on it and every later one fail with a
     StoreError naming the signal, and close() still returns."""
