@@ -40,8 +40,6 @@ Synchronous = Literal["full", "normal"]
 
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
-_WRITE_NAMES: dict[type[WriteOp], str] = {Put: "put", Transition: "transition", Purge: "purge"}
-
 MIN_SQLITE = (3, 33, 0)  # batched updates are UPDATE ... FROM (VALUES ...)
 _MAX_SEQ = 2**63 - 1  # SQLite's largest rowid
 _SEQ = re.compile(f"[0-9]{{1,{len(str(_MAX_SEQ))}}}")  # a cursor: the last job's seq
@@ -82,6 +80,8 @@ class SqliteStore:
         self._finished = 0
         self._lock: int | None = None
         self.timings = StoreTimings()
+        self._put_timing = self.timings.series("put")
+        self._transition_timing = self.timings.series("transition")
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -172,14 +172,28 @@ class SqliteStore:
     async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
         """Insert the job and its first event, or return the job its owner's key already names."""
         op = Put(record, event)
-        await self._write(op)
+        began = time.perf_counter()
+        # Each write awaits the writer itself: a helper coroutine would cost one more per job.
+        try:
+            await self._commits.write(op)
+        except (WriterClosed, sqlite3.Error) as exc:
+            raise self._refused(exc) from exc
+        finally:
+            self._put_timing.observe(time.perf_counter() - began)
         if op.existing is not None:
             return _decode_record(op.existing)
         return record
 
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
         """Replace the job's record and append the event, in one transaction."""
-        await self._write(Transition(record, event))
+        op = Transition(record, event)
+        began = time.perf_counter()
+        try:
+            await self._commits.write(op)
+        except (WriterClosed, sqlite3.Error) as exc:
+            raise self._refused(exc) from exc
+        finally:
+            self._transition_timing.observe(time.perf_counter() - began)
 
     def transition_soon(
         self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
@@ -193,7 +207,7 @@ class SqliteStore:
         began = time.perf_counter()
 
         def done(error: BaseException | None) -> None:
-            self.timings.observe("transition", time.perf_counter() - began)
+            self._transition_timing.observe(time.perf_counter() - began)
             committed(None if error is None else self._refused(error))
 
         try:
@@ -214,23 +228,20 @@ class SqliteStore:
         # The count may lag by the batch in flight: a moment old is good enough for retention.
         excess = 0 if keep_finished is None else max(0, self._finished - keep_finished)
         op = Purge(finished_before, excess, limit)
-        await self._write(op)
-        return op.removed
-
-    async def _write(self, op: WriteOp) -> None:
         began = time.perf_counter()
         try:
             await self._commits.write(op)
-        except WriterClosed:
-            raise StoreError(f"the job store {self.path} is closed") from None
-        except sqlite3.Error as exc:
+        except (WriterClosed, sqlite3.Error) as exc:
             raise self._refused(exc) from exc
         finally:
-            self.timings.observe(_WRITE_NAMES[type(op)], time.perf_counter() - began)
+            self.timings.observe("purge", time.perf_counter() - began)
+        return op.removed
 
     def _refused(self, error: BaseException) -> StoreError:
         if isinstance(error, StoreError):
             return error
+        if isinstance(error, WriterClosed):
+            return StoreError(f"the job store {self.path} is closed")
         return StoreError(f"the job store {self.path} refused a write: {error}")
 
     def _commit(self, ops: list[WriteOp]) -> None:

@@ -65,20 +65,23 @@ class Put:
 
     def __init__(self, record: JobRecord, event: JobEvent) -> None:
         key = record.idempotency_key
-        self.ends = record.state.terminal
+        state = record.state
+        self.ends = ends = state.terminal
         self.idempotency = None if key is None else _encode([record.owner, key]).decode()
+        finished = record.finished_at
+        offset = int(event.id)  # ``event.offset`` without the property's call
         self.job_row = (
-            event.offset,
+            offset,
             record.id,
             record.tool,
             record.plugin,
-            record.state.value,
+            state._value_,  # ``value`` is a Python-level property of Enum members on 3.11
             record.owner,
             self.idempotency,
             _encode(record),
-            _finished_at(record, self.ends),
+            finished.timestamp() if ends and finished is not None else None,
         )
-        self.event_row = _event_row(event)
+        self.event_row = (offset, event.subject, event.data.tool, _encode(event))
         self.existing: bytes | None = None
 
 
@@ -89,10 +92,16 @@ class Transition:
 
     def __init__(self, record: JobRecord, event: JobEvent) -> None:
         # A job reaches a terminal state once, so each such write adds one finished job.
-        self.ends = record.state.terminal
-        finished_at = _finished_at(record, self.ends)
-        self.job_row = (record.state.value, _encode(record), finished_at, record.id)
-        self.event_row = _event_row(event)
+        state = record.state
+        self.ends = ends = state.terminal
+        finished = record.finished_at
+        self.job_row = (
+            state._value_,
+            _encode(record),
+            finished.timestamp() if ends and finished is not None else None,
+            record.id,
+        )
+        self.event_row = (int(event.id), event.subject, event.data.tool, _encode(event))
 
 
 class Purge:
@@ -200,12 +209,3 @@ def _purge(db: sqlite3.Connection, op: Purge) -> int:
     else:
         db.execute("DELETE FROM events WHERE offset < ?", (oldest,))
     return len(chosen)
-
-
-def _finished_at(record: JobRecord, ends: bool) -> float | None:
-    finished = record.finished_at
-    return finished.timestamp() if finished is not None and ends else None
-
-
-def _event_row(event: JobEvent) -> EventRow:
-    return (event.offset, event.subject, event.data.tool, _encode(event))
