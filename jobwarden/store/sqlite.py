@@ -34,7 +34,7 @@ from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store import sqlite_schema
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
 from jobwarden.store.group_commit import StoreStatistics
-from jobwarden.store.sqlite_ops import Purge, Put, Transition, WriteOp
+from jobwarden.store.sqlite_ops import Purge, Put, Transition
 from jobwarden.store.sqlite_process import WriterClosed, WriterProcess
 from jobwarden.store.timings import StoreTimings
 
@@ -43,8 +43,6 @@ Synchronous = Literal["full", "normal"]
 
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
-_WRITE_NAMES: dict[type[WriteOp], str] = {Put: "put", Transition: "transition", Purge: "purge"}
-
 MIN_SQLITE = (3, 33, 0)  # batched updates are UPDATE ... FROM (VALUES ...)
 _MAX_SEQ = 2**63 - 1  # SQLite's largest rowid
 _SEQ = re.compile(f"[0-9]{{1,{len(str(_MAX_SEQ))}}}")  # a cursor: the last job's seq
@@ -86,6 +84,8 @@ class SqliteStore:
         self._finished = 0
         self._lock: int | None = None
         self.timings = StoreTimings()
+        self._put_timing = self.timings.series("put")
+        self._transition_timing = self.timings.series("transition")
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -187,14 +187,28 @@ class SqliteStore:
     async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
         """Insert the job and its first event, or return the job its owner's key already names."""
         op = Put(record, event)
-        await self._write(op)
+        began = time.perf_counter()
+        # Each write awaits the writer itself: a helper coroutine would cost one more per job.
+        try:
+            await self._commits.write(op)
+        except WriterClosed as exc:
+            raise self._refused(exc) from None
+        finally:
+            self._put_timing.observe(time.perf_counter() - began)
         if op.existing is not None:
             return _decode_record(op.existing)
         return record
 
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
         """Replace the job's record and append the event, in one transaction."""
-        await self._write(Transition(record, event))
+        op = Transition(record, event)
+        began = time.perf_counter()
+        try:
+            await self._commits.write(op)
+        except WriterClosed as exc:
+            raise self._refused(exc) from None
+        finally:
+            self._transition_timing.observe(time.perf_counter() - began)
 
     def transition_soon(
         self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
@@ -208,7 +222,7 @@ class SqliteStore:
         began = time.perf_counter()
 
         def done(error: BaseException | None) -> None:
-            self.timings.observe("transition", time.perf_counter() - began)
+            self._transition_timing.observe(time.perf_counter() - began)
             committed(None if error is None else self._refused(error))
 
         try:
@@ -229,21 +243,20 @@ class SqliteStore:
         # The count may lag by the batch in flight: a moment old is good enough for retention.
         excess = 0 if keep_finished is None else max(0, self._finished - keep_finished)
         op = Purge(finished_before, excess, limit)
-        await self._write(op)
-        return op.removed
-
-    async def _write(self, op: WriteOp) -> None:
         began = time.perf_counter()
         try:
             await self._commits.write(op)
-        except WriterClosed:
-            raise StoreError(f"the job store {self.path} is closed") from None
+        except WriterClosed as exc:
+            raise self._refused(exc) from None
         finally:
-            self.timings.observe(_WRITE_NAMES[type(op)], time.perf_counter() - began)
+            self.timings.observe("purge", time.perf_counter() - began)
+        return op.removed
 
     def _refused(self, error: BaseException) -> StoreError:
         if isinstance(error, StoreError):
             return error
+        if isinstance(error, WriterClosed):
+            return StoreError(f"the job store {self.path} is closed")
         return StoreError(f"the job store {self.path} refused a write: {error}")
 
     def _applied(

@@ -32,22 +32,25 @@ class Put:
 
     def __init__(self, record: JobRecord, event: JobEvent) -> None:
         key = record.idempotency_key
-        self.ends = ends = record.state.terminal
+        state = record.state
+        self.ends = ends = state.terminal
         self.idempotency = idempotency = (
             None if key is None else _encode([record.owner, key]).decode()
         )
+        finished = record.finished_at
+        offset = int(event.id)  # ``event.offset`` without the property's call
         self.job_row = job_row = (
-            event.offset,
+            offset,
             record.id,
             record.tool,
             record.plugin,
-            record.state.value,
+            state._value_,  # ``value`` is a Python-level property of Enum members on 3.11
             record.owner,
             idempotency,
             _encode(record),
-            _finished_at(record, ends),
+            finished.timestamp() if ends and finished is not None else None,
         )
-        self.event_row = event_row = _event_row(event)
+        self.event_row = event_row = (offset, event.subject, event.data.tool, _encode(event))
         self.existing: bytes | None = None
         self.wire = (PUT, ends, idempotency, job_row, event_row)
 
@@ -64,10 +67,16 @@ class Transition:
 
     def __init__(self, record: JobRecord, event: JobEvent) -> None:
         # A job reaches a terminal state once, so each such write adds one finished job.
-        self.ends = ends = record.state.terminal
-        finished_at = _finished_at(record, ends)
-        self.job_row = job_row = (record.state.value, _encode(record), finished_at, record.id)
-        self.event_row = event_row = _event_row(event)
+        state = record.state
+        self.ends = ends = state.terminal
+        finished = record.finished_at
+        self.job_row = job_row = (
+            state._value_,
+            _encode(record),
+            finished.timestamp() if ends and finished is not None else None,
+            record.id,
+        )
+        self.event_row = event_row = (int(event.id), event.subject, event.data.tool, _encode(event))
         self.wire = (TRANSITION, ends, job_row, event_row)
 
     def answer(self, value: object) -> None:
@@ -114,12 +123,3 @@ def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> Applied:
     for index, value in applied.results:
         ops[index].answer(value)
     return Applied(applied.first, applied.last, applied.finished)
-
-
-def _finished_at(record: JobRecord, ends: bool) -> float | None:
-    finished = record.finished_at
-    return finished.timestamp() if finished is not None and ends else None
-
-
-def _event_row(event: JobEvent) -> EventRow:
-    return (event.offset, event.subject, event.data.tool, _encode(event))

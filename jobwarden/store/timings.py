@@ -29,6 +29,10 @@ class StoreTimings:
     def __init__(self) -> None:
         self._series = {operation: Histogram() for operation in OPERATIONS}
 
+    def series(self, operation: str) -> Histogram:
+        """The histogram of ``operation``, for a caller that observes it once per job."""
+        return self._series[operation]
+
     def observe(self, operation: str, seconds: float) -> None:
         """One ``operation`` (one of ``OPERATIONS``) took ``seconds``."""
         self._series[operation].observe(seconds)
