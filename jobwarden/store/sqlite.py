@@ -91,10 +91,12 @@ class SqliteStore:
 
     async def open(self) -> None:
         """Create or migrate the file and load the event offsets; ``StoreError`` if it cannot."""
-        await anyio.to_thread.run_sync(self._open)
         try:
+            await anyio.to_thread.run_sync(self._open)
             await self._commits.start()
         except BaseException:
+            # Cancelled after the file was opened (or the child could not open it): undo it all.
+            await self._commits.close()
             self._close_readers()
             raise
 

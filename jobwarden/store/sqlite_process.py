@@ -179,6 +179,7 @@ class WriterProcess:
         self._open, self._sent = None, collections.deque()
         self._out, self._in = bytearray(), bytearray()
         self._broken, self._failure, self._closing = False, None, False
+        self._ended = None  # set by start(): until then nobody listens to the child
 
     async def start(self) -> None:
         """Listen to the child on this event loop; return once it has opened the file.
@@ -215,8 +216,11 @@ class WriterProcess:
         if self._closing:
             return
         self._closing = True
+        if self._ended is None:
+            await self._abandon()
+            return
         with anyio.CancelScope(shield=True):
-            self._flush()
+            self.flush()
             if self._sent and not self._broken:
                 self._drained = anyio.Event()
                 await self._drained.wait()
@@ -231,6 +235,18 @@ class WriterProcess:
                 self._kill()
                 await self._ended.wait()
             self._process = None
+
+    async def _abandon(self) -> None:
+        """Spawned but never started (the opening was cancelled): nothing was written, so end
+        its input and wait for it to exit."""
+        for fd in (self._requests, self._replies):
+            if fd >= 0:
+                os.close(fd)
+        self._requests = self._replies = -1
+        process, self._process = self._process, None
+        if process is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(process.wait)
 
     def _kill(self) -> None:
         if self._process is not None:
@@ -287,14 +303,15 @@ class WriterProcess:
         if frame is None:
             frame = self._open = _Frame()
             if self._loop is not None:
-                self._loop.call_soon(self._flush)
+                self._loop.call_soon(self.flush)
             else:
                 self._trio_flush.unpark()
         frame.ops.append(op)
         return frame
 
-    def _flush(self) -> None:
-        """Send the open frame (the writes of one loop turn) to the child."""
+    def flush(self) -> None:
+        """Send the open frame (the writes of this loop turn) to the child now, rather than at
+        the end of the turn."""
         frame = self._open
         if frame is None:
             return
@@ -365,7 +382,7 @@ class WriterProcess:
                 await lot.park()  # until the first write of the next frame
             if self._requests < 0:
                 return
-            self._flush()
+            self.flush()
             while self._out and self._requests >= 0:
                 try:
                     await trio.lowlevel.wait_writable(self._requests)

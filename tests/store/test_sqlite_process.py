@@ -63,8 +63,12 @@ class Writer:
         return self.process
 
     def put(self, **fields: object) -> Put:
-        record = self.jobs.record(**fields)  # type: ignore[arg-type]
-        return Put(record, self.jobs.event(record))
+        return self.put_in(self.jobs, **fields)
+
+    @staticmethod
+    def put_in(jobs: Jobs, **fields: object) -> Put:
+        record = jobs.record(**fields)  # type: ignore[arg-type]
+        return Put(record, jobs.event(record))
 
     def stored(self) -> set[str]:
         """The ids of the jobs in the file, read on a connection of the test's own."""
@@ -129,11 +133,12 @@ async def test_frames_waiting_together_commit_as_one_transaction(writer: Writer)
         async with anyio.create_task_group() as tg:
             for op in ops:
                 tg.start_soon(writer.process.write, op)
-                await anyio.wait_all_tasks_blocked()  # its frame is in the pipe
+                await anyio.wait_all_tasks_blocked()
+                writer.process.flush()  # its own frame, in the pipe
             writer.process.write_soon(
                 writer.put(), lambda error: seen.append(_job_id(ops[0]) in writer.stored())
             )
-            await anyio.wait_all_tasks_blocked()
+            writer.process.flush()
             assert writer.changes == []
             os.kill(writer.process.pid or 0, signal.SIGCONT)
     assert seen == [True]
@@ -168,8 +173,10 @@ async def test_results_reach_their_own_frames_ops(writer: Writer) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer.process.write, first)
             await anyio.wait_all_tasks_blocked()
+            writer.process.flush()
             tg.start_soon(writer.process.write, again)
             await anyio.wait_all_tasks_blocked()
+            writer.process.flush()
             os.kill(writer.process.pid or 0, signal.SIGCONT)
     assert writer.process.statistics().commits == 1
     assert first.existing is None
@@ -201,8 +208,9 @@ async def test_a_failing_transaction_fails_only_its_frames(writer: Writer) -> No
         async with anyio.create_task_group() as tg:
             tg.start_soon(awaited)
             await anyio.wait_all_tasks_blocked()
+            writer.process.flush()
             writer.process.write_soon(neighbour, reported.append)
-            await anyio.wait_all_tasks_blocked()
+            writer.process.flush()
             os.kill(writer.process.pid or 0, signal.SIGCONT)
     await writer.process.write(after)
     assert [str(exc) for exc in failed] == [
@@ -226,6 +234,7 @@ async def test_frames_bigger_than_the_pipe_go_out_without_blocking_the_loop(
             for op in ops:
                 tg.start_soon(writer.process.write, op)
                 await anyio.wait_all_tasks_blocked()
+                writer.process.flush()
             writer.process.write_soon(small, lambda error: None)
             await anyio.wait_all_tasks_blocked()  # the loop still runs: nothing blocked it
             os.kill(writer.process.pid or 0, signal.SIGCONT)
@@ -267,9 +276,9 @@ async def test_close_commits_what_is_queued_then_refuses_writes(writer: Writer) 
     assert pid is not None
     with writer.held():
         process.write_soon(ops[0], results.append)
-        await anyio.wait_all_tasks_blocked()
+        process.flush()
         process.write_soon(ops[1], results.append)
-        await anyio.wait_all_tasks_blocked()
+        process.flush()
         process.write_soon(ops[2], results.append)  # still in the open frame
         async with anyio.create_task_group() as tg:
             tg.start_soon(process.close)
@@ -354,6 +363,28 @@ async def test_a_child_that_cannot_open_the_file_fails_start(tmp_path: Path) -> 
         with pytest.raises(StoreError, match="unusable: unable to open database file"):
             await process.start()
         assert process.pid is None
+    finally:
+        os.close(lock)
+
+
+async def test_a_child_spawned_but_never_started_is_ended_by_close(tmp_path: Path) -> None:
+    """close() on a writer whose opening stopped between spawn and start ends the child and
+    reaps it."""
+    path = tmp_path / "jobs.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        migrate(db, str(path))
+    lock = os.open(path, os.O_RDWR)
+    try:
+        process = WriterProcess(path, synchronous="full", max_bytes=None, applied=print)  # type: ignore[arg-type]
+        await anyio.to_thread.run_sync(process.spawn, lock)
+        pid = process.pid
+        assert pid is not None
+        await process.close()
+        assert process.pid is None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        with pytest.raises(WriterClosed):
+            process.write_soon(Writer.put_in(Jobs()), print)
     finally:
         os.close(lock)
 
