@@ -129,6 +129,7 @@ class WriterProcess:
         self._broken = False  # the child stopped reading or replying
         self._failure: StoreError | None = None  # why every write fails from now on
         self._closing = True
+        self._accepting = False  # from start() until close() or the child's end
         self._trio_flush: Any = None  # trio's ParkingLot for the flushing task
         self.batches = 0
         self.ops = 0
@@ -209,6 +210,7 @@ class WriterProcess:
         if error is not None:
             await self.close()
             raise StoreError(f"the job store {self.path} is unusable: {error}")
+        self._accepting = True
 
     async def close(self) -> None:
         """Send what is queued, wait for every reply, then end the child and wait for it to exit;
@@ -216,6 +218,7 @@ class WriterProcess:
         if self._closing:
             return
         self._closing = True
+        self._accepting = False
         if self._ended is None:
             await self._abandon()
             return
@@ -295,9 +298,9 @@ class WriterProcess:
         self._queue(op).callbacks.append(committed)
 
     def _queue(self, op: WireOp) -> _Frame:
-        if self._failure is not None:
-            raise self._failure
-        if self._closing:
+        if not self._accepting:
+            if self._failure is not None:
+                raise self._failure
             raise WriterClosed
         frame = self._open
         if frame is None:
@@ -517,6 +520,7 @@ class WriterProcess:
         else:
             how = f"exited with status {status}"
         failure = StoreError(f"the writer process of the job store {self.path} {how}")
+        self._accepting = False
         if self._failure is None:
             self._failure = failure
             if not self._closing:

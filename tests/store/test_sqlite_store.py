@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -661,3 +662,25 @@ async def test_an_interrupted_v3_migration_leaves_the_v2_file_intact(tmp_path: P
             "SELECT sql FROM sqlite_master WHERE name = 'jobs_state'"
         ).fetchone()[0]
     assert state_index == "CREATE INDEX jobs_state ON jobs (state, id)"
+
+
+@pytest.mark.anyio
+async def test_a_killed_writer_process_fails_writes_and_close_still_returns(
+    store: SqliteStore,
+) -> None:
+    """After the writer process is killed, put and transition_soon raise a StoreError naming
+    the signal, reads still work, and close() returns (the fixture closes it again)."""
+    jobs = Jobs()
+    kept = await jobs.put(store)
+    pid = store._commits.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    record = jobs.record()
+    with pytest.raises(StoreError, match=r"writer process .* was killed by SIGKILL"):
+        # The first write may be queued before the end is seen; it fails all the same.
+        await store.put(record, jobs.event(record))
+    with pytest.raises(StoreError, match="killed by SIGKILL"):
+        store.transition_soon(record, jobs.event(record), lambda error: None)
+    assert await store.get(kept.id) == kept
+    with anyio.fail_after(10):
+        await store.close()
