@@ -1,16 +1,15 @@
 """The SQLite store, the server's default: every accepted job, result and event survives a crash.
 
 Writes go through one connection in a writer process of the store's own (``WriterProcess``, its
-child ``sqlite_child``), grouped: the writes of one event-loop turn go out as one frame, and all
-the frames that arrive while a commit is in flight share the next transaction, so durability
-costs one commit per batch rather than per write, and SQLite commits on another core while the
-event loop goes on. The event offsets and the count of finished jobs are kept here, moved by each
-transaction's reply. ``put`` and ``transition`` return
-once committed; ``transition_soon`` queues a transition and reports its commit later, on the event
-loop (write-behind, for a job's outcome). The file is in WAL mode, so reads run on their
-own connections in worker threads and never wait for the writer. ``synchronous=full`` (the
-default) makes each commit survive a power loss; ``normal`` survives a crash of the process but
-may lose the last commits if the machine itself goes down.
+child ``sqlite_child``), grouped: the writes of one event-loop turn go out as one frame, and all the
+frames that arrive while a commit is in flight share the next transaction, so durability costs one
+commit per batch rather than per write, and SQLite commits on another core while the event loop goes
+on. The event offsets and the count of finished jobs are kept here, moved by each transaction's
+reply. ``put`` and ``transition`` return once committed; ``transition_soon`` queues a transition and
+reports its commit later, on the event loop (write-behind, for a job's outcome). The file is in WAL
+mode, so reads run on their own connections in worker threads and never wait for the writer.
+``synchronous=full`` (the default) makes each commit survive a power loss; ``normal`` survives a
+crash of the process but may lose the last commits if the machine itself goes down.
 """
 
 from __future__ import annotations
