@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 
 from jobwarden.errors import StoreError
 from jobwarden.store.sqlite_ops import Put, Transition
-from jobwarden.store.sqlite_process import PIPE_SIZE, WriterClosed, WriterProcess
+from jobwarden.store.sqlite_process import HEADER, PIPE_SIZE, WriterClosed, WriterProcess
 from jobwarden.store.sqlite_schema import migrate
 from tests.store.conformance import Jobs
 
@@ -352,6 +352,33 @@ async def test_a_killed_child_fails_pending_and_later_writes(writer: Writer) -> 
     assert [entry["event"] for entry in logs] == ["the SQLite writer process ended"]
     with anyio.fail_after(10):
         await process.close()
+
+
+async def test_a_crashed_child_fails_pending_writes_with_its_exit_status(writer: Writer) -> None:
+    """A child that crashes (here on a frame that is not marshal data) fails the write waiting
+    on it and the later ones with a StoreError naming its exit status."""
+    process = writer.process
+    failed: list[BaseException] = []
+
+    async def awaited() -> None:
+        try:
+            await process.write(writer.put())
+        except StoreError as exc:
+            failed.append(exc)
+
+    with writer.held(), capture_logs():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(awaited)
+            await anyio.wait_all_tasks_blocked()
+            process.flush()
+            garbage = b"\xff" * 8
+            os.write(process._requests, HEADER.pack(len(garbage)) + garbage)
+            os.kill(process.pid or 0, signal.SIGCONT)
+    assert [str(exc) for exc in failed] == [
+        f"the writer process of the job store {writer.path} exited with status 1"
+    ]
+    with pytest.raises(StoreError, match="exited with status 1"):
+        await process.write(writer.put())
 
 
 async def test_a_child_that_cannot_open_the_file_fails_start(tmp_path: Path) -> None:
