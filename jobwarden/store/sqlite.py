@@ -1,13 +1,15 @@
 """The SQLite store, the server's default: every accepted job, result and event survives a crash.
 
-Writes go through one connection on a writer thread of the store's own, grouped: all the puts and
-transitions that arrive while a commit is in flight share the next transaction (``BatchWriter``),
-so durability costs one commit per batch rather than per write. ``put`` and ``transition`` return
-once committed; ``transition_soon`` queues a transition and reports its commit later, on the event
-loop (write-behind, for a job's outcome). The file is in WAL mode, so reads run on their
-own connections in worker threads and never wait for the writer. ``synchronous=full`` (the
-default) makes each commit survive a power loss; ``normal`` survives a crash of the process but
-may lose the last commits if the machine itself goes down.
+Writes go through one connection in a writer process of the store's own (``WriterProcess``, its
+child ``sqlite_child``), grouped: the writes of one event-loop turn go out as one frame, and all the
+frames that arrive while a commit is in flight share the next transaction, so durability costs one
+commit per batch rather than per write, and SQLite commits on another core while the event loop goes
+on. The event offsets and the count of finished jobs are kept here, moved by each transaction's
+reply. ``put`` and ``transition`` return once committed; ``transition_soon`` queues a transition and
+reports its commit later, on the event loop (write-behind, for a job's outcome). The file is in WAL
+mode, so reads run on their own connections in worker threads and never wait for the writer.
+``synchronous=full`` (the default) makes each commit survive a power loss; ``normal`` survives a
+crash of the process but may lose the last commits if the machine itself goes down.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store import sqlite_schema
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
 from jobwarden.store.group_commit import StoreStatistics
-from jobwarden.store.sqlite_ops import Purge, Put, Transition, WriteOp, apply_batch
-from jobwarden.store.sqlite_writer import BatchWriter, WriterClosed
+from jobwarden.store.sqlite_ops import Purge, Put, Transition
+from jobwarden.store.sqlite_process import WriterClosed, WriterProcess
 from jobwarden.store.timings import StoreTimings
 
 T = TypeVar("T")
@@ -68,11 +70,12 @@ class SqliteStore:
         self.path = Path(path)
         self.synchronous = synchronous
         self.max_bytes = max_bytes
-        self._writer: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
         self._readers = readers
         self._reader_slots = anyio.CapacityLimiter(readers)
-        self._commits: BatchWriter[WriteOp] = BatchWriter(self._commit, name="jobwarden-sqlite")
+        self._commits = WriterProcess(
+            self.path, synchronous=synchronous, max_bytes=max_bytes, applied=self._applied
+        )
         self._first: int | None = None
         self._last = 0
         # Finished jobs in the file: counted once at open, then moved by each commit, so
@@ -87,8 +90,14 @@ class SqliteStore:
 
     async def open(self) -> None:
         """Create or migrate the file and load the event offsets; ``StoreError`` if it cannot."""
-        await anyio.to_thread.run_sync(self._open)
-        self._commits.start()
+        try:
+            await anyio.to_thread.run_sync(self._open)
+            await self._commits.start()
+        except BaseException:
+            # Cancelled after the file was opened (or the child could not open it): undo it all.
+            await self._commits.close()
+            self._close_readers()
+            raise
 
     def _open(self) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -110,9 +119,6 @@ class SqliteStore:
                 raise StoreError(f"{self.path}: cannot switch to WAL mode (journal mode {mode})")
             db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             sqlite_schema.migrate(db, str(self.path))
-            if self.max_bytes is not None:
-                page = db.execute("PRAGMA page_size").fetchone()[0]
-                db.execute(f"PRAGMA max_page_count = {max(1, self.max_bytes // page)}")
             first, last = db.execute("SELECT min(offset), max(offset) FROM events").fetchone()
             finished = db.execute(
                 f"SELECT count(*) FROM jobs WHERE state IN {sqlite_schema.TERMINAL_SQL}"
@@ -125,12 +131,20 @@ class SqliteStore:
             db.close()
             self._unlock()
             raise
-        self._writer = db
+        db.close()
         self._first, self._last, self._finished = first, last or 0, finished
-        for _ in range(self._readers):
-            reader = self._connect()
-            reader.execute("PRAGMA query_only = 1")
-            self._idle_readers.append(reader)
+        try:
+            for _ in range(self._readers):
+                reader = self._connect()
+                reader.execute("PRAGMA query_only = 1")
+                self._idle_readers.append(reader)
+            self._commits.spawn(self._lock)
+        except sqlite3.Error as exc:
+            self._close_readers()
+            raise StoreError(f"cannot open the job store {self.path}: {exc}") from exc
+        except BaseException:
+            self._close_readers()
+            raise
 
     def _check_directory(self) -> None:
         folder = self.path.parent
@@ -148,11 +162,13 @@ class SqliteStore:
         return db
 
     async def close(self) -> None:
-        """Commit what is queued, then close every connection."""
+        """Commit what is queued, stop the writer process, then close every connection."""
         await self._commits.close()
-        connections = [*self._idle_readers, *([self._writer] if self._writer else [])]
-        self._idle_readers, self._writer = [], None
-        for db in connections:
+        self._close_readers()
+
+    def _close_readers(self) -> None:
+        readers, self._idle_readers = self._idle_readers, []
+        for db in readers:
             db.close()
         self._unlock()
 
@@ -176,8 +192,8 @@ class SqliteStore:
         # Each write awaits the writer itself: a helper coroutine would cost one more per job.
         try:
             await self._commits.write(op)
-        except (WriterClosed, sqlite3.Error) as exc:
-            raise self._refused(exc) from exc
+        except WriterClosed as exc:
+            raise self._refused(exc) from None
         finally:
             self._put_timing.observe(time.perf_counter() - began)
         if op.existing is not None:
@@ -190,8 +206,8 @@ class SqliteStore:
         began = time.perf_counter()
         try:
             await self._commits.write(op)
-        except (WriterClosed, sqlite3.Error) as exc:
-            raise self._refused(exc) from exc
+        except WriterClosed as exc:
+            raise self._refused(exc) from None
         finally:
             self._transition_timing.observe(time.perf_counter() - began)
 
@@ -231,8 +247,8 @@ class SqliteStore:
         began = time.perf_counter()
         try:
             await self._commits.write(op)
-        except (WriterClosed, sqlite3.Error) as exc:
-            raise self._refused(exc) from exc
+        except WriterClosed as exc:
+            raise self._refused(exc) from None
         finally:
             self.timings.observe("purge", time.perf_counter() - began)
         return op.removed
@@ -244,17 +260,23 @@ class SqliteStore:
             return StoreError(f"the job store {self.path} is closed")
         return StoreError(f"the job store {self.path} refused a write: {error}")
 
-    def _commit(self, ops: list[WriteOp]) -> None:
-        assert self._writer is not None
-        began = time.perf_counter()
-        first, last, finished = apply_batch(self._writer, ops)
-        self.timings.observe("commit", time.perf_counter() - began)
+    def _applied(
+        self,
+        first: int | None,
+        last: int | None,
+        finished: int,
+        purged: bool,
+        oldest: int | None,
+        seconds: float,
+    ) -> None:
+        """One transaction committed (on the event loop, before its writes are reported)."""
+        self.timings.observe("commit", seconds)
         self._finished += finished
         if first is not None and last is not None:
             self._last = max(self._last, last)
             self._first = first if self._first is None else min(self._first, first)
-        if any(type(op) is Purge for op in ops):
-            self._first = self._writer.execute("SELECT min(offset) FROM events").fetchone()[0]
+        if purged:
+            self._first = oldest
 
     # --- reads ----------------------------------------------------------------------------------
 

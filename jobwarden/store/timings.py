@@ -20,8 +20,8 @@ OPERATIONS = (
 class StoreTimings:
     """A histogram per operation of ``OPERATIONS``.
 
-    Every series exists from the start: ``commit`` is observed in the writer thread while the
-    event loop may be reading the others, so the dict itself never changes.
+    Every series exists from the start, so the dict itself never changes. ``commit`` is one
+    transaction as the writer process timed it (from its BEGIN to its COMMIT).
     """
 
     __slots__ = ("_series",)

@@ -4,8 +4,11 @@ supervisor."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -15,47 +18,68 @@ import pytest
 
 from jobwarden import JobState, Plugin, Supervisor, ToolContext
 from jobwarden.errors import JobFinished, StoreError, SupervisorCrashed
+from jobwarden.records import EVENT_TYPE_PREFIX, JobEvent, JobRecord
 from jobwarden.store.sqlite import SqliteStore
-from jobwarden.store.sqlite_ops import Transition, WriteOp
 
 pytestmark = pytest.mark.anyio
-
-
-def _moves_to(ops: list[WriteOp], states: set[str]) -> bool:
-    return any(type(op) is Transition and op.job_row[0] in states for op in ops)
 
 
 ENDS = {"succeeded", "failed", "timed_out", "cancelled"}
 
 
 class HeldStore(SqliteStore):
-    """A SQLite store whose writer holds every batch moving a job to one of ``states`` until
-    ``gate`` is set."""
+    """A SQLite store whose writer process is stopped (SIGSTOP) as a job's move to one of
+    ``states`` is queued, so that commit (and any after it) waits until ``release()``."""
 
     def __init__(self, path: Path, states: set[str] = ENDS) -> None:
         super().__init__(path)
         self.states = states
         self.holding = threading.Event()
-        self.gate = threading.Event()
 
-    def _commit(self, ops: list[WriteOp]) -> None:
-        if _moves_to(ops, self.states):
+    def _hold(self, record: JobRecord) -> None:
+        if record.state.value in self.states and not self.holding.is_set():
+            pid = self._commits.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)
             self.holding.set()
-            self.gate.wait()
-        super()._commit(ops)
+
+    def release(self) -> None:
+        """Let the writer process commit again."""
+        pid = self._commits.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGCONT)
+
+    async def transition(self, record: JobRecord, event: JobEvent) -> None:
+        self._hold(record)
+        await super().transition(record, event)
+
+    def transition_soon(
+        self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
+    ) -> None:
+        self._hold(record)
+        super().transition_soon(record, event, committed)
 
 
 class FullAt(SqliteStore):
-    """A SQLite store whose disk fills up exactly when a job moves to one of ``states``."""
+    """A SQLite store whose disk fills up exactly when a job moves to one of ``states``: a
+    trigger in the file refuses the event of that move with SQLite's message (the event, not
+    the job's row, which a later move in the same transaction would replace)."""
 
     def __init__(self, path: Path, states: set[str] = ENDS) -> None:
         super().__init__(path)
         self.states = states
 
-    def _commit(self, ops: list[WriteOp]) -> None:
-        if _moves_to(ops, self.states):
-            raise sqlite3.OperationalError("database or disk is full")
-        super()._commit(ops)
+    async def open(self) -> None:
+        await super().open()
+        types = " OR ".join(
+            f'instr(CAST(NEW.body AS TEXT), \'"type":"{EVENT_TYPE_PREFIX}{state}"\') > 0'
+            for state in sorted(self.states)
+        )
+        with sqlite3.connect(self.path) as db:
+            db.execute(
+                f"CREATE TRIGGER full BEFORE INSERT ON events WHEN {types}"
+                " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
 
 
 class TextIn(msgspec.Struct):
@@ -103,7 +127,7 @@ async def test_a_jobs_end_is_seen_only_once_committed(tmp_path: Path) -> None:
                 tg.start_soon(cancel)
                 await anyio.wait_all_tasks_blocked()
                 assert outcome == []
-                store.gate.set()
+                store.release()
             final = await sup.wait(record.id)
             kinds = [event.type.rsplit(".", 1)[1] async for event in events]
     assert final.state is JobState.SUCCEEDED
@@ -136,7 +160,7 @@ async def test_a_tool_runs_only_once_its_running_state_is_committed(tmp_path: Pa
         await anyio.to_thread.run_sync(store.holding.wait)
         await anyio.wait_all_tasks_blocked()
         assert contexts == []
-        store.gate.set()
+        store.release()
         assert (await sup.wait(record.id)).state is JobState.SUCCEEDED
     assert len(contexts) == 1
 
@@ -154,7 +178,7 @@ async def test_a_retry_on_interrupt_tool_runs_before_its_running_commit(tmp_path
             await anyio.wait_all_tasks_blocked()
             assert len(contexts) == 1
             assert (await sup.get(record.id)).state is JobState.RUNNING
-            store.gate.set()
+            store.release()
             kinds = [event.type.rsplit(".", 1)[1] async for event in events]
     assert first.type.endswith(".queued")
     assert kinds == ["running", "succeeded"]

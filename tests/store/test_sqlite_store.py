@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +18,7 @@ import pytest
 from jobwarden.actors.states import JobState
 from jobwarden.errors import InvalidRequest, StoreError
 from jobwarden.records import JobRecord
-from jobwarden.store import JobStore, sqlite_ops
+from jobwarden.store import JobStore, sqlite_child, sqlite_ops
 from jobwarden.store.base import EventBounds, JobQuery
 from jobwarden.store.sqlite import SqliteStore, listing_sql, store_from_url
 from jobwarden.store.sqlite_schema import LATEST, migrate, version
@@ -425,8 +426,8 @@ async def test_one_process_per_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("sql", "params", "index"),
     [
-        (sqlite_ops.OLDEST_IN_STATE, ("failed", 500), "jobs_state"),
-        (sqlite_ops.ENDED_BEFORE, (1.0e9, 500), "jobs_done_at"),
+        (sqlite_child.OLDEST_IN_STATE, ("failed", 500), "jobs_state"),
+        (sqlite_child.ENDED_BEFORE, (1.0e9, 500), "jobs_done_at"),
     ],
     ids=["by count", "by age"],
 )
@@ -538,7 +539,7 @@ def test_a_batch_updates_a_job_once_to_its_last_record_and_keeps_every_event(
     db = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
     migrate(db, "jobs.db")
     jobs = Jobs()
-    count = sqlite_ops.ROWS_PER_STATEMENT * 2 + 7
+    count = sqlite_child.ROWS_PER_STATEMENT * 2 + 7
     records = [jobs.record() for _ in range(count)]
     sqlite_ops.apply_batch(db, [sqlite_ops.Put(r, jobs.event(r)) for r in records])
     ops: list[sqlite_ops.WriteOp] = []
@@ -661,3 +662,25 @@ async def test_an_interrupted_v3_migration_leaves_the_v2_file_intact(tmp_path: P
             "SELECT sql FROM sqlite_master WHERE name = 'jobs_state'"
         ).fetchone()[0]
     assert state_index == "CREATE INDEX jobs_state ON jobs (state, id)"
+
+
+@pytest.mark.anyio
+async def test_a_killed_writer_process_fails_writes_and_close_still_returns(
+    store: SqliteStore,
+) -> None:
+    """After the writer process is killed, put and transition_soon raise a StoreError naming
+    the signal, reads still work, and close() returns (the fixture closes it again)."""
+    jobs = Jobs()
+    kept = await jobs.put(store)
+    pid = store._commits.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    record = jobs.record()
+    with pytest.raises(StoreError, match=r"writer process .* was killed by SIGKILL"):
+        # The first write may be queued before the end is seen; it fails all the same.
+        await store.put(record, jobs.event(record))
+    with pytest.raises(StoreError, match="killed by SIGKILL"):
+        store.transition_soon(record, jobs.event(record), lambda error: None)
+    assert await store.get(kept.id) == kept
+    with anyio.fail_after(10):
+        await store.close()
