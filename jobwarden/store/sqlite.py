@@ -19,7 +19,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -34,7 +34,7 @@ from jobwarden.store import sqlite_schema
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
 from jobwarden.store.group_commit import StoreStatistics
 from jobwarden.store.sqlite_ops import Purge, Put, Transition
-from jobwarden.store.sqlite_process import WriterClosed, WriterProcess
+from jobwarden.store.sqlite_process import WriterProcess
 from jobwarden.store.timings import StoreTimings
 
 T = TypeVar("T")
@@ -73,8 +73,13 @@ class SqliteStore:
         self._idle_readers: list[sqlite3.Connection] = []
         self._readers = readers
         self._reader_slots = anyio.CapacityLimiter(readers)
+        self.timings = StoreTimings()
         self._commits = WriterProcess(
-            self.path, synchronous=synchronous, max_bytes=max_bytes, applied=self._applied
+            self.path,
+            synchronous=synchronous,
+            max_bytes=max_bytes,
+            applied=self._applied,
+            timings=self.timings,
         )
         self._first: int | None = None
         self._last = 0
@@ -82,9 +87,6 @@ class SqliteStore:
         # retention knows how many exceed its cap without counting a large table per batch.
         self._finished = 0
         self._lock: int | None = None
-        self.timings = StoreTimings()
-        self._put_timing = self.timings.series("put")
-        self._transition_timing = self.timings.series("transition")
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -188,28 +190,17 @@ class SqliteStore:
     async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
         """Insert the job and its first event, or return the job its owner's key already names."""
         op = Put(record, event)
-        began = time.perf_counter()
-        # Each write awaits the writer itself: a helper coroutine would cost one more per job.
-        try:
-            await self._commits.write(op)
-        except WriterClosed as exc:
-            raise self._refused(exc) from None
-        finally:
-            self._put_timing.observe(time.perf_counter() - began)
+        await self._commits.write(op)
         if op.existing is not None:
             return _decode_record(op.existing)
         return record
 
-    async def transition(self, record: JobRecord, event: JobEvent) -> None:
-        """Replace the job's record and append the event, in one transaction."""
-        op = Transition(record, event)
-        began = time.perf_counter()
-        try:
-            await self._commits.write(op)
-        except WriterClosed as exc:
-            raise self._refused(exc) from None
-        finally:
-            self._transition_timing.observe(time.perf_counter() - began)
+    def transition(self, record: JobRecord, event: JobEvent) -> Coroutine[Any, Any, None]:
+        """Replace the job's record and append the event, in one transaction.
+
+        The writer's own coroutine, not one wrapping it: one frame less on each job's way.
+        """
+        return self._commits.write(Transition(record, event))
 
     def transition_soon(
         self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
@@ -220,16 +211,7 @@ class SqliteStore:
         refused (with the ``StoreError``); a later write of the same job is committed after it.
         Raises ``StoreError`` at once when the store is closed.
         """
-        began = time.perf_counter()
-
-        def done(error: BaseException | None) -> None:
-            self._transition_timing.observe(time.perf_counter() - began)
-            committed(None if error is None else self._refused(error))
-
-        try:
-            self._commits.write_soon(Transition(record, event), done)
-        except WriterClosed:
-            raise StoreError(f"the job store {self.path} is closed") from None
+        self._commits.write_soon(Transition(record, event), committed)
 
     async def purge(
         self,
@@ -244,21 +226,8 @@ class SqliteStore:
         # The count may lag by the batch in flight: a moment old is good enough for retention.
         excess = 0 if keep_finished is None else max(0, self._finished - keep_finished)
         op = Purge(finished_before, excess, limit)
-        began = time.perf_counter()
-        try:
-            await self._commits.write(op)
-        except WriterClosed as exc:
-            raise self._refused(exc) from None
-        finally:
-            self.timings.observe("purge", time.perf_counter() - began)
+        await self._commits.write(op)
         return op.removed
-
-    def _refused(self, error: BaseException) -> StoreError:
-        if isinstance(error, StoreError):
-            return error
-        if isinstance(error, WriterClosed):
-            return StoreError(f"the job store {self.path} is closed")
-        return StoreError(f"the job store {self.path} refused a write: {error}")
 
     def _applied(
         self,

@@ -29,6 +29,7 @@ class Put:
     """A new job and its first event; ``existing`` is set when the owner's key was taken."""
 
     __slots__ = ("ends", "event_row", "existing", "idempotency", "job_row", "wire")
+    series = "put"  # its latency's histogram in ``StoreTimings``
 
     def __init__(self, record: JobRecord, event: JobEvent) -> None:
         key = record.idempotency_key
@@ -64,6 +65,7 @@ class Transition:
     """A job's new record and the event describing the change."""
 
     __slots__ = ("ends", "event_row", "job_row", "wire")
+    series = "transition"
 
     def __init__(self, record: JobRecord, event: JobEvent) -> None:
         # A job reaches a terminal state once, so each such write adds one finished job.
@@ -87,6 +89,7 @@ class Purge:
     """Delete up to ``limit`` finished jobs: the ``excess`` oldest, and those finished before."""
 
     __slots__ = ("excess", "finished_before", "limit", "removed", "wire")
+    series = "purge"
 
     def __init__(self, finished_before: datetime | None, excess: int, limit: int | None) -> None:
         self.finished_before = finished_before

@@ -34,6 +34,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,20 +45,25 @@ import structlog
 from jobwarden.errors import StoreError
 from jobwarden.store import sqlite_child
 from jobwarden.store.group_commit import StoreStatistics
+from jobwarden.store.timings import StoreTimings
 
 log = structlog.get_logger("jobwarden.store.sqlite")
 HEADER = sqlite_child.HEADER
 PIPE_SIZE = 1 << 20  # what an unprivileged process may ask for by default (pipe-max-size)
 CLOSE_TIMEOUT_S = 30.0  # how long close() waits for the child to exit before killing it
-Committed = Callable[[BaseException | None], None]
+Committed = Callable[[StoreError | None], None]
 """Called on the event loop once a write is committed: None, or the ``StoreError``."""
 
 
 class WireOp(Protocol):
-    """A write the child can apply: its ``wire`` tuple, and a way to take back its result."""
+    """A write the child can apply: its ``wire`` tuple, the ``StoreTimings`` series its latency
+    goes to, and a way to take back its result."""
 
     @property
     def wire(self) -> tuple[Any, ...]: ...
+
+    @property
+    def series(self) -> str: ...
 
     def answer(self, value: object) -> None: ...
 
@@ -76,16 +82,17 @@ class Applied(Protocol):
     ) -> None: ...
 
 
-class WriterClosed(Exception):
+class WriterClosed(StoreError):
     """The writer was closed: the write was not queued."""
 
 
 class _Frame:
     """The writes of one event-loop turn, sent as one frame."""
 
-    __slots__ = ("callbacks", "done", "error", "event", "ops", "waiters")
+    __slots__ = ("began", "callbacks", "done", "error", "event", "ops", "waiters")
 
     def __init__(self) -> None:
+        self.began = time.perf_counter()
         self.ops: list[WireOp] = []
         self.callbacks: list[Committed] = []
         self.waiters: list[asyncio.Future[None]] = []
@@ -109,8 +116,10 @@ class WriterProcess:
         synchronous: str,
         max_bytes: int | None,
         applied: Applied,
+        timings: StoreTimings,
     ) -> None:
         self.path = path
+        self._timings = timings
         self._synchronous = synchronous
         self._max_bytes = max_bytes
         self._applied = applied
@@ -301,7 +310,7 @@ class WriterProcess:
         if not self._accepting:
             if self._failure is not None:
                 raise self._failure
-            raise WriterClosed
+            raise WriterClosed(f"the job store {self.path} is closed")
         frame = self._open
         if frame is None:
             frame = self._open = _Frame()
@@ -484,6 +493,11 @@ class WriterProcess:
     def _settle(self, frame: _Frame, error: StoreError | None) -> None:
         frame.done = True
         frame.error = error
+        # Latency per frame, not per write: a frame's writes were all queued in one loop turn
+        # and wait for the same reply, and one clock read per frame is cheaper than two per write.
+        seconds = time.perf_counter() - frame.began
+        for series, count in collections.Counter(op.series for op in frame.ops).items():
+            self._timings.series(series).observe_many(seconds, count)
         for callback in frame.callbacks:
             try:
                 callback(error)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from jobwarden.histogram import Histogram, HistogramSnapshot
 
-# Writes as their callers wait for them (batching included), reads by kind, and the commits.
+# Writes as their callers wait for them (batching included; the writer times each frame of
+# writes once), reads by kind, and the commits.
 OPERATIONS = (
     "put",
     "transition",

@@ -22,10 +22,12 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 from structlog.testing import capture_logs
 
+from jobwarden.actors.states import JobState
 from jobwarden.errors import StoreError
 from jobwarden.store.sqlite_ops import Put, Transition
 from jobwarden.store.sqlite_process import HEADER, PIPE_SIZE, WriterClosed, WriterProcess
 from jobwarden.store.sqlite_schema import migrate
+from jobwarden.store.timings import StoreTimings
 from tests.store.conformance import Jobs
 
 pytestmark = pytest.mark.anyio
@@ -40,9 +42,14 @@ class Writer:
         self.path = path
         self.jobs = Jobs()
         self.changes: list[Change] = []
+        self.timings = StoreTimings()
         self.lock = os.open(path, os.O_RDWR)
         self.process = WriterProcess(
-            path, synchronous="normal", max_bytes=None, applied=self._applied
+            path,
+            synchronous="normal",
+            max_bytes=None,
+            applied=self._applied,
+            timings=self.timings,
         )
 
     def _applied(
@@ -122,6 +129,22 @@ async def test_writes_of_one_turn_go_out_as_one_frame(writer: Writer) -> None:
     stats = writer.process.statistics()
     assert (stats.commits, stats.writes) == (1, 5)
     assert writer.stored() == {_job_id(op) for op in ops}
+
+
+async def test_every_write_is_timed_once_in_its_series(writer: Writer) -> None:
+    """Each write counts once in its own latency histogram (put, transition), timed per frame."""
+    ops = [writer.put() for _ in range(3)]
+    for op in ops[:-1]:
+        writer.process.write_soon(op, lambda error: None)
+    await writer.process.write(ops[-1])
+    record = writer.jobs.record()
+    await writer.process.write(Put(record, writer.jobs.event(record)))
+    running = msgspec.structs.replace(record, state=JobState.RUNNING)
+    await writer.process.write(Transition(running, writer.jobs.event(running)))
+    timings = writer.timings.snapshot()
+    assert (timings["put"].count, timings["transition"].count) == (4, 1)
+    assert timings["put"].sum >= 0
+    assert timings["commit"].count == 0  # the store's own bookkeeping times commits
 
 
 async def test_frames_waiting_together_commit_as_one_transaction(writer: Writer) -> None:
@@ -385,7 +408,13 @@ async def test_a_child_that_cannot_open_the_file_fails_start(tmp_path: Path) -> 
     """start() raises StoreError with SQLite's reason when the child cannot open the file."""
     lock = os.open(tmp_path, os.O_RDONLY)
     try:
-        process = WriterProcess(tmp_path, synchronous="full", max_bytes=None, applied=print)  # type: ignore[arg-type]
+        process = WriterProcess(
+            tmp_path,
+            synchronous="full",
+            max_bytes=None,
+            applied=print,  # type: ignore[arg-type]
+            timings=StoreTimings(),
+        )
         await anyio.to_thread.run_sync(process.spawn, lock)
         with pytest.raises(StoreError, match="unusable: unable to open database file"):
             await process.start()
@@ -402,7 +431,13 @@ async def test_a_child_spawned_but_never_started_is_ended_by_close(tmp_path: Pat
         migrate(db, str(path))
     lock = os.open(path, os.O_RDWR)
     try:
-        process = WriterProcess(path, synchronous="full", max_bytes=None, applied=print)  # type: ignore[arg-type]
+        process = WriterProcess(
+            path,
+            synchronous="full",
+            max_bytes=None,
+            applied=print,  # type: ignore[arg-type]
+            timings=StoreTimings(),
+        )
         await anyio.to_thread.run_sync(process.spawn, lock)
         pid = process.pid
         assert pid is not None

@@ -473,11 +473,30 @@ async def test_every_operation_is_timed(store: SqliteStore) -> None:
 async def test_a_refused_write_is_timed_too(store: SqliteStore) -> None:
     """A write the file refuses still counts in its histogram: failures are latency too."""
     jobs = Jobs()
-    await store.close()
-    with pytest.raises(StoreError):
+    with sqlite3.connect(store.path) as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events"
+            " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    with pytest.raises(StoreError, match="refused by the test"):
         await jobs.put(store)
     assert store.timings.snapshot()["put"].count == 1
     assert store.timings.snapshot()["commit"].count == 0
+
+
+@pytest.mark.anyio
+async def test_a_write_to_a_closed_store_is_refused_at_once(store: SqliteStore) -> None:
+    """After close, put, transition and transition_soon raise StoreError without queueing."""
+    jobs = Jobs()
+    record = await jobs.put(store)
+    await store.close()
+    with pytest.raises(StoreError, match="is closed"):
+        await jobs.put(store)
+    running = msgspec.structs.replace(record, state=JobState.RUNNING, started_at=T0)
+    with pytest.raises(StoreError, match="is closed"):
+        await store.transition(running, jobs.event(running))
+    with pytest.raises(StoreError, match="is closed"):
+        store.transition_soon(running, jobs.event(running), lambda error: None)
 
 
 @pytest.mark.anyio
