@@ -341,9 +341,11 @@ class ClusterNode:
             await self._end(record, JobState.CANCELLED, OutcomeType.INTERRUPTED, reason)
             return None
         if deliveries > self._shared.max_deliveries:
+            # The failure and its dead-letter note are one write: a note made apart from it, after
+            # the failure was visible, was lost whenever the node stopped (or lost Redis) between
+            # the two, and the job, failed by then, was never delivered again to make it.
             message = DEAD_LETTER.format(n=deliveries - 1)
             await self._end(record, JobState.FAILED, OutcomeType.CRASHED, message, deliveries)
-            await self._shared.dead_letter(record.id, deliveries)
             log.error("job dead-lettered", job_id=record.id, deliveries=deliveries)
             return None
         if record.state is JobState.RUNNING:
@@ -363,11 +365,19 @@ class ClusterNode:
         message: str,
         deliveries: int | None = None,
     ) -> None:
+        """End ``record`` here; with ``deliveries``, it is dead-lettered by the same write."""
         details: dict[str, object] = {"attempt": record.attempt}
         if deliveries is not None:
             details["deliveries"] = deliveries
         ended = _ended(record, state, kind, message, details)
-        await commit_change(self._sup, record, ended, state.value, at=ended.finished_at)
+        await commit_change(
+            self._sup,
+            record,
+            ended,
+            state.value,
+            at=ended.finished_at,
+            dead_letter=deliveries,
+        )
         self._sup.registry.job_ended(ended)
 
     async def _settle_now(self, entry: str) -> None:

@@ -487,12 +487,14 @@ async def commit_change(
     message: str | None = None,
     at: datetime | None = None,
     cap: int | None = None,
+    dead_letter: int | None = None,
 ) -> None:
     """Check, store, then publish one change of a job's record (``at``: its timestamp).
 
     On a cluster node the write is a compare-and-set (``Superseded`` when the stored job moved
     on; ``AtCap`` when it would start beyond ``cap`` running on the cluster), and the event reaches
-    subscribers through the followed log instead.
+    subscribers through the followed log instead; ``dead_letter`` (deliveries, cluster only) notes
+    the job given up on in the same write.
     """
     if new.state is not old.state:
         check_transition(old.state, new.state)
@@ -500,7 +502,7 @@ async def commit_change(
     event = bus.event(new, kind, message=message, at=at)
     shared = host.shared
     if shared is not None:
-        verdict = await shared.change(old, new, event, cap=cap)
+        verdict = await shared.change(old, new, event, cap=cap, dead_letter=dead_letter)
         if verdict is Verdict.STALE:
             raise Superseded(f"job {new.id} moved on without this node")
         if verdict is Verdict.BUSY:

@@ -219,9 +219,11 @@ class RedisStore:
         offset: str,
         prior: tuple[str, str] = ("", ""),
         cap: str = "",
+        dead_letter: tuple[str, str, str] | tuple[()] = (),
     ) -> ScriptCall:
         """The transition script's call: ``prior`` (state, attempt) makes it a compare-and-set,
-        ``cap`` the tool's concurrency cap on the cluster when it starts the job."""
+        ``cap`` the tool's concurrency cap on the cluster when it starts the job, ``dead_letter``
+        (deliveries, node, stream length) the note the write adds for a job given up on."""
         return ScriptCall(
             "transition",
             [
@@ -235,6 +237,7 @@ class RedisStore:
                 *prior,
                 cap,
                 str(record.attempt),
+                *dead_letter,
             ],
         )
 

@@ -81,15 +81,25 @@ class RedisNode:
         return record
 
     async def change(
-        self, prior: JobRecord, record: JobRecord, event: JobEvent, *, cap: int | None = None
+        self,
+        prior: JobRecord,
+        record: JobRecord,
+        event: JobEvent,
+        *,
+        cap: int | None = None,
+        dead_letter: int | None = None,
     ) -> Verdict:
-        """Compare-and-set transition: written only if the stored job is still ``prior``'s."""
+        """Compare-and-set transition: written only if the stored job is still ``prior``'s;
+        with ``dead_letter`` (deliveries), the same script notes the job in ``<p>:dead``."""
         write = self._store.transition_write(
             record,
             event,
             offset="0",
             prior=(prior.state.value, str(prior.attempt)),
             cap="" if cap is None else str(cap),
+            dead_letter=()
+            if dead_letter is None
+            else (str(dead_letter), self.node, str(DEAD_LENGTH)),
         )
         await self._changes.write(write)
         reply = write.reply
@@ -188,20 +198,6 @@ class RedisNode:
         if entries:
             flat = [part for pair in entries for part in pair]
             await self._script("hand_back", [self.node, *flat])
-
-    async def dead_letter(self, job_id: str, deliveries: int) -> None:
-        """Record the job in ``<p>:dead`` for operators to look at."""
-        fields: dict[FieldT, EncodableT] = {
-            "job": job_id,
-            "deliveries": deliveries,
-            "node": self.node,
-        }
-        try:
-            await self._store.connected().xadd(
-                self._keys.dead, fields, maxlen=DEAD_LENGTH, approximate=True
-            )
-        except RedisError as exc:
-            raise self._error("write the dead-letter stream", exc) from exc
 
     async def request_cancel(self, job_id: str) -> None:
         """Ask the node running the job (whichever it is) to cancel it."""

@@ -112,9 +112,10 @@ return {'new', offset}
 # ARGV: prefix, id, offset ('0': take the next), record, event, state, done_at in microseconds
 # ('' for none), then for a cluster node's compare-and-set: the state and attempt the stored
 # record must still have ('' : no check), the tool's concurrency cap when this starts the job
-# ('' : none), the new attempt. Returns 'new', 'stored' (this very record is stored already: a
-# retried write), {'stale', state, attempt} (the job moved on without us) or 'busy' (the tool is
-# at its cap on the cluster).
+# ('' : none), the new attempt, then for a job given up on (optional): its deliveries, the node,
+# and the length to keep of the dead-letter stream, which gets a note in the same atomic write.
+# Returns 'new', 'stored' (this very record is stored already: a retried write), {'stale', state,
+# attempt} (the job moved on without us) or 'busy' (the tool is at its cap on the cluster).
 TRANSITION = (
     LUA_KEYS
     + _WRITES
@@ -172,6 +173,10 @@ else
   redis.call('ZREM', K.done_at, id)
 end
 append_event(id, offset, old[2], body)
+if ARGV[12] then
+  redis.call('XADD', K.dead, 'MAXLEN', '~', ARGV[14], '*', 'job', id, 'deliveries', ARGV[12],
+    'node', ARGV[13])
+end
 return 'new'
 """
 )

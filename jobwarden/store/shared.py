@@ -58,10 +58,18 @@ class SharedStore(Protocol):
         """
 
     async def change(
-        self, prior: JobRecord, record: JobRecord, event: JobEvent, *, cap: int | None = None
+        self,
+        prior: JobRecord,
+        record: JobRecord,
+        event: JobEvent,
+        *,
+        cap: int | None = None,
+        dead_letter: int | None = None,
     ) -> Verdict:
         """Replace the job's record and append the event, if the stored record still has the
-        state and attempt of ``prior``; ``cap``: the tool's concurrency cap, when this starts it.
+        state and attempt of ``prior``; ``cap``: the tool's concurrency cap, when this starts it;
+        ``dead_letter``: the job is given up on after that many deliveries, and the same atomic
+        write notes it for operators (a note is never lost, nor made for a job not failed).
 
         Rides out a lost connection for a while (the write is idempotent) before failing.
         """
@@ -80,9 +88,6 @@ class SharedStore(Protocol):
 
     async def hand_back(self, entries: Sequence[tuple[str, str]]) -> None:
         """(entry, job id) pairs this node took but will not run: queue them again, at once."""
-
-    async def dead_letter(self, job_id: str, deliveries: int) -> None:
-        """Note a job given up on after ``deliveries`` deliveries."""
 
     async def request_cancel(self, job_id: str) -> None:
         """Ask every node to cancel the job if it runs it."""

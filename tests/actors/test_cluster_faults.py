@@ -58,13 +58,19 @@ class FlakyShared:
         return await self.real.enqueue(record, event, max_queued=max_queued)
 
     async def change(
-        self, prior: JobRecord, record: JobRecord, event: JobEvent, *, cap: int | None = None
+        self,
+        prior: JobRecord,
+        record: JobRecord,
+        event: JobEvent,
+        *,
+        cap: int | None = None,
+        dead_letter: int | None = None,
     ) -> Verdict:
         self._fail("change")
         if record.state is JobState.RUNNING and self.starting is not None:
             self.starting.set()
             await self.start_may_go.wait()
-        return await self.real.change(prior, record, event, cap=cap)
+        return await self.real.change(prior, record, event, cap=cap, dead_letter=dead_letter)
 
     async def take(self, count: int, *, block_s: float) -> list[Delivery]:
         self._fail("take")
@@ -90,9 +96,6 @@ class FlakyShared:
     async def hand_back(self, entries: Sequence[tuple[str, str]]) -> None:
         self._fail("hand_back")
         await self.real.hand_back(entries)
-
-    async def dead_letter(self, job_id: str, deliveries: int) -> None:
-        await self.real.dead_letter(job_id, deliveries)
 
     async def request_cancel(self, job_id: str) -> None:
         await self.real.request_cancel(job_id)

@@ -17,6 +17,7 @@ from jobwarden.store import redis_node
 from jobwarden.store.redis import RedisStore, ScriptCall
 from jobwarden.store.redis_node import RedisNode
 from jobwarden.store.redis_url import RedisSettings
+from jobwarden.store.shared import Verdict
 from tests.redis_server import URL
 from tests.store.conformance import Jobs
 
@@ -109,6 +110,35 @@ async def test_a_refused_change_is_a_store_error(redis_prefix: str) -> None:
         running = msgspec.structs.replace(record, state=JobState.RUNNING)
         with pytest.raises(StoreError, match="refused a write"):
             await store.shared.change(record, running, jobs.event(running))
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_dead_letter_note_is_made_by_the_change_that_fails_the_job(
+    redis_prefix: str,
+) -> None:
+    """The note in ``<p>:dead`` is written with the failure, in one script: once, even when the
+    write is retried, and not at all when the change is stale."""
+    store = RedisStore(f"{URL}?prefix={redis_prefix}", node="n1")
+    await store.open()
+    try:
+        jobs = Jobs()
+        record = jobs.record()
+        await store.shared.enqueue(record, jobs.event(record), max_queued=10)
+        failed = msgspec.structs.replace(record, state=JobState.FAILED)
+        event = jobs.event(failed)
+        with redis.Redis.from_url(URL) as client:
+            assert client.xlen(store.keys.dead) == 0
+            for _ in range(2):  # the second is a retried write: stored already
+                verdict = await store.shared.change(record, failed, event, dead_letter=3)
+                assert verdict is Verdict.DONE
+            running = msgspec.structs.replace(record, state=JobState.RUNNING)
+            again = msgspec.structs.replace(running, state=JobState.FAILED, attempt=2)
+            stale = await store.shared.change(running, again, jobs.event(again), dead_letter=4)
+            assert stale is Verdict.STALE
+            notes = [fields for _, fields in client.xrange(store.keys.dead)]
+        assert notes == [{b"job": record.id.encode(), b"deliveries": b"3", b"node": b"n1"}]
     finally:
         await store.close()
 
