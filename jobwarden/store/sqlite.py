@@ -34,7 +34,7 @@ from jobwarden.store import sqlite_schema
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
 from jobwarden.store.group_commit import StoreStatistics
 from jobwarden.store.sqlite_ops import Purge, Put, Transition
-from jobwarden.store.sqlite_process import WriterProcess
+from jobwarden.store.sqlite_process import Transaction, WriterProcess
 from jobwarden.store.timings import StoreTimings
 
 T = TypeVar("T")
@@ -229,23 +229,16 @@ class SqliteStore:
         await self._commits.write(op)
         return op.removed
 
-    def _applied(
-        self,
-        first: int | None,
-        last: int | None,
-        finished: int,
-        purged: bool,
-        oldest: int | None,
-        seconds: float,
-    ) -> None:
+    def _applied(self, done: Transaction) -> None:
         """One transaction committed (on the event loop, before its writes are reported)."""
-        self.timings.observe("commit", seconds)
-        self._finished += finished
+        self.timings.observe("commit", done.seconds)
+        self._finished += done.finished
+        first, last = done.first, done.last
         if first is not None and last is not None:
             self._last = max(self._last, last)
             self._first = first if self._first is None else min(self._first, first)
-        if purged:
-            self._first = oldest
+        if done.purged:
+            self._first = done.oldest
 
     # --- reads ----------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import anyio
 import structlog
@@ -68,18 +68,18 @@ class WireOp(Protocol):
     def answer(self, value: object) -> None: ...
 
 
-class Applied(Protocol):
-    """Called with each committed transaction's changes (see ``sqlite_child``)."""
+class Transaction(NamedTuple):
+    """What one committed transaction changed, as the child reported it (see ``sqlite_child``):
+    its lowest and highest event offset (None without events), by how much the number of
+    finished jobs moved, whether it purged (then ``oldest``: the oldest offset left), and how
+    long it took from BEGIN to COMMIT."""
 
-    def __call__(
-        self,
-        first: int | None,
-        last: int | None,
-        finished: int,
-        purged: bool,
-        oldest: int | None,
-        seconds: float,
-    ) -> None: ...
+    first: int | None
+    last: int | None
+    finished: int
+    purged: bool
+    oldest: int | None
+    seconds: float
 
 
 class WriterClosed(StoreError):
@@ -115,7 +115,7 @@ class WriterProcess:
         *,
         synchronous: str,
         max_bytes: int | None,
-        applied: Applied,
+        applied: Callable[[Transaction], None],
         timings: StoreTimings,
     ) -> None:
         self.path = path
@@ -404,14 +404,21 @@ class WriterProcess:
 
     # --- replies --------------------------------------------------------------------------------
 
+    def _read(self) -> bytes | None:
+        """What the child replied since the last read; b"" once it closed its end (it is
+        exiting); None when there is nothing yet."""
+        try:
+            return os.read(self._replies, 1 << 16)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
     def _readable(self) -> None:
         """Read what the child replied and settle the frames it covers."""
-        try:
-            chunk = os.read(self._replies, 1 << 16)
-        except BlockingIOError:
+        chunk = self._read()
+        if chunk is None:
             return
-        except OSError:
-            chunk = b""
         if not chunk:
             loop = self._loop
             assert loop is not None
@@ -428,12 +435,9 @@ class WriterProcess:
 
         while True:
             await trio.lowlevel.wait_readable(self._replies)
-            try:
-                chunk = os.read(self._replies, 1 << 16)
-            except BlockingIOError:
+            chunk = self._read()
+            if chunk is None:
                 continue
-            except OSError:
-                chunk = b""
             if not chunk:
                 assert self._process is not None
                 self._reaped(await trio.to_thread.run_sync(self._process.wait))
@@ -478,7 +482,7 @@ class WriterProcess:
             for number, index, value in results:
                 frames[number].ops[index].answer(value)
             try:
-                self._applied(first, last, finished, purged, oldest, seconds)
+                self._applied(Transaction(first, last, finished, purged, oldest, seconds))
             except Exception:
                 log.exception("the store's commit bookkeeping failed")
         else:

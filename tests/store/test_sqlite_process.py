@@ -25,7 +25,13 @@ from structlog.testing import capture_logs
 from jobwarden.actors.states import JobState
 from jobwarden.errors import StoreError
 from jobwarden.store.sqlite_ops import Put, Transition
-from jobwarden.store.sqlite_process import HEADER, PIPE_SIZE, WriterClosed, WriterProcess
+from jobwarden.store.sqlite_process import (
+    HEADER,
+    PIPE_SIZE,
+    Transaction,
+    WriterClosed,
+    WriterProcess,
+)
 from jobwarden.store.sqlite_schema import migrate
 from jobwarden.store.timings import StoreTimings
 from tests.store.conformance import Jobs
@@ -52,17 +58,9 @@ class Writer:
             timings=self.timings,
         )
 
-    def _applied(
-        self,
-        first: int | None,
-        last: int | None,
-        finished: int,
-        purged: bool,
-        oldest: int | None,
-        seconds: float,
-    ) -> None:
-        assert seconds >= 0
-        self.changes.append((first, last, finished, purged, oldest))
+    def _applied(self, done: Transaction) -> None:
+        assert done.seconds >= 0
+        self.changes.append(done[:5])
 
     async def start(self) -> WriterProcess:
         await anyio.to_thread.run_sync(self.process.spawn, self.lock)
@@ -404,17 +402,18 @@ async def test_a_crashed_child_fails_pending_writes_with_its_exit_status(writer:
         await process.write(writer.put())
 
 
+def _unstarted(path: Path) -> WriterProcess:
+    """A writer on ``path`` whose transactions nobody looks at."""
+    return WriterProcess(
+        path, synchronous="full", max_bytes=None, applied=lambda done: None, timings=StoreTimings()
+    )
+
+
 async def test_a_child_that_cannot_open_the_file_fails_start(tmp_path: Path) -> None:
     """start() raises StoreError with SQLite's reason when the child cannot open the file."""
     lock = os.open(tmp_path, os.O_RDONLY)
     try:
-        process = WriterProcess(
-            tmp_path,
-            synchronous="full",
-            max_bytes=None,
-            applied=print,  # type: ignore[arg-type]
-            timings=StoreTimings(),
-        )
+        process = _unstarted(tmp_path)
         await anyio.to_thread.run_sync(process.spawn, lock)
         with pytest.raises(StoreError, match="unusable: unable to open database file"):
             await process.start()
@@ -431,13 +430,7 @@ async def test_a_child_spawned_but_never_started_is_ended_by_close(tmp_path: Pat
         migrate(db, str(path))
     lock = os.open(path, os.O_RDWR)
     try:
-        process = WriterProcess(
-            path,
-            synchronous="full",
-            max_bytes=None,
-            applied=print,  # type: ignore[arg-type]
-            timings=StoreTimings(),
-        )
+        process = _unstarted(path)
         await anyio.to_thread.run_sync(process.spawn, lock)
         pid = process.pid
         assert pid is not None
