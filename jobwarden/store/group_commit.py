@@ -1,15 +1,14 @@
-"""Group commit: many concurrent writers share one commit (a SQLite transaction, a Redis pipeline).
+"""Group commit: many concurrent writers share one commit (the Redis store's pipelines).
 
 A write joins the open batch and waits until a commit containing it has finished. There is no
 background task: the first waiter that finds no commit in flight becomes the leader and commits
 the whole open batch; writes arriving meanwhile gather in the next batch, whose first waiter leads
-once the current commit is done. So one writer alone pays one round trip (to a worker thread, to
-a server) per write, and a hundred concurrent writers pay about one between them. Batches commit
-one at a time and each keeps its writes in arrival order, so writes reach the store in the order
-they were made.
+once the current commit is done. So one writer alone pays one round trip (to the server) per
+write, and a hundred concurrent writers pay about one between them. Batches commit one at a time
+and each keeps its writes in arrival order, so writes reach the store in the order they were made.
 
 Waiting is shielded from cancellation: a write that was handed over completes (or fails) before
-its caller sees anything else, so the caller's in-memory state never diverges from the file.
+its caller sees anything else, so the caller's in-memory state never diverges from the store.
 """
 
 from __future__ import annotations
