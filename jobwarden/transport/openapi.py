@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -16,6 +17,7 @@ from jobwarden.plugins.manifest import PluginManifest
 from jobwarden.plugins.metrics import ToolMetrics
 from jobwarden.transport import seed_routes as seed
 from jobwarden.transport import wire
+from jobwarden.transport.context import SUPERVISOR
 
 
 class MetricsBody(msgspec.Struct):
@@ -195,8 +197,14 @@ OPERATIONS: tuple[Op, ...] = (
 _COMMON_ERRORS = (400, 401, 403, 405)
 
 
-def build_spec(prefix: str = "") -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document; ``prefix``: where the app is mounted in another one."""
+def build_spec(
+    prefix: str = "", *, tools: Sequence[str] = (), plugins: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document; ``prefix``: where the app is mounted in another one.
+
+    ``tools`` and ``plugins``: the names a server offers, listed in the submit bodies' schemas
+    as the only values their ``tool`` (``plugin`` for the seed's) takes; none given, any name.
+    """
     types = {t for op in OPERATIONS for t in (*op.responses.values(), op.body) if t is not None}
     types.add(ErrorEnvelope)
     ordered = sorted(types, key=lambda t: t.__name__)
@@ -204,6 +212,10 @@ def build_spec(prefix: str = "") -> dict[str, Any]:
         ordered, ref_template="#/components/schemas/{name}"
     )
     ref_of = dict(zip(ordered, refs, strict=True))
+    if tools:
+        components["SubmitBody"]["properties"]["tool"]["enum"] = list(tools)
+    if plugins:
+        components["AnalyzeBody"]["properties"]["plugin"]["enum"] = list(plugins)
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op, ref_of)
@@ -291,9 +303,9 @@ routes = web.RouteTableDef()
 
 
 @functools.cache
-def spec_bytes(prefix: str = "") -> bytes:
-    """The document, encoded once per mount point."""
-    return msgspec.json.encode(build_spec(prefix))
+def spec_bytes(prefix: str, tools: tuple[str, ...], plugins: tuple[str, ...]) -> bytes:
+    """The document, encoded once per mount point and set of names."""
+    return msgspec.json.encode(build_spec(prefix, tools=tools, plugins=plugins))
 
 
 @routes.get("/openapi.json")
@@ -302,4 +314,7 @@ async def openapi(request: web.Request) -> web.Response:
     resource = request.match_info.route.resource
     path = resource.canonical if resource is not None else request.path
     prefix = path.removesuffix("/openapi.json")
-    return web.Response(body=spec_bytes(prefix), content_type="application/json")
+    registry = request.app[SUPERVISOR].registry
+    tools = tuple(tool.name for tool in registry.tools())
+    body = spec_bytes(prefix, tools, tuple(registry.plugin_names()))
+    return web.Response(body=body, content_type="application/json")

@@ -61,4 +61,26 @@ async def test_openapi_route_serves_the_document() -> None:
         async with TestClient(TestServer(app)) as client:
             response = await client.get("/openapi.json")
             assert response.status == 200
-            assert await response.json() == msgspec.json.decode(msgspec.json.encode(build_spec()))
+            names = [tool.name for tool in sup.registry.tools()]
+            expected = build_spec(tools=names, plugins=["builtin"])
+            assert await response.json() == msgspec.json.decode(msgspec.json.encode(expected))
+
+
+@pytest.mark.anyio
+async def test_the_served_document_lists_the_tools_and_plugins_the_server_offers() -> None:
+    """Submit bodies' ``tool`` (and the seed's ``plugin``) are enums of the registered names, so
+    clients and the fuzz run know which names exist; without names, any string is allowed."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async with (
+        Supervisor(plugins=[builtin]) as sup,
+        TestClient(TestServer(create_app(sup))) as client,
+    ):
+        schemas = (await (await client.get("/openapi.json")).json())["components"]["schemas"]
+    tools = [tool.name for tool in sup.registry.tools()]
+    assert "builtin.echo" in tools
+    assert schemas["SubmitBody"]["properties"]["tool"]["enum"] == tools
+    assert schemas["AnalyzeBody"]["properties"]["plugin"]["enum"] == ["builtin"]
+    bare = build_spec()["components"]["schemas"]
+    assert "enum" not in bare["SubmitBody"]["properties"]["tool"]
+    assert "enum" not in bare["AnalyzeBody"]["properties"]["plugin"]
