@@ -39,6 +39,7 @@ def create_app(
     app[streams.ENCODED] = streams.EncodedEvents()
     app[streams.SSE_STREAMS] = set()
     app[prometheus.PROMETHEUS] = prometheus.prometheus_registry(app)
+    app[openapi.SPECS] = {}
     app.add_routes(routes_v1.routes)
     app.add_routes(streams.routes)
     app.add_routes(seed_routes.routes)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -198,12 +197,16 @@ _COMMON_ERRORS = (400, 401, 403, 405)
 
 
 def build_spec(
-    prefix: str = "", *, tools: Sequence[str] = (), plugins: Sequence[str] = ()
+    prefix: str = "",
+    *,
+    tools: Mapping[str, dict[str, Any]] | None = None,
+    plugins: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document; ``prefix``: where the app is mounted in another one.
 
-    ``tools`` and ``plugins``: the names a server offers, listed in the submit bodies' schemas
-    as the only values their ``tool`` (``plugin`` for the seed's) takes; none given, any name.
+    ``tools`` (each name a server offers, with its input's JSON Schema) makes a submit body one of
+    a variant per tool, its ``input`` that tool's; ``plugins`` lists the seed's plugin names.
+    Without them any name (and any input object) fits the schema.
     """
     types = {t for op in OPERATIONS for t in (*op.responses.values(), op.body) if t is not None}
     types.add(ErrorEnvelope)
@@ -213,7 +216,7 @@ def build_spec(
     )
     ref_of = dict(zip(ordered, refs, strict=True))
     if tools:
-        components["SubmitBody"]["properties"]["tool"]["enum"] = list(tools)
+        components["SubmitBody"] = _one_per_tool(components["SubmitBody"], tools, components)
     if plugins:
         components["AnalyzeBody"]["properties"]["plugin"]["enum"] = list(plugins)
     paths: dict[str, dict[str, Any]] = {}
@@ -233,6 +236,38 @@ def build_spec(
             },
         },
     }
+
+
+def _one_per_tool(
+    body: dict[str, Any], tools: Mapping[str, dict[str, Any]], components: dict[str, Any]
+) -> dict[str, Any]:
+    """``body`` (SubmitBody's schema) as one variant per tool; each tool's named input types go
+    to ``components`` as ``<tool>.<type>``."""
+    variants = []
+    for name, schema in tools.items():
+        defs = schema.get("$defs", {})
+        for type_name, type_schema in defs.items():
+            components[f"{name}.{type_name}"] = _rehomed(type_schema, name)
+        root = _rehomed({k: v for k, v in schema.items() if k != "$defs"}, name)
+        properties = {**body["properties"], "tool": {"const": name}, "input": root}
+        variants.append({**body, "title": f"SubmitBody ({name})", "properties": properties})
+    return {"title": body["title"], "description": body["description"], "oneOf": variants}
+
+
+def _rehomed(schema: Any, tool: str) -> Any:
+    """``schema`` with its references to ``#/$defs/X`` made ``#/components/schemas/<tool>.X``."""
+    if isinstance(schema, dict):
+        return {
+            key: (
+                value.replace("#/$defs/", f"#/components/schemas/{tool}.", 1)
+                if key == "$ref" and isinstance(value, str)
+                else _rehomed(value, tool)
+            )
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_rehomed(item, tool) for item in schema]
+    return schema
 
 
 def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
@@ -302,10 +337,8 @@ def _reason(status: int) -> str:
 routes = web.RouteTableDef()
 
 
-@functools.cache
-def spec_bytes(prefix: str, tools: tuple[str, ...], plugins: tuple[str, ...]) -> bytes:
-    """The document, encoded once per mount point and set of names."""
-    return msgspec.json.encode(build_spec(prefix, tools=tools, plugins=plugins))
+SPECS = web.AppKey("openapi_documents", dict[str, bytes])
+"""The app's document per mount point, encoded once: its tools do not change while it runs."""
 
 
 @routes.get("/openapi.json")
@@ -314,7 +347,11 @@ async def openapi(request: web.Request) -> web.Response:
     resource = request.match_info.route.resource
     path = resource.canonical if resource is not None else request.path
     prefix = path.removesuffix("/openapi.json")
-    registry = request.app[SUPERVISOR].registry
-    tools = tuple(tool.name for tool in registry.tools())
-    body = spec_bytes(prefix, tools, tuple(registry.plugin_names()))
+    specs = request.app[SPECS]
+    body = specs.get(prefix)
+    if body is None:
+        registry = request.app[SUPERVISOR].registry
+        tools = {tool.name: tool.input_schema() for tool in registry.tools()}
+        spec = build_spec(prefix, tools=tools, plugins=registry.plugin_names())
+        body = specs[prefix] = msgspec.json.encode(spec)
     return web.Response(body=body, content_type="application/json")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jsonschema
 import msgspec
 import pytest
 from aiohttp import web
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from jobwarden import Supervisor, builtin
 from jobwarden.transport import create_app
@@ -61,26 +65,39 @@ async def test_openapi_route_serves_the_document() -> None:
         async with TestClient(TestServer(app)) as client:
             response = await client.get("/openapi.json")
             assert response.status == 200
-            names = [tool.name for tool in sup.registry.tools()]
-            expected = build_spec(tools=names, plugins=["builtin"])
+            tools = {tool.name: tool.input_schema() for tool in sup.registry.tools()}
+            expected = build_spec(tools=tools, plugins=["builtin"])
             assert await response.json() == msgspec.json.decode(msgspec.json.encode(expected))
 
 
-@pytest.mark.anyio
-async def test_the_served_document_lists_the_tools_and_plugins_the_server_offers() -> None:
-    """Submit bodies' ``tool`` (and the seed's ``plugin``) are enums of the registered names, so
-    clients and the fuzz run know which names exist; without names, any string is allowed."""
-    from aiohttp.test_utils import TestClient, TestServer
+def _submit_validator(spec: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    resource = Resource.from_contents(spec, default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource("urn:spec", resource)
+    schema = {"$ref": "urn:spec#/components/schemas/SubmitBody"}
+    return jsonschema.Draft202012Validator(schema, registry=registry)
 
-    async with (
-        Supervisor(plugins=[builtin]) as sup,
-        TestClient(TestServer(create_app(sup))) as client,
-    ):
-        schemas = (await (await client.get("/openapi.json")).json())["components"]["schemas"]
-    tools = [tool.name for tool in sup.registry.tools()]
-    assert "builtin.echo" in tools
-    assert schemas["SubmitBody"]["properties"]["tool"]["enum"] == tools
-    assert schemas["AnalyzeBody"]["properties"]["plugin"]["enum"] == ["builtin"]
-    bare = build_spec()["components"]["schemas"]
-    assert "enum" not in bare["SubmitBody"]["properties"]["tool"]
-    assert "enum" not in bare["AnalyzeBody"]["properties"]["plugin"]
+
+def test_a_servers_document_has_a_submit_body_per_tool() -> None:
+    """Given the server's tools, a submit body is one of a variant per tool whose ``input`` is
+    that tool's input schema, and the seed's ``plugin`` an enum; without them, any name fits."""
+    sup = Supervisor(plugins=[builtin])
+    tools = {tool.name: tool.input_schema() for tool in sup.registry.tools()}
+    spec = build_spec(tools=tools, plugins=["builtin"])
+    for schema in spec["components"]["schemas"].values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+    submit = spec["components"]["schemas"]["SubmitBody"]
+    assert [variant["properties"]["tool"] for variant in submit["oneOf"]] == [
+        {"const": name} for name in tools
+    ]
+    assert spec["components"]["schemas"]["AnalyzeBody"]["properties"]["plugin"]["enum"] == [
+        "builtin"
+    ]
+    validator = _submit_validator(spec)
+    assert validator.is_valid({"tool": "builtin.echo", "input": {"text": "hi"}, "timeout_s": 1})
+    assert not validator.is_valid({"tool": "builtin.echo", "input": {"seconds": 1}})
+    assert not validator.is_valid({"tool": "nope.nothing", "input": {}})
+    assert not validator.is_valid({"tool": "builtin.echo", "input": {"text": "hi"}, "x": 1})
+    anything = _submit_validator(build_spec())
+    assert anything.is_valid({"tool": "nope.nothing", "input": {"n": 1}})
+    bare = build_spec()["components"]["schemas"]["AnalyzeBody"]
+    assert "enum" not in bare["properties"]["plugin"]
