@@ -14,9 +14,10 @@ from jobwarden.actors.supervisor import SupervisorStatistics
 from jobwarden.errors import ErrorEnvelope
 from jobwarden.plugins.manifest import PluginManifest
 from jobwarden.plugins.metrics import ToolMetrics
+from jobwarden.store.base import MAX_PAGE
 from jobwarden.transport import seed_routes as seed
 from jobwarden.transport import wire
-from jobwarden.transport.context import SUPERVISOR
+from jobwarden.transport.context import SETTINGS, SUPERVISOR
 
 
 class MetricsBody(msgspec.Struct):
@@ -34,7 +35,8 @@ class Op(msgspec.Struct, frozen=True):
     summary: str
     responses: dict[int, Any]
     body: Any = None
-    query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
+    # (name, JSON type or a whole JSON Schema, description)
+    query: tuple[tuple[str, str | dict[str, Any], str], ...] = ()
     auth: bool = True
     stream: bool = False
     media: tuple[str, ...] = ()  # media types of a 200 that is not JSON
@@ -44,6 +46,7 @@ _JOB_ID = "{id}"
 _HTML = ("text/html",)
 # What a submit can answer besides its job: unknown tool, body too large or not JSON, queue
 # full, shutting down (or the store refusing the write).
+WAIT = {"type": "number", "minimum": 0}  # and at most the server's ``max_wait_s``
 _SUBMIT_ERRORS: dict[int, Any] = {
     404: ErrorEnvelope,
     413: ErrorEnvelope,
@@ -79,7 +82,7 @@ OPERATIONS: tuple[Op, ...] = (
             **_SUBMIT_ERRORS,
         },
         body=wire.SubmitBody,
-        query=(("wait", "number", "seconds to wait for the job to finish"),),
+        query=(("wait", WAIT, "seconds to wait for the job to finish"),),
     ),
     Op(
         "get",
@@ -89,7 +92,7 @@ OPERATIONS: tuple[Op, ...] = (
         query=(
             ("state", "string", "only jobs in this state"),
             ("tool", "string", "only jobs of this tool"),
-            ("limit", "integer", "1..500, default 50"),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "default 50"),
             ("cursor", "string", "next_cursor of the previous page"),
         ),
     ),
@@ -201,12 +204,14 @@ def build_spec(
     *,
     tools: Mapping[str, dict[str, Any]] | None = None,
     plugins: Sequence[str] = (),
+    max_wait_s: float | None = None,
 ) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document; ``prefix``: where the app is mounted in another one.
 
     ``tools`` (each name a server offers, with its input's JSON Schema) makes a submit body one of
     a variant per tool, its ``input`` that tool's; ``plugins`` lists the seed's plugin names.
-    Without them any name (and any input object) fits the schema.
+    Without them any name (and any input object) fits the schema. ``max_wait_s``: the server's
+    limit on ``?wait=``.
     """
     types = {t for op in OPERATIONS for t in (*op.responses.values(), op.body) if t is not None}
     types.add(ErrorEnvelope)
@@ -222,6 +227,11 @@ def build_spec(
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op, ref_of)
+    if max_wait_s is not None:
+        for operation in (doc for methods in paths.values() for doc in methods.values()):
+            for param in operation["parameters"]:
+                if param["name"] == "wait":
+                    param["schema"] = {**param["schema"], "maximum": max_wait_s}
     return {
         "openapi": "3.1.0",
         "info": {"title": "jobwarden", "version": __version__},
@@ -280,7 +290,7 @@ def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
             "name": name,
             "in": "query",
             "required": False,
-            "schema": {"type": kind},
+            "schema": {"type": kind} if isinstance(kind, str) else kind,
             "description": text,
         }
         for name, kind, text in op.query
@@ -352,6 +362,11 @@ async def openapi(request: web.Request) -> web.Response:
     if body is None:
         registry = request.app[SUPERVISOR].registry
         tools = {tool.name: tool.input_schema() for tool in registry.tools()}
-        spec = build_spec(prefix, tools=tools, plugins=registry.plugin_names())
+        spec = build_spec(
+            prefix,
+            tools=tools,
+            plugins=registry.plugin_names(),
+            max_wait_s=request.app[SETTINGS].max_wait_s,
+        )
         body = specs[prefix] = msgspec.json.encode(spec)
     return web.Response(body=body, content_type="application/json")

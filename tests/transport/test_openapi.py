@@ -66,7 +66,7 @@ async def test_openapi_route_serves_the_document() -> None:
             response = await client.get("/openapi.json")
             assert response.status == 200
             tools = {tool.name: tool.input_schema() for tool in sup.registry.tools()}
-            expected = build_spec(tools=tools, plugins=["builtin"])
+            expected = build_spec(tools=tools, plugins=["builtin"], max_wait_s=60.0)
             assert await response.json() == msgspec.json.decode(msgspec.json.encode(expected))
 
 
@@ -97,6 +97,8 @@ def test_a_servers_document_has_a_submit_body_per_tool() -> None:
     assert not validator.is_valid({"tool": "builtin.echo", "input": {"seconds": 1}})
     assert not validator.is_valid({"tool": "nope.nothing", "input": {}})
     assert not validator.is_valid({"tool": "builtin.echo", "input": {"text": "hi"}, "x": 1})
+    [wait] = build_spec(max_wait_s=5.0)["paths"]["/v1/jobs"]["post"]["parameters"]
+    assert wait["schema"] == {"type": "number", "minimum": 0, "maximum": 5.0}
     anything = _submit_validator(build_spec())
     assert anything.is_valid({"tool": "nope.nothing", "input": {"n": 1}})
     bare = build_spec()["components"]["schemas"]["AnalyzeBody"]
