@@ -22,8 +22,6 @@ from jobwarden.store.sqlite_child import PURGE, PUT, TRANSITION
 _encode = msgspec.json.Encoder().encode
 _TERMINAL = tuple(sorted(state.value for state in TERMINAL_STATES))
 
-EventRow = tuple[int, str, str, bytes]
-
 
 class Put:
     """A new job and its first event; ``existing`` is set when the owner's key was taken."""

@@ -31,7 +31,8 @@ class StoreTimings:
         self._series = {operation: Histogram() for operation in OPERATIONS}
 
     def series(self, operation: str) -> Histogram:
-        """The histogram of ``operation``, for a caller that observes it once per job."""
+        """The histogram of ``operation``, for a caller that observes it in bulk (the writer, per
+        frame of writes)."""
         return self._series[operation]
 
     def observe(self, operation: str, seconds: float) -> None:
