@@ -1,7 +1,9 @@
 """A supervisor's part in a cluster: how several nodes on one shared store act as one service.
 
 - The puller takes jobs from the shared work queue while this node has a runner free for them,
-  and turns each into a local job actor: the node holds a lease on it until it ends.
+  and turns each into a local job actor: the node holds a lease on it until it ends. After a take
+  or reclaim that failed it first looks at every lease the node holds: the failed call may have
+  leased it jobs whose reply never arrived.
 - The renewer keeps those leases alive; the reclaimer takes over jobs whose node stopped renewing
   (it died): a job found queued just runs here, one found running is retried or fails as
   ``interrupted`` by the same rule as recovery after a crash, and a job handed out more than
@@ -79,6 +81,10 @@ class ClusterNode:
         self._delivered = 0
         self._healthy_since = 0.0
         self._rng = random.Random()
+        # Set when a take or reclaim failed: it may have leased jobs to this node all the same
+        # (Redis handed them out, the reply was lost), which would then sit with no one running
+        # them until their leases ran out; the puller looks at this node's leases first.
+        self._unsure = False
 
     async def run(self, after: int) -> None:
         """Run the cluster tasks (until cancelled), following the log from offset ``after``."""
@@ -232,22 +238,30 @@ class ClusterNode:
     async def _pull(self) -> None:
         failures = 0
         while True:
-            # Take no more than the runners can start now: a job held here waiting would wait
-            # while another node has a runner free for it.
-            load = self._sup.statistics()
-            room = self._window - load.queued - load.running
-            if room <= 0:
-                self._room = anyio.Event()
-                await self._room.wait()
-                continue
             try:
-                deliveries = await self._shared.take(room, block_s=BLOCK_S)
+                deliveries = await self._next_deliveries()
             except StoreError as exc:
+                # The take may have gone through with only its reply lost (see ``_unsure``).
+                self._unsure = True
                 failures = await self._pause("taking jobs from the queue", exc, failures)
                 continue
             failures = 0
             for delivery in deliveries:
                 await self._accept(delivery)
+
+    async def _next_deliveries(self) -> list[Delivery]:
+        while not self._unsure:
+            # Take no more than the runners can start now: a job held here waiting would wait
+            # while another node has a runner free for it.
+            load = self._sup.statistics()
+            room = self._window - load.queued - load.running
+            if room > 0:
+                return await self._shared.take(room, block_s=BLOCK_S)
+            self._room = anyio.Event()
+            await self._room.wait()
+        deliveries = await self._shared.retake()
+        self._unsure = False
+        return deliveries
 
     async def _renew(self) -> None:
         period = self._shared.lease_s / 3
@@ -280,6 +294,8 @@ class ClusterNode:
                 deliveries = await self._shared.reclaim(RECLAIM_BATCH)
             except StoreError as exc:
                 log.warning("could not reclaim expired leases", error=str(exc))
+                self._unsure = True
+                self._room.set()
                 continue
             for delivery in deliveries:
                 await self._accept(delivery)

@@ -26,7 +26,7 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from jobwarden.actors.states import TERMINAL_STATES, JobState
@@ -80,6 +80,7 @@ class RedisStore:
         self.settings = parse_redis_url(settings) if isinstance(settings, str) else settings
         self.keys = Keys(self.settings.prefix)
         self._client: aioredis.Redis | None = None
+        self._once: aioredis.Redis | None = None
         self._shas: dict[str, str] = {}
         self._commits: GroupCommit[ScriptCall] = GroupCommit(self._commit)
         self._node = RedisNode(self, node or f"{socket.gethostname()}-{os.getpid()}")
@@ -99,28 +100,31 @@ class RedisStore:
         except RuntimeError:
             raise StoreError("the Redis job store runs on the asyncio backend only") from None
         settings = self.settings
-        client = aioredis.Redis(
-            host=settings.host,
-            port=settings.port,
-            db=settings.db,
-            username=settings.username,
-            password=settings.password,
-            ssl=settings.tls,
-            socket_timeout=settings.socket_timeout,
-            socket_connect_timeout=settings.socket_connect_timeout,
-            # A few quick retries ride out a dropped connection; the scripts are idempotent, so
-            # a retried write whose first reply was lost is not applied twice.
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
-            client_name="jobwarden",
-        )
+        options: dict[str, Any] = {
+            "host": settings.host,
+            "port": settings.port,
+            "db": settings.db,
+            "username": settings.username,
+            "password": settings.password,
+            "ssl": settings.tls,
+            "socket_timeout": settings.socket_timeout,
+            "socket_connect_timeout": settings.socket_connect_timeout,
+            "client_name": "jobwarden",
+        }
+        # A few quick retries ride out a dropped connection; the scripts are idempotent, so a
+        # retried write whose first reply was lost is not applied twice.
+        retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3)
+        client = aioredis.Redis(retry=retry, **options)
+        # A take is not idempotent: Redis leases what it hands out even when the reply is lost,
+        # and a silent retry would leave those leases with a node that never heard of them.
+        self._once = aioredis.Redis(retry=Retry(NoBackoff(), retries=0), **options)
         self._client = client
         try:
             await self._prepare(client)
             await self._node.prepare()
         except BaseException as exc:
-            self._client = None
             with anyio.CancelScope(shield=True):
-                await client.aclose()
+                await self._disconnect()
             if isinstance(exc, RedisError):
                 raise StoreError(f"cannot use the Redis job store at {self.url}: {exc}") from exc
             raise
@@ -154,20 +158,27 @@ class RedisStore:
     async def close(self) -> None:
         """Wait for the pipeline in flight, then disconnect."""
         await self._commits.drain()
-        client, self._client = self._client, None
-        if client is not None:
-            with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True):
+            await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        clients = (self._client, self._once)
+        self._client = self._once = None
+        for client in clients:
+            if client is not None:
                 await client.aclose()
 
     def statistics(self) -> StoreStatistics:
         """Pipelines and writes so far: writes / commits is how many each pipeline carried."""
         return self._commits.statistics()
 
-    def connected(self) -> aioredis.Redis:
-        """The client; ``StoreError`` when the store is not open."""
-        if self._client is None:
+    def connected(self, *, once: bool = False) -> aioredis.Redis:
+        """The client; ``once``: the one that sends each command once, so a lost reply is an
+        error rather than a second send. ``StoreError`` when the store is not open."""
+        client = self._once if once else self._client
+        if client is None:
             raise StoreError(f"the Redis job store at {self.url} is not open")
-        return self._client
+        return client
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -447,9 +458,12 @@ class RedisStore:
         last = int(last_raw or 0)
         return EventBounds(first=_offset(first[0][0]) if first else last + 1, last=last)
 
-    async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run one of the store's scripts; ``StoreError`` if Redis fails it."""
-        client = self.connected()
+    async def script(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], *, once: bool = False
+    ) -> Any:
+        """Run one of the store's scripts (``once``: see ``connected``); ``StoreError`` if Redis
+        fails it."""
+        client = self.connected(once=once)
         try:
             try:
                 return await _call(client, "EVALSHA", self._shas[name], len(keys), *keys, *args)

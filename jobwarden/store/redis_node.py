@@ -39,6 +39,7 @@ RECONNECT_S = 60.0  # how long a change waits for Redis to come back before it f
 FOLLOW_COUNT = 1000
 CONTROL_LENGTH = 1000  # cancel requests kept in <p>:control (approximately)
 DEAD_LENGTH = 10_000  # dead-letter notes kept in <p>:dead (approximately)
+RETAKE_PAGE = 500
 
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_event = msgspec.json.Decoder(JobEvent).decode
@@ -142,7 +143,7 @@ class RedisNode:
 
     async def take(self, count: int, *, block_s: float) -> list[Delivery]:
         """New entries of the queue for this node (a lease on each), with their records."""
-        client = self._store.connected()
+        client = self._store.connected(once=True)
         try:
             reply = await client.xreadgroup(
                 GROUP,
@@ -170,16 +171,19 @@ class RedisNode:
     async def reclaim(self, count: int) -> list[Delivery]:
         """Entries idle for longer than a lease (their node stopped renewing), now ours."""
         lease_ms = max(1, math.ceil(self.lease_s * 1000))
-        flat = await self._script("reclaim", [self.node, lease_ms, count])
-        return [
-            Delivery(
-                entry=flat[i].decode(),
-                job_id=flat[i + 1].decode(),
-                deliveries=int(flat[i + 2]),
-                record=_record(flat[i + 3] or None),
-            )
-            for i in range(0, len(flat), 4)
-        ]
+        flat = await self._script("reclaim", [self.node, lease_ms, count], once=True)
+        return _deliveries(flat)
+
+    async def retake(self) -> list[Delivery]:
+        """Every entry leased to this node, with the job's stored record, page by page."""
+        deliveries: list[Delivery] = []
+        start = "-"
+        while True:
+            flat = await self._script("retake", [self.node, start, RETAKE_PAGE])
+            deliveries += (d for d in _deliveries(flat) if d.job_id)
+            if len(flat) < 4 * RETAKE_PAGE:
+                return deliveries
+            start = "(" + flat[-4].decode()
 
     async def renew(self, entries: Sequence[str]) -> list[str]:
         """Reset the age of this node's leases; returns the entries it lost."""
@@ -237,8 +241,8 @@ class RedisNode:
         wait = min(block_s, self._store.settings.socket_timeout / 2)
         return max(1, math.ceil(wait * 1000))
 
-    async def _script(self, name: str, args: list[Any]) -> Any:
-        return await self._store.script(name, [], [self._prefix, *args])
+    async def _script(self, name: str, args: list[Any], *, once: bool = False) -> Any:
+        return await self._store.script(name, [], [self._prefix, *args], once=once)
 
     def _error(self, doing: str, exc: RedisError) -> StoreError:
         return StoreError(f"the Redis job store at {self._store.url} could not {doing}: {exc}")
@@ -246,3 +250,16 @@ class RedisNode:
 
 def _record(raw: bytes | None) -> JobRecord | None:
     return None if raw is None else _decode_record(raw)
+
+
+def _deliveries(flat: list[Any]) -> list[Delivery]:
+    """A queue script's flat (entry, job, deliveries, record) reply, as deliveries."""
+    return [
+        Delivery(
+            entry=flat[i].decode(),
+            job_id=flat[i + 1].decode(),
+            deliveries=int(flat[i + 2]),
+            record=_record(flat[i + 3] or None),
+        )
+        for i in range(0, len(flat), 4)
+    ]

@@ -98,9 +98,38 @@ return out
 """
 )
 
+# ARGV: prefix, node, start, count: the node's pending entries from ``start`` on, each as entry,
+# job, deliveries, record; job '' for an entry deleted meanwhile (acknowledged here: nothing to
+# run).
+RETAKE = (
+    LUA_KEYS
+    + f"""
+local pending = redis.call('XPENDING', K.queue, '{GROUP}', ARGV[3], '+', ARGV[4], ARGV[2])
+local out = {{}}
+for _, item in ipairs(pending) do
+  local entry = item[1]
+  local found = redis.call('XRANGE', K.queue, entry, entry)
+  out[#out + 1] = entry
+  if found[1] then
+    local job = found[1][2][2]
+    out[#out + 1] = job
+    out[#out + 1] = item[4]
+    out[#out + 1] = redis.call('HGET', K.job(job), 'record') or ''
+  else
+    redis.call('XACK', K.queue, '{GROUP}', entry)
+    out[#out + 1] = ''
+    out[#out + 1] = 0
+    out[#out + 1] = ''
+  end
+end
+return out
+"""
+)
+
 QUEUE_SCRIPTS = {
     "renew": RENEW,
     "settle": SETTLE,
     "hand_back": HAND_BACK,
     "reclaim": RECLAIM,
+    "retake": RETAKE,
 }

@@ -80,6 +80,11 @@ class SharedStore(Protocol):
     async def reclaim(self, count: int) -> list[Delivery]:
         """Up to ``count`` jobs whose lease expired, now leased to this node."""
 
+    async def retake(self) -> list[Delivery]:
+        """Every job leased to this node now, with its stored record. A take or reclaim that
+        failed may still have leased jobs to this node (only its reply was lost): this finds them
+        without waiting for their leases to run out."""
+
     async def renew(self, entries: Sequence[str]) -> list[str]:
         """Renew this node's leases on ``entries``; returns those it no longer holds."""
 

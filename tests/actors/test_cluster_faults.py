@@ -31,10 +31,16 @@ def anyio_backend() -> str:
 
 class FlakyShared:
     """A node's shared store whose background calls fail the first ``failures[name]`` times,
-    and whose renewals report every lease lost while ``steal`` is set."""
+    whose takes and reclaims lose their reply (done, then failed) the first ``lost[name]``
+    times, and whose renewals report every lease lost while ``steal`` is set."""
 
-    def __init__(self, real: SharedStore, failures: dict[str, int]) -> None:
+    def __init__(
+        self, real: SharedStore, failures: dict[str, int], lost: dict[str, int] | None = None
+    ) -> None:
         self.real = real
+        self.lost = dict(lost or {})
+        self.lost_jobs: list[str] = []  # the jobs leased by calls whose reply was lost
+        self.retaken: list[str] = []  # the jobs retake returned
         self.node = real.node
         self.lease_s = real.lease_s
         self.max_deliveries = real.max_deliveries
@@ -72,13 +78,26 @@ class FlakyShared:
             await self.start_may_go.wait()
         return await self.real.change(prior, record, event, cap=cap, dead_letter=dead_letter)
 
+    def _lose(self, name: str, deliveries: list[Delivery]) -> list[Delivery]:
+        if deliveries and self.lost.get(name, 0) > 0:
+            self.lost[name] -= 1
+            self.lost_jobs += [delivery.job_id for delivery in deliveries]
+            raise StoreError(f"the reply to {name} was lost on purpose")
+        return deliveries
+
     async def take(self, count: int, *, block_s: float) -> list[Delivery]:
         self._fail("take")
-        return await self.real.take(count, block_s=block_s)
+        return self._lose("take", await self.real.take(count, block_s=block_s))
 
     async def reclaim(self, count: int) -> list[Delivery]:
         self._fail("reclaim")
-        return await self.real.reclaim(count)
+        return self._lose("reclaim", await self.real.reclaim(count))
+
+    async def retake(self) -> list[Delivery]:
+        self._fail("retake")
+        deliveries = await self.real.retake()
+        self.retaken += [delivery.job_id for delivery in deliveries]
+        return deliveries
 
     async def renew(self, entries: Sequence[str]) -> list[str]:
         self._fail("renew")
@@ -105,9 +124,11 @@ class FlakyShared:
         return await self.real.follow(after, block_s=block_s)
 
 
-def flaky_store(url: str, failures: dict[str, int]) -> tuple[RedisStore, FlakyShared]:
+def flaky_store(
+    url: str, failures: dict[str, int], lost: dict[str, int] | None = None
+) -> tuple[RedisStore, FlakyShared]:
     store = RedisStore(url, node="A")
-    flaky = FlakyShared(store.shared, failures)
+    flaky = FlakyShared(store.shared, failures, lost)
     store.shared = flaky
     return store, flaky
 
@@ -120,7 +141,7 @@ def warnings(logs: Sequence[MutableMapping[str, Any]]) -> list[str]:
 async def test_the_background_loops_ride_out_store_errors(redis_prefix: str) -> None:
     """Following, taking, renewing, reclaiming and settling each fail at first: the loops back
     off and retry, every job still succeeds, and no queue entry is left behind."""
-    failures = {"follow": 2, "take": 2, "renew": 1, "reclaim": 1, "settle": 1}
+    failures = {"follow": 2, "take": 2, "retake": 1, "renew": 1, "reclaim": 1, "settle": 1}
     store, flaky = flaky_store(cluster_url(redis_prefix, lease_s=0.3), failures)
     with capture_logs() as logs:
         async with Supervisor(plugins=[builtin], store=store) as sup:
@@ -136,6 +157,38 @@ async def test_the_background_loops_ride_out_store_errors(redis_prefix: str) -> 
     assert "could not renew leases" in said
     assert "could not reclaim expired leases" in said
     assert "could not acknowledge finished jobs" in said
+
+
+@pytest.mark.anyio
+async def test_jobs_a_take_leased_without_a_reply_run_at_once(redis_prefix: str) -> None:
+    """A take whose reply was lost leased its jobs to the node all the same: the node finds them
+    among its leases and runs them, long before those leases (a minute) could run out."""
+    store, flaky = flaky_store(cluster_url(redis_prefix, lease_s=60), {}, {"take": 1})
+    async with Supervisor(plugins=[builtin], store=store) as sup:
+        jobs = [await sup.submit("builtin.echo", {"text": str(i)}) for i in range(3)]
+        finals = [await sup.wait(job.id, timeout=20) for job in jobs]
+    assert flaky.lost_jobs
+    assert set(flaky.lost_jobs) <= set(flaky.retaken)
+    assert all(final.state is JobState.SUCCEEDED for final in finals)
+    assert queue_length(redis_prefix) == 0
+
+
+@pytest.mark.anyio
+async def test_a_job_a_reclaim_leased_without_a_reply_runs_here(redis_prefix: str) -> None:
+    """A reclaim whose reply was lost took a dead node's job over all the same: the node finds
+    it among its leases and runs it, without waiting out another lease."""
+    url = cluster_url(redis_prefix, lease_s=3)
+    store, flaky = flaky_store(url, {}, {"reclaim": 1})
+    with capture_logs() as logs:
+        async with (
+            orphaned(url, "builtin.echo", {"text": "lost"}, running=False) as job,
+            Supervisor(plugins=[builtin], store=store) as sup,
+        ):
+            done = await sup.wait(job.id, timeout=20)
+    assert flaky.lost_jobs == [job.id]
+    assert job.id in flaky.retaken
+    assert done.state is JobState.SUCCEEDED
+    assert "could not reclaim expired leases" in warnings(logs)
 
 
 @pytest.mark.anyio
