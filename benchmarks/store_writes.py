@@ -20,7 +20,7 @@ time per job, and the file's size per job once checkpointed. With ``--callgrind`
 instructions SQLite executes per job (inside ``sqlite3_step``), counted by valgrind's callgrind in
 a child process per candidate: exact and repeatable, where CPU time on two shared cores is not.
 
-    .venv/bin/python -m benchmarks.store_writes [--jobs 50000] [--baseline 2] [--rounds 5]
+    .venv/bin/python -m benchmarks.store_writes [--jobs 50000] [--group 64] [--baseline 2] [--rounds 5]
         [--synchronous full|normal]
     .venv/bin/python -m benchmarks.store_writes --callgrind --jobs 2000
 """
@@ -53,9 +53,10 @@ KEPT_BY_FLOOR = {"jobs_id", "jobs_idempotency"}
 OWNERLESS = " (no owners)"
 
 
-def batches(jobs: int, *, owned: bool) -> list[list[WriteOp]]:
-    """The write batches of ``jobs`` finished jobs, pipelined: puts, then runs, then outcomes;
-    the jobs belong to 100 principals, or (not ``owned``) to none, as on an open server."""
+def batches(jobs: int, *, owned: bool, group: int = GROUP) -> list[list[WriteOp]]:
+    """The write batches of ``jobs`` finished jobs, ``group`` jobs a step, pipelined: puts, then
+    runs, then outcomes; the jobs belong to 100 principals, or (not ``owned``) to none, as on an
+    open server."""
     steps = list(store_fill.finished_jobs(jobs))
     if not owned:
         steps = [
@@ -66,7 +67,7 @@ def batches(jobs: int, *, owned: bool) -> list[list[WriteOp]]:
             )
             for (queued, queued_event), (running, running_event), (final, final_event) in steps
         ]
-    groups = [steps[start : start + GROUP] for start in range(0, jobs, GROUP)]
+    groups = [steps[start : start + group] for start in range(0, jobs, group)]
     made: list[list[WriteOp]] = []
     for index in range(len(groups) + 2):
         ops: list[WriteOp] = []
@@ -102,13 +103,18 @@ def new_file(folder: Path, *, upto: int, floor: bool) -> Path:
 def apply_all(
     path: Path, work: list[list[WriteOp]], jobs: int, synchronous: str
 ) -> harness.Figures:
-    """Apply every batch to the file at ``path``; CPU and wall time per job, bytes per job."""
+    """Apply every batch to the file at ``path``; CPU and wall time per job, bytes per job, and
+    how the commits' times spread (SQLite's automatic WAL checkpoint runs inside the commit that
+    takes the WAL past 1,000 pages: those few commits are the slow ones)."""
     db = sqlite3.connect(path, isolation_level=None)
+    commits: list[float] = []
     try:
         db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         cpu, began = time.process_time(), time.perf_counter()
         for ops in work:
+            start = time.perf_counter()
             apply_batch(db, ops)
+            commits.append(time.perf_counter() - start)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - began
         states = dict(db.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
         events = db.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -119,10 +125,15 @@ def apply_all(
         raise RuntimeError(f"{path}: jobs by state {states}; expected {jobs} finished")
     if events != 3 * jobs:
         raise RuntimeError(f"{path}: {events} events; expected {3 * jobs}")
+    commits.sort()
+    slowest = commits[len(commits) - max(1, len(commits) // 20) :]
     return {
         "cpu us/job": cpu / jobs * 1e6,
         "wall us/job": wall / jobs * 1e6,
         "bytes/job": path.stat().st_size / jobs,
+        "commit p50 ms": commits[len(commits) // 2] * 1e3,
+        "commit p99 ms": commits[min(len(commits) - 1, len(commits) * 99 // 100)] * 1e3,
+        "slowest 5% share %": 100 * sum(slowest) / sum(commits),
     }
 
 
@@ -156,7 +167,7 @@ def run_once(
         return apply_all(path, work, jobs, synchronous)
 
 
-def instructions(label: str, jobs: int, baseline: int) -> float:
+def instructions(label: str, jobs: int, baseline: int, group: int) -> float:
     """SQLite's instructions per job (inside ``sqlite3_step``) for one candidate, counted by
     callgrind in a child process that builds the same ops and applies them once."""
     command = [
@@ -171,6 +182,7 @@ def instructions(label: str, jobs: int, baseline: int) -> float:
         f"--apply={label}",
         f"--jobs={jobs}",
         f"--baseline={baseline}",
+        f"--group={group}",
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     found = re.search(r"Collected : (\d+)", done.stderr)
@@ -188,6 +200,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--synchronous", choices=["full", "normal"], default="full")
     p.add_argument(
+        "--group",
+        type=int,
+        default=GROUP,
+        help=f"jobs per pipeline step ({GROUP}); store_throughput's commits carry about 30",
+    )
+    p.add_argument(
         "--callgrind",
         action="store_true",
         help="count SQLite's instructions per job under valgrind instead (one run each;"
@@ -195,15 +213,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--apply", help=argparse.SUPPRESS)  # callgrind's child: one candidate, once
     args = harness.parse(p, argv)
-    if args.jobs < GROUP or not 1 <= args.baseline < sqlite_schema.LATEST:
-        p.error(f"need --jobs >= {GROUP} and 1 <= --baseline < {sqlite_schema.LATEST}")
+    group: int = args.group
+    if group < 1 or args.jobs < group or not 1 <= args.baseline < sqlite_schema.LATEST:
+        p.error(
+            f"need --group >= 1, --jobs >= --group and 1 <= --baseline < {sqlite_schema.LATEST}"
+        )
     jobs: int = args.jobs
     synchronous: str = args.synchronous
     baseline = f"schema v{args.baseline}"
     candidates = setups(args.baseline)
     if args.apply is not None:
         setup = candidates[args.apply]
-        run_once(setup, batches(jobs, owned=setup.owned), jobs, synchronous)
+        run_once(setup, batches(jobs, owned=setup.owned, group=group), jobs, synchronous)
         return
     if args.callgrind:
         if shutil.which("valgrind") is None:
@@ -215,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for label in candidates:
             if not args.json:
                 print(f"  callgrind: {label}", file=sys.stderr, flush=True)
-            counted = instructions(label, jobs, args.baseline)
+            counted = instructions(label, jobs, args.baseline, group)
             count[label] = report.add(label, "SQLite", "instructions/job", [counted])
         _compare(report, count, baseline, "instructions/job")
         report.note(
@@ -225,8 +246,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         harness.emit(report, as_json=args.json)
         return
-    work = {owned: batches(jobs, owned=owned) for owned in (True, False)}
-    small = {owned: batches(GROUP * 4, owned=owned) for owned in (True, False)}
+    work = {owned: batches(jobs, owned=owned, group=group) for owned in (True, False)}
+    small = {owned: batches(group * 4, owned=owned, group=group) for owned in (True, False)}
 
     def candidate(setup: Setup, count: int) -> Callable[[], harness.Figures]:
         ops = (work if count == jobs else small)[setup.owned]
@@ -236,21 +257,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         {label: candidate(setup, jobs) for label, setup in candidates.items()},
         args.rounds,
         quiet=args.json,
-        warmup={label: candidate(setup, GROUP * 4) for label, setup in candidates.items()},
+        warmup={label: candidate(setup, group * 4) for label, setup in candidates.items()},
     )
 
     report = harness.Report(
         "store_writes",
-        {"jobs": jobs, "rounds": args.rounds, "synchronous": synchronous, "baseline": baseline},
+        {
+            "jobs": jobs,
+            "group": group,
+            "rounds": args.rounds,
+            "synchronous": synchronous,
+            "baseline": baseline,
+        },
     )
     cpu: dict[str, float] = {}
     for label, figures in samples.items():
         cpu[label] = report.add(label, "CPU", "us/job", figures["cpu us/job"])
         report.add(label, "wall", "us/job", figures["wall us/job"])
         report.add(label, "file", "bytes/job", figures["bytes/job"])
+        report.add(label, "commit p50", "ms", figures["commit p50 ms"])
+        report.add(label, "commit p99", "ms", figures["commit p99 ms"])
+        report.add(label, "slowest 5% of commits", "% of time", figures["slowest 5% share %"])
     report.note(
-        f"each batch: {GROUP} puts, the running transitions of the {GROUP} jobs before, the"
-        f" outcomes of the {GROUP} before those ({3 * GROUP} events), applied by"
+        f"each batch: {group} puts, the running transitions of the {group} jobs before, the"
+        f" outcomes of the {group} before those ({3 * group} events), applied by"
         f" sqlite_ops.apply_batch on one connection, synchronous={synchronous}, WAL; ops encoded"
         " beforehand (callers encode them); every file holds every job finished and 3 events each"
     )
