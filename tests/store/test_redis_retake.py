@@ -66,7 +66,9 @@ async def test_a_take_whose_reply_is_lost_fails_and_retake_finds_its_job() -> No
     """Redis serves a blocked take only after the socket timeout: the take raises (it is not
     sent again), and ``retake`` returns the job Redis leased to the node meanwhile."""
     jobs = Jobs()
-    async with own_redis(socket_timeout=2.0) as (store, raw):
+    # A 4 s socket timeout: the take blocks in Redis for 2 s, the time this test has to see it
+    # blocked and send the entry (on a loaded machine too).
+    async with own_redis(socket_timeout=4.0) as (store, raw):
         record = jobs.record()
         await store.put(record, jobs.event(record))
         failed: list[StoreError] = []
@@ -85,14 +87,14 @@ async def test_a_take_whose_reply_is_lost_fails_and_retake_finds_its_job() -> No
             with redis.Redis(host=store.settings.host, port=store.settings.port) as client:
                 await eventually(lambda: reading(client), timeout_s=10)
             # The entry lands while Redis is held: the blocked take is served after the hold,
-            # past its 2 s socket timeout, to a client that gave up on it.
+            # past its socket timeout, to a client that gave up on it.
             entry: dict[FieldT, EncodableT] = {
                 "job": record.id,
                 "record": msgspec.json.encode(record),
             }
             async with raw.pipeline(transaction=True) as pipe:
                 pipe.xadd(store.keys.queue, entry)
-                pipe.eval(BUSY, 0, 2600)
+                pipe.eval(BUSY, 0, 4500)
                 await pipe.execute()
         assert len(failed) == 1
         assert await store.shared.take(1, block_s=0.01) == []
