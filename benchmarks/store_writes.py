@@ -20,8 +20,8 @@ time per job, and the file's size per job once checkpointed. With ``--callgrind`
 instructions SQLite executes per job (inside ``sqlite3_step``), counted by valgrind's callgrind in
 a child process per candidate: exact and repeatable, where CPU time on two shared cores is not.
 
-    .venv/bin/python -m benchmarks.store_writes [--jobs 50000] [--group 64] [--baseline 2] [--rounds 5]
-        [--synchronous full|normal]
+    .venv/bin/python -m benchmarks.store_writes [--jobs 50000] [--group 64] [--baseline 2]
+        [--rounds 5] [--synchronous full|normal]
     .venv/bin/python -m benchmarks.store_writes --callgrind --jobs 2000
 """
 

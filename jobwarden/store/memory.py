@@ -11,12 +11,16 @@ from datetime import datetime
 from jobwarden.actors.states import TERMINAL_STATES, JobState
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
+from jobwarden.store.memory_finished import SLACK, FinishedJobs
 
 DEFAULT_RETAIN_EVENTS = 10_000
 
 
 class MemoryStore:
-    """Records in a dict keyed by id; ids sort by creation, so a sorted id list gives the order."""
+    """Records in a dict keyed by id; ids sort by creation, so a sorted id list gives the order.
+
+    A purged job's id stays in that list until more than half of it is purged (readers skip it):
+    removing ids one by one from a list of a million moved the whole list each time."""
 
     durable = False
 
@@ -27,6 +31,7 @@ class MemoryStore:
         self._ids: list[str] = []
         self._keys: dict[tuple[str | None, str], str] = {}
         self._events: deque[JobEvent] = deque(maxlen=retain_events)
+        self._finished = FinishedJobs()
 
     async def open(self) -> None:
         """Nothing to prepare."""
@@ -47,6 +52,8 @@ class MemoryStore:
             self._ids.append(record.id)
         else:
             bisect.insort(self._ids, record.id)
+        if record.state in TERMINAL_STATES:
+            self._finished.add(record)
         self._events.append(event)
         return record
 
@@ -56,7 +63,12 @@ class MemoryStore:
 
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
         """Replace the record and log the event."""
-        self._records[record.id] = record
+        records = self._records
+        if record.state in TERMINAL_STATES:
+            before = records.get(record.id)
+            if before is None or before.state not in TERMINAL_STATES:
+                self._finished.add(record)
+        records[record.id] = record
         self._events.append(event)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
@@ -66,9 +78,10 @@ class MemoryStore:
             len(self._ids) if query.cursor is None else bisect.bisect_left(self._ids, query.cursor)
         )
         rows: list[JobRecord] = []
+        records = self._records
         for index in range(end - 1, -1, -1):
-            record = self._records[self._ids[index]]
-            if _matches(record, query):
+            record = records.get(self._ids[index])
+            if record is not None and _matches(record, query):
                 if len(rows) == limit:
                     return JobPage(jobs=rows, next_cursor=rows[-1].id)
                 rows.append(record)
@@ -76,8 +89,9 @@ class MemoryStore:
 
     async def unfinished(self) -> list[JobRecord]:
         """Queued and running jobs, oldest first."""
-        live = (self._records[i] for i in self._ids)
-        return [r for r in live if r.state in (JobState.QUEUED, JobState.RUNNING)]
+        stored = (self._records.get(i) for i in self._ids)
+        live = (JobState.QUEUED, JobState.RUNNING)
+        return [r for r in stored if r is not None and r.state in live]
 
     async def read_events(
         self, after: int, limit: int, *, job_id: str | None = None, tool: str | None = None
@@ -106,23 +120,17 @@ class MemoryStore:
         limit: int | None = None,
     ) -> int:
         """Drop up to ``limit`` finished jobs, by end time and/or beyond the newest N."""
-        finished = [i for i in self._ids if self._records[i].state in TERMINAL_STATES]
-        doomed: set[str] = set()
-        if keep_finished is not None:
-            doomed.update(finished[: max(0, len(finished) - keep_finished)])
-        if finished_before is not None:
-            for job_id in finished:
-                done_at = self._records[job_id].finished_at
-                if done_at is not None and done_at < finished_before:
-                    doomed.add(job_id)
-        if limit is not None and len(doomed) > limit:
-            doomed = set(sorted(doomed)[: max(0, limit)])
-        if doomed:
-            for job_id in doomed:
-                record = self._records.pop(job_id)
-                if record.idempotency_key is not None:
-                    self._keys.pop((record.owner, record.idempotency_key), None)
-            self._ids = [i for i in self._ids if i not in doomed]
+        records = self._records
+        doomed = self._finished.select(
+            records, finished_before=finished_before, keep_finished=keep_finished, limit=limit
+        )
+        for job_id in doomed:
+            record = records.pop(job_id)
+            if record.idempotency_key is not None:
+                self._keys.pop((record.owner, record.idempotency_key), None)
+        self._finished.removed(len(doomed), records)
+        if len(self._ids) > 2 * len(records) + SLACK:
+            self._ids = [job_id for job_id in self._ids if job_id in records]
         return len(doomed)
 
     def _index_after(self, after: int) -> int:

@@ -632,6 +632,45 @@ class StoreConformance(abc.ABC):
             assert await store.get(record.id) is None
 
     @pytest.mark.anyio
+    async def test_purge_limit_takes_the_oldest_first(self, store: JobStore, jobs: Jobs) -> None:
+        """A purge with a limit removes at most that many jobs, the oldest first; the next
+        purges go on from there."""
+        finished = [await jobs.put_finished(store) for _ in range(5)]
+        queued = await jobs.put(store)
+        removed = [await store.purge(finished_before=None, keep_finished=0, limit=2)]
+        assert [await store.get(r.id) for r in finished[:2]] == [None, None]
+        assert ids(await list_all(store, JobQuery())) == ids([queued, *finished[:1:-1]])
+        removed += [await store.purge(finished_before=None, keep_finished=0, limit=2)]
+        removed += [await store.purge(finished_before=None, keep_finished=0, limit=2)]
+        assert removed == [2, 2, 1]
+        assert ids(await list_all(store, JobQuery())) == [queued.id]
+
+    @pytest.mark.anyio
+    async def test_purge_limit_orders_both_criteria_together(
+        self, store: JobStore, jobs: Jobs
+    ) -> None:
+        """With both criteria and a limit, the oldest of the jobs either one selects go first."""
+        cutoff = T0 + timedelta(hours=1)
+        late = cutoff + timedelta(minutes=5)
+        beyond = await jobs.put_finished(store, finished_at=late)  # beyond the newest 3
+        early = [
+            await jobs.put_finished(store, finished_at=T0 + timedelta(minutes=m)) for m in (2, 1)
+        ]
+        kept = await jobs.put_finished(store, finished_at=late)
+        assert await store.purge(finished_before=cutoff, keep_finished=3, limit=2) == 2
+        assert [await store.get(r.id) for r in (beyond, early[0])] == [None, None]
+        assert await store.purge(finished_before=cutoff, keep_finished=3, limit=2) == 1
+        assert ids(await list_all(store, JobQuery())) == [kept.id]
+
+    @pytest.mark.anyio
+    async def test_purge_limit_zero_removes_nothing(self, store: JobStore, jobs: Jobs) -> None:
+        """A limit of 0 removes nothing, whatever the criteria select."""
+        await jobs.put_finished(store)
+        far_future = T0 + timedelta(days=36_500)
+        assert await store.purge(finished_before=far_future, keep_finished=0, limit=0) == 0
+        assert len(await list_all(store, JobQuery())) == 1
+
+    @pytest.mark.anyio
     async def test_purge_with_no_criteria_removes_nothing(
         self, store: JobStore, jobs: Jobs
     ) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
+from datetime import datetime, timedelta
+
 import pytest
 
-from jobwarden.actors.states import JobState
+from jobwarden.actors.states import TERMINAL_STATES, JobState
+from jobwarden.records import JobRecord
 from jobwarden.store import JobStore, MemoryStore
-from jobwarden.store.base import EventBounds
-from tests.store.conformance import Jobs, StoreConformance, offsets
+from jobwarden.store.base import EventBounds, JobQuery
+from tests.store.conformance import T0, Jobs, StoreConformance, ids, list_all, offsets
 
 
 class TestMemoryStore(StoreConformance):
@@ -59,3 +63,93 @@ def test_retain_events_below_one_is_refused(retain: int) -> None:
     """retain_events must be at least 1."""
     with pytest.raises(ValueError, match="retain_events"):
         MemoryStore(retain_events=retain)
+
+
+def _scan(
+    records: dict[str, JobRecord],
+    finished_before: datetime | None,
+    keep_finished: int | None,
+    limit: int,
+) -> list[str]:
+    """What a purge removes, found the plain way: a scan of every job."""
+    finished = sorted(i for i, r in records.items() if r.state in TERMINAL_STATES)
+    doomed: set[str] = set()
+    if keep_finished is not None:
+        doomed.update(finished[: max(0, len(finished) - keep_finished)][:limit])
+    if finished_before is not None:
+        ended = sorted(
+            (r.finished_at, i)
+            for i in finished
+            if (r := records[i]).finished_at is not None and r.finished_at < finished_before
+        )
+        doomed.update(i for _, i in ended[:limit])
+    return sorted(doomed)[:limit]
+
+
+@pytest.mark.anyio
+async def test_many_small_purges_remove_what_a_scan_would() -> None:
+    """Over a few hundred jobs that finish out of order (some never), each small purge removes
+    exactly what a scan of every job selects, and listings and recovery skip purged jobs, until
+    every finished job is gone."""
+    store = MemoryStore()
+    jobs = Jobs()
+    rng = random.Random(20261126)
+    stored: dict[str, JobRecord] = {}
+    running: list[JobRecord] = []
+    for round_ in range(40):
+        for _ in range(12):
+            roll = rng.random()
+            minutes = timedelta(minutes=rng.randrange(600))
+            if roll < 0.6:
+                record = await jobs.put_finished(store, finished_at=T0 + minutes)
+            elif roll < 0.85:
+                record = await jobs.move(store, await jobs.put(store), state=JobState.RUNNING)
+                running.append(record)
+            else:
+                record = await jobs.put(store)
+            stored[record.id] = record
+        rng.shuffle(running)
+        for record in running[:4]:
+            done = await jobs.move(
+                store, record, state=JobState.FAILED, finished_at=T0 + timedelta(minutes=round_)
+            )
+            stored[done.id] = done
+        del running[:4]
+        before = T0 + timedelta(minutes=rng.randrange(600)) if rng.random() < 0.5 else None
+        keep = rng.randrange(40) if before is None or rng.random() < 0.5 else None
+        limit = rng.randrange(1, 9)
+        expected = _scan(stored, before, keep, limit)
+        removed = await store.purge(finished_before=before, keep_finished=keep, limit=limit)
+        assert removed == len(expected), round_
+        for job_id in expected:
+            del stored[job_id]
+        listed = await list_all(store, JobQuery())
+        assert ids(listed) == sorted(stored, reverse=True), round_
+        unfinished = [r.id for r in await store.unfinished()]
+        assert unfinished == sorted(i for i, r in stored.items() if not r.state.terminal)
+    # Draining every finished job, a few at a time, rebuilds the lists of purged ids on the way.
+    while expected := _scan(stored, None, 0, 5):
+        assert await store.purge(finished_before=None, keep_finished=0, limit=5) == len(expected)
+        for job_id in expected:
+            del stored[job_id]
+        assert ids(await list_all(store, JobQuery())) == sorted(stored, reverse=True)
+    assert all(not record.state.terminal for record in stored.values())
+
+
+@pytest.mark.anyio
+async def test_purges_by_age_behind_an_older_job_keep_it_findable() -> None:
+    """Jobs purged by age from behind an older finished job that stays are dropped from the
+    store's lists; the older job is still listed and is the next one a purge by count takes."""
+    store = MemoryStore()
+    jobs = Jobs()
+    oldest = await jobs.put_finished(store, finished_at=T0 + timedelta(days=1))
+    for _ in range(200):
+        await jobs.put_finished(store, finished_at=T0)
+    before = T0 + timedelta(hours=1)
+    removed = [await store.purge(finished_before=before, keep_finished=None, limit=50)]
+    while removed[-1]:
+        removed.append(await store.purge(finished_before=before, keep_finished=None, limit=50))
+    assert removed == [50, 50, 50, 50, 0]
+    assert ids(await list_all(store, JobQuery())) == [oldest.id]
+    assert await store.purge(finished_before=None, keep_finished=0, limit=50) == 1
+    assert await list_all(store, JobQuery()) == []
