@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from collections import deque
 from collections.abc import Iterator
@@ -11,16 +10,15 @@ from datetime import datetime
 from jobwarden.actors.states import TERMINAL_STATES, JobState
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
-from jobwarden.store.memory_finished import SLACK, FinishedJobs
+from jobwarden.store.memory_finished import FinishedJobs
+from jobwarden.store.memory_index import JobIndex
 
 DEFAULT_RETAIN_EVENTS = 10_000
 
 
 class MemoryStore:
-    """Records in a dict keyed by id; ids sort by creation, so a sorted id list gives the order.
-
-    A purged job's id stays in that list until more than half of it is purged (readers skip it):
-    removing ids one by one from a list of a million moved the whole list each time."""
+    """Records in a dict keyed by id; ids sort by creation, so sorted id lists give the order
+    (``memory_index`` for listings, ``memory_finished`` for retention)."""
 
     durable = False
 
@@ -28,7 +26,7 @@ class MemoryStore:
         if retain_events < 1:
             raise ValueError("retain_events must be >= 1")
         self._records: dict[str, JobRecord] = {}
-        self._ids: list[str] = []
+        self._index = JobIndex(self._records)
         self._keys: dict[tuple[str | None, str], str] = {}
         self._events: deque[JobEvent] = deque(maxlen=retain_events)
         self._finished = FinishedJobs()
@@ -47,13 +45,7 @@ class MemoryStore:
             if existing is not None and existing in self._records:
                 return self._records[existing]
             self._keys[key] = record.id
-        self._records[record.id] = record
-        if not self._ids or record.id > self._ids[-1]:
-            self._ids.append(record.id)
-        else:
-            bisect.insort(self._ids, record.id)
-        if record.state in TERMINAL_STATES:
-            self._finished.add(record)
+        self._keep(record)
         self._events.append(event)
         return record
 
@@ -63,24 +55,32 @@ class MemoryStore:
 
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
         """Replace the record and log the event."""
-        records = self._records
-        if record.state in TERMINAL_STATES:
-            before = records.get(record.id)
-            if before is None or before.state not in TERMINAL_STATES:
-                self._finished.add(record)
-        records[record.id] = record
+        self._keep(record)
         self._events.append(event)
+
+    def _keep(self, record: JobRecord) -> None:
+        records = self._records
+        before = records.get(record.id)
+        records[record.id] = record
+        if before is None:
+            self._index.added(record)
+        else:
+            self._index.moved(before, record)
+        if record.state in TERMINAL_STATES and (
+            before is None or before.state not in TERMINAL_STATES
+        ):
+            self._finished.add(record)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         """Newest first, filtered, ``limit`` rows after the cursor."""
         limit = max(1, min(query.limit, MAX_PAGE))
-        end = (
-            len(self._ids) if query.cursor is None else bisect.bisect_left(self._ids, query.cursor)
-        )
         rows: list[JobRecord] = []
+        ids = self._index.shortest(query)
+        if ids is None:
+            return JobPage(jobs=rows, next_cursor=None)
         records = self._records
-        for index in range(end - 1, -1, -1):
-            record = records.get(self._ids[index])
+        for job_id in ids.newest_first(query.cursor):
+            record = records.get(job_id)
             if record is not None and _matches(record, query):
                 if len(rows) == limit:
                     return JobPage(jobs=rows, next_cursor=rows[-1].id)
@@ -89,7 +89,7 @@ class MemoryStore:
 
     async def unfinished(self) -> list[JobRecord]:
         """Queued and running jobs, oldest first."""
-        stored = (self._records.get(i) for i in self._ids)
+        stored = (self._records.get(i) for i in self._index.all.ids)
         live = (JobState.QUEUED, JobState.RUNNING)
         return [r for r in stored if r is not None and r.state in live]
 
@@ -121,16 +121,16 @@ class MemoryStore:
     ) -> int:
         """Drop up to ``limit`` finished jobs, by end time and/or beyond the newest N."""
         records = self._records
+        stored = records.__contains__
         doomed = self._finished.select(
-            records, finished_before=finished_before, keep_finished=keep_finished, limit=limit
+            stored, finished_before=finished_before, keep_finished=keep_finished, limit=limit
         )
         for job_id in doomed:
             record = records.pop(job_id)
             if record.idempotency_key is not None:
                 self._keys.pop((record.owner, record.idempotency_key), None)
-        self._finished.removed(len(doomed), records)
-        if len(self._ids) > 2 * len(records) + SLACK:
-            self._ids = [job_id for job_id in self._ids if job_id in records]
+            self._index.purged(record)
+        self._finished.removed(len(doomed), stored)
         return len(doomed)
 
     def _index_after(self, after: int) -> int:

@@ -4,49 +4,43 @@ Retention purges in the background, a batch at a time, on the event loop. A scan
 job per batch stopped the loop for a third of a second at a million jobs (more for a purge by
 age), once per batch of 50. Here each finished job is listed twice: its id in creation order (a
 purge by count takes the oldest) and ``(end time, id)`` in a heap (a purge by age takes those
-that ended before the cutoff). A purged job leaves both lazily: an entry whose job is gone is
-skipped where it is met, and each list is rebuilt once more than half of it is gone, so a purge
+that ended before the cutoff). A purged job leaves both lazily (see ``memory_index``), so a purge
 costs about the jobs it removes.
 """
 
 from __future__ import annotations
 
-import bisect
 import heapq
-from collections.abc import Container
+from collections.abc import Callable
 from datetime import datetime
 
 from jobwarden.records import JobRecord
-
-SLACK = 64  # entries of purged jobs tolerated beyond half of a list before it is rebuilt
+from jobwarden.store.memory_index import SLACK, SortedIds
 
 
 class FinishedJobs:
     """Finished jobs by creation and by end time; ``count`` of them are still stored."""
 
-    __slots__ = ("_ended", "_head", "_ids", "count")
+    __slots__ = ("_ended", "_ids")
 
     def __init__(self) -> None:
-        self._ids: list[str] = []  # sorted; before ``_head`` every job is gone
-        self._head = 0
+        self._ids = SortedIds()
         self._ended: list[tuple[datetime, str]] = []  # a heap
-        self.count = 0
+
+    @property
+    def count(self) -> int:
+        """How many finished jobs are stored."""
+        return self._ids.live
 
     def add(self, record: JobRecord) -> None:
         """``record`` just reached a terminal state (or was stored in one)."""
-        ids = self._ids
-        job_id = record.id
-        if not ids or job_id > ids[-1]:
-            ids.append(job_id)
-        else:  # a job that ran long ends after younger ones
-            bisect.insort(ids, job_id, lo=self._head)
+        self._ids.add(record.id)
         if record.finished_at is not None:
-            heapq.heappush(self._ended, (record.finished_at, job_id))
-        self.count += 1
+            heapq.heappush(self._ended, (record.finished_at, record.id))
 
     def select(
         self,
-        stored: Container[str],
+        stored: Callable[[str], bool],
         *,
         finished_before: datetime | None,
         keep_finished: int | None,
@@ -62,16 +56,11 @@ class FinishedJobs:
             wanted = self.count - keep_finished
             if limit is not None:
                 wanted = min(wanted, limit)
-            ids = self._ids
-            at = self._head
-            while at < len(ids) and ids[at] not in stored:
-                at += 1
-            self._head = at
-            while wanted > 0 and at < len(ids):
-                if ids[at] in stored:
-                    chosen.add(ids[at])
-                    wanted -= 1
-                at += 1
+            if wanted > 0:
+                for job_id in self._ids.oldest_first(stored):
+                    chosen.add(job_id)
+                    if len(chosen) == wanted:
+                        break
         popped: list[tuple[datetime, str]] = []
         if finished_before is not None:
             ended = self._ended
@@ -79,7 +68,7 @@ class FinishedJobs:
                 ended and ended[0][0] < finished_before and (limit is None or len(popped) < limit)
             ):
                 entry = heapq.heappop(ended)
-                if entry[1] in stored:
+                if stored(entry[1]):
                     popped.append(entry)
             chosen.update(job_id for _, job_id in popped)
         ordered = sorted(chosen)[:limit]
@@ -90,12 +79,10 @@ class FinishedJobs:
                     heapq.heappush(self._ended, entry)
         return ordered
 
-    def removed(self, count: int, stored: Container[str]) -> None:
-        """``count`` of the jobs ``select`` returned are gone; ``stored`` holds what is left."""
-        self.count -= count
-        if len(self._ids) - self._head > 2 * self.count + SLACK:
-            self._ids = [job_id for job_id in self._ids[self._head :] if job_id in stored]
-            self._head = 0
+    def removed(self, count: int, stored: Callable[[str], bool]) -> None:
+        """``count`` of the jobs ``select`` returned are gone; ``stored`` says what is left."""
+        if self._ids.drop(count):
+            self._ids.rebuild(stored)
         if len(self._ended) > 2 * self.count + SLACK:
-            self._ended = [entry for entry in self._ended if entry[1] in stored]
+            self._ended = [entry for entry in self._ended if stored(entry[1])]
             heapq.heapify(self._ended)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -86,11 +87,39 @@ def _scan(
     return sorted(doomed)[:limit]
 
 
+TOOLS = ("demo.a", "demo.b", "other.c")
+OWNERS = (None, "alice", "bob")
+QUERIES = [
+    JobQuery(limit=7),
+    *(JobQuery(state=state, limit=7) for state in JobState),
+    *(JobQuery(tool=tool, limit=7) for tool in TOOLS),
+    JobQuery(plugin="demo", limit=7),
+    *(JobQuery(owner=owner, limit=7) for owner in ("alice", "bob", "carol")),
+    *(JobQuery(owner="alice", state=state, limit=7) for state in JobState),
+    JobQuery(owner="bob", tool="demo.a", state=JobState.FAILED, limit=7),
+]
+
+
+async def _check_listings(store: MemoryStore, stored: dict[str, JobRecord]) -> None:
+    """Every query in ``QUERIES`` lists what a scan of ``stored`` finds, newest first."""
+    for query in QUERIES:
+        expected = [
+            job_id
+            for job_id, r in sorted(stored.items(), reverse=True)
+            if (query.state is None or r.state is query.state)
+            and (query.tool is None or r.tool == query.tool)
+            and (query.plugin is None or r.plugin == query.plugin)
+            and (query.owner is None or r.owner == query.owner)
+        ]
+        assert ids(await list_all(store, query)) == expected, query
+
+
 @pytest.mark.anyio
 async def test_many_small_purges_remove_what_a_scan_would() -> None:
-    """Over a few hundred jobs that finish out of order (some never), each small purge removes
-    exactly what a scan of every job selects, and listings and recovery skip purged jobs, until
-    every finished job is gone."""
+    """Over a few hundred jobs of several tools and owners that finish out of order (some
+    never, some after a retry), each small purge removes exactly what a scan of every job
+    selects, and every filtered listing and recovery find what a scan finds, until every
+    finished job is gone."""
     store = MemoryStore()
     jobs = Jobs()
     rng = random.Random(20261126)
@@ -100,20 +129,26 @@ async def test_many_small_purges_remove_what_a_scan_would() -> None:
         for _ in range(12):
             roll = rng.random()
             minutes = timedelta(minutes=rng.randrange(600))
+            fields: dict[str, Any] = {"tool": rng.choice(TOOLS), "owner": rng.choice(OWNERS)}
             if roll < 0.6:
-                record = await jobs.put_finished(store, finished_at=T0 + minutes)
+                record = await jobs.put_finished(store, finished_at=T0 + minutes, **fields)
             elif roll < 0.85:
-                record = await jobs.move(store, await jobs.put(store), state=JobState.RUNNING)
+                record = await jobs.put(store, **fields)
+                record = await jobs.move(store, record, state=JobState.RUNNING)
                 running.append(record)
             else:
-                record = await jobs.put(store)
+                record = await jobs.put(store, **fields)
             stored[record.id] = record
         rng.shuffle(running)
         for record in running[:4]:
-            done = await jobs.move(
-                store, record, state=JobState.FAILED, finished_at=T0 + timedelta(minutes=round_)
-            )
-            stored[done.id] = done
+            if rng.random() < 0.25:  # a retry: back to queued, then running again
+                again = await jobs.move(store, record, state=JobState.QUEUED, attempt=2)
+                record = await jobs.move(store, again, state=JobState.RUNNING)
+                running.append(record)
+            else:
+                at = T0 + timedelta(minutes=round_)
+                record = await jobs.move(store, record, state=JobState.FAILED, finished_at=at)
+            stored[record.id] = record
         del running[:4]
         before = T0 + timedelta(minutes=rng.randrange(600)) if rng.random() < 0.5 else None
         keep = rng.randrange(40) if before is None or rng.random() < 0.5 else None
@@ -123,8 +158,7 @@ async def test_many_small_purges_remove_what_a_scan_would() -> None:
         assert removed == len(expected), round_
         for job_id in expected:
             del stored[job_id]
-        listed = await list_all(store, JobQuery())
-        assert ids(listed) == sorted(stored, reverse=True), round_
+        await _check_listings(store, stored)
         unfinished = [r.id for r in await store.unfinished()]
         assert unfinished == sorted(i for i, r in stored.items() if not r.state.terminal)
     # Draining every finished job, a few at a time, rebuilds the lists of purged ids on the way.
@@ -132,7 +166,7 @@ async def test_many_small_purges_remove_what_a_scan_would() -> None:
         assert await store.purge(finished_before=None, keep_finished=0, limit=5) == len(expected)
         for job_id in expected:
             del stored[job_id]
-        assert ids(await list_all(store, JobQuery())) == sorted(stored, reverse=True)
+        await _check_listings(store, stored)
     assert all(not record.state.terminal for record in stored.values())
 
 
@@ -153,3 +187,21 @@ async def test_purges_by_age_behind_an_older_job_keep_it_findable() -> None:
     assert ids(await list_all(store, JobQuery())) == [oldest.id]
     assert await store.purge(finished_before=None, keep_finished=0, limit=50) == 1
     assert await list_all(store, JobQuery()) == []
+
+
+@pytest.mark.anyio
+async def test_a_long_job_that_ends_after_purges_is_the_oldest_finished() -> None:
+    """A job started before jobs that were purged since, and finished only then, is the oldest
+    finished job: the next purge by count takes it, not a younger one."""
+    store = MemoryStore()
+    jobs = Jobs()
+    long = await jobs.move(store, await jobs.put(store), state=JobState.RUNNING)
+    first = [await jobs.put_finished(store) for _ in range(3)]
+    last = await jobs.put_finished(store)
+    assert await store.purge(finished_before=None, keep_finished=2, limit=2) == 2
+    assert await store.purge(finished_before=None, keep_finished=1, limit=1) == 1
+    assert await store.get(first[2].id) is None
+    await jobs.move(store, long, state=JobState.SUCCEEDED, finished_at=T0)
+    assert await store.purge(finished_before=None, keep_finished=1, limit=1) == 1
+    assert await store.get(long.id) is None
+    assert ids(await list_all(store, JobQuery())) == [last.id]
