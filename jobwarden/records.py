@@ -29,6 +29,10 @@ class JobRecord(msgspec.Struct, frozen=True, gc=False):
     finished_at: datetime | None = None
     idempotency_key: str | None = None
     timeout_s: float | None = None
+    # When the current attempt, a retry, became due to start (queued again plus its backoff):
+    # its queue timeout counts from here, as a first attempt's counts from created_at. None for a
+    # first attempt, and in records stored before retries noted it.
+    retry_at: datetime | None = None
 
 
 class EventData(msgspec.Struct, frozen=True, gc=False):

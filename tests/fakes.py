@@ -1,9 +1,10 @@
-"""Fakes shared by the runtime tests: a plugin whose tools misbehave on request, and gates."""
+"""Fakes shared by the runtime tests: plugins whose tools misbehave on request, and gates."""
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ import msgspec
 
 from jobwarden import JobState, Plugin, ToolContext
 from jobwarden.errors import StoreError
+from jobwarden.plugins.retry import RetryPolicy
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import JobPage, JobQuery
 from jobwarden.store.memory import MemoryStore
@@ -111,6 +113,41 @@ def fake_plugin(gates: Gates, *, cap: int | None = None) -> Plugin:
         return TextOut(text="unstuck")
 
     return plugin
+
+
+def patient_plugin(
+    window_s: float, calls: list[str], gates: Gates, *, backoff_s: float = 0.0
+) -> Plugin:
+    """A plugin named ``patient`` whose tools wait at most ``window_s`` in the queue before an
+    attempt starts, and note each call they get in ``calls`` as ``key#attempt``."""
+    plugin = Plugin("patient", version="0.1.0")
+
+    @plugin.tool(queue_timeout=window_s)
+    async def note(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Note the call."""
+        calls.append(f"{inp.key}#{ctx.attempt}")
+        return TextOut(text=inp.key)
+
+    retry = RetryPolicy(max_attempts=2, backoff_s=backoff_s, jitter=0)
+
+    @plugin.tool(queue_timeout=window_s, retry=retry)
+    async def second_try(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Note the call; attempt 1 then waits at gate ``key`` and fails, attempt 2 succeeds."""
+        calls.append(f"{inp.key}#{ctx.attempt}")
+        if ctx.attempt == 1:
+            await gates.pass_through(inp.key)
+            raise RuntimeError("the first attempt fails")
+        return TextOut(text=inp.key)
+
+    return plugin
+
+
+async def outlive(since: datetime, seconds: float) -> None:
+    """Return once the wall clock is ``seconds`` past ``since``: for a test whose point is that
+    a timeout passed, not to wait for something to happen."""
+    left = seconds - (datetime.now(UTC) - since).total_seconds()
+    # anyio sleeps by the monotonic clock: the slack covers a wall clock that NTP slews slower.
+    await anyio.sleep(max(0.0, left) + 0.01)
 
 
 class FlakyStore(MemoryStore):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -384,7 +384,7 @@ class JobActor:
 
     async def _retry(self, error: ErrorInfo, delay: float) -> None:
         record = self.record
-        again = next_attempt(record, error)
+        again = next_attempt(record, error, delay=delay)
         message = f"attempt {record.attempt} failed ({error.type}); retrying in {delay:.3g}s"
         await self._change("retrying", again, message=message)
         self._scope = self._ctx = None
@@ -404,6 +404,20 @@ class JobActor:
         if total is None:
             return None
         return total - (now - self.record.created_at).total_seconds()
+
+    def queue_left(self, wait: float, now: datetime) -> float:
+        """Seconds left of ``wait`` (the tool's queue timeout) for the current attempt to start.
+
+        The window opened when the attempt was queued: at submit for the first, at ``retry_at``
+        for a retry. Both are wall-clock times, the one clock shared by every node of a cluster
+        and by a server before and after a restart, so time spent waiting in a shared queue or
+        across a restart counts.
+        """
+        record = self.record
+        opened = record.created_at if record.attempt == 1 else record.retry_at
+        if opened is None:
+            return wait  # a retry stored before records noted retry_at: its window opens now
+        return wait - (now - opened).total_seconds()
 
     def _queue_message(self) -> str:
         return f"{self.tool.name} waited more than {self.tool.queue_timeout_s}s to start"
@@ -466,8 +480,11 @@ class JobActor:
         self._host.job_dropped(self, started=self.record.state is JobState.RUNNING)
 
 
-def next_attempt(record: JobRecord, error: ErrorInfo | None = None) -> JobRecord:
-    """``record`` queued again as its next attempt (``error``: why the last one ended)."""
+def next_attempt(
+    record: JobRecord, error: ErrorInfo | None = None, *, delay: float = 0.0
+) -> JobRecord:
+    """``record`` queued again as its next attempt, due to start after ``delay`` seconds
+    (``error``: why the last one ended)."""
     return msgspec.structs.replace(
         record,
         state=JobState.QUEUED,
@@ -475,6 +492,7 @@ def next_attempt(record: JobRecord, error: ErrorInfo | None = None) -> JobRecord
         started_at=None,
         progress=None,
         error=error,
+        retry_at=datetime.now(UTC) + timedelta(seconds=delay),
     )
 
 

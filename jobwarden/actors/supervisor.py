@@ -361,10 +361,16 @@ class Supervisor:
         self._schedule(actor)
 
     def _schedule(self, actor: JobActor) -> None:
-        """Make a queued job runnable, with its queue timeout (if its tool has one) running."""
+        """Make a queued job runnable, with its queue timeout (if its tool has one) running; a
+        job whose timeout passed already (while it waited in a cluster's queue, or across a
+        restart) ends at once instead."""
         wait = actor.tool.queue_timeout_s
         if wait is not None:
-            actor.queue_deadline = anyio.current_time() + wait
+            left = actor.queue_left(wait, datetime.now(UTC))
+            if left <= 0:
+                self._queue_timed_out(actor)
+                return
+            actor.queue_deadline = anyio.current_time() + left
             actor.queue_alarm = self._deadlines.later(
                 actor.queue_deadline, lambda: self._queue_timed_out(actor)
             )

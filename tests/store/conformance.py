@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from jobwarden.actors.states import TERMINAL_STATES, JobState
@@ -107,8 +108,6 @@ class Jobs:
 
 
 def _replace(record: JobRecord, **changes: Any) -> JobRecord:
-    import msgspec
-
     return msgspec.structs.replace(record, **changes)
 
 
@@ -132,6 +131,13 @@ async def list_all(store: JobStore, query: JobQuery) -> list[JobRecord]:
             limit=query.limit,
             cursor=page.next_cursor,
         )
+
+
+def as_stored_before_retry_at(record: JobRecord) -> bytes:
+    """``record``'s JSON as a jobwarden from before ``JobRecord.retry_at`` stored it."""
+    fields = msgspec.to_builtins(record)
+    del fields["retry_at"]
+    return msgspec.json.encode(fields)
 
 
 def ids(records: list[JobRecord]) -> list[str]:
@@ -435,13 +441,16 @@ class StoreConformance(abc.ABC):
     async def test_unfinished_is_queued_and_running_oldest_first(
         self, store: JobStore, jobs: Jobs
     ) -> None:
-        """unfinished() returns exactly the queued and running jobs, oldest first, as current."""
+        """unfinished() returns exactly the queued and running jobs, oldest first, as current
+        (a retry with the time it was queued again)."""
         queued = await jobs.put(store)
         done = await jobs.put_finished(store)
         running = await jobs.move(store, await jobs.put(store), state=JobState.RUNNING)
         await jobs.put_finished(store, state=JobState.CANCELLED)
         retried = await jobs.move(store, await jobs.put(store), state=JobState.RUNNING)
-        retried = await jobs.move(store, retried, state=JobState.QUEUED, attempt=2)
+        retried = await jobs.move(
+            store, retried, state=JobState.QUEUED, attempt=2, retry_at=T0 + timedelta(seconds=5)
+        )
         await jobs.put_finished(store, state=JobState.TIMED_OUT)
         await jobs.put_finished(store, state=JobState.FAILED)
         unfinished = await store.unfinished()
@@ -611,7 +620,9 @@ class StoreConformance(abc.ABC):
         queued = await jobs.put(store)
         running = await jobs.move(store, await jobs.put(store), state=JobState.RUNNING)
         retried = await jobs.move(store, await jobs.put(store), state=JobState.RUNNING)
-        retried = await jobs.move(store, retried, state=JobState.QUEUED, attempt=2)
+        retried = await jobs.move(
+            store, retried, state=JobState.QUEUED, attempt=2, retry_at=T0 + timedelta(seconds=5)
+        )
         await jobs.put_finished(store)
         far_future = T0 + timedelta(days=36_500)
         assert await store.purge(finished_before=far_future, keep_finished=0) == 1

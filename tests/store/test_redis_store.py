@@ -19,7 +19,15 @@ from jobwarden.store.base import EventBounds, JobQuery
 from jobwarden.store.redis import RedisStore
 from jobwarden.store.redis_keys import LUA_KEYS
 from tests.redis_server import URL, keys_under, private_redis
-from tests.store.conformance import T0, Jobs, StoreConformance, ids, list_all, offsets
+from tests.store.conformance import (
+    T0,
+    Jobs,
+    StoreConformance,
+    as_stored_before_retry_at,
+    ids,
+    list_all,
+    offsets,
+)
 
 
 class TestRedisStore(StoreConformance):
@@ -211,6 +219,19 @@ async def test_everything_survives_a_reopen(redis_prefix: str) -> None:
         assert await again.unfinished() == [keyed]
     finally:
         await again.close()
+
+
+@pytest.mark.anyio
+async def test_a_record_stored_before_retry_at_existed_still_loads(store: RedisStore) -> None:
+    """A queued retry whose stored JSON has no retry_at (an earlier jobwarden wrote it) loads
+    and is recovered, with retry_at None."""
+    jobs = Jobs()
+    retried = await jobs.move(store, await jobs.put(store), state=JobState.RUNNING)
+    retried = await jobs.move(store, retried, state=JobState.QUEUED, attempt=2)
+    with redis.Redis.from_url(URL) as client:
+        client.hset(store.keys.job(retried.id), "record", as_stored_before_retry_at(retried))
+    assert await store.get(retried.id) == retried
+    assert await store.unfinished() == [retried]
 
 
 @pytest.mark.anyio

@@ -22,7 +22,15 @@ from jobwarden.store import JobStore, sqlite_child, sqlite_ops
 from jobwarden.store.base import EventBounds, JobQuery
 from jobwarden.store.sqlite import SqliteStore, listing_sql, store_from_url
 from jobwarden.store.sqlite_schema import LATEST, migrate, version
-from tests.store.conformance import T0, Jobs, StoreConformance, ids, list_all, offsets
+from tests.store.conformance import (
+    T0,
+    Jobs,
+    StoreConformance,
+    as_stored_before_retry_at,
+    ids,
+    list_all,
+    offsets,
+)
 
 
 class TestSqliteStore(StoreConformance):
@@ -71,6 +79,27 @@ async def test_everything_survives_a_reopen(tmp_path: Path) -> None:
         duplicate = jobs.record(owner="alice", key="k1")
         assert await again.put(duplicate, jobs.event(duplicate)) == keyed
         assert await again.unfinished() == [keyed]
+    finally:
+        await again.close()
+
+
+@pytest.mark.anyio
+async def test_a_record_stored_before_retry_at_existed_still_loads(tmp_path: Path) -> None:
+    """A queued retry whose stored JSON has no retry_at (an earlier jobwarden wrote it) loads
+    and is recovered, with retry_at None."""
+    path = tmp_path / "jobs.db"
+    jobs = Jobs()
+    store = await _opened(path)
+    retried = await jobs.move(store, await jobs.put(store), state=JobState.RUNNING)
+    retried = await jobs.move(store, retried, state=JobState.QUEUED, attempt=2)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        raw = as_stored_before_retry_at(retried)
+        db.execute("UPDATE jobs SET record = ? WHERE id = ?", (raw, retried.id))
+    again = await _opened(path)
+    try:
+        assert await again.get(retried.id) == retried
+        assert await again.unfinished() == [retried]
     finally:
         await again.close()
 

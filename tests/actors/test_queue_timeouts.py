@@ -1,0 +1,103 @@
+"""Queue timeouts count from when an attempt was queued: the submit for the first attempt, the
+re-queue (after its backoff) for a retry, and both still across a restart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from jobwarden import JobState, Supervisor
+from jobwarden.actors.recovery import Recovered
+from jobwarden.errors import OutcomeType
+from jobwarden.ids import new_job_id
+from jobwarden.records import JobRecord
+from jobwarden.store.sqlite import SqliteStore
+from tests.fakes import Gates, outlive, patient_plugin
+from tests.store.conformance import Jobs
+
+pytestmark = pytest.mark.anyio
+
+LONG_AGO = timedelta(hours=1)
+
+
+def queued_note(
+    key: str, created_at: datetime, *, attempt: int = 1, retry_at: datetime | None = None
+) -> JobRecord:
+    """A ``patient.note`` job as a stopped server left it: queued, ``attempt`` of it."""
+    return JobRecord(
+        id=new_job_id(),
+        tool="patient.note",
+        plugin="patient",
+        state=JobState.QUEUED,
+        input={"key": key},
+        created_at=created_at,
+        attempt=attempt,
+        retry_at=retry_at,
+    )
+
+
+async def stored(path: Path, *records: JobRecord) -> None:
+    """A store file holding ``records``, each with its first event."""
+    store = SqliteStore(path)
+    await store.open()
+    jobs = Jobs()
+    for record in records:
+        await store.put(record, jobs.event(record))
+    await store.close()
+
+
+async def test_jobs_whose_window_passed_before_a_restart_end_as_timeout_at_recovery(
+    tmp_path: Path,
+) -> None:
+    """After a restart, a queued job past its queue timeout (counted from its submit, or for a
+    retry from its re-queue) ends cancelled as timeout without running; the others run."""
+    path = tmp_path / "jobs.db"
+    now = datetime.now(UTC)
+    stale, fresh, stale_retry, fresh_retry, older_retry = [
+        queued_note("stale", now - LONG_AGO),
+        queued_note("fresh", now),
+        queued_note("stale-retry", now - LONG_AGO, attempt=2, retry_at=now - LONG_AGO),
+        queued_note("fresh-retry", now - LONG_AGO, attempt=2, retry_at=now),
+        # Stored before records noted retry_at: the re-queue time is unknown, the window opens now.
+        queued_note("older-retry", now - LONG_AGO, attempt=2),
+    ]
+    await stored(path, stale, fresh, stale_retry, fresh_retry, older_retry)
+    calls: list[str] = []
+    async with Supervisor(
+        plugins=[patient_plugin(30.0, calls, Gates())], store=SqliteStore(path)
+    ) as sup:
+        assert sup.recovered == Recovered(requeued=5)
+        finals = {
+            r.input["key"]: await sup.wait(r.id, timeout=10)
+            for r in (stale, fresh, stale_retry, fresh_retry, older_retry)
+        }
+    assert sorted(calls) == ["fresh#1", "fresh-retry#2", "older-retry#2"]
+    for key in ("fresh", "fresh-retry", "older-retry"):
+        assert finals[key].state is JobState.SUCCEEDED
+    for key in ("stale", "stale-retry"):
+        expired = finals[key]
+        assert (expired.state, expired.started_at) == (JobState.CANCELLED, None)
+        assert expired.error is not None
+        assert expired.error.type == OutcomeType.TIMEOUT
+        assert expired.error.message == "patient.note waited more than 30.0s to start"
+
+
+async def test_a_retry_gets_its_queue_timeout_from_when_it_was_queued_again() -> None:
+    """A retry's queue window opens when it is due again (re-queued, after its backoff), not at
+    the submit: attempt 2 runs though both lie further back than the timeout."""
+    window, backoff = 0.4, 0.6
+    gates = Gates()
+    calls: list[str] = []
+    async with Supervisor(plugins=[patient_plugin(window, calls, gates, backoff_s=backoff)]) as sup:
+        record = await sup.submit("patient.second_try", {"key": "a"})
+        await gates.wait_entered("a")
+        await outlive(record.created_at, window)
+        failed_at = datetime.now(UTC)
+        gates.open("a")
+        done = await sup.wait(record.id, timeout=10)
+    assert calls == ["a#1", "a#2"]
+    assert (done.state, done.attempt) == (JobState.SUCCEEDED, 2)
+    assert done.retry_at is not None
+    assert done.retry_at >= failed_at + timedelta(seconds=backoff)
