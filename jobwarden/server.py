@@ -54,6 +54,7 @@ class ServeOptions(msgspec.Struct, frozen=True):
     log_format: str = "console"
     log_level: str = "info"
     max_body_bytes: int = 1 << 20
+    max_wait_s: float = ServerSettings().max_wait_s
     retention_age_s: float = 7 * 24 * 3600.0
     retention_jobs: int = 1_000_000
     tracing: bool = False
@@ -223,6 +224,7 @@ async def serve(options: ServeOptions) -> None:
         )
     settings = ServerSettings(
         max_body_bytes=options.max_body_bytes,
+        max_wait_s=options.max_wait_s,
         allowed_origins=frozenset(origin for origin in options.allowed_origins if origin),
     )
     provider = tracer_provider(options)  # the SDK shuts it down, exporting all, at exit

@@ -62,3 +62,14 @@ def test_serve_concurrency_defaults_to_the_supervisors() -> None:
     option = next(p for p in serve_command.params if p.name == "concurrency")
     assert option.default == default
     assert ServeOptions().concurrency == default
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "86401", "soon"])
+def test_serve_refuses_a_max_wait_that_is_not_seconds(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`serve --max-wait-s` takes a number of seconds in [0, 86400]; anything else exits 2."""
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "--max-wait-s", value])
+    assert caught.value.code == 2
+    assert "--max-wait-s" in capsys.readouterr().err

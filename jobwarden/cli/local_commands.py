@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,6 +23,8 @@ from jobwarden.server import (
     load_registry,
     serve,
 )
+from jobwarden.transport import ServerSettings
+from jobwarden.transport.wire import MAX_TIMEOUT_S
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +38,13 @@ class CommaSeparated(click.ParamType[str]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         """Any text."""
         return str(value)
+
+
+def _not_nan(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A FloatRange admits NaN, which every comparison with its bounds lets through."""
+    if math.isnan(value):
+        raise click.BadParameter("nan is not a number of seconds", ctx=ctx, param=param)
+    return value
 
 
 def _plugin_options(command: F) -> F:
@@ -111,6 +121,15 @@ def _load_options(
     help="warning silences the per-request access log",
 )
 @click.option("--max-body-bytes", type=int, default=1 << 20, envvar="JOBWARDEN_MAX_BODY_BYTES")
+@click.option(
+    "--max-wait-s",
+    type=click.FloatRange(min=0, max=MAX_TIMEOUT_S),
+    callback=_not_nan,
+    default=ServerSettings().max_wait_s,
+    envvar="JOBWARDEN_MAX_WAIT_S",
+    show_default=True,
+    help="the longest a request waits for its job: ?wait= on a submit, the seed's sync route",
+)
 @click.option(
     "--retention-age-s",
     type=float,

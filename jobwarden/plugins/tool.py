@@ -14,6 +14,7 @@ import msgspec
 from jobwarden.errors import InvalidInput, RegistrationError
 from jobwarden.plugins.circuit import CircuitPolicy
 from jobwarden.plugins.retry import RetryPolicy
+from jobwarden.plugins.schema import type_schema
 
 Mode = Literal["async", "thread", "process"]
 MODES: tuple[str, ...] = typing.get_args(Mode)
@@ -72,11 +73,11 @@ class Tool:
 
     def input_schema(self) -> dict[str, Any]:
         """JSON Schema of the input type."""
-        return msgspec.json.schema(self.input_type)
+        return type_schema(self.input_type)
 
     def output_schema(self) -> dict[str, Any]:
         """JSON Schema of the return type."""
-        return msgspec.json.schema(self.output_type)
+        return type_schema(self.output_type)
 
 
 class Plugin:

@@ -18,6 +18,7 @@ from jobwarden.store.base import MAX_PAGE
 from jobwarden.transport import seed_routes as seed
 from jobwarden.transport import wire
 from jobwarden.transport.context import SETTINGS, SUPERVISOR
+from jobwarden.transport.openapi_bodies import one_per_seed_tool, one_per_tool
 
 
 class MetricsBody(msgspec.Struct):
@@ -203,15 +204,16 @@ def build_spec(
     prefix: str = "",
     *,
     tools: Mapping[str, dict[str, Any]] | None = None,
-    plugins: Sequence[str] = (),
+    plugins: Mapping[str, Sequence[str]] | None = None,
     max_wait_s: float | None = None,
 ) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document; ``prefix``: where the app is mounted in another one.
 
     ``tools`` (each name a server offers, with its input's JSON Schema) makes a submit body one of
-    a variant per tool, its ``input`` that tool's; ``plugins`` lists the seed's plugin names.
-    Without them any name (and any input object) fits the schema. ``max_wait_s``: the server's
-    limit on ``?wait=``.
+    a variant per tool, its ``input`` that tool's; with ``plugins`` too (each plugin's tool names,
+    in their order) a seed body is one of a variant per tool the seed routes can run. Without
+    them any name (and any input object) fits the schema. ``max_wait_s``: the server's limit on
+    ``?wait=``.
     """
     types = {t for op in OPERATIONS for t in (*op.responses.values(), op.body) if t is not None}
     types.add(ErrorEnvelope)
@@ -221,9 +223,9 @@ def build_spec(
     )
     ref_of = dict(zip(ordered, refs, strict=True))
     if tools:
-        components["SubmitBody"] = _one_per_tool(components["SubmitBody"], tools, components)
-    if plugins:
-        components["AnalyzeBody"]["properties"]["plugin"]["enum"] = list(plugins)
+        components["SubmitBody"] = one_per_tool(components["SubmitBody"], tools, components)
+        if plugins is not None:
+            components["AnalyzeBody"] = one_per_seed_tool(components["AnalyzeBody"], plugins, tools)
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op, ref_of)
@@ -246,38 +248,6 @@ def build_spec(
             },
         },
     }
-
-
-def _one_per_tool(
-    body: dict[str, Any], tools: Mapping[str, dict[str, Any]], components: dict[str, Any]
-) -> dict[str, Any]:
-    """``body`` (SubmitBody's schema) as one variant per tool; each tool's named input types go
-    to ``components`` as ``<tool>.<type>``."""
-    variants = []
-    for name, schema in tools.items():
-        defs = schema.get("$defs", {})
-        for type_name, type_schema in defs.items():
-            components[f"{name}.{type_name}"] = _rehomed(type_schema, name)
-        root = _rehomed({k: v for k, v in schema.items() if k != "$defs"}, name)
-        properties = {**body["properties"], "tool": {"const": name}, "input": root}
-        variants.append({**body, "title": f"SubmitBody ({name})", "properties": properties})
-    return {"title": body["title"], "description": body["description"], "oneOf": variants}
-
-
-def _rehomed(schema: Any, tool: str) -> Any:
-    """``schema`` with its references to ``#/$defs/X`` made ``#/components/schemas/<tool>.X``."""
-    if isinstance(schema, dict):
-        return {
-            key: (
-                value.replace("#/$defs/", f"#/components/schemas/{tool}.", 1)
-                if key == "$ref" and isinstance(value, str)
-                else _rehomed(value, tool)
-            )
-            for key, value in schema.items()
-        }
-    if isinstance(schema, list):
-        return [_rehomed(item, tool) for item in schema]
-    return schema
 
 
 def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
@@ -362,10 +332,11 @@ async def openapi(request: web.Request) -> web.Response:
     if body is None:
         registry = request.app[SUPERVISOR].registry
         tools = {tool.name: tool.input_schema() for tool in registry.tools()}
+        plugins = {p.name: [tool.name for tool in p.tools.values()] for p in registry.plugins()}
         spec = build_spec(
             prefix,
             tools=tools,
-            plugins=registry.plugin_names(),
+            plugins=plugins,
             max_wait_s=request.app[SETTINGS].max_wait_s,
         )
         body = specs[prefix] = msgspec.json.encode(spec)

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from jobwarden.actors.states import JobState
 from jobwarden.errors import ErrorInfo
+from jobwarden.plugins.schema import BASE64_STRING
 from jobwarden.records import JobRecord
 from jobwarden.store.base import MAX_PAGE, JobQuery
 from jobwarden.transport.auth import CANCEL, READ, SUBMIT, Principal
@@ -45,7 +46,8 @@ class AnalyzeBody(msgspec.Struct, forbid_unknown_fields=True):
     """The seed's request: a plugin, a base64 image, its MIME type, and optionally a tool."""
 
     plugin: Annotated[str, msgspec.Meta(min_length=1)]
-    image: str
+    # Checked by ``_submit``, whose refusal says "image must be base64"; the schema says the same.
+    image: Annotated[str, msgspec.Meta(extra_json_schema=BASE64_STRING)]
     mime_type: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     tool: str | None = None
 

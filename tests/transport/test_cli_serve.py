@@ -181,3 +181,22 @@ async def test_serve_starts_as_many_runners_as_concurrency_says(
         code = await _stop(process)
     assert supervisor["runners"] == runners
     assert code == 0, server_output(log)
+
+
+async def test_max_wait_bounds_wait_and_is_documented(tmp_path: Path) -> None:
+    """`--max-wait-s 2` refuses ?wait=3 with a 400 and /openapi.json says wait is at most 2."""
+    server = running_server(tmp_path, "--store", "memory://", "--max-wait-s", "2")
+    async with server as (process, base, log):
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/openapi.json") as resp:
+                spec: dict[str, Any] = await resp.json()
+            body = {"tool": "builtin.echo", "input": {"text": "hi"}}
+            async with http.post(base + "/v1/jobs?wait=3", json=body) as resp:
+                refused = resp.status
+            async with http.post(base + "/v1/jobs?wait=2", json=body) as resp:
+                accepted = resp.status
+        code = await _stop(process)
+    [wait] = spec["paths"]["/v1/jobs"]["post"]["parameters"]
+    assert wait["schema"]["maximum"] == 2.0
+    assert (refused, accepted) == (400, 200)
+    assert code == 0, server_output(log)

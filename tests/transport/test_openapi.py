@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+from typing import Any, Literal
 
 import jsonschema
 import msgspec
@@ -11,9 +12,12 @@ from aiohttp import web
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from jobwarden import Supervisor, builtin
+from jobwarden import Plugin, Supervisor, ToolContext, builtin
+from jobwarden.plugins.imaging import imaging
 from jobwarden.transport import create_app
 from jobwarden.transport.openapi import build_spec
+from tests.images import red_and_blue_png
+from tests.transport.conftest import auth, serve
 from tests.transport.openapi_check import OpenApiChecker
 
 
@@ -66,40 +70,157 @@ async def test_openapi_route_serves_the_document() -> None:
             response = await client.get("/openapi.json")
             assert response.status == 200
             tools = {tool.name: tool.input_schema() for tool in sup.registry.tools()}
-            expected = build_spec(tools=tools, plugins=["builtin"], max_wait_s=60.0)
+            plugins = {"builtin": list(tools)}
+            expected = build_spec(tools=tools, plugins=plugins, max_wait_s=60.0)
             assert await response.json() == msgspec.json.decode(msgspec.json.encode(expected))
 
 
-def _submit_validator(spec: dict[str, Any]) -> jsonschema.Draft202012Validator:
+def _validator(spec: dict[str, Any], body: str = "SubmitBody") -> jsonschema.Draft202012Validator:
     resource = Resource.from_contents(spec, default_specification=DRAFT202012)
     registry: Registry[Any] = Registry().with_resource("urn:spec", resource)
-    schema = {"$ref": "urn:spec#/components/schemas/SubmitBody"}
+    schema = {"$ref": f"urn:spec#/components/schemas/{body}"}
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
 def test_a_servers_document_has_a_submit_body_per_tool() -> None:
     """Given the server's tools, a submit body is one of a variant per tool whose ``input`` is
-    that tool's input schema, and the seed's ``plugin`` an enum; without them, any name fits."""
+    that tool's input schema, required unless ``{}`` is one; without them, any name fits."""
     sup = Supervisor(plugins=[builtin])
     tools = {tool.name: tool.input_schema() for tool in sup.registry.tools()}
-    spec = build_spec(tools=tools, plugins=["builtin"])
+    spec = build_spec(tools=tools, plugins={"builtin": list(tools)})
     for schema in spec["components"]["schemas"].values():
         jsonschema.Draft202012Validator.check_schema(schema)
     submit = spec["components"]["schemas"]["SubmitBody"]
     assert [variant["properties"]["tool"] for variant in submit["oneOf"]] == [
         {"const": name} for name in tools
     ]
-    assert spec["components"]["schemas"]["AnalyzeBody"]["properties"]["plugin"]["enum"] == [
-        "builtin"
-    ]
-    validator = _submit_validator(spec)
+    validator = _validator(spec)
     assert validator.is_valid({"tool": "builtin.echo", "input": {"text": "hi"}, "timeout_s": 1})
     assert not validator.is_valid({"tool": "builtin.echo", "input": {"seconds": 1}})
     assert not validator.is_valid({"tool": "nope.nothing", "input": {}})
     assert not validator.is_valid({"tool": "builtin.echo", "input": {"text": "hi"}, "x": 1})
+    assert not validator.is_valid({"tool": "builtin.echo"})
+    assert validator.is_valid({"tool": "builtin.fail"})
     [wait] = build_spec(max_wait_s=5.0)["paths"]["/v1/jobs"]["post"]["parameters"]
     assert wait["schema"] == {"type": "number", "minimum": 0, "maximum": 5.0}
-    anything = _submit_validator(build_spec())
+    anything = _validator(build_spec())
     assert anything.is_valid({"tool": "nope.nothing", "input": {"n": 1}})
-    bare = build_spec()["components"]["schemas"]["AnalyzeBody"]
-    assert "enum" not in bare["properties"]["plugin"]
+    any_plugin = _validator(build_spec(), "AnalyzeBody")
+    assert any_plugin.is_valid({"plugin": "nope", "image": "", "mime_type": "x"})
+
+
+class Words(msgspec.Struct, forbid_unknown_fields=True):
+    """Not an image: no seed body is an input of this."""
+
+    text: str
+
+
+class Picture(msgspec.Struct):
+    """An image, a type, and a setting a seed body leaves at its default."""
+
+    image_bytes: bytes
+    mime_type: Literal["image/png"]
+    scale: int = 1
+
+
+class Anything(msgspec.Struct):
+    """Nothing required and unknown members ignored: every seed body is an input of this."""
+
+
+scanner = Plugin("scanner")
+
+
+@scanner.tool()
+async def words(inp: Words, ctx: ToolContext) -> Words:
+    """The first tool, the one a seed body naming no tool runs."""
+    return inp
+
+
+@scanner.tool()
+async def picture(inp: Picture, ctx: ToolContext) -> Anything:
+    """A tool a seed body reaches by naming it."""
+    return Anything()
+
+
+@scanner.tool()
+async def anything(inp: Anything, ctx: ToolContext) -> Anything:
+    """A tool any seed body reaches by naming it."""
+    return inp
+
+
+def _seed_validator(*plugins: Plugin) -> jsonschema.Draft202012Validator:
+    registry = Supervisor(plugins=plugins).registry
+    tools = {tool.name: tool.input_schema() for tool in registry.tools()}
+    names = {p.name: [tool.name for tool in p.tools.values()] for p in registry.plugins()}
+    spec = build_spec(tools=tools, plugins=names)
+    for schema in spec["components"]["schemas"].values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+    return _validator(spec, "AnalyzeBody")
+
+
+def test_a_servers_seed_body_is_a_variant_per_tool_that_takes_an_image() -> None:
+    """A seed body fits only a tool its ``{"image_bytes", "mime_type"}`` is an input of: the
+    plugin's first tool when it names none, else the one it names, with that tool's rules for
+    the image and its type."""
+    validator = _seed_validator(builtin, imaging, scanner)
+    png = {"image": "aGk=", "mime_type": "image/png"}
+    for body in (
+        {"plugin": "imaging", **png},
+        {"plugin": "imaging", **png, "tool": "inspect"},
+        {"plugin": "imaging", **png, "tool": None},
+        {"plugin": "scanner", **png, "tool": "picture"},
+        {"plugin": "scanner", "image": "", "mime_type": "x", "tool": "anything"},
+    ):
+        assert validator.is_valid(body), body
+    for body in (
+        {"plugin": "builtin", **png},  # its first tool, echo, takes text
+        {"plugin": "imaging", **png, "tool": "nope"},
+        {"plugin": "imaging", "image": "aGk", "mime_type": "image/png"},  # not base64
+        {"plugin": "imaging", "image": "", "mime_type": "image/png"},  # inspect wants bytes
+        {"plugin": "imaging", "image": "aGk=", "mime_type": "image/svg+xml"},
+        {"plugin": "scanner", **png},  # words
+        {"plugin": "scanner", **png, "tool": "words"},
+        {"plugin": "scanner", "image": "aGk=", "mime_type": "image/gif", "tool": "picture"},
+        {"plugin": "scanner", "image": "", "mime_type": "x" * 201, "tool": "anything"},
+    ):
+        assert not validator.is_valid(body), body
+
+
+def test_with_no_tool_that_takes_an_image_no_seed_body_fits() -> None:
+    """A server none of whose tools takes a seed body's input documents that every seed body is
+    refused."""
+    validator = _seed_validator(builtin)
+    assert not validator.is_valid({"plugin": "builtin", "image": "", "mime_type": "x"})
+
+
+@pytest.mark.anyio
+async def test_the_served_document_admits_what_the_server_accepts() -> None:
+    """Submit and seed bodies the served document admits are accepted, and those it refuses
+    (bad base64, a missing input, a tool that takes no image) are refused."""
+    png = base64.b64encode(red_and_blue_png()).decode()
+    submits: list[tuple[dict[str, Any], bool]] = [
+        ({"tool": "builtin.sha256", "input": {"data": "aGk="}}, True),
+        ({"tool": "builtin.sha256", "input": {"data": "aGk"}}, False),
+        ({"tool": "builtin.sha256", "input": {"data": "aG k="}}, False),
+        ({"tool": "builtin.fail"}, True),
+        ({"tool": "builtin.echo"}, False),
+        ({"tool": "builtin.sleep", "input": {"seconds": 0, "steps": 2}}, True),
+    ]
+    seeds: list[tuple[dict[str, Any], bool]] = [
+        ({"plugin": "imaging", "image": png, "mime_type": "image/png"}, True),
+        ({"plugin": "imaging", "image": png, "mime_type": "image/png", "tool": "inspect"}, True),
+        ({"plugin": "builtin", "image": png, "mime_type": "image/png"}, False),
+        ({"plugin": "imaging", "image": "", "mime_type": "image/png"}, False),
+        ({"plugin": "imaging", "image": png[:-1], "mime_type": "image/png"}, False),
+    ]
+    async with serve(plugins=lambda gates: [builtin, imaging]) as srv:
+        spec = await srv.get_json(None, "/openapi.json")
+        checks = [
+            (_validator(spec), "/v1/jobs", submits),
+            (_validator(spec, "AnalyzeBody"), "/v1/analyze-execution/async", seeds),
+        ]
+        for validator, path, cases in checks:
+            for body, admitted in cases:
+                assert validator.is_valid(body) == admitted, body
+                async with srv.http.post(srv.url(path), json=body, headers=auth("alice")) as resp:
+                    assert (resp.status < 300) == admitted, (body, await resp.text())
