@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
 
-from jobwarden.actors.states import TERMINAL_STATES, JobState
+from jobwarden.actors.states import JobState
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
 from jobwarden.store.memory_finished import FinishedJobs
@@ -45,7 +45,15 @@ class MemoryStore:
             if existing is not None and existing in self._records:
                 return self._records[existing]
             self._keys[key] = record.id
-        self._keep(record)
+        records = self._records
+        before = records.get(record.id)
+        records[record.id] = record
+        if before is None:
+            self._index.added(record)
+            if record.state.terminal:
+                self._finished.add(record)
+        else:
+            self._changed(before, record)
         self._events.append(event)
         return record
 
@@ -55,21 +63,24 @@ class MemoryStore:
 
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
         """Replace the record and log the event."""
-        self._keep(record)
-        self._events.append(event)
-
-    def _keep(self, record: JobRecord) -> None:
         records = self._records
         before = records.get(record.id)
         records[record.id] = record
         if before is None:
             self._index.added(record)
-        else:
-            self._index.moved(before, record)
-        if record.state in TERMINAL_STATES and (
-            before is None or before.state not in TERMINAL_STATES
-        ):
-            self._finished.add(record)
+            if record.state.terminal:
+                self._finished.add(record)
+        elif before.state is not record.state:
+            self._changed(before, record)
+        self._events.append(event)
+
+    def _changed(self, before: JobRecord, after: JobRecord) -> None:
+        # ``terminal`` is a plain attribute; ``in TERMINAL_STATES`` would hash the enum member
+        # in Python, on every write.
+        if self._index.moving:
+            self._index.moved(before, after)
+        if after.state.terminal and not before.state.terminal:
+            self._finished.add(after)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         """Newest first, filtered, ``limit`` rows after the cursor."""
@@ -89,7 +100,7 @@ class MemoryStore:
 
     async def unfinished(self) -> list[JobRecord]:
         """Queued and running jobs, oldest first."""
-        stored = (self._records.get(i) for i in self._index.all.ids)
+        stored = (self._records.get(i) for i in self._index.all.entries)
         live = (JobState.QUEUED, JobState.RUNNING)
         return [r for r in stored if r is not None and r.state in live]
 
@@ -125,12 +136,12 @@ class MemoryStore:
         doomed = self._finished.select(
             stored, finished_before=finished_before, keep_finished=keep_finished, limit=limit
         )
-        for job_id in doomed:
-            record = records.pop(job_id)
+        gone = [records.pop(job_id) for job_id in doomed]
+        for record in gone:
             if record.idempotency_key is not None:
                 self._keys.pop((record.owner, record.idempotency_key), None)
             self._index.purged(record)
-        self._finished.removed(len(doomed), stored)
+        self._finished.removed(gone, stored)
         return len(doomed)
 
     def _index_after(self, after: int) -> int:

@@ -3,19 +3,18 @@
 Retention purges in the background, a batch at a time, on the event loop. A scan of every stored
 job per batch stopped the loop for a third of a second at a million jobs (more for a purge by
 age), once per batch of 50. Here each finished job is listed twice: its id in creation order (a
-purge by count takes the oldest) and ``(end time, id)`` in a heap (a purge by age takes those
-that ended before the cutoff). A purged job leaves both lazily (see ``memory_index``), so a purge
-costs about the jobs it removes.
+purge by count takes the oldest) and ``(end time, id)`` in end-time order (a purge by age takes
+those that ended before the cutoff). A purged job leaves both lazily (see ``memory_index``), so
+a purge costs about the jobs it removes.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from jobwarden.records import JobRecord
-from jobwarden.store.memory_index import SLACK, SortedIds
+from jobwarden.store.memory_index import Sorted
 
 
 class FinishedJobs:
@@ -24,8 +23,8 @@ class FinishedJobs:
     __slots__ = ("_ended", "_ids")
 
     def __init__(self) -> None:
-        self._ids = SortedIds()
-        self._ended: list[tuple[datetime, str]] = []  # a heap
+        self._ids: Sorted[str] = Sorted()
+        self._ended: Sorted[tuple[datetime, str]] = Sorted()
 
     @property
     def count(self) -> int:
@@ -36,7 +35,8 @@ class FinishedJobs:
         """``record`` just reached a terminal state (or was stored in one)."""
         self._ids.add(record.id)
         if record.finished_at is not None:
-            heapq.heappush(self._ended, (record.finished_at, record.id))
+            # Jobs end in time order, give or take: this is an append, but for a clock step.
+            self._ended.add((record.finished_at, record.id))
 
     def select(
         self,
@@ -61,28 +61,18 @@ class FinishedJobs:
                     chosen.add(job_id)
                     if len(chosen) == wanted:
                         break
-        popped: list[tuple[datetime, str]] = []
         if finished_before is not None:
-            ended = self._ended
-            while (
-                ended and ended[0][0] < finished_before and (limit is None or len(popped) < limit)
-            ):
-                entry = heapq.heappop(ended)
-                if stored(entry[1]):
-                    popped.append(entry)
-            chosen.update(job_id for _, job_id in popped)
-        ordered = sorted(chosen)[:limit]
-        if len(ordered) < len(chosen):
-            taken = set(ordered)
-            for entry in popped:
-                if entry[1] not in taken:
-                    heapq.heappush(self._ended, entry)
-        return ordered
+            ended = self._ended.oldest_first(lambda entry: stored(entry[1]))
+            for found, (ended_at, job_id) in enumerate(ended):
+                if ended_at >= finished_before or found == limit:
+                    break
+                chosen.add(job_id)
+        return sorted(chosen)[:limit]
 
-    def removed(self, count: int, stored: Callable[[str], bool]) -> None:
-        """``count`` of the jobs ``select`` returned are gone; ``stored`` says what is left."""
-        if self._ids.drop(count):
+    def removed(self, records: Sequence[JobRecord], stored: Callable[[str], bool]) -> None:
+        """``records`` (of the ids ``select`` returned) are gone; ``stored`` says what is left."""
+        if self._ids.drop(len(records)):
             self._ids.rebuild(stored)
-        if len(self._ended) > 2 * self.count + SLACK:
-            self._ended = [entry for entry in self._ended if stored(entry[1])]
-            heapq.heapify(self._ended)
+        timed = sum(1 for record in records if record.finished_at is not None)
+        if self._ended.drop(timed):
+            self._ended.rebuild(lambda entry: stored(entry[1]))

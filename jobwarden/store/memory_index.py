@@ -16,63 +16,69 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Hashable, Iterator
+from datetime import datetime
+from typing import Generic, TypeVar
 
 from jobwarden.records import JobRecord
 from jobwarden.store.base import JobQuery
 
 SLACK = 64  # stale entries tolerated beyond half of a list before it is rebuilt
+T = TypeVar("T", str, tuple[datetime, str])
 
 
-class SortedIds:
-    """Job ids in creation order; ``live`` of them are current, the rest stale (and every one
-    before ``head``)."""
+class Sorted(Generic[T]):
+    """Entries in order (job ids by creation, or ``(end time, id)``); ``live`` of them are
+    current, the rest stale (and every one before ``head``)."""
 
-    __slots__ = ("head", "ids", "live")
+    __slots__ = ("entries", "head", "live")
 
     def __init__(self) -> None:
-        self.ids: list[str] = []
+        self.entries: list[T] = []
         self.head = 0
         self.live = 0
 
-    def add(self, job_id: str) -> None:
-        """``job_id`` belongs here now (a stale entry for it, if any, is current again)."""
-        ids = self.ids
+    def add(self, entry: T) -> None:
+        """``entry`` belongs here now (if it is here already, stale, it is current again)."""
+        entries = self.entries
         self.live += 1
-        if not ids or job_id > ids[-1]:
-            ids.append(job_id)
+        if not entries or entry > entries[-1]:
+            entries.append(entry)
             return
-        at = bisect.bisect_left(ids, job_id)
-        if at == len(ids) or ids[at] != job_id:
-            ids.insert(at, job_id)
+        at = bisect.bisect_left(entries, entry)
+        if at == len(entries) or entries[at] != entry:
+            entries.insert(at, entry)
         self.head = min(self.head, at)
 
     def drop(self, count: int = 1) -> bool:
         """``count`` entries went stale; True when most are, and the list should be ``rebuilt``."""
         self.live -= count
-        return len(self.ids) - self.head > 2 * self.live + SLACK
+        return len(self.entries) - self.head > 2 * self.live + SLACK
 
-    def rebuild(self, current: Callable[[str], bool]) -> None:
+    def rebuild(self, current: Callable[[T], bool]) -> None:
         """Keep only the ``current`` entries."""
-        self.ids = [job_id for job_id in self.ids[self.head :] if current(job_id)]
+        self.entries = [entry for entry in self.entries[self.head :] if current(entry)]
         self.head = 0
 
-    def oldest_first(self, current: Callable[[str], bool]) -> Iterator[str]:
-        """The ``current`` ids, oldest first; the stale ones met first are passed for good."""
-        ids = self.ids
+    def oldest_first(self, current: Callable[[T], bool]) -> Iterator[T]:
+        """The ``current`` entries, first first; the stale ones met first are passed for good."""
+        entries = self.entries
         at = self.head
-        while at < len(ids) and not current(ids[at]):
+        while at < len(entries) and not current(entries[at]):
             at += 1
         self.head = at
-        for index in range(at, len(ids)):
-            if current(ids[index]):
-                yield ids[index]
+        for index in range(at, len(entries)):
+            if current(entries[index]):
+                yield entries[index]
 
-    def newest_first(self, before: str | None) -> Iterator[str]:
-        """The ids older than ``before`` (all of them without it), newest first."""
-        ids = self.ids
-        end = len(ids) if before is None else bisect.bisect_left(ids, before)
+    def newest_first(self, before: T | None) -> Iterator[T]:
+        """The entries before ``before`` (all of them without it), last first."""
+        entries = self.entries
+        end = len(entries) if before is None else bisect.bisect_left(entries, before)
         for index in range(end - 1, -1, -1):
-            yield ids[index]
+            yield entries[index]
+
+
+SortedIds = Sorted[str]
 
 
 # What each kind of list is keyed by; None: the job is in no list of that kind.
@@ -89,18 +95,23 @@ MOVING = ("state", "owner_state")  # the kinds whose key changes with the job's 
 class JobIndex:
     """Every list a listing may walk; told of each stored, changed and purged record."""
 
-    __slots__ = ("_built", "_moving", "_records", "all")
+    __slots__ = ("_built", "_records", "all", "moving")
 
     def __init__(self, records: dict[str, JobRecord]) -> None:
         self._records = records
         self.all = SortedIds()
         self._built: dict[str, dict[Hashable, SortedIds]] = {}
-        self._moving: list[str] = []  # the built kinds among MOVING
+        self.moving: list[str] = []  # the built kinds among MOVING: none, until a listing
 
     def added(self, record: JobRecord) -> None:
         """``record`` was stored."""
         job_id = record.id
-        self.all.add(job_id)
+        ids = self.all
+        if ids.entries and job_id > ids.entries[-1]:
+            ids.entries.append(job_id)  # ``add``'s common case, inline: one call less per submit
+            ids.live += 1
+        else:
+            ids.add(job_id)
         for kind, lists in self._built.items():
             key = KEYS[kind](record)
             if key is not None:
@@ -110,7 +121,7 @@ class JobIndex:
         """A stored record changed from ``before`` to ``after`` (the store holds ``after``)."""
         if before.state is after.state:
             return
-        for kind in self._moving:
+        for kind in self.moving:
             key = KEYS[kind](before)
             if key is not None:
                 lists = self._built[kind]
@@ -144,7 +155,7 @@ class JobIndex:
             found = self._lists(kind).get(key)
             if found is None:
                 return None
-            if len(found.ids) < len(shortest.ids):
+            if len(found.entries) < len(shortest.entries):
                 shortest = found
         return shortest
 
@@ -153,12 +164,12 @@ class JobIndex:
         if lists is None:
             lists = self._built[kind] = {}
             key_of = KEYS[kind]
-            for job_id in self.all.ids:
+            for job_id in self.all.entries:
                 record = self._records.get(job_id)
                 if record is not None and (key := key_of(record)) is not None:
                     _list(lists, key).add(job_id)
             if kind in MOVING:
-                self._moving.append(kind)
+                self.moving.append(kind)
         return lists
 
     def _drop(self, kind: str, ids: SortedIds, key: Hashable) -> None:
