@@ -49,9 +49,7 @@ class MemoryStore:
         before = records.get(record.id)
         records[record.id] = record
         if before is None:
-            self._index.added(record)
-            if record.state.terminal:
-                self._finished.add(record)
+            self._added(record)
         else:
             self._changed(before, record)
         self._events.append(event)
@@ -67,16 +65,30 @@ class MemoryStore:
         before = records.get(record.id)
         records[record.id] = record
         if before is None:
-            self._index.added(record)
+            self._added(record)
+        elif before.state is not record.state:
+            # ``terminal`` is a plain attribute (``in TERMINAL_STATES`` would hash the enum
+            # member in Python), and the index is told only once a listing built lists by state.
+            if self._index.moving:
+                self._index.moved(before, record)
             if record.state.terminal:
                 self._finished.add(record)
-        elif before.state is not record.state:
-            self._changed(before, record)
         self._events.append(event)
 
+    def _added(self, record: JobRecord) -> None:
+        index = self._index
+        ids = index.all.entries
+        if ids and record.id > ids[-1]:
+            ids.append(record.id)  # ``Sorted.add``'s common case, inline: it runs on each submit
+            index.all.live += 1
+        else:
+            index.all.add(record.id)
+        if index.built:
+            index.added(record)
+        if record.state.terminal:
+            self._finished.add(record)
+
     def _changed(self, before: JobRecord, after: JobRecord) -> None:
-        # ``terminal`` is a plain attribute; ``in TERMINAL_STATES`` would hash the enum member
-        # in Python, on every write.
         if self._index.moving:
             self._index.moved(before, after)
         if after.state.terminal and not before.state.terminal:
@@ -132,16 +144,15 @@ class MemoryStore:
     ) -> int:
         """Drop up to ``limit`` finished jobs, by end time and/or beyond the newest N."""
         records = self._records
-        stored = records.__contains__
         doomed = self._finished.select(
-            stored, finished_before=finished_before, keep_finished=keep_finished, limit=limit
+            records, finished_before=finished_before, keep_finished=keep_finished, limit=limit
         )
         gone = [records.pop(job_id) for job_id in doomed]
         for record in gone:
             if record.idempotency_key is not None:
                 self._keys.pop((record.owner, record.idempotency_key), None)
             self._index.purged(record)
-        self._finished.removed(gone, stored)
+        self._finished.removed(gone, records.__contains__)
         return len(doomed)
 
     def _index_after(self, after: int) -> int:

@@ -37,6 +37,14 @@ class Sorted(Generic[T]):
         self.head = 0
         self.live = 0
 
+    @classmethod
+    def of(cls, entries: list[T]) -> Sorted[T]:
+        """A list of ``entries`` (sorted, each one current)."""
+        made = cls()
+        made.entries = entries
+        made.live = len(entries)
+        return made
+
     def add(self, entry: T) -> None:
         """``entry`` belongs here now (if it is here already, stale, it is current again)."""
         entries = self.entries
@@ -95,24 +103,19 @@ MOVING = ("state", "owner_state")  # the kinds whose key changes with the job's 
 class JobIndex:
     """Every list a listing may walk; told of each stored, changed and purged record."""
 
-    __slots__ = ("_built", "_records", "all", "moving")
+    __slots__ = ("_records", "all", "built", "moving")
 
     def __init__(self, records: dict[str, JobRecord]) -> None:
         self._records = records
         self.all = SortedIds()
-        self._built: dict[str, dict[Hashable, SortedIds]] = {}
+        self.built: dict[str, dict[Hashable, SortedIds]] = {}  # none until a listing filters
         self.moving: list[str] = []  # the built kinds among MOVING: none, until a listing
 
     def added(self, record: JobRecord) -> None:
-        """``record`` was stored."""
+        """``record`` was stored (and ``all`` holds its id): the lists by a field that were
+        built take it."""
         job_id = record.id
-        ids = self.all
-        if ids.entries and job_id > ids.entries[-1]:
-            ids.entries.append(job_id)  # ``add``'s common case, inline: one call less per submit
-            ids.live += 1
-        else:
-            ids.add(job_id)
-        for kind, lists in self._built.items():
+        for kind, lists in self.built.items():
             key = KEYS[kind](record)
             if key is not None:
                 _list(lists, key).add(job_id)
@@ -124,7 +127,7 @@ class JobIndex:
         for kind in self.moving:
             key = KEYS[kind](before)
             if key is not None:
-                lists = self._built[kind]
+                lists = self.built[kind]
                 self._drop(kind, lists[key], key)
                 _list(lists, KEYS[kind](after)).add(after.id)
 
@@ -132,7 +135,7 @@ class JobIndex:
         """``record`` was removed from the store."""
         if self.all.drop():
             self.all.rebuild(self._records.__contains__)
-        for kind, lists in self._built.items():
+        for kind, lists in self.built.items():
             key = KEYS[kind](record)
             if key is not None:
                 self._drop(kind, lists[key], key)
@@ -160,9 +163,9 @@ class JobIndex:
         return shortest
 
     def _lists(self, kind: str) -> dict[Hashable, SortedIds]:
-        lists = self._built.get(kind)
+        lists = self.built.get(kind)
         if lists is None:
-            lists = self._built[kind] = {}
+            lists = self.built[kind] = {}
             key_of = KEYS[kind]
             for job_id in self.all.entries:
                 record = self._records.get(job_id)

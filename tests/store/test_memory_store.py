@@ -6,6 +6,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from jobwarden.actors.states import TERMINAL_STATES, JobState
@@ -205,3 +206,19 @@ async def test_a_long_job_that_ends_after_purges_is_the_oldest_finished() -> Non
     assert await store.purge(finished_before=None, keep_finished=1, limit=1) == 1
     assert await store.get(long.id) is None
     assert ids(await list_all(store, JobQuery())) == [last.id]
+
+
+@pytest.mark.anyio
+async def test_a_second_put_of_a_job_replaces_it_and_lists_it_once() -> None:
+    """Putting a stored job again (now finished) replaces its record: it is listed once, under
+    its new state, and a purge counts it as finished."""
+    store = MemoryStore()
+    jobs = Jobs()
+    record = await jobs.put(store)
+    assert await list_all(store, JobQuery(state=JobState.QUEUED)) == [record]
+    done = msgspec.structs.replace(record, state=JobState.SUCCEEDED, finished_at=T0)
+    await store.put(done, jobs.event(done))
+    assert await list_all(store, JobQuery()) == [done]
+    assert await list_all(store, JobQuery(state=JobState.QUEUED)) == []
+    assert await list_all(store, JobQuery(state=JobState.SUCCEEDED)) == [done]
+    assert await store.purge(finished_before=None, keep_finished=0) == 1
