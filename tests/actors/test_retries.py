@@ -48,15 +48,18 @@ class Flaky:
             self.calls.append(ctx.attempt)
             return 5  # type: ignore[return-value]
 
-        @plugin.tool(
-            retry=RetryPolicy(max_attempts=5, backoff_s=0.02, jitter=0), total_timeout=0.05
-        )
+        # Attempts at 0, 0.1 and 0.3 s; the fourth would start at 0.7, past the budget. The
+        # margins (0.2 s) are wide: a loaded machine starts attempts late, and an attempt whose
+        # start falls past the budget ends the job as cancelled (timeout), not failed.
+        @plugin.tool(retry=RetryPolicy(max_attempts=5, backoff_s=0.1, jitter=0), total_timeout=0.5)
         async def budget(inp: KeyIn, ctx: ToolContext) -> TextOut:
             """Always fails; the total timeout stops the retries."""
             self.calls.append(ctx.attempt)
             raise RuntimeError("again")
 
-        @plugin.tool(total_timeout=0.02)
+        # 0.2 s: an attempt that started only after its budget (a loaded machine) would end the
+        # job as cancelled before it ran, not cut it.
+        @plugin.tool(total_timeout=0.2)
         async def overall(inp: KeyIn, ctx: ToolContext) -> TextOut:
             """Hangs: the total timeout cuts it though it has no per-attempt timeout."""
             await anyio.sleep_forever()
@@ -159,13 +162,14 @@ async def test_a_job_waiting_out_its_backoff_can_be_cancelled() -> None:
 
 
 async def test_the_total_timeout_stops_retries_that_would_start_too_late() -> None:
-    """With 50 ms in all and 20, 40 ms backoffs, the job fails before attempt 3 would start."""
+    """With 500 ms in all and 100, 200, 400 ms backoffs, the job fails after attempt 3: the
+    fourth could not start within the budget, so it is not tried."""
     flaky = Flaky(0)
     async with Supervisor(plugins=[flaky.plugin(Gates())]) as sup:
         done = await sup.wait((await sup.submit("flaky.budget", {})).id, timeout=10)
     assert done.state is JobState.FAILED
-    assert done.attempt < 5
-    assert flaky.calls == list(range(1, done.attempt + 1))
+    assert done.attempt == 3
+    assert flaky.calls == [1, 2, 3]
 
 
 async def test_the_total_timeout_cuts_a_running_attempt() -> None:
@@ -174,7 +178,7 @@ async def test_the_total_timeout_cuts_a_running_attempt() -> None:
         done = await sup.wait((await sup.submit("flaky.overall", {})).id, timeout=10)
     assert done.state is JobState.TIMED_OUT
     assert done.error is not None
-    assert "did not finish within its total timeout of 0.02s" in done.error.message
+    assert "did not finish within its total timeout of 0.2s" in done.error.message
 
 
 async def test_a_job_that_waits_too_long_in_the_queue_is_cancelled_as_timed_out() -> None:
