@@ -18,6 +18,7 @@ from jobwarden.store.base import MAX_PAGE
 from jobwarden.transport import seed_routes as seed
 from jobwarden.transport import wire
 from jobwarden.transport.context import SETTINGS, SUPERVISOR
+from jobwarden.transport.dashboard import ASSETS, INDEX
 from jobwarden.transport.openapi_bodies import one_per_seed_tool, one_per_tool
 
 
@@ -41,6 +42,7 @@ class Op(msgspec.Struct, frozen=True):
     auth: bool = True
     stream: bool = False
     media: tuple[str, ...] = ()  # media types of a 200 that is not JSON
+    path_schemas: dict[str, dict[str, Any]] = {}  # a path parameter's schema, if not any string
 
 
 _JOB_ID = "{id}"
@@ -148,6 +150,7 @@ OPERATIONS: tuple[Op, ...] = (
         {200: None, 304: None, 404: ErrorEnvelope},
         auth=False,
         media=("text/javascript", "text/css"),
+        path_schemas={"name": {"type": "string", "enum": sorted(set(ASSETS) - {INDEX})}},
     ),
     Op(
         "post",
@@ -252,7 +255,12 @@ def build_spec(
 
 def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": op.path_schemas.get(name, {"type": "string"}),
+        }
         for name in _path_params(op.path)
     ]
     parameters += [

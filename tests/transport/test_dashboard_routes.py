@@ -92,3 +92,16 @@ def test_every_file_the_page_loads_is_shipped() -> None:
     assert named
     assert named <= set(ASSETS)
     assert "http" not in "".join(re.findall(r'(?:src|href)="([^"]+)"', page))
+
+
+async def test_the_document_names_exactly_the_assets_served() -> None:
+    """/openapi.json lists the asset names as the path parameter's enum, and each one is served."""
+    async with serve() as server:
+        async with server.http.get(server.url("/openapi.json")) as resp:
+            spec = await resp.json()
+        [parameter] = spec["paths"]["/dashboard/{name}"]["get"]["parameters"]
+        names = parameter["schema"]["enum"]
+        assert names == sorted(set(ASSETS) - {"index.html"})
+        for name in names:
+            async with server.http.get(server.url(f"/dashboard/{name}")) as resp:
+                assert resp.status == 200, name
