@@ -5,12 +5,14 @@ Process tools are imported by reference in the worker, so they live at module le
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
 from typing import Any
 
 import msgspec
+import structlog
 
 from jobwarden import Plugin, ToolContext
 
@@ -30,6 +32,17 @@ procs = Plugin("procs", version="0.1.0")
 def square(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     """Square n: the healthy tool."""
     return NumberOut(n=inp.n * inp.n)
+
+
+@procs.tool(mode="process", timeout=60)
+def logs(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Log through ctx.log, structlog and the stdlib's logging (below INFO too), then succeed."""
+    ctx.log.info("through ctx.log", n=inp.n, thing=object())
+    structlog.get_logger("user").warning("through structlog", n=inp.n)
+    structlog.get_logger("user").debug("too fine to send")
+    logging.getLogger("user.std").error("through logging, n=%d", inp.n)
+    logging.getLogger("user.std").debug("too fine to send")
+    return NumberOut(n=inp.n)
 
 
 @procs.tool(mode="process", timeout=60)

@@ -18,12 +18,13 @@ import anyio
 import msgspec
 
 from jobwarden.actors import process_worker
+from jobwarden.actors.process_logs import Logged, relog
 from jobwarden.actors.process_worker import READY, Call, Replies
 
 GRACE_S = 0.2  # how long a worker may handle SIGTERM before it gets SIGKILL
 
 _context = multiprocessing.get_context("spawn")
-_replies = msgspec.msgpack.Decoder(Replies)
+_messages = msgspec.msgpack.Decoder(Replies | Logged)
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -66,8 +67,11 @@ class _Worker:
                     raise EOFError("the worker did not start")
                 self.ready = True
             self.conn.send_bytes(request)
-            reply: Replies = _replies.decode(await self._receive())
-            return reply
+            while True:
+                message: Replies | Logged = _messages.decode(await self._receive())
+                if not isinstance(message, Logged):
+                    return message
+                relog(message)
         except (EOFError, OSError):
             return await self._died()
 

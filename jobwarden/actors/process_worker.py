@@ -6,7 +6,8 @@ a worker, which covers every way the child's call can end, a dead worker include
 A worker reads one ``Call`` at a time from its connection, imports the tool's function and input
 type by reference, calls it under the call's resource limits and answers with one ``Reply``.
 Everything crossing the boundary is msgspec MessagePack. The worker's stdout and stderr go to
-``/dev/null``: a tool's prints must not land in the server's logs or a CLI's JSON output.
+``/dev/null``: a tool's prints must not land in the server's logs or a CLI's JSON output; what
+it logs is sent to the parent ahead of the reply (``process_logs``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
 
 import msgspec
+from structlog.contextvars import bound_contextvars
 
+from jobwarden.actors import process_logs
 from jobwarden.plugins.context import ToolContext
 
 READY = b"ready"
@@ -91,6 +94,7 @@ def serve(conn: Connection) -> None:
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     os.close(devnull)
+    process_logs.forward(conn)
     conn.send_bytes(READY)
     while True:
         try:
@@ -107,7 +111,11 @@ def handle(data: bytes) -> bytes:
     try:
         func = _resolve(call.target)
         inp = msgspec.msgpack.decode(call.input, type=_resolve(call.input_type))
-        with _limits(call.memory_mb, call.cpu_s):
+        # What the tool logs names its job (``process_logs`` sends it to the parent).
+        with (
+            bound_contextvars(job_id=call.job_id, tool=call.tool, attempt=call.attempt),
+            _limits(call.memory_mb, call.cpu_s),
+        ):
             value = func(inp, ctx)
     except MemoryError as exc:
         reply: Replies = OutOfMemory(message=f"MemoryError: {exc}" if str(exc) else "MemoryError")

@@ -6,6 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from jobwarden import JobEvent, JobRecord, JobState, Supervisor
 from jobwarden.actors.process_pool import ProcessPoolStatistics
@@ -41,6 +42,27 @@ async def test_process_tool_succeeds_in_a_reused_worker() -> None:
             assert sup.processes.statistics() == ProcessPoolStatistics(size=2, idle=1, started=1)
             metrics = sup.registry.metrics("procs.square")
             assert (metrics.calls, metrics.successes, metrics.in_flight) == (3, 3, 0)
+
+
+async def test_what_a_process_tool_logs_is_logged_by_the_server_with_the_job() -> None:
+    """Lines a process tool logs (ctx.log, structlog, stdlib logging) reach the server's log
+    with their level, fields and job; lines below INFO stay in the worker."""
+    with anyio.fail_after(HANG_GUARD_S), capture_logs() as logs:
+        async with Supervisor(plugins=[procs]) as sup:
+            done = await run_one(sup, "procs.logs", {"n": 3})
+    assert done.state is JobState.SUCCEEDED
+    tool = [entry for entry in logs if entry["event"].startswith("through")]
+    assert [(e["event"], e["log_level"]) for e in tool] == [
+        ("through ctx.log", "info"),
+        ("through structlog", "warning"),
+        ("through logging, n=3", "error"),
+    ]
+    assert all(e["job_id"] == done.id and e["tool"] == "procs.logs" for e in tool)
+    assert all(e["attempt"] == 1 for e in tool)
+    assert tool[0]["n"] == 3
+    assert tool[0]["thing"].startswith("<object object at ")
+    assert tool[2]["logger"] == "user.std"
+    assert not [entry for entry in logs if entry["event"] == "too fine to send"]
 
 
 async def test_raising_process_tool_fails_with_plugin_error() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from structlog.contextvars import get_contextvars
 
 from jobwarden.actors.process_worker import (
     Call,
@@ -34,6 +35,11 @@ def job_id_of(inp: NumberIn, ctx: ToolContext) -> str:
     return ctx.job_id
 
 
+def bound_job_of(inp: NumberIn, ctx: ToolContext) -> str:
+    """Return the job id bound for the call's log lines."""
+    return str(get_contextvars()["job_id"])
+
+
 def run(func: Any, n: int = 0, **limits: int) -> Replies:
     call = Call(
         target=reference(func),
@@ -56,6 +62,14 @@ def test_a_return_value_comes_back_encoded() -> None:
     named = run(job_id_of)
     assert isinstance(named, Returned)
     assert msgspec.msgpack.decode(named.output) == "job-1"
+
+
+def test_the_call_s_log_bindings_end_with_it() -> None:
+    """During the call its job is bound for log lines; afterwards nothing the call bound is."""
+    reply = run(bound_job_of)
+    assert isinstance(reply, Returned)
+    assert msgspec.msgpack.decode(reply.output) == "job-1"
+    assert "job_id" not in get_contextvars()
 
 
 @pytest.mark.parametrize(

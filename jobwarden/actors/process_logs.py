@@ -1,0 +1,80 @@
+"""Logs of process-mode tools: what a tool logs in its worker (``ctx.log``, structlog, or the
+standard library's logging) is logged by the server, with the job's context.
+
+A worker's stdout and stderr go to ``/dev/null`` (a tool's prints must not corrupt the server's
+logs or a CLI's JSON), so its log lines had nowhere to go. In the worker, structlog's last
+processor and a handler on the root logger turn each entry into a ``Logged`` message sent on the
+call's connection, ahead of the call's reply; the parent (``process_pool``) logs each one as it
+arrives, on logger ``jobwarden.tool``, in the task that runs the call, so the job's bound context
+(job id, tool, attempt, principal) is on it as on a thread or async tool's lines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+import structlog
+from structlog.contextvars import get_contextvars, merge_contextvars
+from structlog.processors import add_log_level, format_exc_info
+
+LEVEL = logging.INFO  # what a worker sends: its debug lines would cost a message each
+_RESERVED = frozenset({"event", "level", "log_level", "timestamp"})
+_PLAIN = (str, int, float, bool, type(None))
+_encoder = msgspec.msgpack.Encoder()
+
+
+class Logged(msgspec.Struct, tag="logged", tag_field="kind"):
+    """One log entry of a tool in a worker: its level, message and other fields."""
+
+    level: str
+    event: str
+    fields: dict[str, Any]
+
+
+def forward(conn: Connection) -> None:
+    """In a worker: send every log entry at ``LEVEL`` or above to the parent over ``conn``."""
+
+    def send(_logger: Any, _method: str, event_dict: structlog.typing.EventDict) -> Any:
+        level = str(event_dict.pop("level", "info"))
+        event = str(event_dict.pop("event", ""))
+        conn.send_bytes(_encoder.encode(Logged(level, event, _fields(event_dict))))
+        raise structlog.DropEvent
+
+    structlog.configure(
+        processors=[merge_contextvars, add_log_level, format_exc_info, send],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVEL),
+        cache_logger_on_first_use=True,
+    )
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            fields = {**get_contextvars(), "logger": record.name}
+            if record.exc_info:
+                fields["exception"] = logging.Formatter().formatException(record.exc_info)
+            event = record.getMessage()
+            conn.send_bytes(_encoder.encode(Logged(record.levelname.lower(), event, fields)))
+
+    root = logging.getLogger()
+    root.handlers = [Handler()]
+    root.setLevel(LEVEL)
+
+
+def relog(entry: Logged) -> None:
+    """In the parent: log what a worker sent, as a line of the tool's."""
+    log = structlog.get_logger("jobwarden.tool")
+    method = getattr(log, entry.level, None)
+    if entry.level not in ("debug", "info", "warning", "error", "critical") or method is None:
+        method = log.info
+    method(entry.event, **{k: v for k, v in entry.fields.items() if k not in _RESERVED})
+
+
+def _fields(event_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry's fields, each one MessagePack can carry (others as their ``repr``)."""
+    return {
+        str(key): value if isinstance(value, _PLAIN) else repr(value)
+        for key, value in event_dict.items()
+    }
