@@ -109,14 +109,13 @@ def handle(data: bytes) -> bytes:
     call = _calls.decode(data)
     ctx = ToolContext(job_id=call.job_id, tool=call.tool, attempt=call.attempt, progress=_progress)
     try:
-        func = _resolve(call.target)
-        inp = msgspec.msgpack.decode(call.input, type=_resolve(call.input_type))
-        # What the tool logs names its job (``process_logs`` sends it to the parent).
-        with (
-            bound_contextvars(job_id=call.job_id, tool=call.tool, attempt=call.attempt),
-            _limits(call.memory_mb, call.cpu_s),
-        ):
-            value = func(inp, ctx)
+        # What the tool logs, its module's import included, names its job (``process_logs``
+        # sends it to the parent).
+        with bound_contextvars(job_id=call.job_id, tool=call.tool, attempt=call.attempt):
+            func = _resolve(call.target)
+            inp = msgspec.msgpack.decode(call.input, type=_resolve(call.input_type))
+            with _limits(call.memory_mb, call.cpu_s):
+                value = func(inp, ctx)
     except MemoryError as exc:
         reply: Replies = OutOfMemory(message=f"MemoryError: {exc}" if str(exc) else "MemoryError")
     except Exception as exc:
