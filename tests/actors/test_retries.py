@@ -162,14 +162,15 @@ async def test_a_job_waiting_out_its_backoff_can_be_cancelled() -> None:
 
 
 async def test_the_total_timeout_stops_retries_that_would_start_too_late() -> None:
-    """With 500 ms in all and 100, 200, 400 ms backoffs, the job fails after attempt 3: the
-    fourth could not start within the budget, so it is not tried."""
+    """With 500 ms in all and 100, 200, 400 ms backoffs, the job fails before its fifth attempt
+    (after the third, or the second on a loaded machine): no retry that could not start within
+    the budget is tried."""
     flaky = Flaky(0)
     async with Supervisor(plugins=[flaky.plugin(Gates())]) as sup:
         done = await sup.wait((await sup.submit("flaky.budget", {})).id, timeout=10)
     assert done.state is JobState.FAILED
-    assert done.attempt == 3
-    assert flaky.calls == [1, 2, 3]
+    assert done.attempt in (2, 3)
+    assert flaky.calls == list(range(1, done.attempt + 1))
 
 
 async def test_the_total_timeout_cuts_a_running_attempt() -> None:
