@@ -45,13 +45,7 @@ class MemoryStore:
             if existing is not None and existing in self._records:
                 return self._records[existing]
             self._keys[key] = record.id
-        records = self._records
-        before = records.get(record.id)
-        records[record.id] = record
-        if before is None:
-            self._added(record)
-        else:
-            self._changed(before, record)
+        self._keep(record)
         self._events.append(event)
         return record
 
@@ -61,38 +55,29 @@ class MemoryStore:
 
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
         """Replace the record and log the event."""
+        self._keep(record)
+        self._events.append(event)
+
+    def _keep(self, record: JobRecord) -> None:
+        """Store ``record``; the lists learn of a new job and of a changed state. ``terminal`` is
+        a plain attribute (``in TERMINAL_STATES`` would hash the enum member in Python), and the
+        listing index hears of a change only once a listing built lists by state."""
         records = self._records
         before = records.get(record.id)
         records[record.id] = record
+        terminal = record.state.terminal
         if before is None:
-            self._added(record)
+            index = self._index
+            index.all.add(record.id)
+            if index.built:
+                index.added(record)
+            if terminal:
+                self._finished.add(record)
         elif before.state is not record.state:
-            # ``terminal`` is a plain attribute (``in TERMINAL_STATES`` would hash the enum
-            # member in Python), and the index is told only once a listing built lists by state.
             if self._index.moving:
                 self._index.moved(before, record)
-            if record.state.terminal:
+            if terminal and not before.state.terminal:
                 self._finished.add(record)
-        self._events.append(event)
-
-    def _added(self, record: JobRecord) -> None:
-        index = self._index
-        ids = index.all.entries
-        if ids and record.id > ids[-1]:
-            ids.append(record.id)  # ``Sorted.add``'s common case, inline: it runs on each submit
-            index.all.live += 1
-        else:
-            index.all.add(record.id)
-        if index.built:
-            index.added(record)
-        if record.state.terminal:
-            self._finished.add(record)
-
-    def _changed(self, before: JobRecord, after: JobRecord) -> None:
-        if self._index.moving:
-            self._index.moved(before, after)
-        if after.state.terminal and not before.state.terminal:
-            self._finished.add(after)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         """Newest first, filtered, ``limit`` rows after the cursor."""
