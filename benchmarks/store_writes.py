@@ -86,6 +86,7 @@ def new_file(folder: Path, *, upto: int, floor: bool) -> Path:
     path = folder / "jobs.db"
     db = sqlite3.connect(path, isolation_level=None)
     try:
+        db.execute(f"PRAGMA page_size = {sqlite_schema.PAGE_SIZE}")  # as the store's new files
         db.execute("PRAGMA journal_mode = WAL")
         sqlite_schema.migrate(db, str(path), upto=upto)
         if floor:

@@ -57,12 +57,15 @@ INSERT_KEYED_JOB = (
     " ON CONFLICT (idempotency) WHERE idempotency IS NOT NULL DO NOTHING"
 )
 KEYED_RECORD = "SELECT record FROM jobs WHERE idempotency = ?"
-INSERT_JOBS = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES {{rows}}"
+# OR ROLLBACK: a failing multi-row statement ends the whole transaction (``apply`` rolls back
+# on any error anyway), so SQLite keeps no statement journal to undo that statement alone: without
+# it, each of these statements wrote every page it changed to a temporary file first.
+INSERT_JOBS = f"INSERT OR ROLLBACK INTO jobs ({_JOB_COLUMNS}) VALUES {{rows}}"
 UPDATE_JOBS = (
-    "UPDATE jobs SET state = v.column1, record = v.column2, finished_at = v.column3"
+    "UPDATE OR ROLLBACK jobs SET state = v.column1, record = v.column2, finished_at = v.column3"
     " FROM (VALUES {rows}) AS v WHERE jobs.id = v.column4"
 )
-INSERT_EVENTS = "INSERT INTO events (offset, job_id, tool, body) VALUES {rows}"
+INSERT_EVENTS = "INSERT OR ROLLBACK INTO events (offset, job_id, tool, body) VALUES {rows}"
 
 # Retention's reads, each one index range (tests check the plans). Only finished jobs have a
 # finished_at, so the time query needs no state condition (which would make SQLite pick

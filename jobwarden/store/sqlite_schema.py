@@ -33,6 +33,11 @@ from datetime import datetime
 
 from jobwarden.errors import StoreError
 
+# A new file's page size. Each commit writes every page it touched to the WAL, one frame (and
+# system call) per page: twice SQLite's default halves those calls for the same rows, which
+# store_writes measures (about 10% less CPU per job); a listing's read of 50 rows stays a few pages.
+PAGE_SIZE = 8192
+
 TERMINAL_SQL = "('succeeded', 'failed', 'timed_out', 'cancelled')"
 
 _V1 = """

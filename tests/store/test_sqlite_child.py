@@ -216,3 +216,26 @@ def test_a_failed_transaction_is_replied_as_an_error(db: sqlite3.Connection) -> 
     assert reply[1:8] == (None, None, 0, False, None, [], 0.0)
     assert "UNIQUE constraint failed" in reply[8]
     assert db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+
+
+def test_a_failing_multi_row_statement_ends_the_transaction_and_the_next_one_commits(
+    db: sqlite3.Connection,
+) -> None:
+    """A unique clash inside one multi-row INSERT (OR ROLLBACK) undoes the whole transaction,
+    the ops before that statement included, and leaves the connection ready for the next."""
+    jobs = Jobs()
+    first, clash = jobs.record(), jobs.record()
+    running = msgspec.structs.replace(first, state=JobState.RUNNING, started_at=T0)
+    apply_batch(db, [Put(first, jobs.event(first))])
+    ops = [
+        Transition(running, jobs.event(running)).wire,
+        Put(clash, jobs.event(clash)).wire,
+        Put(clash, jobs.event(clash)).wire,
+    ]
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
+        sqlite_child.apply(db, ops)
+    assert not db.in_transaction
+    assert db.execute("SELECT state FROM jobs").fetchall() == [("queued",)]
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    apply_batch(db, [Transition(running, jobs.event(running))])
+    assert db.execute("SELECT state FROM jobs").fetchall() == [("running",)]

@@ -21,7 +21,7 @@ from jobwarden.records import JobRecord
 from jobwarden.store import JobStore, sqlite_child, sqlite_ops
 from jobwarden.store.base import EventBounds, JobQuery
 from jobwarden.store.sqlite import SqliteStore, listing_sql, store_from_url
-from jobwarden.store.sqlite_schema import LATEST, migrate, version
+from jobwarden.store.sqlite_schema import LATEST, PAGE_SIZE, migrate, version
 from tests.store.conformance import (
     T0,
     Jobs,
@@ -251,6 +251,29 @@ async def test_a_schema_v1_file_is_migrated_forward(tmp_path: Path) -> None:
         assert removed == 1
     finally:
         await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_new_file_takes_the_store_page_size_and_an_older_file_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    """A file the store creates has PAGE_SIZE pages; a file made before (SQLite's default 4096)
+    is opened and written as it is."""
+    new = await _opened(tmp_path / "new.db")
+    await new.close()
+    old_path = tmp_path / "v1.db"
+    jobs = Jobs()
+    _v1_file(old_path, jobs)
+    old = await _opened(old_path)
+    try:
+        await jobs.put_finished(old)
+    finally:
+        await old.close()
+    for path, size in ((tmp_path / "new.db", PAGE_SIZE), (old_path, 4096)):
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA page_size").fetchone()[0] == size
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert PAGE_SIZE != 4096
 
 
 @pytest.mark.anyio
