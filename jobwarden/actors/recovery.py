@@ -33,6 +33,9 @@ class Recovered(msgspec.Struct, frozen=True):
     retried: int = 0
     interrupted: int = 0
     abandoned: int = 0
+    expired: int = 0
+    """Queued jobs whose queue timeout ran out before the restart: admitted, they end at once
+    (cancelled, error type ``timeout``) without running."""
 
 
 async def recover(
@@ -42,7 +45,8 @@ async def recover(
     admit: Callable[[JobActor], None],
 ) -> Recovered:
     """Settle each unfinished record (oldest first) and ``admit`` an actor for each that runs."""
-    counts = {"requeued": 0, "retried": 0, "interrupted": 0, "abandoned": 0}
+    counts = {"requeued": 0, "retried": 0, "interrupted": 0, "abandoned": 0, "expired": 0}
+    now = datetime.now(UTC)
     for record in records:
         try:
             tool = registry.available_tool(record.tool)
@@ -59,11 +63,14 @@ async def recover(
                 continue
             again = next_attempt(record)
             await commit_change(host, record, again, "retrying", message=INTERRUPTED)
-            record = again
+            actor = JobActor(host, again, tool, args)
             counts["retried"] += 1
         else:
-            counts["requeued"] += 1
-        admit(JobActor(host, record, tool, args))
+            actor = JobActor(host, record, tool, args)
+            wait = tool.queue_timeout_s
+            expired = wait is not None and actor.queue_left(wait, now) <= 0
+            counts["expired" if expired else "requeued"] += 1
+        admit(actor)
     summary = Recovered(**counts)
     if summary != Recovered():
         log.info("recovered unfinished jobs", **counts)

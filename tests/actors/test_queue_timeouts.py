@@ -52,7 +52,8 @@ async def test_jobs_whose_window_passed_before_a_restart_end_as_timeout_at_recov
     tmp_path: Path,
 ) -> None:
     """After a restart, a queued job past its queue timeout (counted from its submit, or for a
-    retry from its re-queue) ends cancelled as timeout without running; the others run."""
+    retry from its re-queue) ends cancelled as timeout without running, and recovery counts it as
+    expired rather than requeued; the others run."""
     path = tmp_path / "jobs.db"
     now = datetime.now(UTC)
     stale, fresh, stale_retry, fresh_retry, older_retry = [
@@ -68,7 +69,7 @@ async def test_jobs_whose_window_passed_before_a_restart_end_as_timeout_at_recov
     async with Supervisor(
         plugins=[patient_plugin(30.0, calls, Gates())], store=SqliteStore(path)
     ) as sup:
-        assert sup.recovered == Recovered(requeued=5)
+        assert sup.recovered == Recovered(requeued=3, expired=2)
         finals = {
             r.input["key"]: await sup.wait(r.id, timeout=10)
             for r in (stale, fresh, stale_retry, fresh_retry, older_retry)
