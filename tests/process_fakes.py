@@ -46,6 +46,14 @@ def logs(inp: NumberIn, ctx: ToolContext) -> NumberOut:
 
 
 @procs.tool(mode="process", timeout=60)
+def steps(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Report n steps of progress with ctx.progress_sync, then return n."""
+    for step in range(1, inp.n + 1):
+        ctx.progress_sync(step / inp.n, f"step {step} of {inp.n}")
+    return NumberOut(n=inp.n)
+
+
+@procs.tool(mode="process", timeout=60)
 def raises(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     """Raise ValueError."""
     raise ValueError(f"bad n {inp.n}")

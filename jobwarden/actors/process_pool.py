@@ -19,12 +19,13 @@ import msgspec
 
 from jobwarden.actors import process_worker
 from jobwarden.actors.process_logs import Logged, relog
-from jobwarden.actors.process_worker import READY, Call, Replies
+from jobwarden.actors.process_worker import READY, Call, Progressed, Replies
+from jobwarden.plugins.context import ProgressSink
 
 GRACE_S = 0.2  # how long a worker may handle SIGTERM before it gets SIGKILL
 
 _context = multiprocessing.get_context("spawn")
-_messages = msgspec.msgpack.Decoder(Replies | Logged)
+_messages = msgspec.msgpack.Decoder(Replies | Logged | Progressed)
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -60,7 +61,7 @@ class _Worker:
         finally:
             self._child.close()  # the parent's copy: while it is open, a death is no EOF
 
-    async def call(self, request: bytes) -> Replies | Died:
+    async def call(self, request: bytes, progress: ProgressSink) -> Replies | Died:
         try:
             if not self.ready:
                 if await self._receive() != READY:
@@ -68,10 +69,13 @@ class _Worker:
                 self.ready = True
             self.conn.send_bytes(request)
             while True:
-                message: Replies | Logged = _messages.decode(await self._receive())
-                if not isinstance(message, Logged):
+                message: Replies | Logged | Progressed = _messages.decode(await self._receive())
+                if isinstance(message, Logged):
+                    relog(message)
+                elif isinstance(message, Progressed):
+                    await progress(message.fraction, message.message)
+                else:
                     return message
-                relog(message)
         except (EOFError, OSError):
             return await self._died()
 
@@ -120,8 +124,9 @@ class ProcessPool:
         """How many workers the pool may run, has idle, and has started (replacements included)."""
         return ProcessPoolStatistics(size=self._size, idle=len(self._idle), started=self._started)
 
-    async def call(self, call: Call[msgspec.Struct]) -> Replies | Died:
-        """Run ``call`` in a worker; a cancelled call kills its worker before re-raising."""
+    async def call(self, call: Call[msgspec.Struct], progress: ProgressSink) -> Replies | Died:
+        """Run ``call`` in a worker, passing what it reports as progress to ``progress``; a
+        cancelled call kills its worker before re-raising."""
         request = _encoder.encode(call)
         async with self._slots:
             worker = self._checkout()
@@ -130,7 +135,7 @@ class ProcessPool:
                     worker = _Worker()
                     self._started += 1
                     await worker.start()
-                reply = await worker.call(request)
+                reply = await worker.call(request, progress)
             except BaseException:
                 if worker is not None:
                     with anyio.CancelScope(shield=True):

@@ -82,6 +82,15 @@ class Unencodable(Reply, tag="unencodable"):
 
 
 Replies = Returned | Raised | OutOfMemory | Unencodable
+
+
+class Progressed(msgspec.Struct, tag="progressed", tag_field="kind"):
+    """The tool reported progress (``ctx.progress_sync``), sent ahead of the call's reply."""
+
+    fraction: float
+    message: str | None
+
+
 _encoder = msgspec.msgpack.Encoder()
 _calls = msgspec.msgpack.Decoder(Call[msgspec.Raw])
 
@@ -101,13 +110,20 @@ def serve(conn: Connection) -> None:
             data = conn.recv_bytes()
         except EOFError:
             return
-        conn.send_bytes(handle(data))
+        conn.send_bytes(handle(data, conn))
 
 
-def handle(data: bytes) -> bytes:
-    """Run one encoded ``Call`` and return its encoded ``Reply``."""
+def handle(data: bytes, conn: Connection) -> bytes:
+    """Run one encoded ``Call`` and return its encoded ``Reply``; what the tool reports as
+    progress goes to the parent over ``conn`` meanwhile."""
     call = _calls.decode(data)
-    ctx = ToolContext(job_id=call.job_id, tool=call.tool, attempt=call.attempt, progress=_progress)
+    ctx = ToolContext(
+        job_id=call.job_id,
+        tool=call.tool,
+        attempt=call.attempt,
+        progress=functools.partial(_progress, conn),
+        progress_sync=functools.partial(_send_progress, conn),
+    )
     try:
         # What the tool logs, its module's import included, names its job (``process_logs``
         # sends it to the parent).
@@ -134,8 +150,13 @@ def _resolve(ref: str) -> Any:
     return pkgutil.resolve_name(ref)
 
 
-async def _progress(fraction: float, message: str | None) -> None:
-    raise NotImplementedError("progress is not reported from process-mode tools")
+async def _progress(conn: Connection, fraction: float, message: str | None) -> None:
+    """``await ctx.progress``, for a process tool that runs an event loop of its own."""
+    _send_progress(conn, fraction, message)
+
+
+def _send_progress(conn: Connection, fraction: float, message: str | None) -> None:
+    conn.send_bytes(_encoder.encode(Progressed(fraction=fraction, message=message)))
 
 
 @contextlib.contextmanager

@@ -150,7 +150,9 @@ class ToolRunner:
                                     tool.name, tool.func, started.args, ctx
                                 )
                             else:
-                                value = await self._processes.call(_call(tool, tool.func, started))
+                                value = await self._processes.call(
+                                    _call(tool, tool.func, started), actor.progress
+                                )
                             outcome = _returned(actor, started, scope, value)
                         except cancelled_exc:
                             if scope.cancel_called:

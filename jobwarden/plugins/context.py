@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import anyio
 import structlog
 
 ProgressSink = Callable[[float, str | None], Awaitable[None]]
+SyncProgressSink = Callable[[float, str | None], None]
 
 
 class ToolContext:
@@ -20,28 +22,53 @@ class ToolContext:
         "_cancel_requested",
         "_log",
         "_progress",
+        "_progress_sync",
         "_timed_out",
         "attempt",
         "job_id",
         "tool",
     )
 
-    def __init__(self, *, job_id: str, tool: str, attempt: int, progress: ProgressSink) -> None:
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        tool: str,
+        attempt: int,
+        progress: ProgressSink,
+        progress_sync: SyncProgressSink | None = None,
+    ) -> None:
         self.job_id = job_id
         self.tool = tool
         self.attempt = attempt
         self._progress = progress
+        self._progress_sync = progress_sync
         self._cancel_requested = False
         self._timed_out = False
         self._log: structlog.typing.FilteringBoundLogger | None = None
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress in [0, 1]; emits a ``jobwarden.job.progress`` event."""
-        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
-            raise ValueError(f"progress must be a number in [0, 1], got {fraction!r}")
-        if not 0 <= fraction <= 1:  # also refuses NaN; compares huge ints without overflow
-            raise ValueError(f"progress must be in [0, 1], got {fraction!r}")
-        await self._progress(float(fraction), message)
+        await self._progress(_checked(fraction), message)
+
+    def progress_sync(self, fraction: float, message: str | None = None) -> None:
+        """``progress`` for a plain ``def`` (thread or process mode), which cannot await.
+
+        In thread mode it returns once the event loop has taken the report; in process mode once
+        it is sent to the server, which reports it before the call's answer. An ``async`` tool
+        awaits ``progress`` instead: called on the event loop this raises ``RuntimeError``.
+        """
+        checked = _checked(fraction)
+        if self._progress_sync is not None:
+            self._progress_sync(checked, message)
+            return
+        try:
+            anyio.from_thread.run(self.progress, checked, message)
+        except anyio.NoEventLoopError as exc:  # not in one of anyio's worker threads
+            raise RuntimeError(
+                "progress_sync is for thread- and process-mode tools; an async tool awaits"
+                " ctx.progress(...)"
+            ) from exc
 
     @property
     def log(self) -> structlog.typing.FilteringBoundLogger:
@@ -67,3 +94,11 @@ class ToolContext:
         if not self._cancel_requested:
             self._cancel_requested = True
             self._timed_out = timed_out
+
+
+def _checked(fraction: float) -> float:
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        raise ValueError(f"progress must be a number in [0, 1], got {fraction!r}")
+    if not 0 <= fraction <= 1:  # also refuses NaN; compares huge ints without overflow
+        raise ValueError(f"progress must be in [0, 1], got {fraction!r}")
+    return float(fraction)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import resource
 from typing import Any
 
@@ -12,6 +14,7 @@ from structlog.contextvars import get_contextvars
 from jobwarden.actors.process_worker import (
     Call,
     OutOfMemory,
+    Progressed,
     Raised,
     Replies,
     Returned,
@@ -40,7 +43,31 @@ def bound_job_of(inp: NumberIn, ctx: ToolContext) -> str:
     return str(get_contextvars()["job_id"])
 
 
-def run(func: Any, n: int = 0, **limits: int) -> Replies:
+def reports_progress(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Report n steps of progress with progress_sync, then return n."""
+    for step in range(1, inp.n + 1):
+        ctx.progress_sync(step / inp.n, f"step {step}")
+    return NumberOut(n=inp.n)
+
+
+def reports_bad_progress(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Report a fraction past 1."""
+    ctx.progress_sync(2)
+    return NumberOut(n=inp.n)
+
+
+def runs_its_own_loop(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Await ctx.progress inside an event loop the tool runs itself."""
+
+    async def main() -> NumberOut:
+        await ctx.progress(0.5, "halfway")
+        return NumberOut(n=inp.n)
+
+    return asyncio.run(main())
+
+
+def run(func: Any, n: int = 0, sent: list[Progressed] | None = None, **limits: int) -> Replies:
+    """``handle`` one call of ``func``; what it sends ahead of its reply goes into ``sent``."""
     call = Call(
         target=reference(func),
         input_type=reference(NumberIn),
@@ -50,8 +77,50 @@ def run(func: Any, n: int = 0, **limits: int) -> Replies:
         attempt=1,
         **limits,
     )
-    reply: Replies = _replies.decode(handle(msgspec.msgpack.encode(call)))
+    ours, theirs = multiprocessing.Pipe()
+    try:
+        reply: Replies = _replies.decode(handle(msgspec.msgpack.encode(call), theirs))
+        while ours.poll():
+            message = _progressed.decode(ours.recv_bytes())
+            if sent is not None:
+                sent.append(message)
+    finally:
+        ours.close()
+        theirs.close()
     return reply
+
+
+_progressed = msgspec.msgpack.Decoder(Progressed)
+
+
+def test_progress_sync_sends_each_report_ahead_of_the_reply() -> None:
+    """A process tool's progress_sync reports go to the parent in order, before its reply."""
+    sent: list[Progressed] = []
+    reply = run(reports_progress, 3, sent)
+    assert isinstance(reply, Returned)
+    assert sent == [
+        Progressed(fraction=1 / 3, message="step 1"),
+        Progressed(fraction=2 / 3, message="step 2"),
+        Progressed(fraction=1.0, message="step 3"),
+    ]
+
+
+def test_a_tool_with_its_own_event_loop_can_await_progress() -> None:
+    """A process tool that runs asyncio itself may await ctx.progress: it is sent the same way."""
+    sent: list[Progressed] = []
+    reply = run(runs_its_own_loop, 2, sent)
+    assert isinstance(reply, Returned)
+    assert sent == [Progressed(fraction=0.5, message="halfway")]
+
+
+def test_a_bad_fraction_fails_the_call_and_sends_nothing() -> None:
+    """progress_sync checks the fraction in the worker: the tool raises ValueError."""
+    sent: list[Progressed] = []
+    reply = run(reports_bad_progress, 1, sent)
+    assert reply == Raised(
+        exception="builtins.ValueError", message="ValueError: progress must be in [0, 1], got 2"
+    )
+    assert sent == []
 
 
 def test_a_return_value_comes_back_encoded() -> None:
