@@ -205,7 +205,7 @@ class Supervisor:
             tg.start_soon(self._cluster.run, (await self.store.event_bounds()).last)
         elif self.store.durable:
             self.recovered = await recover(
-                self, self.registry, await self.store.unfinished(), self._admit
+                self, self.registry, await self.store.unfinished(), self._admit_recovered
             )
         if self.retainer is not None:
             tg.start_soon(self.retainer.run)
@@ -359,6 +359,19 @@ class Supervisor:
         self._actors[actor.record.id] = actor
         self._queued += 1
         self._schedule(actor)
+
+    def _admit_recovered(self, actor: JobActor) -> None:
+        """Admit a job recovered from the store; a retry still in its backoff when the last
+        process stopped waits for the rest of it (until its ``retry_at``), as it would have."""
+        record = actor.record
+        due = record.retry_at if record.attempt > 1 else None
+        delay = 0.0 if due is None else (due - datetime.now(UTC)).total_seconds()
+        if delay <= 0:
+            self._admit(actor)
+            return
+        self._actors[record.id] = actor
+        self._queued += 1
+        self._deadlines.later(anyio.current_time() + delay, lambda: self._schedule(actor))
 
     def _schedule(self, actor: JobActor) -> None:
         """Make a queued job runnable, with its queue timeout (if its tool has one) running; a

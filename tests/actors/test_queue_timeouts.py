@@ -102,3 +102,29 @@ async def test_a_retry_gets_its_queue_timeout_from_when_it_was_queued_again() ->
     assert (done.state, done.attempt) == (JobState.SUCCEEDED, 2)
     assert done.retry_at is not None
     assert done.retry_at >= failed_at + timedelta(seconds=backoff)
+
+
+async def test_a_retry_still_in_its_backoff_at_a_restart_waits_for_the_rest_of_it(
+    tmp_path: Path,
+) -> None:
+    """A queued retry whose retry_at lies ahead when the server starts again runs no earlier
+    than then; a retry already due and a first attempt run at once."""
+    path = tmp_path / "jobs.db"
+    now = datetime.now(UTC)
+    waiting = queued_note("waiting", now, attempt=2, retry_at=now + timedelta(seconds=0.5))
+    due = queued_note("due", now, attempt=2, retry_at=now - timedelta(seconds=1))
+    first = queued_note("first", now)
+    await stored(path, waiting, due, first)
+    calls: list[str] = []
+    async with Supervisor(
+        plugins=[patient_plugin(60.0, calls, Gates())], store=SqliteStore(path)
+    ) as sup:
+        assert sup.recovered == Recovered(requeued=3)
+        finals = {r.input["key"]: await sup.wait(r.id, timeout=10) for r in (waiting, due, first)}
+    assert sorted(calls) == ["due#2", "first#1", "waiting#2"]
+    assert all(final.state is JobState.SUCCEEDED for final in finals.values())
+    started = finals["waiting"].started_at
+    assert started is not None
+    assert waiting.retry_at is not None
+    assert started >= waiting.retry_at
+    assert calls.index("waiting#2") == 2
