@@ -74,7 +74,11 @@ class Report(msgspec.Struct):
         """
         passed = value >= bound if op == ">=" else value <= bound
         verdict = "PASS" if passed else "MISS"
-        text = f"{target}: {line} (target {op} {fmt(bound)}{unit}) {verdict}"
+        # The line rounds (0.4957 reads 0.50): the compared value is shown to four digits too.
+        text = (
+            f"{target}: {line} (target {op} {fmt(bound)}{unit}; compared {value:.4g}{unit})"
+            f" {verdict}"
+        )
         self.verdicts.append(Verdict(target, value, op, bound, passed, text))
         return passed
 
