@@ -364,14 +364,18 @@ class Supervisor:
         """Admit a job recovered from the store; a retry still in its backoff when the last
         process stopped waits for the rest of it (until its ``retry_at``), as it would have."""
         record = actor.record
-        due = record.retry_at if record.attempt > 1 else None
-        delay = 0.0 if due is None else (due - datetime.now(UTC)).total_seconds()
-        if delay <= 0:
-            self._admit(actor)
-            return
         self._actors[record.id] = actor
         self._queued += 1
-        self._deadlines.later(anyio.current_time() + delay, lambda: self._schedule(actor))
+        due = record.retry_at if record.attempt > 1 else None
+        delay = 0.0 if due is None else (due - datetime.now(UTC)).total_seconds()
+        self._schedule_after(actor, delay)
+
+    def _schedule_after(self, actor: JobActor, delay: float) -> None:
+        """``_schedule`` the job once ``delay`` seconds have passed (at once if none)."""
+        if delay <= 0:
+            self._schedule(actor)
+        else:
+            self._deadlines.later(anyio.current_time() + delay, lambda: self._schedule(actor))
 
     def _schedule(self, actor: JobActor) -> None:
         """Make a queued job runnable, with its queue timeout (if its tool has one) running; a
@@ -565,10 +569,7 @@ class Supervisor:
             self._idle.set()
         if self._tracing is not None:
             self._tracing.retrying(actor.record)
-        if delay <= 0:
-            self._schedule(actor)
-        else:
-            self._deadlines.later(anyio.current_time() + delay, lambda: self._schedule(actor))
+        self._schedule_after(actor, delay)
 
     def _disarm_queue_timeout(self, actor: JobActor) -> None:
         if actor.queue_alarm is None:
