@@ -146,38 +146,31 @@ class JobActor:
         """The job's id."""
         return self.record.id
 
-    async def start(self, *, lost: Lost | None = None) -> Started | None:
+    def start(self, *, lost: Lost | None = None) -> Awaitable[Started | None]:
         """Move queued -> running; None when the job is no longer queued (it was cancelled).
 
-        The change is committed before this returns, unless the tool says
+        The change is committed before the awaitable returns, unless the tool says
         ``retry_on_interrupt``, the store writes behind and ``lost`` is given (to be told if the
         commit fails): a crash runs such a job again anyway, so its tool need not wait.
         """
-        try:
-            started: Started | None = await self._mailbox.ask(partial(self._on_start, lost))
-        except ActorStopped:
-            return None
-        return started
+        return self._mailbox.ask_or(partial(self._on_start, lost), None)
 
-    async def finish(
+    def finish(
         self,
         state: JobState,
         result: Any = None,
         error: ErrorInfo | None = None,
         *,
         lost: Lost | None = None,
-    ) -> None:
+    ) -> Awaitable[None]:
         """Move running -> a terminal ``state`` with the run's result or error.
 
-        Returns once the change is committed; but given ``lost`` (to be told if the commit
-        fails, the record then staying running) and a write-behind store, once it is queued:
-        the record, the subscribers and the job's waiters see it when it is committed. Nothing
-        happens when the job was dropped (superseded on another node of a cluster).
+        The awaitable returns once the change is committed; but given ``lost`` (to be told if
+        the commit fails, the record then staying running) and a write-behind store, once it is
+        queued: the record, the subscribers and the job's waiters see it when it is committed.
+        Nothing happens when the job was dropped (superseded on another node of a cluster).
         """
-        try:
-            await self._mailbox.ask(partial(self._on_finish, state, result, error, lost))
-        except ActorStopped:
-            return
+        return self._mailbox.ask_or(partial(self._on_finish, state, result, error, lost), None)
 
     async def fail_crashed(self) -> None:
         """End a running job whose runner crashed: failed, with error type ``crashed``."""

@@ -20,6 +20,7 @@ from jobwarden.errors import ActorStopped, MailboxFull
 
 M = TypeVar("M")
 R = TypeVar("R")
+D = TypeVar("D")
 DEFAULT_CAPACITY = 64
 
 log = structlog.get_logger("jobwarden.mailbox")
@@ -31,6 +32,10 @@ class _Waiter:
     def __init__(self) -> None:
         self.turn = anyio.Event()
         self.error: BaseException | None = None
+
+
+_RAISE: Any = object()
+"""``ask_or``'s answer for a stopped mailbox that means: raise ``ActorStopped`` (``ask``)."""
 
 
 async def _refuse(message: object) -> Any:
@@ -60,11 +65,28 @@ class Mailbox(Generic[M, R]):
     def __len__(self) -> int:
         return len(self._queue) if self._queue else 0
 
-    async def ask(self, message: M) -> R:
+    def ask(self, message: M) -> Awaitable[R]:
         """Handle ``message`` in turn and return the handler's answer (or raise its exception)."""
-        self._check_open()
+        return self.ask_or(message, _RAISE)
+
+    async def ask_or(self, message: M, stopped: D) -> R | D:
+        """``ask``, answering ``stopped`` where ``ask`` raises ``ActorStopped`` (the mailbox has
+        stopped, or stopped while the message waited its turn).
+
+        For a caller to whom a stopped actor is an ordinary answer (a job that ended already): it
+        then needs no coroutine of its own around ``ask`` to catch the exception, and a job's
+        runner makes two such asks per job."""
+        if self._stopped is not None:
+            if stopped is _RAISE:
+                self._check_open()
+            return stopped
         if self._busy:
-            await self._wait_for_turn(message)
+            try:
+                await self._wait_for_turn(message)
+            except ActorStopped:
+                if stopped is _RAISE:
+                    raise
+                return stopped
         # ``_handle``'s body, inlined: a job makes two asks, and each coroutine layer costs.
         self._busy = True
         try:
