@@ -62,6 +62,12 @@ def bind_principal(name: str) -> None:
     _PRINCIPAL.set(name)
 
 
+def bound_principal() -> str | None:
+    """The caller's name bound to this request's log context; None until it is known."""
+    name: str | None = _PRINCIPAL.get(None)
+    return name
+
+
 def bind_request_job(record: JobRecord) -> None:
     """Bind the id and tool of the job a request touched to the request's log context."""
     _JOB_ID.set(record.id)

@@ -12,7 +12,6 @@ from jobwarden.actors.supervisor import Supervisor
 from jobwarden.logs import bind_principal, bind_request_job
 from jobwarden.records import JobRecord
 from jobwarden.transport.auth import OPEN_PRINCIPAL, KeyRing, Principal
-from jobwarden.transport.middleware import PRINCIPAL_KEY
 from jobwarden.transport.responses import ApiError
 
 T = TypeVar("T")
@@ -87,7 +86,6 @@ def authorize(request: web.Request, scope: str) -> Principal:
     principal = OPEN_PRINCIPAL if keys.open else keys.authenticate(presented_key(request))
     if principal is None:
         raise ApiError(401, "unauthorized", "a valid API key is required")
-    request[PRINCIPAL_KEY] = principal
     bind_principal(principal.name)
     if not principal.can(scope):
         raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")

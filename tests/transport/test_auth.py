@@ -6,9 +6,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from jobwarden.transport import middleware
 from tests.transport.conftest import (
     KEYS,
     Server,
@@ -21,15 +19,6 @@ pytestmark = pytest.mark.anyio
 
 SSE = {"Accept": "text/event-stream"}
 IMAGE = {"plugin": "imaging", "image": "aGVsbG8=", "mime_type": "image/png"}
-
-
-def test_principal_is_stored_under_a_typed_request_key() -> None:
-    """The principal lives under a web.RequestKey, so aiohttp never warns about a string key.
-
-    With a plain string aiohttp raises NotAppKeyWarning once per process; under this project's
-    ``filterwarnings = error`` that turns the first authenticated request of a run into a 500.
-    """
-    assert isinstance(middleware.PRINCIPAL_KEY, web.RequestKey)
 
 
 # Every route that needs a key: (method, path, JSON body or None, extra headers).
