@@ -42,7 +42,7 @@ from typing import NamedTuple
 import msgspec
 
 from benchmarks import harness, store_fill
-from jobwarden.store import sqlite_schema
+from jobwarden.store import sqlite_child, sqlite_schema
 from jobwarden.store.sqlite_ops import Put, Transition, WriteOp, apply_batch
 
 DESCRIPTION = "CPU per job of the SQLite store's writes (apply_batch), newest schema vs an older."
@@ -194,6 +194,7 @@ def instructions(label: str, jobs: int, baseline: int, group: int) -> float:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Build the ops, measure every schema, print the table and the ratios."""
+    sqlite_child.bind_quickly()  # as the writer process binds its parameters
     p = harness.parser(DESCRIPTION, uvloop=False)
     p.add_argument("--jobs", type=int, default=50_000, help="jobs per file (50000)")
     p.add_argument(

@@ -201,6 +201,24 @@ def _purge(
     return len(chosen)
 
 
+def bind_quickly() -> None:
+    """Make this process's sqlite3 bind ``bytes`` and ``None`` parameters without a detour.
+
+    Python's sqlite3 binds int, float, str and bytearray directly but asks every other value for
+    an adaptation first, and for bytes and None both lookups fail by raising (and formatting) an
+    AttributeError each: about 0.6 us per bytes and 0.3 us per None parameter, and every job is
+    six JSON bodies and a few NULLs. Registered adapters are found at once instead: bytes become
+    a bytearray (still a BLOB), None stays None (NULL). The registry is global to the process, so
+    only the writer process (and benchmarks) call this, never a program that embeds the store.
+    """
+    sqlite3.register_adapter(bytes, bytearray)
+    sqlite3.register_adapter(type(None), _null)
+
+
+def _null(value: None) -> None:
+    return value
+
+
 def connect(path: str, synchronous: str, max_bytes: int | None) -> sqlite3.Connection:
     """The writer's connection to a file the store has already opened and migrated."""
     db = sqlite3.connect(path, isolation_level=None, cached_statements=CACHED_STATEMENTS)
@@ -310,6 +328,7 @@ def main(argv: list[str]) -> int:
     # Replies go out on a descriptor of their own: a stray print goes to stderr, not the parent.
     replies = os.dup(1)
     os.dup2(2, 1)
+    bind_quickly()
     try:
         db = connect(path, synchronous, int(max_bytes) or None)
     except Exception as exc:

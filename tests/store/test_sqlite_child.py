@@ -9,6 +9,8 @@ from __future__ import annotations
 import marshal
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -239,3 +241,27 @@ def test_a_failing_multi_row_statement_ends_the_transaction_and_the_next_one_com
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1
     apply_batch(db, [Transition(running, jobs.event(running))])
     assert db.execute("SELECT state FROM jobs").fetchall() == [("running",)]
+
+
+_BIND_QUICKLY_CHECK = """
+import sqlite3, sys
+from jobwarden.store import sqlite_child
+sqlite_child.bind_quickly()
+db = sqlite3.connect(":memory:")
+db.execute("CREATE TABLE t (body, owner)")
+db.execute("INSERT INTO t VALUES (?, ?)", (b'{"a": 1}', None))
+print(db.execute("SELECT typeof(body), typeof(owner), body, owner FROM t").fetchone())
+"""
+
+
+def test_bind_quickly_stores_bytes_as_blobs_and_none_as_null() -> None:
+    """With the writer's adapters (registered in a process of their own: they are global), a
+    bytes parameter is still stored and read back as a BLOB and None as NULL."""
+    done = subprocess.run(
+        [sys.executable, "-c", _BIND_QUICKLY_CHECK],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.stdout.strip() == "('blob', 'null', b'{\"a\": 1}', None)"
