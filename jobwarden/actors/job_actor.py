@@ -95,6 +95,23 @@ class Started(msgspec.Struct, frozen=True, gc=False):
     timeout_message: str = ""
 
 
+class StartedAhead:
+    """What ``JobActor.start`` answers when the running change was queued ahead: the job comes
+    back to a runner through ``Ahead`` once it is committed (see ``start``)."""
+
+    __slots__ = ()
+
+
+AHEAD = StartedAhead()
+
+
+class Ahead(Protocol):
+    """Where a job started ahead goes once its running change is committed (the scheduler)."""
+
+    def ahead_ready(self, actor: JobActor) -> None:
+        """The job's running change is committed: hand it to a runner to execute."""
+
+
 _Message = Callable[[], Awaitable[Any]]
 """A message to a job actor: the call of its handler, bound to the message's arguments with
 ``functools.partial`` (no message class to build and match on for each of a job's changes)."""
@@ -108,6 +125,7 @@ class JobActor:
     """One job: its current record, the tool it runs, and the messages that change it."""
 
     __slots__ = (
+        "_ahead",
         "_args",
         "_ctx",
         "_done",
@@ -132,6 +150,7 @@ class JobActor:
         self._mailbox: Mailbox[_Message, Any] = Mailbox(handler, name=record.id)
         self._scope: anyio.CancelScope | None = None
         self._ctx: ToolContext | None = None
+        self._ahead: Started | None = None
         self._done: anyio.Event | None = None
         # True while the terminal transition is queued write-behind: the job has its outcome and
         # takes no other change, though its record says running until the commit lands.
@@ -146,14 +165,25 @@ class JobActor:
         """The job's id."""
         return self.record.id
 
-    def start(self, *, lost: Lost | None = None) -> Awaitable[Started | None]:
+    def start(
+        self, *, lost: Lost | None = None, ahead: Ahead | None = None
+    ) -> Awaitable[Started | StartedAhead | None]:
         """Move queued -> running; None when the job is no longer queued (it was cancelled).
 
-        The change is committed before the awaitable returns, unless the tool says
-        ``retry_on_interrupt``, the store writes behind and ``lost`` is given (to be told if the
-        commit fails): a crash runs such a job again anyway, so its tool need not wait.
+        The change is committed before the awaitable returns, unless the store writes behind
+        and ``lost`` is given (to be told if the commit fails). Then a tool that says
+        ``retry_on_interrupt`` starts at once (a crash runs such a job again anyway); for any
+        other, given ``ahead``, the answer is ``AHEAD`` at once and the job goes to
+        ``ahead.ahead_ready`` once the change is committed, to be executed with
+        ``take_started()``: the caller need not wait for the commit, and the jobs whose changes
+        one commit stored go on together rather than each waking its own waiting task.
         """
-        return self._mailbox.ask_or(partial(self._on_start, lost), None)
+        return self._mailbox.ask_or(partial(self._on_start, lost, ahead), None)
+
+    def take_started(self) -> Started | None:
+        """What a runner needs to execute the job, once started ahead and committed (once)."""
+        started, self._ahead = self._ahead, None
+        return started
 
     def finish(
         self,
@@ -244,7 +274,9 @@ class JobActor:
         if self.record.state is QUEUED:
             await self._end_unstarted(OutcomeType.TIMEOUT, message)
 
-    async def _on_start(self, lost: Lost | None) -> Started | None:
+    async def _on_start(
+        self, lost: Lost | None, ahead: Ahead | None
+    ) -> Started | StartedAhead | None:
         record = self.record
         if record.state is not QUEUED or self._args is None:
             return None
@@ -272,18 +304,67 @@ class JobActor:
             except AtCap:
                 host.job_at_cap(self, generation)
                 return None
-        elif store is None or lost is None or not self.tool.retry_on_interrupt:
+        elif store is None or lost is None:
             # ``_change``, inlined here and for the outcome: one coroutine less per change.
             await commit_change(host, record, new, "running", at=now)
             self.record = new
-        else:
+        elif self.tool.retry_on_interrupt:
             self._start_behind(store, new, now, lost)
-        self._ctx = ToolContext(
-            job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
-        )
+        elif ahead is not None:
+            ctx = self._ctx = self._context()
+            deadline = clock + limit if limit else math.inf
+            started = Started(ctx=ctx, args=self._args, deadline=deadline, timeout_message=message)
+            self._start_ahead(store, new, now, lost, ahead, started)
+            return AHEAD
+        else:
+            await commit_change(host, record, new, "running", at=now)
+            self.record = new
+        self._ctx = self._context()
         self._host.job_started(self)
         deadline = clock + limit if limit else math.inf
         return Started(ctx=self._ctx, args=self._args, deadline=deadline, timeout_message=message)
+
+    def _context(self) -> ToolContext:
+        record = self.record
+        return ToolContext(
+            job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
+        )
+
+    def _start_ahead(
+        self,
+        store: WriteBehind,
+        new: JobRecord,
+        at: datetime,
+        lost: Lost,
+        ahead: Ahead,
+        started: Started,
+    ) -> None:
+        """Queue the running change; once it is committed, publish it and hand the job over.
+
+        The record says running at once, so a cancel meanwhile asks the call to stop (its
+        context is made already) rather than ending a queued job whose start is on its way.
+        """
+        check_transition(self.record.state, new.state)
+        bus = self._host.bus
+        event = bus.event(new, "running", at=at)
+
+        def committed(error: StoreError | None) -> None:
+            if error is None:
+                bus.deliver(event)
+                self._host.job_started(self)
+                self._ahead = started
+                ahead.ahead_ready(self)
+                return
+            bus.abandon(event)
+            lost(error)
+
+        try:
+            store.transition_soon(new, event, committed)
+        except BaseException:
+            bus.abandon(event)
+            self._ctx = None
+            raise
+        self.record = new
 
     def _start_behind(self, store: WriteBehind, new: JobRecord, at: datetime, lost: Lost) -> None:
         """Queue the running change and go on: the event follows the commit, the record does not

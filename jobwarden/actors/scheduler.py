@@ -50,9 +50,13 @@ class _ToolSlot:
 class Scheduler:
     """A FIFO of runnable job actors; a tool at its cap parks its jobs until a slot frees up.
 
-    The global cap is the number of ToolRunners pulling from here. ``release`` must be called once
-    for every actor ``next`` returned. Idle runners wait on an event each, and a busy runner takes
-    waiting jobs without waiting at all.
+    At most ``concurrency`` jobs are taken at once (the number of ToolRunners pulling from
+    here, so a runner that waits for each start never meets the cap): ``release`` must be called
+    once for every job taken, when its run is over. A job a runner started ahead (its running
+    change queued, not waited for: ``ahead_pending``) keeps its place among them and comes back
+    from ``next`` once the change is committed (``ahead_ready``), before any queued job, to be
+    run; it is released after that run. Idle runners wait on an event each, and a busy runner
+    takes waiting jobs without waiting at all.
 
     While jobs are ready, runners enough to take them in the next turn of the event loop are on
     their way: a job made ready wakes an idle runner only when more than ``YIELD_EVERY`` ready
@@ -64,7 +68,11 @@ class Scheduler:
     parks again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, concurrency: int) -> None:
+        self._concurrency = concurrency
+        self._taken = 0  # jobs handed out and not released yet
+        self._ahead: deque[JobActor] = deque()  # started ahead and committed: to be run
+        self._pending = 0  # started ahead, the running change not committed yet
         self._ready: deque[JobActor] = deque()
         self._idle: deque[_Wakeup] = deque()
         self._waking = 0  # runners woken that have not taken the loop yet
@@ -99,18 +107,38 @@ class Scheduler:
                 return
             slot.active += 1
         self._ready.append(actor)
-        if len(self._ready) > self._waking * YIELD_EVERY:
+        if len(self._ready) > self._waking * YIELD_EVERY and self._taken < self._concurrency:
             self._wake_one()
 
+    @property
+    def pending_starts(self) -> int:
+        """Jobs started ahead whose running change is not committed yet."""
+        return self._pending
+
+    def ahead_pending(self) -> None:
+        """A runner started the job it took ahead: its commit is on its way to ``ahead_ready``."""
+        self._pending += 1
+
+    def ahead_ready(self, actor: JobActor) -> None:
+        """The running change of a job started ahead is committed: a runner is to run it."""
+        self._pending -= 1
+        self._ahead.append(actor)
+        if len(self._ahead) > self._waking * YIELD_EVERY:
+            self._wake_one()
+
+    def _startable(self) -> bool:
+        return bool(self._ready) and self._taken < self._concurrency and not self._closed
+
     async def next(self) -> JobActor | None:
-        """The next runnable job, waiting for one; None once the scheduler is closed."""
-        if self._closed:
+        """The next job to run or start, waiting for one; None once the scheduler is closed and
+        no job started ahead is left to run."""
+        if self._closed and not self._ahead and not self._pending:
             return None
         self._pulls += 1
         if self._pulls % YIELD_EVERY == 0:
             await checkpoint()
-        while not self._ready:
-            if self._closed:
+        while not self._ahead and not self._startable():
+            if self._closed and not self._pending:
                 return None
             woken = self._wakeup()
             self._idle.append(woken)
@@ -129,16 +157,23 @@ class Scheduler:
                     self._idle.remove(woken)
                 raise
             self._waking -= 1
-        if self._closed:
-            return None
+        if self._ahead:
+            actor = self._ahead.popleft()
+            if (self._ahead or self._startable()) and not self._waking:
+                self._wake_one()
+            return actor
         ready = self._ready
         actor = ready.popleft()
-        if ready and not self._waking:
+        self._taken += 1
+        if self._startable() and not self._waking:
             self._wake_one()
         return actor
 
     def release(self, actor: JobActor) -> None:
         """A job taken by ``next`` is done with its slot: let a parked job of that tool in."""
+        self._taken -= 1
+        if self._taken == self._concurrency - 1 and self._startable() and not self._waking:
+            self._wake_one()  # the cap held queued jobs back, and nobody is on the way for them
         if actor.tool.max_concurrency is None:
             return
         slot = self._slots[actor.tool.name]

@@ -150,7 +150,7 @@ class Supervisor:
         self._max_queued = max_queued
         self._grace = shutdown_grace_s
         self._restarts = RestartIntensity(max_restarts, restart_window_s)
-        self._scheduler = Scheduler()
+        self._scheduler = Scheduler(concurrency)
         self._deadlines = Deadlines()
         self._expired: deque[JobActor] = deque()
         self._expired_wakeup = anyio.Event()
@@ -224,7 +224,7 @@ class Supervisor:
         self._phase = "stopping"
         self._scheduler.close()
         try:
-            if exc is None and self._running:
+            if exc is None and (self._running or self._scheduler.pending_starts):
                 with anyio.move_on_after(self._grace):
                     await self._wait_idle()
             self._tg.cancel_scope.cancel()
@@ -614,7 +614,9 @@ class Supervisor:
         return 0 if self._cluster is None else self._cluster.generation(tool)
 
     async def _wait_idle(self) -> None:
-        while self._running:
+        # A job started ahead counts once its running change is committed; until then it is
+        # one of the scheduler's pending starts, which the grace covers too.
+        while self._running or self._scheduler.pending_starts:
             self._idle = anyio.Event()
             await self._idle.wait()
         self._idle = None

@@ -19,7 +19,7 @@ import msgspec
 import structlog
 
 from jobwarden.actors.deadlines import Deadlines
-from jobwarden.actors.job_actor import JobActor, Lost, Started
+from jobwarden.actors.job_actor import AHEAD, JobActor, Lost, Started
 from jobwarden.actors.process_pool import Died, ProcessPool
 from jobwarden.actors.process_worker import (
     Call,
@@ -57,6 +57,7 @@ class ToolRunner:
     """
 
     __slots__ = (
+        "_ahead",
         "_deadlines",
         "_guard",
         "_lost_outcome",
@@ -91,6 +92,9 @@ class ToolRunner:
         self._guard = anyio.CancelScope() if write_behind else None
         self._lost_outcome: StoreError | None = None
         self._on_lost: Lost | None = self._lost if write_behind else None
+        # With a write-behind store a job's start is queued, not waited for: the job comes back
+        # through the scheduler once committed, and whichever runner is free runs it.
+        self._ahead = scheduler if write_behind else None
 
     def serve(self) -> Awaitable[None]:
         """Run jobs until the scheduler closes; raise ``StoreError`` once an outcome is lost.
@@ -130,11 +134,18 @@ class ToolRunner:
                 while (actor := await scheduler.next()) is not None:
                     self.current = actor
                     bind_job(actor.record)
+                    taken = True  # the job keeps its place in the scheduler until it has run
                     try:
-                        started = await actor.start(lost=self._on_lost)
+                        started = actor.take_started()
                         if started is None:
-                            self.current = None
-                            continue
+                            begun = await actor.start(lost=self._on_lost, ahead=self._ahead)
+                            if not isinstance(begun, Started):
+                                if begun is AHEAD:
+                                    scheduler.ahead_pending()
+                                    taken = False
+                                self.current = None
+                                continue
+                            started = begun
                         tool = actor.tool
                         ctx = started.ctx
                         actor.attach_scope(scope)
@@ -188,7 +199,8 @@ class ToolRunner:
                         unbind_job()  # the runner stops: what it logs next is about no job
                         raise
                     finally:
-                        scheduler.release(actor)
+                        if taken:
+                            scheduler.release(actor)
                     self.current = None
                 else:
                     return

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_wait_runners_parked_returns_once_all_wait_for_work() -> None:
     """wait_runners_parked(n) returns only after n runners are waiting in next()."""
-    scheduler = Scheduler()
+    scheduler = Scheduler(concurrency=64)
     parked = anyio.Event()
 
     async def runner() -> None:
@@ -60,7 +60,7 @@ class _Actor:
 
 async def test_a_runner_cancelled_while_parked_passes_its_job_to_another() -> None:
     """A job admitted just as the runner it would wake is cancelled goes to the next idle one."""
-    scheduler = Scheduler()
+    scheduler = Scheduler(concurrency=64)
     got: list[object] = []
     job: Any = _Actor()
 
@@ -114,7 +114,7 @@ def wakes(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 async def test_jobs_made_ready_together_wake_one_runner_and_a_spare(wakes: list[object]) -> None:
     """Three jobs admitted in one go wake two of three idle runners (not three): the first takes
     them one after another, the second was woken only in case one of them blocked."""
-    scheduler = Scheduler()
+    scheduler = Scheduler(concurrency=64)
     taken: list[tuple[str, object]] = []
     jobs: list[Any] = [_Actor() for _ in range(3)]
     async with anyio.create_task_group() as tg:
@@ -133,7 +133,7 @@ async def test_jobs_made_ready_together_wake_one_runner_and_a_spare(wakes: list[
 async def test_a_long_burst_wakes_a_runner_per_yield_every_jobs(wakes: list[object]) -> None:
     """2 x YIELD_EVERY + 1 jobs admitted in one go wake three runners as they are admitted: each
     takes YIELD_EVERY before it yields, so none of the jobs waits for a later turn."""
-    scheduler = Scheduler()
+    scheduler = Scheduler(concurrency=64)
     taken: list[tuple[str, object]] = []
     jobs: list[Any] = [_Actor() for _ in range(2 * scheduler_module.YIELD_EVERY + 1)]
     async with anyio.create_task_group() as tg:
@@ -150,7 +150,7 @@ async def test_a_long_burst_wakes_a_runner_per_yield_every_jobs(wakes: list[obje
 
 async def test_a_job_that_blocks_does_not_hold_up_the_next() -> None:
     """While the runner that took a job waits in it, the job admitted with it goes to another."""
-    scheduler = Scheduler()
+    scheduler = Scheduler(concurrency=64)
     taken: list[tuple[str, object]] = []
     first: Any = _Actor()
     second: Any = _Actor()
@@ -167,3 +167,84 @@ async def test_a_job_that_blocks_does_not_hold_up_the_next() -> None:
         assert taken[0][0] != taken[1][0]
         release.set()
         scheduler.close()
+
+
+async def _start_ahead(scheduler: Scheduler, starts: list[object], runs: list[object]) -> None:
+    """A runner of a write-behind store: a job seen for the first time is started ahead (noted,
+    not run, its place kept); one that comes back is run and released."""
+    while (job := await scheduler.next()) is not None:
+        if job in starts:
+            runs.append(job)
+            scheduler.release(job)
+        else:
+            starts.append(job)
+            scheduler.ahead_pending()
+
+
+async def test_starting_ahead_takes_no_more_jobs_than_the_concurrency() -> None:
+    """One runner starts queued jobs ahead without waiting, but only as many as the concurrency:
+    the rest stay queued until a job started ahead has come back, run and been released."""
+    scheduler = Scheduler(concurrency=2)
+    starts: list[object] = []
+    runs: list[object] = []
+    jobs: list[Any] = [_Actor() for _ in range(3)]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_start_ahead, scheduler, starts, runs)
+        await scheduler.wait_runners_parked(1)
+        for job in jobs:
+            scheduler.admit(job)
+        await anyio.wait_all_tasks_blocked()
+        assert starts == jobs[:2]
+        scheduler.ahead_ready(jobs[1])  # commits may land in any order
+        await anyio.wait_all_tasks_blocked()
+        assert runs == [jobs[1]]
+        assert starts == jobs  # its release let the third one in
+        scheduler.ahead_ready(jobs[0])
+        scheduler.ahead_ready(jobs[2])
+        await anyio.wait_all_tasks_blocked()
+        assert runs == [jobs[1], jobs[0], jobs[2]]
+        scheduler.close()
+
+
+async def test_a_job_started_ahead_runs_before_queued_ones() -> None:
+    """A committed start is handed out before a queued job that is waiting too."""
+    scheduler = Scheduler(concurrency=64)
+    early: Any = _Actor()
+    queued: Any = _Actor()
+    scheduler.admit(early)
+    first = await scheduler.next()
+    assert first == early
+    scheduler.ahead_pending()
+    scheduler.admit(queued)
+    scheduler.ahead_ready(early)
+    assert await scheduler.next() is early
+    assert await scheduler.next() is queued
+
+
+async def test_a_closed_scheduler_still_hands_out_the_jobs_started_ahead() -> None:
+    """After close, queued jobs are no longer handed out, but a start still being committed is
+    waited for and its job handed out to run; then runners get None."""
+    scheduler = Scheduler(concurrency=64)
+    started: Any = _Actor()
+    left: Any = _Actor()
+    scheduler.admit(started)
+    first = await scheduler.next()
+    assert first == started
+    scheduler.ahead_pending()
+    scheduler.admit(left)
+    scheduler.close()
+    got: list[object] = []
+
+    async def runner() -> None:
+        while (job := await scheduler.next()) is not None:
+            got.append(job)
+            scheduler.release(job)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runner)
+        await anyio.wait_all_tasks_blocked()
+        assert got == []
+        assert scheduler.pending_starts == 1
+        scheduler.ahead_ready(started)
+    assert got == [started]
+    assert scheduler.pending_starts == 0

@@ -224,3 +224,87 @@ async def test_a_job_cut_off_at_shutdown_reaches_subscribers_cancelled(tmp_path:
         await tg.start(collect)
         await began.wait()
     assert kinds == ["queued", "running", "cancelled"]
+
+
+def _waiting_plugin(began: anyio.Event) -> Plugin:
+    plugin = Plugin("waiting", version="1.0.0")
+
+    @plugin.tool(timeout=30.0)
+    async def wait(inp: TextIn, ctx: ToolContext) -> TextIn:
+        """Note that it began, then wait until cancelled."""
+        began.set()
+        await anyio.sleep_forever()
+        return inp
+
+    return plugin
+
+
+async def test_a_job_cancelled_while_its_start_is_committed_ends_cancelled(
+    tmp_path: Path,
+) -> None:
+    """A cancel that arrives while a job's running commit is still on its way (its start was
+    queued ahead) asks the call to stop: once committed, the job runs cancelled from the start
+    and ends cancelled after its running event."""
+    store = HeldStore(tmp_path / "jobs.db", {"running"})
+    began = anyio.Event()
+    async with Supervisor(plugins=[_waiting_plugin(began)], store=store) as sup:
+        record = await sup.submit("waiting.wait", {"text": "hi"})
+        async with sup.subscribe(job_id=record.id) as events:
+            await anyio.to_thread.run_sync(store.holding.wait)
+            await anyio.wait_all_tasks_blocked()
+            assert not began.is_set()
+            answers: list[JobRecord] = []
+
+            async def cancel() -> None:
+                answers.append(await sup.cancel(record.id))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel)
+                await anyio.wait_all_tasks_blocked()
+                assert answers == []  # it reads running: the cancel waits for its end
+                store.release()
+            kinds = [event.type.rsplit(".", 1)[1] async for event in events]
+    assert kinds == ["queued", "running", "cancelled"]
+    assert answers[0].state is JobState.CANCELLED
+    assert answers[0].error is not None
+    assert answers[0].error.type == "cancelled"
+
+
+async def test_a_lost_running_commit_of_a_job_started_ahead_stops_the_supervisor(
+    tmp_path: Path,
+) -> None:
+    """A running commit that fails for a job started ahead (a tool without retry_on_interrupt)
+    stops the supervisor, and the tool is never called."""
+    store = FullAt(tmp_path / "jobs.db", {"running"})
+    contexts: list[ToolContext] = []
+    with pytest.raises(SupervisorCrashed, match=r"the job store failed: .*disk is full"):
+        async with Supervisor(
+            plugins=[_leaky_plugin(contexts)], store=store, max_restarts=100
+        ) as sup:
+            record = await sup.submit("leaky.keep", {"text": "never started"})
+            with anyio.fail_after(10):
+                await sup.wait(record.id)
+    assert contexts == []
+
+
+async def test_the_shutdown_grace_covers_a_start_still_being_committed(tmp_path: Path) -> None:
+    """A supervisor leaving while a job's running commit is on its way waits for it within
+    the grace: the job runs and succeeds instead of being cut off."""
+    store = HeldStore(tmp_path / "jobs.db", {"running"})
+    contexts: list[ToolContext] = []
+    supervisor = Supervisor(plugins=[_leaky_plugin(contexts)], store=store, shutdown_grace_s=30)
+    async with anyio.create_task_group() as tg, supervisor as sup:
+        record = await sup.submit("leaky.keep", {"text": "hi"})
+        await anyio.to_thread.run_sync(store.holding.wait)
+        await anyio.wait_all_tasks_blocked()
+        assert sup._scheduler.pending_starts == 1
+        tg.start_soon(anyio.to_thread.run_sync, store.release)
+    reader = SqliteStore(tmp_path / "jobs.db")
+    await reader.open()
+    try:
+        stored = await reader.get(record.id)
+    finally:
+        await reader.close()
+    assert stored is not None
+    assert stored.state is JobState.SUCCEEDED
+    assert len(contexts) == 1
