@@ -309,12 +309,13 @@ class JobActor:
             await commit_change(host, record, new, "running", at=now)
             self.record = new
         elif self.tool.retry_on_interrupt:
-            self._start_behind(store, new, now, lost)
+            self._start_soon(store, new, now, lost, None)
         elif ahead is not None:
-            ctx = self._ctx = self._context()
+            ctx = self._context()
             deadline = clock + limit if limit else math.inf
             started = Started(ctx=ctx, args=self._args, deadline=deadline, timeout_message=message)
-            self._start_ahead(store, new, now, lost, ahead, started)
+            self._start_soon(store, new, now, lost, (ahead, started))
+            self._ctx = ctx
             return AHEAD
         else:
             await commit_change(host, record, new, "running", at=now)
@@ -330,52 +331,34 @@ class JobActor:
             job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
         )
 
-    def _start_ahead(
+    def _start_soon(
         self,
         store: WriteBehind,
         new: JobRecord,
         at: datetime,
         lost: Lost,
-        ahead: Ahead,
-        started: Started,
+        ahead: tuple[Ahead, Started] | None,
     ) -> None:
-        """Queue the running change; once it is committed, publish it and hand the job over.
+        """Queue the running change and go on; the event follows the commit, the record does
+        not wait for it (the job's outcome, queued after it, cannot commit before it).
 
-        The record says running at once, so a cancel meanwhile asks the call to stop (its
-        context is made already) rather than ending a queued job whose start is on its way.
+        Without ``ahead`` the tool is called at once (it may run again after a crash anyway).
+        With it, the job counts as started only once the change is committed, and then goes to
+        ``ahead`` with what a runner needs to execute it. Either way the record says running at
+        once, so a cancel meanwhile asks the call to stop rather than ending a queued job.
         """
         check_transition(self.record.state, new.state)
-        bus = self._host.bus
+        host = self._host
+        bus = host.bus
         event = bus.event(new, "running", at=at)
 
         def committed(error: StoreError | None) -> None:
             if error is None:
                 bus.deliver(event)
-                self._host.job_started(self)
-                self._ahead = started
-                ahead.ahead_ready(self)
-                return
-            bus.abandon(event)
-            lost(error)
-
-        try:
-            store.transition_soon(new, event, committed)
-        except BaseException:
-            bus.abandon(event)
-            self._ctx = None
-            raise
-        self.record = new
-
-    def _start_behind(self, store: WriteBehind, new: JobRecord, at: datetime, lost: Lost) -> None:
-        """Queue the running change and go on: the event follows the commit, the record does not
-        wait for it (the job's outcome, queued after it, cannot commit before it)."""
-        check_transition(self.record.state, new.state)
-        bus = self._host.bus
-        event = bus.event(new, "running", at=at)
-
-        def committed(error: StoreError | None) -> None:
-            if error is None:
-                bus.deliver(event)
+                if ahead is not None:
+                    host.job_started(self)
+                    self._ahead = ahead[1]
+                    ahead[0].ahead_ready(self)
                 return
             bus.abandon(event)
             lost(error)

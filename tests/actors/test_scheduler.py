@@ -206,15 +206,21 @@ async def test_starting_ahead_takes_no_more_jobs_than_the_concurrency() -> None:
         scheduler.close()
 
 
+async def _taken_ahead(scheduler: Scheduler) -> Any:
+    """A job admitted, taken and started ahead (its commit not reported yet)."""
+    job: Any = _Actor()
+    scheduler.admit(job)
+    taken = await scheduler.next()
+    assert taken == job
+    scheduler.ahead_pending()
+    return job
+
+
 async def test_a_job_started_ahead_runs_before_queued_ones() -> None:
     """A committed start is handed out before a queued job that is waiting too."""
     scheduler = Scheduler(concurrency=64)
-    early: Any = _Actor()
+    early = await _taken_ahead(scheduler)
     queued: Any = _Actor()
-    scheduler.admit(early)
-    first = await scheduler.next()
-    assert first == early
-    scheduler.ahead_pending()
     scheduler.admit(queued)
     scheduler.ahead_ready(early)
     assert await scheduler.next() is early
@@ -225,12 +231,8 @@ async def test_a_closed_scheduler_still_hands_out_the_jobs_started_ahead() -> No
     """After close, queued jobs are no longer handed out, but a start still being committed is
     waited for and its job handed out to run; then runners get None."""
     scheduler = Scheduler(concurrency=64)
-    started: Any = _Actor()
+    started = await _taken_ahead(scheduler)
     left: Any = _Actor()
-    scheduler.admit(started)
-    first = await scheduler.next()
-    assert first == started
-    scheduler.ahead_pending()
     scheduler.admit(left)
     scheduler.close()
     got: list[object] = []
