@@ -6,7 +6,8 @@ ways: (a) by C concurrent submitter tasks (like C HTTP clients; their writes sha
 figure the target is judged on, and (b) by one serial loop, which measures a commit's latency
 rather than the store's throughput. One more row (a) runs the same echo declared
 ``retry_on_interrupt=True`` (``restartable.echo``, not the target's figure): the SQLite store then
-writes its running state behind instead of waiting for it before the tool is called. Each SQLite
+writes its running state behind and calls the tool at once, instead of calling it once that state
+is committed. Each SQLite
 run gets a new file in a fresh temporary directory, deleted afterwards; the file is read back
 after the run to check every job succeeded.
 
@@ -234,9 +235,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         " (waiting on a commit in flight, or descheduled by other load)"
     )
     report.note(
-        "each job is 3 writes (put, running, succeeded); the put and (for builtin.echo) the running"
-        " state are awaited, the outcome is written behind; commits include the retention sweep's"
-        " one purge at start; timed: Supervisor start (schema creation included) to shutdown"
+        "each job is 3 writes (put, running, succeeded); the put is awaited by its submitter;"
+        " builtin.echo's running state is committed before the tool is called (the job started"
+        " ahead: no runner waits for it); the outcome is written behind; commits include the"
+        " retention sweep's one purge at start; timed: Supervisor start (schema creation"
+        " included) to shutdown"
     )
     report.note(
         f"SQLite files live in a fresh directory under {tempfile.gettempdir()} per run, deleted"
