@@ -19,6 +19,7 @@ import pytest
 from jobwarden import JobState, Plugin, Supervisor, ToolContext
 from jobwarden.errors import JobFinished, StoreError, SupervisorCrashed
 from jobwarden.records import EVENT_TYPE_PREFIX, JobEvent, JobRecord
+from jobwarden.store.base import JobQuery
 from jobwarden.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -297,3 +298,46 @@ async def test_the_shutdown_grace_covers_a_start_still_being_committed(tmp_path:
     assert stored is not None
     assert stored.state is JobState.SUCCEEDED
     assert len(contexts) == 1
+
+
+async def test_jobs_started_ahead_never_run_more_than_the_concurrency(tmp_path: Path) -> None:
+    """With starts queued ahead, no more jobs than the concurrency are ever running: in the
+    store, in the supervisor's count, or in the tool; the others stay queued until one ends."""
+    plugin = Plugin("gated", version="1.0.0")
+    inside: list[str] = []
+    full = anyio.Event()
+    gate = anyio.Event()
+
+    @plugin.tool(timeout=30.0)
+    async def hold(inp: TextIn, ctx: ToolContext) -> TextIn:
+        """Wait at the gate (the third to arrive says the concurrency is reached)."""
+        inside.append(ctx.job_id)
+        if len(inside) == 3:
+            full.set()
+        await gate.wait()
+        return inp
+
+    async with Supervisor(
+        plugins=[plugin], store=SqliteStore(tmp_path / "jobs.db"), concurrency=3
+    ) as sup:
+        records: list[JobRecord] = []
+
+        async def submit(n: int) -> None:
+            records.append(await sup.submit("gated.hold", {"text": str(n)}))
+
+        async with anyio.create_task_group() as tg:  # admitted together, runners all free
+            for n in range(12):
+                tg.start_soon(submit, n)
+        with anyio.fail_after(10):
+            await full.wait()
+        await anyio.wait_all_tasks_blocked()  # a fourth start would have been made by now
+        running = await sup.list_jobs(JobQuery(state=JobState.RUNNING))
+        queued = await sup.list_jobs(JobQuery(state=JobState.QUEUED))
+        assert len(running.jobs) == 3
+        assert len(queued.jobs) == 9
+        assert sup.statistics().running == 3
+        assert len(inside) == 3
+        gate.set()
+        for record in records:
+            assert (await sup.wait(record.id, timeout=10)).state is JobState.SUCCEEDED
+    assert sorted(inside) == sorted(record.id for record in records)
