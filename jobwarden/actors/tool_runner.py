@@ -100,9 +100,11 @@ class ToolRunner:
         """Run jobs until the scheduler closes; raise ``StoreError`` once an outcome is lost.
 
         A job's outcome is stored write-behind when the store allows it: the runner takes its
-        next job without waiting for that commit (so is the running change of a tool that says
-        ``retry_on_interrupt``). Should such a commit fail, the runner stops at once, whatever
-        it is doing, and raises the store's error like a failed awaited write.
+        next job without waiting for that commit. So is its running change: a tool that says
+        ``retry_on_interrupt`` is called at once, any other job is started ahead and run (by
+        whichever runner is free) once that change is committed. Should such a commit fail, the
+        runner that queued it stops at once, whatever it is doing, and raises the store's error
+        like a failed awaited write.
         """
         # Without a guard, the job loop itself: an idle runner's every wake-up and park passes
         # through each coroutine around it, so there is no layer here for nothing.
