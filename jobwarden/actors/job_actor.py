@@ -27,7 +27,7 @@ from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool
 from jobwarden.records import JobRecord
-from jobwarden.store.base import JobStore, WriteBehind, write_behind
+from jobwarden.store.base import JobStore, WriteBehind
 from jobwarden.store.shared import SharedStore, Verdict
 
 CANCEL_REASON = "cancelled before it started"
@@ -56,6 +56,8 @@ class JobHost(Protocol):
     node, whose writes are compare-and-set."""
 
     store: JobStore
+    store_behind: WriteBehind | None
+    """``store`` if it writes behind (``write_behind(store)``, looked up once), else None."""
     bus: EventBus
     registry: PluginRegistry
     shared: SharedStore | None
@@ -296,7 +298,7 @@ class JobActor:
         new = msgspec.structs.replace(record, state=RUNNING, started_at=now)
         host = self._host
         cap = self.tool.max_concurrency if host.shared is not None else None
-        store = write_behind(host.store) if lost is not None else None
+        store = host.store_behind if lost is not None else None
         if cap is not None:
             generation = host.cap_generation(self.tool.name)
             try:
@@ -405,7 +407,7 @@ class JobActor:
         new = msgspec.structs.replace(
             self.record, state=state, result=result, error=error, finished_at=now
         )
-        store = write_behind(self._host.store) if lost is not None else None
+        store = self._host.store_behind if lost is not None else None
         if store is None or lost is None:
             await commit_change(self._host, self.record, new, _FINAL_KIND[state], at=now)
             self.record = new

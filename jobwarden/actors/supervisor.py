@@ -143,7 +143,7 @@ class Supervisor:
             ClusterNode(self, shared, window=concurrency) if shared is not None else None
         )
         self._concurrency = concurrency
-        self._write_behind = write_behind(self.store) is not None
+        self.store_behind = write_behind(self.store)
         self._thread_concurrency = thread_concurrency
         self._max_abandoned = max_abandoned_threads
         self.processes = ProcessPool(process_workers)
@@ -629,7 +629,7 @@ class Supervisor:
                 self._deadlines,
                 threads,
                 self.processes,
-                write_behind=self._write_behind,
+                write_behind=self.store_behind is not None,
             )
             try:
                 await runner.serve()
