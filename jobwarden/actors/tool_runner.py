@@ -138,7 +138,8 @@ class ToolRunner:
                     bind_job(actor.record)
                     taken = True  # the job keeps its place in the scheduler until it has run
                     try:
-                        started = actor.take_started()
+                        # Only a write-behind store starts jobs ahead: no call for it elsewhere.
+                        started = None if self._ahead is None else actor.take_started()
                         if started is None:
                             begun = await actor.start(lost=self._on_lost, ahead=self._ahead)
                             if not isinstance(begun, Started):
