@@ -313,7 +313,9 @@ class JobActor:
         elif self.tool.retry_on_interrupt:
             self._start_soon(store, new, now, lost, None)
         elif ahead is not None:
-            ctx = self._context()
+            ctx = ToolContext(
+                job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
+            )
             deadline = clock + limit if limit else math.inf
             started = Started(ctx=ctx, args=self._args, deadline=deadline, timeout_message=message)
             self._start_soon(store, new, now, lost, (ahead, started))
@@ -322,16 +324,12 @@ class JobActor:
         else:
             await commit_change(host, record, new, "running", at=now)
             self.record = new
-        self._ctx = self._context()
+        self._ctx = ToolContext(
+            job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
+        )
         self._host.job_started(self)
         deadline = clock + limit if limit else math.inf
         return Started(ctx=self._ctx, args=self._args, deadline=deadline, timeout_message=message)
-
-    def _context(self) -> ToolContext:
-        record = self.record
-        return ToolContext(
-            job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
-        )
 
     def _start_soon(
         self,

@@ -126,9 +126,6 @@ class Scheduler:
         if len(self._ahead) > self._waking * YIELD_EVERY:
             self._wake_one()
 
-    def _startable(self) -> bool:
-        return bool(self._ready) and self._taken < self._concurrency and not self._closed
-
     async def next(self) -> JobActor | None:
         """The next job to run or start, waiting for one; None once the scheduler is closed and
         no job started ahead is left to run."""
@@ -137,7 +134,10 @@ class Scheduler:
         self._pulls += 1
         if self._pulls % YIELD_EVERY == 0:
             await checkpoint()
-        while not self._ahead and not self._startable():
+        ahead = self._ahead
+        ready = self._ready
+        # Spelled out rather than a helper: this runs for every job.
+        while not ahead and not (ready and self._taken < self._concurrency and not self._closed):
             if self._closed and not self._pending:
                 return None
             woken = self._wakeup()
@@ -157,22 +157,21 @@ class Scheduler:
                     self._idle.remove(woken)
                 raise
             self._waking -= 1
-        if self._ahead:
-            actor = self._ahead.popleft()
-            if (self._ahead or self._startable()) and not self._waking:
+        if ahead:
+            actor = ahead.popleft()
+            if (ahead or (ready and self._taken < self._concurrency)) and not self._waking:
                 self._wake_one()
             return actor
-        ready = self._ready
         actor = ready.popleft()
         self._taken += 1
-        if self._startable() and not self._waking:
+        if ready and not self._waking and self._taken < self._concurrency:
             self._wake_one()
         return actor
 
     def release(self, actor: JobActor) -> None:
         """A job taken by ``next`` is done with its slot: let a parked job of that tool in."""
         self._taken -= 1
-        if self._taken == self._concurrency - 1 and self._startable() and not self._waking:
+        if self._taken == self._concurrency - 1 and self._ready and not self._waking:
             self._wake_one()  # the cap held queued jobs back, and nobody is on the way for them
         if actor.tool.max_concurrency is None:
             return
