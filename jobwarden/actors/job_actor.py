@@ -110,6 +110,9 @@ AHEAD = StartedAhead()
 class Ahead(Protocol):
     """Where a job started ahead goes once its running change is committed (the scheduler)."""
 
+    def ahead_pending(self) -> None:
+        """A job's running change was queued ahead: its ``ahead_ready`` will follow."""
+
     def ahead_ready(self, actor: JobActor) -> None:
         """The job's running change is committed: hand it to a runner to execute."""
 
@@ -296,6 +299,11 @@ class JobActor:
         if left is not None and (limit is None or left < limit):
             limit, message = left, self._total_message()
         new = msgspec.structs.replace(record, state=RUNNING, started_at=now)
+        ctx = ToolContext(
+            job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
+        )
+        deadline = clock + limit if limit else math.inf
+        started = Started(ctx=ctx, args=self._args, deadline=deadline, timeout_message=message)
         host = self._host
         cap = self.tool.max_concurrency if host.shared is not None else None
         store = host.store_behind if lost is not None else None
@@ -313,23 +321,15 @@ class JobActor:
         elif self.tool.retry_on_interrupt:
             self._start_soon(store, new, now, lost, None)
         elif ahead is not None:
-            ctx = ToolContext(
-                job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
-            )
-            deadline = clock + limit if limit else math.inf
-            started = Started(ctx=ctx, args=self._args, deadline=deadline, timeout_message=message)
             self._start_soon(store, new, now, lost, (ahead, started))
             self._ctx = ctx
             return AHEAD
         else:
             await commit_change(host, record, new, "running", at=now)
             self.record = new
-        self._ctx = ToolContext(
-            job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
-        )
-        self._host.job_started(self)
-        deadline = clock + limit if limit else math.inf
-        return Started(ctx=self._ctx, args=self._args, deadline=deadline, timeout_message=message)
+        self._ctx = ctx
+        host.job_started(self)
+        return started
 
     def _start_soon(
         self,
@@ -368,6 +368,8 @@ class JobActor:
         except BaseException:
             bus.abandon(event)
             raise
+        if ahead is not None:
+            ahead[0].ahead_pending()
         self.record = new
 
     def attach_scope(self, scope: anyio.CancelScope) -> None:

@@ -116,7 +116,7 @@ class Scheduler:
         return self._pending
 
     def ahead_pending(self) -> None:
-        """A runner started the job it took ahead: its commit is on its way to ``ahead_ready``."""
+        """A job taken was started ahead: its commit is on its way to ``ahead_ready``."""
         self._pending += 1
 
     def ahead_ready(self, actor: JobActor) -> None:

@@ -143,9 +143,8 @@ class ToolRunner:
                         if started is None:
                             begun = await actor.start(lost=self._on_lost, ahead=self._ahead)
                             if not isinstance(begun, Started):
-                                if begun is AHEAD:
-                                    scheduler.ahead_pending()
-                                    taken = False
+                                # Started ahead: the scheduler hands it back once committed.
+                                taken = begun is not AHEAD
                                 self.current = None
                                 continue
                             started = begun
