@@ -52,7 +52,7 @@ from jobwarden.ids import new_job_id
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
 from jobwarden.plugins.tool import Plugin
 from jobwarden.records import JobEvent, JobRecord
-from jobwarden.store.base import JobPage, JobQuery, JobStore, write_behind
+from jobwarden.store.base import JobPage, JobQuery, JobStore, WriteBehind, write_behind
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.shared import SharedStore
 
@@ -304,6 +304,9 @@ class Supervisor:
         event = bus.event(record, "queued" if refusal is None else "failed", at=record.created_at)
         if shared is not None:
             return await self._enqueue(shared, record, event, refused=refusal is not None)
+        behind = self.store_behind
+        if behind is not None and refusal is None and idempotency_key is None:
+            return await self._put_then(behind, JobActor(self, record, spec, args), event, began)
         try:
             stored = await self.store.put(record, event)
         except StoreError as exc:
@@ -321,14 +324,37 @@ class Supervisor:
             if tracing is not None:
                 tracing.submitted(record, began)
             return record
-        actor = JobActor(self, record, spec, args)
-        if tracing is not None:
-            tracing.submitted(record, began)
+        self._accept(JobActor(self, record, spec, args), event, began)
+        return record
+
+    async def _put_then(
+        self, behind: WriteBehind, actor: JobActor, event: JobEvent, began: int
+    ) -> JobRecord:
+        """Store a new job on a write-behind store and accept it as the commit is reported,
+        not once this task is resumed: runners start it in that same turn of the loop, and a
+        caller cancelled meanwhile cannot leave a stored job that nothing runs."""
+        accepted = _Accepted(self, actor, event, began)
+        try:
+            await behind.put_then(actor.record, event, accepted)
+        except StoreError as exc:
+            self.bus.abandon(event)
+            raise StoreUnavailable(
+                f"the job was not accepted: {exc}", tool=actor.record.tool
+            ) from exc
+        except BaseException:
+            if not accepted.done:
+                self.bus.abandon(event)
+            raise
+        return actor.record
+
+    def _accept(self, actor: JobActor, event: JobEvent, began: int) -> None:
+        """A submitted job is stored: queue it and publish its first event."""
+        if self._tracing is not None:
+            self._tracing.submitted(actor.record, began)
         # The runner is woken before the subscribers: it then gets the loop first, and a short
         # job's later events reach each subscriber in the same wake-up as its queued event.
         self._admit(actor)
-        bus.deliver(event)
-        return record
+        self.bus.deliver(event)
 
     async def _enqueue(
         self, shared: SharedStore, record: JobRecord, event: JobEvent, *, refused: bool
@@ -688,3 +714,24 @@ def _only(group: BaseExceptionGroup[BaseException], exc: BaseException) -> bool:
 def _first(group: BaseExceptionGroup[SupervisorCrashed]) -> SupervisorCrashed:
     exc = group.exceptions[0]
     return _first(exc) if isinstance(exc, BaseExceptionGroup) else exc
+
+
+class _Accepted:
+    """A submitted job's commit callback on a write-behind store: accept it once stored (an
+    object rather than a closure: one allocation per job, not one per captured variable)."""
+
+    __slots__ = ("_actor", "_began", "_event", "_supervisor", "done")
+
+    def __init__(
+        self, supervisor: Supervisor, actor: JobActor, event: JobEvent, began: int
+    ) -> None:
+        self._supervisor = supervisor
+        self._actor = actor
+        self._event = event
+        self._began = began
+        self.done = False  # accepted: the job is stored, queued here and its event published
+
+    def __call__(self, error: StoreError | None) -> None:
+        if error is None:
+            self.done = True
+            self._supervisor._accept(self._actor, self._event, self._began)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -106,8 +106,15 @@ class WriteBehind(Protocol):
     A caller that need not wait for the commit (a ToolRunner finishing a job) queues it with
     ``transition_soon`` and moves on; ``committed`` runs on the event loop once it is committed
     (None) or refused (the ``StoreError``), so what depends on the write being durable (the
-    event reaching subscribers, the job's waiters seeing it end) happens there.
+    event reaching subscribers, the job's waiters seeing it end) happens there. ``put_then``
+    waits for its commit like ``put``, and its ``committed`` runs as the commit is reported,
+    before the waiting task is resumed (the supervisor admits a submitted job there).
     """
+
+    def put_then(
+        self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
+    ) -> Awaitable[None]:
+        """``put`` of a job without an idempotency key, calling ``committed`` first."""
 
     def transition_soon(
         self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
@@ -119,7 +126,8 @@ _WRITES_BEHIND: dict[type, bool] = {}
 
 
 def write_behind(store: JobStore) -> WriteBehind | None:
-    """``store`` if it offers ``transition_soon``, else None (cached per class: called per job)."""
+    """``store`` if it writes behind (``WriteBehind``), else None (cached per class: called per
+    job)."""
     kind = type(store)
     offers = _WRITES_BEHIND.get(kind)
     if offers is None:

@@ -197,6 +197,14 @@ class SqliteStore:
             return _decode_record(op.existing)
         return record
 
+    def put_then(
+        self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
+    ) -> Coroutine[Any, Any, None]:
+        """``put`` of a job without an idempotency key, with ``committed`` called on the event
+        loop as the commit is reported (None) or refused (the ``StoreError``), before this
+        returns or raises."""
+        return self._commits.write(Put(record, event), committed)
+
     def transition(self, record: JobRecord, event: JobEvent) -> Coroutine[Any, Any, None]:
         """Replace the job's record and append the event, in one transaction.
 

@@ -271,9 +271,15 @@ class WriterProcess:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    async def write(self, op: WireOp) -> None:
-        """Queue ``op`` and return once it is committed; raise ``StoreError`` if it was not."""
+    async def write(self, op: WireOp, committed: Committed | None = None) -> None:
+        """Queue ``op`` and return once it is committed; raise ``StoreError`` if it was not.
+
+        ``committed``, if given, is called first, as the reply is read (as ``write_soon``'s), so
+        what must follow the commit need not wait for the caller's task to be resumed.
+        """
         frame = self._queue(op)
+        if committed is not None:
+            frame.callbacks.append(committed)
         loop = self._loop
         if loop is not None:
             waiter = loop.create_future()

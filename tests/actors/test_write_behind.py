@@ -8,8 +8,9 @@ import os
 import signal
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -17,7 +18,7 @@ import msgspec
 import pytest
 
 from jobwarden import JobState, Plugin, Supervisor, ToolContext
-from jobwarden.errors import JobFinished, StoreError, SupervisorCrashed
+from jobwarden.errors import JobFinished, StoreError, StoreUnavailable, SupervisorCrashed
 from jobwarden.records import EVENT_TYPE_PREFIX, JobEvent, JobRecord
 from jobwarden.store.base import JobQuery
 from jobwarden.store.sqlite import SqliteStore
@@ -59,6 +60,12 @@ class HeldStore(SqliteStore):
     ) -> None:
         self._hold(record)
         super().transition_soon(record, event, committed)
+
+    def put_then(
+        self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
+    ) -> Coroutine[Any, Any, None]:
+        self._hold(record)
+        return super().put_then(record, event, committed)
 
 
 class FullAt(SqliteStore):
@@ -341,3 +348,63 @@ async def test_jobs_started_ahead_never_run_more_than_the_concurrency(tmp_path: 
         for record in records:
             assert (await sup.wait(record.id, timeout=10)).state is JobState.SUCCEEDED
     assert sorted(inside) == sorted(record.id for record in records)
+
+
+async def test_a_submit_cancelled_while_its_job_commits_still_runs_the_job(
+    tmp_path: Path,
+) -> None:
+    """A caller cancelled while its job's put is being committed gets the cancellation, yet the
+    stored job is queued and run (it is admitted as the commit is reported, not by the caller)
+    and its events reach subscribers in order."""
+    store = HeldStore(tmp_path / "jobs.db", {"queued"})
+    contexts: list[ToolContext] = []
+    returned: list[JobRecord] = []
+    async with Supervisor(plugins=[_leaky_plugin(contexts)], store=store) as sup:
+        async with sup.subscribe() as events:
+            async with anyio.create_task_group() as tg:
+
+                async def submit(*, task_status: anyio.abc.TaskStatus[anyio.CancelScope]) -> None:
+                    with anyio.CancelScope() as scope:
+                        task_status.started(scope)
+                        returned.append(await sup.submit("leaky.keep", {"text": "hi"}))
+
+                scope = await tg.start(submit)
+                await anyio.to_thread.run_sync(store.holding.wait)
+                scope.cancel()
+                await anyio.wait_all_tasks_blocked()
+                store.release()
+            seen = [await events.__anext__() for _ in range(3)]
+        final = await sup.wait(seen[0].subject)
+    assert returned == []
+    assert [event.type.rsplit(".", 1)[1] for event in seen] == ["queued", "running", "succeeded"]
+    assert final.state is JobState.SUCCEEDED
+    assert len(contexts) == 1
+
+
+async def test_a_refused_put_creates_no_job_and_later_events_flow(tmp_path: Path) -> None:
+    """A put the file refuses is a StoreUnavailable and leaves no job; its event offset is let go,
+    so the next job's events still reach a subscriber."""
+    store = SqliteStore(tmp_path / "jobs.db")
+    contexts: list[ToolContext] = []
+    async with Supervisor(plugins=[_leaky_plugin(contexts)], store=store) as sup:
+        with sqlite3.connect(store.path) as db:
+            db.execute(
+                "CREATE TRIGGER full BEFORE INSERT ON jobs"
+                " WHEN instr(CAST(NEW.record AS TEXT), 'refuse me') > 0"
+                " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        async with sup.subscribe() as events:
+            with pytest.raises(StoreUnavailable, match="disk is full"):
+                await sup.submit("leaky.keep", {"text": "refuse me"})
+            record = await sup.submit("leaky.keep", {"text": "keep me"})
+            seen: list[JobEvent] = []
+            async for event in events:
+                # (the offset let go reads as a gap to a live subscriber: a stream.reset first)
+                if isinstance(event, JobEvent):
+                    seen.append(event)
+                    if len(seen) == 3:
+                        break
+        listed = await sup.list_jobs(JobQuery())
+    assert {event.subject for event in seen} == {record.id}
+    assert [job.id for job in listed.jobs] == [record.id]
+    assert sup.statistics().queued == 0
