@@ -26,7 +26,7 @@ from jobwarden.errors import ActorStopped, ErrorInfo, JobFinished, OutcomeType, 
 from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool
-from jobwarden.records import JobRecord
+from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import JobStore, WriteBehind
 from jobwarden.store.shared import SharedStore, Verdict
 
@@ -348,21 +348,10 @@ class JobActor:
         once, so a cancel meanwhile asks the call to stop rather than ending a queued job.
         """
         check_transition(self.record.state, new.state)
-        host = self._host
-        bus = host.bus
+        bus = self._host.bus
         event = bus.event(new, "running", at=at)
-
-        def committed(error: StoreError | None) -> None:
-            if error is None:
-                bus.deliver(event)
-                if ahead is not None:
-                    host.job_started(self)
-                    self._ahead = ahead[1]
-                    ahead[0].ahead_ready(self)
-                return
-            bus.abandon(event)
-            lost(error)
-
+        # A partial, not a closure: two objects per job for the cyclic gc, not one per variable.
+        committed = partial(self._start_committed, event, lost, ahead)
         try:
             store.transition_soon(new, event, committed)
         except BaseException:
@@ -371,6 +360,25 @@ class JobActor:
         if ahead is not None:
             ahead[0].ahead_pending()
         self.record = new
+
+    def _start_committed(
+        self,
+        event: JobEvent,
+        lost: Lost,
+        ahead: tuple[Ahead, Started] | None,
+        error: StoreError | None,
+    ) -> None:
+        """The running change queued by ``_start_soon`` is committed (None) or lost."""
+        host = self._host
+        if error is None:
+            host.bus.deliver(event)
+            if ahead is not None:
+                host.job_started(self)
+                self._ahead = ahead[1]
+                ahead[0].ahead_ready(self)
+            return
+        host.bus.abandon(event)
+        lost(error)
 
     def attach_scope(self, scope: anyio.CancelScope) -> None:
         """The scope the tool call runs in; a cancel that came first applies to it at once."""
@@ -422,24 +430,27 @@ class JobActor:
         check_transition(self.record.state, new.state)
         bus = self._host.bus
         event = bus.event(new, kind, at=at)
-
-        def committed(error: StoreError | None) -> None:
-            if error is None:
-                self.record = new
-                bus.deliver(event)
-                self._stop(started=True)
-                return
-            bus.abandon(event)
-            self._ending = False
-            lost(error)
-
         self._ending = True
         try:
-            store.transition_soon(new, event, committed)
+            store.transition_soon(new, event, partial(self._end_committed, new, event, lost))
         except BaseException:
             self._ending = False
             bus.abandon(event)
             raise
+
+    def _end_committed(
+        self, new: JobRecord, event: JobEvent, lost: Lost, error: StoreError | None
+    ) -> None:
+        """The terminal change queued by ``_end_behind`` is committed (None) or lost."""
+        bus = self._host.bus
+        if error is None:
+            self.record = new
+            bus.deliver(event)
+            self._stop(started=True)
+            return
+        bus.abandon(event)
+        self._ending = False
+        lost(error)
 
     async def _retry(self, error: ErrorInfo, delay: float) -> None:
         record = self.record
