@@ -21,8 +21,11 @@ SIGINT and SIGTERM (a terminal's Ctrl-C or a service manager reaches the whole p
 leaves the parent to decide when the writes end. It also keeps the parent's ``flock`` descriptor
 open until it exits, so no second process opens the file while it may still commit.
 
-Op tuples: ``(PUT, ends, idempotency, job_row, event_row)``, ``(TRANSITION, ends, job_row,
-event_row)``, ``(PURGE, finished_before, excess, limit, terminal_states)``. Rows go in as
+Op tuples, flat (one object each to build, marshal and read back): ``(PUT, ends, idempotency,
+*job_row, *event_row)`` with the job's row ``(seq, id, tool, plugin, state, owner, idempotency,
+record, finished_at)``; ``(TRANSITION, ends, *job_row, *event_row)`` with the job's row ``(state,
+record, finished_at, id)``; the event's row is ``(offset, job_id, tool, body)``; and ``(PURGE,
+finished_before, excess, limit, terminal_states)``. Rows go in as
 multi-row statements of exactly as many rows as there are (up to ``ROWS_PER_STATEMENT``), one
 statement per size kept in the connection's statement cache: Python's sqlite3 steps once per
 statement rather than once per row. A job changed twice in one transaction (running, then
@@ -130,17 +133,16 @@ def apply(db: sqlite3.Connection, ops: Sequence[Op]) -> Applied:
             if kind == TRANSITION:
                 # The last record of each job: UPDATE ... FROM takes an arbitrary one of
                 # duplicate rows, so there are none.
-                job_row = op[2]
-                updates[job_row[3]] = job_row
-                events.append(op[3])
+                updates[op[5]] = op[2:6]
+                events.append(op[6:10])
                 finished += op[1]
             elif kind == PUT:
                 if op[2] is None:
-                    plain.append(op[3])
-                    events.append(op[4])
+                    plain.append(op[3:12])
+                    events.append(op[12:16])
                     finished += op[1]
-                elif db.execute(INSERT_KEYED_JOB, op[3]).rowcount == 1:
-                    events.append(op[4])
+                elif db.execute(INSERT_KEYED_JOB, op[3:12]).rowcount == 1:
+                    events.append(op[12:16])
                     finished += op[1]
                 else:
                     existing = db.execute(KEYED_RECORD, (op[2],)).fetchone()[0]

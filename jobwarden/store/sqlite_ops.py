@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -24,22 +24,28 @@ _TERMINAL = tuple(sorted(state.value for state in TERMINAL_STATES))
 
 
 class Put:
-    """A new job and its first event; ``existing`` is set when the owner's key was taken."""
+    """A new job and its first event; ``existing`` is set when the owner's key was taken.
 
-    __slots__ = ("ends", "event_row", "existing", "idempotency", "job_row", "wire")
+    ``wire`` is one flat tuple (see ``sqlite_child``): the job's row and the event's row are
+    slices of it, one object per write for the cyclic gc and marshal rather than three.
+    """
+
+    __slots__ = ("existing", "wire")
     series = "put"  # its latency's histogram in ``StoreTimings``
 
     def __init__(self, record: JobRecord, event: JobEvent) -> None:
         key = record.idempotency_key
         state = record.state
-        self.ends = ends = state.terminal
-        self.idempotency = idempotency = (
-            None if key is None else _encode([record.owner, key]).decode()
-        )
+        ends = state.terminal
+        idempotency = None if key is None else _encode([record.owner, key]).decode()
         finished = record.finished_at
         offset = int(event.id)  # ``event.offset`` without the property's call
-        self.job_row = job_row = (
-            offset,
+        self.existing: bytes | None = None
+        self.wire = (
+            PUT,
+            ends,
+            idempotency,
+            offset,  # the job's row: seq ...
             record.id,
             record.tool,
             record.plugin,
@@ -48,10 +54,22 @@ class Put:
             idempotency,
             _encode(record),
             finished.timestamp() if ends and finished is not None else None,
+            offset,  # ... the event's row
+            event.subject,
+            event.data.tool,
+            _encode(event),
         )
-        self.event_row = event_row = (offset, event.subject, event.data.tool, _encode(event))
-        self.existing: bytes | None = None
-        self.wire = (PUT, ends, idempotency, job_row, event_row)
+
+    @property
+    def job_row(self) -> tuple[Any, ...]:
+        """The job's row: ``(seq, id, tool, plugin, state, owner, idempotency, record,
+        finished_at)``."""
+        return self.wire[3:12]
+
+    @property
+    def event_row(self) -> tuple[Any, ...]:
+        """The event's row: ``(offset, job_id, tool, body)``."""
+        return self.wire[12:16]
 
     def answer(self, existing: object) -> None:
         """The writer's result: the record already stored under the owner's key."""
@@ -60,24 +78,28 @@ class Put:
 
 
 class Transition:
-    """A job's new record and the event describing the change."""
+    """A job's new record and the event describing the change, as one flat ``wire`` tuple."""
 
-    __slots__ = ("ends", "event_row", "job_row", "wire")
+    __slots__ = ("wire",)
     series = "transition"
 
     def __init__(self, record: JobRecord, event: JobEvent) -> None:
         # A job reaches a terminal state once, so each such write adds one finished job.
         state = record.state
-        self.ends = ends = state.terminal
+        ends = state.terminal
         finished = record.finished_at
-        self.job_row = job_row = (
-            state._value_,
+        self.wire = (
+            TRANSITION,
+            ends,
+            state._value_,  # the job's new row: state ...
             _encode(record),
             finished.timestamp() if ends and finished is not None else None,
             record.id,
+            int(event.id),  # ... the event's row
+            event.subject,
+            event.data.tool,
+            _encode(event),
         )
-        self.event_row = event_row = (int(event.id), event.subject, event.data.tool, _encode(event))
-        self.wire = (TRANSITION, ends, job_row, event_row)
 
     def answer(self, value: object) -> None:
         """Never called: a transition has no result."""

@@ -151,7 +151,7 @@ def test_frames_are_cut_whole_and_a_partial_one_waits(db: sqlite3.Connection) ->
     two = _frame([Put(second, jobs.event(second)).wire])
     frames, used = sqlite_child._frames(bytearray(one + two + two[:7]))
     assert used == len(one) + len(two)
-    assert [frame[0][3][1] for frame in frames] == [first.id, second.id]
+    assert [frame[0][4] for frame in frames] == [first.id, second.id]
     assert sqlite_child._frames(bytearray(two[:3])) == ([], 0)
 
 
