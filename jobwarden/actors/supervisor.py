@@ -52,7 +52,7 @@ from jobwarden.ids import new_job_id
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
 from jobwarden.plugins.tool import Plugin
 from jobwarden.records import JobEvent, JobRecord
-from jobwarden.store.base import JobPage, JobQuery, JobStore, WriteBehind, write_behind
+from jobwarden.store.base import JobPage, JobQuery, JobStore, write_behind
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.shared import SharedStore
 
@@ -305,15 +305,22 @@ class Supervisor:
         if shared is not None:
             return await self._enqueue(shared, record, event, refused=refusal is not None)
         behind = self.store_behind
-        if behind is not None and refusal is None and idempotency_key is None:
-            return await self._put_then(behind, JobActor(self, record, spec, args), event, began)
+        accepted: _Accepted | None = None
         try:
+            if behind is not None and refusal is None and idempotency_key is None:
+                # Accepted as the commit is reported, not once this task is resumed: runners
+                # start it in that same turn of the loop, and a caller cancelled meanwhile
+                # cannot leave a stored job that nothing runs.
+                accepted = _Accepted(self, JobActor(self, record, spec, args), event, began)
+                await behind.put_then(record, event, accepted)
+                return record
             stored = await self.store.put(record, event)
         except StoreError as exc:
             bus.abandon(event)
             raise StoreUnavailable(f"the job was not accepted: {exc}", tool=tool) from exc
         except BaseException:
-            bus.abandon(event)
+            if accepted is None or not accepted.done:
+                bus.abandon(event)
             raise
         if stored is not record:
             bus.abandon(event)
@@ -326,26 +333,6 @@ class Supervisor:
             return record
         self._accept(JobActor(self, record, spec, args), event, began)
         return record
-
-    async def _put_then(
-        self, behind: WriteBehind, actor: JobActor, event: JobEvent, began: int
-    ) -> JobRecord:
-        """Store a new job on a write-behind store and accept it as the commit is reported,
-        not once this task is resumed: runners start it in that same turn of the loop, and a
-        caller cancelled meanwhile cannot leave a stored job that nothing runs."""
-        accepted = _Accepted(self, actor, event, began)
-        try:
-            await behind.put_then(actor.record, event, accepted)
-        except StoreError as exc:
-            self.bus.abandon(event)
-            raise StoreUnavailable(
-                f"the job was not accepted: {exc}", tool=actor.record.tool
-            ) from exc
-        except BaseException:
-            if not accepted.done:
-                self.bus.abandon(event)
-            raise
-        return actor.record
 
     def _accept(self, actor: JobActor, event: JobEvent, began: int) -> None:
         """A submitted job is stored: queue it and publish its first event."""
