@@ -305,21 +305,23 @@ class Supervisor:
         if shared is not None:
             return await self._enqueue(shared, record, event, refused=refusal is not None)
         behind = self.store_behind
-        accepted: _Accepted | None = None
+        stored_behind: _Stored | None = None
         try:
             if behind is not None and refusal is None and idempotency_key is None:
-                # Accepted as the commit is reported, not once this task is resumed: runners
-                # start it in that same turn of the loop, and a caller cancelled meanwhile
-                # cannot leave a stored job that nothing runs.
-                accepted = _Accepted(self, JobActor(self, record, spec, args), event, began)
-                await behind.put_then(record, event, accepted)
-                return record
-            stored = await self.store.put(record, event)
+                # put_then, so that a caller cancelled while the job commits still knows
+                # whether it was stored (then it is run, below, not left unrun in the file).
+                stored_behind = _Stored()
+                await behind.put_then(record, event, stored_behind)
+                stored = record
+            else:
+                stored = await self.store.put(record, event)
         except StoreError as exc:
             bus.abandon(event)
             raise StoreUnavailable(f"the job was not accepted: {exc}", tool=tool) from exc
         except BaseException:
-            if accepted is None or not accepted.done:
+            if stored_behind is not None and stored_behind.done:
+                self._accept(JobActor(self, record, spec, args), event, began)
+            else:
                 bus.abandon(event)
             raise
         if stored is not record:
@@ -703,22 +705,13 @@ def _first(group: BaseExceptionGroup[SupervisorCrashed]) -> SupervisorCrashed:
     return _first(exc) if isinstance(exc, BaseExceptionGroup) else exc
 
 
-class _Accepted:
-    """A submitted job's commit callback on a write-behind store: accept it once stored (an
-    object rather than a closure: one allocation per job, not one per captured variable)."""
+class _Stored:
+    """A write-behind put's commit callback: notes that the job is stored."""
 
-    __slots__ = ("_actor", "_began", "_event", "_supervisor", "done")
+    __slots__ = ("done",)
 
-    def __init__(
-        self, supervisor: Supervisor, actor: JobActor, event: JobEvent, began: int
-    ) -> None:
-        self._supervisor = supervisor
-        self._actor = actor
-        self._event = event
-        self._began = began
-        self.done = False  # accepted: the job is stored, queued here and its event published
+    def __init__(self) -> None:
+        self.done = False
 
     def __call__(self, error: StoreError | None) -> None:
-        if error is None:
-            self.done = True
-            self._supervisor._accept(self._actor, self._event, self._began)
+        self.done = error is None

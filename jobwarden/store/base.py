@@ -108,7 +108,8 @@ class WriteBehind(Protocol):
     (None) or refused (the ``StoreError``), so what depends on the write being durable (the
     event reaching subscribers, the job's waiters seeing it end) happens there. ``put_then``
     waits for its commit like ``put``, and its ``committed`` runs as the commit is reported,
-    before the waiting task is resumed (the supervisor admits a submitted job there).
+    before the waiting task is resumed: a caller cancelled meanwhile still learns whether the
+    job was stored (the supervisor then runs it).
     """
 
     def put_then(
