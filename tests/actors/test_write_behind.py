@@ -354,8 +354,8 @@ async def test_a_submit_cancelled_while_its_job_commits_still_runs_the_job(
     tmp_path: Path,
 ) -> None:
     """A caller cancelled while its job's put is being committed gets the cancellation, yet the
-    stored job is queued and run (it is admitted as the commit is reported, not by the caller)
-    and its events reach subscribers in order."""
+    stored job is queued and run (put_then told the supervisor it was stored) and its events
+    reach subscribers in order."""
     store = HeldStore(tmp_path / "jobs.db", {"queued"})
     contexts: list[ToolContext] = []
     returned: list[JobRecord] = []
