@@ -100,11 +100,11 @@ class EventBus:
         if offset != self._deliver_next:
             self._held[offset] = event
             return
-        self._fan_out(event)
+        self._fan_out(offset, event)
         offset += 1
         held = self._held
         while held and offset in held:
-            self._fan_out(held.pop(offset))
+            self._fan_out(offset, held.pop(offset))
             offset += 1
         self._deliver_next = offset
 
@@ -113,8 +113,11 @@ class EventBus:
         for sub in self._subscribers:
             sub.offer(event)
 
-    def _fan_out(self, event: JobEvent | None) -> None:
+    def _fan_out(self, offset: int, event: JobEvent | None) -> None:
         if event is None:
+            # Never committed: no subscriber is to take the missing offset for a purged one.
+            for sub in self._subscribers:
+                sub.skip(offset)
             return
         for sub in self._subscribers:
             sub.offer(event)

@@ -106,6 +106,13 @@ class Subscription:
             self._buffer.append(event)
         self._wake()
 
+    def skip(self, offset: int) -> None:
+        """Called by the bus, in offset order, for an offset whose event was never committed: a
+        stream that had nothing live yet is live from there (the offset has no event to replay,
+        and the store's history starting after it is no sign of a purge)."""
+        if self._live_from is None:
+            self._live_from = offset
+
     def _matches(self, event: JobEvent) -> bool:
         return (
             (self.job_id is None or event.subject == self.job_id)

@@ -11,7 +11,7 @@ from jobwarden import JobEvent, MemoryStore, StreamEvent, StreamReset, Superviso
 from jobwarden.actors.event_bus import EventBus
 from jobwarden.actors.states import JobState
 from jobwarden.records import EventData, JobRecord
-from tests.fakes import Gates, fake_plugin
+from tests.fakes import FullStore, Gates, fake_plugin
 
 pytestmark = pytest.mark.anyio
 
@@ -158,6 +158,21 @@ async def test_resume_older_than_retention_gets_a_reset_first() -> None:
         assert (reset.data.requested_since, reset.data.first_retained) == (3, 21)
         assert reset.offset == 20
         assert [e.offset for e in events[1:]] == [21, 22, 23]
+
+
+async def test_an_offset_never_committed_is_no_reset_for_a_live_subscriber() -> None:
+    """A live subscriber whose first offset was let go (that job's put was refused) gets the next
+    job's events with no stream.reset before them: nothing was purged."""
+    store = FullStore()
+    async with Supervisor(plugins=[builtin], store=store) as sup, sup.subscribe() as events:
+        store.fail_puts = True
+        with pytest.raises(errors.StoreUnavailable):
+            await sup.submit("builtin.echo", {"text": "refused"})
+        store.fail_puts = False
+        record = await sup.submit("builtin.echo", {"text": "kept"})
+        got = [await events.__anext__() for _ in range(3)]
+    assert [(type(event), event.subject) for event in got] == [(JobEvent, record.id)] * 3
+    assert [event.offset for event in got] == [2, 3, 4]
 
 
 async def test_finished_job_whose_events_were_purged_ends_after_reset() -> None:
