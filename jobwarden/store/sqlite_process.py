@@ -274,8 +274,8 @@ class WriterProcess:
     async def write(self, op: WireOp, committed: Committed | None = None) -> None:
         """Queue ``op`` and return once it is committed; raise ``StoreError`` if it was not.
 
-        ``committed``, if given, is called first, as the reply is read (as ``write_soon``'s), so
-        what must follow the commit need not wait for the caller's task to be resumed.
+        ``committed``, if given, is called first, as the reply is read (as ``write_soon``'s): a
+        caller cancelled while it waits still learns from it whether the write was committed.
         """
         frame = self._queue(op)
         if committed is not None:
