@@ -50,7 +50,7 @@ from jobwarden.errors import (
 )
 from jobwarden.ids import new_job_id
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
-from jobwarden.plugins.tool import Plugin
+from jobwarden.plugins.tool import Plugin, Tool
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import JobPage, JobQuery, JobStore, write_behind
 from jobwarden.store.memory import MemoryStore
@@ -307,12 +307,12 @@ class Supervisor:
         behind = self.store_behind
         stored_behind: _Stored | None = None
         try:
-            if behind is not None and refusal is None and idempotency_key is None:
+            if behind is not None:
                 # put_then, so that a caller cancelled while the job commits still knows
                 # whether it was stored (then it is run, below, not left unrun in the file).
                 stored_behind = _Stored()
-                await behind.put_then(record, event, stored_behind)
-                stored = record
+                earlier = await behind.put_then(record, event, stored_behind)
+                stored = record if earlier is None else earlier
             else:
                 stored = await self.store.put(record, event)
         except StoreError as exc:
@@ -320,29 +320,30 @@ class Supervisor:
             raise StoreUnavailable(f"the job was not accepted: {exc}", tool=tool) from exc
         except BaseException:
             if stored_behind is not None and stored_behind.done:
-                self._accept(JobActor(self, record, spec, args), event, began)
+                self._accept(record, event, spec, args, began)
             else:
                 bus.abandon(event)
             raise
         if stored is not record:
             bus.abandon(event)
             return stored
-        if refusal is not None:
-            bus.deliver(event)
-            self.registry.job_ended(record)
-            if tracing is not None:
-                tracing.submitted(record, began)
-            return record
-        self._accept(JobActor(self, record, spec, args), event, began)
+        self._accept(record, event, spec, args, began)
         return record
 
-    def _accept(self, actor: JobActor, event: JobEvent, began: int) -> None:
-        """A submitted job is stored: queue it and publish its first event."""
+    def _accept(
+        self, record: JobRecord, event: JobEvent, spec: Tool, args: Any, began: int
+    ) -> None:
+        """A submitted job is stored: publish its first event and queue it, unless the circuit
+        breaker refused it (stored already failed)."""
         if self._tracing is not None:
-            self._tracing.submitted(actor.record, began)
+            self._tracing.submitted(record, began)
+        if record.state is not QUEUED:
+            self.bus.deliver(event)
+            self.registry.job_ended(record)
+            return
         # The runner is woken before the subscribers: it then gets the loop first, and a short
         # job's later events reach each subscriber in the same wake-up as its queued event.
-        self._admit(actor)
+        self._admit(JobActor(self, record, spec, args))
         self.bus.deliver(event)
 
     async def _enqueue(

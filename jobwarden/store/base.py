@@ -114,8 +114,10 @@ class WriteBehind(Protocol):
 
     def put_then(
         self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
-    ) -> Awaitable[None]:
-        """``put`` of a job without an idempotency key, calling ``committed`` first."""
+    ) -> Awaitable[JobRecord | None]:
+        """``put``, calling ``committed`` first: with None once this job is stored, with the
+        ``StoreError`` if it was refused, not at all when its idempotency key names an earlier
+        job. Returns None, or that earlier job."""
 
     def transition_soon(
         self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]

@@ -21,6 +21,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Coroutine
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -199,11 +200,22 @@ class SqliteStore:
 
     def put_then(
         self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
-    ) -> Coroutine[Any, Any, None]:
-        """``put`` of a job without an idempotency key, with ``committed`` called on the event
-        loop as the commit is reported (None) or refused (the ``StoreError``), before this
-        returns or raises."""
-        return self._commits.write(Put(record, event), committed)
+    ) -> Coroutine[Any, Any, JobRecord | None]:
+        """``put``, with ``committed`` called on the event loop as the commit is reported, before
+        this returns or raises: with None once this job is stored, with the ``StoreError`` when
+        the file refused it, not at all when its idempotency key names an earlier job. Returns
+        None, or that earlier job."""
+        op = Put(record, event)
+        if record.idempotency_key is None:
+            # The writer's own coroutine, whose result is None: one frame less per submit.
+            return self._commits.write(op, committed)
+        return self._put_keyed(op, committed)
+
+    async def _put_keyed(
+        self, op: Put, committed: Callable[[StoreError | None], None]
+    ) -> JobRecord | None:
+        await self._commits.write(op, partial(_report_new_job, op, committed))
+        return None if op.existing is None else _decode_record(op.existing)
 
     def transition(self, record: JobRecord, event: JobEvent) -> Coroutine[Any, Any, None]:
         """Replace the job's record and append the event, in one transaction.
@@ -323,6 +335,15 @@ class SqliteStore:
             raise StoreError(f"the job store {self.path} could not be read: {exc}") from exc
         finally:
             self._idle_readers.append(db)
+
+
+def _report_new_job(
+    put: Put, committed: Callable[[StoreError | None], None], error: StoreError | None
+) -> None:
+    """A keyed put's commit reaches ``committed`` unless the key named an earlier job (the op
+    has its answer by the time commit callbacks run)."""
+    if error is not None or put.existing is None:
+        committed(error)
 
 
 def _lock_exclusively(path: Path) -> int:

@@ -51,6 +51,10 @@ class HeldStore(SqliteStore):
         assert pid is not None
         os.kill(pid, signal.SIGCONT)
 
+    async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
+        self._hold(record)
+        return await super().put(record, event)
+
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
         self._hold(record)
         await super().transition(record, event)
@@ -63,7 +67,7 @@ class HeldStore(SqliteStore):
 
     def put_then(
         self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
-    ) -> Coroutine[Any, Any, None]:
+    ) -> Coroutine[Any, Any, JobRecord | None]:
         self._hold(record)
         return super().put_then(record, event, committed)
 
@@ -379,6 +383,75 @@ async def test_a_submit_cancelled_while_its_job_commits_still_runs_the_job(
     assert [event.type.rsplit(".", 1)[1] for event in seen] == ["queued", "running", "succeeded"]
     assert final.state is JobState.SUCCEEDED
     assert len(contexts) == 1
+
+
+async def test_a_keyed_submit_cancelled_while_its_job_commits_still_runs_the_job(
+    tmp_path: Path,
+) -> None:
+    """A submit with an idempotency key, cancelled while its job's put is being committed, still
+    leaves the job queued and run, so the same key submitted again names a job that ends."""
+    store = HeldStore(tmp_path / "jobs.db", {"queued"})
+    contexts: list[ToolContext] = []
+    returned: list[JobRecord] = []
+    async with Supervisor(plugins=[_leaky_plugin(contexts)], store=store) as sup:
+        async with anyio.create_task_group() as tg:
+
+            async def submit(*, task_status: anyio.abc.TaskStatus[anyio.CancelScope]) -> None:
+                with anyio.CancelScope() as scope:
+                    task_status.started(scope)
+                    returned.append(
+                        await sup.submit("leaky.keep", {"text": "hi"}, idempotency_key="k1")
+                    )
+
+            scope = await tg.start(submit)
+            await anyio.to_thread.run_sync(store.holding.wait)
+            scope.cancel()
+            await anyio.wait_all_tasks_blocked()
+            store.release()
+        again = await sup.submit("leaky.keep", {"text": "hi"}, idempotency_key="k1")
+        final = await sup.wait(again.id, timeout=10)
+    assert returned == []
+    assert final.state is JobState.SUCCEEDED
+    assert final.idempotency_key == "k1"
+    assert len(contexts) == 1
+
+
+async def test_a_refused_submit_cancelled_while_it_commits_still_reports_the_failure(
+    tmp_path: Path,
+) -> None:
+    """A submit its tool's open circuit refuses, cancelled while the failed job is being
+    committed, still delivers the job's failed event to a live subscriber."""
+    store = HeldStore(tmp_path / "jobs.db", set())
+    plugin = Plugin("flaky", version="1.0.0")
+
+    @plugin.tool(timeout=5.0, circuit_failures=1)
+    async def fail(inp: TextIn, ctx: ToolContext) -> TextIn:
+        """Fail, opening the circuit."""
+        raise RuntimeError(inp.text)
+
+    async with Supervisor(plugins=[plugin], store=store) as sup:
+        first = await sup.wait((await sup.submit("flaky.fail", {"text": "no"})).id, timeout=10)
+        assert first.state is JobState.FAILED
+        store.states = {"failed"}
+        async with sup.subscribe(since=(await store.event_bounds()).last) as events:
+            async with anyio.create_task_group() as tg:
+
+                async def submit(*, task_status: anyio.abc.TaskStatus[anyio.CancelScope]) -> None:
+                    with anyio.CancelScope() as scope:
+                        task_status.started(scope)
+                        await sup.submit("flaky.fail", {"text": "no"})
+
+                scope = await tg.start(submit)
+                await anyio.to_thread.run_sync(store.holding.wait)
+                scope.cancel()
+                await anyio.wait_all_tasks_blocked()
+                store.release()
+            with anyio.fail_after(10):
+                seen = await events.__anext__()
+        refused = await sup.wait(seen.subject, timeout=10)
+    assert seen.type == f"{EVENT_TYPE_PREFIX}failed"
+    assert refused.error is not None
+    assert refused.error.type == "circuit_open"
 
 
 async def test_a_refused_put_creates_no_job_and_later_events_flow(tmp_path: Path) -> None:

@@ -78,3 +78,28 @@ async def test_a_closed_store_refuses_at_once_without_calling_back(store: Sqlite
     with pytest.raises(StoreError, match="is closed"):
         await store.put_then(record, jobs.event(record), seen.append)
     assert seen == []
+
+
+async def test_a_keyed_put_reports_a_new_job_and_returns_none(store: SqliteStore) -> None:
+    """With an idempotency key not used before, the callback gets None and put_then None."""
+    jobs = Jobs()
+    record = jobs.record(key="k1")
+    seen: list[StoreError | None] = []
+    assert await store.put_then(record, jobs.event(record), seen.append) is None
+    assert seen == [None]
+    assert await store.get(record.id) == record
+
+
+async def test_a_keyed_put_naming_an_earlier_job_returns_it_without_calling_back(
+    store: SqliteStore,
+) -> None:
+    """When the owner's key names an earlier job, put_then returns that job, stores nothing and
+    never calls the callback (nothing of the new job was stored)."""
+    jobs = Jobs()
+    first = jobs.record(key="k1")
+    await store.put(first, jobs.event(first))
+    second = jobs.record(key="k1")
+    seen: list[StoreError | None] = []
+    assert await store.put_then(second, jobs.event(second), seen.append) == first
+    assert seen == []
+    assert await store.get(second.id) is None
