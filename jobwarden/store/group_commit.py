@@ -9,6 +9,10 @@ and each keeps its writes in arrival order, so writes reach the store in the ord
 
 Waiting is shielded from cancellation: a write that was handed over completes (or fails) before
 its caller sees anything else, so the caller's in-memory state never diverges from the store.
+asyncio's own cancellation (``task.cancel()``, ``asyncio.timeout``) passes through an anyio shield,
+so a write cancelled that way waits again until its batch is committed, then raises it. Only a
+leader cancelled that way in the middle of its commit cannot finish it: that batch's writes fail
+with a ``StoreError`` saying their outcome is unknown, rather than being reported committed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Generic, TypeVar
 
 import anyio
 import msgspec
+
+from jobwarden.errors import StoreError
 
 Op = TypeVar("Op")
 
@@ -53,14 +59,22 @@ class GroupCommit(Generic[Op]):
         batch = self._open
         batch.ops.append(op)
         with anyio.CancelScope(shield=True):
-            while not batch.committed:
-                in_flight = self._in_flight
-                if in_flight is None:
-                    await self._lead()
-                else:
-                    await in_flight.wait()
+            try:
+                await self._committed(batch)
+            except BaseException:  # asyncio's own cancellation, through the shield
+                await self._committed(batch)
+                raise
         if batch.error is not None:
             raise batch.error
+
+    async def _committed(self, batch: _Batch[Op]) -> None:
+        """Return once ``batch`` is committed, leading its commit if nobody else does."""
+        while not batch.committed:
+            in_flight = self._in_flight
+            if in_flight is None:
+                await self._lead()
+            else:
+                await in_flight.wait()
 
     def statistics(self) -> StoreStatistics:
         """Commits and writes so far: writes / commits is how many each commit carried."""
@@ -73,16 +87,26 @@ class GroupCommit(Generic[Op]):
 
     async def _lead(self) -> None:
         done = self._in_flight = anyio.Event()
-        # Let the tasks the last commit woke run first: their next writes join this batch.
-        await anyio.lowlevel.checkpoint()
-        batch, self._open = self._open, _Batch()
+        batch: _Batch[Op] | None = None
         try:
+            # Let the tasks the last commit woke run first: their next writes join this batch.
+            await anyio.lowlevel.checkpoint()
+            batch, self._open = self._open, _Batch()
             await self._commit(batch.ops)
         except Exception as exc:
-            batch.error = exc
+            if batch is not None:
+                batch.error = exc
+        except BaseException:
+            if batch is not None:
+                batch.error = StoreError(
+                    "the commit was interrupted before the store answered: its writes may or"
+                    " may not be stored"
+                )
+            raise
         finally:
-            batch.committed = True
-            self.batches += 1
-            self.ops += len(batch.ops)
+            if batch is not None:
+                batch.committed = True
+                self.batches += 1
+                self.ops += len(batch.ops)
             self._in_flight = None
             done.set()
