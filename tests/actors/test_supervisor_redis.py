@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import anyio
+import anyio.lowlevel
 import pytest
 
 from jobwarden import JobState, Supervisor
@@ -45,3 +49,28 @@ async def test_jobs_run_and_events_resume_after_a_reopen(redis_prefix: str) -> N
     assert int(later[0].id) == 7
     assert [j.id for j in listed.jobs][-1] == first.id
     assert len(listed.jobs) == 3
+
+
+@pytest.mark.anyio
+async def test_a_submit_cancelled_by_asyncio_while_its_put_is_sent_still_runs_the_job(
+    redis_prefix: str,
+) -> None:
+    """A submit whose task asyncio cancels (``task.cancel()``, which passes through anyio's
+    shield) as its put joins a pipeline raises the cancellation only once the put is stored,
+    and the job, in the nodes' shared queue, still runs, with an idempotency key or without."""
+    url = f"{URL}?prefix={redis_prefix}"
+    async with Supervisor(plugins=[builtin], store=RedisStore(url)) as sup:
+        for key in (None, "k1"):
+            submit = asyncio.ensure_future(
+                sup.submit("builtin.echo", {"text": "hi"}, idempotency_key=key)
+            )
+            await anyio.lowlevel.checkpoint()  # the put has joined its pipeline: cancel it there
+            submit.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await submit
+        listed = await sup.list_jobs()
+        assert len(listed.jobs) == 2
+        done = [await sup.wait(job.id, timeout=10) for job in listed.jobs]
+        again = await sup.submit("builtin.echo", {"text": "hi"}, idempotency_key="k1")
+    assert [job.state for job in done] == [JobState.SUCCEEDED] * 2
+    assert again.id in {job.id for job in done}
