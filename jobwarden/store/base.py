@@ -125,14 +125,7 @@ class WriteBehind(Protocol):
         """Queue ``transition(record, event)``; raises ``StoreError`` if the store is closed."""
 
 
-_WRITES_BEHIND: dict[type, bool] = {}
-
-
 def write_behind(store: JobStore) -> WriteBehind | None:
-    """``store`` if it writes behind (``WriteBehind``), else None (cached per class: called per
-    job)."""
-    kind = type(store)
-    offers = _WRITES_BEHIND.get(kind)
-    if offers is None:
-        offers = _WRITES_BEHIND[kind] = isinstance(store, WriteBehind)
-    return store if offers else None  # type: ignore[return-value]
+    """``store`` if it writes behind (``WriteBehind``), else None (the supervisor looks it up
+    once)."""
+    return store if isinstance(store, WriteBehind) else None
