@@ -194,9 +194,8 @@ class SqliteStore:
         """Insert the job and its first event, or return the job its owner's key already names."""
         op = Put(record, event)
         await self._commits.write(op)
-        if op.existing is not None:
-            return _decode_record(op.existing)
-        return record
+        earlier = _earlier_job(op)
+        return record if earlier is None else earlier
 
     def put_then(
         self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
@@ -215,7 +214,7 @@ class SqliteStore:
         self, op: Put, committed: Callable[[StoreError | None], None]
     ) -> JobRecord | None:
         await self._commits.write(op, partial(_report_new_job, op, committed))
-        return None if op.existing is None else _decode_record(op.existing)
+        return _earlier_job(op)
 
     def transition(self, record: JobRecord, event: JobEvent) -> Coroutine[Any, Any, None]:
         """Replace the job's record and append the event, in one transaction.
@@ -335,6 +334,11 @@ class SqliteStore:
             raise StoreError(f"the job store {self.path} could not be read: {exc}") from exc
         finally:
             self._idle_readers.append(db)
+
+
+def _earlier_job(put: Put) -> JobRecord | None:
+    """The job a committed put's idempotency key named, if it named one."""
+    return None if put.existing is None else _decode_record(put.existing)
 
 
 def _report_new_job(
