@@ -5,7 +5,10 @@ was current where it was submitted. Its children: ``jobwarden.submit`` (validati
 write), then per attempt ``jobwarden.queue`` (waiting for a runner) and ``jobwarden.execute``
 (from entering running until the outcome is recorded). Every span carries the job id and tool; the
 per-attempt spans their attempt; the execute and job spans the outcome, with an error status when
-the job failed or timed out.
+the job failed or timed out. While a tool runs, its execute span is the current OpenTelemetry
+context, so the spans a tool opens itself are children of it: in the runner's task for an async
+tool, in the worker thread for a thread tool (anyio copies the context into it), and in the
+worker process for a process tool (its W3C trace context travels with the call).
 
 Only this module imports opentelemetry, and only a ``Supervisor`` given a tracer (or ``serve
 --tracing``) imports this module: with tracing off, nothing of opentelemetry is loaded and the
@@ -16,10 +19,14 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import Token
 from typing import TYPE_CHECKING, cast
 
 import structlog
-from opentelemetry import trace
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
@@ -43,14 +50,16 @@ _ERROR_STATES = frozenset({JobState.FAILED, JobState.TIMED_OUT})
 
 
 class _JobSpans:
-    """A job's open spans: the job's own, and the phase it is in (queue or execute)."""
+    """A job's open spans: the job's own, and the phase it is in (queue or execute); ``call``
+    is the context its tool runs in (the execute span current) while it executes."""
 
-    __slots__ = ("context", "phase", "root")
+    __slots__ = ("call", "context", "phase", "root")
 
     def __init__(self, root: Span, phase: Span | None) -> None:
         self.root = root
         self.context: Context = trace.set_span_in_context(root)
         self.phase = phase
+        self.call: Context | None = None
 
 
 class JobTracing:
@@ -81,10 +90,12 @@ class JobTracing:
         if spans.phase is not None:
             spans.phase.end()
         spans.phase = self._span(spans, "jobwarden.execute", record, attempt=record.attempt)
+        spans.call = trace.set_span_in_context(spans.phase, spans.context)
 
     def retrying(self, record: JobRecord) -> None:
         """An attempt failed and ``record`` is queued again as the next one."""
         spans = self._spans(record)
+        spans.call = None
         if spans.phase is not None:
             _end_phase(spans.phase, record, failed=True)
         spans.phase = self._span(spans, "jobwarden.queue", record, attempt=record.attempt)
@@ -95,6 +106,29 @@ class JobTracing:
         if spans.phase is not None:
             _end_phase(spans.phase, record, failed=record.state in _ERROR_STATES)
         _end_job(spans, record)
+
+    def enter(self, job_id: str) -> Token[Context] | None:
+        """Make the job's execute span the current context for its tool's call; the token gives
+        the previous one back (``leave``). None when the job is not executing."""
+        spans = self._jobs.get(job_id)
+        if spans is None or spans.call is None:
+            return None
+        return otel_context.attach(spans.call)
+
+    @staticmethod
+    def leave(token: Token[Context]) -> None:
+        """Restore the context ``enter`` replaced."""
+        otel_context.detach(token)
+
+    def carrier(self, job_id: str) -> dict[str, str] | None:
+        """The job's execute span as W3C trace context headers, for a call in a worker process;
+        None when the job is not executing."""
+        spans = self._jobs.get(job_id)
+        if spans is None or spans.call is None:
+            return None
+        headers: dict[str, str] = {}
+        propagate.inject(headers, context=spans.call)
+        return headers
 
     def _spans(self, record: JobRecord) -> _JobSpans:
         spans = self._jobs.get(record.id)
@@ -127,6 +161,17 @@ class JobTracing:
         return self._tracer.start_span(
             name, context=spans.context, attributes=attributes, start_time=start_time
         )
+
+
+@contextmanager
+def continued(carrier: dict[str, str]) -> Iterator[None]:
+    """In a worker process: the job's execute span that ``carrier`` names (``JobTracing.carrier``)
+    is the current context while the tool runs, so the tool's own spans join the job's trace."""
+    token = otel_context.attach(propagate.extract(carrier))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def _outcome(record: JobRecord) -> str:

@@ -10,6 +10,7 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
@@ -18,7 +19,7 @@ from opentelemetry.trace import StatusCode
 from structlog.testing import capture_logs
 
 import jobwarden
-from jobwarden import JobState, PluginRegistry, Supervisor, builtin
+from jobwarden import JobState, Plugin, PluginRegistry, Supervisor, ToolContext, builtin
 from jobwarden.server import ConfigError, ServeOptions, tracer_provider
 from jobwarden.store.sqlite import SqliteStore
 from jobwarden.tracing import (
@@ -36,6 +37,7 @@ from tests.actors.test_circuit_breaker import fail_twice, flaky_plugin
 from tests.actors.test_retries import Flaky
 from tests.fakes import Gates, fake_plugin
 from tests.plugins.test_circuit import FakeClock
+from tests.tracing_fakes import Nothing, SpanIds, traced
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -231,6 +233,69 @@ async def test_a_recovered_job_gets_a_trace_of_its_own(
     assert [s.name for s in children] == ["jobwarden.execute"]
     assert root.attributes is not None
     assert root.attributes[RECOVERED] is True
+
+
+def _ids(span: ReadableSpan) -> SpanIds:
+    assert span.context is not None
+    return SpanIds(trace_id=f"{span.context.trace_id:032x}", span_id=f"{span.context.span_id:016x}")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "sqlite"])
+@pytest.mark.parametrize("tool", ["traced.in_task", "traced.in_thread", "traced.in_process"])
+async def test_a_tool_runs_with_its_job_s_execute_span_current(
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    tool: str,
+    durable: bool,
+    tmp_path: Path,
+) -> None:
+    """Whatever its mode, a tool sees its job's execute span as the current span, so the spans
+    it opens itself join the job's trace under it; each job sees its own (on the SQLite store
+    too, whose jobs start ahead of their runner)."""
+    store = SqliteStore(tmp_path / "jobs.db") if durable else None
+    async with Supervisor(
+        plugins=[traced], tracer=provider.get_tracer("test"), concurrency=1, store=store
+    ) as sup:
+        first = await sup.submit(tool, {})
+        second = await sup.submit(tool, {})
+        done = [await sup.wait(first.id, timeout=60), await sup.wait(second.id, timeout=60)]
+    for job in done:
+        assert job.state is JobState.SUCCEEDED, job.error
+        _, children = tree(spans_of(exporter, job.id))
+        [execute] = [s for s in children if s.name == "jobwarden.execute"]
+        assert msgspec.convert(job.result, SpanIds) == _ids(execute)
+
+
+@pytest.mark.anyio
+async def test_a_tool_s_own_span_is_a_child_of_its_execute_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A span an async tool opens with ``start_as_current_span`` has the job's execute span as
+    its parent; after that call, and after one that raised, the next job on the same runner
+    still sees its own execute span."""
+    tracer = provider.get_tracer("test")
+    plugin = Plugin("own", version="1.0.0")
+
+    @plugin.tool(timeout=10)
+    async def spanned(inp: Nothing, ctx: ToolContext) -> Nothing:
+        with tracer.start_as_current_span("inside the tool"):
+            return Nothing()
+
+    async with Supervisor(plugins=[plugin, traced], tracer=tracer, concurrency=1) as sup:
+        rec = await sup.submit("own.spanned", {})
+        failed = await sup.submit("traced.fails", {})
+        after = await sup.submit("traced.in_task", {})
+        assert (await sup.wait(rec.id, timeout=10)).state is JobState.SUCCEEDED
+        assert (await sup.wait(failed.id, timeout=10)).state is JobState.FAILED
+        later = await sup.wait(after.id, timeout=10)
+    [inside] = [s for s in exporter.get_finished_spans() if s.name == "inside the tool"]
+    [execute] = [s for s in spans_of(exporter, rec.id) if s.name == "jobwarden.execute"]
+    assert inside.parent is not None
+    assert _ids(inside).trace_id == _ids(execute).trace_id
+    assert f"{inside.parent.span_id:016x}" == _ids(execute).span_id
+    [after_execute] = [s for s in spans_of(exporter, after.id) if s.name == "jobwarden.execute"]
+    assert msgspec.convert(later.result, SpanIds) == _ids(after_execute)
 
 
 def test_tracing_off_imports_nothing_of_opentelemetry() -> None:

@@ -50,6 +50,7 @@ class Call(msgspec.Struct, Generic[In], frozen=True):
     attempt: int
     memory_mb: int | None = None
     cpu_s: int | None = None
+    trace: dict[str, str] | None = None  # the job's W3C trace context, when tracing is on
 
 
 class Reply(msgspec.Struct, tag_field="kind"):
@@ -127,7 +128,10 @@ def handle(data: bytes, conn: Connection) -> bytes:
     try:
         # What the tool logs, its module's import included, names its job (``process_logs``
         # sends it to the parent).
-        with bound_contextvars(job_id=call.job_id, tool=call.tool, attempt=call.attempt):
+        with (
+            bound_contextvars(job_id=call.job_id, tool=call.tool, attempt=call.attempt),
+            _traced(call.trace),
+        ):
             func = _resolve(call.target)
             inp = msgspec.msgpack.decode(call.input, type=_resolve(call.input_type))
             with _limits(call.memory_mb, call.cpu_s):
@@ -143,6 +147,16 @@ def handle(data: bytes, conn: Connection) -> bytes:
         except TypeError as exc:
             reply = Unencodable(message=str(exc))
     return _encoder.encode(reply)
+
+
+def _traced(carrier: dict[str, str] | None) -> contextlib.AbstractContextManager[None]:
+    """The job's trace context current during the call; opentelemetry is imported only for a
+    call that carries one (its parent traces, so it is installed)."""
+    if carrier is None:
+        return contextlib.nullcontext()
+    from jobwarden.tracing import continued
+
+    return continued(carrier)
 
 
 @functools.cache

@@ -646,6 +646,7 @@ class Supervisor:
                 threads,
                 self.processes,
                 write_behind=self.store_behind is not None,
+                tracing=self._tracing,
             )
             try:
                 await runner.serve()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -38,6 +38,9 @@ from jobwarden.logs import bind_job, unbind_job
 from jobwarden.plugins.metrics import SUCCEEDED
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool, reference
+
+if TYPE_CHECKING:
+    from jobwarden.tracing import JobTracing
 
 log = structlog.get_logger("jobwarden.runner")
 SHUTDOWN_REASON = "the supervisor shut down while the job was running"
@@ -67,6 +70,7 @@ class ToolRunner:
         "_registry",
         "_scheduler",
         "_threads",
+        "_tracing",
         "current",
     )
 
@@ -79,8 +83,10 @@ class ToolRunner:
         processes: ProcessPool,
         *,
         write_behind: bool = False,
+        tracing: JobTracing | None = None,
     ) -> None:
         self._registry = registry
+        self._tracing = tracing
         self._scheduler = scheduler
         self._deadlines = deadlines
         self._threads = threads
@@ -129,6 +135,7 @@ class ToolRunner:
         scheduler = self._scheduler
         registry = self._registry
         deadlines = self._deadlines
+        tracing = self._tracing
         cancelled_exc = anyio.get_cancelled_exc_class()
         while True:
             scope = anyio.CancelScope()
@@ -155,6 +162,8 @@ class ToolRunner:
                         outcome: Outcome | None = None
                         registry.begin_execution(tool.name)
                         began = time.perf_counter()
+                        # The job's execute span is current while its tool runs (tracing on).
+                        traced = None if tracing is None else tracing.enter(actor.id)
                         try:
                             if tool.mode == "async":
                                 value = await tool.func(started.args, ctx)
@@ -163,8 +172,9 @@ class ToolRunner:
                                     tool.name, tool.func, started.args, ctx
                                 )
                             else:
+                                trace = None if tracing is None else tracing.carrier(actor.id)
                                 value = await self._processes.call(
-                                    _call(tool, tool.func, started), actor.progress
+                                    _call(tool, tool.func, started, trace), actor.progress
                                 )
                             outcome = _returned(actor, started, scope, value)
                         except cancelled_exc:
@@ -183,6 +193,8 @@ class ToolRunner:
                             else:
                                 outcome = JobState.FAILED, None, _plugin_error(actor, exc)
                         finally:
+                            if traced is not None and tracing is not None:
+                                tracing.leave(traced)
                             actor.detach_scope()
                             deadlines.done(watch)
                             if outcome is None:
@@ -250,8 +262,11 @@ def _invalid_output(actor: JobActor, problem: object) -> tuple[JobState, Any, Er
     return JobState.FAILED, None, actor.error(OutcomeType.INVALID_OUTPUT, message)
 
 
-def _call(tool: Tool, func: Any, started: Started) -> Call[msgspec.Struct]:
-    """The call a worker process runs: the function and input type by reference."""
+def _call(
+    tool: Tool, func: Any, started: Started, trace: dict[str, str] | None
+) -> Call[msgspec.Struct]:
+    """The call a worker process runs: the function and input type by reference, and the job's
+    trace context when tracing is on."""
     ctx = started.ctx
     return Call(
         target=reference(func),
@@ -262,6 +277,7 @@ def _call(tool: Tool, func: Any, started: Started) -> Call[msgspec.Struct]:
         attempt=ctx.attempt,
         memory_mb=tool.memory_mb,
         cpu_s=tool.cpu_s,
+        trace=trace,
     )
 
 

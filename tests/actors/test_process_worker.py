@@ -66,7 +66,14 @@ def runs_its_own_loop(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     return asyncio.run(main())
 
 
-def run(func: Any, n: int = 0, sent: list[Progressed] | None = None, **limits: int) -> Replies:
+def run(
+    func: Any,
+    n: int = 0,
+    sent: list[Progressed] | None = None,
+    *,
+    memory_mb: int | None = None,
+    cpu_s: int | None = None,
+) -> Replies:
     """``handle`` one call of ``func``; what it sends ahead of its reply goes into ``sent``."""
     call = Call(
         target=reference(func),
@@ -75,7 +82,8 @@ def run(func: Any, n: int = 0, sent: list[Progressed] | None = None, **limits: i
         job_id="job-1",
         tool="procs.x",
         attempt=1,
-        **limits,
+        memory_mb=memory_mb,
+        cpu_s=cpu_s,
     )
     ours, theirs = multiprocessing.Pipe()
     try:
