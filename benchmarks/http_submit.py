@@ -4,8 +4,10 @@ jobwarden runs as ``python -m jobwarden serve --port P --log-format json`` (stor
 mode on loopback, stdout and stderr to /dev/null: its access log is part of the cost). The
 reference (``benchmarks/reference_servers.py http``) is one aiohttp POST route that decodes the
 same body with msgspec and answers a JSON body shaped like jobwarden's job response, with no
-middleware and no logging. Also measured, not a target: jobwarden with its log level raised to
-WARNING (no access log lines), with ``serve --log-level warning``.
+middleware and no logging. Also measured, not targets: jobwarden with its log level raised to
+WARNING (no access log lines), with ``serve --log-level warning``; and jobwarden on the server's
+default store, SQLite (a new file per round, ``synchronous=full``), where each request's job is
+committed three times (accepted, running, finished) before ``?wait=5`` answers.
 
 Each round starts every server fresh on a free loopback port, warms it up with a short wrk run,
 then runs ``wrk --latency -t2 -c32 -d10s`` with a Lua script for the POST. After jobwarden's runs
@@ -18,6 +20,7 @@ and no socket error.
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -147,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     p.add_argument("--no-quiet", action="store_true", help="skip jobwarden with logging at WARNING")
+    p.add_argument("--no-sqlite", action="store_true", help="skip jobwarden on the SQLite store")
     args = harness.parse(p, argv)
     if args.backend != "asyncio":
         p.error("the servers run on asyncio (the client is wrk): --backend trio does not apply")
@@ -174,6 +178,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
     with tempfile.TemporaryDirectory(prefix="jobwarden-bench-") as tmp:
+        if not args.no_sqlite:
+            files = itertools.count()
+
+            def on_sqlite(port: int) -> list[str]:
+                store = f"sqlite:///{tmp}/jobs-{next(files)}.db"
+                durable = [store if arg == "memory://" else arg for arg in serve]
+                return python_module("jobwarden", *durable, "--port", str(port))
+
+            servers["jobwarden/sqlite"] = on_sqlite
         script = Path(tmp) / "post.lua"
         script.write_text(LUA)
 
@@ -246,6 +259,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             "log=warning (not a target; serve --log-level warning, no access log):"
             f" {harness.fmt(quiet)} req/s vs {harness.fmt(ours)} with the access log ="
             f" {quiet / ours - 1:+.0%}"
+        )
+    if "jobwarden/sqlite" in medians:
+        durable, ours = medians["jobwarden/sqlite"], medians["jobwarden"]
+        report.note(
+            "sqlite (not a target; the server's default store, --store sqlite:///<new file>):"
+            f" {harness.fmt(durable)} req/s = {durable / ours:.2f}x memory://"
+            f" ({harness.fmt(ours)} req/s)"
         )
     ours, theirs = medians["jobwarden"], medians["reference"]
     ratio = ours / theirs
