@@ -272,8 +272,8 @@ async def test_a_tool_s_own_span_is_a_child_of_its_execute_span(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     """A span an async tool opens with ``start_as_current_span`` has the job's execute span as
-    its parent; after that call, and after one that raised, the next job on the same runner
-    still sees its own execute span."""
+    its parent; a tool that raised leaves the runner able to run the next job under that job's
+    own execute span."""
     tracer = provider.get_tracer("test")
     plugin = Plugin("own", version="1.0.0")
 
