@@ -246,6 +246,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         " after it; two shared cores, load from other work varied during the run: read the"
         " ratios and the min/max spread"
     )
+    paired = zip(
+        samples[f"{TARGET_STORE}, {concurrent}"]["jobs/s"],
+        samples[f"memory, {concurrent}"]["jobs/s"],
+        strict=True,
+    )
+    report.note(
+        "(a) round by round (each SQLite round beside the memory store's round, run next to it):"
+        f" {', '.join(f'{sqlite / memory:.2f}x' for sqlite, memory in paired)}"
+    )
     ours = rate[f"{TARGET_STORE}, {concurrent}"]
     ratio = ours / rate[f"memory, {concurrent}"]
     report.check(
