@@ -110,10 +110,8 @@ class JobTracing:
     def enter(self, job_id: str) -> Token[Context] | None:
         """Make the job's execute span the current context for its tool's call; the token gives
         the previous one back (``leave``). None when the job is not executing."""
-        spans = self._jobs.get(job_id)
-        if spans is None or spans.call is None:
-            return None
-        return otel_context.attach(spans.call)
+        call = self._call(job_id)
+        return None if call is None else otel_context.attach(call)
 
     @staticmethod
     def leave(token: Token[Context]) -> None:
@@ -123,12 +121,17 @@ class JobTracing:
     def carrier(self, job_id: str) -> dict[str, str] | None:
         """The job's execute span as W3C trace context headers, for a call in a worker process;
         None when the job is not executing."""
-        spans = self._jobs.get(job_id)
-        if spans is None or spans.call is None:
+        call = self._call(job_id)
+        if call is None:
             return None
         headers: dict[str, str] = {}
-        propagate.inject(headers, context=spans.call)
+        propagate.inject(headers, context=call)
         return headers
+
+    def _call(self, job_id: str) -> Context | None:
+        """The context the job's tool runs in, while it executes."""
+        spans = self._jobs.get(job_id)
+        return None if spans is None else spans.call
 
     def _spans(self, record: JobRecord) -> _JobSpans:
         spans = self._jobs.get(record.id)
