@@ -67,7 +67,10 @@ class JobStore(Protocol):
         """The record with that id, or None."""
 
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
-        """Replace a job's record and append the event describing the change, atomically."""
+        """Replace a job's record and append the event describing the change, atomically.
+
+        Raises ``StoreError``, writing neither, when the store does not hold the job.
+        """
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         """Records matching the query, newest first."""

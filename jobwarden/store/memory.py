@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from jobwarden.actors.states import JobState
+from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
 from jobwarden.store.memory_finished import FinishedJobs
@@ -54,7 +55,10 @@ class MemoryStore:
         return self._records.get(job_id)
 
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
-        """Replace the record and log the event."""
+        """Replace the record and log the event; ``StoreError`` (and nothing written) when the
+        store does not hold the job."""
+        if record.id not in self._records:
+            raise StoreError(f"job {record.id} is not in the store")
         self._keep(record)
         self._events.append(event)
 

@@ -6,20 +6,21 @@ few milliseconds and holds nothing but the connection. The event loop's side is
 ``sqlite_process.WriterProcess``; in-process callers (benchmarks, tests) use ``apply`` through
 ``sqlite_ops.apply_batch``.
 
-The child reads length-prefixed marshal frames (each a list of op tuples, see below) on its
-standard input. After each wait it takes every complete frame already there and commits them all
-as one transaction, then writes one reply (a marshal frame on its original standard output) for
-that transaction: ``(frames, first, last, finished, purged, oldest, results, seconds, error)`` --
-how many frames it covered, the lowest and highest event offset written (None without events),
-how much the number of finished jobs moved, whether it purged and the oldest event offset left
-then, each op's result as ``(frame, index, value)`` (a keyed put's existing record, a purge's
-removed count), how long the transaction took, and the error message when it failed (then none
-of those frames is committed and the other fields are empty). Its first reply, with ``frames``
-0, says it is ready (or, with an error, why it could not open the file). On end of input it
-commits the complete frames it has and exits, so a parent that dies leaves no orphan; it ignores
-SIGINT and SIGTERM (a terminal's Ctrl-C or a service manager reaches the whole process group) and
-leaves the parent to decide when the writes end. It also keeps the parent's ``flock`` descriptor
-open until it exits, so no second process opens the file while it may still commit.
+The child reads length-prefixed marshal frames (each a list of op tuples, see below) on its standard
+input. After each wait it takes every complete frame already there and commits them all as one
+transaction, then writes one reply (a marshal frame on its original standard output) for that
+transaction: ``(frames, first, last, finished, purged, oldest, results, seconds, error)`` -- how
+many frames it covered, the lowest and highest event offset written (None without events), how much
+the number of finished jobs moved, whether it purged and the oldest event offset left then, each
+op's result as ``(frame, index, value)`` (a keyed put's existing record, a purge's removed count,
+``UNKNOWN_JOB`` for a transition of a job the file does not hold: it writes nothing, and the others
+commit), how long the transaction took, and the error message when it failed (then none of those
+frames is committed and the other fields are empty). Its first reply, with ``frames`` 0, says it is
+ready (or, with an error, why it could not open the file). On end of input it commits the complete
+frames it has and exits, so a parent that dies leaves no orphan; it ignores SIGINT and SIGTERM (a
+terminal's Ctrl-C or a service manager reaches the whole process group) and leaves the parent to
+decide when the writes end. It also keeps the parent's ``flock`` descriptor open until it exits, so
+no second process opens the file while it may still commit.
 
 Op tuples, flat (one object each to build, marshal and read back): ``(PUT, ends, idempotency,
 *job_row, *event_row)`` with the job's row ``(seq, id, tool, plugin, state, owner, idempotency,
@@ -48,6 +49,7 @@ from collections.abc import Sequence
 from typing import Any
 
 PUT, TRANSITION, PURGE = 0, 1, 2
+UNKNOWN_JOB = "unknown job"  # a transition's result when its job is not in the file
 ROWS_PER_STATEMENT = 64  # 64 job rows are 576 parameters: under the oldest SQLite's 999
 # One statement per size and table, and a few more: none is ever prepared twice.
 CACHED_STATEMENTS = 3 * ROWS_PER_STATEMENT + 32
@@ -60,6 +62,7 @@ INSERT_KEYED_JOB = (
     " ON CONFLICT (idempotency) WHERE idempotency IS NOT NULL DO NOTHING"
 )
 KEYED_RECORD = "SELECT record FROM jobs WHERE idempotency = ?"
+JOB_EXISTS = "SELECT 1 FROM jobs WHERE id = ?"
 # OR ROLLBACK: a failing multi-row statement ends the whole transaction (``apply`` rolls back
 # on any error anyway), so SQLite keeps no statement journal to undo that statement alone: without
 # it, each of these statements wrote every page it changed to a temporary file first.
@@ -108,13 +111,32 @@ def _statement(template: str, width: int, rows: int) -> str:
     return sql
 
 
-def _in_statements(db: sqlite3.Connection, template: str, width: int, rows: Sequence[Row]) -> None:
-    """Run ``template`` over ``rows`` of ``width`` values, up to ``ROWS_PER_STATEMENT`` at once."""
+def _in_statements(db: sqlite3.Connection, template: str, width: int, rows: Sequence[Row]) -> int:
+    """Run ``template`` over ``rows`` of ``width`` values, up to ``ROWS_PER_STATEMENT`` at once;
+    how many rows the statements changed."""
+    changed = 0
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
-        db.execute(
+        changed += db.execute(
             _statement(template, width, len(chunk)), list(itertools.chain.from_iterable(chunk))
-        )
+        ).rowcount
+    return changed
+
+
+def _unknown_jobs(db: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` name no job in the file (rare: the caller's bug, not a crash's)."""
+    return {job for job in ids if db.execute(JOB_EXISTS, (job,)).fetchone() is None}
+
+
+def _refuse_unknown(ops: Sequence[Op], unknown: set[str], applied: Applied) -> int:
+    """Answer ``UNKNOWN_JOB`` to each transition of an ``unknown`` job; how many of them ended
+    a job (each counted as finished when it was read)."""
+    ended = 0
+    for index, op in enumerate(ops):
+        if op[0] == TRANSITION and op[5] in unknown:
+            applied.results.append((index, UNKNOWN_JOB))
+            ended += op[1]
+    return ended
 
 
 def apply(db: sqlite3.Connection, ops: Sequence[Op]) -> Applied:
@@ -152,7 +174,12 @@ def apply(db: sqlite3.Connection, ops: Sequence[Op]) -> Applied:
             else:
                 raise ValueError(f"unknown write op {kind!r}")
         _in_statements(db, INSERT_JOBS, 9, plain)
-        _in_statements(db, UPDATE_JOBS, 4, list(updates.values()))
+        if _in_statements(db, UPDATE_JOBS, 4, list(updates.values())) < len(updates):
+            # Nothing of a transition whose job is not here is written, not even its event:
+            # the other writes of the transaction commit, and the caller hears of it alone.
+            unknown = _unknown_jobs(db, list(updates))
+            finished -= _refuse_unknown(ops, unknown, applied)
+            events = [row for row in events if row[1] not in unknown]
         _in_statements(db, INSERT_EVENTS, 4, events)
         for index, op in purges:
             removed = _purge(db, *op[1:])

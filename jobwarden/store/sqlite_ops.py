@@ -15,9 +15,10 @@ from typing import Any, NamedTuple
 import msgspec
 
 from jobwarden.actors.states import TERMINAL_STATES
+from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store import sqlite_child
-from jobwarden.store.sqlite_child import PURGE, PUT, TRANSITION
+from jobwarden.store.sqlite_child import PURGE, PUT, TRANSITION, UNKNOWN_JOB
 
 _encode = msgspec.json.Encoder().encode
 _TERMINAL = tuple(sorted(state.value for state in TERMINAL_STATES))
@@ -71,10 +72,11 @@ class Put:
         """The event's row: ``(offset, job_id, tool, body)``."""
         return self.wire[12:16]
 
-    def answer(self, existing: object) -> None:
+    def answer(self, existing: object) -> str | None:
         """The writer's result: the record already stored under the owner's key."""
         assert isinstance(existing, bytes)
         self.existing = existing
+        return None
 
 
 class Transition:
@@ -101,8 +103,10 @@ class Transition:
             _encode(event),
         )
 
-    def answer(self, value: object) -> None:
-        """Never called: a transition has no result."""
+    def answer(self, value: object) -> str | None:
+        """The writer's only result for a transition, ``UNKNOWN_JOB``: why it was refused."""
+        assert value == UNKNOWN_JOB
+        return f"job {self.wire[5]} is not in the store"
 
 
 class Purge:
@@ -119,10 +123,11 @@ class Purge:
         before = None if finished_before is None else finished_before.timestamp()
         self.wire = (PURGE, before, excess, limit, _TERMINAL)
 
-    def answer(self, removed: object) -> None:
+    def answer(self, removed: object) -> str | None:
         """The writer's result: how many jobs the purge deleted."""
         assert isinstance(removed, int)
         self.removed = removed
+        return None
 
 
 WriteOp = Put | Transition | Purge
@@ -138,11 +143,17 @@ class Applied(NamedTuple):
 
 
 def apply_batch(db: sqlite3.Connection, ops: list[WriteOp]) -> Applied:
-    """Apply ``ops`` in one transaction on ``db`` (in this process) and say what changed."""
+    """Apply ``ops`` in one transaction on ``db`` (in this process) and say what changed.
+
+    Raises ``StoreError`` after the commit when the file refused some of them (a transition of
+    a job it does not hold): those wrote nothing, the others are committed.
+    """
     for op in ops:
         if type(op) is Put:
             op.existing = None
     applied = sqlite_child.apply(db, [op.wire for op in ops])
-    for index, value in applied.results:
-        ops[index].answer(value)
+    refused = [ops[index].answer(value) for index, value in applied.results]
+    reasons = [reason for reason in refused if reason is not None]
+    if reasons:
+        raise StoreError(f"the file refused {len(reasons)} write(s): {'; '.join(reasons)}")
     return Applied(applied.first, applied.last, applied.finished)

@@ -15,8 +15,10 @@ A reply settles its frames: the ops get their results (a keyed put's existing re
 count), the store's ``applied`` callback sees what the transaction changed, then each write's
 callback runs and each waiting task wakes (a plain future per waiting write on asyncio, an
 ``anyio.Event`` per frame on trio). A transaction that failed fails its own frames only, with a
-``StoreError`` carrying SQLite's message. When the child dies (killed, crashed), every pending and
-later write fails with a ``StoreError`` naming its exit status or signal.
+``StoreError`` carrying SQLite's message; a write the child refused alone (a transition of a job the
+file does not hold) fails alone, its frame's other writes committed. When the child dies (killed,
+crashed), every pending and later write fails with a ``StoreError`` naming its exit status or
+signal.
 
 Waiting is shielded from cancellation only once a cancellation arrives: a write that was queued
 completes (or fails) before its caller sees the cancellation, so the caller's in-memory state
@@ -57,7 +59,7 @@ Committed = Callable[[StoreError | None], None]
 
 class WireOp(Protocol):
     """A write the child can apply: its ``wire`` tuple, the ``StoreTimings`` series its latency
-    goes to, and a way to take back its result."""
+    goes to, and a way to take back its result (which says why, when the write was refused)."""
 
     @property
     def wire(self) -> tuple[Any, ...]: ...
@@ -65,7 +67,7 @@ class WireOp(Protocol):
     @property
     def series(self) -> str: ...
 
-    def answer(self, value: object) -> None: ...
+    def answer(self, value: object) -> str | None: ...
 
 
 class Transaction(NamedTuple):
@@ -87,14 +89,16 @@ class WriterClosed(StoreError):
 
 
 class _Frame:
-    """The writes of one event-loop turn, sent as one frame."""
+    """The writes of one event-loop turn, sent as one frame; ``callbacks[i]`` is ``ops[i]``'s
+    (None for a write without one), ``refused`` the writes the child refused alone, by index."""
 
-    __slots__ = ("began", "callbacks", "done", "error", "event", "ops", "waiters")
+    __slots__ = ("began", "callbacks", "done", "error", "event", "ops", "refused", "waiters")
 
     def __init__(self) -> None:
         self.began = time.perf_counter()
         self.ops: list[WireOp] = []
-        self.callbacks: list[Committed] = []
+        self.callbacks: list[Committed | None] = []
+        self.refused: dict[int, StoreError] | None = None
         self.waiters: list[asyncio.Future[None]] = []
         self.event: anyio.Event | None = None
         self.done = False
@@ -278,8 +282,7 @@ class WriterProcess:
         caller cancelled while it waits still learns from it whether the write was committed.
         """
         frame = self._queue(op)
-        if committed is not None:
-            frame.callbacks.append(committed)
+        frame.callbacks.append(committed)
         loop = self._loop
         if loop is not None:
             waiter = loop.create_future()
@@ -305,6 +308,11 @@ class WriterProcess:
                 raise
         if frame.error is not None:
             raise frame.error
+        refused = frame.refused
+        if refused is not None:
+            error = refused.get(frame.ops.index(op))
+            if error is not None:
+                raise error
 
     def write_soon(self, op: WireOp, committed: Committed) -> None:
         """Queue ``op`` without waiting; ``committed`` is called on the event loop once it is
@@ -486,7 +494,14 @@ class WriterProcess:
         failure: StoreError | None = None
         if error is None:
             for number, index, value in results:
-                frames[number].ops[index].answer(value)
+                frame = frames[number]
+                reason = frame.ops[index].answer(value)
+                if reason is not None:
+                    if frame.refused is None:
+                        frame.refused = {}
+                    frame.refused[index] = StoreError(
+                        f"the job store {self.path} refused a write: {reason}"
+                    )
             try:
                 self._applied(Transaction(first, last, finished, purged, oldest, seconds))
             except Exception:
@@ -510,9 +525,12 @@ class WriterProcess:
         names = [op.series for op in frame.ops]
         for series in set(names):
             self._timings.series(series).observe_many(seconds, names.count(series))
-        for callback in frame.callbacks:
+        refused = frame.refused
+        for index, callback in enumerate(frame.callbacks):
+            if callback is None:
+                continue
             try:
-                callback(error)
+                callback(error if refused is None else refused.get(index, error))
             except Exception:
                 # Raised into the event loop's own machinery, it would be lost on asyncio and
                 # crash the run on trio; the other writes of the frame still need their turn.

@@ -23,7 +23,7 @@ import msgspec
 import pytest
 
 from jobwarden.actors.states import TERMINAL_STATES, JobState
-from jobwarden.errors import ErrorInfo
+from jobwarden.errors import ErrorInfo, StoreError
 from jobwarden.ids import new_job_id
 from jobwarden.records import EVENT_TYPE_PREFIX, EventData, JobEvent, JobRecord
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery, JobStore
@@ -296,6 +296,23 @@ class StoreConformance(abc.ABC):
         )
         assert await store.get(record.id) == failed
         assert (await store.event_bounds()).last == 3
+
+    @pytest.mark.anyio
+    async def test_a_transition_of_an_unknown_job_is_refused_and_writes_nothing(
+        self, store: JobStore, jobs: Jobs
+    ) -> None:
+        """transition() of a job the store does not hold raises StoreError naming it, stores
+        neither its record nor its event, and leaves the store usable."""
+        kept = await jobs.put(store)
+        stranger = _replace(jobs.record(), state=JobState.SUCCEEDED, finished_at=T0)
+        with pytest.raises(StoreError, match=stranger.id):
+            await store.transition(stranger, jobs.event(stranger))
+        assert await store.get(stranger.id) is None
+        assert [event.subject for event in await store.read_events(0, 10)] == [kept.id]
+        assert await list_all(store, JobQuery()) == [kept]
+        running = await jobs.move(store, kept, state=JobState.RUNNING, started_at=T0)
+        assert await store.get(kept.id) == running
+        assert offsets(await store.read_events(0, 10)) == [1, 3]
 
     # --- listing ----------------------------------------------------------------------------
 

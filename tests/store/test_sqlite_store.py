@@ -7,7 +7,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -600,6 +600,96 @@ async def test_a_refused_write_behind_is_reported_as_a_store_error(tmp_path: Pat
     assert "full" in str(reports[0])
     with pytest.raises(StoreError, match="closed"):
         store.transition_soon(record, jobs.event(record), report)
+
+
+@pytest.mark.anyio
+async def test_a_write_behind_of_an_unknown_job_fails_alone(store: SqliteStore) -> None:
+    """In one frame with other writes, a transition of a job the file does not hold reports a
+    StoreError to its own callback only: the others commit, no event of it is kept, and its
+    terminal state does not count as a finished job."""
+    jobs = Jobs()
+    known = await jobs.put(store)
+    stranger = msgspec.structs.replace(jobs.record(), state=JobState.FAILED, finished_at=T0)
+    done = msgspec.structs.replace(known, state=JobState.SUCCEEDED, finished_at=T0)
+    reports: dict[str, StoreError | None] = {}
+    settled = anyio.Event()
+
+    def report(name: str) -> Callable[[StoreError | None], None]:
+        def committed(error: StoreError | None) -> None:
+            reports[name] = error
+            if len(reports) == 3:
+                settled.set()
+
+        return committed
+
+    added = jobs.record()
+    put = store.put_then(added, jobs.event(added), report("put"))
+    store.transition_soon(stranger, jobs.event(stranger), report("stranger"))
+    store.transition_soon(done, jobs.event(done), report("done"))
+    assert await put is None
+    await settled.wait()
+    assert reports["put"] is None
+    assert reports["done"] is None
+    refused = reports["stranger"]
+    assert isinstance(refused, StoreError)
+    assert f"job {stranger.id} is not in the store" in str(refused)
+    assert await store.get(stranger.id) is None
+    assert await store.get(done.id) == done
+    assert [event.subject for event in await store.read_events(0, 10)] == [
+        known.id,
+        added.id,
+        known.id,
+    ]
+    assert await store.purge(finished_before=None, keep_finished=1) == 0
+
+
+@pytest.mark.anyio
+async def test_an_awaited_transition_of_an_unknown_job_raises_alone(store: SqliteStore) -> None:
+    """transition() of an unknown job raises StoreError while a write queued in the same turn
+    commits."""
+    jobs = Jobs()
+    known = await jobs.put(store)
+    stranger = jobs.record()
+    running = msgspec.structs.replace(known, state=JobState.RUNNING, started_at=T0)
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def write(name: str, record: JobRecord) -> None:
+        try:
+            await store.transition(record, jobs.event(record))
+        except StoreError as exc:
+            outcomes[name] = exc
+        else:
+            outcomes[name] = None
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(write, "stranger", stranger)
+        tg.start_soon(write, "known", running)
+    assert outcomes["known"] is None
+    assert isinstance(outcomes["stranger"], StoreError)
+    assert await store.get(known.id) == running
+
+
+def test_a_batch_applied_in_process_raises_for_an_unknown_job_after_committing_the_rest(
+    tmp_path: Path,
+) -> None:
+    """apply_batch commits the writes the file takes, then raises StoreError naming the
+    transition of a job it does not hold."""
+    path = tmp_path / "jobs.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        migrate(db, str(path))
+        jobs = Jobs()
+        record, stranger = jobs.record(), jobs.record()
+        ops: list[sqlite_ops.WriteOp] = [
+            sqlite_ops.Put(record, jobs.event(record)),
+            sqlite_ops.Transition(stranger, jobs.event(stranger)),
+        ]
+        with pytest.raises(StoreError, match=f"job {stranger.id} is not in the store"):
+            sqlite_ops.apply_batch(db, ops)
+        assert db.execute("SELECT id FROM jobs").fetchall() == [(record.id,)]
+        assert db.execute("SELECT job_id FROM events").fetchall() == [(record.id,)]
+    finally:
+        db.close()
 
 
 def test_a_batch_updates_a_job_once_to_its_last_record_and_keeps_every_event(
