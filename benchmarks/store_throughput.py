@@ -39,6 +39,7 @@ SYNCHRONOUS: dict[str, Synchronous] = {"sqlite full": "full", "sqlite normal": "
 STORES = ("memory", *SYNCHRONOUS)
 TARGET_STORE = "sqlite full"
 RESTARTABLE = "sqlite full, restartable.echo"
+SUBMITTERS = 64  # like 64 HTTP clients: concurrent submits share commits
 
 restartable = Plugin("restartable", version="1.0.0")
 
@@ -154,7 +155,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = harness.parser(DESCRIPTION)
     p.add_argument("--jobs", type=int, default=50_000, help="jobs per concurrent run (50000)")
     p.add_argument(
-        "--submitters", type=int, default=64, help="concurrent submitter tasks, every store (64)"
+        "--submitters",
+        type=int,
+        default=SUBMITTERS,
+        help=f"concurrent submitter tasks, every store ({SUBMITTERS})",
     )
     p.add_argument("--serial-jobs", type=int, default=5_000, help="jobs per serial-loop run (5000)")
     args = harness.parse(p, argv)
