@@ -46,7 +46,7 @@ class MemoryStore:
             if existing is not None and existing in self._records:
                 return self._records[existing]
             self._keys[key] = record.id
-        self._keep(record)
+        self._keep(record, self._records.get(record.id))
         self._events.append(event)
         return record
 
@@ -57,18 +57,18 @@ class MemoryStore:
     async def transition(self, record: JobRecord, event: JobEvent) -> None:
         """Replace the record and log the event; ``StoreError`` (and nothing written) when the
         store does not hold the job."""
-        if record.id not in self._records:
+        before = self._records.get(record.id)
+        if before is None:
             raise StoreError(f"job {record.id} is not in the store")
-        self._keep(record)
+        self._keep(record, before)
         self._events.append(event)
 
-    def _keep(self, record: JobRecord) -> None:
-        """Store ``record``; the lists learn of a new job and of a changed state. ``terminal`` is
-        a plain attribute (``in TERMINAL_STATES`` would hash the enum member in Python), and the
-        listing index hears of a change only once a listing built lists by state."""
-        records = self._records
-        before = records.get(record.id)
-        records[record.id] = record
+    def _keep(self, record: JobRecord, before: JobRecord | None) -> None:
+        """Store ``record`` in place of ``before`` (None: a new job); the lists learn of a new job
+        and of a changed state. ``terminal`` is a plain attribute (``in TERMINAL_STATES`` would
+        hash the enum member in Python), and the listing index hears of a change only once a
+        listing built lists by state."""
+        self._records[record.id] = record
         terminal = record.state.terminal
         if before is None:
             index = self._index
