@@ -645,8 +645,8 @@ async def test_a_write_behind_of_an_unknown_job_fails_alone(store: SqliteStore) 
 
 @pytest.mark.anyio
 async def test_an_awaited_transition_of_an_unknown_job_raises_alone(store: SqliteStore) -> None:
-    """transition() of an unknown job raises StoreError while a write queued in the same turn
-    commits."""
+    """transition() of an unknown job raises StoreError to its caller alone: a transition awaited
+    beside it commits."""
     jobs = Jobs()
     known = await jobs.put(store)
     stranger = jobs.record()
