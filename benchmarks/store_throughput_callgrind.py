@@ -62,7 +62,8 @@ def traced(kind: str, jobs: int, folder: Path) -> tuple[int, int]:
         raise RuntimeError(f"{kind}, {jobs} jobs, under callgrind failed:\n{done.stderr[-2000:]}")
     loop = writer = 0
     for out in prefix.parent.glob(f"{prefix.name}.*.out"):
-        header = out.read_text().split("\n", 20)
+        with out.open() as lines:  # the command is in the header: no need to read it all twice
+            header = [next(lines, "") for _ in range(20)]
         is_writer = any(line.startswith("cmd:") and WRITER in line for line in header)
         if is_writer:
             writer += total_instructions(out)
