@@ -314,17 +314,14 @@ class JobActor:
             except AtCap:
                 host.job_at_cap(self, generation)
                 return None
-        elif store is None or lost is None:
-            # ``_change``, inlined here and for the outcome: one coroutine less per change.
-            await commit_change(host, record, new, "running", at=now)
-            self.record = new
-        elif self.tool.retry_on_interrupt:
+        elif store is not None and lost is not None and self.tool.retry_on_interrupt:
             self._start_soon(store, new, now, lost, None)
-        elif ahead is not None:
+        elif store is not None and lost is not None and ahead is not None:
             self._start_soon(store, new, now, lost, (ahead, started))
             self._ctx = ctx
             return AHEAD
         else:
+            # ``_change``, inlined here and for the outcome: one coroutine less per change.
             await commit_change(host, record, new, "running", at=now)
             self.record = new
         self._ctx = ctx

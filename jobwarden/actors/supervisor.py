@@ -243,14 +243,22 @@ class Supervisor:
                 await self._close()
 
     async def _close(self) -> None:
+        """Release everything, even when the store fails meanwhile (it is what stopped the
+        supervisor, then: the runner that met the failure first raised it)."""
         for actor in list(self._actors.values()):
             state = actor.record.state
-            if state is JobState.RUNNING:
-                # Only if its runner was cancelled before it could record the outcome.
-                error = actor.error(OutcomeType.CANCELLED, SHUTDOWN_REASON)
-                await actor.finish(JobState.CANCELLED, None, error)
-            elif state is JobState.QUEUED and not self.store.durable:
-                await actor.cancel(QUEUED_AT_SHUTDOWN)
+            try:
+                if state is JobState.RUNNING:
+                    # Only if its runner was cancelled before it could record the outcome.
+                    error = actor.error(OutcomeType.CANCELLED, SHUTDOWN_REASON)
+                    await actor.finish(JobState.CANCELLED, None, error)
+                elif state is JobState.QUEUED and not self.store.durable:
+                    await actor.cancel(QUEUED_AT_SHUTDOWN)
+            except StoreError as exc:
+                # The store keeps the job as it last recorded it; a restart recovers it from there.
+                log.warning(
+                    "a job's end at shutdown was not stored", job_id=actor.id, error=str(exc)
+                )
         if self._cluster is not None:
             await self._cluster.hand_back()
         await self.processes.close()

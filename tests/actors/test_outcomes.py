@@ -5,9 +5,19 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from jobwarden import JobEvent, JobRecord, JobState, MemoryStore, Supervisor, builtin, errors
+from jobwarden import (
+    JobEvent,
+    JobRecord,
+    JobState,
+    MemoryStore,
+    Plugin,
+    Supervisor,
+    ToolContext,
+    builtin,
+    errors,
+)
 from jobwarden.errors import OutcomeType
-from tests.fakes import Gates, PausingStore, fake_plugin, scoped_plugin
+from tests.fakes import Gates, KeyIn, PausingStore, TextOut, fake_plugin, scoped_plugin
 
 pytestmark = pytest.mark.anyio
 
@@ -185,6 +195,27 @@ async def test_no_retry_without_a_policy() -> None:
         done = await sup.wait(rec.id, timeout=5)
         assert done.attempt == 1
         assert "retrying" not in kinds(await events_of(sup, rec.id))
+
+
+async def test_progress_reported_after_the_job_ended_is_dropped() -> None:
+    """A tool's context kept past its job's end reports progress into nothing: no error, no
+    event, and the finished record keeps its progress."""
+    kept: list[ToolContext] = []
+    plugin = Plugin("leaky", version="1.0.0")
+
+    @plugin.tool(timeout=5.0)
+    async def keep(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Return at once, keeping the context (as a tool leaking it to a late callback would)."""
+        kept.append(ctx)
+        return TextOut(text=inp.key)
+
+    async with Supervisor(plugins=[plugin]) as sup:
+        rec = await sup.submit("leaky.keep", {"key": "k"})
+        done = await sup.wait(rec.id, timeout=5)
+        await kept[0].progress(0.9, "too late")
+        assert await sup.get(rec.id) == done
+        assert kinds(await events_of(sup, rec.id)) == ["queued", "running", "succeeded"]
+    assert done.progress is None
 
 
 async def test_progress_events_and_record() -> None:

@@ -151,6 +151,34 @@ async def test_jobs_that_cannot_run_any_more_are_cancelled_with_the_reason(
     assert "ghost.tool" in records[0].error.message  # type: ignore[union-attr]
 
 
+async def test_a_job_whose_total_timeout_passed_while_down_ends_without_running(
+    tmp_path: Path,
+) -> None:
+    """A queued job recovered after its tool's total timeout ran out (counted from its submit,
+    across the restart) is cancelled with error type timeout instead of being run."""
+    path = tmp_path / "jobs.db"
+    ran: list[str] = []
+    plugin = Plugin("budget", version="1.0.0")
+
+    @plugin.tool(total_timeout=60)
+    async def step(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Note the key."""
+        ran.append(inp.key)
+        return TextOut(text=inp.key)
+
+    (late,) = await crashed_file(path, ("budget.step", "late", JobState.QUEUED))
+    async with Supervisor(plugins=[plugin], store=SqliteStore(path)) as sup:
+        assert sup.recovered == Recovered(requeued=1)
+        ended = await sup.wait(late.id, timeout=10)
+        kinds = [e.type.rsplit(".", 1)[1] for e in await all_events(sup, late.id)]
+    assert ran == []
+    assert ended.state is JobState.CANCELLED
+    assert ended.error is not None
+    assert ended.error.type == OutcomeType.TIMEOUT
+    assert "did not finish within its total timeout of 60" in ended.error.message
+    assert kinds == ["queued", "cancelled"]
+
+
 async def test_offsets_continue_and_a_resumer_gets_exactly_what_it_missed(
     tmp_path: Path,
 ) -> None:

@@ -16,9 +16,16 @@ import anyio
 import anyio.abc
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from jobwarden import JobState, Plugin, Supervisor, ToolContext
-from jobwarden.errors import JobFinished, StoreError, StoreUnavailable, SupervisorCrashed
+from jobwarden.errors import (
+    JobFinished,
+    OutcomeType,
+    StoreError,
+    StoreUnavailable,
+    SupervisorCrashed,
+)
 from jobwarden.records import EVENT_TYPE_PREFIX, JobEvent, JobRecord
 from jobwarden.store.base import JobQuery
 from jobwarden.store.sqlite import SqliteStore
@@ -92,6 +99,22 @@ class FullAt(SqliteStore):
                 f"CREATE TRIGGER full BEFORE INSERT ON events WHEN {types}"
                 " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
             )
+
+
+class RefusingAt(SqliteStore):
+    """A SQLite store that refuses, at once, to queue a job's move to one of ``states``, as
+    ``transition_soon`` does once the writer process is known to be gone."""
+
+    def __init__(self, path: Path, states: set[str]) -> None:
+        super().__init__(path)
+        self.states = states
+
+    def transition_soon(
+        self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
+    ) -> None:
+        if record.state.value in self.states:
+            raise StoreError(f"the writer process of the job store {self.path} was killed")
+        super().transition_soon(record, event, committed)
 
 
 class TextIn(msgspec.Struct):
@@ -475,3 +498,85 @@ async def test_a_refused_put_creates_no_job_and_later_events_flow(tmp_path: Path
     assert [(type(event), event.subject) for event in seen] == [(JobEvent, record.id)] * 3
     assert [job.id for job in listed.jobs] == [record.id]
     assert sup.statistics().queued == 0
+
+
+@pytest.mark.parametrize("tool", ["leaky.keep", "leaky.again"])
+async def test_a_start_the_store_refuses_at_once_stops_the_supervisor_uncalled(
+    tmp_path: Path, tool: str
+) -> None:
+    """A running change the store refuses to queue stops the supervisor before the tool is
+    called, whether the job was to start ahead or at once; the file keeps the job queued, so the
+    next supervisor runs it."""
+    path = tmp_path / "jobs.db"
+    contexts: list[ToolContext] = []
+    with pytest.raises(SupervisorCrashed, match=r"the job store failed: .*was killed") as info:
+        async with Supervisor(
+            plugins=[_leaky_plugin(contexts)], store=RefusingAt(path, {"running"})
+        ) as sup:
+            record = await sup.submit(tool, {"text": "hi"})
+            with anyio.fail_after(10):
+                await sup.wait(record.id)
+    assert isinstance(info.value.__cause__, StoreError)
+    assert contexts == []
+    async with Supervisor(plugins=[_leaky_plugin(contexts)], store=SqliteStore(path)) as sup:
+        assert (await sup.wait(record.id, timeout=10)).state is JobState.SUCCEEDED
+    assert len(contexts) == 1
+
+
+async def test_an_outcome_queued_after_the_writer_died_stops_the_supervisor(
+    tmp_path: Path,
+) -> None:
+    """A job that ends after the writer process was killed stops the supervisor as its outcome
+    is queued; its end reaches no subscriber, the shutdown still closes the store, and the file
+    keeps the job running, so the next supervisor fails it as interrupted."""
+    path = tmp_path / "jobs.db"
+    store = SqliteStore(path)
+    began = anyio.Event()
+    finish = anyio.Event()
+    plugin = Plugin("gated", version="1.0.0")
+
+    @plugin.tool(timeout=30.0)
+    async def wait(inp: TextIn, ctx: ToolContext) -> TextIn:
+        """Note that it began, then return once let go."""
+        began.set()
+        await finish.wait()
+        return inp
+
+    seen: list[str] = []
+    with (
+        capture_logs() as logs,
+        pytest.raises(SupervisorCrashed, match=r"the job store failed: .*killed by SIGKILL"),
+    ):
+        async with (
+            Supervisor(plugins=[plugin], store=store) as sup,
+            anyio.create_task_group() as tg,
+        ):
+            record = await sup.submit("gated.wait", {"text": "hi"})
+
+            async def collect(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+                async with sup.subscribe(job_id=record.id) as events:
+                    task_status.started()
+                    async for event in events:  # until the crash cancels it
+                        seen.append(event.type.rsplit(".", 1)[1])
+
+            await tg.start(collect)
+            await began.wait()
+            pid = store._commits.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            # Any write waits until the store has seen the writer's end, then fails.
+            with pytest.raises(StoreError, match="killed by SIGKILL"):
+                await store.purge(finished_before=None, keep_finished=0)
+            finish.set()
+            with anyio.fail_after(10):
+                await sup.wait(record.id)
+    assert seen == ["queued", "running"]
+    # Still running, the job was to be cancelled at shutdown: that failed too, yet the store was
+    # closed (its file is free for the next supervisor).
+    unstored = [e for e in logs if e["event"] == "a job's end at shutdown was not stored"]
+    assert [e["job_id"] for e in unstored] == [record.id]
+    async with Supervisor(plugins=[plugin], store=SqliteStore(path)) as sup:
+        ended = await sup.get(record.id)
+    assert ended.state is JobState.FAILED
+    assert ended.error is not None
+    assert ended.error.type == OutcomeType.INTERRUPTED
