@@ -27,8 +27,9 @@ async def start_plugin(registry: PluginRegistry, plugin: Plugin) -> None:
 
 
 async def stop_plugin(registry: PluginRegistry, plugin: Plugin) -> None:
-    """Run ``plugin``'s shutdown hook, unless it failed to start; it ends unavailable."""
-    if registry.status(plugin.name).state is PluginLifecycle.FAILED:
+    """Run ``plugin``'s shutdown hook, unless it failed to start or never started (a
+    supervisor whose start failed before it); it ends unavailable."""
+    if registry.status(plugin.name).state in (PluginLifecycle.FAILED, PluginLifecycle.LOADED):
         return
     await _run_hook(registry, plugin, "shutdown")
 

@@ -175,6 +175,19 @@ class Supervisor:
             raise RuntimeError("a Supervisor can be started only once")
         self._phase = "starting"
         await self.store.open()
+        try:
+            await self._start()
+        except BaseException:
+            # Undo what did start (runners, plugins, the store's connections and its file lock):
+            # a failed start leaves nothing running and the store free for another try.
+            await self._unstart()
+            raise
+        self._accepting = True
+        self._phase = "running"
+        return self
+
+    async def _start(self) -> None:
+        """Everything of the start after the store opened: runners, plugins, recovery."""
         await self.bus.start()
         threads = ThreadCalls(
             self.registry, anyio.CapacityLimiter(self._thread_concurrency), self._max_abandoned
@@ -209,9 +222,21 @@ class Supervisor:
             )
         if self.retainer is not None:
             tg.start_soon(self.retainer.run)
-        self._accepting = True
-        self._phase = "running"
-        return self
+
+    async def _unstart(self) -> None:
+        """After a failed start: stop the tasks it began, then close as a stop does."""
+        tg = self._tg
+        try:
+            if tg is not None:
+                tg.cancel_scope.cancel()
+                try:
+                    await tg.__aexit__(None, None, None)
+                except Exception:
+                    # The start's own error is the one raised; a task's failure is only logged.
+                    log.exception("a supervisor task failed while a failed start was undone")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close()
 
     async def __aexit__(
         self,

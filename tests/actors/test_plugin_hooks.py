@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import anyio
@@ -9,6 +10,7 @@ import pytest
 
 from jobwarden import (
     JobState,
+    MemoryStore,
     Plugin,
     PluginLifecycle,
     PluginRegistry,
@@ -18,8 +20,9 @@ from jobwarden import (
 )
 from jobwarden.actors import plugin_hooks
 from jobwarden.actors.recovery import Recovered
+from jobwarden.store.base import EventBounds
 from jobwarden.store.sqlite import SqliteStore
-from tests.actors.test_recovery import crashed_file
+from tests.actors.test_recovery import crashed_file, demo_plugin, opened_gate
 from tests.plugins.test_registry import Text
 
 pytestmark = pytest.mark.anyio
@@ -172,3 +175,49 @@ async def test_recovered_jobs_of_a_plugin_that_failed_to_start_are_cancelled(
     assert record.error is not None
     assert "plugin 'broken' failed: startup hook raised HookFailed" in record.error.message
     assert calls == ["broken start"]
+
+
+class UnreadableStore(MemoryStore):
+    """A memory store whose event log cannot be read: a supervisor's start fails on it before
+    any plugin starts."""
+
+    async def event_bounds(self) -> EventBounds:
+        raise errors.StoreError("the event log cannot be read")
+
+
+async def test_a_start_that_fails_after_the_hooks_ran_is_undone(tmp_path: Path) -> None:
+    """When recovery cannot write (a full disk), the start raises the store's error after
+    stopping what it started: the shutdown hook runs, and the file is free for the next start,
+    which recovers the job."""
+    path = tmp_path / "jobs.db"
+    [cut_off] = await crashed_file(path, ("demo.step", "k", JobState.RUNNING))
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON events"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    calls: list[str] = []
+    plugin = hooked_plugin("hooked", calls)
+    demo = demo_plugin([], opened_gate())
+    supervisor = Supervisor(plugins=[plugin, demo], store=SqliteStore(path))
+    with pytest.raises(errors.StoreError, match="disk is full"):
+        async with supervisor:
+            raise AssertionError("unreachable: the start fails")
+    assert calls == ["hooked start", "hooked stop"]
+    assert supervisor.registry.status("hooked").state is PluginLifecycle.UNAVAILABLE
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER full")
+    async with Supervisor(plugins=[demo], store=SqliteStore(path)) as sup:
+        assert sup.recovered == Recovered(interrupted=1)
+        assert (await sup.get(cut_off.id)).state is JobState.FAILED
+
+
+async def test_a_start_that_fails_before_the_hooks_runs_no_shutdown_hook() -> None:
+    """A start that fails before any plugin started stops none: no shutdown hook runs."""
+    calls: list[str] = []
+    supervisor = Supervisor(plugins=[hooked_plugin("hooked", calls)], store=UnreadableStore())
+    with pytest.raises(errors.StoreError, match="cannot be read"):
+        async with supervisor:
+            raise AssertionError("unreachable: the start fails")
+    assert calls == []
+    assert supervisor.registry.status("hooked").state is PluginLifecycle.LOADED
