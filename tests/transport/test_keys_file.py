@@ -1,0 +1,106 @@
+"""The keys file: what it may hold, and the one clear line each mistake in it gets at start."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+from jobwarden.server import ConfigError, ServeOptions, load_keys
+from jobwarden.transport.auth import ADMIN, READ, KeyRing
+from tests.server_process import serve_until_exit
+
+pytestmark = pytest.mark.anyio
+
+ALICE = '[[keys]]\nkey = "alice-key-1"\nprincipal = "alice"\nscopes = ["jobs:read"]\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[keys]\n", "keys.toml: "),
+        ('[[keys]]\nkey = "alice-key-1"\nscopes = []\n', "missing required field `principal`"),
+        (ALICE + 'colour = "blue"\n', "unknown field `colour`"),
+        (ALICE.replace('"jobs:read"', '"jobs:write"'), "unknown scopes ['jobs:write']"),
+        (ALICE.replace('"alice"', '""'), "key #1 (''): principal must not be empty"),
+        (ALICE.replace('"alice-key-1"', '"short"'), "key must be at least 8 characters"),
+        (
+            ALICE.replace('key = "alice-key-1"', f'key_sha256 = "{"ab" * 31}"'),
+            "key_sha256 must be 64 hex digits",
+        ),
+        (
+            ALICE.replace('key = "alice-key-1"', f'key_sha256 = "{"zz" * 32}"'),
+            "key_sha256 must be 64 hex digits",
+        ),
+        (ALICE.replace("key = ", f'key_sha256 = "{"ab" * 32}"\nkey = '), "exactly one of key"),
+        (ALICE.replace('key = "alice-key-1"\n', ""), "exactly one of key or key_sha256"),
+    ],
+    ids=[
+        "bad toml",
+        "no principal",
+        "unknown field",
+        "unknown scope",
+        "empty principal",
+        "short key",
+        "short digest",
+        "digest not hex",
+        "key and digest",
+        "neither",
+    ],
+)
+def test_a_mistake_in_the_keys_file_is_refused_with_its_place(text: str, message: str) -> None:
+    """Bad TOML, a missing or unknown field, an unknown scope, an empty principal, a short key,
+    a malformed digest, or both or neither of key and key_sha256 are refused with the source
+    and the entry named."""
+    with pytest.raises(ValueError, match=r"^keys\.toml: ") as caught:
+        KeyRing.from_toml(text, source="keys.toml")
+    assert message in str(caught.value)
+
+
+def test_a_key_given_by_its_sha256_authenticates_that_key_only() -> None:
+    """key_sha256 (upper or lower case hex) stands for the key whose digest it is."""
+    digest = hashlib.sha256(b"bob-secret-key").hexdigest().upper()
+    ring = KeyRing.from_toml(
+        ALICE + f'[[keys]]\nkey_sha256 = "{digest}"\nprincipal = "bob"\nscopes = ["admin"]\n'
+    )
+    bob = ring.authenticate("bob-secret-key")
+    alice = ring.authenticate("alice-key-1")
+    assert bob is not None
+    assert (bob.name, bob.can(ADMIN)) == ("bob", True)
+    assert alice is not None
+    assert (alice.name, alice.can(READ), alice.can(ADMIN)) == ("alice", True, False)
+    assert ring.authenticate(digest) is None
+    assert len(ring) == 2
+
+
+def test_a_keys_file_that_cannot_be_read_is_a_config_error(tmp_path: Path) -> None:
+    """A keys file that is not there stops the start with the path and the reason."""
+    missing = tmp_path / "nowhere.toml"
+    expected = re.escape(f"cannot read keys file {missing}: No such file")
+    with pytest.raises(ConfigError, match=expected):
+        load_keys(ServeOptions(keys_file=str(missing)))
+
+
+def test_keys_from_the_environment_are_checked_the_same_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JOBWARDEN_KEYS (the file's text, inline) gets the same checks, naming itself as source."""
+    monkeypatch.setenv("JOBWARDEN_KEYS", ALICE.replace('"alice-key-1"', '"short"'))
+    with pytest.raises(ConfigError, match=r"^JOBWARDEN_KEYS: key #1 .*at least 8 characters"):
+        load_keys(ServeOptions())
+    monkeypatch.setenv("JOBWARDEN_KEYS", ALICE)
+    assert not load_keys(ServeOptions()).open
+
+
+async def test_serve_with_a_bad_keys_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    """`jobwarden serve --keys-file` naming a file with a mistake exits 2 before serving,
+    saying what is wrong and where, without a traceback."""
+    keys = tmp_path / "keys.toml"
+    keys.write_text(ALICE.replace('"jobs:read"', '"jobs:reed"'))
+    code, stderr = await serve_until_exit("--port", "0", "--keys-file", str(keys), cwd=tmp_path)
+    assert code == 2, stderr
+    assert f"jobwarden serve: {keys}: key #1 ('alice'): unknown scopes ['jobs:reed']" in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "jobwarden.db").exists()
