@@ -11,7 +11,7 @@ import pytest
 from jobwarden import Supervisor
 from jobwarden.cli import main
 from jobwarden.cli.local_commands import serve_command
-from jobwarden.server import ServeOptions
+from jobwarden.server import ConfigError, ServeOptions, retention
 
 
 def test_scan_command_is_clean_on_the_package(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,3 +73,20 @@ def test_serve_refuses_a_max_wait_that_is_not_seconds(
         main(["serve", "--max-wait-s", value])
     assert caught.value.code == 2
     assert "--max-wait-s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (ServeOptions(retention_age_s=-1.0), "max_age_s"),
+        (ServeOptions(retention_age_s=float("nan")), "max_age_s"),
+        (ServeOptions(retention_jobs=-5), "max_jobs"),
+    ],
+)
+def test_serve_refuses_a_negative_retention(options: ServeOptions, field: str) -> None:
+    """A negative (or not-a-number) retention age or count stops the start, naming it; 0 turns
+    that criterion off."""
+    with pytest.raises(ConfigError, match=f"^retention: {field} must be >= 0"):
+        retention(options)
+    off = retention(ServeOptions(retention_age_s=0, retention_jobs=0))
+    assert (off.max_age_s, off.max_jobs) == (None, None)

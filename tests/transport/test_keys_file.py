@@ -1,4 +1,5 @@
-"""The keys file: what it may hold, and the one clear line each mistake in it gets at start."""
+"""API keys at start: what a keys file may hold, the one clear line each mistake in it gets,
+and where a server without keys may listen."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jobwarden.server import ConfigError, ServeOptions, load_keys
+from jobwarden.server import ConfigError, ServeOptions, check_bind, load_keys
 from jobwarden.transport.auth import ADMIN, READ, KeyRing
 from tests.server_process import serve_until_exit
 
@@ -104,3 +105,25 @@ async def test_serve_with_a_bad_keys_file_exits_2_with_one_line(tmp_path: Path) 
     assert f"jobwarden serve: {keys}: key #1 ('alice'): unknown scopes ['jobs:reed']" in stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "jobwarden.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("host", "refused"),
+    [
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("localhost", False),
+        ("0.0.0.0", True),
+        ("192.168.1.20", True),
+        ("jobs.example.com", True),
+    ],
+)
+def test_without_keys_only_loopback_hosts_may_be_served(host: str, refused: bool) -> None:
+    """Open mode binds a loopback address or ``localhost`` only; any other address or host name
+    is refused, naming it; with keys, any host is allowed."""
+    if refused:
+        with pytest.raises(ConfigError, match=f"refusing to serve openly on {re.escape(host)}$"):
+            check_bind(host, KeyRing())
+    else:
+        check_bind(host, KeyRing())
+    check_bind(host, KeyRing.from_toml(ALICE))
