@@ -7,12 +7,14 @@ an ``aiohttp.ClientSession``. Tests talk to it over real sockets only.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import anyio
@@ -312,12 +314,23 @@ class SseEvent:
     data: Any
 
 
+class Lines(Protocol):
+    """What an SSE stream is read from: an aiohttp response's content, or an asyncio stream."""
+
+    async def readline(self) -> bytes: ...
+
+
 async def next_sse(resp: aiohttp.ClientResponse) -> SseEvent | None:
     """The next event of an SSE response (comments skipped), or None at the end of the stream."""
+    return await next_sse_from(resp.content)
+
+
+async def next_sse_from(lines: Lines) -> SseEvent | None:
+    """``next_sse``, reading the stream's lines from ``lines``."""
     fields: dict[str, list[str]] = {}
     while True:
         with anyio.fail_after(10):
-            raw = await resp.content.readline()
+            raw = await lines.readline()
         if not raw:
             return None
         line = raw.decode().rstrip("\r\n")
@@ -348,3 +361,13 @@ async def read_sse_until(
         got.append(event)
         if stop(event):
             return got
+
+
+async def slow_socket(srv: Server) -> socket.socket:
+    """A connected TCP socket with a tiny, fixed receive buffer (so the kernel holds little)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    host, port = srv.host.split(":")
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    return sock

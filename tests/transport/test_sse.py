@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 import anyio
@@ -9,12 +11,15 @@ import pytest
 
 from jobwarden.transport import ServerSettings
 from tests.transport.conftest import (
+    Server,
     SseEvent,
     auth,
     expect_error,
     next_sse,
+    next_sse_from,
     read_sse_until,
     serve,
+    slow_socket,
 )
 
 pytestmark = pytest.mark.anyio
@@ -226,3 +231,60 @@ async def test_server_shutdown_ends_open_sse_streams() -> None:
                 await srv.stop()
                 assert await next_sse(everything) is None
                 assert await next_sse(one_job) is None
+
+
+async def test_a_slow_sse_reader_is_told_where_to_resume_while_a_fast_one_gets_everything() -> None:
+    """A reader that stops reading is dropped once its buffer overflows: its stream ends with a
+    jobwarden.stream.overflow event naming the last offset it was sent, from which a resume gets
+    the rest; a fast reader meanwhile misses nothing."""
+    async with serve(settings=ServerSettings(heartbeat_s=0.2, ws_queue=8)) as srv:
+        # HTTP/1.0: the stream is the body up to the connection's end, no chunks to decode. A
+        # line holds a whole event (a 256 KiB result): the reader's limit must take it.
+        sock = await slow_socket(srv)
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        try:
+            request = "GET /v1/events?since=0 HTTP/1.0\r\nAccept: text/event-stream\r\n"
+            request += "".join(f"{name}: {value}\r\n" for name, value in auth("alice").items())
+            writer.write(request.encode() + b"\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.0 200"), head
+            fast_events, slow_events = await _stall_sse(srv, reader)
+        finally:
+            writer.close()
+        *sent, notice = slow_events
+        last = int(sent[-1].id or "0")
+        assert notice.event == "jobwarden.stream.overflow"
+        assert notice.data == {"resume_since": last}
+        assert _ids(sent) == list(range(1, last + 1))
+        assert _ids(fast_events) == list(range(1, len(fast_events) + 1))
+        assert last < len(fast_events)
+        async with srv.http.get(
+            srv.url("/v1/events"), params={"since": str(last)}, headers={**auth("alice"), **SSE}
+        ) as resumed:
+            rest = await read_sse_until(resumed, lambda e: e.id == fast_events[-1].id)
+        assert _ids(sent + rest) == _ids(fast_events)
+
+
+async def _stall_sse(
+    srv: Server, slow: asyncio.StreamReader
+) -> tuple[list[SseEvent], list[SseEvent]]:
+    """Submit jobs with 256 KiB results, each once a fast reader saw it end, until the server
+    drops ``slow`` (which reads nothing meanwhile); then read all ``slow`` was sent.
+
+    Returns (everything the fast reader got, everything the slow one got).
+    """
+    async with srv.http.get(
+        srv.url("/v1/events"), params={"since": "0"}, headers={**auth("alice"), **SSE}
+    ) as fast:
+        fast_events: list[SseEvent] = []
+        submitted = 0
+        while srv.sup.statistics().subscribers == 2:
+            assert submitted < 160, "the slow reader was never dropped"
+            text = os.urandom(128 * 1024).hex() + str(submitted)
+            job = await srv.submit("alice", "builtin.echo", {"text": text})
+            fast_events += await read_sse_until(fast, _terminal_of(job["id"]))
+            submitted += 1
+    slow_events: list[SseEvent] = []
+    while (event := await next_sse_from(slow)) is not None:
+        slow_events.append(event)
+    return fast_events, slow_events

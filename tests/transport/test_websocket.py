@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +16,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from jobwarden.transport import ServerSettings
-from tests.transport.conftest import ENVELOPE_FIELDS, KEYS, Server, auth, expect_error, serve
+from tests.transport.conftest import (
+    ENVELOPE_FIELDS,
+    KEYS,
+    Server,
+    auth,
+    expect_error,
+    serve,
+    slow_socket,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -482,16 +488,6 @@ async def test_server_shutdown_closes_open_websockets_with_1001() -> None:
     assert closes == {"aiohttp": 1001, "websockets": 1001}
 
 
-async def _slow_socket(srv: Server) -> socket.socket:
-    """A connected TCP socket with a tiny, fixed receive buffer (so the kernel holds little)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    host, port = srv.host.split(":")
-    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-    return sock
-
-
 async def _stall(
     srv: Server, slow: ClientConnection, fast: aiohttp.ClientWebSocketResponse
 ) -> tuple[list[Event], list[Event]]:
@@ -522,7 +518,7 @@ async def test_a_slow_reader_is_closed_1013_while_a_fast_reader_gets_every_event
     The slow client has a 4 KiB receive buffer and a one-message queue, and stops reading.
     """
     async with serve(settings=ServerSettings(ws_queue=8)) as srv:
-        sock = await _slow_socket(srv)
+        sock = await slow_socket(srv)
         async with (
             wsl(srv, "/v1/events?since=0", sock=sock, max_queue=1) as slow,
             srv.http.ws_connect(srv.ws_url("/v1/events?since=0"), headers=auth("alice")) as fast,
@@ -556,7 +552,7 @@ async def test_a_client_vanishing_mid_send_ends_its_stream_quietly() -> None:
     the other client keeps streaming.
     """
     async with serve(settings=ServerSettings(ws_queue=8)) as srv:
-        sock = await _slow_socket(srv)
+        sock = await slow_socket(srv)
         async with (
             wsl(srv, "/v1/events?since=0", sock=sock, max_queue=1) as slow,
             srv.http.ws_connect(srv.ws_url("/v1/events?since=0"), headers=auth("alice")) as fast,
