@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -340,6 +341,28 @@ async def test_a_missing_directory_is_refused_clearly(tmp_path: Path) -> None:
     """A path whose directory does not exist fails to open, saying so."""
     with pytest.raises(StoreError, match="is not a directory"):
         await SqliteStore(tmp_path / "nowhere" / "jobs.db").open()
+
+
+@pytest.mark.anyio
+async def test_a_directory_in_place_of_the_file_is_refused_clearly(tmp_path: Path) -> None:
+    """A store path that names a directory fails to open, naming it and the reason."""
+    folder = tmp_path / "jobs.db"
+    folder.mkdir()
+    expected = re.escape(f"cannot open the job store {folder}: Is a directory")
+    with pytest.raises(StoreError, match=expected):
+        await SqliteStore(folder).open()
+
+
+@pytest.mark.anyio
+async def test_a_read_the_file_cannot_answer_is_a_store_error(store: SqliteStore) -> None:
+    """A read SQLite fails (here: a table dropped behind the store's back) raises StoreError
+    naming the file and SQLite's reason, and the reader connection stays usable."""
+    await Jobs().put(store)
+    with sqlite3.connect(store.path) as db:
+        db.execute("DROP TABLE events")
+    with pytest.raises(StoreError, match=r"could not be read: no such table: events"):
+        await store.read_events(0, 10)
+    assert len((await store.list_jobs(JobQuery())).jobs) == 1
 
 
 @pytest.mark.anyio
