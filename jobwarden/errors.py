@@ -52,6 +52,12 @@ class OutcomeType(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
 
 
+PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
+"""What plugin code may raise that fails only what it was doing (a tool call, a hook, an import):
+any ``Exception``, and ``SystemExit``, which a plugin's ``sys.exit()`` or argparse's usage error
+raises and which must not stop the server. Cancellation and ``KeyboardInterrupt`` go on."""
+
+
 class ErrorInfo(msgspec.Struct, frozen=True, gc=False):
     """The body of an error envelope: what went wrong, where, and when."""
 

@@ -87,6 +87,12 @@ def exits(inp: NumberIn, ctx: ToolContext) -> NumberOut:
 
 
 @procs.tool(mode="process", timeout=60)
+def leaves(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Call sys.exit(n), as a plugin wrapping a command-line tool might."""
+    sys.exit(inp.n)
+
+
+@procs.tool(mode="process", timeout=60)
 def segfault(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     """Kill the worker with SIGSEGV."""
     os.kill(os.getpid(), signal.SIGSEGV)

@@ -13,6 +13,7 @@ from typing import Literal
 import anyio
 import structlog
 
+from jobwarden.errors import PLUGIN_FAILURES
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
 from jobwarden.plugins.tool import Plugin
 
@@ -51,7 +52,7 @@ async def _run_hook(
             f"plugin {which} hook: a dependency is missing", plugin=plugin.name, error=str(exc)
         )
         error = f"raised {type(exc).__name__}: {exc}"
-    except Exception as exc:
+    except PLUGIN_FAILURES as exc:
         log.exception(f"plugin {which} hook raised", plugin=plugin.name)
         error = f"raised {type(exc).__name__}: {exc}"
     finally:

@@ -27,6 +27,7 @@ import msgspec
 from structlog.contextvars import bound_contextvars
 
 from jobwarden.actors import process_logs
+from jobwarden.errors import PLUGIN_FAILURES
 from jobwarden.plugins.context import ToolContext
 
 READY = b"ready"
@@ -138,7 +139,7 @@ def handle(data: bytes, conn: Connection) -> bytes:
                 value = func(inp, ctx)
     except MemoryError as exc:
         reply: Replies = OutOfMemory(message=f"MemoryError: {exc}" if str(exc) else "MemoryError")
-    except Exception as exc:
+    except PLUGIN_FAILURES as exc:
         kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
         reply = Raised(exception=kind, message=f"{type(exc).__name__}: {exc}")
     else:

@@ -33,7 +33,7 @@ from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import SUCCEEDED as STATE_SUCCEEDED
 from jobwarden.actors.states import JobState
 from jobwarden.actors.thread_calls import ThreadCalls, ThreadsExhausted
-from jobwarden.errors import ErrorInfo, OutcomeType, StoreError
+from jobwarden.errors import PLUGIN_FAILURES, ErrorInfo, OutcomeType, StoreError
 from jobwarden.logs import bind_job, unbind_job
 from jobwarden.plugins.metrics import SUCCEEDED
 from jobwarden.plugins.registry import PluginRegistry
@@ -187,7 +187,7 @@ class ToolRunner:
                             raise
                         except ThreadsExhausted as exc:
                             outcome = self._exhausted(actor, exc)
-                        except Exception as exc:
+                        except PLUGIN_FAILURES as exc:
                             if scope.cancel_called:
                                 outcome = _stopped(actor, ctx.timed_out, started)
                             else:
@@ -328,7 +328,7 @@ def _stopped(actor: JobActor, timed_out: bool, started: Started) -> Outcome:
     return JobState.TIMED_OUT, None, error
 
 
-def _plugin_error(actor: JobActor, exc: Exception) -> ErrorInfo:
+def _plugin_error(actor: JobActor, exc: BaseException) -> ErrorInfo:
     log.warning("tool raised", job_id=actor.id, tool=actor.tool.name, exc_info=exc)
     kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
     return actor.error(OutcomeType.PLUGIN_ERROR, f"{type(exc).__name__}: {exc}", exception=kind)

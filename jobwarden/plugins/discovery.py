@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from jobwarden.errors import RegistrationError
+from jobwarden.errors import PLUGIN_FAILURES, RegistrationError
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Plugin
 
@@ -44,7 +44,7 @@ def load_spec(spec: str) -> Plugin:
         raise PluginLoadError(f"{spec!r} is not of the form module:attr")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # whatever the module raised while importing
+    except PLUGIN_FAILURES as exc:  # whatever the module raised while importing
         kind = type(exc).__name__
         raise PluginLoadError(f"importing {module_name} raised {kind}: {exc}") from exc
     try:

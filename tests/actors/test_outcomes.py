@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import anyio
 import pytest
 
@@ -195,6 +197,34 @@ async def test_no_retry_without_a_policy() -> None:
         done = await sup.wait(rec.id, timeout=5)
         assert done.attempt == 1
         assert "retrying" not in kinds(await events_of(sup, rec.id))
+
+
+@pytest.mark.parametrize("mode", ["async", "thread"])
+async def test_a_tool_calling_sys_exit_fails_its_job_and_nothing_else(mode: str) -> None:
+    """sys.exit() in a tool (argparse's usage error raises the same SystemExit) fails that job
+    as plugin_error naming it, and the supervisor goes on running jobs."""
+    plugin = Plugin("exiting", version="1.0.0")
+
+    @plugin.tool(timeout=5.0, name="leave_async")
+    async def leave_async(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Exit, as a command-line tool's code would."""
+        sys.exit(2)
+
+    @plugin.tool(timeout=5.0, mode="thread", name="leave_thread")
+    def leave_thread(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """The same, in a worker thread."""
+        sys.exit(2)
+
+    tool = f"exiting.leave_{mode}"
+    async with Supervisor(plugins=[plugin, builtin]) as sup:
+        done = await sup.wait((await sup.submit(tool, {"key": "k"})).id, timeout=5)
+        assert await sup.run("builtin.echo", {"text": "still here"}) == {"text": "still here"}
+        metrics = sup.registry.metrics(tool)
+    assert done.state is JobState.FAILED
+    assert done.error is not None
+    assert (done.error.type, done.error.message) == (OutcomeType.PLUGIN_ERROR, "SystemExit: 2")
+    assert done.error.details == {"exception": "builtins.SystemExit"}
+    assert metrics.failures_by_type == {"plugin_error": 1}
 
 
 async def test_progress_reported_after_the_job_ended_is_dropped() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 from pathlib import Path
 
 import anyio
@@ -97,6 +98,24 @@ async def test_a_startup_hook_that_raises_fails_only_its_plugin() -> None:
         assert await sup.run("healthy.echo", {"text": "ok"}) == {"text": "ok"}
     assert calls == ["broken start", "healthy start", "healthy stop"]
     assert registry.status("broken").state is PluginLifecycle.FAILED
+
+
+async def test_a_startup_hook_calling_sys_exit_fails_only_its_plugin() -> None:
+    """A startup hook that calls sys.exit() fails its plugin with the reason, like one that
+    raises; the supervisor starts and the other plugins run."""
+    calls: list[str] = []
+    exiting = Plugin("exiting", version="1.0.0")
+
+    @exiting.on_startup
+    async def leave() -> None:
+        sys.exit(3)
+
+    async with Supervisor(plugins=[exiting, hooked_plugin("fine", calls)]) as sup:
+        status = sup.registry.status("exiting")
+        assert await sup.run("fine.echo", {"text": "hi"}) == {"text": "hi"}
+    assert status.state is PluginLifecycle.FAILED
+    assert status.reason == "startup hook raised SystemExit: 3"
+    assert calls == ["fine start", "fine stop"]
 
 
 async def test_a_shutdown_hook_that_raises_is_recorded_and_the_stop_completes() -> None:

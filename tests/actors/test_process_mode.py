@@ -118,6 +118,21 @@ async def test_cancel_of_a_running_process_job_kills_its_worker() -> None:
             assert sup.registry.metrics("procs.spin").cancellations == 1
 
 
+async def test_a_process_tool_calling_sys_exit_fails_with_plugin_error() -> None:
+    """sys.exit() in a process tool fails its job as plugin_error naming SystemExit; the worker
+    lives on and takes the next call."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            done = await run_one(sup, "procs.leaves", {"n": 3})
+            assert done.state is JobState.FAILED
+            assert done.error is not None
+            assert done.error.type == OutcomeType.PLUGIN_ERROR
+            assert done.error.message == "SystemExit: 3"
+            assert done.error.details == {"exception": "builtins.SystemExit"}
+            assert (await run_one(sup, "procs.square", {"n": 4})).result == {"n": 16}
+            assert sup.processes.statistics().started == 1
+
+
 @pytest.mark.parametrize(
     ("tool", "details"),
     [("procs.exits", {"exit_code": 3}), ("procs.segfault", {"signal": "SIGSEGV"})],

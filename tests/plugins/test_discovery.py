@@ -154,3 +154,18 @@ def test_the_same_plugin_reached_twice_is_registered_once() -> None:
     assert len(found.plugins) == 1
     registry = build_registry([builtin], found)
     assert registry.plugin_names() == ["builtin"]
+
+
+def test_a_module_that_exits_while_imported_is_a_load_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin module that calls sys.exit() at import (a script, say) fails to load with the
+    reason; it does not end the program loading it."""
+    name = f"jw_exits_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("import sys\nsys.exit(2)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(PluginLoadError, match=f"^importing {name} raised SystemExit: 2$"):
+            load_spec(f"{name}:plugin")
+    finally:
+        sys.modules.pop(name, None)
