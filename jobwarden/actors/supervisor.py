@@ -268,8 +268,8 @@ class Supervisor:
                 await self._close()
 
     async def _close(self) -> None:
-        """Release everything, even when the store fails meanwhile (it is what stopped the
-        supervisor, then: the runner that met the failure first raised it)."""
+        """Release everything, even when the store fails meanwhile: the runner that met that
+        failure first has already stopped the supervisor with it."""
         for actor in list(self._actors.values()):
             state = actor.record.state
             try:
