@@ -371,3 +371,16 @@ async def slow_socket(srv: Server) -> socket.socket:
     host, port = srv.host.split(":")
     await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
     return sock
+
+
+@asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[str]:
+    """``app`` served on a free port of 127.0.0.1 until the block ends; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        sock = socket.create_server(("127.0.0.1", 0))
+        await web.SockSite(runner, sock).start()
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        await runner.cleanup()

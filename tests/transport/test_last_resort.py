@@ -4,7 +4,6 @@ never a traceback, while aiohttp's redirects pass through."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +14,7 @@ from structlog.testing import capture_logs
 
 from jobwarden import Supervisor, builtin
 from jobwarden.transport import create_app
-from tests.transport.conftest import KEYRING, check_envelope
+from tests.transport.conftest import KEYRING, check_envelope, served
 
 pytestmark = pytest.mark.anyio
 
@@ -39,14 +38,8 @@ async def with_extra_routes() -> AsyncIterator[str]:
         app = create_app(sup, None, KEYRING)
         app.router.add_get("/extra/broken", _broken)
         app.router.add_get("/extra/moved", _moved)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            sock = socket.create_server(("127.0.0.1", 0))
-            await web.SockSite(runner, sock).start()
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            await runner.cleanup()
+        async with served(app) as base:
+            yield base
 
 
 async def test_an_unexpected_exception_is_a_500_envelope_and_a_logged_traceback() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +12,7 @@ from aiohttp import web
 from jobwarden import Supervisor, builtin
 from jobwarden.transport import ServerSettings, create_app
 from jobwarden.transport.openapi import build_spec
-from tests.transport.conftest import KEYRING, auth
+from tests.transport.conftest import KEYRING, auth, served
 
 pytestmark = pytest.mark.anyio
 PREFIX = "/jobs-api"
@@ -25,14 +24,8 @@ async def mounted(settings: ServerSettings, *, host_limit: int = 1 << 20) -> Asy
     async with Supervisor(plugins=[builtin]) as sup:
         host = web.Application(client_max_size=host_limit)
         host.add_subapp(PREFIX, create_app(sup, settings, KEYRING))
-        runner = web.AppRunner(host)
-        await runner.setup()
-        try:
-            sock = socket.create_server(("127.0.0.1", 0))
-            await web.SockSite(runner, sock).start()
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            await runner.cleanup()
+        async with served(host) as base:
+            yield base
 
 
 async def test_openapi_names_the_mount_point_as_its_server() -> None:
