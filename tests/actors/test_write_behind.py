@@ -267,14 +267,14 @@ async def test_a_job_cut_off_at_shutdown_reaches_subscribers_cancelled(tmp_path:
     assert kinds == ["queued", "running", "cancelled"]
 
 
-def _waiting_plugin(began: anyio.Event) -> Plugin:
+def _waiting_plugin(began: anyio.Event, finish: anyio.Event | None = None) -> Plugin:
     plugin = Plugin("waiting", version="1.0.0")
 
     @plugin.tool(timeout=30.0)
     async def wait(inp: TextIn, ctx: ToolContext) -> TextIn:
-        """Note that it began, then wait until cancelled."""
+        """Note that it began, then wait until ``finish`` is set (without one, until cancelled)."""
         began.set()
-        await anyio.sleep_forever()
+        await (anyio.sleep_forever() if finish is None else finish.wait())
         return inp
 
     return plugin
@@ -533,15 +533,7 @@ async def test_an_outcome_queued_after_the_writer_died_stops_the_supervisor(
     store = SqliteStore(path)
     began = anyio.Event()
     finish = anyio.Event()
-    plugin = Plugin("gated", version="1.0.0")
-
-    @plugin.tool(timeout=30.0)
-    async def wait(inp: TextIn, ctx: ToolContext) -> TextIn:
-        """Note that it began, then return once let go."""
-        began.set()
-        await finish.wait()
-        return inp
-
+    plugin = _waiting_plugin(began, finish)
     seen: list[str] = []
     with (
         capture_logs() as logs,
@@ -551,7 +543,7 @@ async def test_an_outcome_queued_after_the_writer_died_stops_the_supervisor(
             Supervisor(plugins=[plugin], store=store) as sup,
             anyio.create_task_group() as tg,
         ):
-            record = await sup.submit("gated.wait", {"text": "hi"})
+            record = await sup.submit("waiting.wait", {"text": "hi"})
 
             async def collect(*, task_status: anyio.abc.TaskStatus[None]) -> None:
                 async with sup.subscribe(job_id=record.id) as events:
