@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    MutableMapping,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import anyio
@@ -28,6 +36,8 @@ from jobwarden import Plugin, Supervisor, ToolContext, builtin
 from jobwarden.transport import KeyRing, ServerSettings, create_app
 from tests.fakes import Gates, fake_plugin
 from tests.transport.openapi_check import OpenApiChecker
+
+T = TypeVar("T")
 
 KEYS = {
     "alice": "alice-key-0001",
@@ -384,3 +394,20 @@ async def served(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         await runner.cleanup()
+
+
+async def big_jobs_until_a_reader_is_dropped(
+    srv: Server, seen_end: Callable[[str], Awaitable[list[T]]]
+) -> list[T]:
+    """Submit ``builtin.echo`` jobs whose results are 256 KiB, one at a time, each once
+    ``seen_end(job_id)`` returned (a fast reader saw it end), until the server dropped one of its
+    two subscribers (a slow reader's buffers filled); all that ``seen_end`` returned, in order."""
+    seen: list[T] = []
+    submitted = 0
+    while srv.sup.statistics().subscribers == 2:
+        assert submitted < 160, "the slow reader was never dropped"
+        text = os.urandom(128 * 1024).hex() + str(submitted)
+        job = await srv.submit("alice", "builtin.echo", {"text": text})
+        seen += await seen_end(job["id"])
+        submitted += 1
+    return seen

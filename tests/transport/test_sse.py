@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 import anyio
@@ -14,6 +13,7 @@ from tests.transport.conftest import (
     Server,
     SseEvent,
     auth,
+    big_jobs_until_a_reader_is_dropped,
     expect_error,
     next_sse,
     next_sse_from,
@@ -276,14 +276,9 @@ async def _stall_sse(
     async with srv.http.get(
         srv.url("/v1/events"), params={"since": "0"}, headers={**auth("alice"), **SSE}
     ) as fast:
-        fast_events: list[SseEvent] = []
-        submitted = 0
-        while srv.sup.statistics().subscribers == 2:
-            assert submitted < 160, "the slow reader was never dropped"
-            text = os.urandom(128 * 1024).hex() + str(submitted)
-            job = await srv.submit("alice", "builtin.echo", {"text": text})
-            fast_events += await read_sse_until(fast, _terminal_of(job["id"]))
-            submitted += 1
+        fast_events = await big_jobs_until_a_reader_is_dropped(
+            srv, lambda job_id: read_sse_until(fast, _terminal_of(job_id))
+        )
     slow_events: list[SseEvent] = []
     while (event := await next_sse_from(slow)) is not None:
         slow_events.append(event)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,7 @@ from tests.transport.conftest import (
     KEYS,
     Server,
     auth,
+    big_jobs_until_a_reader_is_dropped,
     expect_error,
     serve,
     slow_socket,
@@ -502,13 +502,9 @@ async def _stall(
     fast_events = await aio_until(fast, finished(first["id"]))
     slow_events = await wsl_until(slow, finished(first["id"]))
     assert srv.sup.statistics().subscribers == 2
-    submitted = 0
-    while srv.sup.statistics().subscribers == 2:
-        assert submitted < 160, "the slow reader was never dropped"
-        text = os.urandom(128 * 1024).hex() + str(submitted)
-        job = await srv.submit("alice", "builtin.echo", {"text": text})
-        fast_events += await aio_until(fast, finished(job["id"]))
-        submitted += 1
+    fast_events += await big_jobs_until_a_reader_is_dropped(
+        srv, lambda job_id: aio_until(fast, finished(job_id))
+    )
     return slow_events, fast_events
 
 
