@@ -180,6 +180,46 @@ async def test_tool_swallowing_cancellation_still_ends_cancelled() -> None:
         assert (await sup.cancel(rec.id)).state is JobState.CANCELLED
 
 
+def _obstinate_plugin(gates: Gates) -> Plugin:
+    plugin = Plugin("obstinate", version="1.0.0")
+
+    @plugin.tool(timeout=30)
+    async def finish_anyway(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Wait at the gate; cancelled, swallow it and return a result anyway."""
+        try:
+            await gates.pass_through(inp.key)
+        except anyio.get_cancelled_exc_class():
+            return TextOut(text="finished anyway")
+        return TextOut(text="passed")
+
+    return plugin
+
+
+async def test_a_tool_returning_despite_its_cancel_still_ends_cancelled() -> None:
+    """A result a tool returns after swallowing its cancellation is dropped: cancelled, counted
+    as a cancel, not a success."""
+    gates = Gates()
+    async with Supervisor(plugins=[_obstinate_plugin(gates)]) as sup:
+        rec = await sup.submit("obstinate.finish_anyway", {"key": "c"})
+        await gates.wait_entered("c")
+        cancelled = await sup.cancel(rec.id)
+        metrics = sup.registry.metrics("obstinate.finish_anyway")
+    assert (cancelled.state, cancelled.result) == (JobState.CANCELLED, None)
+    assert (metrics.successes, metrics.cancellations) == (0, 1)
+
+
+async def test_a_tool_returning_despite_its_timeout_still_times_out() -> None:
+    """A tool that swallows the cancellation its timeout sent and returns ends timed_out, its
+    late result dropped."""
+    gates = Gates()
+    async with Supervisor(plugins=[_obstinate_plugin(gates)]) as sup:
+        rec = await sup.submit("obstinate.finish_anyway", {"key": "t"}, timeout_s=0.05)
+        done = await sup.wait(rec.id, timeout=10)
+    assert (done.state, done.result) == (JobState.TIMED_OUT, None)
+    assert done.error is not None
+    assert done.error.type == OutcomeType.TIMEOUT
+
+
 async def test_cancel_finished_job_is_refused() -> None:
     """Cancelling a terminal job raises JobFinished and changes nothing."""
     async with Supervisor(plugins=[builtin]) as sup:
