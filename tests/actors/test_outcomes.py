@@ -334,6 +334,18 @@ async def test_get_and_wait_unknown_or_foreign_jobs() -> None:
         assert (await sup.wait(rec.id, timeout=5, owner="alice")).owner == "alice"
 
 
+async def test_waiting_on_another_owners_running_job_is_job_not_found() -> None:
+    """A wait by another owner on a job still running is JobNotFound at once, not a wait."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.gate", {"key": "mine"}, owner="alice")
+        await gates.wait_entered("mine")
+        with pytest.raises(errors.JobNotFound):
+            await sup.wait(rec.id, owner="bob")
+        gates.open("mine")
+        assert (await sup.wait(rec.id, timeout=5, owner="alice")).state is JobState.SUCCEEDED
+
+
 async def test_wait_times_out() -> None:
     """wait() raises TimeoutError when the job does not finish in time, leaving it running."""
     gates = Gates()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 import anyio
 import pytest
@@ -166,12 +167,22 @@ async def test_lifecycle_misuse_is_refused() -> None:
             pass
 
 
-def test_invalid_settings_are_refused() -> None:
-    """Non-positive concurrency or queue sizes are configuration errors."""
-    with pytest.raises(ValueError, match="concurrency"):
-        Supervisor(concurrency=0)
-    with pytest.raises(ValueError, match="subscriber_buffer"):
-        Supervisor(subscriber_buffer=0)
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("concurrency", "concurrency, thread_concurrency"),
+        ("thread_concurrency", "thread_concurrency"),
+        ("max_abandoned_threads", "max_abandoned_threads"),
+        ("process_workers", "process_workers must be >= 1"),
+        ("max_queued", "max_queued must be >= 1"),
+        ("subscriber_buffer", "subscriber_buffer must be >= 1"),
+    ],
+)
+def test_invalid_settings_are_refused(setting: str, message: str) -> None:
+    """Each count a supervisor needs at least one of is refused at 0, naming it."""
+    settings: dict[str, Any] = {setting: 0}
+    with pytest.raises(ValueError, match=message):
+        Supervisor(**settings)
 
 
 async def test_many_jobs_all_succeed_and_metrics_agree() -> None:
