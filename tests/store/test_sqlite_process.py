@@ -8,6 +8,7 @@ a slow commit.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -24,6 +25,7 @@ from structlog.testing import capture_logs
 
 from jobwarden.actors.states import JobState
 from jobwarden.errors import StoreError
+from jobwarden.store import sqlite_process
 from jobwarden.store.sqlite_ops import Put, Transition
 from jobwarden.store.sqlite_process import (
     HEADER,
@@ -524,3 +526,43 @@ async def test_the_child_exits_when_its_parent_is_killed(tmp_path: Path) -> None
         os.close(pidfd)
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT id FROM jobs").fetchall() == [(job_id.decode(),)]
+
+
+async def test_a_writer_that_does_not_exit_is_killed_by_close(
+    writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() waits CLOSE_TIMEOUT_S for a child that does not exit (here: stopped), then kills
+    it, says so in the log, and returns with the child reaped."""
+    monkeypatch.setattr(sqlite_process, "CLOSE_TIMEOUT_S", 0.2)
+    pid = writer.process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    with capture_logs() as logs, anyio.fail_after(10):
+        await writer.process.close()
+    assert writer.process.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    [killed] = [e for e in logs if "did not exit" in e["event"]]
+    assert (killed["log_level"], killed["pid"]) == ("error", pid)
+
+
+async def test_a_writer_process_that_cannot_start_is_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that cannot be started at all (no Python to run it) is a StoreError naming the
+    file and the reason, and leaves no pipe open."""
+    path = tmp_path / "jobs.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        migrate(db, str(path))
+    lock = os.open(path, os.O_RDWR)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        process = _unstarted(path)
+        expected = re.escape(f"cannot start the writer process of {path}: ")
+        with pytest.raises(StoreError, match=expected):
+            process.spawn(lock)
+        assert len(os.listdir("/proc/self/fd")) == before
+        assert process.pid is None
+    finally:
+        os.close(lock)
