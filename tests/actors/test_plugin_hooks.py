@@ -21,6 +21,7 @@ from jobwarden import (
 )
 from jobwarden.actors import plugin_hooks
 from jobwarden.actors.recovery import Recovered
+from jobwarden.records import JobRecord
 from jobwarden.store.base import EventBounds
 from jobwarden.store.sqlite import SqliteStore
 from tests.actors.test_recovery import crashed_file, demo_plugin, opened_gate
@@ -240,3 +241,43 @@ async def test_a_start_that_fails_before_the_hooks_runs_no_shutdown_hook() -> No
             raise AssertionError("unreachable: the start fails")
     assert calls == []
     assert supervisor.registry.status("hooked").state is PluginLifecycle.LOADED
+
+
+class SlowRecovery(MemoryStore):
+    """A durable-looking memory store whose recovery read waits until cancelled; it notes when
+    that read began and whether it was closed."""
+
+    durable = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = anyio.Event()
+        self.closed = False
+
+    async def unfinished(self) -> list[JobRecord]:
+        self.reading.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        self.closed = True
+        await super().close()
+
+
+async def test_a_start_cancelled_during_recovery_is_undone() -> None:
+    """Cancelling a start while it recovers stops what it started: the started plugin's
+    shutdown hook runs and the store is closed."""
+    calls: list[str] = []
+    store = SlowRecovery()
+    supervisor = Supervisor(plugins=[hooked_plugin("hooked", calls)], store=store)
+
+    async def start() -> None:
+        async with supervisor:
+            raise AssertionError("unreachable: the start is cancelled")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(start)
+        await store.reading.wait()
+        tg.cancel_scope.cancel()
+    assert calls == ["hooked start", "hooked stop"]
+    assert store.closed
