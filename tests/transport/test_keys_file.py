@@ -61,7 +61,7 @@ def test_a_mistake_in_the_keys_file_is_refused_with_its_place(text: str, message
 
 
 def test_a_key_given_by_its_sha256_authenticates_that_key_only() -> None:
-    """key_sha256 (upper or lower case hex) stands for the key whose digest it is."""
+    """key_sha256 (its hex in upper case here) stands for the key whose digest it is, no other."""
     digest = hashlib.sha256(b"bob-secret-key").hexdigest().upper()
     ring = KeyRing.from_toml(
         ALICE + f'[[keys]]\nkey_sha256 = "{digest}"\nprincipal = "bob"\nscopes = ["admin"]\n'
