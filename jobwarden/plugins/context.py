@@ -48,8 +48,12 @@ class ToolContext:
         self._log: structlog.typing.FilteringBoundLogger | None = None
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
-        """Report progress in [0, 1]; emits a ``jobwarden.job.progress`` event."""
-        await self._progress(_checked(fraction), message)
+        """Report progress in [0, 1]; emits a ``jobwarden.job.progress`` event.
+
+        Raises ``ValueError`` for a fraction outside [0, 1] and ``TypeError`` or ``ValueError``
+        for a message that is not a str of valid Unicode (no event could carry it).
+        """
+        await self._progress(_checked(fraction), _checked_message(message))
 
     def progress_sync(self, fraction: float, message: str | None = None) -> None:
         """``progress`` for a plain ``def`` (thread or process mode), which cannot await.
@@ -59,6 +63,7 @@ class ToolContext:
         awaits ``progress`` instead: called on the event loop this raises ``RuntimeError``.
         """
         checked = _checked(fraction)
+        message = _checked_message(message)
         if self._progress_sync is not None:
             self._progress_sync(checked, message)
             return
@@ -94,6 +99,20 @@ class ToolContext:
         if not self._cancel_requested:
             self._cancel_requested = True
             self._timed_out = timed_out
+
+
+def _checked_message(message: str | None) -> str | None:
+    if message is None:
+        return None
+    if not isinstance(message, str):
+        raise TypeError(f"a progress message must be a str or None, got {type(message).__name__}")
+    if not message.isascii():
+        try:
+            message.encode()
+        except UnicodeEncodeError as exc:
+            # A lone surrogate: stored, the event could never be read back or sent.
+            raise ValueError(f"a progress message must be valid Unicode ({exc.reason})") from exc
+    return message
 
 
 def _checked(fraction: float) -> float:

@@ -22,6 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[[], Awaitable[None]]
 H = TypeVar("H", bound=Hook)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -61,7 +62,8 @@ class Tool:
     def output_to_builtins(self, value: Any) -> Any:
         """The tool's return value as JSON-ready builtins, checked against its return type.
 
-        Raises ``msgspec.ValidationError`` (or ``TypeError``) when the value does not fit.
+        Raises ``msgspec.ValidationError`` (or ``TypeError``) when the value does not fit, and
+        ``ValueError`` when it fits but no JSON can hold it.
         """
         if self.output_is_struct and type(value) is not self.output_type:
             raise msgspec.ValidationError(
@@ -69,6 +71,13 @@ class Tool:
             )
         builtins = msgspec.to_builtins(value)
         msgspec.convert(builtins, self.output_type)
+        try:
+            _encode(builtins)
+        except UnicodeEncodeError as exc:
+            # A str holding a lone surrogate (bytes decoded with surrogateescape, as os.listdir
+            # gives undecodable file names) converts, but no JSON can carry it: every later read
+            # or event of the job would fail.
+            raise ValueError(f"it holds a string that is not valid Unicode ({exc.reason})") from exc
         return builtins
 
     def input_schema(self) -> dict[str, Any]:

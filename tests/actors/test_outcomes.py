@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from jobwarden import (
     JobEvent,
@@ -19,6 +21,7 @@ from jobwarden import (
     errors,
 )
 from jobwarden.errors import OutcomeType
+from jobwarden.store.sqlite import SqliteStore
 from tests.fakes import Gates, KeyIn, PausingStore, TextOut, fake_plugin, scoped_plugin
 
 pytestmark = pytest.mark.anyio
@@ -265,6 +268,32 @@ async def test_a_tool_calling_sys_exit_fails_its_job_and_nothing_else(mode: str)
     assert (done.error.type, done.error.message) == (OutcomeType.PLUGIN_ERROR, "SystemExit: 2")
     assert done.error.details == {"exception": "builtins.SystemExit"}
     assert metrics.failures_by_type == {"plugin_error": 1}
+
+
+@pytest.mark.parametrize("durable", [False, True])
+async def test_a_result_no_json_can_hold_is_invalid_output(tmp_path: Path, durable: bool) -> None:
+    """A result holding a lone surrogate (bytes decoded with surrogateescape, as os.listdir
+    gives undecodable file names) fails its job as invalid_output on either store, with no
+    runner crash, and the jobs stay listable."""
+    plugin = Plugin("files", version="1.0.0")
+
+    @plugin.tool(timeout=5.0)
+    async def name(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Return a file name that is not valid UTF-8."""
+        return TextOut(text=b"caf\xff".decode("utf-8", "surrogateescape"))
+
+    store = SqliteStore(tmp_path / "jobs.db") if durable else MemoryStore()
+    with capture_logs() as logs:
+        async with Supervisor(plugins=[plugin, builtin], store=store) as sup:
+            done = await sup.wait((await sup.submit("files.name", {"key": "k"})).id, timeout=5)
+            listed = await sup.list_jobs()
+            assert await sup.run("builtin.echo", {"text": "next"}) == {"text": "next"}
+    assert (done.state, done.result) == (JobState.FAILED, None)
+    assert done.error is not None
+    assert done.error.type == OutcomeType.INVALID_OUTPUT
+    assert "not valid Unicode" in done.error.message
+    assert [job.id for job in listed.jobs] == [done.id]
+    assert not [e for e in logs if e["event"] == "tool runner crashed; restarting it"]
 
 
 async def test_progress_reported_after_the_job_ended_is_dropped() -> None:

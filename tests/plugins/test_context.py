@@ -51,6 +51,29 @@ async def test_valid_progress_reaches_the_sink_as_floats() -> None:
     assert all(type(fraction) is float for fraction, _ in sink.calls)
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("message", "error", "says"),
+    [
+        (123, TypeError, "must be a str or None, got int"),
+        (b"bytes", TypeError, "must be a str or None, got bytes"),
+        (b"caf\xff".decode("utf-8", "surrogateescape"), ValueError, "must be valid Unicode"),
+    ],
+    ids=["int", "bytes", "lone-surrogate"],
+)
+async def test_a_progress_message_no_event_could_carry_is_refused(
+    message: Any, error: type[Exception], says: str
+) -> None:
+    """A message that is not a str, or holds a lone surrogate, is refused at the call, before
+    any event carries it (a stored event would fail every later read); non-ASCII text is fine."""
+    sink = ProgressSink()
+    ctx = make_context(sink)
+    with pytest.raises(error, match=says):
+        await ctx.progress(0.5, message)
+    await ctx.progress(0.5, "café ✓")
+    assert sink.calls == [(0.5, "café ✓")]
+
+
 def test_identity_attributes() -> None:
     """The context carries the job id, tool name and attempt it was made with."""
     ctx = make_context(ProgressSink(), job_id="j", tool="p.t", attempt=3)
