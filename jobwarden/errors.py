@@ -58,6 +58,18 @@ any ``Exception``, and ``SystemExit``, which a plugin's ``sys.exit()`` or argpar
 raises and which must not stop the server. Cancellation and ``KeyboardInterrupt`` go on."""
 
 
+def printable(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\udcff``), other text as is.
+
+    What plugin code puts in a message (an exception's text, a file name decoded with
+    surrogateescape) must not stop the record or event carrying it from being stored or sent as
+    JSON, which has no way to hold a lone surrogate.
+    """
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class ErrorInfo(msgspec.Struct, frozen=True, gc=False):
     """The body of an error envelope: what went wrong, where, and when."""
 

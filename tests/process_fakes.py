@@ -87,6 +87,12 @@ def exits(inp: NumberIn, ctx: ToolContext) -> NumberOut:
 
 
 @procs.tool(mode="process", timeout=60)
+def names_a_bad_file(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Raise naming a file name that is not valid UTF-8 (surrogateescape-decoded)."""
+    raise FileNotFoundError(b"caf\xff".decode("utf-8", "surrogateescape"))
+
+
+@procs.tool(mode="process", timeout=60)
 def leaves(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     """Call sys.exit(n), as a plugin wrapping a command-line tool might."""
     sys.exit(inp.n)

@@ -247,3 +247,20 @@ def test_registration_error_is_a_type_error() -> None:
 def test_everything_is_a_jobwarden_error(cls: type[Exception]) -> None:
     """Every exception in the drawn tree derives from JobwardenError."""
     assert issubclass(cls, errors.JobwardenError)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain ascii", "plain ascii"),
+        ("café ✓ 日本", "café ✓ 日本"),
+        (b"caf\xff".decode("utf-8", "surrogateescape"), "caf\\udcff"),
+        ("\ud800 alone", "\\ud800 alone"),
+    ],
+    ids=["ascii", "unicode", "surrogateescape", "high-surrogate"],
+)
+def test_printable_escapes_only_lone_surrogates(text: str, shown: str) -> None:
+    """printable() leaves valid text as it is and writes each lone surrogate as its escape, so
+    the result always encodes as JSON."""
+    assert errors.printable(text) == shown
+    assert msgspec.json.decode(msgspec.json.encode(errors.printable(text))) == shown

@@ -27,7 +27,7 @@ import msgspec
 from structlog.contextvars import bound_contextvars
 
 from jobwarden.actors import process_logs
-from jobwarden.errors import PLUGIN_FAILURES
+from jobwarden.errors import PLUGIN_FAILURES, printable
 from jobwarden.plugins.context import ToolContext
 
 READY = b"ready"
@@ -138,15 +138,16 @@ def handle(data: bytes, conn: Connection) -> bytes:
             with _limits(call.memory_mb, call.cpu_s):
                 value = func(inp, ctx)
     except MemoryError as exc:
-        reply: Replies = OutOfMemory(message=f"MemoryError: {exc}" if str(exc) else "MemoryError")
+        said = printable(f"MemoryError: {exc}" if str(exc) else "MemoryError")
+        reply: Replies = OutOfMemory(message=said)
     except PLUGIN_FAILURES as exc:
         kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-        reply = Raised(exception=kind, message=f"{type(exc).__name__}: {exc}")
+        reply = Raised(exception=kind, message=printable(f"{type(exc).__name__}: {exc}"))
     else:
         try:
             reply = Returned(output=msgspec.Raw(_encoder.encode(value)))
         except TypeError as exc:
-            reply = Unencodable(message=str(exc))
+            reply = Unencodable(message=printable(str(exc)))
     return _encoder.encode(reply)
 
 

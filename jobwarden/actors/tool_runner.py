@@ -33,7 +33,7 @@ from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import SUCCEEDED as STATE_SUCCEEDED
 from jobwarden.actors.states import JobState
 from jobwarden.actors.thread_calls import ThreadCalls, ThreadsExhausted
-from jobwarden.errors import PLUGIN_FAILURES, ErrorInfo, OutcomeType, StoreError
+from jobwarden.errors import PLUGIN_FAILURES, ErrorInfo, OutcomeType, StoreError, printable
 from jobwarden.logs import bind_job, unbind_job
 from jobwarden.plugins.metrics import SUCCEEDED
 from jobwarden.plugins.registry import PluginRegistry
@@ -258,7 +258,9 @@ def _checked_output(actor: JobActor, value: Any) -> tuple[JobState, Any, ErrorIn
 
 
 def _invalid_output(actor: JobActor, problem: object) -> tuple[JobState, Any, ErrorInfo | None]:
-    message = f"{actor.tool.name} returned a value that does not match its return type: {problem}"
+    message = printable(
+        f"{actor.tool.name} returned a value that does not match its return type: {problem}"
+    )
     return JobState.FAILED, None, actor.error(OutcomeType.INVALID_OUTPUT, message)
 
 
@@ -331,4 +333,5 @@ def _stopped(actor: JobActor, timed_out: bool, started: Started) -> Outcome:
 def _plugin_error(actor: JobActor, exc: BaseException) -> ErrorInfo:
     log.warning("tool raised", job_id=actor.id, tool=actor.tool.name, exc_info=exc)
     kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    return actor.error(OutcomeType.PLUGIN_ERROR, f"{type(exc).__name__}: {exc}", exception=kind)
+    message = printable(f"{type(exc).__name__}: {exc}")
+    return actor.error(OutcomeType.PLUGIN_ERROR, message, exception=kind)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 from structlog.testing import capture_logs
 
@@ -270,28 +271,46 @@ async def test_a_tool_calling_sys_exit_fails_its_job_and_nothing_else(mode: str)
     assert metrics.failures_by_type == {"plugin_error": 1}
 
 
+UNDECODABLE = b"caf\xff".decode("utf-8", "surrogateescape")  # as os.listdir gives such a name
+
+
 @pytest.mark.parametrize("durable", [False, True])
-async def test_a_result_no_json_can_hold_is_invalid_output(tmp_path: Path, durable: bool) -> None:
-    """A result holding a lone surrogate (bytes decoded with surrogateescape, as os.listdir
-    gives undecodable file names) fails its job as invalid_output on either store, with no
-    runner crash, and the jobs stay listable."""
+@pytest.mark.parametrize(
+    ("tool", "error_type", "says"),
+    [
+        ("files.name", OutcomeType.INVALID_OUTPUT, "not valid Unicode"),
+        ("files.missing", OutcomeType.PLUGIN_ERROR, "FileNotFoundError: caf\\udcff"),
+    ],
+)
+async def test_a_lone_surrogate_from_a_tool_never_poisons_its_job(
+    tmp_path: Path, durable: bool, tool: str, error_type: OutcomeType, says: str
+) -> None:
+    """A result holding a lone surrogate is invalid_output, an exception whose text holds one is
+    plugin_error with it escaped: on either store, with no runner crash, the job stays
+    readable and listable."""
     plugin = Plugin("files", version="1.0.0")
 
     @plugin.tool(timeout=5.0)
     async def name(inp: KeyIn, ctx: ToolContext) -> TextOut:
         """Return a file name that is not valid UTF-8."""
-        return TextOut(text=b"caf\xff".decode("utf-8", "surrogateescape"))
+        return TextOut(text=UNDECODABLE)
+
+    @plugin.tool(timeout=5.0)
+    async def missing(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Fail naming a file name that is not valid UTF-8."""
+        raise FileNotFoundError(UNDECODABLE)
 
     store = SqliteStore(tmp_path / "jobs.db") if durable else MemoryStore()
     with capture_logs() as logs:
         async with Supervisor(plugins=[plugin, builtin], store=store) as sup:
-            done = await sup.wait((await sup.submit("files.name", {"key": "k"})).id, timeout=5)
+            done = await sup.wait((await sup.submit(tool, {"key": "k"})).id, timeout=5)
             listed = await sup.list_jobs()
             assert await sup.run("builtin.echo", {"text": "next"}) == {"text": "next"}
     assert (done.state, done.result) == (JobState.FAILED, None)
     assert done.error is not None
-    assert done.error.type == OutcomeType.INVALID_OUTPUT
-    assert "not valid Unicode" in done.error.message
+    assert done.error.type == error_type
+    assert says in done.error.message
+    msgspec.json.encode(done)  # what every read of the job sends
     assert [job.id for job in listed.jobs] == [done.id]
     assert not [e for e in logs if e["event"] == "tool runner crashed; restarting it"]
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 
 from jobwarden import (
@@ -117,6 +118,21 @@ async def test_a_startup_hook_calling_sys_exit_fails_only_its_plugin() -> None:
     assert status.state is PluginLifecycle.FAILED
     assert status.reason == "startup hook raised SystemExit: 3"
     assert calls == ["fine start", "fine stop"]
+
+
+async def test_a_hook_error_with_a_lone_surrogate_is_recorded_escaped() -> None:
+    """A startup hook whose exception text holds a lone surrogate fails its plugin with that
+    text escaped, so its status can still be sent as JSON."""
+    broken = Plugin("broken", version="1.0.0")
+
+    @broken.on_startup
+    async def start() -> None:
+        raise FileNotFoundError(b"caf\xff".decode("utf-8", "surrogateescape"))
+
+    async with Supervisor(plugins=[broken]) as sup:
+        status = sup.registry.status("broken")
+    assert status.reason == "startup hook raised FileNotFoundError: caf\\udcff"
+    msgspec.json.encode(status)
 
 
 async def test_a_shutdown_hook_that_raises_is_recorded_and_the_stop_completes() -> None:

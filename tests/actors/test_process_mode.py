@@ -118,6 +118,19 @@ async def test_cancel_of_a_running_process_job_kills_its_worker() -> None:
             assert sup.registry.metrics("procs.spin").cancellations == 1
 
 
+async def test_a_process_tools_error_text_with_a_lone_surrogate_arrives_escaped() -> None:
+    """An exception whose text a worker cannot send as is (a lone surrogate) still fails the
+    job as plugin_error, its text escaped; the worker lives on."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            done = await run_one(sup, "procs.names_a_bad_file", {"n": 1})
+            assert done.error is not None
+            assert (done.state, done.error.type) == (JobState.FAILED, OutcomeType.PLUGIN_ERROR)
+            assert done.error.message == "FileNotFoundError: caf\\udcff"
+            assert (await run_one(sup, "procs.square", {"n": 4})).result == {"n": 16}
+            assert sup.processes.statistics().started == 1
+
+
 async def test_a_process_tool_calling_sys_exit_fails_with_plugin_error() -> None:
     """sys.exit() in a process tool fails its job as plugin_error naming SystemExit; the worker
     lives on and takes the next call."""

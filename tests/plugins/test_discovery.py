@@ -169,3 +169,21 @@ def test_a_module_that_exits_while_imported_is_a_load_failure(
             load_spec(f"{name}:plugin")
     finally:
         sys.modules.pop(name, None)
+
+
+def test_an_import_error_with_a_lone_surrogate_is_reported_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin module whose import raises with a lone surrogate in the text fails to load with
+    that text escaped, so the failed plugin's reason can be sent as JSON."""
+    name = f"jw_bad_name_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        "raise FileNotFoundError(b'caf\\xff'.decode('utf-8', 'surrogateescape'))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(PluginLoadError) as caught:
+            load_spec(f"{name}:plugin")
+    finally:
+        sys.modules.pop(name, None)
+    assert str(caught.value) == f"importing {name} raised FileNotFoundError: caf\\udcff"
