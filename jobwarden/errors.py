@@ -70,6 +70,19 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def describe(exc: BaseException) -> str:
+    """``"Type: message"`` for an exception plugin code raised, made ``printable``.
+
+    Never raises: an exception whose ``__str__`` itself raises is named with a note instead of
+    its message (a failure while describing a plugin's failure would crash the runner).
+    """
+    try:
+        text = str(exc)
+    except PLUGIN_FAILURES as failure:
+        text = f"<its message could not be read: {type(failure).__name__}>"
+    return printable(f"{type(exc).__name__}: {text}")
+
+
 class ErrorInfo(msgspec.Struct, frozen=True, gc=False):
     """The body of an error envelope: what went wrong, where, and when."""
 

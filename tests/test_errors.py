@@ -264,3 +264,26 @@ def test_printable_escapes_only_lone_surrogates(text: str, shown: str) -> None:
     the result always encodes as JSON."""
     assert errors.printable(text) == shown
     assert msgspec.json.decode(msgspec.json.encode(errors.printable(text))) == shown
+
+
+class _Rude(Exception):
+    """An exception whose text cannot be read."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@pytest.mark.parametrize(
+    ("exc", "described"),
+    [
+        (ValueError("bad value"), "ValueError: bad value"),
+        (KeyError("k"), "KeyError: 'k'"),
+        (SystemExit(2), "SystemExit: 2"),
+        (_Rude(), "_Rude: <its message could not be read: RuntimeError>"),
+        (OSError(b"caf\xff".decode("utf-8", "surrogateescape")), "OSError: caf\\udcff"),
+    ],
+    ids=["plain", "key", "exit", "broken-str", "surrogate"],
+)
+def test_describe_never_raises_and_is_printable(exc: BaseException, described: str) -> None:
+    """describe() names the exception and its text, even when reading the text raises."""
+    assert errors.describe(exc) == described

@@ -13,7 +13,7 @@ from typing import Literal
 import anyio
 import structlog
 
-from jobwarden.errors import PLUGIN_FAILURES, printable
+from jobwarden.errors import PLUGIN_FAILURES, describe
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
 from jobwarden.plugins.tool import Plugin
 
@@ -51,9 +51,9 @@ async def _run_hook(
         log.warning(
             f"plugin {which} hook: a dependency is missing", plugin=plugin.name, error=str(exc)
         )
-        error = printable(f"raised {type(exc).__name__}: {exc}")
+        error = f"raised {describe(exc)}"
     except PLUGIN_FAILURES as exc:
         log.exception(f"plugin {which} hook raised", plugin=plugin.name)
-        error = printable(f"raised {type(exc).__name__}: {exc}")
+        error = f"raised {describe(exc)}"
     finally:
         registry.record_hook(plugin.name, which, error)

@@ -27,7 +27,7 @@ import msgspec
 from structlog.contextvars import bound_contextvars
 
 from jobwarden.actors import process_logs
-from jobwarden.errors import PLUGIN_FAILURES, printable
+from jobwarden.errors import PLUGIN_FAILURES, describe, printable
 from jobwarden.plugins.context import ToolContext
 
 READY = b"ready"
@@ -142,7 +142,7 @@ def handle(data: bytes, conn: Connection) -> bytes:
         reply: Replies = OutOfMemory(message=said)
     except PLUGIN_FAILURES as exc:
         kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-        reply = Raised(exception=kind, message=printable(f"{type(exc).__name__}: {exc}"))
+        reply = Raised(exception=kind, message=describe(exc))
     else:
         try:
             reply = Returned(output=msgspec.Raw(_encoder.encode(value)))

@@ -33,7 +33,14 @@ from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import SUCCEEDED as STATE_SUCCEEDED
 from jobwarden.actors.states import JobState
 from jobwarden.actors.thread_calls import ThreadCalls, ThreadsExhausted
-from jobwarden.errors import PLUGIN_FAILURES, ErrorInfo, OutcomeType, StoreError, printable
+from jobwarden.errors import (
+    PLUGIN_FAILURES,
+    ErrorInfo,
+    OutcomeType,
+    StoreError,
+    describe,
+    printable,
+)
 from jobwarden.logs import bind_job, unbind_job
 from jobwarden.plugins.metrics import SUCCEEDED
 from jobwarden.plugins.registry import PluginRegistry
@@ -333,5 +340,4 @@ def _stopped(actor: JobActor, timed_out: bool, started: Started) -> Outcome:
 def _plugin_error(actor: JobActor, exc: BaseException) -> ErrorInfo:
     log.warning("tool raised", job_id=actor.id, tool=actor.tool.name, exc_info=exc)
     kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    message = printable(f"{type(exc).__name__}: {exc}")
-    return actor.error(OutcomeType.PLUGIN_ERROR, message, exception=kind)
+    return actor.error(OutcomeType.PLUGIN_ERROR, describe(exc), exception=kind)

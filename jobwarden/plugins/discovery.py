@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from jobwarden.errors import PLUGIN_FAILURES, RegistrationError, printable
+from jobwarden.errors import PLUGIN_FAILURES, RegistrationError, describe
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Plugin
 
@@ -45,8 +45,7 @@ def load_spec(spec: str) -> Plugin:
     try:
         module = importlib.import_module(module_name)
     except PLUGIN_FAILURES as exc:  # whatever the module raised while importing
-        kind = type(exc).__name__
-        raise PluginLoadError(printable(f"importing {module_name} raised {kind}: {exc}")) from exc
+        raise PluginLoadError(f"importing {module_name} raised {describe(exc)}") from exc
     try:
         found = functools.reduce(getattr, attr.split("."), module)
     except AttributeError as exc:

@@ -274,20 +274,28 @@ async def test_a_tool_calling_sys_exit_fails_its_job_and_nothing_else(mode: str)
 UNDECODABLE = b"caf\xff".decode("utf-8", "surrogateescape")  # as os.listdir gives such a name
 
 
+class Unreadable(Exception):
+    """An exception whose text cannot be read: its __str__ raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
 @pytest.mark.parametrize("durable", [False, True])
 @pytest.mark.parametrize(
     ("tool", "error_type", "says"),
     [
         ("files.name", OutcomeType.INVALID_OUTPUT, "not valid Unicode"),
         ("files.missing", OutcomeType.PLUGIN_ERROR, "FileNotFoundError: caf\\udcff"),
+        ("files.rude", OutcomeType.PLUGIN_ERROR, "Unreadable: <its message could not be read"),
     ],
 )
-async def test_a_lone_surrogate_from_a_tool_never_poisons_its_job(
+async def test_what_a_tool_returns_or_raises_never_poisons_its_job(
     tmp_path: Path, durable: bool, tool: str, error_type: OutcomeType, says: str
 ) -> None:
-    """A result holding a lone surrogate is invalid_output, an exception whose text holds one is
-    plugin_error with it escaped: on either store, with no runner crash, the job stays
-    readable and listable."""
+    """A result holding a lone surrogate is invalid_output, an exception whose text holds one
+    (or cannot be read at all) plugin_error with a printable message: on either store, with no
+    runner crash, the job stays readable and listable."""
     plugin = Plugin("files", version="1.0.0")
 
     @plugin.tool(timeout=5.0)
@@ -299,6 +307,11 @@ async def test_a_lone_surrogate_from_a_tool_never_poisons_its_job(
     async def missing(inp: KeyIn, ctx: ToolContext) -> TextOut:
         """Fail naming a file name that is not valid UTF-8."""
         raise FileNotFoundError(UNDECODABLE)
+
+    @plugin.tool(timeout=5.0)
+    async def rude(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Fail with an exception whose text cannot even be read."""
+        raise Unreadable
 
     store = SqliteStore(tmp_path / "jobs.db") if durable else MemoryStore()
     with capture_logs() as logs:
