@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -54,6 +55,18 @@ class TextOut(msgspec.Struct):
 
 class Crash(Exception):
     """Raised by FlakyStore on purpose."""
+
+
+class CheckedIn(msgspec.Struct):
+    """An input whose type's own check (plugin code) fails badly for some keys."""
+
+    key: str
+
+    def __post_init__(self) -> None:
+        if self.key == "crash":
+            raise RuntimeError("the check itself is broken")
+        if self.key == "exit":
+            sys.exit(3)
 
 
 def fake_plugin(gates: Gates, *, cap: int | None = None) -> Plugin:

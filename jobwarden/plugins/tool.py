@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import msgspec
+import structlog
 
-from jobwarden.errors import InvalidInput, RegistrationError
+from jobwarden.errors import PLUGIN_FAILURES, InvalidInput, RegistrationError, describe
 from jobwarden.plugins.circuit import CircuitPolicy
 from jobwarden.plugins.retry import RetryPolicy
 from jobwarden.plugins.schema import type_schema
@@ -23,6 +24,7 @@ Hook = Callable[[], Awaitable[None]]
 H = TypeVar("H", bound=Hook)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _encode = msgspec.json.Encoder().encode
+log = structlog.get_logger("jobwarden.plugins")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -53,11 +55,20 @@ class Tool:
         object.__setattr__(self, "output_is_struct", struct)
 
     def validate_input(self, data: Any) -> msgspec.Struct:
-        """The input converted to the tool's input type, or ``InvalidInput``."""
+        """The input converted to the tool's input type, or ``InvalidInput``.
+
+        The input type's own checks (a ``__post_init__``) are plugin code: whatever they raise
+        (``sys.exit()`` included) refuses this input as ``InvalidInput``, never the server.
+        """
         try:
             return msgspec.convert(data, self.input_type)
         except msgspec.ValidationError as exc:
             raise InvalidInput(str(exc), plugin=self.plugin, tool=self.name) from exc
+        except PLUGIN_FAILURES as exc:
+            log.warning("a tool's input check raised", tool=self.name, exc_info=exc)
+            raise InvalidInput(
+                f"the tool's input check raised {describe(exc)}", plugin=self.plugin, tool=self.name
+            ) from exc
 
     def output_to_builtins(self, value: Any) -> Any:
         """The tool's return value as JSON-ready builtins, checked against its return type.

@@ -23,7 +23,15 @@ from jobwarden import (
 )
 from jobwarden.errors import OutcomeType
 from jobwarden.store.sqlite import SqliteStore
-from tests.fakes import Gates, KeyIn, PausingStore, TextOut, fake_plugin, scoped_plugin
+from tests.fakes import (
+    CheckedIn,
+    Gates,
+    KeyIn,
+    PausingStore,
+    TextOut,
+    fake_plugin,
+    scoped_plugin,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -380,6 +388,27 @@ async def test_submit_errors_create_no_job() -> None:
         with pytest.raises(errors.InvalidRequest):
             await sup.submit("builtin.echo", {"text": "x"}, timeout_s=0)
         assert (await sup.list_jobs()).jobs == []
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [("crash", "RuntimeError: the check itself is broken"), ("exit", "SystemExit: 3")],
+)
+async def test_an_input_check_that_raises_refuses_only_that_input(key: str, says: str) -> None:
+    """An input type's __post_init__ that raises anything (sys.exit() included) refuses that
+    input as InvalidInput and creates no job; other inputs still run."""
+    plugin = Plugin("checked", version="1.0.0")
+
+    @plugin.tool(timeout=5.0)
+    async def run(inp: CheckedIn, ctx: ToolContext) -> TextOut:
+        """Echo the key."""
+        return TextOut(text=inp.key)
+
+    async with Supervisor(plugins=[plugin]) as sup:
+        with pytest.raises(errors.InvalidInput, match=f"input check raised {says}"):
+            await sup.submit("checked.run", {"key": key})
+        assert (await sup.list_jobs()).jobs == []
+        assert await sup.run("checked.run", {"key": "fine"}) == {"text": "fine"}
 
 
 async def test_get_and_wait_unknown_or_foreign_jobs() -> None:

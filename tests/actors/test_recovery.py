@@ -13,7 +13,7 @@ from jobwarden.errors import OutcomeType
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.sqlite import SqliteStore
-from tests.fakes import KeyIn, TextOut
+from tests.fakes import CheckedIn, KeyIn, TextOut
 from tests.store.conformance import Jobs
 
 pytestmark = pytest.mark.anyio
@@ -177,6 +177,31 @@ async def test_a_job_whose_total_timeout_passed_while_down_ends_without_running(
     assert ended.error.type == OutcomeType.TIMEOUT
     assert "did not finish within its total timeout of 60" in ended.error.message
     assert kinds == ["queued", "cancelled"]
+
+
+async def test_a_job_whose_input_check_now_raises_is_cancelled_not_the_start(
+    tmp_path: Path,
+) -> None:
+    """A queued job whose input the tool's own check (a __post_init__ that raises) now refuses
+    is cancelled with the reason at recovery; the supervisor starts and runs the others."""
+    path = tmp_path / "jobs.db"
+    poisoned, fine = await crashed_file(
+        path, ("checked.run", "crash", JobState.QUEUED), ("checked.run", "ok", JobState.QUEUED)
+    )
+    plugin = Plugin("checked", version="1.0.0")
+
+    @plugin.tool(timeout=5.0)
+    async def run(inp: CheckedIn, ctx: ToolContext) -> TextOut:
+        """Echo the key."""
+        return TextOut(text=inp.key)
+
+    async with Supervisor(plugins=[plugin], store=SqliteStore(path)) as sup:
+        assert sup.recovered == Recovered(requeued=1, abandoned=1)
+        assert (await sup.wait(fine.id, timeout=10)).state is JobState.SUCCEEDED
+        record = await sup.get(poisoned.id)
+    assert record.state is JobState.CANCELLED
+    assert record.error is not None
+    assert "input check raised RuntimeError: the check itself is broken" in record.error.message
 
 
 async def test_offsets_continue_and_a_resumer_gets_exactly_what_it_missed(
