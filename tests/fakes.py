@@ -57,6 +57,10 @@ class Crash(Exception):
     """Raised by FlakyStore on purpose."""
 
 
+# A file name that is not valid UTF-8, as os.listdir gives one: a str with a lone surrogate.
+UNDECODABLE = b"caf\xff".decode("utf-8", "surrogateescape")
+
+
 class CheckedIn(msgspec.Struct):
     """An input whose type's own check (plugin code) fails badly for some keys."""
 

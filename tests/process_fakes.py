@@ -15,6 +15,7 @@ import msgspec
 import structlog
 
 from jobwarden import Plugin, ToolContext
+from tests.fakes import UNDECODABLE
 
 
 class NumberIn(msgspec.Struct):
@@ -89,7 +90,7 @@ def exits(inp: NumberIn, ctx: ToolContext) -> NumberOut:
 @procs.tool(mode="process", timeout=60)
 def names_a_bad_file(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     """Raise naming a file name that is not valid UTF-8 (surrogateescape-decoded)."""
-    raise FileNotFoundError(b"caf\xff".decode("utf-8", "surrogateescape"))
+    raise FileNotFoundError(UNDECODABLE)
 
 
 @procs.tool(mode="process", timeout=60)

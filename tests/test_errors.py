@@ -11,6 +11,7 @@ import pytest
 from jobwarden import errors
 from jobwarden.actors.states import JobState
 from jobwarden.records import JobRecord
+from tests.fakes import UNDECODABLE
 
 # DESIGN.md, "Error envelope": request error type -> HTTP status (plus the last-resort internal).
 DOCUMENTED_STATUS: dict[str, int] = {
@@ -254,7 +255,7 @@ def test_everything_is_a_jobwarden_error(cls: type[Exception]) -> None:
     [
         ("plain ascii", "plain ascii"),
         ("café ✓ 日本", "café ✓ 日本"),
-        (b"caf\xff".decode("utf-8", "surrogateescape"), "caf\\udcff"),
+        (UNDECODABLE, "caf\\udcff"),
         ("\ud800 alone", "\\ud800 alone"),
     ],
     ids=["ascii", "unicode", "surrogateescape", "high-surrogate"],
@@ -280,7 +281,7 @@ class _Rude(Exception):
         (KeyError("k"), "KeyError: 'k'"),
         (SystemExit(2), "SystemExit: 2"),
         (_Rude(), "_Rude: <its message could not be read: RuntimeError>"),
-        (OSError(b"caf\xff".decode("utf-8", "surrogateescape")), "OSError: caf\\udcff"),
+        (OSError(UNDECODABLE), "OSError: caf\\udcff"),
     ],
     ids=["plain", "key", "exit", "broken-str", "surrogate"],
 )

@@ -24,6 +24,7 @@ from jobwarden import (
 from jobwarden.errors import OutcomeType
 from jobwarden.store.sqlite import SqliteStore
 from tests.fakes import (
+    UNDECODABLE,
     CheckedIn,
     Gates,
     KeyIn,
@@ -277,9 +278,6 @@ async def test_a_tool_calling_sys_exit_fails_its_job_and_nothing_else(mode: str)
     assert (done.error.type, done.error.message) == (OutcomeType.PLUGIN_ERROR, "SystemExit: 2")
     assert done.error.details == {"exception": "builtins.SystemExit"}
     assert metrics.failures_by_type == {"plugin_error": 1}
-
-
-UNDECODABLE = b"caf\xff".decode("utf-8", "surrogateescape")  # as os.listdir gives such a name
 
 
 class Unreadable(Exception):

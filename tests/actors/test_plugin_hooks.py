@@ -26,6 +26,7 @@ from jobwarden.records import JobRecord
 from jobwarden.store.base import EventBounds
 from jobwarden.store.sqlite import SqliteStore
 from tests.actors.test_recovery import crashed_file, demo_plugin, opened_gate
+from tests.fakes import UNDECODABLE
 from tests.plugins.test_registry import Text
 
 pytestmark = pytest.mark.anyio
@@ -127,7 +128,7 @@ async def test_a_hook_error_with_a_lone_surrogate_is_recorded_escaped() -> None:
 
     @broken.on_startup
     async def start() -> None:
-        raise FileNotFoundError(b"caf\xff".decode("utf-8", "surrogateescape"))
+        raise FileNotFoundError(UNDECODABLE)
 
     async with Supervisor(plugins=[broken]) as sup:
         status = sup.registry.status("broken")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import structlog.testing
 
+from tests.fakes import UNDECODABLE
 from tests.plugins.fakes import ProgressSink, make_context
 
 
@@ -57,7 +58,7 @@ async def test_valid_progress_reaches_the_sink_as_floats() -> None:
     [
         (123, TypeError, "must be a str or None, got int"),
         (b"bytes", TypeError, "must be a str or None, got bytes"),
-        (b"caf\xff".decode("utf-8", "surrogateescape"), ValueError, "must be valid Unicode"),
+        (UNDECODABLE, ValueError, "must be valid Unicode"),
     ],
     ids=["int", "bytes", "lone-surrogate"],
 )
