@@ -94,3 +94,33 @@ class StreamReset(msgspec.Struct, frozen=True, gc=False):
 
 StreamEvent = JobEvent | StreamReset
 EVENT_TYPE_PREFIX = "jobwarden.job."
+
+_encode = msgspec.json.Encoder().encode
+_CALLERS_PARTS = ("input", "owner", "idempotency key")
+
+
+def check_storable(record: JobRecord) -> None:
+    """Raise ``UnicodeEncodeError`` when what the caller gave (the input, the owner or the
+    idempotency key) holds a string that is not valid Unicode, a lone surrogate (bytes decoded
+    with ``surrogateescape``): no JSON can carry it, so every later read of the job would fail.
+
+    The stores that write JSON raise the same from their encode; the memory store calls this.
+    """
+    _encode((record.input, record.owner, record.idempotency_key))
+
+
+def unstorable_part(record: JobRecord) -> str:
+    """Which of the caller's values ``check_storable`` refused: "input", "owner" or
+    "idempotency key"."""
+    values = (record.input, record.owner, record.idempotency_key)
+    return next(
+        part for part, value in zip(_CALLERS_PARTS, values, strict=True) if not _encodes(value)
+    )
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        _encode(value)
+    except UnicodeEncodeError:
+        return False
+    return True

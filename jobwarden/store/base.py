@@ -60,7 +60,9 @@ class JobStore(Protocol):
         """Insert a new job with its first event and return it.
 
         When the record carries an idempotency key already used by the same owner, nothing is
-        written and the existing record is returned instead.
+        written and the existing record is returned instead. Raises ``UnicodeEncodeError``, and
+        writes nothing, when the input, owner or key holds a string no JSON can carry
+        (``records.check_storable``): the supervisor refuses that job as ``InvalidInput``.
         """
 
     async def get(self, job_id: str) -> JobRecord | None:

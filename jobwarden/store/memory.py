@@ -9,7 +9,7 @@ from datetime import datetime
 
 from jobwarden.actors.states import JobState
 from jobwarden.errors import StoreError
-from jobwarden.records import JobEvent, JobRecord
+from jobwarden.records import JobEvent, JobRecord, check_storable
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
 from jobwarden.store.memory_finished import FinishedJobs
 from jobwarden.store.memory_index import JobIndex
@@ -39,7 +39,12 @@ class MemoryStore:
         """Nothing to release."""
 
     async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
-        """Insert ``record`` unless its owner already used its idempotency key."""
+        """Insert ``record`` unless its owner already used its idempotency key.
+
+        Raises ``UnicodeEncodeError``, as the stores that write JSON do, when the caller's values
+        hold a string no JSON can carry: an HTTP read of the job could not answer.
+        """
+        check_storable(record)
         if record.idempotency_key is not None:
             key = (record.owner, record.idempotency_key)
             existing = self._keys.get(key)

@@ -7,11 +7,11 @@ import anyio
 import pytest
 
 from jobwarden import JobState, Supervisor
-from jobwarden.errors import JobFinished, Overloaded
+from jobwarden.errors import InvalidInput, JobFinished, Overloaded
 from jobwarden.plugins.builtin import builtin
 from jobwarden.records import JobEvent
 from tests.actors.cluster_nodes import cluster_url, nodes, queue_length
-from tests.fakes import Gates, fake_plugin
+from tests.fakes import UNDECODABLE, Gates, fake_plugin
 
 
 @pytest.fixture
@@ -197,6 +197,18 @@ async def test_the_shared_queue_refuses_jobs_beyond_max_queued(redis_prefix: str
         with anyio.fail_after(10):
             accepted = await a.submit("fake.gate", {"key": "full"})
         await a.wait(accepted.id, timeout=10)
+
+
+@pytest.mark.anyio
+async def test_a_submit_no_json_can_carry_is_invalid_input_on_a_node(redis_prefix: str) -> None:
+    """A cluster node refuses an input holding a lone surrogate as InvalidInput: nothing enters
+    the shared queue, and the next job runs."""
+    async with nodes(cluster_url(redis_prefix), ["A"], [builtin]) as (a,):
+        with pytest.raises(InvalidInput, match="the job's input holds a string that is not"):
+            await a.submit("builtin.echo", {"text": UNDECODABLE})
+        assert queue_length(redis_prefix) == 0
+        assert await a.run("builtin.echo", {"text": "next"}) == {"text": "next"}
+        assert [job.input for job in (await a.list_jobs()).jobs] == [{"text": "next"}]
 
 
 @pytest.mark.anyio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
@@ -407,6 +408,41 @@ async def test_an_input_check_that_raises_refuses_only_that_input(key: str, says
             await sup.submit("checked.run", {"key": key})
         assert (await sup.list_jobs()).jobs == []
         assert await sup.run("checked.run", {"key": "fine"}) == {"text": "fine"}
+
+
+@pytest.mark.parametrize("durable", [False, True])
+@pytest.mark.parametrize(
+    ("part", "fields"),
+    [
+        ("input", {"input": {"text": UNDECODABLE}}),
+        ("owner", {"owner": UNDECODABLE}),
+        ("idempotency key", {"idempotency_key": UNDECODABLE}),
+    ],
+)
+async def test_a_submit_no_json_can_carry_is_invalid_input(
+    tmp_path: Path, durable: bool, part: str, fields: dict[str, Any]
+) -> None:
+    """An input, owner or idempotency key holding a lone surrogate (a caller embedding the
+    supervisor can pass one) is InvalidInput naming it, on either store: no job, no event, and
+    the submits made beside it are stored and run."""
+    store = SqliteStore(tmp_path / "jobs.db") if durable else MemoryStore()
+    submit: dict[str, Any] = {"input": {"text": "bad"}} | fields
+    async with Supervisor(plugins=[builtin], store=store) as sup:
+        async with sup.subscribe() as events:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sup.run, "builtin.echo", {"text": "before"})
+                await anyio.wait_all_tasks_blocked()  # its put is in the open commit
+                with pytest.raises(errors.InvalidInput) as caught:
+                    await sup.submit("builtin.echo", submit.pop("input"), **submit)
+                tg.start_soon(sup.run, "builtin.echo", {"text": "after"})
+            seen = [await anext(events) for _ in range(6)]
+        listed = await sup.list_jobs()
+        assert sup.statistics().queued == 0
+    assert caught.value.message.startswith(f"the job's {part} holds a string that is not valid")
+    assert caught.value.info().tool == "builtin.echo"
+    assert sorted(job.input["text"] for job in listed.jobs) == ["after", "before"]
+    assert {job.state for job in listed.jobs} == {JobState.SUCCEEDED}
+    assert {event.subject for event in seen} == {job.id for job in listed.jobs}
 
 
 async def test_get_and_wait_unknown_or_foreign_jobs() -> None:

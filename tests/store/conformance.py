@@ -27,6 +27,7 @@ from jobwarden.errors import ErrorInfo, StoreError
 from jobwarden.ids import new_job_id
 from jobwarden.records import EVENT_TYPE_PREFIX, EventData, JobEvent, JobRecord
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery, JobStore
+from tests.fakes import UNDECODABLE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SOURCE = "jobwarden://conformance"
@@ -274,6 +275,25 @@ class StoreConformance(abc.ABC):
         b = await jobs.put(store, owner="alice")
         assert a.id != b.id
         assert len(await list_all(store, JobQuery())) == 2
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("part", ["input", "owner", "key"])
+    async def test_a_put_holding_a_lone_surrogate_raises_and_stores_nothing(
+        self, store: JobStore, jobs: Jobs, part: str
+    ) -> None:
+        """put() of a job whose input, owner or idempotency key no JSON can carry raises
+        UnicodeEncodeError and stores neither the job, its event nor its key."""
+        kept = await jobs.put(store, owner="alice", key="k1")
+        fields: dict[str, Any] = {"owner": "alice", "key": "k2", "input": {"text": "hi"}}
+        fields[part] = {"text": UNDECODABLE} if part == "input" else UNDECODABLE
+        refused = jobs.record(**fields)
+        with pytest.raises(UnicodeEncodeError):
+            await store.put(refused, jobs.event(refused))
+        assert await store.get(refused.id) is None
+        assert await list_all(store, JobQuery()) == [kept]
+        assert offsets(await store.read_events(0, 10)) == [1]
+        again = await jobs.put(store, owner="alice", key="k2")
+        assert await store.get(again.id) == again
 
     # --- transition -----------------------------------------------------------------------
 
