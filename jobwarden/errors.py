@@ -201,7 +201,8 @@ class ShuttingDown(RequestError):
 
 
 class StoreUnavailable(ShuttingDown):
-    """The store refused the write (disk full, file unwritable): nothing was accepted.
+    """The store refused a write (disk full, file unwritable: nothing was accepted), or could not
+    answer a read (a damaged row, a lost connection).
 
     To clients it is a 503 ``shutting_down`` like any node that cannot take work right now, with
     ``details.reason`` saying why; retry later or on another node.

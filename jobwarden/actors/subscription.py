@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from jobwarden.actors.states import JobState
-from jobwarden.errors import SubscriberOverflow
+from jobwarden.errors import StoreError, StoreUnavailable, SubscriberOverflow
 from jobwarden.records import JobEvent, ResetData, StreamEvent, StreamReset
 from jobwarden.store.base import JobStore
 
@@ -28,7 +28,7 @@ class Subscription:
     still needed has been purged, a ``StreamReset`` says so before the events that follow the gap.
     Live events wait in a buffer of ``capacity``; overflowing it while live drops the subscriber,
     which then raises ``SubscriberOverflow`` after yielding what it had, naming the offset to
-    resume from.
+    resume from. History the store cannot read raises ``StoreUnavailable``, naming that offset.
     """
 
     __slots__ = (
@@ -209,12 +209,17 @@ class Subscription:
         if self._caught_up():
             self._end_replay()
             return None
-        bounds = await self._store.event_bounds()
-        if self.last_offset < bounds.first - 1:
-            return self._reset(bounds.first)
-        page = await self._store.read_events(
-            self.last_offset, REPLAY_PAGE, job_id=self.job_id, tool=self.tool
-        )
+        try:
+            bounds = await self._store.event_bounds()
+            if self.last_offset < bounds.first - 1:
+                return self._reset(bounds.first)
+            page = await self._store.read_events(
+                self.last_offset, REPLAY_PAGE, job_id=self.job_id, tool=self.tool
+            )
+        except StoreError as exc:
+            raise StoreUnavailable(
+                f"the events after {self.last_offset} could not be read: {exc}", job_id=self.job_id
+            ) from exc
         if page:
             visible = [e for e in page if self._visible(e)]
             if visible:

@@ -40,6 +40,7 @@ from jobwarden.store.redis_queue_scripts import QUEUE_SCRIPTS
 from jobwarden.store.redis_scripts import SCRIPTS
 from jobwarden.store.redis_url import RedisSettings, parse_redis_url
 from jobwarden.store.shared import SharedStore
+from jobwarden.store.stored import decode_events, decode_record
 
 T = TypeVar("T")
 log = structlog.get_logger("jobwarden.store.redis")
@@ -50,8 +51,6 @@ RECORDS_PER_READ = 1000
 IDS_PER_PURGE = 200
 
 _encode = msgspec.json.Encoder().encode
-_decode_record = msgspec.json.Decoder(JobRecord).decode
-_decode_event = msgspec.json.Decoder(JobEvent).decode
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -186,7 +185,7 @@ class RedisStore:
         """Insert the job and its first event, or return the job its owner's key already names."""
         reply = await self.write_put(record, event, offset=str(event.offset))
         if reply[0] == b"duplicate":
-            return _decode_record(reply[1])
+            return decode_record(reply[1], self.url)
         return record
 
     async def write_put(
@@ -347,7 +346,7 @@ class RedisStore:
             raw = await _call(self.connected(), "HGET", self.keys.job(job_id), "record")
         except RedisError as exc:
             raise self._read_error(exc) from exc
-        return None if raw is None else _decode_record(raw)
+        return None if raw is None else decode_record(raw, self.url)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         """Newest first: the smallest index that serves the filters, read backwards by id."""
@@ -366,7 +365,7 @@ class RedisStore:
             if len(rows) >= wanted or reply[1] == 1:
                 break
             cursor = reply[0].decode()
-        jobs = [_decode_record(row) for row in rows[:limit]]
+        jobs = [decode_record(row, self.url) for row in rows[:limit]]
         return JobPage(jobs=jobs, next_cursor=jobs[-1].id if len(rows) > limit else None)
 
     def _listing_plan(self, query: JobQuery) -> tuple[list[str], list[str]]:
@@ -409,7 +408,7 @@ class RedisStore:
                     for job_id in chunk:
                         pipe.hget(keys.job(job_id.decode()), "record")
                     raws = await pipe.execute()
-                records.extend(_decode_record(raw) for raw in raws if raw is not None)
+                records.extend(decode_record(raw, self.url) for raw in raws if raw is not None)
         except RedisError as exc:
             raise self._read_error(exc) from exc
         return records
@@ -444,7 +443,7 @@ class RedisStore:
             except RedisError as exc:
                 raise self._read_error(exc) from exc
             bodies = [fields[b"body"] for _, fields in entries]
-        return [_decode_event(body) for body in bodies]
+        return decode_events(bodies, self.url)
 
     async def event_bounds(self) -> EventBounds:
         """The first retained entry of the log, and the newest offset ever written."""

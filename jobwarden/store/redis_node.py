@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -31,6 +30,7 @@ from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.group_commit import GroupCommit
 from jobwarden.store.redis_queue_scripts import GROUP
 from jobwarden.store.shared import Delivery, Followed, Verdict
+from jobwarden.store.stored import decode_events, decode_record
 
 if TYPE_CHECKING:
     from jobwarden.store.redis import RedisStore, ScriptCall
@@ -41,8 +41,6 @@ CONTROL_LENGTH = 1000  # cancel requests kept in <p>:control (approximately)
 DEAD_LENGTH = 10_000  # dead-letter notes kept in <p>:dead (approximately)
 RETAKE_PAGE = 500
 
-_decode_record = msgspec.json.Decoder(JobRecord).decode
-_decode_event = msgspec.json.Decoder(JobEvent).decode
 _LOST = (RedisConnectionError, RedisTimeoutError)
 
 
@@ -76,7 +74,7 @@ class RedisNode:
         """Insert the job with its first event and add it to the work queue, in one script."""
         reply = await self._store.write_put(record, event, offset="0", max_queued=max_queued)
         if reply[0] == b"duplicate":
-            return _decode_record(reply[1])
+            return decode_record(reply[1], self._store.url)
         if reply[0] == b"overloaded":
             raise Overloaded(f"{int(reply[1])} jobs wait in the cluster's queue", tool=record.tool)
         return record
@@ -162,7 +160,7 @@ class RedisNode:
             Delivery(
                 entry=entry.decode(),
                 job_id=fields[b"job"].decode(),
-                record=_record(fields.get(b"record")),
+                record=_record(fields.get(b"record"), self._store.url),
                 deliveries=1,
             )
             for entry, fields in reply[0][1]
@@ -172,7 +170,7 @@ class RedisNode:
         """Entries idle for longer than a lease (their node stopped renewing), now ours."""
         lease_ms = max(1, math.ceil(self.lease_s * 1000))
         flat = await self._script("reclaim", [self.node, lease_ms, count], once=True)
-        return _deliveries(flat)
+        return _deliveries(flat, self._store.url)
 
     async def retake(self) -> list[Delivery]:
         """Every entry leased to this node, with the job's stored record, page by page."""
@@ -180,7 +178,7 @@ class RedisNode:
         start = "-"
         while True:
             flat = await self._script("retake", [self.node, start, RETAKE_PAGE])
-            deliveries += (d for d in _deliveries(flat) if d.job_id)
+            deliveries += (d for d in _deliveries(flat, self._store.url) if d.job_id)
             if len(flat) < 4 * RETAKE_PAGE:
                 return deliveries
             start = "(" + flat[-4].decode()
@@ -228,7 +226,7 @@ class RedisNode:
         cancels: list[str] = []
         for stream, entries in reply or ():
             if stream.decode() == keys.events:
-                events = [_decode_event(fields[b"body"]) for _, fields in entries]
+                events = decode_events((fields[b"body"] for _, fields in entries), self._store.url)
             else:
                 self._control_last = entries[-1][0].decode()
                 cancels = [
@@ -248,18 +246,18 @@ class RedisNode:
         return StoreError(f"the Redis job store at {self._store.url} could not {doing}: {exc}")
 
 
-def _record(raw: bytes | None) -> JobRecord | None:
-    return None if raw is None else _decode_record(raw)
+def _record(raw: bytes | None, store: str) -> JobRecord | None:
+    return None if raw is None else decode_record(raw, store)
 
 
-def _deliveries(flat: list[Any]) -> list[Delivery]:
+def _deliveries(flat: list[Any], store: str) -> list[Delivery]:
     """A queue script's flat (entry, job, deliveries, record) reply, as deliveries."""
     return [
         Delivery(
             entry=flat[i].decode(),
             job_id=flat[i + 1].decode(),
             deliveries=int(flat[i + 2]),
-            record=_record(flat[i + 3] or None),
+            record=_record(flat[i + 3] or None, store),
         )
         for i in range(0, len(flat), 4)
     ]

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import anyio
-import msgspec
 
 from jobwarden.actors.states import JobState
 from jobwarden.errors import InvalidRequest, StoreError
@@ -36,13 +35,12 @@ from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
 from jobwarden.store.group_commit import StoreStatistics
 from jobwarden.store.sqlite_ops import Purge, Put, Transition
 from jobwarden.store.sqlite_process import Transaction, WriterProcess
+from jobwarden.store.stored import decode_events, decode_record
 from jobwarden.store.timings import StoreTimings
 
 T = TypeVar("T")
 Synchronous = Literal["full", "normal"]
 
-_decode_record = msgspec.json.Decoder(JobRecord).decode
-_decode_event = msgspec.json.Decoder(JobEvent).decode
 MIN_SQLITE = (3, 33, 0)  # batched updates are UPDATE ... FROM (VALUES ...)
 _MAX_SEQ = 2**63 - 1  # SQLite's largest rowid
 _SEQ = re.compile(f"[0-9]{{1,{len(str(_MAX_SEQ))}}}")  # a cursor: the last job's seq
@@ -69,6 +67,7 @@ class SqliteStore:
         if max_bytes is not None and max_bytes < 1:
             raise ValueError("max_bytes must be >= 1 (or None)")
         self.path = Path(path)
+        self._where = str(self.path)  # names the file in a read's StoreError
         self.synchronous = synchronous
         self.max_bytes = max_bytes
         self._idle_readers: list[sqlite3.Connection] = []
@@ -194,7 +193,7 @@ class SqliteStore:
         """Insert the job and its first event, or return the job its owner's key already names."""
         op = Put(record, event)
         await self._commits.write(op)
-        earlier = _earlier_job(op)
+        earlier = _earlier_job(op, self._where)
         return record if earlier is None else earlier
 
     def put_then(
@@ -214,7 +213,7 @@ class SqliteStore:
         self, op: Put, committed: Callable[[StoreError | None], None]
     ) -> JobRecord | None:
         await self._commits.write(op, partial(_report_new_job, op, committed))
-        return _earlier_job(op)
+        return _earlier_job(op, self._where)
 
     def transition(self, record: JobRecord, event: JobEvent) -> Coroutine[Any, Any, None]:
         """Replace the job's record and append the event, in one transaction.
@@ -269,7 +268,7 @@ class SqliteStore:
             "get",
             lambda db: db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone(),
         )
-        return None if row is None else _decode_record(row[0])
+        return None if row is None else decode_record(row[0], self._where)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         """Newest first: one backwards range read on the index of a filter given.
@@ -280,7 +279,7 @@ class SqliteStore:
         limit = max(1, min(query.limit, MAX_PAGE))
         sql, params = listing_sql(query, limit + 1)
         rows = await self._read("list_jobs", lambda db: db.execute(sql, params).fetchall())
-        jobs = [_decode_record(row[1]) for row in rows[:limit]]
+        jobs = [decode_record(row[1], self._where) for row in rows[:limit]]
         more = len(rows) > limit
         return JobPage(jobs=jobs, next_cursor=str(rows[limit - 1][0]) if more else None)
 
@@ -292,7 +291,7 @@ class SqliteStore:
                 "SELECT record FROM jobs WHERE state IN ('queued', 'running') ORDER BY seq"
             ).fetchall(),
         )
-        return [_decode_record(row[0]) for row in rows]
+        return [decode_record(row[0], self._where) for row in rows]
 
     async def read_events(
         self, after: int, limit: int, *, job_id: str | None = None, tool: str | None = None
@@ -311,7 +310,7 @@ class SqliteStore:
         sql += " ORDER BY offset LIMIT ?"
         params.append(limit)
         rows = await self._read("read_events", lambda db: db.execute(sql, params).fetchall())
-        return [_decode_event(row[0]) for row in rows]
+        return decode_events((row[0] for row in rows), self._where)
 
     async def event_bounds(self) -> EventBounds:
         """Kept in memory: this process is the file's only writer."""
@@ -336,9 +335,9 @@ class SqliteStore:
             self._idle_readers.append(db)
 
 
-def _earlier_job(put: Put) -> JobRecord | None:
+def _earlier_job(put: Put, where: str) -> JobRecord | None:
     """The job a committed put's idempotency key named, if it named one."""
-    return None if put.existing is None else _decode_record(put.existing)
+    return None if put.existing is None else decode_record(put.existing, where)
 
 
 def _report_new_job(

@@ -57,6 +57,9 @@ _SUBMIT_ERRORS: dict[int, Any] = {
     429: ErrorEnvelope,
     503: ErrorEnvelope,
 }
+# What a route reading stored jobs can answer when the store cannot (a damaged row, a lost
+# connection): 503 with details.reason "store_unavailable".
+_READ_ERRORS: dict[int, Any] = {503: ErrorEnvelope}
 
 OPERATIONS: tuple[Op, ...] = (
     Op("get", "/v1/health", "Liveness", {200: wire.Health}, auth=False),
@@ -91,7 +94,7 @@ OPERATIONS: tuple[Op, ...] = (
         "get",
         "/v1/jobs",
         "List jobs, newest first",
-        {200: wire.JobsPage},
+        {200: wire.JobsPage, **_READ_ERRORS},
         query=(
             ("state", "string", "only jobs in this state"),
             ("tool", "string", "only jobs of this tool"),
@@ -99,12 +102,17 @@ OPERATIONS: tuple[Op, ...] = (
             ("cursor", "string", "next_cursor of the previous page"),
         ),
     ),
-    Op("get", f"/v1/jobs/{_JOB_ID}", "One job", {200: wire.JobBody, 404: ErrorEnvelope}),
+    Op(
+        "get",
+        f"/v1/jobs/{_JOB_ID}",
+        "One job",
+        {200: wire.JobBody, 404: ErrorEnvelope, **_READ_ERRORS},
+    ),
     Op(
         "get",
         f"/v1/jobs/{_JOB_ID}/result",
         "A finished job's result",
-        {200: wire.ResultBody, 404: ErrorEnvelope, 409: ErrorEnvelope},
+        {200: wire.ResultBody, 404: ErrorEnvelope, 409: ErrorEnvelope, **_READ_ERRORS},
     ),
     Op(
         "post",
@@ -122,7 +130,7 @@ OPERATIONS: tuple[Op, ...] = (
         "get",
         f"/v1/jobs/{_JOB_ID}/events",
         "A job's events (websocket, or SSE with Accept: text/event-stream)",
-        {200: None, 404: ErrorEnvelope},
+        {200: None, 404: ErrorEnvelope, **_READ_ERRORS},
         query=(("since", "integer", "resume after this event id"),),
         stream=True,
     ),
@@ -130,7 +138,7 @@ OPERATIONS: tuple[Op, ...] = (
         "get",
         "/v1/events",
         "Every visible event (websocket, or SSE with Accept: text/event-stream)",
-        {200: None, 404: ErrorEnvelope},
+        {200: None, 404: ErrorEnvelope, **_READ_ERRORS},
         query=(
             ("since", "integer", "resume after this event id"),
             ("job", "string", "only this job"),
@@ -177,20 +185,20 @@ OPERATIONS: tuple[Op, ...] = (
         "get",
         "/v1/analyze-execution/jobs",
         "Seed-compatible: list jobs",
-        {200: seed.SeedList},
+        {200: seed.SeedList, **_READ_ERRORS},
         query=(("plugin", "string", "only this plugin"), ("status", "string", "seed status")),
     ),
     Op(
         "get",
         f"/v1/analyze-execution/jobs/{_JOB_ID}",
         "Seed-compatible: a job's status",
-        {200: seed.SeedJobBody, 404: ErrorEnvelope},
+        {200: seed.SeedJobBody, 404: ErrorEnvelope, **_READ_ERRORS},
     ),
     Op(
         "get",
         f"/v1/analyze-execution/jobs/{_JOB_ID}/result",
         "Seed-compatible: a job's result",
-        {200: seed.SeedResult, 404: ErrorEnvelope},
+        {200: seed.SeedResult, 404: ErrorEnvelope, **_READ_ERRORS},
     ),
     Op(
         "delete",

@@ -13,7 +13,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from jobwarden.actors.states import JobState
 from jobwarden.actors.subscription import Subscription
-from jobwarden.errors import ErrorInfo, RequestError, SubscriberOverflow
+from jobwarden.errors import ErrorEnvelope, ErrorInfo, RequestError, SubscriberOverflow
 from jobwarden.records import JobEvent, StreamEvent
 from jobwarden.transport.auth import READ, Principal
 from jobwarden.transport.context import SETTINGS, SUPERVISOR, WEBSOCKETS, authorize, int_param
@@ -143,6 +143,9 @@ async def _sse(request: web.Request, principal: Principal, first: Subscribe) -> 
         except SubscriberOverflow as exc:
             note = encoder.encode({"resume_since": exc.last_offset})
             await response.write(b"event: jobwarden.stream.overflow\ndata: %s\n\n" % note)
+        except RequestError as exc:  # the store could not read the history asked for
+            envelope = encoder.encode(ErrorEnvelope(error=exc.info()))
+            await response.write(b"event: jobwarden.stream.error\ndata: %s\n\n" % envelope)
 
     streams = request.app[SSE_STREAMS]
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -232,6 +233,26 @@ async def test_a_record_stored_before_retry_at_existed_still_loads(store: RedisS
         client.hset(store.keys.job(retried.id), "record", as_stored_before_retry_at(retried))
     assert await store.get(retried.id) == retried
     assert await store.unfinished() == [retried]
+
+
+@pytest.mark.anyio
+async def test_a_damaged_record_fails_only_the_reads_that_return_it(store: RedisStore) -> None:
+    """A job record damaged behind the store's back makes get and a listing holding it raise a
+    StoreError naming the Redis; other jobs still read."""
+    jobs = Jobs()
+    kept = await jobs.put_finished(store)
+    damaged = await jobs.put(store)
+    with redis.Redis.from_url(URL) as client:
+        client.hset(store.keys.job(damaged.id), "record", b"\x00")
+    says = re.escape(f"{store.url} holds a job record that cannot be read")
+    with pytest.raises(StoreError, match=says):
+        await store.get(damaged.id)
+    with pytest.raises(StoreError, match=says):
+        await store.list_jobs(JobQuery())
+    with pytest.raises(StoreError, match=says):
+        await store.unfinished()
+    assert await store.get(kept.id) == kept
+    assert (await store.list_jobs(JobQuery(state=kept.state))).jobs == [kept]
 
 
 @pytest.mark.anyio
