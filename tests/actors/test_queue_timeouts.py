@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jobwarden import JobState, Supervisor
+from jobwarden import JobState, MemoryStore, Supervisor
+from jobwarden.actors import job_actor
 from jobwarden.actors.recovery import Recovered
 from jobwarden.errors import OutcomeType
 from jobwarden.ids import new_job_id
@@ -128,3 +129,25 @@ async def test_a_retry_still_in_its_backoff_at_a_restart_waits_for_the_rest_of_i
     assert waiting.retry_at is not None
     assert started >= waiting.retry_at
     assert calls.index("waiting#2") == 2
+
+
+@pytest.mark.parametrize("durable", [False, True])
+async def test_a_job_taken_after_its_window_closed_ends_as_timeout_unrun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    """A runner that takes a job whose queue window closed before the window's timer fired (the
+    job actor's clock says so at start) ends it cancelled as timeout, never calling the tool."""
+    calls: list[str] = []
+    store = SqliteStore(tmp_path / "jobs.db") if durable else MemoryStore()
+    real = job_actor.current_time
+    monkeypatch.setattr(job_actor, "current_time", lambda: real() + 3600)
+    plugin = patient_plugin(30.0, calls, Gates())
+    async with Supervisor(plugins=[plugin], store=store) as sup:
+        record = await sup.submit("patient.note", {"key": "late"})
+        done = await sup.wait(record.id, timeout=10)
+    assert calls == []
+    assert done.state is JobState.CANCELLED
+    assert done.error is not None
+    assert done.error.type == OutcomeType.TIMEOUT
+    assert done.error.message == "patient.note waited more than 30.0s to start"
+    assert done.started_at is None

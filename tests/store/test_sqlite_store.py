@@ -353,6 +353,44 @@ async def test_a_directory_in_place_of_the_file_is_refused_clearly(tmp_path: Pat
         await SqliteStore(folder).open()
 
 
+class _RefusedConnection(SqliteStore):
+    """A store whose ``refused``-th connection to its file fails, as SQLite can (out of file
+    descriptors or memory)."""
+
+    def __init__(self, path: Path, refused: int) -> None:
+        super().__init__(path, readers=2)
+        self.connections = 0
+        self.refused = refused
+
+    def _connect(self) -> sqlite3.Connection:
+        self.connections += 1
+        if self.connections == self.refused:
+            raise sqlite3.OperationalError("unable to open database file")
+        return super()._connect()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("refused", [1, 2, 3], ids=["setup", "first reader", "last reader"])
+async def test_a_connection_refused_at_open_fails_it_and_releases_the_file(
+    tmp_path: Path, refused: int
+) -> None:
+    """A connection SQLite refuses while opening (the setup one or a reader's) fails the open
+    with a StoreError naming the file, closes what was opened and releases the file's lock, so
+    the next open of that file succeeds."""
+    path = tmp_path / "jobs.db"
+    failing = _RefusedConnection(path, refused)
+    expected = re.escape(f"cannot open the job store {path}: unable to open database file")
+    with pytest.raises(StoreError, match=expected):
+        await failing.open()
+    assert failing.connections == refused
+    again = await _opened(path)
+    try:
+        await Jobs().put(again)
+        assert len((await again.list_jobs(JobQuery())).jobs) == 1
+    finally:
+        await again.close()
+
+
 @pytest.mark.anyio
 async def test_a_read_the_file_cannot_answer_is_a_store_error(store: SqliteStore) -> None:
     """A read SQLite fails (here: a table dropped behind the store's back) raises StoreError
