@@ -10,6 +10,7 @@ import pytest
 
 from jobwarden import JobState, MemoryStore, Supervisor
 from jobwarden.actors import job_actor
+from jobwarden.actors.loop_calls import current_time
 from jobwarden.actors.recovery import Recovered
 from jobwarden.errors import OutcomeType
 from jobwarden.ids import new_job_id
@@ -139,8 +140,7 @@ async def test_a_job_taken_after_its_window_closed_ends_as_timeout_unrun(
     job actor's clock says so at start) ends it cancelled as timeout, never calling the tool."""
     calls: list[str] = []
     store = SqliteStore(tmp_path / "jobs.db") if durable else MemoryStore()
-    real = job_actor.current_time
-    monkeypatch.setattr(job_actor, "current_time", lambda: real() + 3600)
+    monkeypatch.setattr(job_actor, "current_time", lambda: current_time() + 3600)
     plugin = patient_plugin(30.0, calls, Gates())
     async with Supervisor(plugins=[plugin], store=store) as sup:
         record = await sup.submit("patient.note", {"key": "late"})
