@@ -314,7 +314,9 @@ class Supervisor:
         began = time.time_ns() if tracing is not None else 0
         spec = self.registry.available_tool(tool)
         args = spec.validate_input(input)
-        if timeout_s is not None and not 0 < timeout_s < float("inf"):
+        if timeout_s is not None and (
+            type(timeout_s) not in (int, float) or not 0 < timeout_s < float("inf")
+        ):
             raise InvalidRequest("timeout_s must be a positive number of seconds", tool=tool)
         shared = self.shared
         if shared is None and self._queued >= self._max_queued:
@@ -479,7 +481,12 @@ class Supervisor:
     async def wait(
         self, job_id: str, timeout: float | None = None, *, owner: str | None = None
     ) -> JobRecord:
-        """Wait until the job is terminal and return its record; ``TimeoutError`` on timeout."""
+        """Wait until the job is terminal and return its record; ``TimeoutError`` on timeout.
+
+        ``InvalidRequest`` for a NaN timeout: as a deadline it would stop the supervisor's timers.
+        """
+        if timeout is not None and math.isnan(timeout):
+            raise InvalidRequest("timeout must be a number of seconds (or None), not NaN")
         if self._cluster is not None:
             with anyio.fail_after(timeout):
                 return await self._cluster.wait(job_id, owner)

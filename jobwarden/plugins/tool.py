@@ -239,6 +239,10 @@ class Plugin:
                 raise RegistrationError(f"{where}: {option} must be > 0 seconds, got {value!r}")
         if max_concurrency is not None and max_concurrency < 1:
             raise RegistrationError(f"{where}: max_concurrency must be >= 1")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise RegistrationError(
+                f"{where}: retry must be a RetryPolicy, got {type(retry).__name__}"
+            )
         input_type, output_type = _signature_types(fn, where)
         if mode == "process":
             _check_importable(fn, where)

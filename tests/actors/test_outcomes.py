@@ -374,7 +374,8 @@ async def test_progress_events_and_record() -> None:
 
 
 async def test_submit_errors_create_no_job() -> None:
-    """Unknown tools, invalid input and bad timeouts are refused before any job exists."""
+    """Unknown tools, invalid input and bad timeouts (not positive, not a number, a bool) are
+    refused before any job exists."""
     async with Supervisor(plugins=[builtin]) as sup:
         with pytest.raises(errors.ToolNotFound):
             await sup.submit("builtin.nope", {})
@@ -384,8 +385,10 @@ async def test_submit_errors_create_no_job() -> None:
         assert caught.value.info().tool == "builtin.echo"
         with pytest.raises(errors.InvalidInput):
             await sup.submit("builtin.echo", {"text": "x", "extra": 1})
-        with pytest.raises(errors.InvalidRequest):
-            await sup.submit("builtin.echo", {"text": "x"}, timeout_s=0)
+        refused: tuple[Any, ...] = (0, "5", True, float("nan"))
+        for timeout_s in refused:
+            with pytest.raises(errors.InvalidRequest, match="timeout_s must be a positive number"):
+                await sup.submit("builtin.echo", {"text": "x"}, timeout_s=timeout_s)
         assert (await sup.list_jobs()).jobs == []
 
 
@@ -443,6 +446,22 @@ async def test_a_submit_no_json_can_carry_is_invalid_input(
     assert sorted(job.input["text"] for job in listed.jobs) == ["after", "before"]
     assert {job.state for job in listed.jobs} == {JobState.SUCCEEDED}
     assert {event.subject for event in seen} == {job.id for job in listed.jobs}
+
+
+async def test_a_wait_with_a_nan_timeout_is_refused_and_the_supervisor_runs_on() -> None:
+    """wait(timeout=nan) on a running job raises InvalidRequest; no NaN deadline reaches the
+    supervisor's timers, which go on ringing for later waits and jobs."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        held = await sup.submit("fake.gate", {"key": "held"})
+        await gates.wait_entered("held")
+        with pytest.raises(errors.InvalidRequest, match="not NaN"):
+            await sup.wait(held.id, timeout=float("nan"))
+        with pytest.raises(TimeoutError):
+            await sup.wait(held.id, timeout=0.01)
+        gates.open("held")
+        done = await sup.wait(held.id, timeout=10)
+    assert done.state is JobState.SUCCEEDED
 
 
 async def test_get_and_wait_unknown_or_foreign_jobs() -> None:

@@ -320,6 +320,19 @@ def test_non_positive_timeout_raises(timeout: float) -> None:
         Plugin("demo").tool(timeout=timeout)(tool)
 
 
+def test_a_retry_that_is_not_a_retry_policy_raises() -> None:
+    """retry takes a RetryPolicy: anything else is refused at registration rather than failing
+    the first job that needs it."""
+
+    async def tool(inp: In, ctx: ToolContext) -> Out:
+        return Out(text="")
+
+    settings: Any = {"max_attempts": 3}
+    says = r"demo\.tool: retry must be a RetryPolicy, got dict"
+    with pytest.raises(errors.RegistrationError, match=says):
+        Plugin("demo").tool(retry=settings)(tool)
+
+
 @pytest.mark.parametrize("limit", [0, -3])
 def test_max_concurrency_below_one_raises(limit: int) -> None:
     """max_concurrency must be at least 1."""
