@@ -77,6 +77,8 @@ class RedisStore:
 
     def __init__(self, settings: RedisSettings | str, *, node: str | None = None) -> None:
         self.settings = parse_redis_url(settings) if isinstance(settings, str) else settings
+        # Where the store is, without any password: named by every error, formatted once.
+        self.url = self.settings.url
         self.keys = Keys(self.settings.prefix)
         self._client: aioredis.Redis | None = None
         self._once: aioredis.Redis | None = None
@@ -84,11 +86,6 @@ class RedisStore:
         self._commits: GroupCommit[ScriptCall] = GroupCommit(self._commit)
         self._node = RedisNode(self, node or f"{socket.gethostname()}-{os.getpid()}")
         self.shared: SharedStore = self._node
-
-    @property
-    def url(self) -> str:
-        """Where the store is, without any password."""
-        return self.settings.url
 
     # --- lifecycle ------------------------------------------------------------------------------
 
