@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
+
+JOB_ID = re.compile("[0-9a-f]{32}")
+"""What ``new_job_id`` gives: a job id (and the memory and Redis stores' listing cursor)."""
 
 _lock = threading.Lock()
 _last = 0

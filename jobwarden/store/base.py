@@ -9,7 +9,8 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from jobwarden.actors.states import JobState
-from jobwarden.errors import StoreError
+from jobwarden.errors import InvalidRequest, StoreError
+from jobwarden.ids import JOB_ID
 from jobwarden.records import JobEvent, JobRecord
 
 MAX_PAGE = 500
@@ -24,6 +25,18 @@ class JobQuery(msgspec.Struct, frozen=True):
     owner: str | None = None
     limit: int = 50
     cursor: str | None = None
+
+
+def unknown_cursor(cursor: str) -> InvalidRequest:
+    """The refusal of a listing cursor that no store of this server gives out (a 400)."""
+    return InvalidRequest(f"cursor {cursor[:40]!r} is not a next_cursor this server gave out")
+
+
+def check_id_cursor(query: JobQuery) -> None:
+    """``InvalidRequest`` unless the query's cursor, if any, is a job id: the cursor the memory
+    and Redis stores give out (the last job's id)."""
+    if query.cursor is not None and not JOB_ID.fullmatch(query.cursor):
+        raise unknown_cursor(query.cursor)
 
 
 class JobPage(msgspec.Struct, frozen=True):

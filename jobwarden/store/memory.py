@@ -10,7 +10,7 @@ from datetime import datetime
 from jobwarden.actors.states import JobState
 from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord, check_storable
-from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
+from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery, check_id_cursor
 from jobwarden.store.memory_finished import FinishedJobs
 from jobwarden.store.memory_index import JobIndex
 
@@ -89,7 +89,9 @@ class MemoryStore:
                 self._finished.add(record)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
-        """Newest first, filtered, ``limit`` rows after the cursor."""
+        """Newest first, filtered, ``limit`` rows after the cursor (a job id, or
+        ``InvalidRequest``)."""
+        check_id_cursor(query)
         limit = max(1, min(query.limit, MAX_PAGE))
         rows: list[JobRecord] = []
         ids = self._index.shortest(query)

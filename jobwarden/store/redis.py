@@ -32,7 +32,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from jobwarden.actors.states import TERMINAL_STATES, JobState
 from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord
-from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
+from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery, check_id_cursor
 from jobwarden.store.group_commit import GroupCommit, StoreStatistics
 from jobwarden.store.redis_keys import SCHEMA, Keys
 from jobwarden.store.redis_node import RedisNode
@@ -346,7 +346,9 @@ class RedisStore:
         return None if raw is None else decode_record(raw, self.url)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
-        """Newest first: the smallest index that serves the filters, read backwards by id."""
+        """Newest first: the smallest index that serves the filters, read backwards by id from
+        the cursor (a job id, or ``InvalidRequest``)."""
+        check_id_cursor(query)
         limit = max(1, min(query.limit, MAX_PAGE))
         wanted = limit + 1
         indexes, filters = self._listing_plan(query)

@@ -28,10 +28,11 @@ from typing import Any, Literal, TypeVar
 import anyio
 
 from jobwarden.actors.states import JobState
-from jobwarden.errors import InvalidRequest, StoreError
+from jobwarden.errors import StoreError
+from jobwarden.ids import JOB_ID
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store import sqlite_schema
-from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery
+from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery, unknown_cursor
 from jobwarden.store.group_commit import StoreStatistics
 from jobwarden.store.sqlite_ops import Purge, Put, Transition
 from jobwarden.store.sqlite_process import Transaction, WriterProcess
@@ -44,7 +45,6 @@ Synchronous = Literal["full", "normal"]
 MIN_SQLITE = (3, 33, 0)  # batched updates are UPDATE ... FROM (VALUES ...)
 _MAX_SEQ = 2**63 - 1  # SQLite's largest rowid
 _SEQ = re.compile(f"[0-9]{{1,{len(str(_MAX_SEQ))}}}")  # a cursor: the last job's seq
-_JOB_ID = re.compile("[0-9a-f]{32}")  # the cursor of earlier versions: the last job's id
 
 
 class SqliteStore:
@@ -394,12 +394,12 @@ def _after(cursor: str) -> tuple[str, object]:
     """The condition (and its parameter) for the jobs listed after ``cursor``."""
     if _SEQ.fullmatch(cursor) and int(cursor) <= _MAX_SEQ:
         return "seq < ?", int(cursor)
-    if _JOB_ID.fullmatch(cursor):
+    if JOB_ID.fullmatch(cursor):  # the cursor of earlier versions: the last job's id
         # Ids and seqs rise together (both are handed out as a job is submitted), so the page
         # after an id cursor starts below the first job at or after that id, gone or not.
         first_at = "SELECT seq FROM jobs WHERE id >= ? ORDER BY id LIMIT 1"
         return f"seq < coalesce(({first_at}), {_MAX_SEQ})", cursor
-    raise InvalidRequest(f"cursor {cursor[:40]!r} is not a next_cursor this server gave out")
+    raise unknown_cursor(cursor)
 
 
 def store_from_url(path: str, params: dict[str, str]) -> SqliteStore:

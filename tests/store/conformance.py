@@ -23,7 +23,7 @@ import msgspec
 import pytest
 
 from jobwarden.actors.states import TERMINAL_STATES, JobState
-from jobwarden.errors import ErrorInfo, StoreError
+from jobwarden.errors import ErrorInfo, InvalidRequest, StoreError
 from jobwarden.ids import new_job_id
 from jobwarden.records import EVENT_TYPE_PREFIX, EventData, JobEvent, JobRecord
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery, JobStore
@@ -415,6 +415,17 @@ class StoreConformance(abc.ABC):
         rest = await store.list_jobs(JobQuery(limit=MAX_PAGE, cursor=page.next_cursor))
         assert ids(rest.jobs) == ids(made[:2][::-1])
         assert rest.next_cursor is None
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("cursor", ["", "abc", "zzz", "-1", "A" * 32, "g" * 32, "0" * 33])
+    async def test_a_cursor_no_store_gives_out_is_an_invalid_request(
+        self, store: JobStore, jobs: Jobs, cursor: str
+    ) -> None:
+        """A cursor that is neither a job id nor (SQLite) a seq is refused with InvalidRequest
+        (a 400), not read as a bound that lists everything or nothing."""
+        await jobs.put(store)
+        with pytest.raises(InvalidRequest, match="is not a next_cursor this server gave out"):
+            await store.list_jobs(JobQuery(cursor=cursor))
 
     @pytest.mark.anyio
     @pytest.mark.parametrize("limit", [1, 3, 5, 7, 23, 24])

@@ -401,6 +401,19 @@ async def test_cursor_pagination_walks_every_page_exactly_once() -> None:
     assert [job_id for page in pages for job_id in page] == list(reversed(ids))
 
 
+@pytest.mark.parametrize("cursor", ["not-a-cursor", "zzz", "-1"])
+async def test_a_forged_cursor_is_a_400_on_the_memory_store(cursor: str) -> None:
+    """On the memory store a cursor that is not a job id is 400 invalid_request, as on SQLite,
+    not a page of everything (or of nothing)."""
+    async with serve() as srv:
+        await srv.submit("alice", "builtin.echo", {"text": "x"})
+        async with srv.http.get(
+            srv.url("/v1/jobs"), params={"cursor": cursor}, headers=auth("alice")
+        ) as resp:
+            error = await expect_error(resp, 400, "invalid_request")
+    assert "is not a next_cursor this server gave out" in error["message"]
+
+
 async def test_sqlite_cursors_page_on_and_a_forged_cursor_is_a_400(tmp_path: Path) -> None:
     """On the SQLite store a page's next_cursor, and a job id as cursor (what earlier versions
     gave out), each page on; a cursor it never gave out is 400 invalid_request."""
