@@ -121,7 +121,12 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
         )
         foreign = structlog.processors.JSONRenderer(serializer=_json_text)
     else:
-        console = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Plain tracebacks: structlog's default (rich, with each frame's locals) took about 60 ms
+        # of the event loop per logged plugin error, seconds for a deeply nested local, and
+        # wrote plugins' locals (inputs, secrets) into the log.
+        console = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
         structlog.configure(
             processors=[*shared, console],
             logger_factory=structlog.PrintLoggerFactory(sys.stderr),

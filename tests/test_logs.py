@@ -89,6 +89,16 @@ def _render(fmt: str) -> str:
         except ValueError:
             logging.getLogger("aiohttp.server").exception("handler failed")
         logging.getLogger("aiohttp.access").debug("below the level")
+        def tool():
+            kept = "LOCAL-" + "VALUE"
+            nested = 1
+            for _ in range(100):
+                nested = [nested]
+            raise RuntimeError("plugin boom")
+        try:
+            tool()
+        except RuntimeError as exc:
+            structlog.get_logger("jobwarden.tool_runner").warning("tool raised", exc_info=exc)
         """
     )
     done = subprocess.run(
@@ -102,7 +112,12 @@ def test_json_lines_from_structlog_and_the_stdlib_share_the_context() -> None:
     """With JSON logs, a stdlib record (aiohttp's logger) and a structlog line are each one JSON
     object with level, timestamp and the bound context; an exception's traceback is a field."""
     lines = [json.loads(line) for line in _render("json").splitlines()]
-    assert [line["event"] for line in lines] == ["stdlib line", "structlog line", "handler failed"]
+    assert [line["event"] for line in lines] == [
+        "stdlib line",
+        "structlog line",
+        "handler failed",
+        "tool raised",
+    ]
     for line in lines:
         assert (line["request_id"], line["principal"]) == ("r-1", "alice")
         assert line["timestamp"].endswith("Z")
@@ -110,6 +125,8 @@ def test_json_lines_from_structlog_and_the_stdlib_share_the_context() -> None:
     assert (lines[1]["level"], lines[1]["n"]) == ("info", 1)
     assert lines[2]["level"] == "error"
     assert "ValueError: boom" in lines[2]["exception"]
+    assert "RuntimeError: plugin boom" in lines[3]["exception"]
+    assert "LOCAL-VALUE" not in lines[3]["exception"]
 
 
 def test_console_lines_show_the_context_too() -> None:
@@ -121,6 +138,18 @@ def test_console_lines_show_the_context_too() -> None:
         assert "request_id=r-1" in line
         assert "principal=alice" in line
     assert "below the level" not in "\n".join(lines)
+
+
+def test_console_tracebacks_are_plain_and_leave_locals_out() -> None:
+    """A console line's traceback is the standard one, without each frame's local variables:
+    rendering those (structlog's rich default) cost the event loop about 60 ms per plugin error,
+    seconds for a deeply nested one, and put plugins' data into the log."""
+    text = _render("console")
+    assert ", in tool\n" in text  # the plugin's frame
+    assert "RuntimeError: plugin boom" in text
+    assert "ValueError: boom" in text
+    assert "LOCAL-VALUE" not in text
+    assert "Traceback (most recent call last):" in text
 
 
 def test_the_context_merge_matches_structlog_s() -> None:
