@@ -74,21 +74,24 @@ class Tool:
         """The tool's return value as JSON-ready builtins, checked against its return type.
 
         Raises ``msgspec.ValidationError`` (or ``TypeError``) when the value does not fit, and
-        ``ValueError`` when it fits but no JSON can hold it.
+        ``ValueError`` when it fits but no JSON can hold it (a lone surrogate, a value nested
+        past the recursion limit or holding itself).
         """
         if self.output_is_struct and type(value) is not self.output_type:
             raise msgspec.ValidationError(
                 f"Expected `{self.output_type.__name__}`, got `{type(value).__name__}`"
             )
-        builtins = msgspec.to_builtins(value)
-        msgspec.convert(builtins, self.output_type)
         try:
+            builtins = msgspec.to_builtins(value)
+            msgspec.convert(builtins, self.output_type)
             _encode(builtins)
         except UnicodeEncodeError as exc:
             # A str holding a lone surrogate (bytes decoded with surrogateescape, as os.listdir
             # gives undecodable file names) converts, but no JSON can carry it: every later read
             # or event of the job would fail.
             raise ValueError(f"it holds a string that is not valid Unicode ({exc.reason})") from exc
+        except RecursionError as exc:
+            raise ValueError("it is nested too deeply for JSON, or holds itself") from exc
         return builtins
 
     def input_schema(self) -> dict[str, Any]:

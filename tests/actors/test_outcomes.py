@@ -335,6 +335,42 @@ async def test_what_a_tool_returns_or_raises_never_poisons_its_job(
     assert not [e for e in logs if e["event"] == "tool runner crashed; restarting it"]
 
 
+class AnyOut(msgspec.Struct):
+    value: Any
+
+
+@pytest.mark.parametrize("durable", [False, True])
+@pytest.mark.parametrize("shape", ["deep", "cycle"])
+async def test_a_result_nested_too_deeply_or_holding_itself_is_invalid_output(
+    tmp_path: Path, durable: bool, shape: str
+) -> None:
+    """A result nested past the recursion limit, or a list holding itself, is invalid_output
+    saying so (it was plugin_error, a RecursionError), on either store, and the next job runs."""
+    plugin = Plugin("shapes", version="1.0.0")
+
+    @plugin.tool(timeout=5.0)
+    async def make(inp: KeyIn, ctx: ToolContext) -> AnyOut:
+        """Return a list nested 5,000 deep, or one that holds itself."""
+        value: Any = []
+        if inp.key == "cycle":
+            value.append(value)
+        else:
+            for _ in range(5000):
+                value = [value]
+        return AnyOut(value=value)
+
+    store = SqliteStore(tmp_path / "jobs.db") if durable else MemoryStore()
+    async with Supervisor(plugins=[plugin, builtin], store=store) as sup:
+        done = await sup.wait((await sup.submit("shapes.make", {"key": shape})).id, timeout=5)
+        assert await sup.run("builtin.echo", {"text": "next"}) == {"text": "next"}
+        restarts = sup.statistics().restarts
+    assert (done.state, done.result) == (JobState.FAILED, None)
+    assert done.error is not None
+    assert done.error.type == OutcomeType.INVALID_OUTPUT
+    assert done.error.message.endswith("it is nested too deeply for JSON, or holds itself")
+    assert restarts == 0
+
+
 async def test_progress_reported_after_the_job_ended_is_dropped() -> None:
     """A tool's context kept past its job's end reports progress into nothing: no error, no
     event, and the finished record keeps its progress."""
