@@ -99,10 +99,15 @@ _encode = msgspec.json.Encoder().encode
 _CALLERS_PARTS = ("input", "owner", "idempotency key")
 
 
+UNSTORABLE = (UnicodeEncodeError, RecursionError)
+"""What encoding a record raises when no JSON can hold what the caller gave."""
+
+
 def check_storable(record: JobRecord) -> None:
-    """Raise ``UnicodeEncodeError`` when what the caller gave (the input, the owner or the
-    idempotency key) holds a string that is not valid Unicode, a lone surrogate (bytes decoded
-    with ``surrogateescape``): no JSON can carry it, so every later read of the job would fail.
+    """Raise one of ``UNSTORABLE`` when what the caller gave (the input, the owner or the
+    idempotency key) no JSON can hold, so every later read of the job would fail: a string that
+    is not valid Unicode (a lone surrogate, as bytes decoded with ``surrogateescape`` give), or
+    an input nested past the recursion limit or holding itself.
 
     The stores that write JSON raise the same from their encode; the memory store calls this.
     """
@@ -121,6 +126,6 @@ def unstorable_part(record: JobRecord) -> str:
 def _encodes(value: Any) -> bool:
     try:
         _encode(value)
-    except UnicodeEncodeError:
+    except UNSTORABLE:
         return False
     return True

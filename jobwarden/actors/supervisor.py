@@ -52,7 +52,7 @@ from jobwarden.errors import (
 from jobwarden.ids import new_job_id
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
 from jobwarden.plugins.tool import Plugin, Tool
-from jobwarden.records import JobEvent, JobRecord, unstorable_part
+from jobwarden.records import UNSTORABLE, JobEvent, JobRecord, unstorable_part
 from jobwarden.store.base import JobPage, JobQuery, JobStore, write_behind
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.shared import SharedStore
@@ -354,9 +354,9 @@ class Supervisor:
         except StoreError as exc:
             bus.abandon(event)
             raise StoreUnavailable(f"the job was not accepted: {exc}", tool=tool) from exc
-        except UnicodeEncodeError as exc:
+        except UNSTORABLE as exc:
             bus.abandon(event)
-            raise _not_unicode(record) from exc
+            raise _unstorable(record, exc) from exc
         except BaseException:
             if stored_behind is not None and stored_behind.done:
                 self._accept(record, event, spec, args, began)
@@ -393,8 +393,8 @@ class Supervisor:
             stored = await shared.enqueue(record, event, max_queued=self._max_queued)
         except StoreError as exc:
             raise StoreUnavailable(f"the job was not accepted: {exc}", tool=record.tool) from exc
-        except UnicodeEncodeError as exc:
-            raise _not_unicode(record) from exc
+        except UNSTORABLE as exc:
+            raise _unstorable(record, exc) from exc
         if refused and stored is record:
             self.registry.job_ended(record)
         return stored
@@ -726,11 +726,16 @@ class Supervisor:
         return "the supervisor is shutting down"
 
 
-def _not_unicode(record: JobRecord) -> InvalidInput:
-    """The refusal of a job whose input, owner or key no JSON can carry (a store said so)."""
+def _unstorable(record: JobRecord, exc: BaseException) -> InvalidInput:
+    """The refusal of a job whose input, owner or key no JSON can hold (a store said so)."""
+    why = (
+        "holds a string that is not valid Unicode (a lone surrogate, as bytes decoded with"
+        " surrogateescape give)"
+        if isinstance(exc, UnicodeEncodeError)
+        else "is nested too deeply for JSON, or holds itself"
+    )
     return InvalidInput(
-        f"the job's {unstorable_part(record)} holds a string that is not valid Unicode (a lone"
-        " surrogate, as bytes decoded with surrogateescape give): it cannot be stored",
+        f"the job's {unstorable_part(record)} {why}: it cannot be stored",
         plugin=record.plugin,
         tool=record.tool,
     )

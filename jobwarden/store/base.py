@@ -73,8 +73,8 @@ class JobStore(Protocol):
         """Insert a new job with its first event and return it.
 
         When the record carries an idempotency key already used by the same owner, nothing is
-        written and the existing record is returned instead. Raises ``UnicodeEncodeError``, and
-        writes nothing, when the input, owner or key holds a string no JSON can carry
+        written and the existing record is returned instead. Raises one of
+        ``records.UNSTORABLE``, and writes nothing, when no JSON can hold the input, owner or key
         (``records.check_storable``): the supervisor refuses that job as ``InvalidInput``.
         """
 

@@ -41,8 +41,8 @@ class MemoryStore:
     async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
         """Insert ``record`` unless its owner already used its idempotency key.
 
-        Raises ``UnicodeEncodeError``, as the stores that write JSON do, when the caller's values
-        hold a string no JSON can carry: an HTTP read of the job could not answer.
+        Raises one of ``records.UNSTORABLE``, as the stores that write JSON do, when no JSON can
+        hold the caller's values: an HTTP read of the job could not answer.
         """
         check_storable(record)
         if record.idempotency_key is not None:

@@ -38,6 +38,12 @@ from tests.fakes import (
 pytestmark = pytest.mark.anyio
 
 
+class AnyOut(msgspec.Struct):
+    """Any value: what a loosely typed tool takes or returns."""
+
+    value: Any
+
+
 async def events_of(sup: Supervisor, job_id: str) -> list[JobEvent]:
     """The job's whole event history, until its terminal event."""
     async with sup.subscribe(job_id=job_id) as events:
@@ -335,10 +341,6 @@ async def test_what_a_tool_returns_or_raises_never_poisons_its_job(
     assert not [e for e in logs if e["event"] == "tool runner crashed; restarting it"]
 
 
-class AnyOut(msgspec.Struct):
-    value: Any
-
-
 @pytest.mark.parametrize("durable", [False, True])
 @pytest.mark.parametrize("shape", ["deep", "cycle"])
 async def test_a_result_nested_too_deeply_or_holding_itself_is_invalid_output(
@@ -449,37 +451,69 @@ async def test_an_input_check_that_raises_refuses_only_that_input(key: str, says
         assert await sup.run("checked.run", {"key": "fine"}) == {"text": "fine"}
 
 
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _holding_itself() -> list[Any]:
+    value: list[Any] = []
+    value.append(value)
+    return value
+
+
+NOT_UNICODE = "holds a string that is not valid Unicode"
+TOO_DEEP = "is nested too deeply for JSON, or holds itself"
+
+
 @pytest.mark.parametrize("durable", [False, True])
 @pytest.mark.parametrize(
-    ("part", "fields"),
+    ("part", "fields", "why"),
     [
-        ("input", {"input": {"text": UNDECODABLE}}),
-        ("owner", {"owner": UNDECODABLE}),
-        ("idempotency key", {"idempotency_key": UNDECODABLE}),
+        ("input", {"input": {"value": UNDECODABLE}}, NOT_UNICODE),
+        ("input", {"input": {"value": _nested(5000)}}, TOO_DEEP),
+        ("input", {"input": {"value": _holding_itself()}}, TOO_DEEP),
+        ("owner", {"owner": UNDECODABLE}, NOT_UNICODE),
+        ("idempotency key", {"idempotency_key": UNDECODABLE}, NOT_UNICODE),
     ],
+    ids=["surrogate", "deep", "cycle", "owner", "key"],
 )
-async def test_a_submit_no_json_can_carry_is_invalid_input(
-    tmp_path: Path, durable: bool, part: str, fields: dict[str, Any]
+async def test_a_submit_no_json_can_hold_is_invalid_input(
+    tmp_path: Path, durable: bool, part: str, fields: dict[str, Any], why: str
 ) -> None:
-    """An input, owner or idempotency key holding a lone surrogate (a caller embedding the
-    supervisor can pass one) is InvalidInput naming it, on either store: no job, no event, and
-    the submits made beside it are stored and run."""
+    """An input, owner or idempotency key no JSON can hold (a lone surrogate, an input nested
+    too deeply or holding itself: a caller embedding the supervisor can pass these) is
+    InvalidInput naming it, on either store: no job, no event, and the submits made beside it
+    are stored and run."""
+    plugin = Plugin("loose", version="1.0.0")
+
+    @plugin.tool(timeout=5.0)
+    async def take(inp: AnyOut, ctx: ToolContext) -> AnyOut:
+        """Return the input."""
+        return inp
+
     store = SqliteStore(tmp_path / "jobs.db") if durable else MemoryStore()
-    submit: dict[str, Any] = {"input": {"text": "bad"}} | fields
-    async with Supervisor(plugins=[builtin], store=store) as sup:
+    submit: dict[str, Any] = {"input": {"value": "bad"}} | fields
+    async with Supervisor(plugins=[plugin], store=store) as sup:
         async with sup.subscribe() as events:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(sup.run, "builtin.echo", {"text": "before"})
+                tg.start_soon(sup.run, "loose.take", {"value": "before"})
                 await anyio.wait_all_tasks_blocked()  # its put is in the open commit
                 with pytest.raises(errors.InvalidInput) as caught:
-                    await sup.submit("builtin.echo", submit.pop("input"), **submit)
-                tg.start_soon(sup.run, "builtin.echo", {"text": "after"})
+                    await sup.submit("loose.take", submit.pop("input"), **submit)
+                tg.start_soon(sup.run, "loose.take", {"value": "after"})
             seen = [await anext(events) for _ in range(6)]
         listed = await sup.list_jobs()
         assert sup.statistics().queued == 0
-    assert caught.value.message.startswith(f"the job's {part} holds a string that is not valid")
-    assert caught.value.info().tool == "builtin.echo"
-    assert sorted(job.input["text"] for job in listed.jobs) == ["after", "before"]
+    assert caught.value.message == f"the job's {part} {why}" + (
+        " (a lone surrogate, as bytes decoded with surrogateescape give): it cannot be stored"
+        if why == NOT_UNICODE
+        else ": it cannot be stored"
+    )
+    assert caught.value.info().tool == "loose.take"
+    assert sorted(job.input["value"] for job in listed.jobs) == ["after", "before"]
     assert {job.state for job in listed.jobs} == {JobState.SUCCEEDED}
     assert {event.subject for event in seen} == {job.id for job in listed.jobs}
 

@@ -25,7 +25,7 @@ import pytest
 from jobwarden.actors.states import TERMINAL_STATES, JobState
 from jobwarden.errors import ErrorInfo, InvalidRequest, StoreError
 from jobwarden.ids import new_job_id
-from jobwarden.records import EVENT_TYPE_PREFIX, EventData, JobEvent, JobRecord
+from jobwarden.records import EVENT_TYPE_PREFIX, UNSTORABLE, EventData, JobEvent, JobRecord
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery, JobStore
 from tests.fakes import UNDECODABLE
 
@@ -277,17 +277,31 @@ class StoreConformance(abc.ABC):
         assert len(await list_all(store, JobQuery())) == 2
 
     @pytest.mark.anyio
-    @pytest.mark.parametrize("part", ["input", "owner", "key"])
-    async def test_a_put_holding_a_lone_surrogate_raises_and_stores_nothing(
+    @pytest.mark.parametrize("part", ["input", "owner", "key", "deep input", "cyclic input"])
+    async def test_a_put_no_json_can_hold_raises_and_stores_nothing(
         self, store: JobStore, jobs: Jobs, part: str
     ) -> None:
-        """put() of a job whose input, owner or idempotency key no JSON can carry raises
-        UnicodeEncodeError and stores neither the job, its event nor its key."""
+        """put() of a job whose input, owner or idempotency key no JSON can hold (a lone
+        surrogate; an input nested too deeply or holding itself) raises one of UNSTORABLE and
+        stores neither the job, its event nor its key."""
         kept = await jobs.put(store, owner="alice", key="k1")
         fields: dict[str, Any] = {"owner": "alice", "key": "k2", "input": {"text": "hi"}}
-        fields[part] = {"text": UNDECODABLE} if part == "input" else UNDECODABLE
+        deep: list[Any] = []
+        for _ in range(5000):
+            deep = [deep]
+        cyclic: list[Any] = []
+        cyclic.append(cyclic)
+        refusals: dict[str, tuple[str, Any]] = {
+            "input": ("input", {"text": UNDECODABLE}),
+            "owner": ("owner", UNDECODABLE),
+            "key": ("key", UNDECODABLE),
+            "deep input": ("input", {"list": deep}),
+            "cyclic input": ("input", {"list": cyclic}),
+        }
+        name, value = refusals[part]
+        fields[name] = value
         refused = jobs.record(**fields)
-        with pytest.raises(UnicodeEncodeError):
+        with pytest.raises(UNSTORABLE):
             await store.put(refused, jobs.event(refused))
         assert await store.get(refused.id) is None
         assert await list_all(store, JobQuery()) == [kept]
