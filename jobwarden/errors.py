@@ -70,6 +70,16 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def unencodable(exc: UnicodeEncodeError | RecursionError) -> str:
+    """Why a tool's value cannot be encoded, for its ``invalid_output`` message."""
+    if isinstance(exc, UnicodeEncodeError):
+        # A str holding a lone surrogate (bytes decoded with surrogateescape, as os.listdir
+        # gives undecodable file names) converts, but no JSON can carry it: every later read
+        # or event of the job would fail.
+        return f"it holds a string that is not valid Unicode ({exc.reason})"
+    return "it is nested too deeply for JSON, or holds itself"
+
+
 def describe(exc: BaseException) -> str:
     """``"Type: message"`` for an exception plugin code raised, made ``printable``.
 

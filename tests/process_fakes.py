@@ -74,6 +74,25 @@ def unencodable(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     return wrong  # type: ignore[no-any-return]
 
 
+class AnyOut(msgspec.Struct):
+    value: Any
+
+
+@procs.tool(mode="process", timeout=60)
+def no_json(inp: NumberIn, ctx: ToolContext) -> AnyOut:
+    """Return what no JSON (nor MessagePack) can hold: n = 0 a lone surrogate, 1 a list nested
+    5,000 deep, 2 a list holding itself."""
+    value: Any = UNDECODABLE
+    if inp.n == 1:
+        value = []
+        for _ in range(5000):
+            value = [value]
+    elif inp.n == 2:
+        value = []
+        value.append(value)
+    return AnyOut(value=value)
+
+
 @procs.tool(mode="process", timeout=0.5)
 def spin(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     """Loop forever without looking at its deadline."""

@@ -27,7 +27,7 @@ import msgspec
 from structlog.contextvars import bound_contextvars
 
 from jobwarden.actors import process_logs
-from jobwarden.errors import PLUGIN_FAILURES, describe, printable
+from jobwarden.errors import PLUGIN_FAILURES, describe, printable, unencodable
 from jobwarden.plugins.context import ToolContext
 
 READY = b"ready"
@@ -148,6 +148,9 @@ def handle(data: bytes, conn: Connection) -> bytes:
             reply = Returned(output=msgspec.Raw(_encoder.encode(value)))
         except TypeError as exc:
             reply = Unencodable(message=printable(str(exc)))
+        except (UnicodeEncodeError, RecursionError) as exc:
+            # Raised out of here, either would end the worker: the job "crashed", a new worker.
+            reply = Unencodable(message=unencodable(exc))
     return _encoder.encode(reply)
 
 

@@ -12,7 +12,13 @@ from typing import Any, Literal, TypeVar
 import msgspec
 import structlog
 
-from jobwarden.errors import PLUGIN_FAILURES, InvalidInput, RegistrationError, describe
+from jobwarden.errors import (
+    PLUGIN_FAILURES,
+    InvalidInput,
+    RegistrationError,
+    describe,
+    unencodable,
+)
 from jobwarden.plugins.circuit import CircuitPolicy
 from jobwarden.plugins.retry import RetryPolicy
 from jobwarden.plugins.schema import type_schema
@@ -85,13 +91,8 @@ class Tool:
             builtins = msgspec.to_builtins(value)
             msgspec.convert(builtins, self.output_type)
             _encode(builtins)
-        except UnicodeEncodeError as exc:
-            # A str holding a lone surrogate (bytes decoded with surrogateescape, as os.listdir
-            # gives undecodable file names) converts, but no JSON can carry it: every later read
-            # or event of the job would fail.
-            raise ValueError(f"it holds a string that is not valid Unicode ({exc.reason})") from exc
-        except RecursionError as exc:
-            raise ValueError("it is nested too deeply for JSON, or holds itself") from exc
+        except (UnicodeEncodeError, RecursionError) as exc:
+            raise ValueError(unencodable(exc)) from exc
         return builtins
 
     def input_schema(self) -> dict[str, Any]:

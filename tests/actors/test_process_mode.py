@@ -91,6 +91,34 @@ async def test_wrong_output_of_a_process_tool_is_invalid_output(tool: str) -> No
             assert sup.registry.metrics(tool).failures_by_type == {"invalid_output": 1}
 
 
+@pytest.mark.parametrize(
+    ("n", "says"),
+    [
+        (0, "it holds a string that is not valid Unicode (surrogates not allowed)"),
+        (1, "it is nested too deeply for JSON, or holds itself"),
+        (2, "it is nested too deeply for JSON, or holds itself"),
+    ],
+    ids=["surrogate", "deep", "cycle"],
+)
+async def test_a_process_result_nothing_can_encode_is_invalid_output_in_the_same_worker(
+    n: int, says: str
+) -> None:
+    """A worker's result holding a lone surrogate, nested too deeply or holding itself is
+    invalid_output saying why, as in the other modes, and the worker serves the next call (it
+    died: the job was "crashed" and a new worker spawned)."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs]) as sup:
+            done = await run_one(sup, "procs.no_json", {"n": n})
+            after = await run_one(sup, "procs.square", {"n": 3})
+            started = sup.processes.statistics().started
+    assert done.state is JobState.FAILED
+    assert done.error is not None
+    assert done.error.type == OutcomeType.INVALID_OUTPUT
+    assert done.error.message.endswith(says)
+    assert after.result == {"n": 9}
+    assert started == 1
+
+
 async def test_timeout_kills_the_worker_and_the_pool_replaces_it() -> None:
     """A busy loop past its timeout ends timed_out, and the next call gets a fresh worker."""
     with anyio.fail_after(HANG_GUARD_S):
