@@ -314,10 +314,15 @@ class Supervisor:
         began = time.time_ns() if tracing is not None else 0
         spec = self.registry.available_tool(tool)
         args = spec.validate_input(input)
-        if timeout_s is not None and (
-            type(timeout_s) not in (int, float) or not 0 < timeout_s < float("inf")
-        ):
-            raise InvalidRequest("timeout_s must be a positive number of seconds", tool=tool)
+        if timeout_s is not None:
+            if (
+                not isinstance(timeout_s, int | float)
+                or isinstance(timeout_s, bool)
+                or not 0 < timeout_s < float("inf")
+            ):
+                raise InvalidRequest("timeout_s must be a positive number of seconds", tool=tool)
+            # A float of another type (numpy's float64) is one no store could encode.
+            timeout_s = float(timeout_s)
         shared = self.shared
         if shared is None and self._queued >= self._max_queued:
             raise Overloaded(f"{self._queued} jobs are queued already", tool=tool)

@@ -411,10 +411,13 @@ async def test_progress_events_and_record() -> None:
         ]
 
 
-async def test_submit_errors_create_no_job() -> None:
+@pytest.mark.parametrize("durable", [False, True])
+async def test_submit_errors_create_no_job(tmp_path: Path, durable: bool) -> None:
     """Unknown tools, invalid input and bad timeouts (not positive, not a number, a bool) are
-    refused before any job exists."""
-    async with Supervisor(plugins=[builtin]) as sup:
+    refused before any job exists, and a timeout of a float subclass (numpy's) is stored as a
+    float."""
+    store = SqliteStore(tmp_path / "jobs.db") if durable else MemoryStore()
+    async with Supervisor(plugins=[builtin], store=store) as sup:
         with pytest.raises(errors.ToolNotFound):
             await sup.submit("builtin.nope", {})
         with pytest.raises(errors.InvalidInput) as caught:
@@ -428,6 +431,15 @@ async def test_submit_errors_create_no_job() -> None:
             with pytest.raises(errors.InvalidRequest, match="timeout_s must be a positive number"):
                 await sup.submit("builtin.echo", {"text": "x"}, timeout_s=timeout_s)
         assert (await sup.list_jobs()).jobs == []
+
+        class Seconds(float):
+            """A float of another type, as numpy's float64 is."""
+
+        kept = await sup.submit("builtin.echo", {"text": "x"}, timeout_s=Seconds(5))
+        done = await sup.wait(kept.id, timeout=5)
+    assert type(kept.timeout_s) is float
+    assert (done.state, done.timeout_s) == (JobState.SUCCEEDED, 5.0)
+    msgspec.json.encode(done)
 
 
 @pytest.mark.parametrize(
