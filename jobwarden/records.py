@@ -99,27 +99,29 @@ _encode = msgspec.json.Encoder().encode
 _CALLERS_PARTS = ("input", "owner", "idempotency key")
 
 
-UNSTORABLE = (UnicodeEncodeError, RecursionError)
+UNSTORABLE = (UnicodeEncodeError, RecursionError, TypeError)
 """What encoding a record raises when no JSON can hold what the caller gave."""
 
 
 def check_storable(record: JobRecord) -> None:
     """Raise one of ``UNSTORABLE`` when what the caller gave (the input, the owner or the
     idempotency key) no JSON can hold, so every later read of the job would fail: a string that
-    is not valid Unicode (a lone surrogate, as bytes decoded with ``surrogateescape`` give), or
-    an input nested past the recursion limit or holding itself.
+    is not valid Unicode (a lone surrogate, as bytes decoded with ``surrogateescape`` give), an
+    input nested past the recursion limit or holding itself, or a value of a type JSON has none
+    for (a set, an object), which an input type's ``Any`` field lets through.
 
     The stores that write JSON raise the same from their encode; the memory store calls this.
     """
     _encode((record.input, record.owner, record.idempotency_key))
 
 
-def unstorable_part(record: JobRecord) -> str:
-    """Which of the caller's values ``check_storable`` refused: "input", "owner" or
-    "idempotency key"."""
+def unstorable_part(record: JobRecord) -> str | None:
+    """Which of the caller's values no JSON can hold: "input", "owner", "idempotency key", or
+    None when each encodes."""
     values = (record.input, record.owner, record.idempotency_key)
     return next(
-        part for part, value in zip(_CALLERS_PARTS, values, strict=True) if not _encodes(value)
+        (part for part, value in zip(_CALLERS_PARTS, values, strict=True) if not _encodes(value)),
+        None,
     )
 
 

@@ -359,10 +359,11 @@ class Supervisor:
         except StoreError as exc:
             bus.abandon(event)
             raise StoreUnavailable(f"the job was not accepted: {exc}", tool=tool) from exc
-        except UNSTORABLE as exc:
-            bus.abandon(event)
-            raise _unstorable(record, exc) from exc
-        except BaseException:
+        except BaseException as exc:
+            refusal_of_input = _unstorable(record, exc)
+            if refusal_of_input is not None:
+                bus.abandon(event)
+                raise refusal_of_input from exc
             if stored_behind is not None and stored_behind.done:
                 self._accept(record, event, spec, args, began)
             else:
@@ -399,7 +400,10 @@ class Supervisor:
         except StoreError as exc:
             raise StoreUnavailable(f"the job was not accepted: {exc}", tool=record.tool) from exc
         except UNSTORABLE as exc:
-            raise _unstorable(record, exc) from exc
+            refusal_of_input = _unstorable(record, exc)
+            if refusal_of_input is None:
+                raise
+            raise refusal_of_input from exc
         if refused and stored is record:
             self.registry.job_ended(record)
         return stored
@@ -731,18 +735,25 @@ class Supervisor:
         return "the supervisor is shutting down"
 
 
-def _unstorable(record: JobRecord, exc: BaseException) -> InvalidInput:
-    """The refusal of a job whose input, owner or key no JSON can hold (a store said so)."""
-    why = (
-        "holds a string that is not valid Unicode (a lone surrogate, as bytes decoded with"
-        " surrogateescape give)"
-        if isinstance(exc, UnicodeEncodeError)
-        else "is nested too deeply for JSON, or holds itself"
-    )
+def _unstorable(record: JobRecord, exc: BaseException) -> InvalidInput | None:
+    """The refusal of a job whose input, owner or key no JSON can hold, when that is why the
+    store raised ``exc``; None when it is not (every part encodes: the store's own error)."""
+    if not isinstance(exc, UNSTORABLE):
+        return None
+    part = unstorable_part(record)
+    if part is None:
+        return None
+    if isinstance(exc, UnicodeEncodeError):
+        why = (
+            "holds a string that is not valid Unicode (a lone surrogate, as bytes decoded with"
+            " surrogateescape give)"
+        )
+    elif isinstance(exc, RecursionError):
+        why = "is nested too deeply for JSON, or holds itself"
+    else:
+        why = f"holds a value no JSON can hold ({exc})"
     return InvalidInput(
-        f"the job's {unstorable_part(record)} {why}: it cannot be stored",
-        plugin=record.plugin,
-        tool=record.tool,
+        f"the job's {part} {why}: it cannot be stored", plugin=record.plugin, tool=record.tool
     )
 
 

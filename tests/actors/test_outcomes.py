@@ -476,8 +476,12 @@ def _holding_itself() -> list[Any]:
     return value
 
 
-NOT_UNICODE = "holds a string that is not valid Unicode"
+NOT_UNICODE = (
+    "holds a string that is not valid Unicode (a lone surrogate, as bytes decoded with"
+    " surrogateescape give)"
+)
 TOO_DEEP = "is nested too deeply for JSON, or holds itself"
+NO_JSON_TYPE = "holds a value no JSON can hold (Encoding objects of type object is unsupported)"
 
 
 @pytest.mark.parametrize("durable", [False, True])
@@ -487,18 +491,19 @@ TOO_DEEP = "is nested too deeply for JSON, or holds itself"
         ("input", {"input": {"value": UNDECODABLE}}, NOT_UNICODE),
         ("input", {"input": {"value": _nested(5000)}}, TOO_DEEP),
         ("input", {"input": {"value": _holding_itself()}}, TOO_DEEP),
+        ("input", {"input": {"value": object()}}, NO_JSON_TYPE),
         ("owner", {"owner": UNDECODABLE}, NOT_UNICODE),
         ("idempotency key", {"idempotency_key": UNDECODABLE}, NOT_UNICODE),
     ],
-    ids=["surrogate", "deep", "cycle", "owner", "key"],
+    ids=["surrogate", "deep", "cycle", "object", "owner", "key"],
 )
 async def test_a_submit_no_json_can_hold_is_invalid_input(
     tmp_path: Path, durable: bool, part: str, fields: dict[str, Any], why: str
 ) -> None:
-    """An input, owner or idempotency key no JSON can hold (a lone surrogate, an input nested
-    too deeply or holding itself: a caller embedding the supervisor can pass these) is
-    InvalidInput naming it, on either store: no job, no event, and the submits made beside it
-    are stored and run."""
+    """An input, owner or idempotency key no JSON can hold (a lone surrogate; an input nested
+    too deeply, holding itself or holding an object in an Any field: a caller embedding the
+    supervisor can pass these) is InvalidInput naming it, on either store: no job, no event, and
+    the submits made beside it are stored and run."""
     plugin = Plugin("loose", version="1.0.0")
 
     @plugin.tool(timeout=5.0)
@@ -519,15 +524,39 @@ async def test_a_submit_no_json_can_hold_is_invalid_input(
             seen = [await anext(events) for _ in range(6)]
         listed = await sup.list_jobs()
         assert sup.statistics().queued == 0
-    assert caught.value.message == f"the job's {part} {why}" + (
-        " (a lone surrogate, as bytes decoded with surrogateescape give): it cannot be stored"
-        if why == NOT_UNICODE
-        else ": it cannot be stored"
-    )
+    assert caught.value.message == f"the job's {part} {why}: it cannot be stored"
     assert caught.value.info().tool == "loose.take"
     assert sorted(job.input["value"] for job in listed.jobs) == ["after", "before"]
     assert {job.state for job in listed.jobs} == {JobState.SUCCEEDED}
     assert {event.subject for event in seen} == {job.id for job in listed.jobs}
+
+
+class BuggyStore(MemoryStore):
+    """A memory store whose first put fails with a TypeError of its own, whatever the job."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:
+        if not self.failed:
+            self.failed = True
+            raise TypeError("a bug in the store")
+        return await super().put(record, event)
+
+
+async def test_a_stores_own_type_error_is_not_blamed_on_the_input() -> None:
+    """A TypeError from a store's put whose job every JSON could hold propagates as it is, not
+    as InvalidInput about the caller's values, and leaves no job or event behind."""
+    store = BuggyStore()
+    async with Supervisor(plugins=[builtin], store=store) as sup, sup.subscribe() as events:
+        with pytest.raises(TypeError, match="a bug in the store"):
+            await sup.submit("builtin.echo", {"text": "lost"})
+        kept = await sup.submit("builtin.echo", {"text": "kept"})
+        first = await anext(events)
+        listed = await sup.list_jobs()
+    assert (first.subject, first.type) == (kept.id, "jobwarden.job.queued")
+    assert [job.id for job in listed.jobs] == [kept.id]
 
 
 async def test_a_wait_with_a_nan_timeout_is_refused_and_the_supervisor_runs_on() -> None:

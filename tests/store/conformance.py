@@ -277,13 +277,15 @@ class StoreConformance(abc.ABC):
         assert len(await list_all(store, JobQuery())) == 2
 
     @pytest.mark.anyio
-    @pytest.mark.parametrize("part", ["input", "owner", "key", "deep input", "cyclic input"])
+    @pytest.mark.parametrize(
+        "part", ["input", "owner", "key", "deep input", "cyclic input", "object input"]
+    )
     async def test_a_put_no_json_can_hold_raises_and_stores_nothing(
         self, store: JobStore, jobs: Jobs, part: str
     ) -> None:
         """put() of a job whose input, owner or idempotency key no JSON can hold (a lone
-        surrogate; an input nested too deeply or holding itself) raises one of UNSTORABLE and
-        stores neither the job, its event nor its key."""
+        surrogate; an input nested too deeply, holding itself or holding an object) raises one
+        of UNSTORABLE and stores neither the job, its event nor its key."""
         kept = await jobs.put(store, owner="alice", key="k1")
         fields: dict[str, Any] = {"owner": "alice", "key": "k2", "input": {"text": "hi"}}
         deep: list[Any] = []
@@ -297,6 +299,7 @@ class StoreConformance(abc.ABC):
             "key": ("key", UNDECODABLE),
             "deep input": ("input", {"list": deep}),
             "cyclic input": ("input", {"list": cyclic}),
+            "object input": ("input", {"thing": object()}),
         }
         name, value = refusals[part]
         fields[name] = value
