@@ -70,6 +70,10 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+NESTED_TOO_DEEP = "nested too deeply for JSON, or holds itself"
+"""Why a value past the recursion limit, or holding itself, cannot be encoded."""
+
+
 def unencodable(exc: UnicodeEncodeError | RecursionError) -> str:
     """Why a tool's value cannot be encoded, for its ``invalid_output`` message."""
     if isinstance(exc, UnicodeEncodeError):
@@ -77,7 +81,7 @@ def unencodable(exc: UnicodeEncodeError | RecursionError) -> str:
         # gives undecodable file names) converts, but no JSON can carry it: every later read
         # or event of the job would fail.
         return f"it holds a string that is not valid Unicode ({exc.reason})"
-    return "it is nested too deeply for JSON, or holds itself"
+    return f"it is {NESTED_TOO_DEEP}"
 
 
 def describe(exc: BaseException) -> str:

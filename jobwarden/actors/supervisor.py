@@ -35,6 +35,7 @@ from jobwarden.actors.subscription import Subscription
 from jobwarden.actors.thread_calls import ThreadCalls
 from jobwarden.actors.tool_runner import SHUTDOWN_REASON, ToolRunner
 from jobwarden.errors import (
+    NESTED_TOO_DEEP,
     ErrorInfo,
     InvalidInput,
     InvalidRequest,
@@ -749,7 +750,7 @@ def _unstorable(record: JobRecord, exc: BaseException) -> InvalidInput | None:
             " surrogateescape give)"
         )
     elif isinstance(exc, RecursionError):
-        why = "is nested too deeply for JSON, or holds itself"
+        why = f"is {NESTED_TOO_DEEP}"
     else:
         why = f"holds a value no JSON can hold ({exc})"
     return InvalidInput(
