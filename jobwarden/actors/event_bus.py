@@ -145,8 +145,8 @@ class EventBus:
         sub = Subscription(
             self._store,
             source=self._source,
-            since=max(0, since),
-            capacity=self._buffer if buffer is None else max(1, buffer),
+            since=since,
+            capacity=self._buffer if buffer is None else buffer,
             job_id=job_id,
             tool=tool,
             owner=owner,

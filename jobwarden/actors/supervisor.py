@@ -593,7 +593,14 @@ class Supervisor:
         after its terminal event; otherwise the default is "from now on". With ``owner``, only
         that owner's jobs are visible; with ``state``, only events entering that state.
         ``buffer`` overrides the supervisor's subscriber_buffer.
+
+        ``InvalidRequest`` for a ``since`` that is not an offset (an int >= 0) or a ``buffer``
+        that is not an int >= 1.
         """
+        if since is not None and not _is_count(since, 0):
+            raise InvalidRequest(f"since must be an event offset (an int >= 0), not {since!r}")
+        if buffer is not None and not _is_count(buffer, 1):
+            raise InvalidRequest(f"buffer must be an int >= 1, not {buffer!r}")
         ends = False
         if job_id is not None:
             record = await self.get(job_id, owner=owner)
@@ -795,3 +802,8 @@ class _Stored:
 
     def __call__(self, error: StoreError | None) -> None:
         self.done = error is None
+
+
+def _is_count(value: object, least: int) -> bool:
+    """``value`` is an int (not a bool) of at least ``least``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least

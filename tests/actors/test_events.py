@@ -109,6 +109,37 @@ async def test_since_none_means_only_new_events() -> None:
             assert event.subject == new.id
 
 
+@pytest.mark.parametrize(
+    ("filters", "wording"),
+    [
+        ({"since": -1}, "since must be an event offset (an int >= 0), not -1"),
+        ({"since": "3"}, "since must be an event offset (an int >= 0), not '3'"),
+        ({"since": True}, "since must be an event offset (an int >= 0), not True"),
+        ({"since": 2.0}, "since must be an event offset (an int >= 0), not 2.0"),
+        ({"buffer": 0}, "buffer must be an int >= 1, not 0"),
+        ({"buffer": -5}, "buffer must be an int >= 1, not -5"),
+        ({"buffer": 1.5}, "buffer must be an int >= 1, not 1.5"),
+    ],
+)
+async def test_a_subscription_with_an_impossible_since_or_buffer_is_refused(
+    filters: dict[str, object], wording: str
+) -> None:
+    """A since that is no offset or a buffer below one is InvalidRequest, and events flow on."""
+    async with Supervisor(plugins=[builtin]) as sup:
+        with pytest.raises(errors.InvalidRequest) as caught:
+            async with sup.subscribe(**filters):  # type: ignore[arg-type]
+                pass
+        assert str(caught.value) == wording
+        assert sup.statistics().subscribers == 0
+        done = await sup.wait((await sup.submit("builtin.echo", {"text": "x"})).id, timeout=5)
+        assert [e.data.state for e in await collect(sup, 3, since=0)] == [
+            JobState.QUEUED,
+            JobState.RUNNING,
+            JobState.SUCCEEDED,
+        ]
+        assert done.state is JobState.SUCCEEDED
+
+
 async def test_filters_by_tool_and_job() -> None:
     """tool= and job_id= subscriptions see only matching events; a job stream ends by itself."""
     async with Supervisor(plugins=[builtin]) as sup:
