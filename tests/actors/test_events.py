@@ -132,10 +132,10 @@ async def test_a_subscription_with_an_impossible_since_or_buffer_is_refused(
         assert str(caught.value) == wording
         assert sup.statistics().subscribers == 0
         done = await sup.wait((await sup.submit("builtin.echo", {"text": "x"})).id, timeout=5)
-        assert [e.data.state for e in await collect(sup, 3, since=0)] == [
-            JobState.QUEUED,
-            JobState.RUNNING,
-            JobState.SUCCEEDED,
+        assert [e.type for e in await collect(sup, 3, since=0)] == [
+            "jobwarden.job.queued",
+            "jobwarden.job.running",
+            "jobwarden.job.succeeded",
         ]
         assert done.state is JobState.SUCCEEDED
 
