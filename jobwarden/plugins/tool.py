@@ -13,6 +13,7 @@ import msgspec
 import structlog
 
 from jobwarden.errors import (
+    NESTED_TOO_DEEP,
     PLUGIN_FAILURES,
     InvalidInput,
     RegistrationError,
@@ -70,11 +71,22 @@ class Tool:
             return msgspec.convert(data, self.input_type)
         except msgspec.ValidationError as exc:
             raise InvalidInput(str(exc), plugin=self.plugin, tool=self.name) from exc
-        except PLUGIN_FAILURES as exc:
-            log.warning("a tool's input check raised", tool=self.name, exc_info=exc)
+        except RecursionError as exc:
+            if _plugin_frames(exc):
+                raise self._check_raised(exc) from exc
+            # msgspec's own depth limit, with no plugin frame in between: the input's fault.
             raise InvalidInput(
-                f"the tool's input check raised {describe(exc)}", plugin=self.plugin, tool=self.name
+                f"the job's input is {NESTED_TOO_DEEP}", plugin=self.plugin, tool=self.name
             ) from exc
+        except PLUGIN_FAILURES as exc:
+            raise self._check_raised(exc) from exc
+
+    def _check_raised(self, exc: BaseException) -> InvalidInput:
+        """The refusal of an input whose type's own check (plugin code) raised ``exc``."""
+        log.warning("a tool's input check raised", tool=self.name, exc_info=exc)
+        return InvalidInput(
+            f"the tool's input check raised {describe(exc)}", plugin=self.plugin, tool=self.name
+        )
 
     def output_to_builtins(self, value: Any) -> Any:
         """The tool's return value as JSON-ready builtins, checked against its return type.
@@ -341,3 +353,10 @@ def _signature_types(fn: Callable[..., Any], where: str) -> tuple[type[msgspec.S
     except TypeError as exc:
         raise RegistrationError(f"{where}: unsupported type in annotations: {exc}") from exc
     return input_type, output_type
+
+
+def _plugin_frames(exc: BaseException) -> bool:
+    """Whether ``exc`` passed through Python code below the frame that caught it (an input
+    type's ``__post_init__``), rather than coming from msgspec's C code alone."""
+    tb = exc.__traceback__
+    return tb is not None and tb.tb_next is not None

@@ -444,7 +444,11 @@ async def test_submit_errors_create_no_job(tmp_path: Path, durable: bool) -> Non
 
 @pytest.mark.parametrize(
     ("key", "says"),
-    [("crash", "RuntimeError: the check itself is broken"), ("exit", "SystemExit: 3")],
+    [
+        ("crash", "RuntimeError: the check itself is broken"),
+        ("exit", "SystemExit: 3"),
+        ("recurse", "RecursionError: maximum recursion depth exceeded"),
+    ],
 )
 async def test_an_input_check_that_raises_refuses_only_that_input(key: str, says: str) -> None:
     """An input type's __post_init__ that raises anything (sys.exit() included) refuses that
@@ -461,6 +465,37 @@ async def test_an_input_check_that_raises_refuses_only_that_input(key: str, says
             await sup.submit("checked.run", {"key": key})
         assert (await sup.list_jobs()).jobs == []
         assert await sup.run("checked.run", {"key": "fine"}) == {"text": "fine"}
+
+
+class Chain(msgspec.Struct):
+    """A recursive input type: each link may hold the next."""
+
+    next: Chain | None = None
+
+
+async def test_an_input_too_deep_for_its_type_is_the_inputs_fault_not_the_tools() -> None:
+    """An input nested past msgspec's depth limit while converting to a recursive type is
+    InvalidInput saying so, with no warning blaming the tool's input check."""
+    plugin = Plugin("chained", version="1.0.0")
+
+    @plugin.tool(timeout=5.0)
+    async def length(inp: Chain, ctx: ToolContext) -> int:
+        """Count the links."""
+        return 0 if inp.next is None else 1
+
+    deep: dict[str, Any] = {}
+    for _ in range(5000):
+        deep = {"next": deep}
+    async with Supervisor(plugins=[plugin]) as sup:
+        with capture_logs() as logs, pytest.raises(errors.InvalidInput) as caught:
+            await sup.submit("chained.length", deep)
+        assert (
+            caught.value.message == "the job's input is nested too deeply for JSON, or holds itself"
+        )
+        assert caught.value.info().tool == "chained.length"
+        assert logs == []
+        assert (await sup.list_jobs()).jobs == []
+        assert await sup.run("chained.length", {"next": {}}) == 1
 
 
 def _nested(depth: int) -> list[Any]:
