@@ -61,6 +61,13 @@ class Crash(Exception):
 UNDECODABLE = b"caf\xff".decode("utf-8", "surrogateescape")
 
 
+class Unreadable(Exception):
+    """An exception whose text cannot be read: its __str__ raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
 class CheckedIn(msgspec.Struct):
     """An input whose type's own check (plugin code) fails badly for some keys."""
 

@@ -11,7 +11,7 @@ import pytest
 from jobwarden import errors
 from jobwarden.actors.states import JobState
 from jobwarden.records import JobRecord
-from tests.fakes import UNDECODABLE
+from tests.fakes import UNDECODABLE, Unreadable
 
 # DESIGN.md, "Error envelope": request error type -> HTTP status (plus the last-resort internal).
 DOCUMENTED_STATUS: dict[str, int] = {
@@ -267,20 +267,13 @@ def test_printable_escapes_only_lone_surrogates(text: str, shown: str) -> None:
     assert msgspec.json.decode(msgspec.json.encode(errors.printable(text))) == shown
 
 
-class _Rude(Exception):
-    """An exception whose text cannot be read."""
-
-    def __str__(self) -> str:
-        raise RuntimeError("no text")
-
-
 @pytest.mark.parametrize(
     ("exc", "described"),
     [
         (ValueError("bad value"), "ValueError: bad value"),
         (KeyError("k"), "KeyError: 'k'"),
         (SystemExit(2), "SystemExit: 2"),
-        (_Rude(), "_Rude: <its message could not be read: RuntimeError>"),
+        (Unreadable(), "Unreadable: <its message could not be read: RuntimeError>"),
         (OSError(UNDECODABLE), "OSError: caf\\udcff"),
     ],
     ids=["plain", "key", "exit", "broken-str", "surrogate"],

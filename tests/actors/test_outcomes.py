@@ -31,6 +31,7 @@ from tests.fakes import (
     KeyIn,
     PausingStore,
     TextOut,
+    Unreadable,
     fake_plugin,
     scoped_plugin,
 )
@@ -285,13 +286,6 @@ async def test_a_tool_calling_sys_exit_fails_its_job_and_nothing_else(mode: str)
     assert (done.error.type, done.error.message) == (OutcomeType.PLUGIN_ERROR, "SystemExit: 2")
     assert done.error.details == {"exception": "builtins.SystemExit"}
     assert metrics.failures_by_type == {"plugin_error": 1}
-
-
-class Unreadable(Exception):
-    """An exception whose text cannot be read: its __str__ raises."""
-
-    def __str__(self) -> str:
-        raise RuntimeError("no text")
 
 
 @pytest.mark.parametrize("durable", [False, True])
