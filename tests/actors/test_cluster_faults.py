@@ -61,6 +61,9 @@ class FlakyShared:
             raise StoreError(f"the store failed {name} on purpose")
 
     async def enqueue(self, record: JobRecord, event: JobEvent, *, max_queued: int) -> JobRecord:
+        if self.failures.get("enqueue", 0) > 0:
+            self.failures["enqueue"] -= 1
+            raise TypeError("a bug in the shared store")
         return await self.real.enqueue(record, event, max_queued=max_queued)
 
     async def change(
@@ -288,3 +291,20 @@ async def test_a_node_that_reclaims_its_own_lease_keeps_holding_the_job(redis_pr
     assert [p["consumer"] for p in still] == [b"A"]
     assert done.state is JobState.SUCCEEDED
     assert queue_length(redis_prefix) == 0
+
+
+@pytest.mark.anyio
+async def test_a_shared_stores_own_type_error_is_not_blamed_on_the_input(
+    redis_prefix: str,
+) -> None:
+    """A TypeError from a cluster node's enqueue, for a job every JSON could hold, propagates
+    as it is rather than as InvalidInput, and the next submit runs."""
+    store, _ = flaky_store(cluster_url(redis_prefix), {"enqueue": 1})
+    async with Supervisor(plugins=[builtin], store=store) as sup:
+        with pytest.raises(TypeError, match="a bug in the shared store"):
+            await sup.submit("builtin.echo", {"text": "lost"})
+        kept = await sup.submit("builtin.echo", {"text": "kept"})
+        done = await sup.wait(kept.id, timeout=20)
+        listed = await sup.list_jobs()
+    assert done.state is JobState.SUCCEEDED
+    assert [job.id for job in listed.jobs] == [kept.id]
