@@ -53,9 +53,24 @@ class OutcomeType(StrEnum):
 
 
 PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
-"""What plugin code may raise that fails only what it was doing (a tool call, a hook, an import):
-any ``Exception``, and ``SystemExit``, which a plugin's ``sys.exit()`` or argparse's usage error
-raises and which must not stop the server. Cancellation and ``KeyboardInterrupt`` go on."""
+"""The usual exceptions of plugin code that fail only what it was doing (a tool call, a hook, an
+import): any ``Exception``, and ``SystemExit``, which a plugin's ``sys.exit()`` or argparse's
+usage error raises and which must not stop the server. ``plugin_failure`` says it of the rest."""
+
+
+def plugin_failure(exc: BaseException, cancelled: type[BaseException] | None = None) -> bool:
+    """Whether ``exc``, raised by plugin code, fails only what that code was doing.
+
+    True of everything but ``KeyboardInterrupt`` (a real Ctrl-C can surface inside plugin code
+    on trio) and, when given, the backend's ``cancelled`` exception: a plugin's own
+    ``BaseException`` subclass or ``GeneratorExit`` must not stop the server. A group is one
+    when everything in it is.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        return all(plugin_failure(inner, cancelled) for inner in exc.exceptions)
+    if isinstance(exc, KeyboardInterrupt):
+        return False
+    return cancelled is None or not isinstance(exc, cancelled)
 
 
 def printable(text: str) -> str:
@@ -87,12 +102,15 @@ def unencodable(exc: UnicodeEncodeError | RecursionError) -> str:
 def describe(exc: BaseException) -> str:
     """``"Type: message"`` for an exception plugin code raised, made ``printable``.
 
-    Never raises: an exception whose ``__str__`` itself raises is named with a note instead of
-    its message (a failure while describing a plugin's failure would crash the runner).
+    An exception whose ``__str__`` itself raises is named with a note instead of its message (a
+    failure while describing a plugin's failure would crash the runner); only a
+    ``KeyboardInterrupt`` goes on.
     """
     try:
         text = str(exc)
-    except PLUGIN_FAILURES as failure:
+    except BaseException as failure:
+        if not plugin_failure(failure):
+            raise
         text = f"<its message could not be read: {type(failure).__name__}>"
     return printable(f"{type(exc).__name__}: {text}")
 

@@ -13,7 +13,7 @@ from typing import Literal
 import anyio
 import structlog
 
-from jobwarden.errors import PLUGIN_FAILURES, describe
+from jobwarden.errors import describe, plugin_failure
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
 from jobwarden.plugins.tool import Plugin
 
@@ -52,7 +52,9 @@ async def _run_hook(
             f"plugin {which} hook: a dependency is missing", plugin=plugin.name, error=str(exc)
         )
         error = f"raised {describe(exc)}"
-    except PLUGIN_FAILURES as exc:
+    except BaseException as exc:
+        if not plugin_failure(exc, anyio.get_cancelled_exc_class()):
+            raise
         log.exception(f"plugin {which} hook raised", plugin=plugin.name)
         error = f"raised {describe(exc)}"
     finally:

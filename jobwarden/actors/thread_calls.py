@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from jobwarden.errors import describe
 from jobwarden.plugins.registry import PluginRegistry
 
 
@@ -26,6 +27,12 @@ class ThreadsExhausted(Exception):
             " new calls fail until some return"
         )
         self.count = count
+
+
+class ThreadInterrupt(Exception):
+    """A ``KeyboardInterrupt`` a tool raised in its worker thread: no signal reaches a thread, so
+    the tool raised it itself, and it fails only that call (in the event loop's thread it would
+    read as a Ctrl-C and stop the supervisor)."""
 
 
 class ThreadCalls:
@@ -72,6 +79,8 @@ class _Call:
             self.phase = "running"
         try:
             return func(*args)
+        except KeyboardInterrupt as exc:
+            raise ThreadInterrupt(describe(exc)) from exc
         finally:
             with self._lock:
                 self.phase = "done"

@@ -34,11 +34,11 @@ from jobwarden.actors.states import SUCCEEDED as STATE_SUCCEEDED
 from jobwarden.actors.states import JobState
 from jobwarden.actors.thread_calls import ThreadCalls, ThreadsExhausted
 from jobwarden.errors import (
-    PLUGIN_FAILURES,
     ErrorInfo,
     OutcomeType,
     StoreError,
     describe,
+    plugin_failure,
     printable,
 )
 from jobwarden.logs import bind_job, unbind_job
@@ -194,7 +194,9 @@ class ToolRunner:
                             raise
                         except ThreadsExhausted as exc:
                             outcome = self._exhausted(actor, exc)
-                        except PLUGIN_FAILURES as exc:
+                        except BaseException as exc:
+                            if not plugin_failure(exc, cancelled_exc):
+                                raise
                             if scope.cancel_called:
                                 outcome = _stopped(actor, ctx.timed_out, started)
                             else:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from jobwarden.errors import PLUGIN_FAILURES, RegistrationError, describe
+from jobwarden.errors import RegistrationError, describe, plugin_failure
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Plugin
 
@@ -44,7 +44,9 @@ def load_spec(spec: str) -> Plugin:
         raise PluginLoadError(f"{spec!r} is not of the form module:attr")
     try:
         module = importlib.import_module(module_name)
-    except PLUGIN_FAILURES as exc:  # whatever the module raised while importing
+    except BaseException as exc:  # whatever the module raised while importing
+        if not plugin_failure(exc):
+            raise
         raise PluginLoadError(f"importing {module_name} raised {describe(exc)}") from exc
     try:
         found = functools.reduce(getattr, attr.split("."), module)

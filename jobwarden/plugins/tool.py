@@ -14,10 +14,10 @@ import structlog
 
 from jobwarden.errors import (
     NESTED_TOO_DEEP,
-    PLUGIN_FAILURES,
     InvalidInput,
     RegistrationError,
     describe,
+    plugin_failure,
     unencodable,
 )
 from jobwarden.plugins.circuit import CircuitPolicy
@@ -78,7 +78,9 @@ class Tool:
             raise InvalidInput(
                 f"the job's input is {NESTED_TOO_DEEP}", plugin=self.plugin, tool=self.name
             ) from exc
-        except PLUGIN_FAILURES as exc:
+        except BaseException as exc:
+            if not plugin_failure(exc):
+                raise
             raise self._check_raised(exc) from exc
 
     def _check_raised(self, exc: BaseException) -> InvalidInput:
