@@ -73,12 +73,16 @@ class KeyRing:
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "keys") -> KeyRing:
-        """Parse ``[[keys]]`` tables (key or key_sha256, principal, scopes); ValueError if wrong."""
+        """Parse ``[[keys]]`` tables (key or key_sha256, principal, scopes); ValueError if wrong,
+        a key given twice (as key or key_sha256, for one principal or two) included."""
         try:
             parsed = msgspec.convert(tomllib.loads(text), _KeysFile)
         except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
             raise ValueError(f"{source}: {exc}") from exc
         entries: list[tuple[bytes, Principal]] = []
+        # Each key's digest -> where it was first given: one key for two entries would be
+        # authenticated as whichever came last, so a repeat is refused, never resolved.
+        seen: dict[bytes, str] = {}
         for n, entry in enumerate(parsed.keys, 1):
             where = f"{source}: key #{n} ({entry.principal!r})"
             unknown = set(entry.scopes) - SCOPES
@@ -88,9 +92,11 @@ class KeyRing:
                 )
             if not entry.principal:
                 raise ValueError(f"{where}: principal must not be empty")
-            entries.append(
-                (_digest(entry, where), Principal(entry.principal, frozenset(entry.scopes)))
-            )
+            digest = _digest(entry, where)
+            if digest in seen:
+                raise ValueError(f"{where}: the same key as {seen[digest]}; give each key once")
+            seen[digest] = f"key #{n} ({entry.principal!r})"
+            entries.append((digest, Principal(entry.principal, frozenset(entry.scopes))))
         return cls(entries)
 
 

@@ -60,6 +60,57 @@ def test_a_mistake_in_the_keys_file_is_refused_with_its_place(text: str, message
     assert message in str(caught.value)
 
 
+BOB_TABLE = '[[keys]]\n{given}\nprincipal = "bob"\nscopes = ["admin"]\n'
+ALICE_DIGEST = hashlib.sha256(b"alice-key-1").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (ALICE, BOB_TABLE.format(given='key = "alice-key-1"')),
+        (
+            ALICE.replace('key = "alice-key-1"', f'key_sha256 = "{ALICE_DIGEST}"'),
+            BOB_TABLE.format(given=f'key_sha256 = "{ALICE_DIGEST.upper()}"'),
+        ),
+        (ALICE, BOB_TABLE.format(given=f'key_sha256 = "{ALICE_DIGEST}"')),
+        (
+            ALICE.replace('key = "alice-key-1"', f'key_sha256 = "{ALICE_DIGEST}"'),
+            BOB_TABLE.format(given='key = "alice-key-1"'),
+        ),
+    ],
+    ids=["key twice", "digest twice", "key then its digest", "digest then its key"],
+)
+def test_a_key_given_twice_is_refused_naming_both_entries_not_the_key(
+    first: str, second: str
+) -> None:
+    """One key in two entries (as key or key_sha256, in any case or order) is refused naming
+    both entries and principals, without the key or its digest; the last no longer wins."""
+    with pytest.raises(ValueError, match=r"^keys\.toml: key #2 ") as caught:
+        KeyRing.from_toml(first + second, source="keys.toml")
+    message = str(caught.value)
+    assert message == (
+        "keys.toml: key #2 ('bob'): the same key as key #1 ('alice'); give each key once"
+    )
+    assert "alice-key-1" not in message
+    assert ALICE_DIGEST not in message.lower()
+
+
+def test_a_key_repeated_in_jobwarden_keys_is_refused_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JOBWARDEN_KEYS holding one key twice stops the start naming itself and the entries."""
+    monkeypatch.setenv("JOBWARDEN_KEYS", ALICE + BOB_TABLE.format(given='key = "alice-key-1"'))
+    with pytest.raises(ConfigError, match=r"^JOBWARDEN_KEYS: key #2 \('bob'\): the same key as"):
+        load_keys(ServeOptions())
+
+
+def test_one_principal_may_hold_several_keys() -> None:
+    """Two different keys for the same principal (a key being rotated) are both accepted."""
+    ring = KeyRing.from_toml(ALICE + ALICE.replace('"alice-key-1"', '"alice-key-2"'))
+    first, second = ring.authenticate("alice-key-1"), ring.authenticate("alice-key-2")
+    assert first is not None
+    assert first == second
+    assert first.name == "alice"
+
+
 def test_a_key_given_by_its_sha256_authenticates_that_key_only() -> None:
     """key_sha256 (its hex in upper case here) stands for the key whose digest it is, no other."""
     digest = hashlib.sha256(b"bob-secret-key").hexdigest().upper()
