@@ -74,13 +74,34 @@ def load_keys(options: ServeOptions) -> KeyRing:
     """Keys from the keys file, else from JOBWARDEN_KEYS (TOML text), else none (open mode)."""
     if options.keys_file:
         path = Path(options.keys_file)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read keys file {path}: {exc.strerror}") from exc
-        return _parse_keys(text, str(path))
+        return _parse_keys(_read_toml(path, "keys file"), str(path))
     inline = os.environ.get("JOBWARDEN_KEYS")
-    return _parse_keys(inline, "JOBWARDEN_KEYS") if inline else KeyRing()
+    if not inline:
+        return KeyRing()
+    try:
+        inline.encode()
+    except UnicodeEncodeError as exc:
+        # os.environ holds bytes that are not UTF-8 as lone surrogates (PEP 383).
+        line = inline.count("\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"JOBWARDEN_KEYS is not valid TOML: invalid UTF-8 at line {line}"
+        ) from exc
+    return _parse_keys(inline, "JOBWARDEN_KEYS")
+
+
+def _read_toml(path: Path, what: str) -> str:
+    """The text of the TOML file ``path`` (``what`` names it in errors): UTF-8, as TOML is."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{what} {path} is not valid TOML: invalid UTF-8 at line {line} (byte {exc.start})"
+        ) from exc
 
 
 def _parse_keys(text: str, source: str) -> KeyRing:
@@ -94,10 +115,9 @@ def config_plugins(path: str | None) -> list[str]:
     """The ``plugins = ["module:attr", ...]`` of a TOML config file (none without a file)."""
     if path is None:
         return []
+    text = _read_toml(Path(path), "config file")
     try:
-        config = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     unknown = sorted(set(config) - {"plugins"})

@@ -76,6 +76,22 @@ def test_a_bad_config_file_stops_tools_with_exit_2(
     assert "cannot read config file" in capsys.readouterr().err
 
 
+def test_a_config_file_that_is_not_utf8_stops_tools_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config file holding bytes that are not UTF-8 is refused as TOML with one line naming
+    the file and the line (exit 2), instead of a UnicodeDecodeError traceback."""
+    config = tmp_path / "c.toml"
+    data = b'# plugins\nplugins = ["caf\xe9:p"]\n'
+    config.write_bytes(data)
+    byte = data.index(b"\xe9")
+    assert main(["tools", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        f"jobwarden tools: config file {config} is not valid TOML:"
+        f" invalid UTF-8 at line 2 (byte {byte})\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -146,6 +146,29 @@ def test_keys_from_the_environment_are_checked_the_same_way(
     assert not load_keys(ServeOptions()).open
 
 
+def test_a_keys_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """A keys file holding bytes that are not UTF-8 is refused as TOML, naming the file and the
+    line, instead of a UnicodeDecodeError."""
+    keys = tmp_path / "keys.toml"
+    data = ALICE.encode() + b"# caf\xe9\n"
+    keys.write_bytes(data)
+    byte = data.index(b"\xe9")
+    expected = f"keys file {keys} is not valid TOML: invalid UTF-8 at line 5 (byte {byte})"
+    with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
+        load_keys(ServeOptions(keys_file=str(keys)))
+
+
+def test_jobwarden_keys_that_is_not_utf8_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JOBWARDEN_KEYS holding bytes that are not UTF-8 (surrogate-escaped by os.environ) is
+    refused as TOML, naming the variable and the line, without printing the key."""
+    monkeypatch.setenv("JOBWARDEN_KEYS", ALICE.replace("alice-key-1", "alice-key-\udce9"))
+    with pytest.raises(ConfigError) as caught:
+        load_keys(ServeOptions())
+    assert str(caught.value) == "JOBWARDEN_KEYS is not valid TOML: invalid UTF-8 at line 2"
+
+
 async def test_serve_with_a_bad_keys_file_exits_2_with_one_line(tmp_path: Path) -> None:
     """`jobwarden serve --keys-file` naming a file with a mistake exits 2 before serving,
     saying what is wrong and where, without a traceback."""
@@ -156,6 +179,20 @@ async def test_serve_with_a_bad_keys_file_exits_2_with_one_line(tmp_path: Path) 
     assert f"jobwarden serve: {keys}: key #1 ('alice'): unknown scopes ['jobs:reed']" in stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "jobwarden.db").exists()
+
+
+async def test_serve_with_a_keys_file_that_is_not_utf8_exits_2_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """`jobwarden serve --keys-file` naming a file that is not UTF-8 exits 2 with one line
+    naming it, without a traceback."""
+    keys = tmp_path / "keys.toml"
+    keys.write_bytes(b"\xff\xfe" + ALICE.encode("utf-16-le"))
+    code, stderr = await serve_until_exit("--port", "0", "--keys-file", str(keys), cwd=tmp_path)
+    assert code == 2, stderr
+    assert stderr == (
+        f"jobwarden serve: keys file {keys} is not valid TOML: invalid UTF-8 at line 1 (byte 0)\n"
+    )
 
 
 @pytest.mark.parametrize(
