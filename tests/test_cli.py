@@ -6,6 +6,7 @@ import inspect
 import subprocess
 import sys
 
+import click
 import pytest
 
 from jobwarden import Supervisor
@@ -73,6 +74,46 @@ def test_serve_refuses_a_max_wait_that_is_not_seconds(
         main(["serve", "--max-wait-s", value])
     assert caught.value.code == 2
     assert "--max-wait-s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "variable", "value", "message"),
+    [
+        ("--port", "JOBWARDEN_PORT", "70000", "70000 is not in the range 0<=x<=65535"),
+        ("--port", "JOBWARDEN_PORT", "-1", "-1 is not in the range 0<=x<=65535"),
+        ("--max-body-bytes", "JOBWARDEN_MAX_BODY_BYTES", "-1", "-1 is not in the range x>=1024"),
+        ("--max-body-bytes", "JOBWARDEN_MAX_BODY_BYTES", "0", "0 is not in the range x>=1024"),
+        ("--max-body-bytes", "JOBWARDEN_MAX_BODY_BYTES", "1023", "not in the range x>=1024"),
+    ],
+)
+def test_serve_refuses_a_port_or_body_limit_out_of_range_before_starting(
+    flag: str, variable: str, value: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A port outside 0..65535 (an OverflowError from bind once serving) or a body limit under
+    1 KiB (a server refusing every submission; 0 meant no limit) is a usage error naming the flag,
+    from the flag or its variable."""
+    for argv in ([flag, value], []):
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(click.BadParameter) as caught:
+            serve_command.make_context("serve", argv)
+        assert flag in caught.value.format_message()
+        assert message in caught.value.format_message()
+
+
+@pytest.mark.parametrize(
+    ("flag", "name", "value"),
+    [
+        ("--port", "port", 0),
+        ("--port", "port", 65535),
+        ("--max-body-bytes", "max_body_bytes", 1024),
+    ],
+)
+def test_serve_accepts_the_edges_of_the_port_and_body_limit_ranges(
+    flag: str, name: str, value: int
+) -> None:
+    """Port 0 (any free port) and 65535, and a body limit of exactly 1 KiB, are accepted."""
+    with serve_command.make_context("serve", [flag, str(value)]) as ctx:
+        assert ctx.params[name] == value
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,9 @@ from jobwarden.transport import ServerSettings
 from jobwarden.transport.wire import MAX_TIMEOUT_S
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The smallest --max-body-bytes: below it even an ordinary submission's body is refused (and
+# aiohttp reads 0 as no limit at all), so the server would start only to refuse every submit.
+MIN_BODY_BYTES = 1024
 
 
 class CommaSeparated(click.ParamType[str]):
@@ -95,7 +98,13 @@ def _load_options(
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", envvar="JOBWARDEN_HOST", show_default=True)
-@click.option("--port", type=int, default=8080, envvar="JOBWARDEN_PORT", show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    envvar="JOBWARDEN_PORT",
+    show_default=True,
+)
 @click.option(
     "--store",
     default=DEFAULT_STORE,
@@ -120,7 +129,15 @@ def _load_options(
     show_default=True,
     help="warning silences the per-request access log",
 )
-@click.option("--max-body-bytes", type=int, default=1 << 20, envvar="JOBWARDEN_MAX_BODY_BYTES")
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=MIN_BODY_BYTES),
+    default=1 << 20,
+    envvar="JOBWARDEN_MAX_BODY_BYTES",
+    show_default=True,
+    help=f"the largest request body accepted (at least {MIN_BODY_BYTES}); a larger one is"
+    " refused with 413 payload_too_large",
+)
 @click.option(
     "--max-wait-s",
     type=click.FloatRange(min=0, max=MAX_TIMEOUT_S),
