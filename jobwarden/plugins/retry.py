@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import msgspec
@@ -9,6 +10,7 @@ import msgspec
 from jobwarden.errors import OutcomeType
 
 DEFAULT_RETRY_ON = frozenset({OutcomeType.PLUGIN_ERROR, OutcomeType.TIMEOUT, OutcomeType.CRASHED})
+MAX_BACKOFF_S = 365 * 86_400.0  # a year: a retry time must stay a date the records can hold
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
@@ -30,6 +32,10 @@ class RetryPolicy(msgspec.Struct, frozen=True):
             raise ValueError("max_attempts must be >= 1")
         if not (self.backoff_s >= 0 and self.max_backoff_s >= 0 and self.multiplier >= 1):
             raise ValueError("backoff_s and max_backoff_s must be >= 0, multiplier >= 1")
+        if not all(map(math.isfinite, (self.backoff_s, self.multiplier))):
+            raise ValueError("backoff_s and multiplier must be finite")
+        if self.max_backoff_s > MAX_BACKOFF_S:
+            raise ValueError(f"max_backoff_s must be at most {MAX_BACKOFF_S:g} (a year)")
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter must be between 0 and 1")
         unknown = set(self.retry_on) - {t.value for t in OutcomeType}
@@ -46,5 +52,9 @@ class RetryPolicy(msgspec.Struct, frozen=True):
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait after attempt ``attempt`` (1-based) failed."""
-        base = min(self.max_backoff_s, self.backoff_s * self.multiplier ** (attempt - 1))
+        try:
+            grown = self.backoff_s * self.multiplier ** (attempt - 1)
+        except OverflowError:  # a float power past 1e308, after a thousand attempts or so
+            grown = math.inf
+        base = min(self.max_backoff_s, grown)
         return max(0.0, base * (1 + self.jitter * (2 * rng.random() - 1)))
