@@ -132,6 +132,8 @@ class Supervisor:
             )
         if max_queued < 1:
             raise ValueError("max_queued must be >= 1")
+        if not shutdown_grace_s >= 0:  # NaN too: a NaN deadline breaks the stop, late
+            raise ValueError(f"shutdown_grace_s must be a number >= 0, not {shutdown_grace_s!r}")
         self.registry = registry if registry is not None else PluginRegistry()
         for plugin in plugins:
             self.registry.add(plugin)

@@ -185,6 +185,14 @@ def test_invalid_settings_are_refused(setting: str, message: str) -> None:
         Supervisor(**settings)
 
 
+@pytest.mark.parametrize("grace", [float("nan"), -1.0])
+def test_a_shutdown_grace_that_is_no_duration_is_refused(grace: float) -> None:
+    """A NaN or negative shutdown_grace_s is refused at construction, not when the supervisor
+    stops (a NaN deadline there raised on asyncio and broke trio's cancel scopes)."""
+    with pytest.raises(ValueError, match="shutdown_grace_s must be a number >= 0"):
+        Supervisor(shutdown_grace_s=grace)
+
+
 async def test_many_jobs_all_succeed_and_metrics_agree() -> None:
     """A burst of jobs all succeed, counted exactly once each, with nothing left in flight."""
     async with Supervisor(plugins=[builtin], concurrency=4) as sup:
