@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+import yarl
 
 from jobwarden.cli.outcomes import CommandError, ExitCode, Unreachable, server_refused
 
@@ -20,6 +21,23 @@ REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
 # The session's own timeout bounds only connecting: an event stream stays open for hours.
 SESSION_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10)
 WS_HEARTBEAT_S = 20.0
+
+
+def server_url(text: str) -> yarl.URL:
+    """``text`` as the URL of a server, parsed as aiohttp will; ValueError saying why it cannot
+    be one (not http or https, no host, a port outside 0..65535, a malformed address or name)."""
+    try:
+        url = yarl.URL(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a valid URL: {exc}") from exc
+    host = url.raw_host
+    if url.scheme not in {"http", "https"} or not host:
+        raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    try:
+        host.encode("idna")  # as the resolver will: an empty or overlong label fails there
+    except UnicodeError as exc:
+        raise ValueError(f"{text!r} is not a valid URL: {host!r} is not a host name") from exc
+    return url
 
 
 class ApiClient:
@@ -51,7 +69,12 @@ class ApiClient:
         return self._session
 
     def url(self, path: str) -> str:
-        """The absolute URL of ``path`` on this server."""
+        """The absolute URL of ``path`` on this server; a base URL that cannot be one is a usage
+        error."""
+        try:
+            server_url(self.base_url)
+        except ValueError as exc:
+            raise CommandError(ExitCode.USAGE, str(exc)) from exc
         return self.base_url + path
 
     def unreachable(self, exc: BaseException) -> Unreachable:

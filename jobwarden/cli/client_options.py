@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import urllib.parse
+import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 import click
 
+from jobwarden.cli.client import server_url
 from jobwarden.cli.outcomes import CommandError, ExitCode
 from jobwarden.cli.render import message_console
 
@@ -16,10 +17,68 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
+def _as_typed(text: str) -> str:
+    """``text`` as it was typed, bytes that are not UTF-8 shown as ``\\xNN``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return raw.decode("utf-8", "backslashreplace")
+
+
+class Utf8Text(click.ParamType[str]):
+    """Text that is valid UTF-8: what goes into JSON and URLs must be.
+
+    Arguments that are not (on POSIX, bytes that are not UTF-8 reach Python as lone surrogates,
+    PEP 383) are refused naming the parameter, instead of failing while the request is encoded.
+    """
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """``value`` if it is valid UTF-8."""
+        text = str(value)
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            self.fail(f"'{_as_typed(text)}' is not valid UTF-8", param, ctx)
+        return text
+
+
+class ApiKeyText(click.ParamType[str]):
+    """An API key: UTF-8 text without control characters, which an HTTP header cannot carry.
+
+    Its errors never show the key.
+    """
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """``value`` if it can be sent as a Bearer token."""
+        key = str(value)
+        try:
+            key.encode()
+        except UnicodeEncodeError:
+            self.fail("the key is not valid UTF-8", param, ctx)
+        for n, char in enumerate(key, 1):
+            if unicodedata.category(char) == "Cc":
+                self.fail(
+                    f"the key holds a control character (U+{ord(char):04X} at character {n});"
+                    " an HTTP header cannot carry it",
+                    param,
+                    ctx,
+                )
+        return key
+
+
+UTF8_TEXT = Utf8Text()
+
+
 def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL")
+    try:
+        server_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
     return value
 
 
@@ -32,11 +91,13 @@ def client_options(command: F) -> F:
             envvar="JOBWARDEN_URL",
             show_default=True,
             show_envvar=True,
+            type=UTF8_TEXT,
             callback=_check_url,
             help="the jobwarden server",
         ),
         click.option(
             "--api-key",
+            type=ApiKeyText(),
             envvar="JOBWARDEN_API_KEY",
             show_envvar=True,
             help="sent as Authorization: Bearer <key>",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from jobwarden.cli.client import ApiClient
-from jobwarden.cli.outcomes import ExitCode
+from jobwarden.cli.outcomes import CommandError, ExitCode
 
 
 def test_a_server_that_never_answers_is_unreachable() -> None:
@@ -11,3 +13,14 @@ def test_a_server_that_never_answers_is_unreachable() -> None:
     error = ApiClient("http://10.1.2.3:8080/", None).unreachable(TimeoutError())
     assert error.code == ExitCode.FAILED
     assert error.message == "cannot connect to http://10.1.2.3:8080: no answer in time"
+
+
+def test_a_base_url_that_cannot_be_one_is_a_usage_error() -> None:
+    """An ApiClient given a URL aiohttp cannot use (port 99999) fails its first request with a
+    usage error naming the URL, not an InvalidUrlClientError."""
+    with pytest.raises(CommandError) as caught:
+        ApiClient("http://127.0.0.1:99999", None).url("/v1/jobs")
+    assert caught.value.code == ExitCode.USAGE
+    assert caught.value.message == (
+        "'http://127.0.0.1:99999' is not a valid URL: Port out of range 0-65535"
+    )

@@ -56,6 +56,47 @@ async def test_the_url_flag_wins_over_the_environment(server: str) -> None:
     assert "is not an http:// or https:// URL" in bad.err
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "http://127.0.0.1:99999",
+            "'http://127.0.0.1:99999' is not a valid URL: Port out of range",
+        ),
+        ("http://127.0.0.1:-1", "'http://127.0.0.1:-1' is not a valid URL: Port out of range"),
+        ("http://[::1", "'http://[::1' is not a valid URL: Invalid IPv6 URL"),
+        ("http://:8080", "'http://:8080' is not a valid URL: Invalid URL: host is required"),
+        ("http://jobs..example", "is not a valid URL: 'jobs..example' is not a host name"),
+    ],
+)
+async def test_a_url_that_cannot_be_one_is_a_usage_error(url: str, message: str) -> None:
+    """A port outside 0..65535, a malformed address or no or an empty host name, from --url or
+    JOBWARDEN_URL, exits 2 naming the URL and what is wrong, without a traceback."""
+    by_flag = await jobwarden(f"http://127.0.0.1:{free_port()}", "jobs", "--url", url)
+    by_env = await jobwarden(url, "cancel", "0123")
+    for done in (by_flag, by_env):
+        assert done.code == 2, done.err
+        assert "Invalid value for '--url'" in done.err
+        assert message in done.err
+        assert "Traceback" not in done.err
+
+
+@pytest.mark.parametrize("key", ["alice-key\n0001", "alice-key-0001\r", "alice\x1bkey-0001"])
+async def test_a_key_a_header_cannot_carry_is_a_usage_error(key: str) -> None:
+    """An API key holding a control character (a newline, a stray carriage return) from
+    --api-key or JOBWARDEN_API_KEY exits 2 saying so, without a traceback or the key."""
+    url = f"http://127.0.0.1:{free_port()}"
+    by_flag = await jobwarden(url, "jobs", "--api-key", key)
+    by_env = await jobwarden(url, "watch", env={"JOBWARDEN_API_KEY": key})
+    for done in (by_flag, by_env):
+        assert done.code == 2, done.err
+        assert "Invalid value for '--api-key'" in done.err
+        assert "the key holds a control character (U+00" in done.err
+        assert "an HTTP header cannot carry it" in done.err
+        assert "Traceback" not in done.err
+        assert "0001" not in done.err
+
+
 async def test_a_missing_key_says_how_to_give_one(keyed_server: str) -> None:
     """Without a key the server's 401 becomes exit 1 and a line pointing at --api-key."""
     done = await jobwarden(keyed_server, "submit", "clitest.echo", "--input", '{"text": "x"}')
