@@ -39,6 +39,7 @@ class EventBus:
         self._deliver_next = 1
         self._held: dict[int, JobEvent | None] = {}
         self._subscribers: tuple[Subscription, ...] = ()
+        self._closed = False
 
     async def start(self) -> None:
         """Continue numbering after the newest event the store holds."""
@@ -154,7 +155,10 @@ class EventBus:
             ends_after_replay=ends_after_replay,
             on_drop=self._detach,
         )
-        self._subscribers = (*self._subscribers, sub)
+        if self._closed:
+            sub.close()  # nothing more will come: it replays what is stored, then ends
+        else:
+            self._subscribers = (*self._subscribers, sub)
         try:
             yield sub
         finally:
@@ -166,6 +170,7 @@ class EventBus:
 
     def close(self) -> None:
         """End every subscription (after each drains what it holds)."""
+        self._closed = True
         subscribers, self._subscribers = self._subscribers, ()
         for sub in subscribers:
             sub.close()

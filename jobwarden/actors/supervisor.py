@@ -292,6 +292,10 @@ class Supervisor:
             await self._cluster.hand_back()
         await self.processes.close()
         self._deadlines.close()
+        for actor in self._actors.values():
+            if not actor.record.state.terminal:
+                # Left queued in a durable store for the next start: its waiters stop waiting.
+                actor.done_event().set()
         self.bus.close()
         for plugin in self.registry.plugins():
             await stop_plugin(self.registry, plugin)
@@ -513,7 +517,7 @@ class Supervisor:
         if actor.record.state.terminal:
             return actor.record
         if timeout is None:
-            return await actor.wait_done()
+            return await self._wait_done(actor)
         if timeout > 0:
             # A short job often ends as soon as its runner gets the loop (the runner was woken
             # first, when the job was admitted): one yield then spares the alarm and the wake-up.
@@ -528,9 +532,7 @@ class Supervisor:
             if now >= deadline:
                 raise TimeoutError
             if self._deadlines.closed:
-                # Stopped, with the job left queued in a durable store: no watchdog rings now.
-                with anyio.fail_after(deadline - now):
-                    return await actor.wait_done()
+                raise _left_behind(actor)
             done = actor.done_event()
             alarm = self._deadlines.alarm(deadline, done)
             try:
@@ -540,6 +542,13 @@ class Supervisor:
             if actor.record.state.terminal:
                 return actor.record
             now = current_time()
+
+    async def _wait_done(self, actor: JobActor) -> JobRecord:
+        while not actor.record.state.terminal:
+            if self._deadlines.closed:
+                raise _left_behind(actor)
+            await actor.done_event().wait()
+        return actor.record
 
     async def run(self, tool: str, input: Any, *, timeout: float | None = None, **kw: Any) -> Any:
         """Submit, wait, and return the result; raises ``JobFailed`` unless the job succeeded."""
@@ -596,13 +605,16 @@ class Supervisor:
         that owner's jobs are visible; with ``state``, only events entering that state.
         ``buffer`` overrides the supervisor's subscriber_buffer.
 
-        ``InvalidRequest`` for a ``since`` that is not an offset (an int >= 0) or a ``buffer``
-        that is not an int >= 1.
+        ``InvalidRequest`` for a ``since`` that is not an offset (an int >= 0), a ``buffer`` that
+        is not an int >= 1, or a ``state`` that is none. Once the supervisor has stopped, a
+        subscription replays what the store holds, then ends.
         """
         if since is not None and not _is_count(since, 0):
             raise InvalidRequest(f"since must be an event offset (an int >= 0), not {since!r}")
         if buffer is not None and not _is_count(buffer, 1):
             raise InvalidRequest(f"buffer must be an int >= 1, not {buffer!r}")
+        if state is not None and (not isinstance(state, str) or state not in _STATES):
+            raise InvalidRequest(f"state must be a JobState, not {state!r}")
         ends = False
         if job_id is not None:
             record = await self.get(job_id, owner=owner)
@@ -804,6 +816,19 @@ class _Stored:
 
     def __call__(self, error: StoreError | None) -> None:
         self.done = error is None
+
+
+_STATES = frozenset(JobState)
+
+
+def _left_behind(actor: JobActor) -> JobNotFinished:
+    """Why a wait for a job the stopped supervisor left unfinished (queued in a durable store,
+    for the next start to recover) cannot end here."""
+    return JobNotFinished(
+        f"job {actor.id} is left {actor.record.state} for the next start: the supervisor has"
+        " stopped",
+        job_id=actor.id,
+    )
 
 
 def _is_count(value: object, least: int) -> bool:

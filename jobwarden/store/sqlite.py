@@ -326,13 +326,20 @@ class SqliteStore:
             self.timings.observe(operation, time.perf_counter() - began)
 
     def _run_read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._idle_readers.pop()
+        # The limiter admits no more reads than there are connections: none idle means closed.
+        readers = self._idle_readers
+        if not readers:
+            raise StoreError(f"the job store {self.path} is closed")
+        db = readers.pop()
         try:
             return query(db)
         except sqlite3.Error as exc:
             raise StoreError(f"the job store {self.path} could not be read: {exc}") from exc
         finally:
-            self._idle_readers.append(db)
+            if readers is self._idle_readers:
+                readers.append(db)
+            else:  # closed meanwhile: its connections went with it
+                db.close()
 
 
 def _earlier_job(put: Put, where: str) -> JobRecord | None:

@@ -676,42 +676,6 @@ async def test_wait_with_no_time_left_times_out_at_once() -> None:
         assert (await sup.wait(rec.id, timeout=float("inf"))).state is JobState.SUCCEEDED
 
 
-class _DurableMemoryStore(MemoryStore):
-    """A memory store that claims durability, so queued jobs outlive the supervisor's stop."""
-
-    durable = True
-
-
-async def test_a_timed_wait_still_times_out_after_the_supervisor_stopped() -> None:
-    """A job left queued by a stop is still waited for only until the wait's timeout."""
-    gates = Gates()
-    outcome: list[BaseException] = []
-
-    async def wait_for(sup: Supervisor, job_id: str) -> None:
-        try:
-            await sup.wait(job_id, timeout=0.2)
-        except TimeoutError as exc:
-            outcome.append(exc)
-
-    with anyio.fail_after(30):  # a wait nothing would ever end fails here instead of hanging
-        async with (
-            anyio.create_task_group() as tg,
-            Supervisor(
-                plugins=[fake_plugin(gates)],
-                store=_DurableMemoryStore(),
-                concurrency=1,
-                shutdown_grace_s=0,
-            ) as sup,
-        ):
-            await sup.submit("fake.gate", {"key": "busy"})
-            await gates.wait_entered("busy")
-            queued = await sup.submit("fake.gate", {"key": "left"})
-            tg.start_soon(wait_for, sup, queued.id)
-            await anyio.wait_all_tasks_blocked()
-        assert (await sup.get(queued.id)).state is JobState.QUEUED
-    assert len(outcome) == 1
-
-
 async def test_idempotency_key_returns_the_same_job() -> None:
     """The same owner and idempotency key give back the first job instead of a new one."""
     async with Supervisor(plugins=[builtin]) as sup:
