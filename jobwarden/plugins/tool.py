@@ -29,7 +29,7 @@ MODES: tuple[str, ...] = typing.get_args(Mode)
 F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[[], Awaitable[None]]
 H = TypeVar("H", bound=Hook)
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _encode = msgspec.json.Encoder().encode
 log = structlog.get_logger("jobwarden.plugins")
 
@@ -126,7 +126,7 @@ class Plugin:
     """
 
     def __init__(self, name: str, *, version: str = "0.0.0", description: str = "") -> None:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise RegistrationError(f"invalid plugin name {name!r}: letters, digits, _ and -")
         self.name = name
         self.version = version
@@ -233,7 +233,7 @@ class Plugin:
         circuit: CircuitPolicy | None,
     ) -> None:
         where = f"tool {self.name}.{name}"
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise RegistrationError(f"invalid {where}: letters, digits, _ and - only")
         full = f"{self.name}.{name}"
         if full in {t.name for t in self.tools.values()}:

@@ -260,7 +260,9 @@ def test_keyword_only_context_parameter_raises() -> None:
         Plugin("demo").tool(name="t")(_keyword_only_ctx)
 
 
-@pytest.mark.parametrize("name", ["1abc", "has.dot", "has space", "ünïcode", "-lead", "a/b"])
+@pytest.mark.parametrize(
+    "name", ["1abc", "has.dot", "has space", "ünïcode", "-lead", "a/b", "echo\n", "echo\r\n"]
+)
 def test_bad_tool_names_raise(name: str) -> None:
     """Tool names must start with a letter and hold only letters, digits, _ and -."""
 
@@ -271,7 +273,7 @@ def test_bad_tool_names_raise(name: str) -> None:
         Plugin("demo").tool(name=name)(tool)
 
 
-@pytest.mark.parametrize("name", ["", "9lives", "a.b", "with space", "x!"])
+@pytest.mark.parametrize("name", ["", "9lives", "a.b", "with space", "x!", "demo\n"])
 def test_bad_plugin_names_raise(name: str) -> None:
     """Plugin names follow the same rule as tool names."""
     with pytest.raises(errors.RegistrationError, match="invalid plugin name"):
