@@ -7,6 +7,7 @@ Every failure leaves here as a ``CommandError`` carrying its exit code: an error
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -40,6 +41,13 @@ def server_url(text: str) -> yarl.URL:
     return url
 
 
+def path_segment(text: str) -> str:
+    """``text`` as one segment of a URL's path: percent-encoded, dots of a ``.`` or ``..``
+    segment included, so that no job id or tool name can reach another route than its own."""
+    quoted = urllib.parse.quote(text, safe="")
+    return "%2E" * len(quoted) if quoted in {".", ".."} else quoted
+
+
 class ApiClient:
     """Requests to the jobwarden server at ``base_url``, with ``api_key`` sent as a Bearer token."""
 
@@ -68,14 +76,14 @@ class ApiClient:
         assert self._session is not None, "use ApiClient inside async with"
         return self._session
 
-    def url(self, path: str) -> str:
-        """The absolute URL of ``path`` on this server; a base URL that cannot be one is a usage
-        error."""
+    def url(self, path: str) -> yarl.URL:
+        """The absolute URL of ``path`` (already percent-encoded: see ``path_segment``) on this
+        server; a base URL that cannot be one is a usage error."""
         try:
-            server_url(self.base_url)
+            base = server_url(self.base_url)
         except ValueError as exc:
             raise CommandError(ExitCode.USAGE, str(exc)) from exc
-        return self.base_url + path
+        return yarl.URL(str(base) + path, encoded=True)
 
     def unreachable(self, exc: BaseException) -> Unreachable:
         """The error for a server that cannot be reached (or stopped answering)."""

@@ -9,7 +9,7 @@ import click
 import msgspec
 
 from jobwarden.actors.states import JobState
-from jobwarden.cli.client import ApiClient
+from jobwarden.cli.client import ApiClient, path_segment
 from jobwarden.cli.client_options import UTF8_TEXT, client_options, run_client
 from jobwarden.cli.event_stream import StreamSpec, follow
 from jobwarden.cli.outcomes import EXIT_CODES_HELP, CommandError, ExitCode, exit_code_for_state
@@ -111,7 +111,7 @@ def submit_command(
 
 async def _follow_job(api: ApiClient, job_id: str, tool: str, as_json: bool) -> ExitCode:
     """Show the job's events until its terminal one, then print and return its outcome."""
-    spec = StreamSpec(path=f"/v1/jobs/{job_id}/events", filters={})
+    spec = StreamSpec(path=f"/v1/jobs/{path_segment(job_id)}/events", filters={})
     started: JobEvent | None = None
     with JobProgress(message_console(), job_id, tool) as view:
         async with aclosing(follow(api, spec)) as frames:
@@ -189,7 +189,7 @@ def cancel_command(job_id: str, url: str, api_key: str | None, as_json: bool) ->
 
     async def action() -> ExitCode:
         async with ApiClient(url, api_key) as api:
-            answer = await api.post(f"/v1/jobs/{job_id}/cancel")
+            answer = await api.post(f"/v1/jobs/{path_segment(job_id)}/cancel")
         if as_json:
             print_data(data_console(), answer, True)
         else:

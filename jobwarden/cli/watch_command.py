@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-import urllib.parse
 from contextlib import aclosing
 
 import click
 
 from jobwarden.actors.states import JobState
-from jobwarden.cli.client import ApiClient
+from jobwarden.cli.client import ApiClient, path_segment
 from jobwarden.cli.client_options import UTF8_TEXT, client_options, run_client
 from jobwarden.cli.event_stream import ALL_EVENTS, StreamSpec, follow
 from jobwarden.cli.outcomes import EXIT_CODES_HELP, ExitCode
@@ -55,7 +54,7 @@ def watch_command(
     }
     path = ALL_EVENTS
     if job_id is not None:
-        path = f"/v1/jobs/{urllib.parse.quote(job_id, safe='')}/events"
+        path = f"/v1/jobs/{path_segment(job_id)}/events"
     spec = StreamSpec(path=path, filters=filters, since=since)
     messages = message_console()
 
@@ -69,7 +68,7 @@ def watch_command(
             if job_id is not None:
                 await api.get(spec.path.removesuffix("/events"))
             if tool is not None:
-                await api.get(f"/v1/tools/{urllib.parse.quote(tool, safe='')}")
+                await api.get(f"/v1/tools/{path_segment(tool)}")
             with WatchView(data_console(), live=not as_json) as view:
                 async with aclosing(follow(api, spec, reconnecting)) as frames:
                     async for frame in frames:

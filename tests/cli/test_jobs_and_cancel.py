@@ -97,3 +97,12 @@ async def test_cancel_of_an_unknown_job_is_a_usage_error(server: str) -> None:
     done = await jobwarden(server, "cancel", "0123456789abcdef")
     assert done.code == 2
     assert done.err.strip() == "jobwarden: job_not_found: no job '0123456789abcdef'"
+
+
+async def test_cancel_of_an_id_with_reserved_characters_asks_for_that_id(server: str) -> None:
+    """An id holding ?, /, # or %, or a dot segment, is percent-encoded in the path: the server
+    answers job_not_found for that very id (a ? made it method_not_allowed, a / not_found)."""
+    for job_id in ["x?y", "x/y", "x#y", "%41", "..", "."]:
+        done = await jobwarden(server, "cancel", job_id)
+        assert done.code == 2, done.err
+        assert done.err == f"jobwarden: job_not_found: no job {job_id!r}\n"

@@ -132,3 +132,28 @@ async def test_a_job_cancelled_before_it_ran_has_no_duration() -> None:
     assert done.code == 3
     assert done.err.splitlines()[-1] == "job j1 cancelled: cancelled: cancelled"
     assert json.loads(done.out)["error"]["type"] == "cancelled"
+
+
+@pytest.mark.parametrize("job_id", ["a/b?c#d", "..", "%41"])
+async def test_submit_wait_follows_a_job_whose_id_needs_encoding(job_id: str) -> None:
+    """`submit --wait` reaches the event stream of a job whose id holds /, ?, #, % or is a dot
+    segment, by percent-encoding it in the path (it reached another route, or none)."""
+    frames = [event(1, job_id, "queued"), event(2, job_id, "succeeded", result="done")]
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        if request.match_info["id"] != job_id:
+            raise web.HTTPNotFound
+        handler = scripted(frames)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    accepted = {"job": {**JOB["job"], "id": job_id}}
+    routes = [
+        web.post("/v1/jobs", answer(accepted, 202)),
+        web.get("/v1/jobs/{id}/events", events),
+    ]
+    async with fake_server(routes) as url:
+        done = await jobwarden(url, "submit", "fake.tool", "--wait")
+    assert done.code == 0, done.err
+    assert done.err.splitlines()[-1].startswith(f"job {job_id} succeeded")
+    assert done.out.strip() == '"done"'

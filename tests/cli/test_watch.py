@@ -145,6 +145,8 @@ async def test_watch_state_filter(server: str) -> None:
     ("args", "message"),
     [
         (("--job", "0123456789abcdef"), "job_not_found: no job '0123456789abcdef'"),
+        (("--job", "a/b?c#d"), "job_not_found: no job 'a/b?c#d'"),
+        (("--job", ".."), "job_not_found: no job '..'"),
         (("--tool", "nope.tool"), "tool_not_found: no tool named 'nope.tool'"),
         (("--state", "asleep"), "'asleep' is not one of"),
         (("--since", "-1"), "-1 is not in the range"),
@@ -153,7 +155,8 @@ async def test_watch_state_filter(server: str) -> None:
 async def test_watch_of_something_unknown_is_a_usage_error(
     server: str, args: tuple[str, ...], message: str
 ) -> None:
-    """An unknown job or tool (asked of the server), state or offset exits 2."""
+    """An unknown job (its id percent-encoded, dot segments too) or tool (asked of the
+    server), state or offset exits 2."""
     done = await jobwarden(server, "watch", *args)
     assert done.code == 2
     assert message in done.err
