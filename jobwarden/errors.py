@@ -52,19 +52,14 @@ class OutcomeType(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
 
 
-PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
-"""The usual exceptions of plugin code that fail only what it was doing (a tool call, a hook, an
-import): any ``Exception``, and ``SystemExit``, which a plugin's ``sys.exit()`` or argparse's
-usage error raises and which must not stop the server. ``plugin_failure`` says it of the rest."""
-
-
 def plugin_failure(exc: BaseException, cancelled: type[BaseException] | None = None) -> bool:
     """Whether ``exc``, raised by plugin code, fails only what that code was doing.
 
     True of everything but ``KeyboardInterrupt`` (a real Ctrl-C can surface inside plugin code
-    on trio) and, when given, the backend's ``cancelled`` exception: a plugin's own
-    ``BaseException`` subclass or ``GeneratorExit`` must not stop the server. A group is one
-    when everything in it is.
+    on trio) and, when given, the backend's ``cancelled`` exception: any ``Exception``; the
+    ``SystemExit`` of a plugin's ``sys.exit()`` or argparse's usage error; a plugin's own
+    ``BaseException`` subclass; ``GeneratorExit``. None of them may stop the server. A group is
+    one when everything in it is.
     """
     if isinstance(exc, BaseExceptionGroup):
         return all(plugin_failure(inner, cancelled) for inner in exc.exceptions)

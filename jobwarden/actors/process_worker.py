@@ -27,7 +27,7 @@ import msgspec
 from structlog.contextvars import bound_contextvars
 
 from jobwarden.actors import process_logs
-from jobwarden.errors import PLUGIN_FAILURES, describe, printable, unencodable
+from jobwarden.errors import describe, plugin_failure, printable, unencodable
 from jobwarden.plugins.context import ToolContext
 
 READY = b"ready"
@@ -140,7 +140,9 @@ def handle(data: bytes, conn: Connection) -> bytes:
     except MemoryError as exc:
         said = printable(f"MemoryError: {exc}" if str(exc) else "MemoryError")
         reply: Replies = OutOfMemory(message=said)
-    except PLUGIN_FAILURES as exc:
+    except BaseException as exc:
+        if not plugin_failure(exc):
+            raise
         kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
         reply = Raised(exception=kind, message=describe(exc))
     else:

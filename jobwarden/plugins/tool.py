@@ -31,6 +31,10 @@ Hook = Callable[[], Awaitable[None]]
 H = TypeVar("H", bound=Hook)
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+NOT_A_JSON_NUMBER = (
+    "it holds NaN or infinity where a number must be (JSON has none: it reads as null)"
+)
 log = structlog.get_logger("jobwarden.plugins")
 
 
@@ -55,11 +59,14 @@ class Tool:
     queue_timeout_s: float | None = None
     circuit: CircuitPolicy | None = None
     output_is_struct: bool = field(init=False)
+    _read_output: Callable[[bytes], Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         out = self.output_type
         struct = isinstance(out, type) and issubclass(out, msgspec.Struct)
         object.__setattr__(self, "output_is_struct", struct)
+        # Reading the result as a client will is the check that it fits its type.
+        object.__setattr__(self, "_read_output", msgspec.json.Decoder(out).decode)
 
     def validate_input(self, data: Any) -> msgspec.Struct:
         """The input converted to the tool's input type, or ``InvalidInput``.
@@ -93,21 +100,27 @@ class Tool:
     def output_to_builtins(self, value: Any) -> Any:
         """The tool's return value as JSON-ready builtins, checked against its return type.
 
-        Raises ``msgspec.ValidationError`` (or ``TypeError``) when the value does not fit, and
-        ``ValueError`` when it fits but no JSON can hold it (a lone surrogate, a value nested
-        past the recursion limit or holding itself).
+        The builtins are what the value reads as once through JSON, as every store and route
+        gives it back: a tuple a list, a number key a string. Raises ``msgspec.ValidationError``
+        (or ``TypeError``) when the value does not fit, and ``ValueError`` when it fits but no
+        JSON can hold it (a lone surrogate, a value nested past the recursion limit or holding
+        itself, a NaN or infinity where its type wants a number).
         """
         if self.output_is_struct and type(value) is not self.output_type:
             raise msgspec.ValidationError(
                 f"Expected `{self.output_type.__name__}`, got `{type(value).__name__}`"
             )
         try:
-            builtins = msgspec.to_builtins(value)
-            msgspec.convert(builtins, self.output_type)
-            _encode(builtins)
+            encoded = _encode(value)
         except (UnicodeEncodeError, RecursionError) as exc:
             raise ValueError(unencodable(exc)) from exc
-        return builtins
+        try:
+            self._read_output(encoded)
+        except msgspec.ValidationError:
+            # Fitting before JSON, not after: JSON writes NaN and infinity as null.
+            msgspec.convert(msgspec.to_builtins(value), self.output_type)
+            raise ValueError(NOT_A_JSON_NUMBER) from None
+        return _decode(encoded)
 
     def input_schema(self) -> dict[str, Any]:
         """JSON Schema of the input type."""
