@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import math
+import numbers
 import socket
 import time
 from collections import deque
@@ -499,10 +500,15 @@ class Supervisor:
     ) -> JobRecord:
         """Wait until the job is terminal and return its record; ``TimeoutError`` on timeout.
 
-        ``InvalidRequest`` for a NaN timeout: as a deadline it would stop the supervisor's timers.
+        ``InvalidRequest`` for a timeout that is no number of seconds (NaN: as a deadline it would
+        stop the supervisor's timers).
         """
-        if timeout is not None and math.isnan(timeout):
-            raise InvalidRequest("timeout must be a number of seconds (or None), not NaN")
+        if timeout is not None and (
+            not isinstance(timeout, numbers.Real)
+            or isinstance(timeout, bool)
+            or math.isnan(timeout)
+        ):
+            raise InvalidRequest(f"timeout must be a number of seconds (or None), not {timeout!r}")
         if self._cluster is not None:
             with anyio.fail_after(timeout):
                 return await self._cluster.wait(job_id, owner)

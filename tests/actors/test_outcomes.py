@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -588,15 +589,23 @@ async def test_a_stores_own_type_error_is_not_blamed_on_the_input() -> None:
     assert [job.id for job in listed.jobs] == [kept.id]
 
 
-async def test_a_wait_with_a_nan_timeout_is_refused_and_the_supervisor_runs_on() -> None:
-    """wait(timeout=nan) on a running job raises InvalidRequest; no NaN deadline reaches the
-    supervisor's timers, which go on ringing for later waits and jobs."""
+async def test_a_wait_for_no_number_of_seconds_is_refused_and_the_supervisor_runs_on() -> None:
+    """wait(timeout=) of NaN, a str, a bool or a Decimal on a running job raises InvalidRequest
+    naming it; no NaN deadline reaches the supervisor's timers, which go on ringing for later
+    waits and jobs."""
     gates = Gates()
     async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
         held = await sup.submit("fake.gate", {"key": "held"})
         await gates.wait_entered("held")
-        with pytest.raises(errors.InvalidRequest, match="not NaN"):
-            await sup.wait(held.id, timeout=float("nan"))
+        refused: tuple[Any, ...] = (float("nan"), "5", True, Decimal("1.5"))
+        for timeout in refused:
+            with pytest.raises(errors.InvalidRequest) as caught:
+                await sup.wait(held.id, timeout=timeout)
+            assert str(caught.value) == (
+                f"timeout must be a number of seconds (or None), not {timeout!r}"
+            )
+        with pytest.raises(TimeoutError):
+            await sup.wait(held.id, timeout=0.01)
         with pytest.raises(TimeoutError):
             await sup.wait(held.id, timeout=0.01)
         gates.open("held")
