@@ -140,9 +140,17 @@ class EventBus:
         buffer: int | None = None,
         ends_after_replay: bool = False,
     ) -> AsyncIterator[Subscription]:
-        """Events after ``since`` (None: only new ones), then live ones, filtered."""
+        """Events after ``since`` (None: only new ones), then live ones, filtered.
+
+        A ``since`` past the newest event (offsets of another store, a client's typo) means from
+        now on: taken as it is, every event up to it would be dropped as already seen, a job's
+        terminal one too, and its stream would never end.
+        """
+        newest = (await self._store.event_bounds()).last
         if since is None:
-            since = (await self._store.event_bounds()).last
+            since = newest
+        else:
+            since = min(since, max(newest, self._next - 1))
         sub = Subscription(
             self._store,
             source=self._source,

@@ -98,6 +98,25 @@ async def test_batch_skips_live_events_that_replay_already_yielded() -> None:
         assert seen == list(range(1, 8))
 
 
+async def test_a_since_past_the_newest_event_means_from_now_on() -> None:
+    """A subscription resuming after an offset no event has yet gets the events from now on,
+    and a job's stream ends after its terminal event (it dropped them all as seen, forever)."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        held = await sup.submit("fake.gate", {"key": "held"})
+        await gates.wait_entered("held")
+        with anyio.fail_after(10):
+            async with (
+                sup.subscribe(since=10**9, job_id=held.id) as job_events,
+                sup.subscribe(since=10**9) as all_events,
+            ):
+                gates.open("held")
+                of_the_job = [event.type async for event in job_events]
+                first = await anext(all_events)
+    assert of_the_job == ["jobwarden.job.succeeded"]
+    assert (first.type, first.subject) == ("jobwarden.job.succeeded", held.id)
+
+
 async def test_since_none_means_only_new_events() -> None:
     """A global subscription without since starts after the newest event."""
     async with Supervisor(plugins=[builtin]) as sup:
