@@ -66,9 +66,25 @@ def int_param(request: web.Request, name: str, low: int, high: int) -> int | Non
     raw = request.query.get(name)
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18 and low <= int(raw) <= high):
+    value = int_in_range(raw, low, high)
+    if value is None:
         raise ApiError(400, "invalid_request", f"{name} must be an integer in [{low}, {high}]")
-    return int(raw)
+    return value
+
+
+def int_in_range(raw: str, low: int, high: int) -> int | None:
+    """``raw`` as an int in [low, high] (decimal ASCII digits, ``low`` >= 0); None otherwise.
+
+    Leading zeros are allowed; the digits are counted before any are converted, so that text
+    longer than ``high`` is refused without converting it (``int`` refuses over 4,300 digits).
+    """
+    if not (raw.isascii() and raw.isdigit()):
+        return None
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(high)):
+        return None
+    value = int(digits)
+    return value if low <= value <= high else None
 
 
 def presented_key(request: web.Request) -> str | None:

@@ -16,13 +16,19 @@ from jobwarden.actors.subscription import Subscription
 from jobwarden.errors import ErrorEnvelope, ErrorInfo, RequestError, SubscriberOverflow
 from jobwarden.records import JobEvent, StreamEvent
 from jobwarden.transport.auth import READ, Principal
-from jobwarden.transport.context import SETTINGS, SUPERVISOR, WEBSOCKETS, authorize, int_param
+from jobwarden.transport.context import (
+    SETTINGS,
+    SUPERVISOR,
+    WEBSOCKETS,
+    authorize,
+    int_in_range,
+    int_param,
+)
 from jobwarden.transport.responses import ApiError
-from jobwarden.transport.wire import Ping, Subscribe, encoder, frame_decoder
+from jobwarden.transport.wire import MAX_OFFSET, Ping, Subscribe, encoder, frame_decoder
 
 log = structlog.get_logger("jobwarden.stream")
 routes = web.RouteTableDef()
-MAX_OFFSET = 10**18
 
 
 @routes.get("/v1/events")
@@ -53,9 +59,9 @@ def _query_subscribe(request: web.Request, *, job: str | None) -> Subscribe:
     since = int_param(request, "since", 0, MAX_OFFSET)
     last_event_id = request.headers.get("Last-Event-ID")
     if since is None and last_event_id is not None:
-        if not (last_event_id.isascii() and last_event_id.isdigit() and len(last_event_id) <= 18):
+        since = int_in_range(last_event_id, 0, MAX_OFFSET)
+        if since is None:
             raise ApiError(400, "invalid_request", "Last-Event-ID must be an event id")
-        since = int(last_event_id)
     state = request.query.get("state") or None
     if state is not None and state not in JobState.__members__.values():
         raise ApiError(400, "invalid_request", f"unknown state {state!r}")
@@ -146,6 +152,15 @@ async def _sse(request: web.Request, principal: Principal, first: Subscribe) -> 
         except RequestError as exc:  # the store could not read the history asked for
             envelope = encoder.encode(ErrorEnvelope(error=exc.info()))
             await response.write(b"event: jobwarden.stream.error\ndata: %s\n\n" % envelope)
+        except ConnectionError:
+            raise
+        except Exception:
+            # Not the client's doing: logged once here, and the stream ends telling the client,
+            # never a 500 written into a response already under way.
+            log.exception("event stream failed", path=request.path)
+            info = ErrorInfo(type="internal", message=INTERNAL, job_id=first.job)
+            envelope = encoder.encode(ErrorEnvelope(error=info))
+            await response.write(b"event: jobwarden.stream.error\ndata: %s\n\n" % envelope)
 
     streams = request.app[SSE_STREAMS]
     try:
@@ -160,6 +175,39 @@ async def _sse(request: web.Request, principal: Principal, first: Subscribe) -> 
     finally:
         streams.discard(tg.cancel_scope)
     return response
+
+
+class _Writer:
+    """One subscription's writer on a websocket, which the next client frame stops.
+
+    It stops at once while it waits (for the previous writer, the store's replay, the next
+    events), and after the frame it is writing otherwise: a write is never cancelled half-way,
+    where it could not tell whether its frame went out. So once ``done`` is set, the offset of
+    the last event this socket was sent is exact, and the next writer starts after it with no
+    duplicate and no gap.
+    """
+
+    def __init__(self, previous: _Writer | None) -> None:
+        self.previous = previous
+        self.scope = anyio.CancelScope()
+        self.sending = False
+        self.stopped = False
+        self.done = anyio.Event()
+
+    def stop(self) -> None:
+        """Stop now if it is waiting, else after the frame it is writing."""
+        self.stopped = True
+        if not self.sending:
+            self.scope.cancel()
+
+    async def wait_for_previous(self) -> None:
+        """Return once the writer before this one (if any) has ended."""
+        previous, self.previous = self.previous, None  # no chain of every writer kept alive
+        if previous is not None:
+            await previous.done.wait()
+
+
+INTERNAL = "internal error; see the server log"
 
 
 async def _websocket(
@@ -177,32 +225,61 @@ async def _websocket(
 
     # No lock around the writes: aiohttp writes each frame whole (and serialises compressed
     # ones itself), so this writer and the handler's replies share the socket frame by frame.
-    async def stream(sub: Subscribe, scope: anyio.CancelScope) -> None:
+    async def write(sub: Subscribe, writer: _Writer) -> None:
         nonlocal sent
-        with scope, suppress(ConnectionError):
-            try:
-                async with _subscription(request, principal, sub) as events:
-                    while batch := await events.batch():
-                        for event in batch:
-                            await ws.send_frame(encoded(event), WSMsgType.TEXT)
-                            if isinstance(event, JobEvent):
-                                sent = event.offset
-            except SubscriberOverflow as exc:
-                behind = f"behind; resume with since={exc.last_offset}".encode()
-                await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=behind)
-            except RequestError as exc:
-                await ws.send_frame(encoder.encode(exc.info()), WSMsgType.TEXT)
+        try:
+            async with _subscription(request, principal, sub) as events:
+                while batch := await events.batch():
+                    if writer.stopped:
+                        return
+                    writer.sending = True
+                    for event in batch:
+                        await ws.send_frame(encoded(event), WSMsgType.TEXT)
+                        if isinstance(event, JobEvent):
+                            sent = event.offset
+                        if writer.stopped:
+                            return
+                    writer.sending = False
+        except SubscriberOverflow as exc:
+            behind = f"behind; resume with since={exc.last_offset}".encode()
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=behind)
+        except RequestError as exc:
+            await ws.send_frame(encoder.encode(exc.info()), WSMsgType.TEXT)
+        except ConnectionError:
+            raise
+        except Exception:
+            # Not the client's doing (a store failing in a way it does not translate): logged
+            # once here, and the client told, never a 500 written into the upgraded stream.
+            log.exception("event stream failed", path=request.path)
+            error = ErrorInfo(type="internal", message=INTERNAL, job_id=sub.job)
+            await ws.send_frame(encoder.encode(error), WSMsgType.TEXT)
+            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
+        else:
+            if sub.job is not None:
+                await ws.close(code=WSCloseCode.OK, message=b"job finished")
             else:
-                if sub.job is not None or fixed_job is not None:
-                    await ws.close(code=WSCloseCode.OK, message=b"job finished")
-                else:
-                    await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+    async def stream(sub: Subscribe, writer: _Writer) -> None:
+        try:
+            with writer.scope, suppress(ConnectionError):
+                await writer.wait_for_previous()
+                if fixed_job is not None:
+                    # The job's stream again: without a since, it goes on after what this
+                    # socket was sent already instead of repeating it. Read only now that the
+                    # writer before has ended: until then it may still be sending.
+                    since = sub.since if sub.since is not None else sent
+                    sub = Subscribe(job=fixed_job, tool=sub.tool, since=since, state=sub.state)
+                await write(sub, writer)
+        finally:
+            writer.done.set()
 
     try:
         async with anyio.create_task_group() as tg:
-            current = anyio.CancelScope()
+            writer: _Writer | None = None
             if fixed_job is not None or first.job or first.tool or first.since is not None:
-                tg.start_soon(stream, first, current)
+                writer = _Writer(None)
+                tg.start_soon(stream, first, writer)
             with suppress(ConnectionError):
                 async for message in ws:
                     if message.type is not WSMsgType.TEXT:
@@ -216,17 +293,11 @@ async def _websocket(
                     if isinstance(frame, Ping):
                         await ws.send_frame(b'{"type":"pong"}', WSMsgType.TEXT)
                         continue
-                    current.cancel()
-                    current = anyio.CancelScope()
+                    if writer is not None:
+                        writer.stop()
                     if isinstance(frame, Subscribe):
-                        if fixed_job is not None:
-                            # The job's stream again: without a since, it goes on after what
-                            # this socket was sent already instead of repeating it.
-                            since = frame.since if frame.since is not None else sent
-                            frame = Subscribe(
-                                job=fixed_job, tool=frame.tool, since=since, state=frame.state
-                            )
-                        tg.start_soon(stream, frame, current)
+                        writer = _Writer(writer)
+                        tg.start_soon(stream, frame, writer)
             tg.cancel_scope.cancel()
     finally:
         sockets.discard(ws)

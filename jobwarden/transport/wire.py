@@ -12,6 +12,9 @@ from jobwarden.plugins.circuit import CircuitStatus
 from jobwarden.records import JobRecord
 
 MAX_TIMEOUT_S = 86_400.0
+MAX_OFFSET = 10**18
+"""The largest event offset a client may name (``since``, ``Last-Event-ID``): far beyond any
+real one, and within what every store can compare against (SQLite's integers are 64-bit)."""
 
 
 class SubmitBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -111,7 +114,7 @@ class Subscribe(ClientFrame, tag="subscribe"):
 
     job: str | None = None
     tool: str | None = None
-    since: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    since: Annotated[int, msgspec.Meta(ge=0, le=MAX_OFFSET)] | None = None
     state: JobState | None = None
 
 

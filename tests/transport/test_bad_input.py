@@ -243,6 +243,16 @@ CORPUS: list[Bad] = [
     Bad("since-abc", G, "/v1/events?since=abc", *BAD, headers=SSE),
     Bad("since-negative", G, "/v1/events?since=-1", *BAD, headers=SSE),
     Bad("since-superscript-two", G, "/v1/events?since=%C2%B2", *BAD, headers=SSE),
+    Bad("since-past-max", G, "/v1/events?since=1000000000000000001", *BAD, headers=SSE),
+    Bad("since-past-int64", G, "/v1/events?since=9223372036854775808", *BAD, headers=SSE),
+    Bad("since-huge", G, "/v1/events?since=" + "9" * 5000, *BAD, headers=SSE),
+    Bad(
+        "last-event-id-past-max",
+        G,
+        "/v1/events",
+        *BAD,
+        headers={**SSE, "Last-Event-ID": "1000000000000000001"},
+    ),
     Bad("last-event-id-abc", G, "/v1/events", *BAD, headers={**SSE, "Last-Event-ID": "abc"}),
     Bad(
         "last-event-id-too-long",

@@ -121,6 +121,30 @@ async def test_last_event_id_resumes_a_job_stream_without_duplicates_or_gaps() -
     assert end is None
 
 
+async def test_since_and_last_event_id_take_every_offset_up_to_the_documented_bound() -> None:
+    """since and Last-Event-ID accept 10**18 (the bound the 400 message names) and leading
+    zeros: a finished job's stream then replays only what comes after them."""
+    async with serve() as srv:
+        job = await srv.submit("alice", "builtin.echo", {"text": "x"}, wait=5)
+        path = f"/v1/jobs/{job['id']}/events"
+        asks = [
+            ("?since=1000000000000000000", {}),
+            ("", {"Last-Event-ID": "1000000000000000000"}),
+            ("?since=" + "0" * 30 + "2", {}),
+        ]
+        replays: list[list[str | None]] = []
+        for query, headers in asks:
+            async with srv.http.get(
+                srv.url(path + query), headers={**auth("alice"), **SSE, **headers}
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+                events: list[str | None] = []
+                while (event := await next_sse(resp)) is not None:
+                    events.append(event.id)
+                replays.append(events)
+    assert replays == [[], [], ["3"]]
+
+
 async def test_last_event_id_resumes_the_all_events_stream() -> None:
     """/v1/events with Last-Event-ID continues after that id: every event once, in order."""
     async with serve(settings=QUICK) as srv:

@@ -4,14 +4,26 @@ stream errors, other jobs unharmed."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import WSCloseCode, WSMsgType
 
 from jobwarden import JobState
+from jobwarden.records import JobEvent
+from jobwarden.store.memory import MemoryStore
 from jobwarden.store.sqlite import SqliteStore
 from tests.fakes import FullStore
-from tests.transport.conftest import auth, check_envelope, expect_error, next_sse, serve
+from tests.transport.conftest import (
+    ENVELOPE_FIELDS,
+    auth,
+    check_envelope,
+    expect_error,
+    next_sse,
+    serve,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -136,3 +148,89 @@ async def test_a_damaged_event_is_an_error_frame_on_a_websocket(tmp_path: Path) 
     assert frames[2]["type"] == "shutting_down"
     assert frames[2]["details"] == {"reason": "store_unavailable"}
     assert pong == {"type": "pong"}
+
+
+class BrokenEventsStore(MemoryStore):
+    """A memory store whose event reads fail, once ``broken``, with an error no layer
+    translates (not a StoreError): what only the transport can still catch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+
+    async def read_events(
+        self, after: int, limit: int, *, job_id: str | None = None, tool: str | None = None
+    ) -> list[JobEvent]:
+        if self.broken:
+            raise RuntimeError("the event log is in a state nobody foresaw")
+        return await super().read_events(after, limit, job_id=job_id, tool=tool)
+
+
+def _stream_failures(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [entry for entry in logs if entry.get("event") == "event stream failed"]
+
+
+async def test_an_unexpected_store_failure_ends_a_websocket_with_an_error_frame_and_1011() -> None:
+    """A replay failing with an error that is not a RequestError is one logged traceback, an
+    ``internal`` error frame and a 1011 close, never a 500 written into the upgraded socket."""
+    store = BrokenEventsStore()
+    async with serve(store=store) as server:
+        job = await server.submit("alice", "builtin.echo", {"text": "x"}, wait=5)
+        store.broken = True
+        async with server.http.ws_connect(
+            server.ws_url(f"/v1/jobs/{job['id']}/events"), headers=auth("alice")
+        ) as ws:
+            frame = await ws.receive_json(timeout=10)
+            closing = await ws.receive(timeout=10)
+        failures = _stream_failures(server.logs)
+    assert set(frame) == ENVELOPE_FIELDS
+    assert (frame["type"], frame["job_id"]) == ("internal", job["id"])
+    assert "Traceback" not in frame["message"]
+    assert (closing.type, closing.data) == (WSMsgType.CLOSE, WSCloseCode.INTERNAL_ERROR)
+    assert len(failures) == 1
+    assert "RuntimeError: the event log is in a state nobody foresaw" in failures[0]["exception"]
+
+
+async def test_an_unexpected_store_failure_ends_an_sse_stream_with_a_stream_error() -> None:
+    """The same failure on SSE is one logged traceback and a ``jobwarden.stream.error`` event
+    holding an ``internal`` envelope, then the end of the stream."""
+    store = BrokenEventsStore()
+    async with serve(store=store) as server:
+        job = await server.submit("alice", "builtin.echo", {"text": "x"}, wait=5)
+        store.broken = True
+        async with server.http.get(
+            server.url(f"/v1/jobs/{job['id']}/events"),
+            headers=auth("alice") | {"Accept": "text/event-stream"},
+        ) as resp:
+            seen = [await next_sse(resp) for _ in range(2)]
+        failures = _stream_failures(server.logs)
+    assert seen[0] is not None
+    assert seen[0].event == "jobwarden.stream.error"
+    assert check_envelope(seen[0].data, "internal")["job_id"] == job["id"]
+    assert seen[1] is None
+    assert len(failures) == 1
+
+
+async def test_a_since_beyond_the_largest_offset_is_an_error_frame_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    """A subscribe frame whose since is past 10**18 (past SQLite's 64-bit integers too) gets an
+    invalid_request frame and the socket stays usable; 10**18 itself is accepted."""
+    async with serve(store=SqliteStore(tmp_path / "jobs.db")) as server:
+        job = await server.submit("alice", "builtin.echo", {"text": "x"}, wait=5)
+        async with server.http.ws_connect(server.ws_url("/v1/events"), headers=auth("alice")) as ws:
+            errors = []
+            for since in (2**63, 10**18 + 1):
+                await ws.send_str(f'{{"op": "subscribe", "since": {since}}}')
+                errors.append(await ws.receive_json(timeout=10))
+            await ws.send_json({"op": "subscribe", "since": 10**18})
+            await ws.send_json({"op": "ping"})
+            pong = await ws.receive_json(timeout=10)
+            await ws.send_json({"op": "subscribe", "since": 0})
+            replayed = [await ws.receive_json(timeout=10) for _ in range(3)]
+    for error in errors:
+        assert set(error) == ENVELOPE_FIELDS
+        assert error["type"] == "invalid_request"
+        assert "<= 1000000000000000000" in error["message"]
+    assert pong == {"type": "pong"}
+    assert [frame["subject"] for frame in replayed] == [job["id"]] * 3

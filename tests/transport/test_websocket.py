@@ -14,7 +14,9 @@ from aiohttp import WSCloseCode, WSMsgType
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from jobwarden import Plugin, ToolContext
 from jobwarden.transport import ServerSettings
+from tests.fakes import Gates
 from tests.transport.conftest import (
     ENVELOPE_FIELDS,
     KEYS,
@@ -174,6 +176,71 @@ async def test_subscribing_again_to_a_jobs_stream_repeats_nothing() -> None:
         "succeeded",
     ]
     assert closing.data == WSCloseCode.OK
+
+
+BURST = 12
+BURST_TEXT = 512 * 1024  # 12 x 512 KiB: more than the kernel's and the transport's buffers hold
+
+
+class BurstIn(msgspec.Struct):
+    """How many rounds of progress bursts to report."""
+
+    rounds: int
+
+
+def burst_plugin(gates: Gates) -> Plugin:
+    """A plugin named ``burst`` whose tool reports BURST big progress events per round, each
+    round then waiting at gate ``burst-<round>``."""
+    plugin = Plugin("burst", version="0.1.0")
+
+    @plugin.tool(timeout=30)
+    async def rounds(inp: BurstIn, ctx: ToolContext) -> BurstIn:
+        """Report the rounds' progress, waiting at each round's gate."""
+        for r in range(inp.rounds):
+            for i in range(BURST):
+                await ctx.progress(i / BURST, f"{r}:{i}:".ljust(BURST_TEXT, "x"))
+            await gates.pass_through(f"burst-{r}")
+        return inp
+
+    return plugin
+
+
+def _last_of_round(r: int) -> Callable[[Event], bool]:
+    """Accepts the last progress event of round ``r``."""
+    return lambda e: str(e["data"]["message"]).startswith(f"{r}:{BURST - 1}:")
+
+
+async def test_resubscribing_while_the_server_is_blocked_writing_repeats_nothing() -> None:
+    """Subscribe frames (alone, or after an unsubscribe) handled while the job's stream is
+    blocked mid-write to a client that stopped reading resume exactly after the last event the
+    socket was sent: ids strictly increase, with no duplicate and no gap."""
+    frames = (['{"op": "subscribe"}'], ['{"op": "unsubscribe"}', '{"op": "subscribe"}'])
+    async with serve(plugins=lambda gates: [burst_plugin(gates)]) as srv:
+        job = await srv.submit("alice", "burst.rounds", {"rounds": len(frames)})
+        sock = await slow_socket(srv)
+        got: list[Event] = []
+        async with wsl(
+            srv, f"/v1/jobs/{job['id']}/events", sock=sock, max_queue=1, max_size=None
+        ) as ws:
+            for r, sends in enumerate(frames):
+                await srv.gates.wait_entered(f"burst-{r}")
+                # Every event of the round is out, and the server's writer is stuck in the
+                # middle of them: the client reads nothing while its buffers are full.
+                await anyio.wait_all_tasks_blocked()
+                for frame in sends:
+                    await ws.send(frame)
+                await anyio.wait_all_tasks_blocked()  # the frames were handled
+                got += await wsl_until(ws, _last_of_round(r))
+                srv.gates.open(f"burst-{r}")
+            got += await wsl_until(ws, finished(job["id"]))
+    ids = offsets(got)
+    assert ids == list(range(ids[0], ids[0] + len(ids))), ids
+    assert [e["type"].removeprefix("jobwarden.job.") for e in got] == [
+        "queued",
+        "running",
+        *["progress"] * (BURST * len(frames)),
+        "succeeded",
+    ]
 
 
 async def test_job_events_with_progress_and_close_1000_websockets() -> None:
