@@ -7,8 +7,10 @@ from typing import TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
 
 from jobwarden.actors.supervisor import Supervisor
+from jobwarden.errors import printable
 from jobwarden.logs import bind_principal, bind_request_job
 from jobwarden.records import JobRecord
 from jobwarden.transport.auth import OPEN_PRINCIPAL, KeyRing, Principal
@@ -54,7 +56,19 @@ async def read_body(
     # another one, read with our own limit instead.
     reader = request if request.client_max_size == limit else request.clone(client_max_size=limit)
     try:
-        return decoder.decode(await reader.read())
+        data = await reader.read()
+    except web.RequestPayloadError as exc:  # Content-Encoding or chunked framing gone wrong
+        cause = exc.__cause__
+        reason = cause.message if isinstance(cause, HttpProcessingError) else str(exc)
+        message = f"the body could not be decoded: {printable(reason)}"
+        raise ApiError(400, "invalid_request", message) from exc
+    except ConnectionResetError as exc:
+        # The client went away before its whole body came: nobody is left to answer, and
+        # nothing went wrong in the server (no error logged, no 500 in the access log).
+        message = "the body ended early: the client closed the connection"
+        raise ApiError(400, "invalid_request", message) from exc
+    try:
+        return decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_request", f"invalid request body: {exc}") from exc
     except RecursionError as exc:

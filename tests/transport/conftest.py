@@ -33,7 +33,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from jobwarden import Plugin, Supervisor, ToolContext, builtin
-from jobwarden.transport import KeyRing, ServerSettings, create_app
+from jobwarden.transport import KeyRing, ServerSettings, create_app, server_logger
 from tests.fakes import Gates, fake_plugin
 from tests.transport.openapi_check import OpenApiChecker
 
@@ -256,7 +256,8 @@ async def serve(
         ) as sup:
             app = create_app(sup, settings, keys)
             app.middlewares.insert(0, checker.middleware)
-            runner = web.AppRunner(app, access_log=None)
+            # As jobwarden.server runs it: aiohttp's parse errors logged through server_logger.
+            runner = web.AppRunner(app, access_log=None, logger=server_logger())
             await runner.setup()
             server: Server | None = None
             try:
