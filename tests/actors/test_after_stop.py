@@ -32,36 +32,39 @@ async def test_reads_of_a_closed_sqlite_store_are_store_unavailable(tmp_path: Pa
         assert [job.id for job in (await again.list_jobs()).jobs] == [done.id]
 
 
+@pytest.mark.parametrize("wait_s", [None, 3600.0])
 async def test_waits_for_a_job_left_queued_end_when_the_supervisor_stops(
-    tmp_path: Path,
+    tmp_path: Path, wait_s: float | None
 ) -> None:
-    """A job the stop leaves queued in a durable store ends every wait for it: one waiting when
-    the stop came, and any later, with or without a timeout (an untimed one hung forever)."""
+    """A job the stop leaves queued in a durable store ends every wait for it, timed or not:
+    one waiting when the stop came (an untimed one hung forever, a timed one waited its timeout
+    out), and any later; the next start runs the job."""
     gates = Gates()
     store = SqliteStore(tmp_path / "jobs.db")
     waited: list[BaseException] = []
 
     async def wait_for(sup: Supervisor, job_id: str) -> None:
         with pytest.raises(errors.JobNotFinished) as caught:
-            await sup.wait(job_id)
+            await sup.wait(job_id, timeout=wait_s)
         waited.append(caught.value)
 
-    async with (
-        anyio.create_task_group() as tg,
-        Supervisor(
-            plugins=[fake_plugin(gates)], store=store, concurrency=1, shutdown_grace_s=0
-        ) as sup,
-    ):
-        await sup.submit("fake.gate", {"key": "held"})
-        await gates.wait_entered("held")
-        left = await sup.submit("fake.gate", {"key": "left"})
-        tg.start_soon(wait_for, sup, left.id)
-        await anyio.wait_all_tasks_blocked()
+    with anyio.fail_after(30):  # a wait nothing would ever end fails here instead of hanging
+        async with (
+            anyio.create_task_group() as tg,
+            Supervisor(
+                plugins=[fake_plugin(gates)], store=store, concurrency=1, shutdown_grace_s=0
+            ) as sup,
+        ):
+            await sup.submit("fake.gate", {"key": "held"})
+            await gates.wait_entered("held")
+            left = await sup.submit("fake.gate", {"key": "left"})
+            tg.start_soon(wait_for, sup, left.id)
+            await anyio.wait_all_tasks_blocked()
     says = f"job {left.id} is left queued for the next start: the supervisor has stopped"
     assert [str(exc) for exc in waited] == [says]
-    for timeout in (None, 5.0):
-        with pytest.raises(errors.JobNotFinished, match=says):
-            await sup.wait(left.id, timeout=timeout)
+    assert (await sup.get(left.id)).state is JobState.QUEUED
+    with pytest.raises(errors.JobNotFinished, match=says):
+        await sup.wait(left.id, timeout=wait_s)
     async with Supervisor(plugins=[fake_plugin(gates)], store=SqliteStore(store.path)) as again:
         gates.open("left")
         assert (await again.wait(left.id, timeout=5)).state is JobState.SUCCEEDED
@@ -89,40 +92,3 @@ async def test_a_subscription_to_a_state_that_is_none_is_refused() -> None:
         async with sup.subscribe(state="succeeded") as events:  # type: ignore[arg-type]
             job = await sup.submit("builtin.echo", {"text": "x"})
             assert (await anext(events)).subject == job.id
-
-
-class _DurableMemoryStore(MemoryStore):
-    """A memory store that claims durability, so queued jobs outlive the supervisor's stop."""
-
-    durable = True
-
-
-async def test_a_timed_wait_for_a_job_left_queued_ends_when_the_supervisor_stops() -> None:
-    """A timed wait under way when the stop leaves its job queued ends then, saying so, rather
-    than at its timeout (it waited the timeout out)."""
-    gates = Gates()
-    outcome: list[BaseException] = []
-
-    async def wait_for(sup: Supervisor, job_id: str) -> None:
-        try:
-            await sup.wait(job_id, timeout=3600)
-        except errors.JobNotFinished as exc:
-            outcome.append(exc)
-
-    with anyio.fail_after(30):  # a wait nothing would ever end fails here instead of hanging
-        async with (
-            anyio.create_task_group() as tg,
-            Supervisor(
-                plugins=[fake_plugin(gates)],
-                store=_DurableMemoryStore(),
-                concurrency=1,
-                shutdown_grace_s=0,
-            ) as sup,
-        ):
-            await sup.submit("fake.gate", {"key": "busy"})
-            await gates.wait_entered("busy")
-            queued = await sup.submit("fake.gate", {"key": "left"})
-            tg.start_soon(wait_for, sup, queued.id)
-            await anyio.wait_all_tasks_blocked()
-        assert (await sup.get(queued.id)).state is JobState.QUEUED
-    assert [type(exc) for exc in outcome] == [errors.JobNotFinished]
