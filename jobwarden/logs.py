@@ -28,6 +28,7 @@ import msgspec
 import structlog
 from structlog.typing import EventDict
 
+from jobwarden.errors import printable
 from jobwarden.log_output import FlushingHandler, LineLogger, TurnBufferedOutput
 from jobwarden.records import JobRecord
 
@@ -194,7 +195,31 @@ def bound_logger_class(level: int) -> type[structlog.typing.FilteringBoundLogger
 
 
 def _json_text(event: Any, **_: Any) -> str:
-    return _encoder.encode(event).decode()
+    return _json(event).decode()
+
+
+def _json(value: Any) -> bytes:
+    """``value`` as JSON; a str holding a lone surrogate (a header, path or file name that was
+    not UTF-8) is written with the surrogate escaped (``\\udcff``) instead of failing the line."""
+    try:
+        return _encoder.encode(value)
+    except UnicodeEncodeError:
+        return _encoder.encode(_printable(value))
+
+
+def _printable(value: Any) -> Any:
+    """``value`` with every str in it, keys included, passed through ``errors.printable``."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_printable(item) for item in value]
+    try:
+        _encoder.encode(value)  # any other value is kept as it renders, if it renders
+    except UnicodeEncodeError:
+        return printable(repr(value))
+    return value
 
 
 # The processors below are plain functions, not objects with ``__call__``: calling those costs
@@ -265,5 +290,9 @@ def format_exc_info(logger: Any, method_name: str, event_dict: EventDict) -> Eve
 
 
 def render_json(logger: Any, method_name: str, event_dict: EventDict) -> bytes:
-    """The line as one JSON object (``repr`` for what JSON cannot hold)."""
-    return _encoder.encode(event_dict)
+    """The line as one JSON object (``repr`` for what JSON cannot hold, lone surrogates
+    escaped)."""
+    try:
+        return _encoder.encode(event_dict)
+    except UnicodeEncodeError:
+        return _encoder.encode(_printable(event_dict))

@@ -13,6 +13,7 @@ from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 import structlog
 from structlog.testing import capture_logs
@@ -290,3 +291,30 @@ def test_the_level_is_structlog_s(method: str) -> None:
     """add_log_level names each method's level as structlog's add_log_level does."""
     theirs = structlog.processors.add_log_level(None, method, {})
     assert logs.add_log_level(None, method, {}) == theirs
+
+
+def test_json_lines_escape_lone_surrogates_instead_of_failing() -> None:
+    """A str holding a lone surrogate (bytes that were not UTF-8, decoded with surrogateescape)
+    anywhere in a line, a key included, renders as JSON with the surrogate escaped; a line
+    without one renders exactly as before."""
+    odd = b"\xff\xfe".decode("utf-8", "surrogateescape")
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    line = {
+        "event": "request",
+        "request_id": odd,
+        odd: 1,
+        "nested": {"list": [odd, 2], "tuple": (odd,)},
+        "at": when,
+        "other": object(),
+    }
+    rendered = logs.render_json(None, "info", dict(line))
+    stdlib = logs._json_text(dict(line))
+    for text in (rendered.decode(), stdlib):
+        decoded = json.loads(text)
+        assert decoded["request_id"] == "\\udcff\\udcfe"
+        assert decoded["\\udcff\\udcfe"] == 1
+        assert decoded["nested"] == {"list": ["\\udcff\\udcfe", 2], "tuple": ["\\udcff\\udcfe"]}
+        assert decoded["at"] == "2026-01-01T00:00:00Z"
+        assert decoded["other"].startswith("<object object at ")
+    plain = {"event": "request", "n": 1, "at": when}
+    assert logs.render_json(None, "info", dict(plain)) == msgspec.json.encode(plain)

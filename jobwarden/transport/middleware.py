@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
+from contextlib import suppress
 
 import structlog
 from aiohttp import web
@@ -23,6 +25,19 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_serials):010x}"
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _safe_request_id(text: str) -> bool:
+    """Whether a client's X-Request-ID is kept: 1 to 128 of ``A-Z a-z 0-9 . _ : -``.
+
+    Anything else (empty, longer, other characters, bytes that are not UTF-8, which aiohttp
+    hands over as lone surrogates) is replaced by a new id, as if none was sent: the id goes
+    into every log line of the request and back into a response header.
+    """
+    return _REQUEST_ID.fullmatch(text) is not None
+
+
 def request_middleware() -> Middleware:
     """The middleware: binds a request id to the log context, turns every error into an
     envelope with its status (tracebacks only reach the log), and logs one line per request.
@@ -38,7 +53,9 @@ def request_middleware() -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request.headers.get("X-Request-ID") or new_request_id()
+        request_id = request.headers.get("X-Request-ID")
+        if request_id is None or not _safe_request_id(request_id):
+            request_id = new_request_id()
         began = time.perf_counter()
         status = 500
         bind_request(request_id)
@@ -60,18 +77,21 @@ def request_middleware() -> Middleware:
             return response
         finally:
             route = request.match_info.route.resource
-            log.info(
-                "request",
-                method=request.method,
-                route=route.canonical if route is not None else request.path,
-                status=status,
-                # Read from the log context, where ``authorize`` binds it: a lookup in the
-                # request's own storage would cost two Python calls more per request.
-                principal=bound_principal(),
-                # Milliseconds to three decimals, as whole microseconds over 1,000: half
-                # the work of round(ms, 3), which rounds through the decimal digits.
-                duration_ms=round((time.perf_counter() - began) * 1_000_000) / 1000,
-            )
+            # A line that cannot be written (stderr gone) must not turn the answer into a 500,
+            # and there is nowhere left to say so.
+            with suppress(Exception):
+                log.info(
+                    "request",
+                    method=request.method,
+                    route=route.canonical if route is not None else request.path,
+                    status=status,
+                    # Read from the log context, where ``authorize`` binds it: a lookup in the
+                    # request's own storage would cost two Python calls more per request.
+                    principal=bound_principal(),
+                    # Milliseconds to three decimals, as whole microseconds over 1,000: half
+                    # the work of round(ms, 3), which rounds through the decimal digits.
+                    duration_ms=round((time.perf_counter() - began) * 1_000_000) / 1000,
+                )
 
     return middleware
 

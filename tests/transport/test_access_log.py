@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+
 import aiohttp
 import pytest
 
-from tests.transport.conftest import auth, serve
+from tests.transport.conftest import KEYS, Server, auth, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -94,3 +97,60 @@ async def test_a_request_s_bindings_end_with_it_on_a_kept_alive_connection() -> 
     assert health["principal"] is None
     assert "job_id" not in health
     assert "tool" not in health
+
+
+async def _raw_get(server: Server, request_id: bytes) -> tuple[bytes, bytes]:
+    """GET /v1/tools as alice with ``X-Request-ID: <request_id>`` sent as raw bytes; the status
+    line and the X-Request-ID the response carries."""
+    host, port = server.host.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"GET /v1/tools HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+            + b"Authorization: Bearer "
+            + KEYS["alice"].encode()
+            + b"\r\nX-Request-ID: "
+            + request_id
+            + b"\r\n\r\n"
+        )
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    [echoed] = [
+        line[len(b"X-Request-ID: ") :] for line in head if line.startswith(b"X-Request-ID:")
+    ]
+    return head[0], echoed
+
+
+UNSAFE_IDS = [
+    b"\xff\xfe",
+    b"caf\xc3\xa9",
+    b"a b",
+    b"<script>",
+    b"a/b",
+    b"x" * 129,
+]
+
+
+@pytest.mark.parametrize(
+    "request_id", UNSAFE_IDS, ids=["not-utf8", "non-ascii", "space", "markup", "slash", "129-chars"]
+)
+async def test_an_unsafe_request_id_is_replaced_by_a_new_one(request_id: bytes) -> None:
+    """An X-Request-ID that is not 1-128 of [A-Za-z0-9._:-] is treated as absent: the request is
+    answered as usual under a new id, which the response and the log line carry."""
+    async with serve() as server:
+        status, echoed = await _raw_get(server, request_id)
+        [line] = [e for e in server.logs if e["event"] == "request"]
+    assert status == b"HTTP/1.1 200 OK"
+    assert echoed != request_id
+    assert re.fullmatch(rb"[0-9a-f]{22}", echoed), echoed
+    assert (line["request_id"], line["status"]) == (echoed.decode(), 200)
+
+
+async def test_the_longest_safe_request_id_is_kept() -> None:
+    """128 characters of letters, digits and . _ : - are kept as the client sent them."""
+    safe = (b"Az09._:-" * 16)[:128]
+    async with serve() as server:
+        status, echoed = await _raw_get(server, safe)
+    assert (status, echoed) == (b"HTTP/1.1 200 OK", safe)
