@@ -28,7 +28,7 @@ from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.store.base import JobStore
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.sqlite import store_from_url as sqlite_store_from_url
-from jobwarden.transport import KeyRing, ServerSettings, create_app
+from jobwarden.transport import KeyRing, ServerSettings, create_app, server_logger
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -256,7 +256,9 @@ async def serve(options: ServeOptions) -> None:
         tracer=tracer,
         concurrency=options.concurrency,
     ) as sup:
-        runner = web.AppRunner(create_app(sup, settings, keys), access_log=None)
+        runner = web.AppRunner(
+            create_app(sup, settings, keys), access_log=None, logger=server_logger()
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, options.host, options.port)

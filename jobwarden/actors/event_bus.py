@@ -147,10 +147,7 @@ class EventBus:
         terminal one too, and its stream would never end.
         """
         newest = (await self._store.event_bounds()).last
-        if since is None:
-            since = newest
-        else:
-            since = min(since, max(newest, self._next - 1))
+        since = newest if since is None else min(since, max(newest, self._next - 1))
         sub = Subscription(
             self._store,
             source=self._source,
