@@ -292,7 +292,4 @@ def format_exc_info(logger: Any, method_name: str, event_dict: EventDict) -> Eve
 def render_json(logger: Any, method_name: str, event_dict: EventDict) -> bytes:
     """The line as one JSON object (``repr`` for what JSON cannot hold, lone surrogates
     escaped)."""
-    try:
-        return _encoder.encode(event_dict)
-    except UnicodeEncodeError:
-        return _encoder.encode(_printable(event_dict))
+    return _json(event_dict)
