@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TypeVar
 
@@ -27,6 +28,17 @@ class ServerSettings(msgspec.Struct, frozen=True):
     ws_queue: int = 1_000
     heartbeat_s: float = 15.0
     allowed_origins: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        # aiohttp reads a body limit of 0 as none at all; a negative one refuses every body.
+        if self.max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be >= 1, not {self.max_body_bytes}")
+        if not self.max_wait_s >= 0:  # NaN too
+            raise ValueError(f"max_wait_s must be a number >= 0, not {self.max_wait_s}")
+        if self.ws_queue < 1:
+            raise ValueError(f"ws_queue must be >= 1, not {self.ws_queue}")
+        if not 0 < self.heartbeat_s < math.inf:
+            raise ValueError(f"heartbeat_s must be a number > 0, not {self.heartbeat_s}")
 
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
