@@ -123,7 +123,10 @@ class SqliteStore:
                 raise StoreError(f"{self.path}: cannot switch to WAL mode (journal mode {mode})")
             db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             sqlite_schema.migrate(db, str(self.path))
-            first, last = db.execute("SELECT min(offset), max(offset) FROM events").fetchone()
+            first, last = db.execute(
+                "SELECT min(offset), max(coalesce(max(offset), 0), (SELECT last FROM log_floor))"
+                " FROM events"
+            ).fetchone()
             finished = db.execute(
                 f"SELECT count(*) FROM jobs WHERE state IN {sqlite_schema.TERMINAL_SQL}"
             ).fetchone()[0]

@@ -224,6 +224,11 @@ def _purge(
     # belongs to a deleted job: the log is trimmed to there and no kept job loses history.
     first_left = db.execute("SELECT min(seq) FROM jobs").fetchone()[0]
     if first_left is None:
+        # The log ends empty: its last offset is kept apart, or the next start would number
+        # events from 1 again.
+        db.execute(
+            "UPDATE log_floor SET last = max(last, (SELECT coalesce(max(offset), 0) FROM events))"
+        )
         db.execute("DELETE FROM events")
     else:
         db.execute("DELETE FROM events WHERE offset < ?", (first_left,))

@@ -6,10 +6,11 @@ jobwarden (a version above the newest known) is refused rather than guessed at.
 Tables: ``jobs`` (rowid ``seq`` = the offset of the job's first event, so jobs are in the order
 they were stored (their ids' order, for the Supervisor's jobs) and the oldest retained job is the
 first row; the record itself as msgspec JSON; the columns listings filter on) and ``events``
-(rowid = the event's global offset; the CloudEvent as JSON). Since v3 every listing index is keyed
-on the rowid alone (SQLite appends it to each entry), not on ``(column, id)``: an entry is a few
-bytes rather than the 32-character id, and each of a job's two state changes moves smaller
-entries. Indexes used by each query:
+(rowid = the event's global offset; the CloudEvent as JSON), and (v4) ``log_floor``, the last
+offset of a log a purge emptied, so that offsets never start over. Since v3 every listing index
+is keyed on the rowid alone (SQLite appends it to each entry), not on ``(column, id)``: an entry
+is a few bytes rather than the 32-character id, and each of a job's two state changes moves
+smaller entries. Indexes used by each query:
 
 - listing newest first (``ORDER BY seq DESC``, cursor ``seq < ?``), one range read backwards: the
   table itself (no filter), ``jobs_state``, ``jobs_tool``, ``jobs_plugin``, ``jobs_owner``, and
@@ -106,7 +107,18 @@ def _v3(db: sqlite3.Connection) -> None:
     db.execute("COMMIT")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
+def _v4(db: sqlite3.Connection) -> None:
+    """Where the event log ended when a purge last emptied it (``log_floor``): the next start
+    numbers events on from there, never from 1 again, or a subscriber resuming with ``since``
+    would take the new events for ones it saw."""
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("CREATE TABLE log_floor (last INTEGER NOT NULL)")
+    db.execute("INSERT INTO log_floor VALUES (0)")
+    db.execute("UPDATE schema_version SET version = 4")
+    db.execute("COMMIT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
 LATEST = len(MIGRATIONS)
 
 

@@ -163,6 +163,30 @@ async def test_purge_trims_the_log_but_never_a_kept_jobs_history(store: SqliteSt
 
 
 @pytest.mark.anyio
+async def test_offsets_never_start_over_after_a_purge_empties_the_log(tmp_path: Path) -> None:
+    """When a purge leaves no job and no event, the next open numbers on after the last offset
+    the log had (it numbered from 1 again, so a subscriber resuming with since took the new
+    events for ones it had seen)."""
+    path = tmp_path / "jobs.db"
+    jobs = Jobs()
+    store = await _opened(path)
+    try:
+        for _ in range(2):
+            await jobs.put_finished(store)  # offsets 1..6
+        assert await store.purge(finished_before=None, keep_finished=0) == 2
+        assert await store.event_bounds() == EventBounds(first=7, last=6)
+    finally:
+        await store.close()
+    store = await _opened(path)
+    try:
+        assert await store.event_bounds() == EventBounds(first=7, last=6)
+        later = await jobs.put(store)
+        assert offsets(await store.read_events(0, 10, job_id=later.id)) == [7]
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
 async def test_purge_limit_goes_in_small_steps(store: SqliteStore) -> None:
     """purge(limit=N) removes at most N jobs per call, oldest first, until none are left."""
     jobs = Jobs()
