@@ -121,13 +121,14 @@ def test_serve_accepts_the_edges_of_the_port_and_body_limit_ranges(
     [
         (ServeOptions(retention_age_s=-1.0), "max_age_s"),
         (ServeOptions(retention_age_s=float("nan")), "max_age_s"),
+        (ServeOptions(retention_age_s=float("inf")), "max_age_s"),
         (ServeOptions(retention_jobs=-5), "max_jobs"),
     ],
 )
 def test_serve_refuses_a_negative_retention(options: ServeOptions, field: str) -> None:
-    """A negative (or not-a-number) retention age or count stops the start, naming it; 0 turns
-    that criterion off."""
-    with pytest.raises(ConfigError, match=f"^retention: {field} must be >= 0"):
+    """A negative (or not-a-number, or infinite) retention age or count stops the start, naming
+    it; 0 turns that criterion off."""
+    with pytest.raises(ConfigError, match=f"^retention: {field} must be "):
         retention(options)
     off = retention(ServeOptions(retention_age_s=0, retention_jobs=0))
     assert (off.max_age_s, off.max_jobs) == (None, None)

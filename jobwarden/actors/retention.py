@@ -18,6 +18,9 @@ from jobwarden.store.base import JobStore
 log = structlog.get_logger("jobwarden.retention")
 
 
+MAX_AGE_S = 100 * 365.25 * 86_400  # a cut-off further back would be no date a record holds
+
+
 class Retention(msgspec.Struct, frozen=True):
     """When finished jobs are purged; None turns a criterion off."""
 
@@ -27,8 +30,10 @@ class Retention(msgspec.Struct, frozen=True):
     batch: int = 50
 
     def __post_init__(self) -> None:
-        if self.max_age_s is not None and not self.max_age_s >= 0:
-            raise ValueError("max_age_s must be >= 0 (or None)")
+        if self.max_age_s is not None and not 0 <= self.max_age_s <= MAX_AGE_S:
+            raise ValueError(
+                f"max_age_s must be between 0 and {MAX_AGE_S:g} (a century), or None for no limit"
+            )
         if self.max_jobs is not None and self.max_jobs < 0:
             raise ValueError("max_jobs must be >= 0 (or None)")
         if not self.interval_s > 0 or self.batch < 1:

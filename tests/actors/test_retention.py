@@ -115,11 +115,20 @@ async def test_retention_none_runs_no_sweeper() -> None:
 
 @pytest.mark.parametrize(
     "kw",
-    [{"max_age_s": -1.0}, {"max_jobs": -1}, {"interval_s": 0.0}, {"batch": 0}],
+    [
+        {"max_age_s": -1.0},
+        {"max_age_s": float("nan")},
+        {"max_age_s": float("inf")},
+        {"max_age_s": 1e11},
+        {"max_jobs": -1},
+        {"interval_s": 0.0},
+        {"batch": 0},
+    ],
     ids=lambda kw: str(kw),
 )
 def test_bad_policies_are_refused(kw: dict[str, float]) -> None:
-    """Negative ages or counts, a zero interval and an empty batch are refused."""
+    """Negative, NaN or past-a-century ages (whose cut-off no date can hold: every sweep failed,
+    max_jobs never applied), negative counts, a zero interval and an empty batch are refused."""
     with pytest.raises(ValueError, match="must be"):
         Retention(**kw)  # type: ignore[arg-type]
 
