@@ -21,6 +21,7 @@ DEFAULT_PORT = 6379
 # Keys are built as ``<prefix>:<kind>:...``: no spaces or control characters, no glob specials
 # (a prefix is also a SCAN pattern when keys are listed or cleaned up).
 _PREFIX = re.compile(r"[A-Za-z0-9_.:{}/-]{1,64}")
+_NUMBER = re.compile("[0-9]{1,18}")  # isdigit() would take "²", which int() refuses
 _TIMEOUTS = ("socket_timeout", "socket_connect_timeout", "lease_s")
 
 
@@ -60,7 +61,7 @@ def parse_redis_url(url: str) -> RedisSettings:
     except ValueError as exc:
         raise StoreError(f"bad port in redis URL: {exc}") from None
     db_text = parsed.path.strip("/") or "0"
-    if not db_text.isdigit():
+    if not _NUMBER.fullmatch(db_text):
         raise StoreError(f"the database in a redis URL is a number (/0, /1, ...), not {db_text!r}")
     params = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
     unknown = set(params) - {"prefix", "max_deliveries", *_TIMEOUTS}
@@ -73,7 +74,7 @@ def parse_redis_url(url: str) -> RedisSettings:
         )
     timeouts = {name: _seconds(name, params[name]) for name in _TIMEOUTS if name in params}
     deliveries = params.get("max_deliveries", "3")
-    if not deliveries.isdigit() or int(deliveries) < 1:
+    if not _NUMBER.fullmatch(deliveries) or int(deliveries) < 1:
         raise StoreError(f"max_deliveries must be a whole number >= 1, not {deliveries!r}")
     return RedisSettings(
         host=parsed.hostname or "127.0.0.1",

@@ -421,7 +421,10 @@ def store_from_url(path: str, params: dict[str, str]) -> SqliteStore:
     if synchronous not in ("full", "normal"):
         raise StoreError(f"synchronous must be full or normal, not {synchronous!r}")
     max_bytes = params.get("max_bytes")
-    if max_bytes is not None and not (max_bytes.isdigit() and int(max_bytes) > 0):
+    # ASCII digits only: isdigit() would take "²", which int() refuses.
+    if max_bytes is not None and not (
+        re.fullmatch("[0-9]{1,18}", max_bytes) and int(max_bytes) > 0
+    ):
         raise StoreError(f"max_bytes must be a positive number of bytes, not {max_bytes!r}")
     return SqliteStore(
         path,

@@ -56,6 +56,7 @@ def test_the_printable_url_hides_the_password() -> None:
         ("http://localhost", "not a redis URL"),
         ("redis://localhost:99999/0", "bad port"),
         ("redis://localhost/zero", "database in a redis URL is a number"),
+        ("redis://localhost/²", "database in a redis URL is a number"),
         ("redis://localhost/0?colour=red", "unknown redis store option"),
         ("redis://localhost/0?prefix=", "key prefix"),
         ("redis://localhost/0?prefix=a*b", "key prefix"),
@@ -65,6 +66,7 @@ def test_the_printable_url_hides_the_password() -> None:
         ("redis://localhost/0?lease_s=-1", "lease_s must be a positive"),
         ("redis://localhost/0?max_deliveries=0", "max_deliveries must be a whole number"),
         ("redis://localhost/0?max_deliveries=two", "max_deliveries must be a whole number"),
+        ("redis://localhost/0?max_deliveries=²", "max_deliveries must be a whole number"),
     ],
 )
 def test_bad_urls_are_refused_clearly(url: str, message: str) -> None:

@@ -452,11 +452,13 @@ async def test_a_full_disk_fails_the_write_and_keeps_what_was_written(tmp_path: 
 
 
 def test_store_urls() -> None:
-    """sqlite URL options are parsed and checked: synchronous and max_bytes, nothing else."""
+    """sqlite URL options are parsed and checked: synchronous and max_bytes (ASCII digits: "²"
+    passes isdigit() and was a raw ValueError from int()), nothing else."""
     store = store_from_url("x.db", {"synchronous": "NORMAL", "max_bytes": "4096"})
     assert (store.synchronous, store.max_bytes, store.path) == ("normal", 4096, Path("x.db"))
     assert store_from_url("x.db", {}).synchronous == "full"
-    for bad in ({"synchronous": "off"}, {"max_bytes": "-1"}, {"max_bytes": "a"}, {"cache": "1"}):
+    refused = ("-1", "a", "²", "٣", "9" * 5000)
+    for bad in ({"synchronous": "off"}, {"cache": "1"}, *({"max_bytes": b} for b in refused)):
         with pytest.raises(StoreError):
             store_from_url("x.db", bad)
 
