@@ -165,8 +165,14 @@ class RedisStore:
                 await client.aclose()
 
     def statistics(self) -> StoreStatistics:
-        """Pipelines and writes so far: writes / commits is how many each pipeline carried."""
-        return self._commits.statistics()
+        """Pipelines and writes so far: writes / commits is how many each pipeline carried.
+
+        The puts' pipelines and the node's (a supervisor's transitions go through the node).
+        """
+        puts, changes = self._commits.statistics(), self._node.statistics()
+        return StoreStatistics(
+            commits=puts.commits + changes.commits, writes=puts.writes + changes.writes
+        )
 
     def connected(self, *, once: bool = False) -> aioredis.Redis:
         """The client; ``once``: the one that sends each command once, so a lost reply is an

@@ -27,7 +27,7 @@ from redis.typing import EncodableT, FieldT
 
 from jobwarden.errors import Overloaded, StoreError
 from jobwarden.records import JobEvent, JobRecord
-from jobwarden.store.group_commit import GroupCommit
+from jobwarden.store.group_commit import GroupCommit, StoreStatistics
 from jobwarden.store.redis_queue_scripts import GROUP
 from jobwarden.store.shared import Delivery, Followed, Verdict
 from jobwarden.store.stored import decode_events, decode_record
@@ -109,6 +109,10 @@ class RedisNode:
         if isinstance(reply, list):
             return Verdict.STALE
         return Verdict.DONE
+
+    def statistics(self) -> StoreStatistics:
+        """The transitions' pipelines and writes so far."""
+        return self._changes.statistics()
 
     async def _commit_changes(self, writes: list[ScriptCall]) -> None:
         store = self._store

@@ -12,6 +12,7 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
+from jobwarden import Supervisor, builtin
 from jobwarden.actors.states import JobState
 from jobwarden.errors import StoreError
 from jobwarden.store import JobStore
@@ -470,3 +471,16 @@ async def test_trio_is_refused_clearly(anyio_backend: str) -> None:
     """On trio, open() raises StoreError saying the Redis store runs on asyncio only."""
     with pytest.raises(StoreError, match="asyncio backend only"):
         await RedisStore(URL).open()
+
+
+@pytest.mark.anyio
+async def test_statistics_count_a_supervisors_every_write(redis_prefix: str) -> None:
+    """A supervisor's jobs on the Redis store count three writes each (put, running, outcome),
+    as on SQLite: the node's transitions were left out (10 writes for 10 jobs)."""
+    store = RedisStore(f"{URL}?prefix={redis_prefix}")
+    async with Supervisor(plugins=[builtin], store=store, retention=None) as sup:
+        for n in range(10):
+            await sup.run("builtin.echo", {"text": str(n)})
+    stats = store.statistics()
+    assert stats.writes == 30
+    assert 0 < stats.commits <= stats.writes
