@@ -8,6 +8,7 @@ import threading
 import time
 from array import array
 from bisect import bisect_left
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import msgspec
@@ -146,6 +147,16 @@ class MetricsCell:
             p95_ms=_ms(_percentile(self._durations, 0.95)),
             abandoned_threads=self.abandoned_threads,
         )
+
+
+def pooled_p95_ms(cells: Iterable[MetricsCell]) -> float | None:
+    """The p95 over the recent durations of several tools (a plugin's), each tool's window
+    of its last ``WINDOW`` calls pooled: not the largest of their p95s, which one slow call of
+    a rarely used tool would set."""
+    pooled = array("d")
+    for cell in cells:
+        pooled.extend(cell._durations)
+    return _ms(_percentile(pooled, 0.95))
 
 
 def _percentile(values: array[float], q: float) -> float | None:

@@ -12,7 +12,7 @@ import msgspec
 from jobwarden.errors import NotFound, RegistrationError, ToolNotFound
 from jobwarden.histogram import HistogramSnapshot
 from jobwarden.plugins.circuit import Circuit, CircuitState, CircuitStatus, Clock
-from jobwarden.plugins.metrics import SUCCEEDED, MetricsCell, ToolMetrics
+from jobwarden.plugins.metrics import SUCCEEDED, MetricsCell, ToolMetrics, pooled_p95_ms
 from jobwarden.plugins.tool import Plugin, Tool
 from jobwarden.records import JobRecord
 
@@ -246,6 +246,10 @@ class PluginRegistry:
     def adjust_abandoned(self, tool: str, delta: int) -> None:
         """Count a thread of ``tool`` abandoned (+1), or an abandoned one ended (-1); any thread."""
         self._metrics[tool].adjust_abandoned(delta)
+
+    def p95_ms(self, plugin: str) -> float | None:
+        """The p95 duration of ``plugin``'s recent calls, over all its tools together."""
+        return pooled_p95_ms(self._metrics[tool] for tool in self.status(plugin).tools)
 
     def metrics(self, tool: str) -> ToolMetrics:
         """A snapshot of ``tool``'s metrics (with its circuit, if any), or ``ToolNotFound``."""

@@ -215,7 +215,6 @@ def _plugin_health(registry: PluginRegistry, name: str) -> PluginHealth:
     calls = sum(m.calls for m in snapshots)
     used = [m for m in snapshots if m.last_used is not None]
     latest = max(used, key=lambda m: m.last_used) if used else None  # type: ignore[arg-type,return-value]
-    p95s = [m.p95_ms for m in snapshots if m.p95_ms is not None]
     total_ms = sum((m.mean_ms or 0.0) * m.calls for m in snapshots)
     return PluginHealth(
         name=name,
@@ -230,10 +229,10 @@ def _plugin_health(registry: PluginRegistry, name: str) -> PluginHealth:
         timeout_count=sum(m.timeouts for m in snapshots),
         cancel_count=sum(m.cancellations for m in snapshots),
         in_flight=sum(m.in_flight for m in snapshots),
-        last_used=latest.last_used.isoformat() if latest and latest.last_used else None,
+        last_used=latest.last_used if latest else None,
         last_ms=latest.last_ms if latest else None,
         avg_ms=round(total_ms / calls, 3) if calls else None,
-        p95_ms=max(p95s) if p95s else None,
+        p95_ms=registry.p95_ms(name),
         circuits=registry.circuits(name),
         abandoned_threads=sum(m.abandoned_threads for m in snapshots),
     )

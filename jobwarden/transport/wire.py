@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -91,7 +92,7 @@ class PluginHealth(msgspec.Struct):
     timeout_count: int
     cancel_count: int
     in_flight: int
-    last_used: str | None
+    last_used: datetime | None
     last_ms: float | None
     avg_ms: float | None
     p95_ms: float | None

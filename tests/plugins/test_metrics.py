@@ -12,7 +12,14 @@ import pytest
 from jobwarden.actors.states import JobState
 from jobwarden.errors import ErrorInfo
 from jobwarden.histogram import BOUNDS
-from jobwarden.plugins.metrics import CANCELLED, SUCCEEDED, TIMEOUT, WINDOW, MetricsCell
+from jobwarden.plugins.metrics import (
+    CANCELLED,
+    SUCCEEDED,
+    TIMEOUT,
+    WINDOW,
+    MetricsCell,
+    pooled_p95_ms,
+)
 from jobwarden.records import JobRecord
 
 P95_RANK = math.ceil(0.95 * WINDOW)  # nearest rank of the p95 in a full window
@@ -227,3 +234,16 @@ def test_ended_jobs_are_counted_by_outcome() -> None:
     cell.ended_job(_record(error="timeout"))
     cell.ended_job(_record(error="timeout"))
     assert cell.ended == {SUCCEEDED: 1, TIMEOUT: 2}
+
+
+def test_a_plugins_p95_pools_its_tools_recent_calls() -> None:
+    """A plugin's p95 ranks the recent calls of all its tools together: one slow call of a
+    rarely used tool beside a hundred fast ones of another does not set it (the largest of
+    the tools' p95s did)."""
+    busy, rare, idle = MetricsCell("p.busy"), MetricsCell("p.rare"), MetricsCell("p.idle")
+    for _ in range(100):
+        run(busy, SUCCEEDED, 0.002)
+    run(rare, TIMEOUT, 0.3)
+    assert rare.snapshot().p95_ms == 300.0
+    assert pooled_p95_ms([busy, rare, idle]) == 2.0
+    assert pooled_p95_ms([idle]) is None
