@@ -37,6 +37,7 @@ from jobwarden.actors.job_actor import (
     Superseded,
     commit_change,
     next_attempt,
+    queued_cancel_reason,
 )
 from jobwarden.actors.states import JobState
 from jobwarden.errors import (
@@ -159,7 +160,8 @@ class ClusterNode:
                     return cancelled
                 asked = True
             elif record.state is JobState.QUEUED:
-                ended = _ended(record, JobState.CANCELLED, OutcomeType.CANCELLED, CANCEL_REASON)
+                reason = queued_cancel_reason(record, CANCEL_REASON)
+                ended = _ended(record, JobState.CANCELLED, OutcomeType.CANCELLED, reason)
                 try:
                     await commit_change(self._sup, record, ended, "cancelled", at=ended.finished_at)
                 except Superseded:

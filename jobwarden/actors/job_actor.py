@@ -501,7 +501,7 @@ class JobActor:
             if self._scope is not None:
                 self._scope.cancel()
             return None
-        error = self.error(OutcomeType.CANCELLED, reason)
+        error = self.error(OutcomeType.CANCELLED, queued_cancel_reason(record, reason))
         now = datetime.now(UTC)
         new = msgspec.structs.replace(
             record, state=JobState.CANCELLED, error=error, finished_at=now
@@ -545,6 +545,14 @@ class JobActor:
         if self._done is not None:
             self._done.set()
         self._host.job_dropped(self, started=self.record.state is JobState.RUNNING)
+
+
+def queued_cancel_reason(record: JobRecord, reason: str) -> str:
+    """``reason`` for cancelling the queued ``record``; a caller's cancel of a job waiting for
+    a retry says so, since an attempt did start."""
+    if reason == CANCEL_REASON and record.attempt > 1:
+        return f"cancelled while waiting for attempt {record.attempt}"
+    return reason
 
 
 def next_attempt(

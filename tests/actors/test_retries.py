@@ -146,7 +146,8 @@ async def test_error_types_outside_retry_on_are_not_retried() -> None:
 
 
 async def test_a_job_waiting_out_its_backoff_can_be_cancelled() -> None:
-    """Cancelled during its backoff, a job ends at once and never runs again."""
+    """Cancelled during its backoff, a job ends at once, saying it waited for its next attempt
+    (not "before it started": one did), and never runs again."""
     flaky = Flaky(failures=10)
     slow_backoff = RetryPolicy(max_attempts=3, backoff_s=3600, jitter=0)
     async with Supervisor(plugins=[flaky.plugin(Gates(), retry=slow_backoff)]) as sup:
@@ -157,6 +158,8 @@ async def test_a_job_waiting_out_its_backoff_can_be_cancelled() -> None:
         stats = sup.statistics()
     assert retrying.type == "jobwarden.job.retrying"
     assert (cancelled.state, cancelled.attempt) == (JobState.CANCELLED, 2)
+    assert cancelled.error is not None
+    assert cancelled.error.message == "cancelled while waiting for attempt 2"
     assert flaky.calls == [1]
     assert (stats.queued, stats.running) == (0, 0)
 
