@@ -149,7 +149,14 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op("get", "/v1/metrics", "Per-tool metrics as JSON", {200: MetricsBody}),
     Op("get", "/metrics", "Prometheus text exposition", {200: None}, media=("text/plain",)),
-    Op("get", "/openapi.json", "This document", {200: None}, auth=False),
+    Op(
+        "get",
+        "/openapi.json",
+        "This document",
+        {200: None},
+        auth=False,
+        media=("application/json",),
+    ),
     Op("get", "/", "The live dashboard page", {200: None, 304: None}, auth=False, media=_HTML),
     Op(
         "get",
@@ -287,20 +294,20 @@ def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         if op.stream and status == 200:
             content = {"text/event-stream": {"schema": {"type": "string"}}}
         if op.media and status == 200:
-            content = {media: {"schema": {"type": "string"}} for media in op.media}
+            content = {media: {"schema": _media_schema(media)} for media in op.media}
         responses[str(status)] = {
             "description": _reason(status),
             **({"content": content} if content else {}),
         }
-    if op.auth:
-        for status in _COMMON_ERRORS:
-            responses.setdefault(
-                str(status),
-                {
-                    "description": _reason(status),
-                    "content": {"application/json": {"schema": ref_of[ErrorEnvelope]}},
-                },
-            )
+    # Every route answers a method it does not take with 405; those behind a key, more.
+    for status in _COMMON_ERRORS if op.auth else (405,):
+        responses.setdefault(
+            str(status),
+            {
+                "description": _reason(status),
+                "content": {"application/json": {"schema": ref_of[ErrorEnvelope]}},
+            },
+        )
     doc: dict[str, Any] = {
         "summary": op.summary,
         "operationId": _operation_id(op),
@@ -314,6 +321,10 @@ def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         }
     doc["security"] = [{"bearer": []}, {"apiKey": []}, {"apiKeyQuery": []}] if op.auth else []
     return doc
+
+
+def _media_schema(media: str) -> dict[str, Any]:
+    return {"type": "object"} if media == "application/json" else {"type": "string"}
 
 
 def _operation_id(op: Op) -> str:

@@ -35,7 +35,9 @@ class OpenApiChecker:
             self.problems.append(f"{method} {path}: status {status} not documented")
             return None
         schema = response.get("content", {}).get("application/json", {}).get("schema")
-        return None if schema is None else {"$ref": "urn:spec" + schema["$ref"]}
+        if schema is None or "$ref" not in schema:
+            return schema  # none, or written out in place (the document's own: an object)
+        return {"$ref": "urn:spec" + schema["$ref"]}
 
     def check(self, method: str, path: str, status: int, body: bytes) -> None:
         """Record a problem unless ``body`` matches the documented schema."""

@@ -39,6 +39,17 @@ def test_every_route_of_the_app_is_documented() -> None:
     assert _app_routes(app) == documented
 
 
+def test_every_route_documents_its_405_and_the_document_its_own_type() -> None:
+    """A wrong method answers every route with a 405 envelope, the routes without a key
+    included, and the document says it is a JSON object."""
+    spec = build_spec()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert "405" in operation["responses"], (method, path)
+    own = spec["paths"]["/openapi.json"]["get"]["responses"]["200"]["content"]
+    assert own == {"application/json": {"schema": {"type": "object"}}}
+
+
 def test_document_is_openapi_31_with_resolvable_schemas() -> None:
     """The document says 3.1.0 and every $ref in it resolves to a valid JSON Schema."""
     spec = build_spec()
