@@ -128,6 +128,11 @@ class PluginRegistry:
         """Every registered tool, in registration order."""
         return list(self._tools.values())
 
+    def available_tools(self) -> list[Tool]:
+        """The tools that may take jobs (not those of a plugin that failed), in order."""
+        failed = PluginLifecycle.FAILED
+        return [t for t in self._tools.values() if self._plugins[t.plugin].state is not failed]
+
     def plugins(self) -> list[Plugin]:
         """Every loaded plugin, in registration order."""
         return [entry.plugin for entry in self._plugins.values() if entry.plugin is not None]

@@ -358,8 +358,11 @@ async def openapi(request: web.Request) -> web.Response:
     body = specs.get(prefix)
     if body is None:
         registry = request.app[SUPERVISOR].registry
-        tools = {tool.name: tool.input_schema() for tool in registry.tools()}
-        plugins = {p.name: [tool.name for tool in p.tools.values()] for p in registry.plugins()}
+        tools = {tool.name: tool.input_schema() for tool in registry.available_tools()}
+        plugins = {
+            p.name: [tool.name for tool in p.tools.values() if tool.name in tools]
+            for p in registry.plugins()
+        }
         spec = build_spec(
             prefix,
             tools=tools,

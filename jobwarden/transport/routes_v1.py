@@ -54,18 +54,18 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tools")
 async def list_tools(request: web.Request) -> web.Response:
-    """Every tool with its schemas."""
+    """Every tool that may take jobs, with its schemas (not a failed plugin's: see /v1/plugins)."""
     authorize(request, READ)
-    tools = request.app[SUPERVISOR].registry.tools()
+    tools = request.app[SUPERVISOR].registry.available_tools()
     return json_response(ToolsBody(tools=[_tool_body(t) for t in tools]))
 
 
 @routes.get("/v1/tools/{name}")
 async def get_tool(request: web.Request) -> web.Response:
-    """One tool, or 404 tool_not_found."""
+    """One tool, or 404 tool_not_found (also for a failed plugin's, with the reason)."""
     authorize(request, READ)
     return json_response(
-        _tool_body(request.app[SUPERVISOR].registry.tool(request.match_info["name"]))
+        _tool_body(request.app[SUPERVISOR].registry.available_tool(request.match_info["name"]))
     )
 
 

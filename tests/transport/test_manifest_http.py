@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import msgspec
 import pytest
 
 from jobwarden import Plugin, PluginRegistry, builtin
@@ -68,14 +69,24 @@ def failing_start(gates: Gates) -> Iterable[Plugin]:
 
 
 async def test_a_plugin_whose_startup_failed_refuses_jobs_over_http() -> None:
-    """Its health says failed with the reason, its tools answer 404 tool_not_found, others run."""
+    """Its health says failed with the reason, its tools answer 404 tool_not_found and are not
+    offered (in /v1/tools, one tool's route, the OpenAPI submit variants), others run."""
     async with serve(plugins=failing_start) as srv:
         health = await srv.get_json("reader", "/v1/plugins/hooked/health")
         found = await srv.get_json("reader", "/v1/plugins/hooked/manifest")
         body = {"tool": "hooked.echo", "input": {"text": "x"}}
         async with srv.http.post(srv.url("/v1/jobs"), json=body, headers=auth("alice")) as r:
             error = await expect_error(r, 404, "tool_not_found")
+        offered = await srv.get_json("reader", "/v1/tools")
+        async with srv.http.get(srv.url("/v1/tools/hooked.echo"), headers=auth("reader")) as r:
+            one = await expect_error(r, 404, "tool_not_found")
+        spec = await srv.get_json("reader", "/openapi.json")
         job = await srv.submit("alice", "builtin.echo", {"text": "ok"}, wait=5)
+    names = {tool["name"] for tool in offered["tools"]}
+    assert "builtin.echo" in names
+    assert not any(name.startswith("hooked.") for name in names)
+    assert one["details"] == {"reason": "plugin_failed"}
+    assert "hooked.echo" not in msgspec.json.encode(spec["components"]["schemas"]).decode()
     assert health["state"] == "failed"
     assert health["reason"] == "startup hook raised HookFailed: no database"
     assert found["hooks"] == ["startup", "shutdown"]
