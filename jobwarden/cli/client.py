@@ -26,7 +26,8 @@ WS_HEARTBEAT_S = 20.0
 
 def server_url(text: str) -> yarl.URL:
     """``text`` as the URL of a server, parsed as aiohttp will; ValueError saying why it cannot
-    be one (not http or https, no host, a port outside 0..65535, a malformed address or name)."""
+    be one (not http or https, no host, a port outside 0..65535, a malformed address or name, a
+    query or a fragment)."""
     try:
         url = yarl.URL(text)
     except ValueError as exc:
@@ -34,6 +35,10 @@ def server_url(text: str) -> yarl.URL:
     host = url.raw_host
     if url.scheme not in {"http", "https"} or not host:
         raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    if url.raw_query_string or url.raw_fragment or "?" in text or "#" in text:
+        # Every request's path goes after the base URL's: a query or fragment there would end
+        # up in the middle of it.
+        raise ValueError(f"{text!r} has a query or fragment; give the server's base URL only")
     try:
         host.encode("idna")  # as the resolver will: an empty or overlong label fails there
     except UnicodeError as exc:

@@ -67,11 +67,15 @@ async def test_the_url_flag_wins_over_the_environment(server: str) -> None:
         ("http://[::1", "'http://[::1' is not a valid URL: Invalid IPv6 URL"),
         ("http://:8080", "'http://:8080' is not a valid URL: Invalid URL: host is required"),
         ("http://jobs..example", "is not a valid URL: 'jobs..example' is not a host name"),
+        ("http://127.0.0.1:8080/?x=1", "has a query or fragment; give the server's base URL"),
+        ("http://127.0.0.1:8080/base#top", "has a query or fragment"),
+        ("http://127.0.0.1:8080/?", "has a query or fragment"),
     ],
 )
 async def test_a_url_that_cannot_be_one_is_a_usage_error(url: str, message: str) -> None:
-    """A port outside 0..65535, a malformed address or no or an empty host name, from --url or
-    JOBWARDEN_URL, exits 2 naming the URL and what is wrong, without a traceback."""
+    """A port outside 0..65535, a malformed address, no or an empty host name, or a query or
+    fragment, from --url or JOBWARDEN_URL, exits 2 naming the URL and what is wrong, without a
+    traceback."""
     by_flag = await jobwarden(f"http://127.0.0.1:{free_port()}", "jobs", "--url", url)
     by_env = await jobwarden(url, "cancel", "0123")
     for done in (by_flag, by_env):
