@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import tomllib
+import unicodedata
 from collections.abc import Iterable
 
 import msgspec
@@ -106,6 +107,7 @@ def _digest(entry: _KeyEntry, where: str) -> bytes:
     if entry.key is not None:
         if len(entry.key) < 8:
             raise ValueError(f"{where}: key must be at least 8 characters")
+        _check_sendable(entry.key, where)
         return hashlib.sha256(entry.key.encode()).digest()
     try:
         digest = bytes.fromhex(entry.key_sha256 or "")
@@ -114,3 +116,19 @@ def _digest(entry: _KeyEntry, where: str) -> bytes:
     if len(digest) != 32:
         raise ValueError(f"{where}: key_sha256 must be 64 hex digits")
     return digest
+
+
+def _check_sendable(key: str, where: str) -> None:
+    """Refuse a key no client could present in a header (so only in a URL's ``?api_key=``): one
+    holding a control character, or starting or ending with a space, which HTTP strips from a
+    header's value. The message places the problem without showing the key."""
+    for n, char in enumerate(key, 1):
+        if unicodedata.category(char) == "Cc":
+            raise ValueError(
+                f"{where}: key holds a control character (U+{ord(char):04X} at character {n});"
+                " an HTTP header cannot carry it"
+            )
+    if key != key.strip(" "):
+        raise ValueError(
+            f"{where}: key starts or ends with a space, which HTTP strips from a header"
+        )

@@ -37,6 +37,13 @@ ALICE = '[[keys]]\nkey = "alice-key-1"\nprincipal = "alice"\nscopes = ["jobs:rea
         ),
         (ALICE.replace("key = ", f'key_sha256 = "{"ab" * 32}"\nkey = '), "exactly one of key"),
         (ALICE.replace('key = "alice-key-1"\n', ""), "exactly one of key or key_sha256"),
+        (
+            ALICE.replace('"alice-key-1"', '"alice\\nkey-1"'),
+            "key #1 ('alice'): key holds a control character (U+000A at character 6)",
+        ),
+        (ALICE.replace('"alice-key-1"', '"alice-key\\u007f"'), "(U+007F at character 10)"),
+        (ALICE.replace('"alice-key-1"', '" alice-key-1"'), "key starts or ends with a space"),
+        (ALICE.replace('"alice-key-1"', '"alice-key-1 "'), "key starts or ends with a space"),
     ],
     ids=[
         "bad toml",
@@ -49,15 +56,20 @@ ALICE = '[[keys]]\nkey = "alice-key-1"\nprincipal = "alice"\nscopes = ["jobs:rea
         "digest not hex",
         "key and digest",
         "neither",
+        "newline in key",
+        "delete in key",
+        "leading space",
+        "trailing space",
     ],
 )
 def test_a_mistake_in_the_keys_file_is_refused_with_its_place(text: str, message: str) -> None:
     """Bad TOML, a missing or unknown field, an unknown scope, an empty principal, a short key,
-    a malformed digest, or both or neither of key and key_sha256 are refused with the source
-    and the entry named."""
+    a key no header can carry, a malformed digest, or both or neither of key and key_sha256 are
+    refused with the source and the entry named (never the key)."""
     with pytest.raises(ValueError, match=r"^keys\.toml: ") as caught:
         KeyRing.from_toml(text, source="keys.toml")
     assert message in str(caught.value)
+    assert "key-1" not in str(caught.value)
 
 
 BOB_TABLE = '[[keys]]\n{given}\nprincipal = "bob"\nscopes = ["admin"]\n'
