@@ -35,13 +35,18 @@ class Utf8Text(click.ParamType[str]):
 
     name = "text"
 
+    def __init__(self, *, empty: bool = True) -> None:
+        self.empty = empty  # False for names: an empty job id or tool name names nothing
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        """``value`` if it is valid UTF-8."""
+        """``value`` if it is valid UTF-8 (and not empty, unless empty text is allowed)."""
         text = str(value)
         try:
             text.encode()
         except UnicodeEncodeError:
             self.fail(f"'{_as_typed(text)}' is not valid UTF-8", param, ctx)
+        if not text and not self.empty:
+            self.fail("must not be empty", param, ctx)
         return text
 
 
@@ -72,6 +77,7 @@ class ApiKeyText(click.ParamType[str]):
 
 
 UTF8_TEXT = Utf8Text()
+NAME_TEXT = Utf8Text(empty=False)
 
 
 def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:

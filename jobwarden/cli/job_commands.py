@@ -10,7 +10,7 @@ import msgspec
 
 from jobwarden.actors.states import JobState
 from jobwarden.cli.client import ApiClient, path_segment
-from jobwarden.cli.client_options import UTF8_TEXT, client_options, run_client
+from jobwarden.cli.client_options import NAME_TEXT, UTF8_TEXT, client_options, run_client
 from jobwarden.cli.event_stream import StreamSpec, follow
 from jobwarden.cli.outcomes import EXIT_CODES_HELP, CommandError, ExitCode, exit_code_for_state
 from jobwarden.cli.progress_view import JobProgress
@@ -47,7 +47,7 @@ def _read_input(text: str | None, file: IO[bytes] | None) -> dict[str, Any]:
 
 
 @click.command("submit", epilog=EXIT_CODES_HELP)
-@click.argument("tool", type=UTF8_TEXT)
+@click.argument("tool", type=NAME_TEXT)
 @click.option(
     "--input", "input_text", type=UTF8_TEXT, metavar="JSON", help="the tool's input, a JSON object"
 )
@@ -147,7 +147,7 @@ def _outcome(
 
 @click.command("jobs", epilog=EXIT_CODES_HELP)
 @click.option("--state", type=click.Choice(STATES), help="only jobs in this state")
-@click.option("--tool", type=UTF8_TEXT, help="only jobs of this tool")
+@click.option("--tool", type=NAME_TEXT, help="only jobs of this tool")
 @click.option(
     "--limit", type=click.IntRange(1, 500), help="at most this many jobs, newest first (50)"
 )
@@ -182,7 +182,7 @@ def jobs_command(
 
 
 @click.command("cancel", epilog=EXIT_CODES_HELP)
-@click.argument("job_id", metavar="ID", type=UTF8_TEXT)
+@click.argument("job_id", metavar="ID", type=NAME_TEXT)
 @client_options
 def cancel_command(job_id: str, url: str, api_key: str | None, as_json: bool) -> int:
     """Cancel job ID; a job that already finished is an error (exit 1)."""

@@ -9,7 +9,7 @@ import click
 
 from jobwarden.actors.states import JobState
 from jobwarden.cli.client import ApiClient, path_segment
-from jobwarden.cli.client_options import UTF8_TEXT, client_options, run_client
+from jobwarden.cli.client_options import NAME_TEXT, client_options, run_client
 from jobwarden.cli.event_stream import ALL_EVENTS, StreamSpec, follow
 from jobwarden.cli.outcomes import EXIT_CODES_HELP, ExitCode
 from jobwarden.cli.render import data_console, message_console
@@ -22,11 +22,11 @@ STATES = [state.value for state in JobState]
 @click.option(
     "--job",
     "job_id",
-    type=UTF8_TEXT,
+    type=NAME_TEXT,
     metavar="ID",
     help="only this job; ends after its last event",
 )
-@click.option("--tool", type=UTF8_TEXT, metavar="T", help="only jobs of this tool")
+@click.option("--tool", type=NAME_TEXT, metavar="T", help="only jobs of this tool")
 @click.option("--state", type=click.Choice(STATES), help="only events entering this state")
 @click.option(
     "--since",
