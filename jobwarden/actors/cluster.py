@@ -217,6 +217,8 @@ class ClusterNode:
                 self._delivered = event.offset
                 bus.publish(event)
                 self._observe(event)
+            if followed.through is not None:  # past entries that could not be read
+                self._delivered = max(self._delivered, followed.through)
             for job_id in followed.cancels:
                 actor = self._sup.local_actor(job_id)
                 if actor is not None and actor.record.state is JobState.RUNNING:

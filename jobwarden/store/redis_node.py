@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -30,11 +31,12 @@ from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.group_commit import GroupCommit, StoreStatistics
 from jobwarden.store.redis_queue_scripts import GROUP
 from jobwarden.store.shared import Delivery, Followed, Verdict
-from jobwarden.store.stored import decode_events, decode_record
+from jobwarden.store.stored import decode_event, decode_record
 
 if TYPE_CHECKING:
     from jobwarden.store.redis import RedisStore, ScriptCall
 
+log = structlog.get_logger("jobwarden.store.redis")
 RECONNECT_S = 60.0  # how long a change waits for Redis to come back before it fails
 FOLLOW_COUNT = 1000
 CONTROL_LENGTH = 1000  # cancel requests kept in <p>:control (approximately)
@@ -228,15 +230,34 @@ class RedisNode:
             raise self._error("follow the event log", exc) from exc
         events: list[JobEvent] = []
         cancels: list[str] = []
+        through = None
         for stream, entries in reply or ():
             if stream.decode() == keys.events:
-                events = decode_events((fields[b"body"] for _, fields in entries), self._store.url)
+                events = self._readable_events(entries)
+                through = int(entries[-1][0].split(b"-")[0])
             else:
                 self._control_last = entries[-1][0].decode()
                 cancels = [
-                    fields[b"job"].decode() for _, fields in entries if fields[b"op"] == b"cancel"
+                    job.decode()
+                    for _, fields in entries
+                    if fields.get(b"op") == b"cancel" and (job := fields.get(b"job")) is not None
                 ]
-        return Followed(events=events, cancels=cancels)
+        return Followed(events=events, cancels=cancels, through=through)
+
+    def _readable_events(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[JobEvent]:
+        """The events of the log's ``entries``, each one that cannot be read logged and skipped:
+        stopping there would leave this node following nothing after it, forever."""
+        events: list[JobEvent] = []
+        for entry, fields in entries:
+            try:
+                events.append(decode_event(fields.get(b"body", b""), self._store.url))
+            except StoreError as exc:
+                log.error(
+                    "an event in the shared log cannot be read; skipped",
+                    entry=entry.decode(errors="replace"),
+                    error=str(exc),
+                )
+        return events
 
     def _block_ms(self, block_s: float) -> int:
         # A blocking read must return before the socket timeout, or it reads as a lost Redis.

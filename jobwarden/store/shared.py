@@ -38,10 +38,13 @@ class Delivery(msgspec.Struct, frozen=True):
 
 
 class Followed(msgspec.Struct, frozen=True):
-    """What the followed log brought: events in offset order, and jobs someone asked to cancel."""
+    """What the followed log brought: events in offset order, jobs someone asked to cancel, and
+    the offset of the last entry read (None when it brought no event), which is past the last
+    event when entries after it could not be read and were skipped."""
 
     events: list[JobEvent]
     cancels: list[str]
+    through: int | None = None
 
 
 class SharedStore(Protocol):

@@ -308,3 +308,27 @@ async def test_a_shared_stores_own_type_error_is_not_blamed_on_the_input(
         listed = await sup.list_jobs()
     assert done.state is JobState.SUCCEEDED
     assert [job.id for job in listed.jobs] == [kept.id]
+
+
+@pytest.mark.anyio
+async def test_a_node_follows_past_an_event_that_cannot_be_read(redis_prefix: str) -> None:
+    """A damaged entry in the shared event log is logged and skipped: the node still delivers
+    the events after it. Before, its follower failed at that entry on every try, forever."""
+    store = RedisStore(cluster_url(redis_prefix), node="n1")
+    with capture_logs() as logs:
+        async with Supervisor(plugins=[builtin], store=store) as sup:
+            with redis.Redis.from_url(URL) as client:
+                offset = client.hincrby(store.keys.meta, "last", 1)
+                client.xadd(store.keys.events, {"job": "x", "body": b"\x00"}, f"{offset}-0")
+            async with sup.subscribe() as events:
+                job = await sup.submit("builtin.echo", {"text": "after"})
+                with anyio.fail_after(10):
+                    async for event in events:
+                        if not isinstance(event, JobEvent):
+                            continue
+                        if event.subject == job.id and event.data.state.terminal:
+                            break
+    assert isinstance(event, JobEvent)
+    assert event.data.state is JobState.SUCCEEDED
+    skipped = [entry for entry in logs if entry["log_level"] == "error"]
+    assert [entry["entry"] for entry in skipped] == [f"{offset}-0"]

@@ -10,6 +10,7 @@ import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from structlog.testing import capture_logs
 
 from jobwarden import JobState
 from jobwarden.errors import StoreError
@@ -151,3 +152,37 @@ async def test_a_key_in_the_way_of_the_queue_stops_the_store_opening(redis_prefi
     store = RedisStore(f"{URL}?prefix={redis_prefix}", node="n1")
     with pytest.raises(StoreError, match="cannot use the Redis job store"):
         await store.open()
+
+
+@pytest.mark.anyio
+async def test_an_event_that_cannot_be_read_is_skipped_by_a_follower(redis_prefix: str) -> None:
+    """A damaged entry in the shared log is logged and skipped, the events around it delivered,
+    and ``through`` moves the follower past it; a damaged cancel request is skipped too. Before,
+    the follower raised at that entry on every try: the node never saw another event."""
+    store = RedisStore(f"{URL}?prefix={redis_prefix}", node="n1")
+    await store.open()
+    try:
+        jobs = Jobs()
+        record = jobs.record()
+        first = jobs.event(record)
+        jobs.offset = 3
+        second = jobs.event(record)
+        encode = msgspec.json.encode
+        keys = store.keys
+        with redis.Redis.from_url(URL) as client:
+            client.xadd(keys.events, {"job": record.id, "tool": "t", "body": encode(first)}, "1-0")
+            client.xadd(keys.events, {"job": record.id, "tool": "t", "body": b"\x00"}, "2-0")
+            client.xadd(keys.events, {"job": record.id, "tool": "t", "body": encode(second)}, "4-0")
+            client.xadd(keys.events, {"job": record.id, "tool": "t"}, "7-0")
+            client.xadd(keys.control, {"op": "cancel"})
+            client.xadd(keys.control, {"op": "cancel", "job": record.id})
+        with capture_logs() as logs:
+            followed = await store.shared.follow(0, block_s=0.01)
+        assert [event.id for event in followed.events] == ["1", "4"]
+        assert followed.through == 7
+        assert followed.cancels == [record.id]
+        skipped = [entry for entry in logs if entry["log_level"] == "error"]
+        assert [entry["entry"] for entry in skipped] == ["2-0", "7-0"]
+        assert all("cannot be read" in entry["error"] for entry in skipped)
+    finally:
+        await store.close()
