@@ -65,7 +65,13 @@ class KeyRing:
         """The principal owning ``presented``, or None. Every key is compared, match or not."""
         if presented is None:
             return None
-        digest = hashlib.sha256(presented.encode()).digest()
+        try:
+            # A header's bytes that are not UTF-8 arrive as lone surrogates: as those bytes
+            # again, which no key given in the keys file (valid UTF-8) can match.
+            raw = presented.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate of another origin: no key either
+            return None
+        digest = hashlib.sha256(raw).digest()
         found = None
         for key_digest, principal in self._keys:
             if hmac.compare_digest(digest, key_digest):

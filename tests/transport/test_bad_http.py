@@ -206,3 +206,26 @@ def test_the_server_logger_lets_every_other_record_through_unchanged() -> None:
         before = (record.levelno, record.getMessage(), record.exc_info)
         assert logger.filter(record)
         assert (record.levelno, record.getMessage(), record.exc_info) == before
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"Authorization: Bearer \xff\xfe-key-0001", b"X-API-Key: caf\xe9-key-0001"],
+    ids=["bearer", "x-api-key"],
+)
+@pytest.mark.parametrize("path", ["/v1/jobs", "/metrics", "/v1/analyze-execution/jobs"])
+async def test_a_key_that_is_not_utf8_is_a_401(
+    header: bytes, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key header whose bytes are not UTF-8 (Latin-1 text, random bytes) is a key nobody has:
+    401 unauthorized, and no error or traceback logged. Before, every route answered 500."""
+    caplog.set_level(logging.INFO)
+    request = b"\r\n".join(
+        [f"GET {path} HTTP/1.1".encode(), b"Host: test", header, b"Connection: close"]
+    )
+    async with serve() as srv:
+        answer = await exchange(srv, request + b"\r\n\r\n")
+    status, headers, payload = split(answer)
+    assert (status, headers["content-type"]) == (401, "application/json"), answer
+    check_envelope(msgspec.json.decode(payload), "unauthorized")
+    assert serious(caplog) == []
