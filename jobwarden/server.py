@@ -29,6 +29,7 @@ from jobwarden.store.base import JobStore
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.sqlite import store_from_url as sqlite_store_from_url
 from jobwarden.transport import KeyRing, ServerSettings, create_app, server_logger
+from jobwarden.transport.origins import normalise_origin
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -196,6 +197,15 @@ def retention(options: ServeOptions) -> Retention:
         raise ConfigError(f"retention: {exc}") from exc
 
 
+def allowed_origins(options: ServeOptions) -> frozenset[str]:
+    """The ``--allowed-origin`` values as browsers send an origin (lower case, no default port);
+    ``ConfigError`` for one that is not an origin."""
+    try:
+        return frozenset(normalise_origin(origin) for origin in options.allowed_origins if origin)
+    except ValueError as exc:
+        raise ConfigError(f"--allowed-origin: {exc}") from exc
+
+
 def check_bind(host: str, keys: KeyRing) -> None:
     """Open mode (no keys) is refused on anything but a loopback address."""
     if not keys.open:
@@ -245,7 +255,7 @@ async def serve(options: ServeOptions) -> None:
     settings = ServerSettings(
         max_body_bytes=options.max_body_bytes,
         max_wait_s=options.max_wait_s,
-        allowed_origins=frozenset(origin for origin in options.allowed_origins if origin),
+        allowed_origins=allowed_origins(options),
     )
     provider = tracer_provider(options)  # the SDK shuts it down, exporting all, at exit
     tracer = provider.get_tracer("jobwarden") if provider is not None else None

@@ -15,6 +15,7 @@ from jobwarden.errors import printable
 from jobwarden.logs import bind_principal, bind_request_job
 from jobwarden.records import JobRecord
 from jobwarden.transport.auth import OPEN_PRINCIPAL, KeyRing, Principal
+from jobwarden.transport.origins import local_host, normalise_origin, origin_host
 from jobwarden.transport.responses import ApiError
 
 T = TypeVar("T")
@@ -37,6 +38,13 @@ class ServerSettings(msgspec.Struct, frozen=True):
             raise ValueError(f"max_wait_s must be a number >= 0, not {self.max_wait_s}")
         if self.ws_queue < 1:
             raise ValueError(f"ws_queue must be >= 1, not {self.ws_queue}")
+        for origin in self.allowed_origins:
+            # Compared as browsers send them: a value written otherwise would never match.
+            if normalise_origin(origin) != origin:
+                raise ValueError(
+                    f"allowed origin {origin!r} is not as a browser sends it:"
+                    f" give {normalise_origin(origin)!r}"
+                )
         if not 0 < self.heartbeat_s < math.inf:
             raise ValueError(f"heartbeat_s must be a number > 0, not {self.heartbeat_s}")
 
@@ -123,8 +131,12 @@ def presented_key(request: web.Request) -> str | None:
 
 
 def authorize(request: web.Request, scope: str) -> Principal:
-    """The caller, if it holds ``scope``: 401 without a valid key, 403 without the scope."""
+    """The caller, if it holds ``scope``: 401 without a valid key, 403 without the scope; on an
+    open server (no keys), 403 for a request naming a host other than loopback's (see
+    ``origins``) or an allowed origin's."""
     keys = request.app[KEYS]
+    if keys.open:
+        _check_open_host(request)
     principal = OPEN_PRINCIPAL if keys.open else keys.authenticate(presented_key(request))
     if principal is None:
         raise ApiError(401, "unauthorized", "a valid API key is required")
@@ -132,6 +144,21 @@ def authorize(request: web.Request, scope: str) -> Principal:
     if not principal.can(scope):
         raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
     return principal
+
+
+def _check_open_host(request: web.Request) -> None:
+    host = request.headers.get("Host")
+    if host is None or local_host(host):  # a browser always sends one
+        return
+    allowed = request.app[SETTINGS].allowed_origins
+    if host.lower() in {origin_host(origin) for origin in allowed}:
+        return
+    raise ApiError(
+        403,
+        "forbidden",
+        f"this server has no API keys and answers only to loopback host names, not"
+        f" {printable(host)!r} (DNS rebinding); configure API keys, or allow that origin",
+    )
 
 
 def log_job(record: JobRecord) -> JobRecord:

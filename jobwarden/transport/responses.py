@@ -41,10 +41,12 @@ def envelope_response(
 
 
 def request_error_response(error: RequestError) -> web.Response:
-    """The envelope for a refused request, with Retry-After where it applies."""
+    """The envelope for a refused request, with Retry-After or WWW-Authenticate where it applies."""
     headers = None
     if isinstance(error, Overloaded | StoreUnavailable):
         headers = {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
+    elif error.status == 401:  # RFC 9110: a 401 says how to authenticate
+        headers = {"WWW-Authenticate": 'Bearer realm="jobwarden"'}
     return envelope_response(error.info(), error.status, headers)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from jobwarden.transport import ServerSettings
 from tests.transport.conftest import (
     KEYS,
     Server,
@@ -18,6 +19,12 @@ from tests.transport.conftest import (
 pytestmark = pytest.mark.anyio
 
 SSE = {"Accept": "text/event-stream"}
+WS_UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 IMAGE = {"plugin": "imaging", "image": "aGVsbG8=", "mime_type": "image/png"}
 
 
@@ -64,7 +71,8 @@ async def _request(
 async def test_no_key_and_wrong_keys_are_401(
     method: str, path: str, body: Any, extra: dict[str, str]
 ) -> None:
-    """Without a key, or with a wrong one in any header or the query, every route answers 401."""
+    """Without a key, or with a wrong one in any header or the query, every route answers 401,
+    saying how to authenticate (WWW-Authenticate: Bearer, as RFC 9110 requires of a 401)."""
     async with serve() as srv:
         job = await srv.hold("alice", "held")
         path = path.format(job=job["id"])
@@ -76,6 +84,7 @@ async def test_no_key_and_wrong_keys_are_401(
                 srv, method, path, body, {**extra, **headers}, params=params
             ) as resp:
                 await expect_error(resp, 401, "unauthorized")
+                assert resp.headers["WWW-Authenticate"] == 'Bearer realm="jobwarden"'
         assert (await srv.job("alice", job["id"]))["state"] == "running"
         listing = await srv.get_json("admin", "/v1/jobs")
     assert [j["id"] for j in listing["jobs"]] == [job["id"]]
@@ -230,3 +239,49 @@ async def test_open_mode_needs_no_key() -> None:
     assert job["state"] == "succeeded"
     assert [j["id"] for j in listing["jobs"]] == [job["id"]]
     assert tools["tools"]
+
+
+OPEN_ROUTES = [
+    ("GET", "/v1/jobs", None, {}),
+    ("POST", "/v1/jobs", {"tool": "builtin.echo", "input": {"text": "x"}}, {}),
+    ("GET", "/v1/events", None, SSE),
+    ("GET", "/v1/events", None, WS_UPGRADE),
+    ("POST", "/v1/analyze-execution/async", IMAGE, {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "extra"), OPEN_ROUTES)
+async def test_an_open_server_answers_only_to_loopback_host_names(
+    method: str, path: str, body: Any, extra: dict[str, str]
+) -> None:
+    """Without keys, a request naming another host (a page's own name rebound to 127.0.0.1,
+    DNS rebinding) is 403 forbidden and creates nothing; localhost, loopback addresses and the
+    host of an allowed origin are answered."""
+    settings = ServerSettings(allowed_origins=frozenset({"http://devbox.example:8080"}))
+    async with serve(keys=None, settings=settings) as srv:
+        port = srv.host.rsplit(":", 1)[1]
+        for host in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1.nip.io:{port}"):
+            async with await _request(srv, method, path, body, {**extra, "Host": host}) as resp:
+                error = await expect_error(resp, 403, "forbidden")
+            assert "DNS rebinding" in error["message"]
+        answered = []
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", "[::1]", "devbox.example:8080"):
+            headers = {**extra, "Host": host, "Origin": f"http://{host}"}
+            if extra is WS_UPGRADE:
+                headers.pop("Origin")
+            async with await _request(srv, method, path, body, headers) as resp:
+                answered.append(resp.status)
+        listing = await srv.get_json(None, "/v1/jobs")
+    assert all(status < 300 or status == 101 for status in answered), answered
+    assert len(listing["jobs"]) == 4 * (method == "POST")
+
+
+async def test_a_keyed_server_answers_to_any_host_name() -> None:
+    """With keys, the Host is not checked: a page elsewhere holds no key to send."""
+    async with (
+        serve() as srv,
+        srv.http.get(
+            srv.url("/v1/jobs"), headers={**auth("alice"), "Host": "jobs.example.com"}
+        ) as resp,
+    ):
+        assert resp.status == 200

@@ -90,14 +90,16 @@ async def test_allowed_origins_open_the_event_websocket_to_those_pages(
     tmp_path: Path, how: str
 ) -> None:
     """`--allowed-origin` (or JOBWARDEN_ALLOWED_ORIGINS) lets those browser origins open the
-    event websocket; any other origin is still refused with 403."""
+    event websocket, however the value was written (upper case, a default port, a trailing
+    slash); any other origin is still refused with 403."""
     origins = ["https://app.example", "https://ops.example:8443"]
+    written = ["https://App.Example:443/", "https://ops.example:8443"]
     if how == "flags":
-        args = ["--store", "memory://", *(f"--allowed-origin={o}" for o in origins)]
+        args = ["--store", "memory://", *(f"--allowed-origin={o}" for o in written)]
         env = clean_env()
     else:
         args = ["--store", "memory://"]
-        env = clean_env(JOBWARDEN_ALLOWED_ORIGINS=",".join(origins))
+        env = clean_env(JOBWARDEN_ALLOWED_ORIGINS=",".join(written))
     async with running_server(tmp_path, *args, env=env) as (process, base, _):
         async with aiohttp.ClientSession() as http:
             for origin in origins:
@@ -111,6 +113,20 @@ async def test_allowed_origins_open_the_event_websocket_to_those_pages(
                 )
         process.terminate()
     assert refused.value.status == 403
+
+
+async def test_an_allowed_origin_that_is_not_one_stops_serve_with_one_line() -> None:
+    """`--allowed-origin` with a path (or a query, another scheme) exits 2 naming the value,
+    where it was taken and then matched no browser's Origin, silently."""
+    code, stderr = await serve_until_exit(
+        "--store", "memory://", "--allowed-origin", "https://app.example/dashboard"
+    )
+    assert code == 2, stderr
+    assert (
+        "--allowed-origin: 'https://app.example/dashboard' is not an origin: no path, query,"
+        in stderr
+    )
+    assert "Traceback" not in stderr
 
 
 async def test_a_port_in_use_stops_serve_with_one_line() -> None:
