@@ -121,10 +121,11 @@ class Subscription:
         )
 
     def _visible(self, event: JobEvent) -> bool:
-        """The filters the store does not apply when replaying: owner and state."""
+        """The filters the store does not apply when replaying: owner and state (a job's stream
+        applies its state filter as it yields: it must see the job's terminal event to end)."""
         data = event.data
         return (self.owner is None or data.owner == self.owner) and (
-            self.state is None or data.state == self.state
+            self.state is None or self.job_id is not None or data.state == self.state
         )
 
     def close(self) -> None:
@@ -152,7 +153,9 @@ class Subscription:
             else:
                 event = await self._next_live()
             if event is not None:
-                return self._yielding(event)
+                shown = self._yielding(event)
+                if shown is not None:
+                    return shown
         raise StopAsyncIteration
 
     async def batch(self) -> list[StreamEvent]:
@@ -166,8 +169,9 @@ class Subscription:
         while not batch and not self._done:
             if self._replaying:
                 replayed = await self._next_replayed()
-                if replayed is not None:
-                    batch.append(self._yielding(replayed))
+                shown = None if replayed is None else self._yielding(replayed)
+                if shown is not None:
+                    batch.append(shown)
             elif buffer:
                 self._drain_into(batch)
             else:
@@ -183,21 +187,31 @@ class Subscription:
         buffer = self._buffer
         last = self.last_offset
         one_job = self.job_id is not None
+        state = self.state
         while buffer:
             event = buffer.popleft()
             offset = event.offset
             if offset > last:
                 last = offset
-                batch.append(event)
-                if one_job and event.data.state.terminal:
+                if not one_job:
+                    batch.append(event)
+                    continue
+                data = event.data
+                if state is None or data.state is state:
+                    batch.append(event)
+                if data.state.terminal:
                     self._done = True
                     break
         self.last_offset = last
 
-    def _yielding(self, event: StreamEvent) -> StreamEvent:
-        """Note that ``event`` is handed out: a job's stream ends after its terminal event."""
+    def _yielding(self, event: StreamEvent) -> StreamEvent | None:
+        """``event`` as handed out, or None when a job's stream filters it out by state; a
+        job's stream ends after its terminal event, shown or not."""
         if self.job_id is not None and isinstance(event, JobEvent):
-            self._done = event.data.state.terminal
+            data = event.data
+            self._done = data.state.terminal
+            if self.state is not None and data.state is not self.state:
+                return None
         return event
 
     async def _next_replayed(self) -> StreamEvent | None:

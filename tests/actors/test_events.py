@@ -195,6 +195,34 @@ async def test_job_subscription_follows_a_live_job_to_its_end() -> None:
         assert got == ["jobwarden.job.queued", "jobwarden.job.running", "jobwarden.job.succeeded"]
 
 
+async def test_a_job_stream_filtered_by_state_still_ends_with_the_job() -> None:
+    """A job's stream with a state filter yields only that state's events and ends after the
+    job's terminal event whatever its state, live (iterated or in batches) and replayed; before,
+    a terminal event the filter dropped left the stream open forever."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.gate", {"key": "j"})
+        await gates.wait_entered("j")
+        running = []
+        with anyio.fail_after(10):
+            async with sup.subscribe(job_id=rec.id, since=0, state=JobState.RUNNING) as events:
+                async for event in events:
+                    running.append(event.type)
+                    gates.open("j")  # the job succeeds: its last event is not RUNNING
+            async with sup.subscribe(job_id=rec.id, since=0, state=JobState.FAILED) as events:
+                failed = [event async for event in events]
+            held = await sup.submit("fake.gate", {"key": "k"})
+            await gates.wait_entered("k")
+            async with sup.subscribe(job_id=held.id, state=JobState.SUCCEEDED) as events:
+                await sup.cancel(held.id)
+                batches = []
+                while batch := await events.batch():
+                    batches.append(batch)
+    assert running == ["jobwarden.job.running"]
+    assert failed == []
+    assert batches == []
+
+
 async def test_resume_older_than_retention_gets_a_reset_first() -> None:
     """since older than the retained history yields a stream.reset before any event."""
     store = MemoryStore(retain_events=10)
