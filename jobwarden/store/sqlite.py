@@ -116,6 +116,8 @@ class SqliteStore:
             self._unlock()
             raise StoreError(f"cannot open the job store {self.path}: {exc}") from exc
         try:
+            # Before anything is written: a file that is not ours stays as it was.
+            sqlite_schema.check(db, str(self.path))
             # Only a new, empty file takes it: an existing file keeps the page size it has.
             db.execute(f"PRAGMA page_size = {sqlite_schema.PAGE_SIZE}")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]

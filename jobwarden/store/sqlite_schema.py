@@ -123,7 +123,7 @@ LATEST = len(MIGRATIONS)
 
 
 def version(db: sqlite3.Connection) -> int:
-    """The file's schema version; 0 for a new, empty file."""
+    """The file's schema version; 0 for a file without jobwarden's tables."""
     exists = db.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
     ).fetchone()
@@ -135,14 +135,35 @@ def version(db: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def migrate(db: sqlite3.Connection, path: str, *, upto: int = LATEST) -> int:
-    """Bring the file to version ``upto`` (default: the newest) and return the version found."""
+def check(db: sqlite3.Connection, path: str) -> int:
+    """The file's schema version, or ``StoreError`` when this jobwarden must not use it (a
+    newer schema, another application's database, which must stay as it is); changes nothing."""
     found = version(db)
     if found > LATEST:
         raise StoreError(
             f"{path} has schema version {found}, newer than this jobwarden understands"
             f" ({LATEST}); upgrade jobwarden or point --store at another file"
         )
+    if found == 0:
+        others = [
+            row[0]
+            for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name LIMIT 4"
+            )
+        ]
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise StoreError(
+                f"{path} holds tables of another application ({shown}) and no jobwarden schema:"
+                " not a jobwarden database; point --store at another file"
+            )
+    return found
+
+
+def migrate(db: sqlite3.Connection, path: str, *, upto: int = LATEST) -> int:
+    """Bring the file to version ``upto`` (default: the newest) and return the version found."""
+    found = check(db, path)
     for number in range(found + 1, upto + 1):
         MIGRATIONS[number - 1](db)
     return found

@@ -332,6 +332,29 @@ async def test_a_database_without_a_version_table_row_is_refused(tmp_path: Path)
         await SqliteStore(path).open()
 
 
+@pytest.mark.anyio
+async def test_another_applications_database_is_refused_and_left_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """A SQLite file holding other tables and no jobwarden schema stops open() with a
+    StoreError naming the file and its tables, and is not changed (no jobwarden tables, not
+    switched to WAL); before, it was quietly turned into a job store."""
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO customers (name) VALUES ('ada')")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(
+        StoreError, match=r"app\.db holds tables of another application \(customers\)"
+    ):
+        await SqliteStore(path).open()
+    assert path.read_bytes() == before
+    assert not await anyio.Path(f"{path}-wal").exists()
+    store = await _opened(tmp_path / "new.db")  # an empty file is still taken
+    await store.close()
+
+
 @contextmanager
 def _read_only(folder: Path) -> Iterator[None]:
     """Make ``folder`` refuse new files, for root too (chattr +i) or by mode otherwise."""
