@@ -225,7 +225,7 @@ class Subscription:
             return None
         try:
             bounds = await self._store.event_bounds()
-            if self.last_offset < bounds.first - 1:
+            if self.last_offset < bounds.first - 1 and not await self._job_history_kept():
                 return self._reset(bounds.first)
             page = await self._store.read_events(
                 self.last_offset, REPLAY_PAGE, job_id=self.job_id, tool=self.tool
@@ -246,6 +246,22 @@ class Subscription:
             if self._live_from is None:
                 self._end_replay()
         return None
+
+    async def _job_history_kept(self) -> bool:
+        """Whether a job's stream lost nothing it asked for though the log's start moved past
+        ``since``: the job's first event still kept is the one that created it (the store
+        purges other jobs' history, not this one's)."""
+        job_id = self.job_id
+        if job_id is None:
+            return False
+        record = await self._store.get(job_id)
+        first = await self._store.read_events(self.last_offset, 1, job_id=job_id)
+        return (
+            record is not None
+            and bool(first)
+            and first[0].data.attempt == 1
+            and first[0].time == record.created_at
+        )
 
     def _end_replay(self) -> None:
         self._replaying = False

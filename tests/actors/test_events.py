@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import anyio
 import pytest
@@ -11,6 +12,7 @@ from jobwarden import JobEvent, MemoryStore, StreamEvent, StreamReset, Superviso
 from jobwarden.actors.event_bus import EventBus
 from jobwarden.actors.states import JobState
 from jobwarden.records import EventData, JobRecord
+from jobwarden.store.sqlite import SqliteStore
 from tests.fakes import FullStore, Gates, fake_plugin
 
 pytestmark = pytest.mark.anyio
@@ -236,6 +238,27 @@ async def test_resume_older_than_retention_gets_a_reset_first() -> None:
         assert (reset.data.requested_since, reset.data.first_retained) == (3, 21)
         assert reset.offset == 20
         assert [e.offset for e in events[1:]] == [21, 22, 23]
+
+
+async def test_a_job_whose_history_is_whole_gets_no_reset(tmp_path: Path) -> None:
+    """A job's stream from since=0 after older jobs were purged replays the job's events with no
+    stream.reset (the job lost nothing), on the memory and the SQLite store; a job whose own
+    first events are gone still gets one."""
+    for store in (MemoryStore(retain_events=5), SqliteStore(tmp_path / "jobs.db")):
+        async with Supervisor(plugins=[builtin], store=store) as sup:
+            jobs = []
+            for n in range(3):  # one after the other: each job's 3 events in a row
+                jobs.append(await sup.submit("builtin.echo", {"text": str(n)}))
+                await sup.wait(jobs[-1].id, timeout=5)
+            if isinstance(store, SqliteStore):
+                await store.purge(finished_before=None, keep_finished=1)
+            else:
+                # The log keeps 5 events: the last job's 3 and the second's last 2.
+                partial = await collect(sup, 3, job_id=jobs[1].id, since=0)
+                assert [type(event) for event in partial] == [StreamReset, JobEvent, JobEvent]
+            whole = await collect(sup, 3, job_id=jobs[2].id, since=0)
+        assert [type(event) for event in whole] == [JobEvent] * 3
+        assert whole[0].type == "jobwarden.job.queued"
 
 
 async def test_an_offset_never_committed_is_no_reset_for_a_live_subscriber() -> None:
