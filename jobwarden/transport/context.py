@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.http import HttpProcessingError
 
 from jobwarden.actors.supervisor import Supervisor
-from jobwarden.errors import printable
+from jobwarden.errors import JobNotFinished, printable
 from jobwarden.logs import bind_principal, bind_request_job
 from jobwarden.records import JobRecord
 from jobwarden.transport.auth import OPEN_PRINCIPAL, KeyRing, Principal
@@ -174,10 +174,13 @@ async def visible_job(request: web.Request, scope: str) -> JobRecord:
     return log_job(await sup.get(request.match_info["id"], owner=principal.owner_filter))
 
 
-async def finished_within(request: web.Request, job_id: str, seconds: float) -> JobRecord:
-    """The job once terminal, or as it stands after ``seconds`` if it has not finished by then."""
+async def finished_within(request: web.Request, record: JobRecord, seconds: float) -> JobRecord:
+    """The job once terminal, or as it stands after ``seconds`` if it has not finished by then;
+    ``record`` (as submitted) if the supervisor stopped first, leaving it for the next start."""
     sup = request.app[SUPERVISOR]
     try:
-        return await sup.wait(job_id, timeout=seconds)
+        return await sup.wait(record.id, timeout=seconds)
     except TimeoutError:
-        return await sup.get(job_id)
+        return await sup.get(record.id)
+    except JobNotFinished:
+        return record

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from jobwarden import __version__
 from jobwarden.actors.states import JobState
+from jobwarden.errors import JobNotFinished
 from jobwarden.logs import bind_request_job
 from jobwarden.plugins.manifest import manifest
 from jobwarden.plugins.registry import PluginRegistry
@@ -119,6 +120,8 @@ async def submit_job(request: web.Request) -> web.Response:
             record = await sup.wait(record.id, timeout=wait)
         except TimeoutError:
             record = await sup.get(record.id)
+        except JobNotFinished:  # the supervisor stopped first: the job waits for the next start
+            pass
     return json_response(JobBody(job=record), 200 if record.state.terminal else 202)
 
 

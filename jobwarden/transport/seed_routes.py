@@ -118,7 +118,7 @@ _decoder = msgspec.json.Decoder(AnalyzeBody)
 async def analyze_sync(request: web.Request) -> web.Response:
     """Run the analysis and answer with its result (or its error) when it ends."""
     record = await _submit(request)
-    record = await finished_within(request, record.id, request.app[SETTINGS].max_wait_s)
+    record = await finished_within(request, record, request.app[SETTINGS].max_wait_s)
     body = SyncResult(
         plugin=record.plugin,
         job_id=record.id,

@@ -12,7 +12,8 @@ import pytest
 from aiohttp import WSCloseCode, WSMsgType
 
 from jobwarden import JobState
-from jobwarden.records import JobEvent
+from jobwarden.errors import JobNotFinished
+from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.sqlite import SqliteStore
 from tests.fakes import FullStore
@@ -234,3 +235,33 @@ async def test_a_since_beyond_the_largest_offset_is_an_error_frame_on_sqlite(
         assert "<= 1000000000000000000" in error["message"]
     assert pong == {"type": "pong"}
     assert [frame["subject"] for frame in replayed] == [job["id"]] * 3
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/jobs?wait=30", {"tool": "builtin.echo", "input": {"text": "left"}}),
+        (
+            "/v1/analyze-execution",
+            {"plugin": "imaging", "image": "aGVsbG8=", "mime_type": "image/png"},
+        ),
+    ],
+    ids=["wait", "seed-sync"],
+)
+async def test_a_wait_the_supervisor_stops_under_is_a_202_with_the_job(
+    path: str, body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submit waiting for its job when the supervisor stops first (its store failed: the job
+    is left for the next start, and ``wait`` says so with JobNotFinished) answers 202 with the
+    job as accepted, never 409 job_not_finished, which that route does not answer."""
+    async with serve() as server:
+
+        async def stopped_first(job_id: str, **_: object) -> JobRecord:
+            raise JobNotFinished(f"job {job_id} is left queued for the next start", job_id=job_id)
+
+        monkeypatch.setattr(server.sup, "wait", stopped_first)
+        async with server.http.post(server.url(path), json=body, headers=auth("alice")) as resp:
+            status, answer = resp.status, await resp.json()
+    assert status == 202, answer
+    job = answer.get("job", answer)
+    assert job.get("state", job.get("status")) == "queued"
