@@ -42,6 +42,9 @@ from jobwarden.store.timings import StoreTimings
 T = TypeVar("T")
 Synchronous = Literal["full", "normal"]
 
+LOCK_WAIT_S = 2.0  # how long open() waits for another process to let go of the file
+LOCK_POLL_S = 0.02
+_pause = time.sleep  # in a worker thread: open() runs there
 MIN_SQLITE = (3, 33, 0)  # batched updates are UPDATE ... FROM (VALUES ...)
 _MAX_SEQ = 2**63 - 1  # SQLite's largest rowid
 _SEQ = re.compile(f"[0-9]{{1,{len(str(_MAX_SEQ))}}}")  # a cursor: the last job's seq
@@ -366,20 +369,30 @@ def _lock_exclusively(path: Path) -> int:
 
     flock locks are separate from the POSIX record locks SQLite itself takes, so they do not
     interfere with SQLite's locking; they do stop a second server from sharing the file, whose
-    offsets and event bounds this process keeps in memory.
+    offsets and event bounds this process keeps in memory. A lock held by another process is
+    waited for up to ``LOCK_WAIT_S``.
     """
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise StoreError(f"cannot open the job store {path}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StoreError(
-            f"the job store {path} is in use by another jobwarden process; one process per file"
-        ) from None
-    return fd
+    # A process killed a moment ago leaves its writer process committing what it had queued,
+    # the lock held meanwhile (tens of milliseconds): a restart right away waits for that.
+    waited = 0.0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waited < LOCK_WAIT_S:
+                _pause(LOCK_POLL_S)
+                waited += LOCK_POLL_S
+                continue
+            os.close(fd)
+            raise StoreError(
+                f"the job store {path} is in use by another jobwarden process (for {waited:g}s);"
+                " one process per file"
+            ) from None
+        return fd
 
 
 def listing_sql(query: JobQuery, rows: int) -> tuple[str, list[Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ import pytest
 from jobwarden.actors.states import JobState
 from jobwarden.errors import InvalidRequest, StoreError
 from jobwarden.records import JobRecord
-from jobwarden.store import JobStore, sqlite_child, sqlite_ops
+from jobwarden.store import JobStore, sqlite, sqlite_child, sqlite_ops
 from jobwarden.store.base import EventBounds, JobQuery
 from jobwarden.store.sqlite import SqliteStore, listing_sql, store_from_url
 from jobwarden.store.sqlite_schema import LATEST, PAGE_SIZE, migrate, version
@@ -572,17 +573,45 @@ def test_combined_filters_use_one_of_their_indexes(
 
 
 @pytest.mark.anyio
-async def test_one_process_per_file(tmp_path: Path) -> None:
-    """A second store on a file already open is refused; after close the file is free again."""
+async def test_one_process_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second store on a file already open is refused once it waited LOCK_WAIT_S for it (in
+    LOCK_POLL_S steps); after close the file is free again."""
+    pauses: list[float] = []
+    monkeypatch.setattr(sqlite, "_pause", pauses.append)
     path = tmp_path / "jobs.db"
     first = await _opened(path)
     try:
-        with pytest.raises(StoreError, match="in use by another jobwarden process"):
+        with pytest.raises(StoreError, match=r"in use by another jobwarden process \(for 2s\)"):
             await SqliteStore(path).open()
     finally:
         await first.close()
+    assert sum(pauses) == pytest.approx(sqlite.LOCK_WAIT_S)
+    assert set(pauses) == {sqlite.LOCK_POLL_S}
     again = await _opened(path)
     await again.close()
+
+
+@pytest.mark.anyio
+async def test_a_file_let_go_while_waiting_is_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store opening a file another process still holds (a server killed a moment ago, its
+    writer finishing a commit) waits and opens it once let go, rather than failing at once."""
+    path = tmp_path / "jobs.db"
+    holder = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    pauses: list[float] = []
+
+    def let_go_on_the_third(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            os.close(holder)
+
+    monkeypatch.setattr(sqlite, "_pause", let_go_on_the_third)
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    assert len(pauses) == 3
 
 
 @pytest.mark.parametrize(
