@@ -35,6 +35,20 @@ class ThreadInterrupt(Exception):
     read as a Ctrl-C and stop the supervisor)."""
 
 
+class ThreadRaised(Exception):
+    """Carries back a ``BaseException`` that is not an ``Exception`` (a ``KeyboardInterrupt``
+    aside) which a tool raised in its worker thread; ``exception`` is the tool's own.
+
+    Raised again in the event loop's thread, asyncio's ``CancelledError`` would read as a
+    cancellation of the runner and ``GeneratorExit`` as its coroutine being closed (asyncio then
+    fails the supervisor's task group with "coroutine ignored GeneratorExit").
+    """
+
+    def __init__(self, exception: BaseException) -> None:
+        super().__init__(describe(exception))
+        self.exception = exception
+
+
 class ThreadCalls:
     """Runs thread-mode calls on ``limiter``'s threads, at most ``max_abandoned`` stuck per tool."""
 
@@ -81,6 +95,10 @@ class _Call:
             return func(*args)
         except KeyboardInterrupt as exc:
             raise ThreadInterrupt(describe(exc)) from exc
+        except Exception:
+            raise
+        except BaseException as exc:
+            raise ThreadRaised(exc) from exc
         finally:
             with self._lock:
                 self.phase = "done"

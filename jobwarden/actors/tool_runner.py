@@ -34,7 +34,7 @@ from jobwarden.actors.process_worker import (
 from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import SUCCEEDED as STATE_SUCCEEDED
 from jobwarden.actors.states import JobState
-from jobwarden.actors.thread_calls import ThreadCalls, ThreadsExhausted
+from jobwarden.actors.thread_calls import ThreadCalls, ThreadRaised, ThreadsExhausted
 from jobwarden.errors import (
     ErrorInfo,
     OutcomeType,
@@ -367,5 +367,7 @@ def _stopped(actor: JobActor, timed_out: bool, started: Started) -> Outcome:
 
 def _plugin_error(actor: JobActor, exc: BaseException) -> ErrorInfo:
     log.warning("tool raised", job_id=actor.id, tool=actor.tool.name, exc_info=exc)
+    if isinstance(exc, ThreadRaised):
+        exc = exc.exception
     kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
     return actor.error(OutcomeType.PLUGIN_ERROR, describe(exc), exception=kind)

@@ -3,6 +3,7 @@ its input check, its hook, its import; never the supervisor or another job."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -50,6 +51,16 @@ def aborting_plugin() -> Plugin:
         raise GeneratorExit(inp.key)
 
     @plugin.tool(timeout=5.0, mode="thread")
+    def exit_generator_thread(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Raise GeneratorExit in a worker thread."""
+        raise GeneratorExit(inp.key)
+
+    @plugin.tool(timeout=5.0, mode="thread")
+    def cancel_thread(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Raise asyncio's CancelledError in a worker thread, where nothing can cancel."""
+        raise asyncio.CancelledError(inp.key)
+
+    @plugin.tool(timeout=5.0, mode="thread")
     def interrupt_thread(inp: KeyIn, ctx: ToolContext) -> TextOut:
         """Raise KeyboardInterrupt in a worker thread, where no signal can."""
         raise KeyboardInterrupt(inp.key)
@@ -73,6 +84,8 @@ def aborting_plugin() -> Plugin:
         ("abort", "PluginAbort: k", f"{__name__}.PluginAbort"),
         ("abort_thread", "PluginAbort: k", f"{__name__}.PluginAbort"),
         ("exit_generator", "GeneratorExit: k", "builtins.GeneratorExit"),
+        ("exit_generator_thread", "GeneratorExit: k", "builtins.GeneratorExit"),
+        ("cancel_thread", "CancelledError: k", "asyncio.exceptions.CancelledError"),
         (
             "interrupt_thread",
             "ThreadInterrupt: KeyboardInterrupt: k",
