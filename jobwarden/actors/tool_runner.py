@@ -335,7 +335,9 @@ def _process_outcome(
             return (
                 JobState.FAILED,
                 None,
-                actor.error(OutcomeType.PLUGIN_ERROR, message, exception=kind),
+                actor.error(
+                    OutcomeType.PLUGIN_ERROR, printable(message), exception=printable(kind)
+                ),
             )
         case OutOfMemory(message=message):
             error = actor.error(OutcomeType.RESOURCE_EXHAUSTED, message, memory_mb=tool.memory_mb)
@@ -369,5 +371,6 @@ def _plugin_error(actor: JobActor, exc: BaseException) -> ErrorInfo:
     log.warning("tool raised", job_id=actor.id, tool=actor.tool.name, exc_info=exc)
     if isinstance(exc, ThreadRaised):
         exc = exc.exception
-    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    # A class made at run time can be named anything, lone surrogates included.
+    kind = printable(f"{type(exc).__module__}.{type(exc).__qualname__}")
     return actor.error(OutcomeType.PLUGIN_ERROR, describe(exc), exception=kind)
