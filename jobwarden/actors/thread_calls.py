@@ -8,6 +8,7 @@ fast (``ThreadsExhausted``) instead of piling up more stuck threads.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -50,13 +51,19 @@ class ThreadRaised(Exception):
 
 
 class ThreadCalls:
-    """Runs thread-mode calls on ``limiter``'s threads, at most ``max_abandoned`` stuck per tool."""
+    """Runs thread-mode calls, ``limiter``'s tokens of them at once, at most ``max_abandoned``
+    stuck per tool; an abandoned call gives its token back at once."""
 
     def __init__(
         self, registry: PluginRegistry, limiter: anyio.CapacityLimiter, max_abandoned: int
     ) -> None:
         self._registry = registry
         self._limiter = limiter
+        # The slots are ``limiter``'s, taken and given back here: handed to the thread call,
+        # trio's would stay taken by an abandoned thread until it returned (asyncio's did not),
+        # so a few stuck threads starved every other thread-mode tool. The threads themselves
+        # are bounded by the slots plus the abandoned threads, which ``max_abandoned`` bounds.
+        self._threads = anyio.CapacityLimiter(math.inf)
         self.max_abandoned = max_abandoned
 
     async def run(self, tool: str, func: Callable[..., Any], *args: Any) -> Any:
@@ -65,13 +72,14 @@ class ThreadCalls:
         if count >= self.max_abandoned:
             raise ThreadsExhausted(tool, count)
         call = _Call(self._registry, tool)
-        try:
-            return await anyio.to_thread.run_sync(
-                call.run, func, *args, abandon_on_cancel=True, limiter=self._limiter
-            )
-        except BaseException:
-            call.abandon()
-            raise
+        async with self._limiter:
+            try:
+                return await anyio.to_thread.run_sync(
+                    call.run, func, *args, abandon_on_cancel=True, limiter=self._threads
+                )
+            except BaseException:
+                call.abandon()
+                raise
 
 
 class _Call:

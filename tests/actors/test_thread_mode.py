@@ -53,3 +53,22 @@ async def test_a_timed_out_thread_is_abandoned_and_counted() -> None:
             await anyio.wait_all_tasks_blocked()
             assert sup.registry.metrics("fake.stuck").abandoned_threads == 1
             gates.open("slow")
+
+
+async def test_an_abandoned_thread_gives_its_slot_back() -> None:
+    """With one thread slot, a thread abandoned by a cancel no longer holds it: the next
+    thread-mode call runs while the abandoned thread is still stuck."""
+    gates = Gates()
+    try:
+        with anyio.fail_after(30):
+            async with Supervisor(plugins=[fake_plugin(gates)], thread_concurrency=1) as sup:
+                first = await sup.submit("fake.stuck", {"key": "first"})
+                await gates.wait_entered("first")
+                assert (await sup.cancel(first.id)).state is JobState.CANCELLED
+                second = await sup.submit("fake.stuck", {"key": "second"})
+                await gates.wait_entered("second")
+                assert sup.registry.metrics("fake.stuck").abandoned_threads == 1
+                gates.open("second")
+                assert (await sup.wait(second.id)).state is JobState.SUCCEEDED
+    finally:
+        gates.open("first")
