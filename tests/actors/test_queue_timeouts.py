@@ -110,26 +110,29 @@ async def test_a_retry_still_in_its_backoff_at_a_restart_waits_for_the_rest_of_i
     tmp_path: Path,
 ) -> None:
     """A queued retry whose retry_at lies ahead when the server starts again runs no earlier
-    than then; a retry already due and a first attempt run at once."""
+    than then (one due in a minute is still queued once the others ran); a retry already due
+    and a first attempt run at once."""
     path = tmp_path / "jobs.db"
     now = datetime.now(UTC)
-    waiting = queued_note("waiting", now, attempt=2, retry_at=now + timedelta(seconds=0.5))
+    later = queued_note("later", now, attempt=2, retry_at=now + timedelta(seconds=60))
+    soon = queued_note("soon", now, attempt=2, retry_at=now + timedelta(seconds=0.3))
     due = queued_note("due", now, attempt=2, retry_at=now - timedelta(seconds=1))
     first = queued_note("first", now)
-    await stored(path, waiting, due, first)
+    await stored(path, later, soon, due, first)
     calls: list[str] = []
     async with Supervisor(
         plugins=[patient_plugin(60.0, calls, Gates())], store=SqliteStore(path)
     ) as sup:
-        assert sup.recovered == Recovered(requeued=3)
-        finals = {r.input["key"]: await sup.wait(r.id, timeout=10) for r in (waiting, due, first)}
-    assert sorted(calls) == ["due#2", "first#1", "waiting#2"]
+        assert sup.recovered == Recovered(requeued=4)
+        finals = {r.input["key"]: await sup.wait(r.id, timeout=10) for r in (soon, due, first)}
+        still = await sup.get(later.id)
+    assert sorted(calls) == ["due#2", "first#1", "soon#2"]
     assert all(final.state is JobState.SUCCEEDED for final in finals.values())
-    started = finals["waiting"].started_at
+    started = finals["soon"].started_at
     assert started is not None
-    assert waiting.retry_at is not None
-    assert started >= waiting.retry_at
-    assert calls.index("waiting#2") == 2
+    assert soon.retry_at is not None
+    assert started >= soon.retry_at
+    assert still.state is JobState.QUEUED
 
 
 @pytest.mark.parametrize("durable", [False, True])
