@@ -162,6 +162,9 @@ class Supervisor:
         self.retainer = Retainer(self.store, retention) if retention is not None else None
         self._actors: dict[str, JobActor] = {}
         self._queued = 0
+        # Submits past the max_queued check whose put has not returned: a durable put yields,
+        # and without these counted every submit awaiting its commit would pass the check.
+        self._submitting = 0
         self._running = 0
         self._idle: anyio.Event | None = None
         self._tg: TaskGroup | None = None
@@ -332,8 +335,10 @@ class Supervisor:
             # A float of another type (numpy's float64) is one no store could encode.
             timeout_s = float(timeout_s)
         shared = self.shared
-        if shared is None and self._queued >= self._max_queued:
-            raise Overloaded(f"{self._queued} jobs are queued already", tool=tool)
+        if shared is None and self._queued + self._submitting >= self._max_queued:
+            raise Overloaded(
+                f"{self._queued + self._submitting} jobs are queued already", tool=tool
+            )
         record = JobRecord(
             id=new_job_id(),
             tool=spec.name,
@@ -355,6 +360,7 @@ class Supervisor:
             return await self._enqueue(shared, record, event, refused=refusal is not None)
         behind = self.store_behind
         stored_behind: _Stored | None = None
+        self._submitting += 1
         try:
             if behind is not None:
                 # put_then, so that a caller cancelled while the job commits still knows
@@ -377,6 +383,9 @@ class Supervisor:
             else:
                 bus.abandon(event)
             raise
+        finally:
+            # Released in the same step as ``_accept`` counts the job queued (no yield between).
+            self._submitting -= 1
         if stored is not record:
             bus.abandon(event)
             return stored
