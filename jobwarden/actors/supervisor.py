@@ -24,7 +24,7 @@ from jobwarden.actors.cluster import ClusterNode
 from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.event_bus import DEFAULT_SUBSCRIBER_BUFFER, EventBus
 from jobwarden.actors.job_actor import CANCEL_REASON, JobActor
-from jobwarden.actors.loop_calls import checkpoint, current_time
+from jobwarden.actors.loop_calls import checkpoint, current_time, new_event
 from jobwarden.actors.plugin_hooks import start_plugin, stop_plugin
 from jobwarden.actors.process_pool import ProcessPool
 from jobwarden.actors.recovery import Recovered, recover
@@ -165,6 +165,9 @@ class Supervisor:
         # Submits past the max_queued check whose put has not returned: a durable put yields,
         # and without these counted every submit awaiting its commit would pass the check.
         self._submitting = 0
+        # Keyed submits whose put has not returned, by job id; the event (made only when a
+        # duplicate waits) is set once that submit has queued its job or given up.
+        self._keyed: dict[str, anyio.Event | None] = {}
         self._running = 0
         self._idle: anyio.Event | None = None
         self._tg: TaskGroup | None = None
@@ -361,6 +364,9 @@ class Supervisor:
         behind = self.store_behind
         stored_behind: _Stored | None = None
         self._submitting += 1
+        keyed = idempotency_key is not None
+        if keyed:
+            self._keyed[record.id] = None
         try:
             if behind is not None:
                 # put_then, so that a caller cancelled while the job commits still knows
@@ -386,11 +392,26 @@ class Supervisor:
         finally:
             # Released in the same step as ``_accept`` counts the job queued (no yield between).
             self._submitting -= 1
+            if keyed:
+                waiting = self._keyed.pop(record.id)
+                if waiting is not None:
+                    waiting.set()
         if stored is not record:
             bus.abandon(event)
+            if stored.id in self._keyed:
+                # One commit can store the job and answer its duplicate, and the loop may resume
+                # the duplicate's caller first: it waits until the job can be waited on or
+                # cancelled here.
+                await self._until_accepted(stored.id)
             return stored
         self._accept(record, event, spec, args, began)
         return record
+
+    async def _until_accepted(self, job_id: str) -> None:
+        waiting = self._keyed[job_id]
+        if waiting is None:
+            waiting = self._keyed[job_id] = new_event()
+        await waiting.wait()
 
     def _accept(
         self, record: JobRecord, event: JobEvent, spec: Tool, args: Any, began: int

@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
 
 from jobwarden import JobState, Supervisor, errors
+from jobwarden.errors import StoreError
+from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import JobStore
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.sqlite import SqliteStore
 from tests.fakes import Gates, fake_plugin
 
 pytestmark = pytest.mark.anyio
+
+
+class SlowToResume(SqliteStore):
+    """Resumes the caller of the first put only after the second put has returned: the loop
+    resumes the callers whose puts one commit stored in no fixed order (trio varies it)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.held = anyio.Event()
+        self.release = anyio.Event()
+
+    async def put_then(
+        self, record: JobRecord, event: JobEvent, committed: Callable[[StoreError | None], None]
+    ) -> JobRecord | None:
+        earlier = await super().put_then(record, event, committed)
+        if not self.held.is_set():
+            self.held.set()
+            await self.release.wait()
+        else:
+            self.release.set()
+        return earlier
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -56,3 +80,30 @@ async def test_concurrent_submits_accept_no_more_than_max_queued(store: JobStore
             for _ in range(3):
                 tg.start_soon(submit)
         assert (len(accepted), refused) == (3, 7)
+
+
+async def test_a_duplicate_submit_returns_a_job_it_can_wait_on_at_once(tmp_path: Path) -> None:
+    """A submit answered with the earlier job of its idempotency key returns only once that job
+    is queued here, so its caller can wait on it at once even if the first submit resumes later."""
+    gates = Gates()
+    store = SlowToResume(tmp_path / "jobs.db")
+    firsts: list[JobRecord] = []
+    waited: list[JobRecord] = []
+
+    async def first() -> None:
+        firsts.append(await sup.submit("fake.gate", {"key": "g"}, idempotency_key="order-1"))
+
+    async def duplicate() -> None:
+        again = await sup.submit("fake.gate", {"key": "g"}, idempotency_key="order-1")
+        waited.append(await sup.wait(again.id, timeout=5))
+
+    gates.open("g")
+    async with (
+        Supervisor(plugins=[fake_plugin(gates)], store=store) as sup,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(first)
+        await store.held.wait()
+        tg.start_soon(duplicate)
+    assert [job.id for job in waited] == [job.id for job in firsts]
+    assert waited[0].state is JobState.SUCCEEDED
