@@ -271,13 +271,13 @@ class JobActor:
     async def expire(self) -> None:
         """End the job as cancelled (error type ``timeout``) if it still waits to start."""
         try:
-            await self._mailbox.ask(partial(self._on_expire, self._queue_message()))
+            await self._mailbox.ask(self._on_expire)
         except ActorStopped:
             return
 
-    async def _on_expire(self, message: str) -> None:
+    async def _on_expire(self) -> None:
         if self.record.state is QUEUED:
-            await self._end_unstarted(OutcomeType.TIMEOUT, message)
+            await self._end_unstarted(OutcomeType.TIMEOUT, self._unstarted_message())
 
     async def _on_start(
         self, lost: Lost | None, ahead: Ahead | None
@@ -288,7 +288,7 @@ class JobActor:
         now = datetime.now(UTC)
         clock = current_time()
         if clock >= self.queue_deadline:
-            await self._end_unstarted(OutcomeType.TIMEOUT, self._queue_message())
+            await self._end_unstarted(OutcomeType.TIMEOUT, self._unstarted_message(now))
             return None
         limit = record.timeout_s or self.tool.timeout_s
         message = ""
@@ -471,6 +471,26 @@ class JobActor:
         if total is None:
             return None
         return total - (now - self.record.created_at).total_seconds()
+
+    def start_left(self, now: datetime) -> float:
+        """Seconds left for the current attempt to start: of the tool's queue timeout or of its
+        total timeout, whichever ends first (``inf``: it has neither)."""
+        wait = self.tool.queue_timeout_s
+        queue = math.inf if wait is None else self.queue_left(wait, now)
+        total = self._total_left(now)
+        return queue if total is None else min(queue, total)
+
+    def _unstarted_message(self, now: datetime | None = None) -> str:
+        """Why the job, still queued, ran out of time: the limit of the two that ends first."""
+        if now is None:
+            now = datetime.now(UTC)
+        total = self._total_left(now)
+        wait = self.tool.queue_timeout_s
+        # Both counted from wall-clock stamps at the same ``now``: whichever has less left is
+        # the one whose deadline the alarm was set by, however the clocks drifted since.
+        if total is not None and (wait is None or total < self.queue_left(wait, now)):
+            return self._total_message()
+        return self._queue_message()
 
     def queue_left(self, wait: float, now: datetime) -> float:
         """Seconds left of ``wait`` (the tool's queue timeout) for the current attempt to start.

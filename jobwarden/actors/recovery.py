@@ -34,8 +34,8 @@ class Recovered(msgspec.Struct, frozen=True):
     interrupted: int = 0
     abandoned: int = 0
     expired: int = 0
-    """Queued jobs whose queue timeout ran out before the restart: admitted, they end at once
-    (cancelled, error type ``timeout``) without running."""
+    """Queued jobs whose queue timeout or total timeout ran out before the restart: admitted,
+    they end at once (cancelled, error type ``timeout``) without running."""
 
 
 async def recover(
@@ -67,8 +67,7 @@ async def recover(
             counts["retried"] += 1
         else:
             actor = JobActor(host, record, tool, args)
-            wait = tool.queue_timeout_s
-            expired = wait is not None and actor.queue_left(wait, now) <= 0
+            expired = actor.start_left(now) <= 0
             counts["expired" if expired else "requeued"] += 1
         admit(actor)
     summary = Recovered(**counts)

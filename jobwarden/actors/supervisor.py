@@ -482,12 +482,13 @@ class Supervisor:
             self._deadlines.later(anyio.current_time() + delay, lambda: self._schedule(actor))
 
     def _schedule(self, actor: JobActor) -> None:
-        """Make a queued job runnable, with its queue timeout (if its tool has one) running; a
-        job whose timeout passed already (while it waited in a cluster's queue, or across a
-        restart) ends at once instead."""
-        wait = actor.tool.queue_timeout_s
-        if wait is not None:
-            left = actor.queue_left(wait, datetime.now(UTC))
+        """Make a queued job runnable, with its queue timeout and its total timeout (if its tool
+        has either) running, to end it if it is still queued when the earlier one comes; a job
+        whose limit passed already (while it waited in a cluster's queue, or across a restart)
+        ends at once instead."""
+        tool = actor.tool
+        if tool.queue_timeout_s is not None or tool.total_timeout_s is not None:
+            left = actor.start_left(datetime.now(UTC))
             if left <= 0:
                 self._queue_timed_out(actor)
                 return

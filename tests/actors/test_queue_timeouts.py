@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from jobwarden import JobState, MemoryStore, Supervisor
+from jobwarden import JobState, MemoryStore, Plugin, Supervisor, ToolContext
 from jobwarden.actors import job_actor
 from jobwarden.actors.loop_calls import current_time
 from jobwarden.actors.recovery import Recovered
 from jobwarden.errors import OutcomeType
 from jobwarden.ids import new_job_id
+from jobwarden.plugins.retry import RetryPolicy
 from jobwarden.records import JobRecord
 from jobwarden.store.sqlite import SqliteStore
-from tests.fakes import Gates, outlive, patient_plugin
+from tests.fakes import Gates, KeyIn, TextOut, outlive, patient_plugin
 from tests.store.conformance import Jobs
 
 pytestmark = pytest.mark.anyio
@@ -154,3 +155,88 @@ async def test_a_job_taken_after_its_window_closed_ends_as_timeout_unrun(
     assert done.error.type == OutcomeType.TIMEOUT
     assert done.error.message == "patient.note waited more than 30.0s to start"
     assert done.started_at is None
+
+
+def bounded_plugin(
+    gates: Gates, calls: list[str], *, queue_timeout: float | None, total_timeout: float
+) -> Plugin:
+    """A plugin named ``bounded``: ``busy`` holds a runner at gate ``key``; ``note`` and
+    ``twice`` (attempt 1 waits at gate ``key`` and fails) have the given limits."""
+    plugin = Plugin("bounded", version="0.1.0")
+
+    @plugin.tool()
+    async def busy(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Hold the runner until gate ``key`` opens."""
+        await gates.pass_through(inp.key)
+        return TextOut(text=inp.key)
+
+    @plugin.tool(queue_timeout=queue_timeout, total_timeout=total_timeout)
+    async def note(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Note the call."""
+        calls.append(f"{inp.key}#{ctx.attempt}")
+        return TextOut(text=inp.key)
+
+    retry = RetryPolicy(max_attempts=2, backoff_s=0, jitter=0)
+
+    @plugin.tool(queue_timeout=queue_timeout, total_timeout=total_timeout, retry=retry)
+    async def twice(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Note the call; attempt 1 waits at gate ``key``, then fails."""
+        calls.append(f"{inp.key}#{ctx.attempt}")
+        if ctx.attempt == 1:
+            await gates.pass_through(inp.key)
+            raise RuntimeError("the first attempt fails")
+        return TextOut(text=inp.key)
+
+    return plugin
+
+
+@pytest.mark.parametrize(
+    ("queue_timeout", "total_timeout", "message"),
+    [
+        (None, 0.2, "bounded.note did not finish within its total timeout of 0.2s"),
+        (60.0, 0.2, "bounded.note did not finish within its total timeout of 0.2s"),
+        (0.2, 60.0, "bounded.note waited more than 0.2s to start"),
+    ],
+    ids=["total", "total-first", "queue-first"],
+)
+async def test_a_job_still_queued_ends_when_its_first_limit_runs_out(
+    queue_timeout: float | None, total_timeout: float, message: str
+) -> None:
+    """A job queued behind a busy runner ends cancelled as timeout when the earlier of its queue
+    timeout and its total timeout runs out, with that limit's message, without waiting for a
+    runner."""
+    gates = Gates()
+    calls: list[str] = []
+    plugin = bounded_plugin(gates, calls, queue_timeout=queue_timeout, total_timeout=total_timeout)
+    async with Supervisor(plugins=[plugin], concurrency=1) as sup:
+        await sup.submit("bounded.busy", {"key": "busy"})
+        await gates.wait_entered("busy")
+        record = await sup.submit("bounded.note", {"key": "late"})
+        done = await sup.wait(record.id, timeout=10)
+        gates.open("busy")
+    assert calls == []
+    assert (done.state, done.started_at) == (JobState.CANCELLED, None)
+    assert done.error is not None
+    assert done.error.type == OutcomeType.TIMEOUT
+    assert done.error.message == message
+
+
+async def test_a_retry_still_queued_ends_when_the_total_timeout_runs_out() -> None:
+    """A retry queued behind a busy runner ends cancelled as timeout once the job's total timeout
+    (counted from the submit) runs out, without waiting for a runner."""
+    gates = Gates()
+    calls: list[str] = []
+    plugin = bounded_plugin(gates, calls, queue_timeout=None, total_timeout=0.5)
+    async with Supervisor(plugins=[plugin], concurrency=1) as sup:
+        record = await sup.submit("bounded.twice", {"key": "first"})
+        await gates.wait_entered("first")
+        await sup.submit("bounded.busy", {"key": "busy"})
+        gates.open("first")
+        await gates.wait_entered("busy")
+        done = await sup.wait(record.id, timeout=10)
+        gates.open("busy")
+    assert calls == ["first#1"]
+    assert (done.state, done.attempt) == (JobState.CANCELLED, 2)
+    assert done.error is not None
+    assert done.error.type == OutcomeType.TIMEOUT
+    assert done.error.message == "bounded.twice did not finish within its total timeout of 0.5s"

@@ -168,7 +168,7 @@ async def test_a_job_whose_total_timeout_passed_while_down_ends_without_running(
 
     (late,) = await crashed_file(path, ("budget.step", "late", JobState.QUEUED))
     async with Supervisor(plugins=[plugin], store=SqliteStore(path)) as sup:
-        assert sup.recovered == Recovered(requeued=1)
+        assert sup.recovered == Recovered(expired=1)
         ended = await sup.wait(late.id, timeout=10)
         kinds = [e.type.rsplit(".", 1)[1] for e in await all_events(sup, late.id)]
     assert ran == []
