@@ -353,7 +353,7 @@ class Supervisor:
             idempotency_key=idempotency_key,
             timeout_s=timeout_s,
         )
-        refusal = self.registry.admit(spec.name)
+        refusal = self.registry.admit(spec.name, record.id)
         if refusal is not None:
             record = _circuit_open(record, refusal)
         bus = self.bus
@@ -378,16 +378,19 @@ class Supervisor:
                 stored = await self.store.put(record, event)
         except StoreError as exc:
             bus.abandon(event)
+            self.registry.release(spec.name, record.id)
             raise StoreUnavailable(f"the job was not accepted: {exc}", tool=tool) from exc
         except BaseException as exc:
             refusal_of_input = _unstorable(record, exc)
             if refusal_of_input is not None:
                 bus.abandon(event)
+                self.registry.release(spec.name, record.id)
                 raise refusal_of_input from exc
             if stored_behind is not None and stored_behind.done:
                 self._accept(record, event, spec, args, began)
             else:
                 bus.abandon(event)
+                self.registry.release(spec.name, record.id)
             raise
         finally:
             # Released in the same step as ``_accept`` counts the job queued (no yield between).
@@ -398,6 +401,9 @@ class Supervisor:
                     waiting.set()
         if stored is not record:
             bus.abandon(event)
+            # The earlier job is the answer and this one never runs: were it the circuit's
+            # half-open trial, no outcome would ever decide it.
+            self.registry.release(spec.name, record.id)
             if stored.id in self._keyed:
                 # One commit can store the job and answer its duplicate, and the loop may resume
                 # the duplicate's caller first: it waits until the job can be waited on or
@@ -435,14 +441,21 @@ class Supervisor:
         """A cluster node's submit: into the shared queue, for whichever node takes it."""
         try:
             stored = await shared.enqueue(record, event, max_queued=self._max_queued)
+        except Overloaded:
+            self.registry.release(record.tool, record.id)
+            raise
         except StoreError as exc:
+            self.registry.release(record.tool, record.id)
             raise StoreUnavailable(f"the job was not accepted: {exc}", tool=record.tool) from exc
         except UNSTORABLE as exc:
+            self.registry.release(record.tool, record.id)
             refusal_of_input = _unstorable(record, exc)
             if refusal_of_input is None:
                 raise
             raise refusal_of_input from exc
-        if refused and stored is record:
+        if stored is not record:
+            self.registry.release(record.tool, record.id)
+        elif refused:
             self.registry.job_ended(record)
         return stored
 

@@ -68,7 +68,16 @@ class CircuitStatus(msgspec.Struct, frozen=True):
 class Circuit:
     """The breaker of one tool; the registry feeds it every outcome and asks it at submit."""
 
-    __slots__ = ("_clock", "_failures", "_open_until", "_reason", "_trial_until", "policy", "tool")
+    __slots__ = (
+        "_clock",
+        "_failures",
+        "_open_until",
+        "_reason",
+        "_trial_job",
+        "_trial_until",
+        "policy",
+        "tool",
+    )
 
     def __init__(self, tool: str, policy: CircuitPolicy, clock: Clock) -> None:
         self.tool = tool
@@ -81,6 +90,7 @@ class Circuit:
         # never runs (cancelled while queued) records no outcome, so its hold expires after a
         # cool-down and the next submit becomes the trial.
         self._trial_until: float | None = None
+        self._trial_job: str | None = None
 
     @property
     def state(self) -> CircuitState:
@@ -91,8 +101,11 @@ class Circuit:
             return CircuitState.OPEN
         return CircuitState.HALF_OPEN
 
-    def admit(self) -> str | None:
-        """Let a call through (None), or say why it is refused while the circuit is open."""
+    def admit(self, job_id: str | None = None) -> str | None:
+        """Let a call through (None), or say why it is refused while the circuit is open.
+
+        ``job_id`` names the job let through, so that ``release`` can give its trial back.
+        """
         until = self._open_until
         if until is None:
             return None
@@ -101,13 +114,20 @@ class Circuit:
             return f"{self._reason}; refusing calls until {_datetime(until).isoformat()}"
         if self._trial_until is None or now >= self._trial_until:
             self._trial_until = now + self.policy.cooldown_s
+            self._trial_job = job_id
             return None
         return f"{self._reason}; a trial call is deciding whether it closes"
+
+    def release(self, job_id: str) -> None:
+        """The job ``admit`` let through will not run (its idempotency key named an earlier job,
+        or it was not stored): if it held the trial, the next submit becomes the trial."""
+        if self._trial_job == job_id and self._trial_until is not None:
+            self._trial_until = self._trial_job = None
 
     def succeeded(self) -> None:
         """A call succeeded: the tool works, the circuit closes."""
         self._failures.clear()
-        self._open_until = self._trial_until = self._reason = None
+        self._open_until = self._trial_until = self._reason = self._trial_job = None
 
     def failed(self, outcome: str) -> None:
         """A call ended with error type ``outcome``; a failure of the tool may open the circuit."""
@@ -142,7 +162,7 @@ class Circuit:
 
     def _open(self, now: float, reason: str) -> None:
         self._open_until = now + self.policy.cooldown_s
-        self._trial_until = None
+        self._trial_until = self._trial_job = None
         self._reason = f"circuit open: {reason}"
 
 

@@ -233,10 +233,19 @@ class PluginRegistry:
             return None
         return circuit.status().reason or "the circuit is open"
 
-    def admit(self, tool: str) -> str | None:
-        """None if a call of ``tool`` may run now; else why its open circuit refuses it."""
+    def admit(self, tool: str, job_id: str | None = None) -> str | None:
+        """None if a call of ``tool`` may run now; else why its open circuit refuses it.
+
+        ``job_id`` names the job asking, for ``release``.
+        """
         circuit = self._circuits.get(tool)
-        return None if circuit is None else circuit.admit()
+        return None if circuit is None else circuit.admit(job_id)
+
+    def release(self, tool: str, job_id: str) -> None:
+        """The job ``admit`` let through will not run: a half-open trial it held is free again."""
+        circuit = self._circuits.get(tool)
+        if circuit is not None:
+            circuit.release(job_id)
 
     def circuits(self, plugin: str) -> list[CircuitStatus]:
         """The circuit of each tool of ``plugin`` that has a breaker."""

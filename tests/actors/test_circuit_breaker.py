@@ -150,3 +150,21 @@ async def test_an_idempotent_resubmit_returns_the_earlier_job_not_a_refusal() ->
         assert again.id == first.id
         assert again.error is not None
         assert again.error.type == "plugin_error"
+
+
+async def test_a_resubmitted_key_leaves_the_half_open_trial_to_the_next_new_job() -> None:
+    """After the cool-down, a resubmit answered with its key's earlier job runs nothing and so
+    takes no trial: the next new submit is the trial, and its success closes the circuit."""
+    clock = FakeClock()
+    registry = PluginRegistry([flaky_plugin()], clock=clock)
+    async with Supervisor(registry=registry) as sup:
+        first = await sup.submit("flaky.call", {}, idempotency_key="order-42")
+        await sup.wait(first.id, timeout=10)
+        await fail_twice(sup)
+        clock.now += 30
+        again = await sup.submit("flaky.call", {}, idempotency_key="order-42")
+        assert again.id == first.id
+        trial = await sup.submit("flaky.call", {})
+        assert trial.state is JobState.QUEUED
+        assert (await sup.wait(trial.id, timeout=10)).state is JobState.SUCCEEDED
+        assert sup.registry.circuits("flaky")[0].state is CircuitState.CLOSED

@@ -125,6 +125,21 @@ def test_a_trial_that_never_reports_is_replaced_after_a_cooldown() -> None:
     assert circuit.admit() is None
 
 
+def test_a_released_trial_goes_to_the_next_call_and_only_its_holder_releases_it() -> None:
+    """A trial given back by the job that held it is the next call's at once; a release by
+    any other job leaves the held trial alone."""
+    clock = FakeClock()
+    circuit = breaker(clock, failures=1)
+    circuit.failed("plugin_error")
+    clock.now += 5
+    assert circuit.admit("a") is None
+    circuit.release("other")
+    assert circuit.admit("b") is not None
+    circuit.release("a")
+    assert circuit.admit("c") is None
+    assert circuit.admit("d") is not None
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
