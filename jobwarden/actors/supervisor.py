@@ -342,12 +342,24 @@ class Supervisor:
             raise Overloaded(
                 f"{self._queued + self._submitting} jobs are queued already", tool=tool
             )
+        try:
+            # A copy of the caller's input, not a reference: a caller changing its dict after
+            # the submit would change the record (and what a write-behind store saves later)
+            # while the tool runs with what was validated. One C call, about 0.3 us for a small
+            # input.
+            kept = msgspec.to_builtins(input, builtin_types=_RAW)
+        except UNSTORABLE as exc:
+            raise InvalidInput(
+                f"the job's input {_why(exc)}: it cannot be stored",
+                plugin=spec.plugin,
+                tool=spec.name,
+            ) from exc
         record = JobRecord(
             id=new_job_id(),
             tool=spec.name,
             plugin=spec.plugin,
             state=QUEUED,
-            input=input if type(input) is dict else msgspec.to_builtins(input, builtin_types=_RAW),
+            input=kept,
             created_at=datetime.now(UTC),
             owner=owner,
             idempotency_key=idempotency_key,
@@ -811,18 +823,23 @@ def _unstorable(record: JobRecord, exc: BaseException) -> InvalidInput | None:
     part = unstorable_part(record)
     if part is None:
         return None
+    return InvalidInput(
+        f"the job's {part} {_why(exc)}: it cannot be stored",
+        plugin=record.plugin,
+        tool=record.tool,
+    )
+
+
+def _why(exc: BaseException) -> str:
+    """Why no JSON can hold a value whose encoding raised ``exc`` (one of ``UNSTORABLE``)."""
     if isinstance(exc, UnicodeEncodeError):
-        why = (
+        return (
             "holds a string that is not valid Unicode (a lone surrogate, as bytes decoded with"
             " surrogateescape give)"
         )
-    elif isinstance(exc, RecursionError):
-        why = f"is {NESTED_TOO_DEEP}"
-    else:
-        why = f"holds a value no JSON can hold ({exc})"
-    return InvalidInput(
-        f"the job's {part} {why}: it cannot be stored", plugin=record.plugin, tool=record.tool
-    )
+    if isinstance(exc, RecursionError):
+        return f"is {NESTED_TOO_DEEP}"
+    return f"holds a value no JSON can hold ({exc})"
 
 
 def _circuit_open(record: JobRecord, reason: str) -> JobRecord:

@@ -1,14 +1,17 @@
-"""Admission under concurrent submits: the queue bound, idempotent duplicates, the input kept."""
+"""Admission: the queue bound and idempotent duplicates under concurrent submits, and the input
+kept as submitted."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
-from jobwarden import JobState, Supervisor, errors
+from jobwarden import JobState, Plugin, Supervisor, ToolContext, errors
 from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import JobStore
@@ -107,3 +110,38 @@ async def test_a_duplicate_submit_returns_a_job_it_can_wait_on_at_once(tmp_path:
         tg.start_soon(duplicate)
     assert [job.id for job in waited] == [job.id for job in firsts]
     assert waited[0].state is JobState.SUCCEEDED
+
+
+class Tagged(msgspec.Struct):
+    """An input with a nested list, for a caller to change after its submit."""
+
+    text: str
+    tags: list[str]
+
+
+def keeper_plugin() -> Plugin:
+    """``keeper.take`` returns its input."""
+    plugin = Plugin("keeper", version="1.0.0")
+
+    @plugin.tool(timeout=5.0)
+    async def take(inp: Tagged, ctx: ToolContext) -> Tagged:
+        """Return the input."""
+        return inp
+
+    return plugin
+
+
+async def test_the_record_keeps_the_input_as_submitted(store: JobStore) -> None:
+    """A caller changing its input dict (at the top or nested) after the submit changes neither
+    the job's record nor what the store keeps: both say what the tool ran with."""
+    submitted = {"text": "original", "tags": ["a"]}
+    payload: dict[str, Any] = {"text": "original", "tags": ["a"]}
+    async with Supervisor(plugins=[keeper_plugin()], store=store) as sup:
+        record = await sup.submit("keeper.take", payload)
+        payload["text"] = "changed"
+        payload["tags"].append("b")
+        payload["extra"] = 1
+        done = await sup.wait(record.id, timeout=5)
+        kept = await sup.get(record.id)
+    assert done.result == submitted
+    assert record.input == done.input == kept.input == submitted
