@@ -173,6 +173,9 @@ class Supervisor:
         self._tg: TaskGroup | None = None
         self._accepting = False
         self._phase = "new"
+        # The store refused an outcome: the stop is a crash's, whatever is running is left as
+        # the file has it, for the next start to recover.
+        self._store_failed = False
         self.recovered = Recovered()
         self._tracing: JobTracing | None = None
         if tracer is not None:
@@ -281,9 +284,21 @@ class Supervisor:
     async def _close(self) -> None:
         """Release everything, even when the store fails meanwhile: the runner that met that
         failure first has already stopped the supervisor with it."""
+        left_running = self._left_for_recovery()
+        if left_running:
+            # Their outcomes may be what the store refused: a cancel written now (a small write
+            # that may fit) would replace a result, or a restartable job's rerun.
+            running = [a.id for a in self._actors.values() if a.record.state is JobState.RUNNING]
+            if running:
+                log.warning(
+                    "the job store failed: jobs still running are left for the next start",
+                    job_ids=running,
+                )
         for actor in list(self._actors.values()):
             state = actor.record.state
             try:
+                if state is JobState.RUNNING and left_running:
+                    continue
                 if state is JobState.RUNNING:
                     # Only if its runner was cancelled before it could record the outcome.
                     error = actor.error(OutcomeType.CANCELLED, SHUTDOWN_REASON)
@@ -665,7 +680,8 @@ class Supervisor:
 
         ``InvalidRequest`` for a ``since`` that is not an offset (an int >= 0), a ``buffer`` that
         is not an int >= 1, or a ``state`` that is none. Once the supervisor has stopped, a
-        subscription replays what the store holds, then ends.
+        subscription replays what the store holds, then ends (``StoreUnavailable`` from a store
+        closed with it, as the SQLite store is).
         """
         if since is not None and not _is_count(since, 0):
             raise InvalidRequest(f"since must be an event offset (an int >= 0), not {since!r}")
@@ -782,12 +798,14 @@ class Supervisor:
                 self.processes,
                 write_behind=self.store_behind is not None,
                 tracing=self._tracing,
+                left_for_recovery=self._left_for_recovery,
             )
             try:
                 await runner.serve()
             except StoreError as exc:
                 # The store no longer takes writes: no runner can record an outcome, so stop
                 # with the reason now rather than restart into the same failure.
+                self._store_failed = True
                 raise SupervisorCrashed(f"the job store failed: {exc}") from exc
             except Exception as exc:
                 log.exception("tool runner crashed; restarting it")
@@ -796,6 +814,11 @@ class Supervisor:
                 self._restarts.record(exc)
             else:
                 return
+
+    def _left_for_recovery(self) -> bool:
+        """Whether jobs cut off by this stop are left as the store has them: it is a failed
+        store's stop, and the store keeps them for the next start to recover."""
+        return self._store_failed and self.store.durable
 
     async def _recover(self, actor: JobActor | None) -> None:
         """After a runner crash: requeue a job it had not started, fail one it was running."""

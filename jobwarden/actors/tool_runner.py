@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -72,6 +72,7 @@ class ToolRunner:
         "_ahead",
         "_deadlines",
         "_guard",
+        "_left_for_recovery",
         "_lost_outcome",
         "_on_lost",
         "_outcome",
@@ -93,8 +94,13 @@ class ToolRunner:
         *,
         write_behind: bool = False,
         tracing: JobTracing | None = None,
+        left_for_recovery: Callable[[], bool] = lambda: False,
     ) -> None:
         self._registry = registry
+        # Whether a job cut off by a stop stays as the store has it (the stop is a failed
+        # store's, and the store durable): the next start recovers it rather than this runner
+        # writing a cancel that could replace an outcome the store refused.
+        self._left_for_recovery = left_for_recovery
         self._tracing = tracing
         self._scheduler = scheduler
         self._deadlines = deadlines
@@ -195,7 +201,7 @@ class ToolRunner:
                             else:
                                 if scope.cancel_called:
                                     outcome = _stopped(actor, ctx.timed_out, started)
-                                else:
+                                elif self._lost_outcome is None and not self._left_for_recovery():
                                     outcome = _shut_down(actor)
                                     with anyio.CancelScope(shield=True):
                                         await actor.finish(*outcome)

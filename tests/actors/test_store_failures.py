@@ -80,3 +80,25 @@ async def test_an_outcome_that_cannot_be_stored_stops_the_supervisor() -> None:
             with anyio.fail_after(10):
                 await sup.wait(record.id)
     assert isinstance(info.value.__cause__, StoreError)
+
+
+@pytest.mark.parametrize("durable", [True, False])
+async def test_jobs_running_when_the_store_failed_are_left_for_recovery(durable: bool) -> None:
+    """When an outcome cannot be stored, the jobs still running are left running in a durable
+    store (the next start ends them interrupted, or runs a restartable one again), not written
+    cancelled: that small write could fit where the outcome did not, replacing a result. A
+    store that keeps nothing across a restart still gets the cancel."""
+    gates = Gates()
+    store = FullStore(fail_state=JobState.SUCCEEDED)
+    store.durable = durable
+    with pytest.raises(SupervisorCrashed, match="disk is full"):
+        async with Supervisor(plugins=[fake_plugin(gates), builtin], store=store) as sup:
+            held = await sup.submit("fake.gate", {"key": "held"})
+            await gates.wait_entered("held")
+            lost = await sup.submit("builtin.echo", {"text": "its outcome is refused"})
+            with anyio.fail_after(10):
+                await sup.wait(lost.id)
+    left = (await store.get(held.id), await store.get(lost.id))
+    assert [record.state for record in left if record is not None] == (
+        [JobState.RUNNING] * 2 if durable else [JobState.CANCELLED] * 2
+    )

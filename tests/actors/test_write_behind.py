@@ -29,6 +29,7 @@ from jobwarden.errors import (
 from jobwarden.records import EVENT_TYPE_PREFIX, JobEvent, JobRecord
 from jobwarden.store.base import JobQuery
 from jobwarden.store.sqlite import SqliteStore
+from tests.fakes import Gates, fake_plugin
 
 pytestmark = pytest.mark.anyio
 
@@ -184,6 +185,30 @@ async def test_a_lost_write_behind_outcome_stops_the_supervisor(tmp_path: Path) 
             with anyio.fail_after(10):
                 await sup.wait(record.id)
     assert isinstance(info.value.__cause__, StoreError)
+
+
+async def test_jobs_running_when_an_outcome_is_lost_are_left_for_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """When the file refuses a job's outcome, that job and every other job still running stay
+    running in the file, not cancelled, and the next start ends them interrupted: before, the
+    stop wrote a cancel over each (a small write that could fit where the outcome did not)."""
+    gates = Gates()
+    path = tmp_path / "jobs.db"
+    plugins = [fake_plugin(gates), _leaky_plugin([])]
+    with pytest.raises(SupervisorCrashed, match="disk is full"):
+        async with Supervisor(plugins=plugins, store=FullAt(path, {"succeeded"})) as sup:
+            held = await sup.submit("fake.gate", {"key": "held"})
+            await gates.wait_entered("held")
+            lost = await sup.submit("leaky.keep", {"text": "its outcome is refused"})
+            with anyio.fail_after(10):
+                await sup.wait(lost.id)
+    async with Supervisor(plugins=plugins, store=SqliteStore(path)) as sup:
+        assert sup.recovered.interrupted == 2
+        ends = [await sup.get(job.id) for job in (held, lost)]
+    assert [(end.state, end.error.type if end.error else None) for end in ends] == [
+        (JobState.FAILED, "interrupted")
+    ] * 2
 
 
 async def test_a_tool_runs_only_once_its_running_state_is_committed(tmp_path: Path) -> None:
@@ -563,10 +588,10 @@ async def test_an_outcome_queued_after_the_writer_died_stops_the_supervisor(
             with anyio.fail_after(10):
                 await sup.wait(record.id)
     assert seen == ["queued", "running"]
-    # Still running, the job was to be cancelled at shutdown: that failed too, yet the store was
-    # closed (its file is free for the next supervisor).
-    unstored = [e for e in logs if e["event"] == "a job's end at shutdown was not stored"]
-    assert [e["job_id"] for e in unstored] == [record.id]
+    # Still running, the job is left as the file has it (no cancel is tried over a store that
+    # failed), and the store was closed (its file is free for the next supervisor).
+    left = [e for e in logs if e["event"].startswith("the job store failed: jobs still running")]
+    assert [e["job_ids"] for e in left] == [[record.id]]
     async with Supervisor(plugins=[plugin], store=SqliteStore(path)) as sup:
         ended = await sup.get(record.id)
     assert ended.state is JobState.FAILED
