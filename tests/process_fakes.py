@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -148,3 +149,32 @@ def chatty(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     sys.stderr.write("CHATTY-STDERR\n")
     os.write(1, b"CHATTY-FD1\n")
     return NumberOut(n=inp.n)
+
+
+class CrowdIn(msgspec.Struct):
+    threads: int = 4
+    per: int = 25
+    size: int = 20_000
+
+
+def crowd_line(thread: int, index: int, size: int) -> str:
+    """The text thread ``thread`` sends as its ``index``-th message: large, and recognisable."""
+    return f"{thread}:{index}:" + "x" * size
+
+
+@procs.tool(mode="process", timeout=60)
+def crowd(inp: CrowdIn, ctx: ToolContext) -> NumberOut:
+    """From several threads at once, report progress and log (ctx.log and stdlib logging) many
+    large messages, then return how many threads ran."""
+
+    def work(thread: int) -> int:
+        std = logging.getLogger("user.crowd")
+        for index in range(inp.per):
+            text = crowd_line(thread, index, inp.size)
+            ctx.progress_sync((index + 1) / inp.per, text)
+            ctx.log.info("crowd structlog", text=text)
+            std.info("crowd stdlib %s", text)
+        return 1
+
+    with ThreadPoolExecutor(inp.threads) as pool:
+        return NumberOut(n=sum(pool.map(work, range(inp.threads))))

@@ -12,6 +12,7 @@ arrives, on logger ``jobwarden.tool``, in the task that runs the call, so the jo
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any
@@ -25,6 +26,10 @@ LEVEL = logging.INFO  # what a worker sends: its debug lines would cost a messag
 _RESERVED = frozenset({"event", "level", "log_level", "timestamp"})
 _PLAIN = (str, int, float, bool, type(None))
 _encoder = msgspec.msgpack.Encoder()
+# A worker has one connection, and a tool's threads log and report progress on it concurrently:
+# send_bytes writes a large message's header and payload separately (and a payload past the
+# pipe's buffer in pieces), so two unserialised sends interleave and the parent reads garbage.
+_sending = threading.Lock()
 
 
 class Logged(msgspec.Struct, tag="logged", tag_field="kind"):
@@ -35,17 +40,26 @@ class Logged(msgspec.Struct, tag="logged", tag_field="kind"):
     fields: dict[str, Any]
 
 
+def send(conn: Connection, data: bytes) -> None:
+    """In a worker: send one message on ``conn``, whole, whatever other thread sends too.
+
+    Every send of a worker's (log lines, progress, the reply) goes through here.
+    """
+    with _sending:
+        conn.send_bytes(data)
+
+
 def forward(conn: Connection) -> None:
     """In a worker: send every log entry at ``LEVEL`` or above to the parent over ``conn``."""
 
-    def send(_logger: Any, _method: str, event_dict: structlog.typing.EventDict) -> Any:
+    def emit(_logger: Any, _method: str, event_dict: structlog.typing.EventDict) -> Any:
         level = str(event_dict.pop("level", "info"))
         event = str(event_dict.pop("event", ""))
-        conn.send_bytes(_encoder.encode(Logged(level, event, _fields(event_dict))))
+        send(conn, _encoder.encode(Logged(level, event, _fields(event_dict))))
         raise structlog.DropEvent
 
     structlog.configure(
-        processors=[merge_contextvars, add_log_level, format_exc_info, send],
+        processors=[merge_contextvars, add_log_level, format_exc_info, emit],
         wrapper_class=structlog.make_filtering_bound_logger(LEVEL),
         cache_logger_on_first_use=True,
     )
@@ -56,7 +70,7 @@ def forward(conn: Connection) -> None:
             if record.exc_info:
                 fields["exception"] = logging.Formatter().formatException(record.exc_info)
             event = record.getMessage()
-            conn.send_bytes(_encoder.encode(Logged(record.levelname.lower(), event, fields)))
+            send(conn, _encoder.encode(Logged(record.levelname.lower(), event, fields)))
 
     root = logging.getLogger()
     root.handlers = [Handler()]

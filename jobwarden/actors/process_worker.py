@@ -106,13 +106,14 @@ def serve(conn: Connection) -> None:
     os.dup2(devnull, 2)
     os.close(devnull)
     process_logs.forward(conn)
-    conn.send_bytes(READY)
+    process_logs.send(conn, READY)
     while True:
         try:
             data = conn.recv_bytes()
         except EOFError:
             return
-        conn.send_bytes(handle(data, conn))
+        # A thread the tool left running may still be logging: the reply waits its turn.
+        process_logs.send(conn, handle(data, conn))
 
 
 def handle(data: bytes, conn: Connection) -> bytes:
@@ -177,7 +178,7 @@ async def _progress(conn: Connection, fraction: float, message: str | None) -> N
 
 
 def _send_progress(conn: Connection, fraction: float, message: str | None) -> None:
-    conn.send_bytes(_encoder.encode(Progressed(fraction=fraction, message=message)))
+    process_logs.send(conn, _encoder.encode(Progressed(fraction=fraction, message=message)))
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 from jobwarden import JobEvent, JobRecord, JobState, Supervisor
 from jobwarden.actors.process_pool import ProcessPoolStatistics
 from jobwarden.errors import OutcomeType
-from tests.process_fakes import procs
+from tests.process_fakes import crowd_line, procs
 
 pytestmark = pytest.mark.anyio
 
@@ -63,6 +63,30 @@ async def test_what_a_process_tool_logs_is_logged_by_the_server_with_the_job() -
     assert tool[0]["thing"].startswith("<object object at ")
     assert tool[2]["logger"] == "user.std"
     assert not [entry for entry in logs if entry["event"] == "too fine to send"]
+
+
+async def test_threads_of_a_process_tool_send_large_messages_concurrently_intact() -> None:
+    """Large progress reports and log lines sent at once from several threads of a process
+    tool all reach the server whole, and the job succeeds in its worker."""
+    threads, per, size = 4, 25, 20_000
+    expected = sorted(crowd_line(t, i, size) for t in range(threads) for i in range(per))
+    with anyio.fail_after(HANG_GUARD_S), capture_logs() as logs:
+        async with Supervisor(plugins=[procs]) as sup:
+            done = await run_one(sup, "procs.crowd", {"threads": threads, "per": per, "size": size})
+            async with sup.subscribe(job_id=done.id) as events:
+                progress = [
+                    event.data.message
+                    async for event in events
+                    if isinstance(event, JobEvent) and event.type == "jobwarden.job.progress"
+                ]
+            started = sup.processes.statistics().started
+    assert done.state is JobState.SUCCEEDED
+    assert done.result == {"n": threads}
+    assert sorted(m for m in progress if m is not None) == expected
+    assert sorted(e["text"] for e in logs if e["event"] == "crowd structlog") == expected
+    stdlib = sorted(e["event"] for e in logs if e["event"].startswith("crowd stdlib "))
+    assert stdlib == [f"crowd stdlib {line}" for line in expected]
+    assert started == 1
 
 
 async def test_raising_process_tool_fails_with_plugin_error() -> None:
