@@ -94,6 +94,18 @@ def no_json(inp: NumberIn, ctx: ToolContext) -> AnyOut:
     return AnyOut(value=value)
 
 
+@procs.tool(mode="process", timeout=60)
+def huge(inp: NumberIn, ctx: ToolContext) -> int:
+    """Return 2**70, an int past MessagePack's 64 bits."""
+    return 2**70
+
+
+@procs.tool(mode="process", timeout=60)
+def digits(inp: NumberIn, ctx: ToolContext) -> str:
+    """Return n written out, whatever its size."""
+    return str(inp.n)
+
+
 @procs.tool(mode="process", timeout=0.5)
 def spin(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     """Loop forever without looking at its deadline."""

@@ -11,6 +11,7 @@ cancelled (a timeout, a cancel, shutdown) kills its worker: SIGTERM, SIGKILL aft
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import signal
 from multiprocessing.process import BaseProcess
 
@@ -127,7 +128,7 @@ class ProcessPool:
     async def call(self, call: Call[msgspec.Struct], progress: ProgressSink) -> Replies | Died:
         """Run ``call`` in a worker, passing what it reports as progress to ``progress``; a
         cancelled call kills its worker before re-raising."""
-        request = _encoder.encode(call)
+        request = _request(call)
         async with self._slots:
             worker = self._checkout()
             try:
@@ -159,3 +160,18 @@ class ProcessPool:
         idle, self._idle = self._idle, []
         for worker in idle:
             await worker.stop()
+
+
+def _request(call: Call[msgspec.Struct]) -> bytes:
+    """``call`` encoded for a worker, whatever ints its input holds.
+
+    MessagePack carries ints of 64 bits at most, and an input holding a bigger one is valid (as
+    in the other modes): refusing it here would fail the job without running the tool, as the
+    plugin's error. Such an input, and only such, crosses as a pickle of the validated Struct,
+    which the worker can load: it imports the input type anyway, and trusts its parent entirely.
+    """
+    try:
+        return _encoder.encode(call)
+    except OverflowError:
+        pickled = msgspec.structs.replace(call, input=pickle.dumps(call.input), pickled=True)
+        return _encoder.encode(pickled)

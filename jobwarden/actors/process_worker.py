@@ -5,7 +5,8 @@ a worker, which covers every way the child's call can end, a dead worker include
 
 A worker reads one ``Call`` at a time from its connection, imports the tool's function and input
 type by reference, calls it under the call's resource limits and answers with one ``Reply``.
-Everything crossing the boundary is msgspec MessagePack. The worker's stdout and stderr go to
+Everything crossing the boundary is msgspec MessagePack (an input holding an int past 64 bits
+inside it as a pickle: ``Call.pickled``). The worker's stdout and stderr go to
 ``/dev/null``: a tool's prints must not land in the server's logs or a CLI's JSON output; what
 it logs is sent to the parent ahead of the reply (``process_logs``).
 """
@@ -16,6 +17,7 @@ import contextlib
 import functools
 import math
 import os
+import pickle
 import pkgutil
 import resource
 import signal
@@ -31,6 +33,10 @@ from jobwarden.errors import describe, plugin_failure, printable, unencodable
 from jobwarden.plugins.context import ToolContext
 
 READY = b"ready"
+TOO_BIG = (
+    "it holds an integer outside -2**63 .. 2**64 - 1, which a process tool's result cannot carry"
+    " (MessagePack); return it as a str, or run the tool in thread mode"
+)
 MIB = 1 << 20
 In = TypeVar("In")
 
@@ -41,6 +47,7 @@ class Call(msgspec.Struct, Generic[In], frozen=True):
     The parent encodes the input Struct in place (its bytes are copied once, into the message,
     not first into an encoded input and then again into the call); the worker reads it as
     ``msgspec.Raw``, a view of the message, decoded once it has imported the input type.
+    ``pickled``: the input is a pickle of the input Struct instead (see ``process_pool``).
     """
 
     target: str
@@ -52,6 +59,7 @@ class Call(msgspec.Struct, Generic[In], frozen=True):
     memory_mb: int | None = None
     cpu_s: int | None = None
     trace: dict[str, str] | None = None  # the job's W3C trace context, when tracing is on
+    pickled: bool = False
 
 
 class Reply(msgspec.Struct, tag_field="kind"):
@@ -78,7 +86,7 @@ class OutOfMemory(Reply, tag="out_of_memory"):
 
 
 class Unencodable(Reply, tag="unencodable"):
-    """The tool returned a value MessagePack cannot encode."""
+    """The tool returned a value MessagePack cannot encode (an int past 64 bits included)."""
 
     message: str
 
@@ -135,7 +143,10 @@ def handle(data: bytes, conn: Connection) -> bytes:
             _traced(call.trace),
         ):
             func = _resolve(call.target)
-            inp = msgspec.msgpack.decode(call.input, type=_resolve(call.input_type))
+            if call.pickled:
+                inp = pickle.loads(msgspec.msgpack.decode(call.input, type=bytes))
+            else:
+                inp = msgspec.msgpack.decode(call.input, type=_resolve(call.input_type))
             with _limits(call.memory_mb, call.cpu_s):
                 value = func(inp, ctx)
     except MemoryError as exc:
@@ -151,9 +162,13 @@ def handle(data: bytes, conn: Connection) -> bytes:
             reply = Returned(output=msgspec.Raw(_encoder.encode(value)))
         except TypeError as exc:
             reply = Unencodable(message=printable(str(exc)))
+        except OverflowError:
+            reply = Unencodable(message=TOO_BIG)
         except (UnicodeEncodeError, RecursionError) as exc:
-            # Raised out of here, either would end the worker: the job "crashed", a new worker.
+            # Raised out of here, any of these would end the worker: the job "crashed".
             reply = Unencodable(message=unencodable(exc))
+        except Exception as exc:
+            reply = Unencodable(message=describe(exc))
     return _encoder.encode(reply)
 
 

@@ -143,6 +143,33 @@ async def test_a_process_result_nothing_can_encode_is_invalid_output_in_the_same
     assert started == 1
 
 
+async def test_a_process_result_past_64_bits_is_invalid_output_in_the_same_worker() -> None:
+    """An int past 64 bits returned by a process tool fails its job invalid_output saying why,
+    and the worker serves the next call."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs]) as sup:
+            done = await run_one(sup, "procs.huge", {})
+            after = await run_one(sup, "procs.square", {"n": 3})
+            started = sup.processes.statistics().started
+    assert done.state is JobState.FAILED
+    assert done.error is not None
+    assert done.error.type == OutcomeType.INVALID_OUTPUT
+    assert "integer outside -2**63 .. 2**64 - 1" in done.error.message
+    assert after.result == {"n": 9}
+    assert started == 1
+
+
+@pytest.mark.parametrize("n", [2**70, -(2**70), 2**64 - 1])
+async def test_an_input_int_of_any_size_reaches_a_process_tool(n: int) -> None:
+    """A valid input holding an int past 64 bits (or at their edge) reaches a process tool."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs]) as sup:
+            done = await run_one(sup, "procs.digits", {"n": n})
+            assert sup.processes.statistics().started == 1
+    assert done.state is JobState.SUCCEEDED
+    assert done.result == str(n)
+
+
 async def test_timeout_kills_the_worker_and_the_pool_replaces_it() -> None:
     """A busy loop past its timeout ends timed_out, and the next call gets a fresh worker."""
     with anyio.fail_after(HANG_GUARD_S):

@@ -12,6 +12,7 @@ import pytest
 from structlog.contextvars import get_contextvars
 
 from jobwarden.actors.process_worker import (
+    TOO_BIG,
     Call,
     OutOfMemory,
     Progressed,
@@ -23,7 +24,7 @@ from jobwarden.actors.process_worker import (
 )
 from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.tool import reference
-from tests.process_fakes import NumberIn, NumberOut, raises, square, unencodable
+from tests.process_fakes import NumberIn, NumberOut, huge, raises, square, unencodable
 
 _replies = msgspec.msgpack.Decoder(Replies)
 
@@ -155,6 +156,7 @@ def test_the_call_s_log_bindings_end_with_it() -> None:
         (raises, Raised(exception="builtins.ValueError", message="ValueError: bad n 0")),
         (out_of_memory, OutOfMemory(message="MemoryError")),
         (unencodable, Unencodable(message="Encoding objects of type object is unsupported")),
+        (huge, Unencodable(message=TOO_BIG)),
     ],
 )
 def test_failures_become_replies(func: Any, expected: Replies) -> None:
