@@ -94,6 +94,19 @@ def no_json(inp: NumberIn, ctx: ToolContext) -> AnyOut:
     return AnyOut(value=value)
 
 
+class Oddly(Exception):
+    """An exception whose class names a module that is not valid Unicode."""
+
+
+Oddly.__module__ = f"plugins.{UNDECODABLE}"
+
+
+@procs.tool(mode="process", timeout=60)
+def raises_oddly(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Raise an exception whose class's module name holds a lone surrogate."""
+    raise Oddly("odd")
+
+
 @procs.tool(mode="process", timeout=60)
 def huge(inp: NumberIn, ctx: ToolContext) -> int:
     """Return 2**70, an int past MessagePack's 64 bits."""

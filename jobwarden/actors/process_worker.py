@@ -155,7 +155,9 @@ def handle(data: bytes, conn: Connection) -> bytes:
     except BaseException as exc:
         if not plugin_failure(exc):
             raise
-        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        # A class named from undecodable bytes (surrogateescape) would make the reply itself
+        # unencodable, ending the worker.
+        kind = printable(f"{type(exc).__module__}.{type(exc).__qualname__}")
         reply = Raised(exception=kind, message=describe(exc))
     else:
         try:

@@ -210,6 +210,20 @@ async def test_a_process_tools_error_text_with_a_lone_surrogate_arrives_escaped(
             assert sup.processes.statistics().started == 1
 
 
+async def test_a_process_tools_exception_class_with_a_lone_surrogate_is_named_escaped() -> None:
+    """An exception whose class's module name holds a lone surrogate fails the job as
+    plugin_error naming the class escaped, and the worker lives on."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            done = await run_one(sup, "procs.raises_oddly", {})
+            assert done.error is not None
+            assert (done.state, done.error.type) == (JobState.FAILED, OutcomeType.PLUGIN_ERROR)
+            assert done.error.message == "Oddly: odd"
+            assert done.error.details == {"exception": "plugins.caf\\udcff.Oddly"}
+            assert (await run_one(sup, "procs.square", {"n": 4})).result == {"n": 16}
+            assert sup.processes.statistics().started == 1
+
+
 async def test_a_process_tool_calling_sys_exit_fails_with_plugin_error() -> None:
     """sys.exit() in a process tool fails its job as plugin_error naming SystemExit; the worker
     lives on and takes the next call."""

@@ -24,7 +24,15 @@ from jobwarden.actors.process_worker import (
 )
 from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.tool import reference
-from tests.process_fakes import NumberIn, NumberOut, huge, raises, square, unencodable
+from tests.process_fakes import (
+    NumberIn,
+    NumberOut,
+    huge,
+    raises,
+    raises_oddly,
+    square,
+    unencodable,
+)
 
 _replies = msgspec.msgpack.Decoder(Replies)
 
@@ -157,6 +165,7 @@ def test_the_call_s_log_bindings_end_with_it() -> None:
         (out_of_memory, OutOfMemory(message="MemoryError")),
         (unencodable, Unencodable(message="Encoding objects of type object is unsupported")),
         (huge, Unencodable(message=TOO_BIG)),
+        (raises_oddly, Raised(exception="plugins.caf\\udcff.Oddly", message="Oddly: odd")),
     ],
 )
 def test_failures_become_replies(func: Any, expected: Replies) -> None:
