@@ -69,10 +69,16 @@ def wrong_type(inp: NumberIn, ctx: ToolContext) -> NumberOut:
 
 
 @procs.tool(mode="process", timeout=60)
-def unencodable(inp: NumberIn, ctx: ToolContext) -> NumberOut:
-    """Return an object MessagePack cannot encode."""
-    wrong: Any = object()
+def as_dict(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Return a dict shaped like NumberOut instead of a NumberOut."""
+    wrong: Any = {"n": inp.n}
     return wrong  # type: ignore[no-any-return]
+
+
+@procs.tool(mode="process", timeout=60)
+def unencodable(inp: NumberIn, ctx: ToolContext) -> Any:
+    """Return an object MessagePack cannot encode (its return type would take anything)."""
+    return object()
 
 
 class AnyOut(msgspec.Struct):

@@ -21,6 +21,7 @@ import pickle
 import pkgutil
 import resource
 import signal
+import typing
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
@@ -86,7 +87,8 @@ class OutOfMemory(Reply, tag="out_of_memory"):
 
 
 class Unencodable(Reply, tag="unencodable"):
-    """The tool returned a value MessagePack cannot encode (an int past 64 bits included)."""
+    """The tool returned a value that cannot go back as its result: one MessagePack cannot
+    encode (an int past 64 bits included), or not the Struct its return type names."""
 
     message: str
 
@@ -160,18 +162,30 @@ def handle(data: bytes, conn: Connection) -> bytes:
         kind = printable(f"{type(exc).__module__}.{type(exc).__qualname__}")
         reply = Raised(exception=kind, message=describe(exc))
     else:
-        try:
-            reply = Returned(output=msgspec.Raw(_encoder.encode(value)))
-        except TypeError as exc:
-            reply = Unencodable(message=printable(str(exc)))
-        except OverflowError:
-            reply = Unencodable(message=TOO_BIG)
-        except (UnicodeEncodeError, RecursionError) as exc:
-            # Raised out of here, any of these would end the worker: the job "crashed".
-            reply = Unencodable(message=unencodable(exc))
-        except Exception as exc:
-            reply = Unencodable(message=describe(exc))
+        struct = _returns_struct(call.target)
+        if struct is not None and type(value) is not struct:
+            # Decoded by type in the parent, a dict (or another Struct) of the same shape would
+            # pass for it; the other modes accept only the Struct itself (Tool.output_to_builtins).
+            got = f"Expected `{struct.__name__}`, got `{type(value).__name__}`"
+            reply = Unencodable(message=printable(got))
+        else:
+            reply = _returned(value)
     return _encoder.encode(reply)
+
+
+def _returned(value: Any) -> Replies:
+    """The reply carrying the tool's ``value``, or saying why it cannot be encoded."""
+    try:
+        return Returned(output=msgspec.Raw(_encoder.encode(value)))
+    except TypeError as exc:
+        return Unencodable(message=printable(str(exc)))
+    except OverflowError:
+        return Unencodable(message=TOO_BIG)
+    except (UnicodeEncodeError, RecursionError) as exc:
+        # Raised out of here, any of these would end the worker: the job "crashed".
+        return Unencodable(message=unencodable(exc))
+    except Exception as exc:
+        return Unencodable(message=describe(exc))
 
 
 def _traced(carrier: dict[str, str] | None) -> contextlib.AbstractContextManager[None]:
@@ -187,6 +201,19 @@ def _traced(carrier: dict[str, str] | None) -> contextlib.AbstractContextManager
 @functools.cache
 def _resolve(ref: str) -> Any:
     return pkgutil.resolve_name(ref)
+
+
+@functools.cache
+def _returns_struct(target: str) -> type[msgspec.Struct] | None:
+    """The Struct ``target``'s return annotation names, if it names one, as at registration."""
+    try:
+        returns = typing.get_type_hints(_resolve(target)).get("return")
+    except Exception:
+        # Registration resolved these hints in the parent: the parent's decode still checks.
+        return None
+    if isinstance(returns, type) and issubclass(returns, msgspec.Struct):
+        return returns
+    return None
 
 
 async def _progress(conn: Connection, fraction: float, message: str | None) -> None:

@@ -115,6 +115,21 @@ async def test_wrong_output_of_a_process_tool_is_invalid_output(tool: str) -> No
             assert sup.registry.metrics(tool).failures_by_type == {"invalid_output": 1}
 
 
+async def test_a_dict_for_a_struct_return_type_is_invalid_output_as_in_other_modes() -> None:
+    """A process tool returning a dict of its Struct return type's shape fails invalid_output
+    naming both types, as an async or thread tool does."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs]) as sup:
+            done = await run_one(sup, "procs.as_dict", {"n": 2})
+    assert done.state is JobState.FAILED
+    assert done.error is not None
+    assert done.error.type == OutcomeType.INVALID_OUTPUT
+    assert done.error.message == (
+        "procs.as_dict returned a value that does not match its return type:"
+        " Expected `NumberOut`, got `dict`"
+    )
+
+
 @pytest.mark.parametrize(
     ("n", "says"),
     [

@@ -27,6 +27,7 @@ from jobwarden.plugins.tool import reference
 from tests.process_fakes import (
     NumberIn,
     NumberOut,
+    as_dict,
     huge,
     raises,
     raises_oddly,
@@ -165,6 +166,7 @@ def test_the_call_s_log_bindings_end_with_it() -> None:
         (out_of_memory, OutOfMemory(message="MemoryError")),
         (unencodable, Unencodable(message="Encoding objects of type object is unsupported")),
         (huge, Unencodable(message=TOO_BIG)),
+        (as_dict, Unencodable(message="Expected `NumberOut`, got `dict`")),
         (raises_oddly, Raised(exception="plugins.caf\\udcff.Oddly", message="Oddly: odd")),
     ],
 )
