@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import typing
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,10 @@ _decode = msgspec.json.Decoder().decode
 NOT_A_JSON_NUMBER = (
     "it holds NaN or infinity where a number must be (JSON has none: it reads as null)"
 )
+INPUT_NOT_A_JSON_NUMBER = (
+    "the job's input holds NaN or infinity {at} (JSON has none: the job stored would read"
+    " null there, not the number run)"
+)
 log = structlog.get_logger("jobwarden.plugins")
 
 
@@ -60,6 +65,8 @@ class Tool:
     circuit: CircuitPolicy | None = None
     output_is_struct: bool = field(init=False)
     _read_output: Callable[[bytes], Any] = field(init=False, repr=False)
+    _input_takes_floats: bool = field(init=False, repr=False)
+    _input_str_keys: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         out = self.output_type
@@ -67,15 +74,31 @@ class Tool:
         object.__setattr__(self, "output_is_struct", struct)
         # Reading the result as a client will is the check that it fits its type.
         object.__setattr__(self, "_read_output", msgspec.json.Decoder(out).decode)
+        # Only an input type with a place for a float can let a NaN through its conversion:
+        # the others skip the walk looking for one.
+        info = msgspec.inspect.type_info(self.input_type)
+        object.__setattr__(self, "_input_takes_floats", _takes_floats(info))
+        # Any keyword to convert costs it more than converting a small input does: only the
+        # input types with dicts keyed by other than str pay for reading keys from strings.
+        object.__setattr__(self, "_input_str_keys", _keyed_by_other_than_str(info))
 
     def validate_input(self, data: Any) -> msgspec.Struct:
         """The input converted to the tool's input type, or ``InvalidInput``.
 
         The input type's own checks (a ``__post_init__``) are plugin code: whatever they raise
         (``sys.exit()`` included) refuses this input as ``InvalidInput``, never the server.
+
+        The input is read as JSON gives it, since that is how a durable store gives it back
+        after a restart: dict keys may be strings for a type keyed by numbers (``{"1": "a"}``
+        for ``dict[int, str]``), and NaN or infinity, which JSON has no number for, is refused.
         """
         try:
-            return msgspec.convert(data, self.input_type)
+            if self._input_str_keys:
+                # JSON's object keys are strings, over HTTP and in a stored job: a dict[int, ...]
+                # reads them as it reads the int keys an embedder passes.
+                args = msgspec.convert(data, self.input_type, str_keys=True)
+            else:
+                args = msgspec.convert(data, self.input_type)
         except msgspec.ValidationError as exc:
             raise InvalidInput(str(exc), plugin=self.plugin, tool=self.name) from exc
         except RecursionError as exc:
@@ -89,6 +112,17 @@ class Tool:
             if not plugin_failure(exc):
                 raise
             raise self._check_raised(exc) from exc
+        if self._input_takes_floats:
+            try:
+                at = _non_finite_at(data)
+            except RecursionError:
+                # Nested about as deeply as JSON allows, or holding itself (an Any field
+                # takes it as it is): the store's encode tells which, and refuses the latter.
+                at = None
+            if at is not None:
+                message = INPUT_NOT_A_JSON_NUMBER.format(at=f"at `${at}`")
+                raise InvalidInput(message, plugin=self.plugin, tool=self.name)
+        return args
 
     def _check_raised(self, exc: BaseException) -> InvalidInput:
         """The refusal of an input whose type's own check (plugin code) raised ``exc``."""
@@ -368,6 +402,108 @@ def _signature_types(fn: Callable[..., Any], where: str) -> tuple[type[msgspec.S
     except TypeError as exc:
         raise RegistrationError(f"{where}: unsupported type in annotations: {exc}") from exc
     return input_type, output_type
+
+
+_NO_FLOATS = (
+    msgspec.inspect.IntType,
+    msgspec.inspect.StrType,
+    msgspec.inspect.BoolType,
+    msgspec.inspect.NoneType,
+    msgspec.inspect.BytesType,
+    msgspec.inspect.ByteArrayType,
+    msgspec.inspect.MemoryViewType,
+    msgspec.inspect.DateTimeType,
+    msgspec.inspect.DateType,
+    msgspec.inspect.TimeType,
+    msgspec.inspect.TimeDeltaType,
+    msgspec.inspect.UUIDType,
+    msgspec.inspect.EnumType,
+    msgspec.inspect.LiteralType,
+)
+_PARTS = ("type", "item_type", "key_type", "value_type")
+_LEAVES = frozenset({str, int, bool, type(None), bytes})
+
+
+def _takes_floats(info: msgspec.inspect.Type) -> bool:
+    """Whether a value of the type ``info`` describes can hold a float read from its input (a
+    float, a Decimal, ``Any``, a type unknown here), so that NaN or infinity could pass."""
+    return _holds(info, lambda part: not isinstance(part, _NO_FLOATS) and not _inner(part))
+
+
+def _keyed_by_other_than_str(info: msgspec.inspect.Type) -> bool:
+    """Whether the type ``info`` describes holds a dict (a mapping) whose keys are not str."""
+    return _holds(info, lambda part: hasattr(part, "key_type") and not _is_str(part.key_type))
+
+
+def _is_str(info: msgspec.inspect.Type) -> bool:
+    """Whether ``info`` is ``str``, constrained or not."""
+    while isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    return isinstance(info, msgspec.inspect.StrType)
+
+
+def _holds(
+    info: msgspec.inspect.Type,
+    found: Callable[[msgspec.inspect.Type], bool],
+    seen: set[int] | None = None,
+) -> bool:
+    """Whether ``found`` is true of ``info`` or of a type anywhere inside it."""
+    seen = set() if seen is None else seen
+    if id(info) in seen:  # a recursive type, already being looked at
+        return False
+    seen.add(id(info))
+    return found(info) or any(_holds(part, found, seen) for part in _inner(info))
+
+
+def _inner(info: msgspec.inspect.Type) -> list[msgspec.inspect.Type]:
+    """The types directly inside ``info``: its fields', items', keys' and values' types."""
+    inner = [getattr(info, part) for part in _PARTS if hasattr(info, part)]
+    inner.extend(getattr(info, "item_types", ()))
+    inner.extend(getattr(info, "types", ()))
+    inner.extend(f.type for f in getattr(info, "fields", ()))
+    return inner
+
+
+def _non_finite_at(value: Any) -> str | None:
+    """The path (``.a[2]``, ``""`` for ``value`` itself) of a float NaN or infinity in
+    ``value``, which JSON writes as null, or None when it holds none."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return None
+    if kind is float or isinstance(value, float):
+        return None if math.isfinite(value) else ""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            item_kind = type(item)
+            if item_kind is float:
+                if math.isfinite(item):
+                    continue
+                return f".{key}"
+            if item_kind in _LEAVES:
+                continue
+            at = _non_finite_at(item)
+            if at is not None:
+                return f".{key}{at}"
+        return None
+    if isinstance(value, list | tuple | set | frozenset):
+        try:
+            # Numbers only: a NaN or infinity among them makes their sum one, so a finite sum
+            # clears them all at C speed (an overflowing one is walked, as are other items).
+            if math.isfinite(sum(value, 0.0)):
+                return None
+        except (TypeError, OverflowError):
+            pass
+        for index, item in enumerate(value):
+            at = _non_finite_at(item)
+            if at is not None:
+                return f"[{index}]{at}"
+        return None
+    try:
+        # A Struct, a dataclass, ...: its fields, as JSON will name them.
+        built = msgspec.to_builtins(value)
+    except (TypeError, ValueError, RecursionError):
+        return None  # not something JSON holds: the encode that stores it says so
+    return None if type(built) is kind else _non_finite_at(built)
 
 
 def _plugin_frames(exc: BaseException) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import sys
 from typing import Annotated, Any, cast
 
 import msgspec
@@ -528,3 +531,93 @@ def test_resource_limits_are_checked(mode: str, limits: dict[str, Any], message:
     """Limits are refused outside process mode and when below one."""
     with pytest.raises(errors.RegistrationError, match=message):
         Plugin("demo").tool(mode=cast(Any, mode), **limits)(process_tool)
+
+
+class Keyed(msgspec.Struct):
+    """An input with a dict keyed by ints and a float."""
+
+    ints: dict[int, str] = {}
+    ratio: float = 0.0
+
+
+class Scored(msgspec.Struct):
+    """A Struct with an optional float."""
+
+    score: float | None = None
+
+
+class Loose(msgspec.Struct):
+    """An input with an untyped field and Structs holding an optional float."""
+
+    anything: Any = None
+    nested: list[Scored] = []
+
+
+def _tool_taking(input_type: type[msgspec.Struct]) -> Tool:
+    demo = Plugin("demo")
+
+    async def tool(inp: Any, ctx: ToolContext) -> None:
+        return None
+
+    tool.__annotations__["inp"] = input_type
+    demo.tool()(tool)
+    return only_tool(demo)
+
+
+@pytest.mark.parametrize("ints", [{"1": "a"}, {1: "a"}])
+def test_int_keys_are_read_from_json_strings(ints: dict[Any, str]) -> None:
+    """A dict[int, str] input takes the string keys JSON gives (over HTTP, from a stored job) as
+    it takes int keys."""
+    assert _tool_taking(Keyed).validate_input({"ints": ints}) == Keyed(ints={1: "a"})
+
+
+@pytest.mark.parametrize(
+    ("input_type", "data", "at"),
+    [
+        (Keyed, {"ratio": math.nan}, "$.ratio"),
+        (Keyed, {"ratio": math.inf}, "$.ratio"),
+        (Loose, {"anything": {"a": [1.0, -math.inf]}}, "$.anything.a[1]"),
+        (Loose, {"nested": [{"score": math.nan}]}, "$.nested[0].score"),
+        (Loose, {"anything": Scored(score=math.inf)}, "$.anything.score"),
+        (Loose, Loose(anything=[1e308, 1e308, math.nan]), "$.anything[2]"),
+    ],
+)
+def test_nan_or_infinity_in_an_input_is_invalid_input(
+    input_type: type[msgspec.Struct], data: Any, at: str
+) -> None:
+    """An input holding NaN or infinity, which JSON (so a stored job) would hold as null, is
+    refused at submit naming where, not run with a number that a restart would read as null."""
+    with pytest.raises(errors.InvalidInput) as info:
+        _tool_taking(input_type).validate_input(data)
+    assert info.value.message == (
+        f"the job's input holds NaN or infinity at `{at}` (JSON has none: the job stored would"
+        " read null there, not the number run)"
+    )
+
+
+@pytest.mark.parametrize("data", [{"ratio": 1e308}, {"anything": [1e308, 1e308]}, {}])
+def test_large_finite_numbers_are_valid_input(data: dict[str, Any]) -> None:
+    """Finite floats are accepted, even ones whose sum overflows to infinity."""
+    input_type = Keyed if "ratio" in data else Loose
+    assert _tool_taking(input_type).validate_input(data) == msgspec.convert(data, input_type)
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_inputs_and_outputs_nested_near_the_recursion_limit_never_raise_recursion_error() -> None:
+    """At every depth around the recursion limit, an input is accepted (the store's encode
+    judges its depth) or InvalidInput, and an output valid or a ValueError: the NaN walk never
+    raises RecursionError."""
+    loose = _tool_taking(Loose)
+    untyped = _tool_returning(Any)
+    limit = sys.getrecursionlimit()
+    for depth in range(limit - 100, limit + 10):
+        with contextlib.suppress(errors.InvalidInput):
+            loose.validate_input({"anything": _nested(depth, 1.0)})
+        with contextlib.suppress(ValueError):
+            untyped.output_to_builtins(_nested(depth, None))
