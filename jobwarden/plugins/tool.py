@@ -154,6 +154,16 @@ class Tool:
             # Fitting before JSON, not after: JSON writes NaN and infinity as null.
             msgspec.convert(msgspec.to_builtins(value), self.output_type)
             raise ValueError(NOT_A_JSON_NUMBER) from None
+        # A null where the type allows one may be a NaN or infinity JSON wrote so; only then
+        # (the search for "null" is a byte scan) is the value walked to tell them apart.
+        if encoded.find(b"null") != -1:
+            try:
+                non_finite = _non_finite_at(value) is not None
+            except RecursionError as exc:
+                raise ValueError(unencodable(exc)) from exc
+            if non_finite:
+                msgspec.convert(msgspec.to_builtins(value), self.output_type)
+                raise ValueError(NOT_A_JSON_NUMBER)
         return _decode(encoded)
 
     def input_schema(self) -> dict[str, Any]:

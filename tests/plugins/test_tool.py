@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import sys
 from typing import Annotated, Any, cast
 
@@ -621,3 +622,44 @@ def test_inputs_and_outputs_nested_near_the_recursion_limit_never_raise_recursio
             loose.validate_input({"anything": _nested(depth, 1.0)})
         with contextlib.suppress(ValueError):
             untyped.output_to_builtins(_nested(depth, None))
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value"),
+    [
+        (float | None, math.inf),
+        (Scored, Scored(score=math.nan)),
+        (Any, {"x": [1.0, -math.inf]}),
+        (dict[str, float | None], {"a": None, "b": math.nan}),
+    ],
+)
+def test_nan_or_infinity_where_null_fits_is_not_a_json_number(annotation: Any, value: Any) -> None:
+    """NaN or infinity in a place whose type allows null raises ValueError saying so, instead
+    of passing as the null JSON writes for it."""
+    with pytest.raises(ValueError, match="it holds NaN or infinity where a number must be"):
+        _tool_returning(annotation).output_to_builtins(value)
+
+
+def test_a_nan_against_a_type_without_numbers_is_a_type_mismatch() -> None:
+    """A NaN where only null or an int fits is reported as not fitting the type."""
+    with pytest.raises(
+        msgspec.ValidationError, match=re.escape("Expected `int | null`, got `float`")
+    ):
+        _tool_returning(int | None).output_to_builtins(math.nan)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "expected"),
+    [
+        (float | None, None, None),
+        (Scored, Scored(), {"score": None}),
+        (
+            Any,
+            {"x": [1e308, 1e308], "y": None, "z": "null"},
+            {"x": [1e308, 1e308], "y": None, "z": "null"},
+        ),
+    ],
+)
+def test_real_nulls_and_finite_numbers_pass(annotation: Any, value: Any, expected: Any) -> None:
+    """None, and finite floats beside it, are a valid output as JSON's null and numbers."""
+    assert _tool_returning(annotation).output_to_builtins(value) == expected
