@@ -186,8 +186,8 @@ class Plugin:
         if not _NAME.fullmatch(name):
             raise RegistrationError(f"invalid plugin name {name!r}: letters, digits, _ and -")
         self.name = name
-        self.version = version
-        self.description = description
+        self.version = _text(f"plugin {name}", "version", version)
+        self.description = _text(f"plugin {name}", "description", description)
         self.tools: dict[str, Tool] = {}
         self.startup_hook: Hook | None = None
         self.shutdown_hook: Hook | None = None
@@ -332,7 +332,9 @@ class Plugin:
             mode=typing.cast(Mode, mode),
             timeout_s=timeout,
             max_concurrency=max_concurrency,
-            description=description if description is not None else doc.split("\n\n")[0],
+            description=_text(
+                where, "description", doc.split("\n\n")[0] if description is None else description
+            ),
             retry_on_interrupt=retry_on_interrupt,
             memory_mb=memory_mb,
             cpu_s=cpu_s,
@@ -341,6 +343,24 @@ class Plugin:
             queue_timeout_s=queue_timeout,
             circuit=circuit,
         )
+
+
+def _text(where: str, what: str, value: object) -> str:
+    """``value`` if it is text JSON can hold, else ``RegistrationError`` naming ``what``.
+
+    A lone surrogate (as bytes decoded with ``surrogateescape`` give) has no UTF-8 form: in a
+    description or version it would make every route that lists the plugin fail.
+    """
+    if not isinstance(value, str):
+        raise RegistrationError(f"{where}: {what} must be a str, got {type(value).__name__}")
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise RegistrationError(
+            f"{where}: {what} {value!r} is not UTF-8 text"
+            f" ({value[exc.start : exc.end]!r} at {exc.start}: {exc.reason})"
+        ) from exc
+    return value
 
 
 def _checked_hook(where: str, fn: Hook) -> Hook:
@@ -406,11 +426,20 @@ def _signature_types(fn: Callable[..., Any], where: str) -> tuple[type[msgspec.S
     if "return" not in hints:
         raise RegistrationError(f"{where}: the return type must be annotated")
     output_type = hints["return"]
-    try:
-        msgspec.json.schema(input_type)
-        msgspec.json.schema(output_type)
-    except TypeError as exc:
-        raise RegistrationError(f"{where}: unsupported type in annotations: {exc}") from exc
+    for role, tp in (("input", input_type), ("return", output_type)):
+        try:
+            schema = msgspec.json.schema(tp)
+        except TypeError as exc:
+            raise RegistrationError(f"{where}: unsupported type in annotations: {exc}") from exc
+        try:
+            # The schemas are served on every tool route: text in them (a docstring, a
+            # description, a literal) that is not UTF-8 would make each of those routes fail.
+            _encode(schema)
+        except UnicodeEncodeError as exc:
+            raise RegistrationError(
+                f"{where}: the {role} type's JSON Schema holds text that is not UTF-8"
+                f" ({exc.object[exc.start : exc.end]!r}: {exc.reason})"
+            ) from exc
     return input_type, output_type
 
 

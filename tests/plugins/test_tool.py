@@ -663,3 +663,52 @@ def test_a_nan_against_a_type_without_numbers_is_a_type_mismatch() -> None:
 def test_real_nulls_and_finite_numbers_pass(annotation: Any, value: Any, expected: Any) -> None:
     """None, and finite floats beside it, are a valid output as JSON's null and numbers."""
     assert _tool_returning(annotation).output_to_builtins(value) == expected
+
+
+@pytest.mark.parametrize("field", ["version", "description"])
+def test_plugin_text_that_is_not_utf8_raises(field: str) -> None:
+    """A plugin version or description holding a lone surrogate is refused naming the field,
+    instead of failing every route that lists the plugin."""
+    with pytest.raises(errors.RegistrationError, match=f"plugin demo: {field} .*not UTF-8"):
+        Plugin("demo", **{field: "caf\udce9"})
+
+
+def test_a_tool_docstring_that_is_not_utf8_raises() -> None:
+    """A tool whose description comes from a docstring holding a lone surrogate is refused."""
+
+    async def tool(inp: In, ctx: ToolContext) -> Out:
+        return Out(text=inp.text)
+
+    tool.__doc__ = "Reads caf\udce9.txt."
+    with pytest.raises(errors.RegistrationError, match=r"tool demo\.tool: description"):
+        Plugin("demo").tool()(tool)
+
+
+def test_a_tool_description_that_is_not_utf8_raises() -> None:
+    """An explicit tool description holding a lone surrogate is refused."""
+
+    async def tool(inp: In, ctx: ToolContext) -> Out:
+        return Out(text=inp.text)
+
+    with pytest.raises(errors.RegistrationError, match=r"tool demo\.tool: description"):
+        Plugin("demo").tool(description="caf\udce9")(tool)
+
+
+def test_a_schema_holding_text_that_is_not_utf8_raises() -> None:
+    """An input type whose JSON Schema (here its docstring) holds a lone surrogate is refused:
+    the schema is served on every tool route."""
+    surrogate = msgspec.defstruct("Surrogate", [("text", str)])
+    surrogate.__doc__ = "Names like caf\udce9."
+
+    async def tool(inp: Any, ctx: ToolContext) -> Out:
+        return Out(text="x")
+
+    tool.__annotations__["inp"] = surrogate
+    with pytest.raises(errors.RegistrationError, match=r"input type's JSON Schema .*not UTF-8"):
+        Plugin("demo").tool()(tool)
+
+
+def test_a_non_str_version_raises() -> None:
+    """A version that is not a str is refused at declaration."""
+    with pytest.raises(errors.RegistrationError, match="version must be a str, got int"):
+        Plugin("demo", version=1)  # type: ignore[arg-type]
