@@ -167,8 +167,8 @@ class Tool:
         return _decode(encoded)
 
     def input_schema(self) -> dict[str, Any]:
-        """JSON Schema of the input type."""
-        return type_schema(self.input_type)
+        """JSON Schema of the input the tool accepts (its input type's, as it reads JSON)."""
+        return type_schema(self.input_type, accepted=True)
 
     def output_schema(self) -> dict[str, Any]:
         """JSON Schema of the return type."""

@@ -1,4 +1,5 @@
-"""Tool types' JSON Schemas say exactly which base64 a bytes member accepts."""
+"""Tool types' JSON Schemas say exactly what validation accepts: which base64 a bytes member
+takes, and repeated items in a set."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import base64
 import binascii
 import re
 
+import jsonschema
 import msgspec
 import pytest
 
-from jobwarden import builtin
+from jobwarden import Plugin, ToolContext, builtin
 from jobwarden.plugins.schema import BASE64_PATTERN, type_schema
 
 VALID = ["", "YQ==", "YWI=", "YWJj", "YWJjZA==", "YR==", "+/+/"]
@@ -82,3 +84,31 @@ def test_a_tools_schemas_carry_the_pattern() -> None:
     sha256 = builtin.tools["sha256"]
     data = sha256.input_schema()["$defs"]["Sha256In"]["properties"]["data"]
     assert data == {"type": "string", "contentEncoding": "base64", "pattern": BASE64_PATTERN}
+
+
+class Tagged(msgspec.Struct):
+    """An input with sets, as a field and inside a list."""
+
+    tags: frozenset[int] = frozenset()
+    groups: list[set[str]] = []
+
+
+def test_an_input_schema_takes_the_repeated_items_a_set_accepts() -> None:
+    """A set in an input type accepts an array with repeated items (held once each), and its
+    input schema says the same: no uniqueItems, so that schema and validation agree."""
+    demo = Plugin("demo")
+
+    @demo.tool()
+    async def tag(inp: Tagged, ctx: ToolContext) -> frozenset[int]:
+        return inp.tags
+
+    tool = demo.tools["tag"]
+    data = {"tags": [1, 1], "groups": [["a", "a"]]}
+    jsonschema.validate(data, tool.input_schema())
+    assert tool.validate_input(data) == Tagged(tags=frozenset({1}), groups=[{"a"}])
+    # What a set encodes to has no repeated items: the output schema keeps saying so.
+    assert tool.output_schema() == {
+        "type": "array",
+        "items": {"type": "integer"},
+        "uniqueItems": True,
+    }
