@@ -150,15 +150,10 @@ class ClusterNode:
                 raise JobFinished(f"job {job_id} {done.format(record.state)}", job_id=job_id)
             actor = self._sup.local_actor(job_id)
             if actor is not None:
-                try:
-                    cancelled = await actor.cancel(CANCEL_REASON)
-                except StoreError as exc:
-                    raise StoreUnavailable(
-                        f"the cancel was not recorded: {exc}", job_id=job_id
-                    ) from exc
-                if cancelled is not None:
-                    return cancelled
-                asked = True
+                final = await self._cancel_here(actor)
+                if final is not None:
+                    return final
+                asked = True  # superseded here by another node: cancel it where it went
             elif record.state is JobState.QUEUED:
                 reason = queued_cancel_reason(record, CANCEL_REASON)
                 ended = _ended(record, JobState.CANCELLED, OutcomeType.CANCELLED, reason)
@@ -171,7 +166,29 @@ class ClusterNode:
             else:
                 await self._shared.request_cancel(job_id)
                 asked = True
-            await self._wait_moved(job_id, record, owner)
+                await self._wait_moved(job_id, record, owner)
+
+    async def _cancel_here(self, actor: JobActor) -> JobRecord | None:
+        """Cancel the job held here: its cancelled record, or None when another node took it
+        over meanwhile (``JobFinished`` when it ended otherwise)."""
+        job_id = actor.id
+        try:
+            cancelled = await actor.cancel(CANCEL_REASON)
+        except StoreError as exc:
+            raise StoreUnavailable(f"the cancel was not recorded: {exc}", job_id=job_id) from exc
+        if cancelled is not None:
+            return cancelled
+        # The running call was asked to stop, so its end is the answer. Asking the actor again
+        # could only find it stopped (it ended meanwhile, whatever a record read just before
+        # said), which reads as "already cancelled" to the very cancel that stopped it.
+        while not actor.record.state.terminal:
+            if self._sup.local_actor(job_id) is not actor:
+                return None
+            await actor.done_event().wait()
+        final = actor.record
+        if final.state is not JobState.CANCELLED:
+            raise JobFinished(f"job {job_id} finished {final.state} first", job_id=job_id)
+        return final
 
     async def _wait_moved(self, job_id: str, seen: JobRecord, owner: str | None) -> None:
         """Return once the job is no longer as ``seen`` (running or queued as then)."""
