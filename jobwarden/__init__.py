@@ -5,6 +5,8 @@ validates, enforces timeouts, honours cancellation, wraps failures in error enve
 per-tool metrics. Lifecycle events stream to subscribers as CloudEvents.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from jobwarden import errors
 from jobwarden.actors.recovery import Recovered
 from jobwarden.actors.retention import Retention
@@ -23,6 +25,9 @@ from jobwarden.store.base import JobPage, JobQuery, JobStore
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.sqlite import SqliteStore
 
+if TYPE_CHECKING:
+    from jobwarden.store.redis import RedisStore
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -40,6 +45,7 @@ __all__ = [
     "PluginRegistry",
     "PluginStatus",
     "Recovered",
+    "RedisStore",
     "Retention",
     "RetryPolicy",
     "SqliteStore",
@@ -55,3 +61,20 @@ __all__ = [
     "builtin",
     "errors",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisStore is imported on first use: redis-py is an optional extra, and an import of
+    # jobwarden must work (and stay quick) without it.
+    if name == "RedisStore":
+        try:
+            from jobwarden.store.redis import RedisStore
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "redis":
+                raise
+            raise ImportError(
+                f"RedisStore needs the redis extra: pip install 'jobwarden[redis]' ({exc})",
+                name=name,
+            ) from exc
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

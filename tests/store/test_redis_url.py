@@ -98,3 +98,24 @@ def test_without_the_redis_extra_the_url_says_what_to_install(
     monkeypatch.setitem(sys.modules, "jobwarden.store.redis", None)
     with pytest.raises(ConfigError, match=r"pip install 'jobwarden\[redis\]'"):
         open_store("redis://localhost/0")
+
+
+def test_the_package_exports_the_redis_store() -> None:
+    """``from jobwarden import RedisStore`` gives the Redis store, listed in ``__all__``."""
+    import jobwarden
+    from jobwarden import RedisStore as Exported
+
+    assert Exported is RedisStore
+    assert "RedisStore" in jobwarden.__all__
+
+
+def test_without_the_redis_extra_the_export_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When redis-py is not installed, importing RedisStore from the package is an ImportError
+    naming the extra (and the rest of the package imports as before)."""
+    monkeypatch.delitem(sys.modules, "jobwarden.store.redis")
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(ImportError, match=r"pip install 'jobwarden\[redis\]'"):
+        from jobwarden import RedisStore  # noqa: F401
+    from jobwarden import SqliteStore  # noqa: F401
