@@ -194,8 +194,8 @@ class RedisStore:
     async def write_put(
         self, record: JobRecord, event: JobEvent, *, offset: str, max_queued: int | None = None
     ) -> Any:
-        """Run the put script (``offset`` "0": numbered by Redis; ``max_queued``: also queue
-        the job for the cluster's nodes) and return its reply."""
+        """Run the put script (``offset`` "~<n>": numbered by Redis, past n; ``max_queued``:
+        also queue the job for the cluster's nodes) and return its reply."""
         key = record.idempotency_key
         owner = record.owner
         write = ScriptCall(

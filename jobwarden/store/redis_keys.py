@@ -5,7 +5,8 @@ members are job ids, all with score 0, so they sort by id (fixed-width hex, orde
 and a page is one ``ZRANGE ... BYLEX REV LIMIT`` read; the event log is a stream whose entry ids
 are ``<offset>-0``::
 
-    <p>:meta                       hash    schema (layout version), last (newest offset written)
+    <p>:meta                       hash    schema (layout version), last (newest offset written),
+                                           lost_below? (a write found last below what it read)
     <p>:job:<id>                   hash    record (JSON), state, tool, plugin, owner?, seq (first
                                            offset), idem? (its idempotency field), done_at? (us)
     <p>:job:<id>:events            zset    the job's event offsets (score = member = offset)

@@ -29,6 +29,7 @@ from redis.typing import EncodableT, FieldT
 from jobwarden.errors import Overloaded, StoreError
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.group_commit import GroupCommit, StoreStatistics
+from jobwarden.store.redis_keys import SCHEMA
 from jobwarden.store.redis_queue_scripts import GROUP
 from jobwarden.store.shared import Delivery, Followed, Verdict
 from jobwarden.store.stored import decode_event, decode_record
@@ -58,23 +59,58 @@ class RedisNode:
         self._prefix = store.settings.prefix
         self._changes: GroupCommit[ScriptCall] = GroupCommit(self._commit_changes)
         self._control_last = "0-0"
+        self._followed = 0  # the newest offset this node's follower has read
+        # meta's lost_below when last looked at: a write script sets it when it finds the log's
+        # newest offset below what the writing node had read (Redis lost data).
+        self._lost_seen: bytes | None = None
 
     async def prepare(self) -> None:
         """Create the consumer group if it is missing; skip cancel requests made before now."""
         client = self._store.connected()
+        await self._create_group()
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(self._keys.control, count=1)
+            pipe.hget(self._keys.meta, "lost_below")
+            newest, self._lost_seen = await pipe.execute()
+        self._control_last = newest[0][0].decode() if newest else "0-0"
+
+    async def _create_group(self) -> None:
         try:
-            await client.xgroup_create(self._keys.queue, GROUP, id="0", mkstream=True)
+            await self._store.connected().xgroup_create(
+                self._keys.queue, GROUP, id="0", mkstream=True
+            )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        newest = await client.xrevrange(self._keys.control, count=1)
-        self._control_last = newest[0][0].decode() if newest else "0-0"
+
+    async def _restore(self, found: str) -> None:
+        """Redis lost data under the prefix (it restarted without persistence, or went back to
+        an older snapshot): put back the layout version, an offset past every one this node
+        followed, and the consumer group, so the nodes take and number jobs again."""
+        self._say_lost(found)
+        # The offsets first: a job taken once the group is back must not write an event at an
+        # offset some node delivered already (its subscribers would skip it as a duplicate).
+        await self._script("restore", [SCHEMA, self._followed])
+        try:
+            await self._create_group()
+        except RedisError as exc:
+            raise self._error("create the consumer group again", exc) from exc
+
+    def _say_lost(self, found: str) -> None:
+        log.error(
+            "Redis lost jobwarden's data (restarted empty or rolled back to an older snapshot):"
+            " jobs and events written before are gone; the node works on with what is left",
+            found=found,
+            url=self._store.url,
+        )
 
     # --- writes ---------------------------------------------------------------------------------
 
     async def enqueue(self, record: JobRecord, event: JobEvent, *, max_queued: int) -> JobRecord:
         """Insert the job with its first event and add it to the work queue, in one script."""
-        reply = await self._store.write_put(record, event, offset="0", max_queued=max_queued)
+        reply = await self._store.write_put(
+            record, event, offset=f"~{self._followed}", max_queued=max_queued
+        )
         if reply[0] == b"duplicate":
             return decode_record(reply[1], self._store.url)
         if reply[0] == b"overloaded":
@@ -95,7 +131,7 @@ class RedisNode:
         write = self._store.transition_write(
             record,
             event,
-            offset="0",
+            offset=f"~{self._followed}",
             prior=(prior.state.value, str(prior.attempt)),
             cap="" if cap is None else str(cap),
             dead_letter=()
@@ -157,6 +193,8 @@ class RedisNode:
                 block=self._block_ms(block_s),
             )
         except RedisError as exc:
+            if _no_group(exc):
+                await self._restore("the work queue's consumer group is gone")
             raise self._error("read the work queue", exc) from exc
         if not reply:
             return []
@@ -220,14 +258,27 @@ class RedisNode:
     async def follow(self, after: int, *, block_s: float) -> Followed:
         """Events after ``after`` and new cancel requests, blocking up to ``block_s``."""
         keys = self._keys
+        self._followed = max(self._followed, after)
         try:
-            reply = await self._store.connected().xread(
-                {keys.events: f"{after}-0", keys.control: self._control_last},
-                count=FOLLOW_COUNT,
-                block=self._block_ms(block_s),
-            )
+            async with self._store.connected().pipeline(transaction=False) as pipe:
+                # Read first: a layout version gone, or a newest offset below what was delivered
+                # here, is Redis having lost data, and new offsets would repeat delivered ones.
+                pipe.hmget(keys.meta, ["schema", "last", "lost_below"])
+                pipe.xread(
+                    {keys.events: f"{after}-0", keys.control: self._control_last},
+                    count=FOLLOW_COUNT,
+                    block=self._block_ms(block_s),
+                )
+                (schema, last, lost), reply = await pipe.execute()
         except RedisError as exc:
             raise self._error("follow the event log", exc) from exc
+        newest = int(last or 0)
+        if schema is None or newest < after:
+            found = "the layout version is gone" if schema is None else "the log went back"
+            await self._restore(f"{found} (followed up to {after}, newest {newest})")
+        elif lost != self._lost_seen and lost is not None:
+            self._say_lost(f"a write found the log's newest offset below {lost.decode()}")
+        self._lost_seen = lost
         events: list[JobEvent] = []
         cancels: list[str] = []
         through = None
@@ -235,6 +286,7 @@ class RedisNode:
             if stream.decode() == keys.events:
                 events = self._readable_events(entries)
                 through = int(entries[-1][0].split(b"-")[0])
+                self._followed = max(self._followed, through)
             else:
                 self._control_last = entries[-1][0].decode()
                 cancels = [
@@ -265,10 +317,20 @@ class RedisNode:
         return max(1, math.ceil(wait * 1000))
 
     async def _script(self, name: str, args: list[Any], *, once: bool = False) -> Any:
-        return await self._store.script(name, [], [self._prefix, *args], once=once)
+        try:
+            return await self._store.script(name, [], [self._prefix, *args], once=once)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, RedisError) and _no_group(exc.__cause__):
+                await self._restore("the work queue's consumer group is gone")
+            raise
 
     def _error(self, doing: str, exc: RedisError) -> StoreError:
         return StoreError(f"the Redis job store at {self._store.url} could not {doing}: {exc}")
+
+
+def _no_group(exc: RedisError) -> bool:
+    """Whether Redis says the work queue or its consumer group does not exist (it lost them)."""
+    return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")
 
 
 def _record(raw: bytes | None, store: str) -> JobRecord | None:

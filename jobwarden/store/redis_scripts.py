@@ -22,13 +22,26 @@ local function check_offset(offset)
   end
 end
 
--- A cluster node sends offset '0': the offset is the next of the whole log, taken here, and the
--- event body (encoded with a placeholder id, always its second member) gets it spliced in.
+-- A cluster node sends offset '~<n>', n the newest offset it has read from the log: the offset
+-- is the next of the whole log, taken here, and the event body (encoded with a placeholder id,
+-- always its second member) gets it spliced in. It is past n even where the log's newest is not
+-- (Redis lost data: restarted empty, or rolled back), since the node's follower reads on from n
+-- and would never deliver an event at an offset it passed already.
+local function by_log(offset)
+  return string.sub(offset, 1, 1) == '~'
+end
+
 local function numbered(offset, body)
-  if offset ~= '0' then
+  if not by_log(offset) then
     return offset, body
   end
-  local next = tostring(redis.call('HINCRBY', K.meta, 'last', 1))
+  local floor = tonumber(string.sub(offset, 2))
+  local next = redis.call('HINCRBY', K.meta, 'last', 1)
+  if next <= floor then
+    next = floor + 1
+    redis.call('HSET', K.meta, 'last', next, 'lost_below', floor)
+  end
+  next = tostring(next)
   local head, tail = string.match(body, '^(.-"id":")%d+(".*)$')
   return next, head .. next .. tail
 end
@@ -40,7 +53,7 @@ local function append_event(id, offset, tool, body)
 end
 """
 
-# ARGV: prefix, id, offset ('0': take the next), record, event, state, tool, plugin, owner,
+# ARGV: prefix, id, offset ('~<n>': the next, past n), record, event, state, tool, plugin, owner,
 # has_owner (1/0), idempotency field ('' for none), done_at in microseconds ('' for none),
 # max queued ('' : not for the work queue; else the job is also added to it unless that many
 # entries wait there already), attempt. Returns {'new', offset}, {'duplicate', record},
@@ -72,7 +85,7 @@ if queued then
     return {'overloaded', waiting}
   end
 end
-if offset ~= '0' then
+if not by_log(offset) then
   local refused = check_offset(offset)
   if refused then
     return refused
@@ -109,11 +122,12 @@ return {'new', offset}
 """
 )
 
-# ARGV: prefix, id, offset ('0': take the next), record, event, state, done_at in microseconds
-# ('' for none), then for a cluster node's compare-and-set: the state and attempt the stored
-# record must still have ('' : no check), the tool's concurrency cap when this starts the job
-# ('' : none), the new attempt, then for a job given up on (optional): its deliveries, the node,
-# and the length to keep of the dead-letter stream, which gets a note in the same atomic write.
+# ARGV: prefix, id, offset ('~<n>': the next, past n), record, event, state, done_at in
+# microseconds ('' for none), then for a cluster node's compare-and-set: the state and attempt
+# the stored record must still have ('' : no check), the tool's concurrency cap when this starts
+# the job ('' : none), the new attempt, then for a job given up on (optional): its deliveries,
+# the node, and the length to keep of the dead-letter stream, which gets a note in the same
+# atomic write.
 # Returns 'new', 'stored' (this very record is stored already: a retried write), {'stale', state,
 # attempt} (the job moved on without us) or 'busy' (the tool is at its cap on the cluster).
 TRANSITION = (
@@ -125,9 +139,13 @@ local prior, prior_attempt, cap = ARGV[8] or '', ARGV[9], ARGV[10] or ''
 local job = K.job(id)
 local old = redis.call('HMGET', job, 'state', 'tool', 'owner', 'attempt', 'record')
 if not old[1] then
+  if prior ~= '' then
+    -- A cluster node's job whose record Redis lost: the node lets it go, as one superseded.
+    return {'stale', '', ''}
+  end
   return redis.error_reply('job ' .. id .. ' is not in the store under the prefix ' .. P)
 end
-if offset ~= '0' then
+if not by_log(offset) then
   if redis.call('ZSCORE', K.job_events(id), offset) then
     return 'stored'
   end
@@ -307,8 +325,24 @@ return removed
 """
 )
 
+# ARGV: prefix, schema, floor. After Redis lost data: the layout version again, and the next
+# offset past every offset a node delivered, so no offset is handed out twice.
+RESTORE = (
+    LUA_KEYS
+    + """
+redis.call('HSETNX', K.meta, 'schema', ARGV[2])
+local last = tonumber(redis.call('HGET', K.meta, 'last') or '0')
+if last < tonumber(ARGV[3]) then
+  redis.call('HSET', K.meta, 'last', ARGV[3])
+  return tonumber(ARGV[3])
+end
+return last
+"""
+)
+
 SCRIPTS = {
     "put": PUT,
+    "restore": RESTORE,
     "transition": TRANSITION,
     "list": LIST,
     "events_of_job": EVENTS_OF_JOB,

@@ -102,15 +102,35 @@ async def test_other_redis_errors_fail_the_write_at_once() -> None:
 
 @pytest.mark.anyio
 async def test_a_refused_change_is_a_store_error(redis_prefix: str) -> None:
-    """A change the script refuses (the job is not in the store) raises StoreError."""
+    """A change the script refuses (Redis answers an error) raises StoreError."""
     store = RedisStore(f"{URL}?prefix={redis_prefix}", node="n1")
     await store.open()
     try:
         jobs = Jobs()
         record = jobs.record()
         running = msgspec.structs.replace(record, state=JobState.RUNNING)
+        with redis.Redis.from_url(URL) as client:
+            client.set(store.keys.job(record.id), "not a hash")
         with pytest.raises(StoreError, match="refused a write"):
             await store.shared.change(record, running, jobs.event(running))
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_change_of_a_job_redis_lost_is_stale(redis_prefix: str) -> None:
+    """A change of a job whose record is not in the store (Redis lost it) is stale, so the node
+    lets the job go, and writes nothing."""
+    store = RedisStore(f"{URL}?prefix={redis_prefix}", node="n1")
+    await store.open()
+    try:
+        jobs = Jobs()
+        record = jobs.record()
+        running = msgspec.structs.replace(record, state=JobState.RUNNING)
+        verdict = await store.shared.change(record, running, jobs.event(running))
+        assert verdict is Verdict.STALE
+        assert await store.get(record.id) is None
+        assert (await store.event_bounds()).last == 0
     finally:
         await store.close()
 
