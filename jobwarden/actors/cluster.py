@@ -216,6 +216,10 @@ class ClusterNode:
         except StoreError as exc:
             log.warning("queued jobs not handed back: they return after a lease", error=str(exc))
         self._to_settle.clear()
+        try:
+            await self._shared.retire()
+        except StoreError as exc:
+            log.warning("could not leave the work queue's consumer group", error=str(exc))
 
     # --- the tasks ------------------------------------------------------------------------------
 

@@ -245,6 +245,11 @@ class RedisNode:
             flat = [part for pair in entries for part in pair]
             await self._script("hand_back", [self.node, *flat])
 
+    async def retire(self) -> None:
+        """Delete this node's consumer from the group when it holds no lease: a consumer stays
+        listed (``XINFO CONSUMERS``) forever otherwise, one per process that ever ran."""
+        await self._script("retire", [self.node])
+
     async def request_cancel(self, job_id: str) -> None:
         """Ask the node running the job (whichever it is) to cancel it."""
         fields: dict[FieldT, EncodableT] = {"op": "cancel", "job": job_id}

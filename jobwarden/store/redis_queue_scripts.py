@@ -126,10 +126,29 @@ return out
 """
 )
 
+# ARGV: prefix, node. Removes the node's consumer from the group if it holds no lease (checked in
+# the same script: deleting a consumer drops its pending entries, and with them their jobs).
+# Returns 1 when removed.
+RETIRE = (
+    LUA_KEYS
+    + f"""
+if redis.call('EXISTS', K.queue) == 0 then
+  return 0
+end
+local pending = redis.call('XPENDING', K.queue, '{GROUP}', '-', '+', 1, ARGV[2])
+if pending[1] ~= nil then
+  return 0
+end
+redis.call('XGROUP', 'DELCONSUMER', K.queue, '{GROUP}', ARGV[2])
+return 1
+"""
+)
+
 QUEUE_SCRIPTS = {
     "renew": RENEW,
     "settle": SETTLE,
     "hand_back": HAND_BACK,
     "reclaim": RECLAIM,
     "retake": RETAKE,
+    "retire": RETIRE,
 }

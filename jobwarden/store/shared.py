@@ -97,6 +97,10 @@ class SharedStore(Protocol):
     async def hand_back(self, entries: Sequence[tuple[str, str]]) -> None:
         """(entry, job id) pairs this node took but will not run: queue them again, at once."""
 
+    async def retire(self) -> None:
+        """At a clean stop, after the last hand-back and settle: leave the work queue's consumer
+        group, unless this node still holds a lease (its job must stay to be taken over)."""
+
     async def request_cancel(self, job_id: str) -> None:
         """Ask every node to cancel the job if it runs it."""
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import anyio
 import pytest
+import redis
 
 from jobwarden import JobState, Supervisor
 from jobwarden.errors import InvalidInput, JobFinished, Overloaded
 from jobwarden.plugins.builtin import builtin
 from jobwarden.records import JobEvent
+from jobwarden.store.redis_queue_scripts import GROUP
 from tests.actors.cluster_nodes import cluster_url, nodes, queue_length
 from tests.fakes import UNDECODABLE, Gates, fake_plugin
+from tests.redis_server import URL
 
 
 @pytest.fixture
@@ -222,3 +225,17 @@ async def test_a_wait_on_any_node_can_time_out(redis_prefix: str) -> None:
             await b.wait(job.id, timeout=0.05)
         gates.open("slow")
         assert (await b.wait(job.id, timeout=10)).state is JobState.SUCCEEDED
+
+
+@pytest.mark.anyio
+async def test_nodes_that_stop_cleanly_leave_the_consumer_group(redis_prefix: str) -> None:
+    """Each node that ran jobs and stopped cleanly is gone from the work queue's consumer group,
+    which would otherwise list one consumer per process that ever ran."""
+    url = cluster_url(redis_prefix)
+    for names in (["A", "B"], ["C"]):
+        async with nodes(url, names, [builtin]) as sups:
+            for sup in sups:
+                job = await sup.submit("builtin.echo", {"text": "x"})
+                await sup.wait(job.id, timeout=20)
+    with redis.Redis.from_url(URL) as client:
+        assert client.xinfo_consumers(f"{redis_prefix}:queue", GROUP) == []

@@ -119,6 +119,9 @@ class FlakyShared:
         self._fail("hand_back")
         await self.real.hand_back(entries)
 
+    async def retire(self) -> None:
+        await self.real.retire()
+
     async def request_cancel(self, job_id: str) -> None:
         await self.real.request_cancel(job_id)
 

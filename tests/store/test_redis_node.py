@@ -17,6 +17,7 @@ from jobwarden.errors import StoreError
 from jobwarden.store import redis_node
 from jobwarden.store.redis import RedisStore, ScriptCall
 from jobwarden.store.redis_node import RedisNode
+from jobwarden.store.redis_queue_scripts import GROUP
 from jobwarden.store.redis_url import RedisSettings
 from jobwarden.store.shared import Verdict
 from tests.redis_server import URL
@@ -204,5 +205,34 @@ async def test_an_event_that_cannot_be_read_is_skipped_by_a_follower(redis_prefi
         skipped = [entry for entry in logs if entry["log_level"] == "error"]
         assert [entry["entry"] for entry in skipped] == ["2-0", "7-0"]
         assert all("cannot be read" in entry["error"] for entry in skipped)
+    finally:
+        await store.close()
+
+
+def consumers(store: RedisStore) -> list[str]:
+    """The names of the work queue group's consumers."""
+    with redis.Redis.from_url(URL) as client:
+        found = client.xinfo_consumers(store.keys.queue, GROUP)
+    return [entry["name"].decode() for entry in found]
+
+
+@pytest.mark.anyio
+async def test_a_retiring_node_leaves_the_group_only_when_it_holds_no_lease(
+    redis_prefix: str,
+) -> None:
+    """``retire`` keeps the consumer of a node that holds a lease (its job stays to be taken
+    over) and deletes it once the node holds none."""
+    store = RedisStore(f"{URL}?prefix={redis_prefix}", node="n1")
+    await store.open()
+    try:
+        jobs = Jobs()
+        record = jobs.record()
+        await store.shared.enqueue(record, jobs.event(record), max_queued=10)
+        [delivery] = await store.shared.take(1, block_s=1.0)
+        await store.shared.retire()
+        assert consumers(store) == ["n1"]
+        await store.shared.settle([delivery.entry])
+        await store.shared.retire()
+        assert consumers(store) == []
     finally:
         await store.close()
