@@ -46,7 +46,6 @@ from jobwarden.errors import (
     JobFinished,
     OutcomeType,
     StoreError,
-    StoreUnavailable,
     ToolNotFound,
 )
 from jobwarden.records import JobEvent, JobRecord
@@ -172,10 +171,7 @@ class ClusterNode:
         """Cancel the job held here: its cancelled record, or None when another node took it
         over meanwhile (``JobFinished`` when it ended otherwise)."""
         job_id = actor.id
-        try:
-            cancelled = await actor.cancel(CANCEL_REASON)
-        except StoreError as exc:
-            raise StoreUnavailable(f"the cancel was not recorded: {exc}", job_id=job_id) from exc
+        cancelled = await actor.cancel_requested()
         if cancelled is not None:
             return cancelled
         # The running call was asked to stop, so its end is the answer. Asking the actor again

@@ -22,7 +22,14 @@ from jobwarden.actors.event_bus import EventBus
 from jobwarden.actors.loop_calls import current_time, new_event
 from jobwarden.actors.mailbox import Mailbox
 from jobwarden.actors.states import QUEUED, RUNNING, JobState, check_transition
-from jobwarden.errors import ActorStopped, ErrorInfo, JobFinished, OutcomeType, StoreError
+from jobwarden.errors import (
+    ActorStopped,
+    ErrorInfo,
+    JobFinished,
+    OutcomeType,
+    StoreError,
+    StoreUnavailable,
+)
 from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Tool
@@ -236,6 +243,14 @@ class JobActor:
                 f"job {self.id} is already {self.record.state}", job_id=self.id
             ) from None
         return cancelled
+
+    async def cancel_requested(self) -> JobRecord | None:
+        """A caller's cancel: ``cancel`` with the reason a queued job ends with, and
+        ``StoreUnavailable`` when the store could not record it (the job keeps its state)."""
+        try:
+            return await self.cancel(CANCEL_REASON)
+        except StoreError as exc:
+            raise StoreUnavailable(f"the cancel was not recorded: {exc}", job_id=self.id) from exc
 
     async def progress(self, fraction: float, message: str | None) -> None:
         """Record progress of the running call; reports after the job ended are dropped."""

@@ -23,7 +23,7 @@ from anyio.abc import TaskGroup
 from jobwarden.actors.cluster import ClusterNode
 from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.event_bus import DEFAULT_SUBSCRIBER_BUFFER, EventBus
-from jobwarden.actors.job_actor import CANCEL_REASON, JobActor
+from jobwarden.actors.job_actor import JobActor
 from jobwarden.actors.loop_calls import checkpoint, current_time, new_event
 from jobwarden.actors.plugin_hooks import start_plugin, stop_plugin
 from jobwarden.actors.process_pool import ProcessPool
@@ -642,10 +642,7 @@ class Supervisor:
         actor = self._actors.get(job_id)
         if actor is None:
             raise JobFinished(f"job {job_id} is already {record.state}", job_id=job_id)
-        try:
-            cancelled = await actor.cancel(CANCEL_REASON)
-        except StoreError as exc:
-            raise StoreUnavailable(f"the cancel was not recorded: {exc}", job_id=job_id) from exc
+        cancelled = await actor.cancel_requested()
         if cancelled is not None:
             return cancelled
         final = await actor.wait_done()
