@@ -62,6 +62,8 @@ SETTLE_BATCH = 500
 MAX_PAUSE_S = 2.0  # the longest pause between attempts while the store is unreachable
 INTERRUPTED = "the node running the job stopped renewing its lease (it died or lost Redis)"
 DEAD_LETTER = "the job was handed to a node {n} times and each stopped while running it"
+CANCELLED_AWAY = "cancelled while the node running it was gone"
+CANCELS_KEPT = 10_000  # cancel requests remembered for jobs running elsewhere
 
 
 class ClusterNode:
@@ -85,6 +87,10 @@ class ClusterNode:
         # (Redis handed them out, the reply was lost), which would then sit with no one running
         # them until their leases ran out; the puller looks at this node's leases first.
         self._unsure = False
+        # Jobs running on another node that someone asked to cancel (oldest first, at most
+        # CANCELS_KEPT): should that node die, the one taking the job over ends it cancelled,
+        # rather than failing it as interrupted or running it again.
+        self._cancels_asked: dict[str, None] = {}
 
     async def run(self, after: int) -> None:
         """Run the cluster tasks (until cancelled), following the log from offset ``after``."""
@@ -240,6 +246,8 @@ class ClusterNode:
                 actor = self._sup.local_actor(job_id)
                 if actor is not None and actor.record.state is JobState.RUNNING:
                     await _cancel_quietly(actor)
+                elif actor is None:
+                    self._remember_cancel(job_id)
 
     def _observe(self, event: JobEvent) -> None:
         data = event.data
@@ -386,6 +394,10 @@ class ClusterNode:
             log.error("job dead-lettered", job_id=record.id, deliveries=deliveries)
             return None
         if record.state is JobState.RUNNING:
+            if record.id in self._cancels_asked:
+                del self._cancels_asked[record.id]
+                await self._end(record, JobState.CANCELLED, OutcomeType.CANCELLED, CANCELLED_AWAY)
+                return None
             if not tool.retry_on_interrupt:
                 await self._end(record, JobState.FAILED, OutcomeType.INTERRUPTED, INTERRUPTED)
                 return None
@@ -393,6 +405,12 @@ class ClusterNode:
             await commit_change(sup, record, again, "retrying", message=INTERRUPTED)
             record = again
         return JobActor(sup, record, tool, args)
+
+    def _remember_cancel(self, job_id: str) -> None:
+        asked = self._cancels_asked
+        asked[job_id] = None
+        if len(asked) > CANCELS_KEPT:
+            del asked[next(iter(asked))]
 
     async def _end(
         self,

@@ -15,7 +15,7 @@ import redis
 from anyio.abc import TaskStatus
 
 from jobwarden import JobState, Plugin, Supervisor, ToolContext
-from jobwarden.actors.cluster import INTERRUPTED
+from jobwarden.actors.cluster import CANCELLED_AWAY, INTERRUPTED
 from jobwarden.errors import StoreUnavailable
 from jobwarden.plugins.builtin import builtin
 from jobwarden.plugins.retry import RetryPolicy
@@ -100,6 +100,31 @@ async def test_a_resumable_job_cut_off_by_a_dead_node_runs_again(redis_prefix: s
         "running",
         "succeeded",
     ]
+
+
+@pytest.mark.parametrize("tool", ["ha.echo", "builtin.echo"])
+@pytest.mark.anyio
+async def test_a_cancel_of_a_job_whose_node_died_ends_it_cancelled(
+    redis_prefix: str, tool: str
+) -> None:
+    """A cancel of a job running on a node that then died is answered once a live node takes
+    the job over: it ends the job cancelled, without running it again (a tool that may rerun)
+    or failing it as interrupted; before, the cancel met the rerun or the failure (409)."""
+    url = cluster_url(redis_prefix, lease_s=1)
+    async with (
+        orphaned(url, tool, {"text": "cut"}, running=True) as job,
+        nodes(url, ["A"], [resumable(), builtin]) as (a,),
+    ):
+        with anyio.fail_after(20):
+            cancelled = await a.cancel(job.id)
+        async with a.subscribe(job_id=job.id) as events:
+            history = [event.type.rsplit(".", 1)[1] async for event in events]
+        runs = a.registry.metrics(tool).calls
+    assert cancelled.state is JobState.CANCELLED
+    assert cancelled.error is not None
+    assert (cancelled.error.type, cancelled.error.message) == ("cancelled", CANCELLED_AWAY)
+    assert history == ["queued", "running", "cancelled"]
+    assert runs == 0
 
 
 @pytest.mark.anyio
