@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import structlog
 
@@ -183,6 +184,7 @@ class ToolRunner:
                             if tool.mode == "async":
                                 value = await tool.func(started.args, ctx)
                             elif tool.mode == "thread":
+                                ctx.from_threads(anyio.lowlevel.current_token())
                                 value = await self._threads.run(
                                     tool.name, tool.func, started.args, ctx
                                 )

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import structlog
+from anyio.lowlevel import EventLoopToken
 
 ProgressSink = Callable[[float, str | None], Awaitable[None]]
 SyncProgressSink = Callable[[float, str | None], None]
@@ -24,6 +25,7 @@ class ToolContext:
         "_progress",
         "_progress_sync",
         "_timed_out",
+        "_token",
         "attempt",
         "job_id",
         "tool",
@@ -46,6 +48,12 @@ class ToolContext:
         self._cancel_requested = False
         self._timed_out = False
         self._log: structlog.typing.FilteringBoundLogger | None = None
+        self._token: EventLoopToken | None = None
+
+    def from_threads(self, token: EventLoopToken) -> None:
+        """Let ``progress_sync`` reach the event loop of ``token`` from any thread: a thread-mode
+        tool's own threads (a pool it starts) are not anyio's, which alone know their loop."""
+        self._token = token
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress in [0, 1]; emits a ``jobwarden.job.progress`` event.
@@ -68,7 +76,7 @@ class ToolContext:
             self._progress_sync(checked, message)
             return
         try:
-            anyio.from_thread.run(self.progress, checked, message)
+            anyio.from_thread.run(self.progress, checked, message, token=self._token)
         except anyio.NoEventLoopError as exc:  # not in one of anyio's worker threads
             raise RuntimeError(
                 "progress_sync is for thread- and process-mode tools; an async tool awaits"

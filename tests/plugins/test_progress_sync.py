@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import anyio
 import pytest
 
@@ -21,6 +23,15 @@ def in_a_thread(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     """Report n steps of progress from a worker thread, then return n."""
     for step in range(1, inp.n + 1):
         ctx.progress_sync(step / inp.n, f"step {step} of {inp.n}")
+    return NumberOut(n=inp.n)
+
+
+@stepping.tool(mode="thread", timeout=30)
+def from_its_own_threads(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Report n steps of progress from threads of a pool the tool starts itself, then return n."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for step in range(1, inp.n + 1):
+            pool.submit(ctx.progress_sync, step / inp.n, f"step {step} of {inp.n}").result()
     return NumberOut(n=inp.n)
 
 
@@ -45,10 +56,13 @@ async def steps_seen(sup: Supervisor, tool: str, n: int) -> tuple[list[JobEvent]
     return seen, done.progress
 
 
-@pytest.mark.parametrize("tool", ["stepping.in_a_thread", "procs.steps"])
+@pytest.mark.parametrize(
+    "tool", ["stepping.in_a_thread", "stepping.from_its_own_threads", "procs.steps"]
+)
 async def test_a_plain_def_s_progress_becomes_progress_events_in_order(tool: str) -> None:
-    """Each progress_sync of a thread- or process-mode tool is one progress event, in order and
-    before the outcome, and the record keeps the last fraction."""
+    """Each progress_sync of a thread- or process-mode tool (in a thread tool, also from threads
+    the tool starts itself) is one progress event, in order and before the outcome, and the
+    record keeps the last fraction."""
     with anyio.fail_after(HANG_GUARD_S):
         async with Supervisor(plugins=[stepping, procs]) as sup:
             seen, progress = await steps_seen(sup, tool, 3)
