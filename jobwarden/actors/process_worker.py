@@ -34,10 +34,6 @@ from jobwarden.errors import describe, plugin_failure, printable, unencodable
 from jobwarden.plugins.context import ToolContext
 
 READY = b"ready"
-TOO_BIG = (
-    "it holds an integer outside -2**63 .. 2**64 - 1, which a process tool's result cannot carry"
-    " (MessagePack); return it as a str, or run the tool in thread mode"
-)
 MIB = 1 << 20
 In = TypeVar("In")
 
@@ -86,14 +82,21 @@ class OutOfMemory(Reply, tag="out_of_memory"):
     message: str
 
 
+class Pickled(Reply, tag="pickled"):
+    """The tool returned a value holding an int past 64 bits, which MessagePack cannot carry:
+    ``output`` is its pickle (the parent imports the same plugin modules)."""
+
+    output: bytes
+
+
 class Unencodable(Reply, tag="unencodable"):
-    """The tool returned a value that cannot go back as its result: one MessagePack cannot
-    encode (an int past 64 bits included), or not the Struct its return type names."""
+    """The tool returned a value that cannot go back as its result: one neither MessagePack nor
+    pickle can encode, or not the Struct its return type names."""
 
     message: str
 
 
-Replies = Returned | Raised | OutOfMemory | Unencodable
+Replies = Returned | Pickled | Raised | OutOfMemory | Unencodable
 
 
 class Progressed(msgspec.Struct, tag="progressed", tag_field="kind"):
@@ -180,12 +183,21 @@ def _returned(value: Any) -> Replies:
     except TypeError as exc:
         return Unencodable(message=printable(str(exc)))
     except OverflowError:
-        return Unencodable(message=TOO_BIG)
+        return _pickled(value)
     except (UnicodeEncodeError, RecursionError) as exc:
         # Raised out of here, any of these would end the worker: the job "crashed".
         return Unencodable(message=unencodable(exc))
     except Exception as exc:
         return Unencodable(message=describe(exc))
+
+
+def _pickled(value: Any) -> Replies:
+    """The reply carrying ``value`` as a pickle: an int past 64 bits is a valid result (async
+    and thread tools may return one), only MessagePack cannot carry it."""
+    try:
+        return Pickled(output=pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+        return Unencodable(message=printable(describe(exc)))
 
 
 def _traced(carrier: dict[str, str] | None) -> contextlib.AbstractContextManager[None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import pickle
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from jobwarden.actors.process_pool import Died, ProcessPool
 from jobwarden.actors.process_worker import (
     Call,
     OutOfMemory,
+    Pickled,
     Raised,
     Replies,
     Returned,
@@ -338,6 +340,9 @@ def _process_outcome(
             except msgspec.ValidationError as exc:
                 return _invalid_output(actor, exc)
             return _checked_output(actor, value)
+        case Pickled(output=output):
+            # From the job's own worker, which runs the same plugin code as this process.
+            return _checked_output(actor, pickle.loads(output))
         case Raised(exception=kind, message=message):
             log.warning("tool raised", job_id=actor.id, tool=tool.name, error=message)
             return (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import pickle
 import resource
 from typing import Any
 
@@ -12,9 +13,9 @@ import pytest
 from structlog.contextvars import get_contextvars
 
 from jobwarden.actors.process_worker import (
-    TOO_BIG,
     Call,
     OutOfMemory,
+    Pickled,
     Progressed,
     Raised,
     Replies,
@@ -165,13 +166,14 @@ def test_the_call_s_log_bindings_end_with_it() -> None:
         (raises, Raised(exception="builtins.ValueError", message="ValueError: bad n 0")),
         (out_of_memory, OutOfMemory(message="MemoryError")),
         (unencodable, Unencodable(message="Encoding objects of type object is unsupported")),
-        (huge, Unencodable(message=TOO_BIG)),
+        (huge, Pickled(output=pickle.dumps(2**70, protocol=pickle.HIGHEST_PROTOCOL))),
         (as_dict, Unencodable(message="Expected `NumberOut`, got `dict`")),
         (raises_oddly, Raised(exception="plugins.caf\\udcff.Oddly", message="Oddly: odd")),
     ],
 )
 def test_failures_become_replies(func: Any, expected: Replies) -> None:
-    """Exceptions, memory errors and unencodable results each come back as their own reply."""
+    """Exceptions, memory errors, unencodable results and results only pickle can carry each
+    come back as their own reply."""
     assert run(func) == expected
 
 
