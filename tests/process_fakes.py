@@ -9,6 +9,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -209,3 +211,35 @@ def crowd(inp: CrowdIn, ctx: ToolContext) -> NumberOut:
 
     with ThreadPoolExecutor(inp.threads) as pool:
         return NumberOut(n=sum(pool.map(work, range(inp.threads))))
+
+
+# The next call (waits_for_the_reporter) has started in this worker: the reporter's next report
+# lands during it.
+_second_started = threading.Event()
+_late_report_sent = threading.Event()
+
+
+@procs.tool(mode="process", timeout=60)
+def leaves_a_reporter(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Return at once, leaving a thread that reports progress for this job until the end."""
+
+    def report() -> None:
+        while True:
+            ctx.progress_sync(0.9, "late")
+            if _second_started.is_set():
+                _late_report_sent.set()
+            time.sleep(0.001)  # the reporter's own pace: not a wait for anything
+
+    threading.Thread(target=report, daemon=True).start()
+    return NumberOut(n=inp.n)
+
+
+@procs.tool(mode="process", timeout=60)
+def waits_for_the_reporter(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Report progress once, then return once the thread an earlier call left has reported
+    during this call."""
+    ctx.progress_sync(0.25, "mine")
+    _second_started.set()
+    if not _late_report_sent.wait(timeout=30):
+        raise RuntimeError("the earlier call's thread never reported during this one")
+    return NumberOut(n=inp.n)

@@ -62,7 +62,12 @@ class _Worker:
         finally:
             self._child.close()  # the parent's copy: while it is open, a death is no EOF
 
-    async def call(self, request: bytes, progress: ProgressSink) -> Replies | Died:
+    async def call(
+        self, request: bytes, progress: ProgressSink, job: tuple[str, int]
+    ) -> Replies | Died:
+        """Send ``request``; pass the progress reported for ``job`` (its id and attempt) to
+        ``progress`` until the reply comes. Reports a thread left by an earlier call makes are
+        dropped: they are not this job's."""
         try:
             if not self.ready:
                 if await self._receive() != READY:
@@ -74,7 +79,8 @@ class _Worker:
                 if isinstance(message, Logged):
                     relog(message)
                 elif isinstance(message, Progressed):
-                    await progress(message.fraction, message.message)
+                    if (message.job_id, message.attempt) == job:
+                        await progress(message.fraction, message.message)
                 else:
                     return message
         except (EOFError, OSError):
@@ -136,7 +142,7 @@ class ProcessPool:
                     worker = _Worker()
                     self._started += 1
                     await worker.start()
-                reply = await worker.call(request, progress)
+                reply = await worker.call(request, progress, (call.job_id, call.attempt))
             except BaseException:
                 if worker is not None:
                     with anyio.CancelScope(shield=True):

@@ -100,10 +100,14 @@ Replies = Returned | Pickled | Raised | OutOfMemory | Unencodable
 
 
 class Progressed(msgspec.Struct, tag="progressed", tag_field="kind"):
-    """The tool reported progress (``ctx.progress_sync``), sent ahead of the call's reply."""
+    """The tool reported progress (``ctx.progress_sync``), sent ahead of the call's reply;
+    ``job_id`` and ``attempt`` name the call it reported for: a thread the tool left running
+    may still report while the worker runs the next call, whose job it must not move."""
 
     fraction: float
     message: str | None
+    job_id: str = ""
+    attempt: int = 0
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -137,8 +141,8 @@ def handle(data: bytes, conn: Connection) -> bytes:
         job_id=call.job_id,
         tool=call.tool,
         attempt=call.attempt,
-        progress=functools.partial(_progress, conn),
-        progress_sync=functools.partial(_send_progress, conn),
+        progress=functools.partial(_progress, conn, call.job_id, call.attempt),
+        progress_sync=functools.partial(_send_progress, conn, call.job_id, call.attempt),
     )
     try:
         # What the tool logs, its module's import included, names its job (``process_logs``
@@ -228,13 +232,18 @@ def _returns_struct(target: str) -> type[msgspec.Struct] | None:
     return None
 
 
-async def _progress(conn: Connection, fraction: float, message: str | None) -> None:
+async def _progress(
+    conn: Connection, job_id: str, attempt: int, fraction: float, message: str | None
+) -> None:
     """``await ctx.progress``, for a process tool that runs an event loop of its own."""
-    _send_progress(conn, fraction, message)
+    _send_progress(conn, job_id, attempt, fraction, message)
 
 
-def _send_progress(conn: Connection, fraction: float, message: str | None) -> None:
-    process_logs.send(conn, _encoder.encode(Progressed(fraction=fraction, message=message)))
+def _send_progress(
+    conn: Connection, job_id: str, attempt: int, fraction: float, message: str | None
+) -> None:
+    reported = Progressed(fraction=fraction, message=message, job_id=job_id, attempt=attempt)
+    process_logs.send(conn, _encoder.encode(reported))
 
 
 @contextlib.contextmanager

@@ -331,3 +331,19 @@ async def test_healthy_jobs_beside_a_misbehaving_one_all_succeed(
             assert (square.calls, square.successes, square.in_flight) == (12, 12, 0)
             assert sup.registry.metrics(tool).calls == 1
         assert sup.processes.statistics().idle == 0
+
+
+async def test_a_thread_left_by_an_earlier_call_does_not_report_for_the_next_job() -> None:
+    """Progress a process tool's leftover thread reports while its worker runs the next job
+    stays off that job (each report names its job and attempt); before, the parent applied it
+    to whichever job the worker ran then."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            await run_one(sup, "procs.leaves_a_reporter", {})
+            second = await sup.submit("procs.waits_for_the_reporter", {})
+            async with sup.subscribe(job_id=second.id, since=0) as events:
+                seen = [event async for event in events if isinstance(event, JobEvent)]
+            done = await sup.wait(second.id, timeout=HANG_GUARD_S)
+    assert done.state is JobState.SUCCEEDED
+    assert [e.data.message for e in seen if e.type.endswith("progress")] == ["mine"]
+    assert done.progress == 0.25

@@ -113,14 +113,15 @@ _progressed = msgspec.msgpack.Decoder(Progressed)
 
 
 def test_progress_sync_sends_each_report_ahead_of_the_reply() -> None:
-    """A process tool's progress_sync reports go to the parent in order, before its reply."""
+    """A process tool's progress_sync reports go to the parent in order, before its reply, each
+    naming its job and attempt."""
     sent: list[Progressed] = []
     reply = run(reports_progress, 3, sent)
     assert isinstance(reply, Returned)
     assert sent == [
-        Progressed(fraction=1 / 3, message="step 1"),
-        Progressed(fraction=2 / 3, message="step 2"),
-        Progressed(fraction=1.0, message="step 3"),
+        Progressed(fraction=1 / 3, message="step 1", job_id="job-1", attempt=1),
+        Progressed(fraction=2 / 3, message="step 2", job_id="job-1", attempt=1),
+        Progressed(fraction=1.0, message="step 3", job_id="job-1", attempt=1),
     ]
 
 
@@ -129,7 +130,7 @@ def test_a_tool_with_its_own_event_loop_can_await_progress() -> None:
     sent: list[Progressed] = []
     reply = run(runs_its_own_loop, 2, sent)
     assert isinstance(reply, Returned)
-    assert sent == [Progressed(fraction=0.5, message="halfway")]
+    assert sent == [Progressed(fraction=0.5, message="halfway", job_id="job-1", attempt=1)]
 
 
 def test_a_bad_fraction_fails_the_call_and_sends_nothing() -> None:
