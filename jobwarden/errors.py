@@ -29,6 +29,7 @@ Job outcome types, found in ``JobRecord.error.type``: see ``OutcomeType``.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -78,6 +79,15 @@ def printable(text: str) -> str:
     if text.isascii():
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def control_character(text: str) -> str | None:
+    """Where ``text`` holds its first control character, which an HTTP header cannot carry
+    (``"U+000A at character 6"``), or None when it holds none."""
+    for n, char in enumerate(text, 1):
+        if unicodedata.category(char) == "Cc":
+            return f"U+{ord(char):04X} at character {n}"
+    return None
 
 
 NESTED_TOO_DEEP = "nested too deeply for JSON, or holds itself"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -12,6 +11,7 @@ import click
 from jobwarden.cli.client import server_url
 from jobwarden.cli.outcomes import CommandError, ExitCode
 from jobwarden.cli.render import message_console
+from jobwarden.errors import control_character
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -65,14 +65,13 @@ class ApiKeyText(click.ParamType[str]):
             key.encode()
         except UnicodeEncodeError:
             self.fail("the key is not valid UTF-8", param, ctx)
-        for n, char in enumerate(key, 1):
-            if unicodedata.category(char) == "Cc":
-                self.fail(
-                    f"the key holds a control character (U+{ord(char):04X} at character {n});"
-                    " an HTTP header cannot carry it",
-                    param,
-                    ctx,
-                )
+        where = control_character(key)
+        if where is not None:
+            self.fail(
+                f"the key holds a control character ({where}); an HTTP header cannot carry it",
+                param,
+                ctx,
+            )
         return key
 
 

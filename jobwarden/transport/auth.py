@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import tomllib
-import unicodedata
 from collections.abc import Iterable
 
 import msgspec
+
+from jobwarden.errors import control_character
 
 SUBMIT = "jobs:submit"
 READ = "jobs:read"
@@ -128,12 +129,11 @@ def _check_sendable(key: str, where: str) -> None:
     """Refuse a key no client could present in a header (so only in a URL's ``?api_key=``): one
     holding a control character, or starting or ending with a space, which HTTP strips from a
     header's value. The message places the problem without showing the key."""
-    for n, char in enumerate(key, 1):
-        if unicodedata.category(char) == "Cc":
-            raise ValueError(
-                f"{where}: key holds a control character (U+{ord(char):04X} at character {n});"
-                " an HTTP header cannot carry it"
-            )
+    at = control_character(key)
+    if at is not None:
+        raise ValueError(
+            f"{where}: key holds a control character ({at}); an HTTP header cannot carry it"
+        )
     if key != key.strip(" "):
         raise ValueError(
             f"{where}: key starts or ends with a space, which HTTP strips from a header"

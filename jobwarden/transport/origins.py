@@ -8,6 +8,7 @@ DNS rebinding: its own name, resolved to 127.0.0.1, makes the browser send that 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 import yarl
@@ -44,9 +45,11 @@ def origin_host(origin: str) -> str:
     return origin.split("://", 1)[1]
 
 
+@functools.lru_cache(maxsize=256)
 def local_host(host: str) -> bool:
     """Whether a request's ``Host`` (``name[:port]``) names this machine's loopback: localhost,
-    a name under ``.localhost`` (RFC 6761), or a loopback address."""
+    a name under ``.localhost`` (RFC 6761), or a loopback address. Cached: an open server asks
+    this of every request, which names the same few hosts."""
     try:
         name = yarl.URL(f"http://{host}").raw_host
     except ValueError:
