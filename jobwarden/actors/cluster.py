@@ -12,6 +12,10 @@
   subscribers and waiters, so every node sees every node's events; it also carries the cancel
   requests other nodes address to the jobs running here.
 - The settler acknowledges the queue entries of jobs that ended here, in batches.
+- The sweeper ends the queued jobs whose time to start (their tool's queue or total timeout) ran
+  out while no node took them: they wait in the shared queue as long as every node is busy, and a
+  node ends a job it holds by its own alarm. Every node sweeps, sleeping until the next deadline
+  it knows of (its own submits wake it); the compare-and-set settles any race.
 
 Every write a node makes about a job is a compare-and-set on its stored state and attempt, so a
 node that lost a job (its lease expired, another node cancelled it while it waited here) finds out
@@ -24,13 +28,14 @@ import math
 import random
 import time
 from collections import deque
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
 import structlog
 
+from jobwarden.actors import start_limits
 from jobwarden.actors.job_actor import (
     CANCEL_REASON,
     JobActor,
@@ -49,7 +54,7 @@ from jobwarden.errors import (
     ToolNotFound,
 )
 from jobwarden.records import JobEvent, JobRecord
-from jobwarden.store.shared import Delivery, SharedStore
+from jobwarden.store.shared import Delivery, Overdue, SharedStore
 
 if TYPE_CHECKING:
     from jobwarden.actors.supervisor import Supervisor
@@ -64,6 +69,8 @@ INTERRUPTED = "the node running the job stopped renewing its lease (it died or l
 DEAD_LETTER = "the job was handed to a node {n} times and each stopped while running it"
 CANCELLED_AWAY = "cancelled while the node running it was gone"
 CANCELS_KEPT = 10_000  # cancel requests remembered for jobs running elsewhere
+SWEEP_BATCH = 100  # overdue queued jobs ended per look at the queue's deadlines
+SWEEP_MAX_S = 1.0  # the longest sleep between looks (other nodes' submits do not wake this one)
 
 
 class ClusterNode:
@@ -91,6 +98,8 @@ class ClusterNode:
         # CANCELS_KEPT): should that node die, the one taking the job over ends it cancelled,
         # rather than failing it as interrupted or running it again.
         self._cancels_asked: dict[str, None] = {}
+        self._sweep_at = math.inf  # when the sweeper looks next (loop clock; inf: looking now)
+        self._sweep_wakeup = anyio.Event()
 
     async def run(self, after: int) -> None:
         """Run the cluster tasks (until cancelled), following the log from offset ``after``."""
@@ -102,6 +111,7 @@ class ClusterNode:
             tg.start_soon(self._renew)
             tg.start_soon(self._reclaim)
             tg.start_soon(self._settle)
+            tg.start_soon(self._sweep)
 
     # --- hooks the supervisor calls -------------------------------------------------------------
 
@@ -112,6 +122,12 @@ class ClusterNode:
             self._to_settle.append(entry)
             self._settle_wakeup.set()
         self._room.set()
+
+    def queued_until(self, start_by: datetime) -> None:
+        """A job submitted here must start by ``start_by``: the sweeper looks then at the latest."""
+        left = (start_by - datetime.now(UTC)).total_seconds()
+        if anyio.current_time() + left < self._sweep_at:
+            self._sweep_wakeup.set()
 
     def generation(self, tool: str) -> int:
         """How many times a slot of ``tool`` was seen freed on the cluster (see ``park``)."""
@@ -341,6 +357,54 @@ class ClusterNode:
                     log.warning("could not acknowledge finished jobs", error=str(exc))
                     break
                 del self._to_settle[: len(batch)]
+
+    async def _sweep(self) -> None:
+        while True:
+            # A submit while this looks wakes the sleep after it: the look may have missed it.
+            self._sweep_wakeup = anyio.Event()
+            self._sweep_at = math.inf
+            now = datetime.now(UTC)
+            try:
+                overdue = await self._shared.overdue(now, SWEEP_BATCH)
+            except StoreError as exc:
+                log.warning("could not look for queued jobs out of time", error=str(exc))
+                overdue = Overdue([], now + timedelta(seconds=SWEEP_MAX_S))
+            ended = 0
+            for record in overdue.records:
+                ended += await self._expire(record)
+            if ended and len(overdue.records) == SWEEP_BATCH:
+                continue  # more may be due
+            wait = SWEEP_MAX_S
+            if overdue.next is not None:
+                wait = min(wait, (overdue.next - datetime.now(UTC)).total_seconds())
+            self._sweep_at = anyio.current_time() + wait
+            with anyio.move_on_after(max(0.0, wait)):
+                await self._sweep_wakeup.wait()
+
+    async def _expire(self, record: JobRecord) -> bool:
+        """End ``record``, found queued past its time to start, as its own node's alarm would
+        (cancelled, error type ``timeout``); False when it is not this node's to end."""
+        sup = self._sup
+        if sup.local_actor(record.id) is not None:
+            return False  # held here: its own alarm ends it
+        try:
+            tool = sup.registry.available_tool(record.tool)
+        except ToolNotFound:
+            return False  # nodes share their plugins; one that has this tool ends it
+        now = datetime.now(UTC)
+        if start_limits.start_left(tool, record, now) > 0:
+            return False  # this node's clock is behind the submitter's: its turn comes
+        message = start_limits.unstarted_message(tool, record, now)
+        ended = _ended(record, JobState.CANCELLED, OutcomeType.TIMEOUT, message)
+        try:
+            await commit_change(sup, record, ended, "cancelled", at=ended.finished_at)
+        except Superseded:
+            return False  # a node started or ended it meanwhile
+        except StoreError as exc:
+            log.warning("could not end a queued job out of time", job_id=record.id, error=str(exc))
+            return False
+        sup.registry.job_ended(ended)
+        return True
 
     async def _pause(self, doing: str, exc: StoreError, failures: int) -> int:
         pause = min(MAX_PAUSE_S, 0.05 * 2**failures) * (0.5 + self._rng.random() / 2)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import anyio
 import msgspec
 
+from jobwarden.actors import start_limits
 from jobwarden.actors.event_bus import EventBus
 from jobwarden.actors.loop_calls import current_time, new_event
 from jobwarden.actors.mailbox import Mailbox
@@ -307,12 +308,12 @@ class JobActor:
             return None
         limit = record.timeout_s or self.tool.timeout_s
         message = ""
-        left = self._total_left(now)
+        left = start_limits.total_left(self.tool, self.record, now)
         if left is not None and left <= 0:
-            await self._end_unstarted(OutcomeType.TIMEOUT, self._total_message())
+            await self._end_unstarted(OutcomeType.TIMEOUT, start_limits.total_message(self.tool))
             return None
         if left is not None and (limit is None or left < limit):
-            limit, message = left, self._total_message()
+            limit, message = left, start_limits.total_message(self.tool)
         new = msgspec.structs.replace(record, state=RUNNING, started_at=now)
         ctx = ToolContext(
             job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
@@ -416,7 +417,7 @@ class JobActor:
             and policy.retries(self.record.attempt, error.type)
         ):
             delay = policy.delay(self.record.attempt, _RNG)
-            left = self._total_left(now)
+            left = start_limits.total_left(self.tool, self.record, now)
             # A tool whose circuit this failure (or others) opened gets no retry: it would only
             # be refused, or add load to a tool that is failing.
             if (left is None or delay < left) and self._host.registry.refuses(
@@ -480,53 +481,15 @@ class JobActor:
         await self._change("cancelled", new, at=now)
         self._stop(started=False)
 
-    def _total_left(self, now: datetime) -> float | None:
-        """Seconds left of the tool's total timeout (None: it has none)."""
-        total = self.tool.total_timeout_s
-        if total is None:
-            return None
-        return total - (now - self.record.created_at).total_seconds()
-
     def start_left(self, now: datetime) -> float:
-        """Seconds left for the current attempt to start: of the tool's queue timeout or of its
-        total timeout, whichever ends first (``inf``: it has neither)."""
-        wait = self.tool.queue_timeout_s
-        queue = math.inf if wait is None else self.queue_left(wait, now)
-        total = self._total_left(now)
-        return queue if total is None else min(queue, total)
+        """Seconds left for the current attempt to start (see ``start_limits.start_left``)."""
+        return start_limits.start_left(self.tool, self.record, now)
 
     def _unstarted_message(self, now: datetime | None = None) -> str:
-        """Why the job, still queued, ran out of time: the limit of the two that ends first."""
-        if now is None:
-            now = datetime.now(UTC)
-        total = self._total_left(now)
-        wait = self.tool.queue_timeout_s
-        # Both counted from wall-clock stamps at the same ``now``: whichever has less left is
-        # the one whose deadline the alarm was set by, however the clocks drifted since.
-        if total is not None and (wait is None or total < self.queue_left(wait, now)):
-            return self._total_message()
-        return self._queue_message()
-
-    def queue_left(self, wait: float, now: datetime) -> float:
-        """Seconds left of ``wait`` (the tool's queue timeout) for the current attempt to start.
-
-        The window opened when the attempt was queued: at submit for the first, at ``retry_at``
-        for a retry. Both are wall-clock times, the one clock shared by every node of a cluster
-        and by a server before and after a restart, so time spent waiting in a shared queue or
-        across a restart counts.
-        """
-        record = self.record
-        opened = record.created_at if record.attempt == 1 else record.retry_at
-        if opened is None:
-            return wait  # a retry stored before records noted retry_at: its window opens now
-        return wait - (now - opened).total_seconds()
-
-    def _queue_message(self) -> str:
-        return f"{self.tool.name} waited more than {self.tool.queue_timeout_s}s to start"
-
-    def _total_message(self) -> str:
-        total = self.tool.total_timeout_s
-        return f"{self.tool.name} did not finish within its total timeout of {total}s"
+        """Why the job, still queued, ran out of time."""
+        return start_limits.unstarted_message(
+            self.tool, self.record, datetime.now(UTC) if now is None else now
+        )
 
     async def _on_cancel(self, reason: str) -> JobRecord | None:
         record = self.record

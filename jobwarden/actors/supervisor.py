@@ -20,6 +20,7 @@ import msgspec
 import structlog
 from anyio.abc import TaskGroup
 
+from jobwarden.actors import start_limits
 from jobwarden.actors.cluster import ClusterNode
 from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.event_bus import DEFAULT_SUBSCRIBER_BUFFER, EventBus
@@ -387,7 +388,10 @@ class Supervisor:
         # The kind spelled out: an Enum member's ``value`` is a Python-level property on 3.11.
         event = bus.event(record, "queued" if refusal is None else "failed", at=record.created_at)
         if shared is not None:
-            return await self._enqueue(shared, record, event, refused=refusal is not None)
+            start_by = start_limits.start_deadline(spec, record, record.created_at)
+            return await self._enqueue(
+                shared, record, event, refused=refusal is not None, start_by=start_by
+            )
         behind = self.store_behind
         stored_behind: _Stored | None = None
         self._submitting += 1
@@ -463,11 +467,20 @@ class Supervisor:
         self.bus.deliver(event)
 
     async def _enqueue(
-        self, shared: SharedStore, record: JobRecord, event: JobEvent, *, refused: bool
+        self,
+        shared: SharedStore,
+        record: JobRecord,
+        event: JobEvent,
+        *,
+        refused: bool,
+        start_by: datetime | None,
     ) -> JobRecord:
-        """A cluster node's submit: into the shared queue, for whichever node takes it."""
+        """A cluster node's submit: into the shared queue, for whichever node takes it (and,
+        with ``start_by``, to end when that comes if no node started it by then)."""
         try:
-            stored = await shared.enqueue(record, event, max_queued=self._max_queued)
+            stored = await shared.enqueue(
+                record, event, max_queued=self._max_queued, start_by=start_by
+            )
         except Overloaded:
             self.registry.release(record.tool, record.id)
             raise
@@ -484,6 +497,8 @@ class Supervisor:
             self.registry.release(record.tool, record.id)
         elif refused:
             self.registry.job_ended(record)
+        elif start_by is not None and self._cluster is not None:
+            self._cluster.queued_until(start_by)
         return stored
 
     def admit(self, actor: JobActor) -> None:

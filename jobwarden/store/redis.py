@@ -18,7 +18,7 @@ import itertools
 import os
 import socket
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -34,7 +34,7 @@ from jobwarden.errors import StoreError
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.base import MAX_PAGE, EventBounds, JobPage, JobQuery, check_id_cursor
 from jobwarden.store.group_commit import GroupCommit, StoreStatistics
-from jobwarden.store.redis_keys import SCHEMA, Keys
+from jobwarden.store.redis_keys import SCHEMA, Keys, micros
 from jobwarden.store.redis_node import RedisNode
 from jobwarden.store.redis_queue_scripts import QUEUE_SCRIPTS
 from jobwarden.store.redis_scripts import SCRIPTS
@@ -51,8 +51,6 @@ RECORDS_PER_READ = 1000
 IDS_PER_PURGE = 200
 
 _encode = msgspec.json.Encoder().encode
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 class ScriptCall:
@@ -192,10 +190,17 @@ class RedisStore:
         return record
 
     async def write_put(
-        self, record: JobRecord, event: JobEvent, *, offset: str, max_queued: int | None = None
+        self,
+        record: JobRecord,
+        event: JobEvent,
+        *,
+        offset: str,
+        max_queued: int | None = None,
+        start_by: datetime | None = None,
     ) -> Any:
         """Run the put script (``offset`` "~<n>": numbered by Redis, past n; ``max_queued``:
-        also queue the job for the cluster's nodes) and return its reply."""
+        also queue the job for the cluster's nodes; ``start_by``: when the job runs out of time
+        to start, for the nodes' sweep of the queue) and return its reply."""
         key = record.idempotency_key
         owner = record.owner
         write = ScriptCall(
@@ -215,6 +220,7 @@ class RedisStore:
                 _done_at(record),
                 "" if max_queued is None else str(max_queued),
                 str(record.attempt),
+                "" if start_by is None else str(micros(start_by)),
             ],
         )
         await self._write(write)
@@ -333,7 +339,7 @@ class RedisStore:
             ended = await client.zrangebyscore(
                 keys.done_at,
                 "-inf",
-                f"({_micros(finished_before)}",
+                f"({micros(finished_before)}",
                 start=None if limit is None else 0,
                 num=limit,
             )
@@ -506,13 +512,7 @@ def _done_at(record: JobRecord) -> str:
     finished = record.finished_at
     if finished is None or not record.state.terminal:
         return ""
-    return str(_micros(finished))
-
-
-def _micros(moment: datetime) -> int:
-    """Exact microseconds since the epoch (a naive time is taken as UTC)."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return (aware - _EPOCH) // _MICROSECOND
+    return str(micros(finished))
 
 
 def _offset(entry_id: bytes) -> int:

@@ -22,6 +22,8 @@ are ``<offset>-0``::
     <p>:events                     stream  entries <offset>-0 {job, tool, body (CloudEvent JSON)}
     <p>:running:<tool>             zset    ids of that tool's running jobs (for cluster-wide caps)
     <p>:queue                      stream  the work queue: entries {job, record}, group ``workers``
+    <p>:queue:deadlines            zset    ids of queued jobs whose tool limits the wait to start,
+                                           score = when it runs out (wall clock, microseconds)
     <p>:control                    stream  requests to every node: entries {op: cancel, job}
     <p>:dead                       stream  dead-lettered jobs: entries {job, deliveries, node}
 
@@ -30,7 +32,23 @@ The owner comes last in the owner-state key, so an owner containing ``:`` cannot
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 SCHEMA = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(moment: datetime) -> int:
+    """A time as the layout's scores hold it: exact microseconds since the epoch (a naive time is
+    taken as UTC)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // _MICROSECOND
+
+
+def from_micros(score: bytes | str | float) -> datetime:
+    """A score (microseconds since the epoch, as Redis returns it) as a UTC time."""
+    return _EPOCH + timedelta(microseconds=int(float(score)))
 
 
 class Keys:
@@ -46,6 +64,7 @@ class Keys:
         "meta",
         "prefix",
         "queue",
+        "queue_deadlines",
         "seq",
     )
 
@@ -58,6 +77,7 @@ class Keys:
         self.idempotency = f"{prefix}:idempotency"
         self.events = f"{prefix}:events"
         self.queue = f"{prefix}:queue"
+        self.queue_deadlines = f"{prefix}:queue:deadlines"
         self.control = f"{prefix}:control"
         self.dead = f"{prefix}:dead"
 
@@ -106,6 +126,7 @@ local K = {
   idempotency = P .. ':idempotency',
   events = P .. ':events',
   queue = P .. ':queue',
+  queue_deadlines = P .. ':queue:deadlines',
   control = P .. ':control',
   dead = P .. ':dead',
 }

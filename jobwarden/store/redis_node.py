@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -29,9 +30,9 @@ from redis.typing import EncodableT, FieldT
 from jobwarden.errors import Overloaded, StoreError
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.group_commit import GroupCommit, StoreStatistics
-from jobwarden.store.redis_keys import SCHEMA
+from jobwarden.store.redis_keys import SCHEMA, from_micros, micros
 from jobwarden.store.redis_queue_scripts import GROUP
-from jobwarden.store.shared import Delivery, Followed, Verdict
+from jobwarden.store.shared import Delivery, Followed, Overdue, Verdict
 from jobwarden.store.stored import decode_event, decode_record
 
 if TYPE_CHECKING:
@@ -106,10 +107,18 @@ class RedisNode:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    async def enqueue(self, record: JobRecord, event: JobEvent, *, max_queued: int) -> JobRecord:
-        """Insert the job with its first event and add it to the work queue, in one script."""
+    async def enqueue(
+        self,
+        record: JobRecord,
+        event: JobEvent,
+        *,
+        max_queued: int,
+        start_by: datetime | None = None,
+    ) -> JobRecord:
+        """Insert the job with its first event and add it to the work queue (and ``start_by`` to
+        the queue's deadlines), in one script."""
         reply = await self._store.write_put(
-            record, event, offset=f"~{self._followed}", max_queued=max_queued
+            record, event, offset=f"~{self._followed}", max_queued=max_queued, start_by=start_by
         )
         if reply[0] == b"duplicate":
             return decode_record(reply[1], self._store.url)
@@ -209,6 +218,12 @@ class RedisNode:
             )
             for entry, fields in reply[0][1]
         ]
+
+    async def overdue(self, now: datetime, count: int) -> Overdue:
+        """Queued jobs whose time to start ran out by ``now``, from ``<p>:queue:deadlines``."""
+        reply = await self._script("overdue", [micros(now), count], once=True)
+        records = [decode_record(raw, self._store.url) for raw in reply[1:]]
+        return Overdue(records, from_micros(reply[0]) if reply[0] else None)
 
     async def reclaim(self, count: int) -> list[Delivery]:
         """Entries idle for longer than a lease (their node stopped renewing), now ours."""

@@ -144,6 +144,32 @@ return 1
 """
 )
 
+# ARGV: prefix, now (wall clock, microseconds), count. The queued jobs whose time to start ran
+# out by ``now``: {the next deadline after now ('' for none), records...}. Entries of jobs that
+# left the queued state or are gone are dropped on the way.
+OVERDUE = (
+    LUA_KEYS
+    + """
+local due = redis.call('ZRANGE', K.queue_deadlines, '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0,
+  ARGV[3])
+local out = {''}
+for _, id in ipairs(due) do
+  local row = redis.call('HMGET', K.job(id), 'state', 'record')
+  if row[1] == 'queued' then
+    out[#out + 1] = row[2]
+  else
+    redis.call('ZREM', K.queue_deadlines, id)
+  end
+end
+local next = redis.call('ZRANGE', K.queue_deadlines, '(' .. ARGV[2], '+inf', 'BYSCORE',
+  'LIMIT', 0, 1, 'WITHSCORES')
+if next[2] then
+  out[1] = next[2]
+end
+return out
+"""
+)
+
 QUEUE_SCRIPTS = {
     "renew": RENEW,
     "settle": SETTLE,
@@ -151,4 +177,5 @@ QUEUE_SCRIPTS = {
     "reclaim": RECLAIM,
     "retake": RETAKE,
     "retire": RETIRE,
+    "overdue": OVERDUE,
 }

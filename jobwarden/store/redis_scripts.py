@@ -56,8 +56,10 @@ end
 # ARGV: prefix, id, offset ('~<n>': the next, past n), record, event, state, tool, plugin, owner,
 # has_owner (1/0), idempotency field ('' for none), done_at in microseconds ('' for none),
 # max queued ('' : not for the work queue; else the job is also added to it unless that many
-# entries wait there already), attempt. Returns {'new', offset}, {'duplicate', record},
-# {'overloaded', entries} or {'stored'} (the same put again).
+# entries wait there already), attempt, start deadline in microseconds ('' for none: when the
+# queued job runs out of time to start, noted for the nodes' sweep of the queue). Returns
+# {'new', offset}, {'duplicate', record}, {'overloaded', entries} or {'stored'} (the same put
+# again).
 PUT = (
     LUA_KEYS
     + _WRITES
@@ -117,6 +119,9 @@ append_event(id, offset, tool, body)
 if queued then
   -- The entry carries the record, so the node that takes it needs no second read.
   redis.call('XADD', K.queue, '*', 'job', id, 'record', ARGV[4])
+  if ARGV[15] and ARGV[15] ~= '' then
+    redis.call('ZADD', K.queue_deadlines, ARGV[15], id)
+  end
 end
 return {'new', offset}
 """
@@ -167,6 +172,9 @@ end
 local body
 offset, body = numbered(offset, ARGV[5])
 if old[1] ~= state then
+  if old[1] == 'queued' then
+    redis.call('ZREM', K.queue_deadlines, id)
+  end
   redis.call('ZREM', K.state(old[1]), id)
   redis.call('ZADD', K.state(state), 0, id)
   if old[3] then

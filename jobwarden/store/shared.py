@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 import msgspec
@@ -47,6 +48,14 @@ class Followed(msgspec.Struct, frozen=True):
     through: int | None = None
 
 
+class Overdue(msgspec.Struct, frozen=True):
+    """Queued jobs whose time to start ran out, and when the next one's runs out (None: no other
+    queued job has a limit)."""
+
+    records: list[JobRecord]
+    next: datetime | None
+
+
 class SharedStore(Protocol):
     """The cluster side of a store; every call may raise ``StoreError``."""
 
@@ -54,11 +63,23 @@ class SharedStore(Protocol):
     lease_s: float
     max_deliveries: int
 
-    async def enqueue(self, record: JobRecord, event: JobEvent, *, max_queued: int) -> JobRecord:
-        """``put`` plus an entry in the work queue (when the record is queued).
+    async def enqueue(
+        self,
+        record: JobRecord,
+        event: JobEvent,
+        *,
+        max_queued: int,
+        start_by: datetime | None = None,
+    ) -> JobRecord:
+        """``put`` plus an entry in the work queue (when the record is queued); ``start_by``:
+        when the job runs out of time to start (its tool's queue or total timeout), so that
+        ``overdue`` finds it then, whether or not a node took it.
 
         Raises ``Overloaded`` when ``max_queued`` entries wait already.
         """
+
+    async def overdue(self, now: datetime, count: int) -> Overdue:
+        """Up to ``count`` queued jobs whose ``start_by`` is not after ``now``."""
 
     async def change(
         self,

@@ -4,6 +4,7 @@ learns it lost a lease lets the job's queue entry go."""
 from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -17,7 +18,7 @@ from jobwarden.plugins.builtin import builtin
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.redis import RedisStore
 from jobwarden.store.redis_queue_scripts import GROUP
-from jobwarden.store.shared import Delivery, Followed, SharedStore, Verdict
+from jobwarden.store.shared import Delivery, Followed, Overdue, SharedStore, Verdict
 from tests.actors.cluster_nodes import cluster_url, eventually, orphaned, queue_length
 from tests.fakes import Gates, fake_plugin
 from tests.redis_server import URL
@@ -60,11 +61,22 @@ class FlakyShared:
                 self.exhausted.set()
             raise StoreError(f"the store failed {name} on purpose")
 
-    async def enqueue(self, record: JobRecord, event: JobEvent, *, max_queued: int) -> JobRecord:
+    async def enqueue(
+        self,
+        record: JobRecord,
+        event: JobEvent,
+        *,
+        max_queued: int,
+        start_by: datetime | None = None,
+    ) -> JobRecord:
         if self.failures.get("enqueue", 0) > 0:
             self.failures["enqueue"] -= 1
             raise TypeError("a bug in the shared store")
-        return await self.real.enqueue(record, event, max_queued=max_queued)
+        return await self.real.enqueue(record, event, max_queued=max_queued, start_by=start_by)
+
+    async def overdue(self, now: datetime, count: int) -> Overdue:
+        self._fail("overdue")
+        return await self.real.overdue(now, count)
 
     async def change(
         self,
@@ -145,9 +157,17 @@ def warnings(logs: Sequence[MutableMapping[str, Any]]) -> list[str]:
 
 @pytest.mark.anyio
 async def test_the_background_loops_ride_out_store_errors(redis_prefix: str) -> None:
-    """Following, taking, renewing, reclaiming and settling each fail at first: the loops back
-    off and retry, every job still succeeds, and no queue entry is left behind."""
-    failures = {"follow": 2, "take": 2, "retake": 1, "renew": 1, "reclaim": 1, "settle": 1}
+    """Following, taking, renewing, reclaiming, settling and sweeping each fail at first: the
+    loops back off and retry, every job still succeeds, and no queue entry is left behind."""
+    failures = {
+        "follow": 2,
+        "take": 2,
+        "retake": 1,
+        "renew": 1,
+        "reclaim": 1,
+        "settle": 1,
+        "overdue": 1,
+    }
     store, flaky = flaky_store(cluster_url(redis_prefix, lease_s=0.3), failures)
     with capture_logs() as logs:
         async with Supervisor(plugins=[builtin], store=store) as sup:
@@ -163,6 +183,7 @@ async def test_the_background_loops_ride_out_store_errors(redis_prefix: str) -> 
     assert "could not renew leases" in said
     assert "could not reclaim expired leases" in said
     assert "could not acknowledge finished jobs" in said
+    assert "could not look for queued jobs out of time" in said
 
 
 @pytest.mark.anyio

@@ -1,15 +1,23 @@
 """Queue timeouts on a cluster: the time a job waits in the shared queue, before any node takes
-it, counts."""
+it, counts, and the job ends when its time runs out even while every node is busy."""
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
-from jobwarden import JobState
+import msgspec
+import pytest
+import redis
+
+from jobwarden import JobState, Plugin, Supervisor, ToolContext
 from jobwarden.errors import OutcomeType
-from jobwarden.records import JobEvent
-from tests.actors.cluster_nodes import cluster_url, nodes
-from tests.fakes import Gates, fake_plugin, outlive, patient_plugin
+from jobwarden.records import JobEvent, JobRecord
+from jobwarden.store.redis import RedisStore
+from tests.actors.cluster_nodes import Ghost, cluster_url, nodes
+from tests.fakes import Gates, KeyIn, TextOut, fake_plugin, outlive, patient_plugin
+from tests.redis_server import URL
 
 WINDOW_S = 0.1
 
@@ -20,29 +28,197 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def _deadlines(prefix: str) -> int:
+    """How many queued jobs the prefix's queue deadlines hold."""
+    with redis.Redis.from_url(URL) as client:
+        return int(client.zcard(f"{prefix}:queue:deadlines"))
+
+
+async def _kinds(node: Supervisor, job_id: str) -> list[str]:
+    """The kinds of the job's events, from its stream."""
+    async with node.subscribe(job_id=job_id) as events:
+        return [e.type.rsplit(".", 1)[1] async for e in events if isinstance(e, JobEvent)]
+
+
+def _bounded_plugin(calls: list[str]) -> Plugin:
+    """A plugin named ``bounded`` whose one tool must finish within ``WINDOW_S`` of its submit."""
+    plugin = Plugin("bounded", version="0.1.0")
+
+    @plugin.tool(total_timeout=WINDOW_S)
+    async def note(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Note the call."""
+        calls.append(inp.key)
+        return TextOut(text=inp.key)
+
+    return plugin
+
+
+@asynccontextmanager
+async def _ghost(url: str) -> AsyncIterator[Ghost]:
+    """A bare store on ``url`` that submits like a node that then went away."""
+    store = RedisStore(url, node="ghost")
+    await store.open()
+    try:
+        yield Ghost(store)
+    finally:
+        await store.close()
+
+
 @pytest.mark.anyio
-async def test_a_job_past_its_queue_timeout_in_the_shared_queue_never_runs(
+async def test_a_job_out_of_time_in_the_shared_queue_ends_while_every_node_is_busy(
     redis_prefix: str,
 ) -> None:
-    """A job that outwaited its queue timeout in the shared queue while the only node was busy
-    ends cancelled as timeout when the node takes it, without running."""
+    """A job that outwaits its queue timeout in the shared queue, the only node busy all along,
+    ends cancelled as timeout then, without running, and leaves no deadline behind."""
     gates = Gates()
     calls: list[str] = []
     plugins = [fake_plugin(gates), patient_plugin(WINDOW_S, calls, gates)]
     async with nodes(cluster_url(redis_prefix), ["A"], plugins, concurrency=1) as [node]:
-        await node.submit("fake.gate", {"key": "busy"})
+        busy = await node.submit("fake.gate", {"key": "busy"})
         await gates.wait_entered("busy")
         job = await node.submit("patient.note", {"key": "late"})
-        await outlive(job.created_at, WINDOW_S)
-        # Still in the shared queue: the node takes no job while its one runner is busy.
-        assert (await node.get(job.id)).state is JobState.QUEUED
-        gates.open("busy")
         expired = await node.wait(job.id, timeout=10)
-        async with node.subscribe(job_id=job.id) as events:
-            kinds = [e.type.rsplit(".", 1)[1] async for e in events if isinstance(e, JobEvent)]
+        assert (await node.get(busy.id)).state is JobState.RUNNING
+        gates.open("busy")
+        await node.wait(busy.id, timeout=10)
+        kinds = await _kinds(node, job.id)
     assert calls == []
     assert (expired.state, expired.started_at) == (JobState.CANCELLED, None)
     assert expired.error is not None
     assert expired.error.type == OutcomeType.TIMEOUT
     assert expired.error.message == f"patient.note waited more than {WINDOW_S}s to start"
+    assert expired.finished_at is not None
+    assert expired.finished_at - expired.created_at >= timedelta(seconds=WINDOW_S)
+    assert kinds == ["queued", "cancelled"]
+    assert _deadlines(redis_prefix) == 0
+
+
+@pytest.mark.anyio
+async def test_a_job_submitted_by_a_node_gone_since_ends_by_another_nodes_sweep(
+    redis_prefix: str,
+) -> None:
+    """A job queued by a node that went away, past its time to start while the other node is
+    busy, is ended by that node's own look at the queue's deadlines."""
+    gates = Gates()
+    calls: list[str] = []
+    plugins = [fake_plugin(gates), patient_plugin(WINDOW_S, calls, gates)]
+    url = cluster_url(redis_prefix)
+    async with nodes(url, ["B"], plugins, concurrency=1) as [node]:
+        await node.submit("fake.gate", {"key": "busy"})
+        await gates.wait_entered("busy")
+        async with _ghost(url) as ghost:
+            queued = JobRecord(
+                id="0" * 32,
+                tool="patient.note",
+                plugin="patient",
+                state=JobState.QUEUED,
+                input={"key": "orphan"},
+                created_at=datetime.now(UTC),
+            )
+            start_by = queued.created_at + timedelta(seconds=WINDOW_S)
+            await ghost.store.shared.enqueue(
+                queued, ghost.bus.event(queued, "queued"), max_queued=10, start_by=start_by
+            )
+        expired = await node.wait(queued.id, timeout=10)
+        gates.open("busy")
+    assert calls == []
+    assert (expired.state, expired.error and expired.error.type) == (
+        JobState.CANCELLED,
+        OutcomeType.TIMEOUT,
+    )
+    assert _deadlines(redis_prefix) == 0
+
+
+@pytest.mark.anyio
+async def test_a_job_out_of_its_total_timeout_in_the_shared_queue_says_so(
+    redis_prefix: str,
+) -> None:
+    """A job whose total timeout runs out while it waits in the shared queue ends with the total
+    timeout's message."""
+    gates = Gates()
+    calls: list[str] = []
+    plugins = [fake_plugin(gates), _bounded_plugin(calls)]
+    async with nodes(cluster_url(redis_prefix), ["A"], plugins, concurrency=1) as [node]:
+        await node.submit("fake.gate", {"key": "busy"})
+        await gates.wait_entered("busy")
+        job = await node.submit("bounded.note", {"key": "late"})
+        expired = await node.wait(job.id, timeout=10)
+        gates.open("busy")
+    assert calls == []
+    assert expired.error is not None
+    assert expired.error.type == OutcomeType.TIMEOUT
+    assert expired.error.message == (
+        f"bounded.note did not finish within its total timeout of {WINDOW_S}s"
+    )
+
+
+@pytest.mark.anyio
+async def test_a_job_started_in_time_leaves_no_deadline(redis_prefix: str) -> None:
+    """A job with a queue timeout that a free node starts at once runs, and its deadline leaves
+    the queue's deadlines as it starts."""
+    gates = Gates()
+    calls: list[str] = []
+    plugins = [patient_plugin(60.0, calls, gates)]
+    async with nodes(cluster_url(redis_prefix), ["A"], plugins) as [node]:
+        done = await node.wait((await node.submit("patient.note", {"key": "k"})).id, timeout=10)
+    assert (done.state, calls) == (JobState.SUCCEEDED, ["k#1"])
+    assert _deadlines(redis_prefix) == 0
+
+
+@pytest.mark.anyio
+async def test_the_sweep_drops_the_deadlines_of_jobs_no_longer_queued(redis_prefix: str) -> None:
+    """A deadline left for a job that is gone or that left the queued state is dropped by the
+    next look, which returns neither."""
+    url = cluster_url(redis_prefix)
+    async with _ghost(url) as ghost:
+        shared = ghost.store.shared
+        now = datetime.now(UTC)
+        queued = JobRecord(
+            id="1" * 32,
+            tool="patient.note",
+            plugin="patient",
+            state=JobState.QUEUED,
+            input={"key": "k"},
+            created_at=now,
+        )
+        await shared.enqueue(queued, ghost.bus.event(queued, "queued"), max_queued=10, start_by=now)
+        with redis.Redis.from_url(URL) as client:
+            client.zadd(f"{redis_prefix}:queue:deadlines", {"f" * 32: 0})
+        overdue = await shared.overdue(now + timedelta(seconds=1), 10)
+        assert [record.id for record in overdue.records] == [queued.id]
+        started = msgspec.structs.replace(queued, state=JobState.RUNNING, started_at=now)
+        await shared.change(queued, started, ghost.bus.event(started, "running"))
+        assert _deadlines(redis_prefix) == 0
+        assert (await shared.overdue(now + timedelta(seconds=1), 10)).records == []
+
+
+@pytest.mark.anyio
+async def test_a_job_past_its_queue_timeout_is_not_run_by_the_node_taking_it(
+    redis_prefix: str,
+) -> None:
+    """A job a node takes after its queue timeout passed (no sweep ended it: its deadline was
+    never noted) ends cancelled as timeout without running."""
+    gates = Gates()
+    calls: list[str] = []
+    plugins = [patient_plugin(WINDOW_S, calls, gates)]
+    url = cluster_url(redis_prefix)
+    async with _ghost(url) as ghost:
+        queued = JobRecord(
+            id="2" * 32,
+            tool="patient.note",
+            plugin="patient",
+            state=JobState.QUEUED,
+            input={"key": "k"},
+            created_at=datetime.now(UTC),
+        )
+        await ghost.store.shared.enqueue(queued, ghost.bus.event(queued, "queued"), max_queued=10)
+        await outlive(queued.created_at, WINDOW_S)
+    async with nodes(url, ["A"], plugins) as [node]:
+        expired = await node.wait(queued.id, timeout=10)
+        kinds = await _kinds(node, queued.id)
+    assert calls == []
+    assert (expired.state, expired.error and expired.error.type) == (
+        JobState.CANCELLED,
+        OutcomeType.TIMEOUT,
+    )
     assert kinds == ["queued", "cancelled"]

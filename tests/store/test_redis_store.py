@@ -91,7 +91,8 @@ async def test_lua_and_python_name_the_same_keys(store: RedisStore) -> None:
     probe = LUA_KEYS + (
         "return {K.meta, K.all_jobs, K.seq, K.done_at, K.idempotency, K.events, K.job('j'),"
         " K.job_events('j'), K.state('queued'), K.tool('a.b'), K.plugin('a'), K.owner('o:1'),"
-        " K.owner_state('o:1', 'running'), K.running('a.b'), K.queue, K.control, K.dead}"
+        " K.owner_state('o:1', 'running'), K.running('a.b'), K.queue, K.queue_deadlines,"
+        " K.control, K.dead}"
     )
     with redis.Redis.from_url(URL) as client:
         names = [n.decode() for n in client.eval(probe, 0, keys.prefix)]
@@ -111,6 +112,7 @@ async def test_lua_and_python_name_the_same_keys(store: RedisStore) -> None:
         keys.owner_state("o:1", "running"),
         keys.running("a.b"),
         keys.queue,
+        keys.queue_deadlines,
         keys.control,
         keys.dead,
     ]
