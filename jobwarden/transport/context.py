@@ -87,12 +87,20 @@ async def read_body(
         # nothing went wrong in the server (no error logged, no 500 in the access log).
         message = "the body ended early: the client closed the connection"
         raise ApiError(400, "invalid_request", message) from exc
+    return decode_json(decoder, data, "invalid request body: ")
+
+
+def decode_json(decoder: msgspec.json.Decoder[T], data: bytes | str, prefix: str = "") -> T:
+    """JSON a client sent, decoded and validated; 400 ``invalid_request`` saying why it is not.
+
+    Every decode of client JSON goes through here: msgspec raises ``RecursionError``, not
+    ``DecodeError``, for nesting deeper than the stack allows, and that is the client's doing."""
     try:
         return decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_request", f"invalid request body: {exc}") from exc
+        raise ApiError(400, "invalid_request", f"{prefix}{exc}") from exc
     except RecursionError as exc:
-        raise ApiError(400, "invalid_request", "invalid request body: nested too deeply") from exc
+        raise ApiError(400, "invalid_request", f"{prefix}JSON nested too deeply") from exc
 
 
 def int_param(request: web.Request, name: str, low: int, high: int) -> int | None:

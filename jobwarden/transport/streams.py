@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 import anyio
-import msgspec
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -21,6 +20,7 @@ from jobwarden.transport.context import (
     SUPERVISOR,
     WEBSOCKETS,
     authorize,
+    decode_json,
     int_in_range,
     int_param,
 )
@@ -285,10 +285,9 @@ async def _websocket(
                     if message.type is not WSMsgType.TEXT:
                         continue
                     try:
-                        frame = frame_decoder.decode(message.data)
-                    except msgspec.DecodeError as exc:
-                        error = ErrorInfo(type="invalid_request", message=str(exc))
-                        await ws.send_frame(encoder.encode(error), WSMsgType.TEXT)
+                        frame = decode_json(frame_decoder, message.data)
+                    except ApiError as exc:
+                        await ws.send_frame(encoder.encode(exc.info()), WSMsgType.TEXT)
                         continue
                     if isinstance(frame, Ping):
                         await ws.send_frame(b'{"type":"pong"}', WSMsgType.TEXT)

@@ -391,6 +391,24 @@ async def test_malformed_frames_get_an_error_frame_and_the_connection_stays_usab
     assert offsets(events) == [1, 2, 3]
 
 
+async def test_a_frame_nested_too_deeply_gets_an_error_frame_and_the_socket_stays_open() -> None:
+    """A frame nested past the decoder's stack is an invalid_request error frame, not a 500."""
+    # The tag after the nested member: msgspec must descend into it before it knows the type.
+    deep = '{"x": ' + "[" * 20_000 + "]" * 20_000 + ', "op": "ping"}'
+    async with (
+        serve() as srv,
+        srv.http.ws_connect(srv.ws_url("/v1/events"), headers=auth("alice")) as ws,
+    ):
+        await ws.send_str(deep)
+        error = await aio_next(ws)
+        await ws.send_json({"op": "ping"})
+        pong = await aio_next(ws)
+    assert error["type"] == "invalid_request"
+    assert error["message"] == "JSON nested too deeply"
+    assert set(error) == ENVELOPE_FIELDS
+    assert pong == {"type": "pong"}
+
+
 async def test_subscribing_to_someone_elses_job_or_an_unknown_tool_is_an_error_frame() -> None:
     """A subscribe frame for another principal's job or an unknown tool gets an error frame."""
     async with serve() as srv:
