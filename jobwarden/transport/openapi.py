@@ -131,7 +131,11 @@ OPERATIONS: tuple[Op, ...] = (
         f"/v1/jobs/{_JOB_ID}/events",
         "A job's events (websocket, or SSE with Accept: text/event-stream)",
         {200: None, 404: ErrorEnvelope, **_READ_ERRORS},
-        query=(("since", "integer", "resume after this event id"),),
+        query=(
+            ("since", "integer", "resume after this event id"),
+            ("tool", "string", "only this tool"),
+            ("state", "string", "only events entering this state"),
+        ),
         stream=True,
     ),
     Op(

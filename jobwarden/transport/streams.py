@@ -36,12 +36,8 @@ async def all_events(request: web.Request) -> web.StreamResponse:
     """Every event the caller may see, filtered by ``job``, ``tool``, ``since``."""
     principal = authorize(request, READ)
     first = _query_subscribe(request, job=request.query.get("job") or None)
-    sup = request.app[SUPERVISOR]
-    # Refused before the response starts, while an error can still be an envelope.
-    if first.tool is not None:
-        sup.registry.tool(first.tool)
     if first.job is not None:
-        await sup.get(first.job, owner=principal.owner_filter)
+        await request.app[SUPERVISOR].get(first.job, owner=principal.owner_filter)
     return await _serve(request, principal, first)
 
 
@@ -56,6 +52,8 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 
 
 def _query_subscribe(request: web.Request, *, job: str | None) -> Subscribe:
+    """The stream the query asks for; its bad values are refused here, before the response
+    starts, while an error can still be an envelope (400, or 404 for an unknown tool)."""
     since = int_param(request, "since", 0, MAX_OFFSET)
     last_event_id = request.headers.get("Last-Event-ID")
     if since is None and last_event_id is not None:
@@ -65,9 +63,12 @@ def _query_subscribe(request: web.Request, *, job: str | None) -> Subscribe:
     state = request.query.get("state") or None
     if state is not None and state not in JobState.__members__.values():
         raise ApiError(400, "invalid_request", f"unknown state {state!r}")
+    tool = request.query.get("tool") or None
+    if tool is not None:
+        request.app[SUPERVISOR].registry.tool(tool)
     return Subscribe(
         job=job,
-        tool=request.query.get("tool") or None,
+        tool=tool,
         since=since,
         state=JobState(state) if state else None,
     )

@@ -470,6 +470,17 @@ def _upgrade_headers(**extra: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.parametrize("path", ["/v1/events?tool=no.such", "/v1/jobs/{job}/events?tool=no.such"])
+async def test_an_unknown_tool_in_the_query_is_404_before_the_upgrade(path: str) -> None:
+    """A websocket handshake whose tool filter names no tool is refused 404, not upgraded."""
+    async with serve() as srv:
+        job = await srv.submit("alice", "builtin.echo", {"text": "x"}, wait=5)
+        url = srv.url(path.format(job=job["id"]))
+        async with srv.http.get(url, headers={**auth("alice"), **_upgrade_headers()}) as resp:
+            error = await expect_error(resp, 404, "tool_not_found")
+    assert error["message"] == "no tool named 'no.such'"
+
+
 @pytest.mark.parametrize(
     "origin", ["http://evil.example", "null", "http://127.0.0.1.evil.example", "https://localhost"]
 )
