@@ -209,6 +209,7 @@ class _Writer:
 
 
 INTERNAL = "internal error; see the server log"
+TEXT_FRAMES_ONLY = "a binary frame: send JSON in text frames"
 
 
 async def _websocket(
@@ -283,8 +284,12 @@ async def _websocket(
                 tg.start_soon(stream, first, writer)
             with suppress(ConnectionError):
                 async for message in ws:
-                    if message.type is not WSMsgType.TEXT:
+                    if message.type is WSMsgType.BINARY:
+                        error = ErrorInfo(type="invalid_request", message=TEXT_FRAMES_ONLY)
+                        await ws.send_frame(encoder.encode(error), WSMsgType.TEXT)
                         continue
+                    if message.type is not WSMsgType.TEXT:
+                        continue  # ERROR: aiohttp has closed the socket, and the loop ends
                     try:
                         frame = decode_json(frame_decoder, message.data)
                     except ApiError as exc:

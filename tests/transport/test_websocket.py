@@ -357,7 +357,7 @@ async def test_subscribe_filters_by_job_and_by_tool() -> None:
 
 
 async def test_malformed_frames_get_an_error_frame_and_the_connection_stays_usable() -> None:
-    """Each malformed client frame is answered by an error frame; ping and subscribe still work."""
+    """Each malformed or binary client frame gets an error frame; ping and subscribe still work."""
     bad_frames = [
         "not json",
         "{",
@@ -383,11 +383,15 @@ async def test_malformed_frames_get_an_error_frame_and_the_connection_stays_usab
                 assert error["message"], frame
                 assert set(error) == ENVELOPE_FIELDS
                 assert "Traceback" not in str(error)
-            await ws.send_bytes(b'{"op": "ping"}')  # binary frames are ignored
+            await ws.send_bytes(b'{"op": "ping"}')
+            binary = await aio_next(ws)
             await ws.send_json({"op": "ping"})
             assert await aio_next(ws) == {"type": "pong"}
             await ws.send_json({"op": "subscribe", "since": 0})
             events = await aio_until(ws, finished(job["id"]))
+    assert binary["type"] == "invalid_request"
+    assert binary["message"] == "a binary frame: send JSON in text frames"
+    assert set(binary) == ENVELOPE_FIELDS
     assert offsets(events) == [1, 2, 3]
 
 
