@@ -46,6 +46,7 @@ class Op(msgspec.Struct, frozen=True):
 
 
 _JOB_ID = "{id}"
+_LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}  # a listing's page size
 _HTML = ("text/html",)
 # What a submit can answer besides its job: unknown tool, body too large or not JSON, queue
 # full, shutting down (or the store refusing the write).
@@ -98,7 +99,7 @@ OPERATIONS: tuple[Op, ...] = (
         query=(
             ("state", "string", "only jobs in this state"),
             ("tool", "string", "only jobs of this tool"),
-            ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "default 50"),
+            ("limit", _LIMIT, "default 50"),
             ("cursor", "string", "next_cursor of the previous page"),
         ),
     ),
@@ -195,9 +196,14 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "get",
         "/v1/analyze-execution/jobs",
-        "Seed-compatible: list jobs",
+        "Seed-compatible: list jobs, newest first",
         {200: seed.SeedList, **_READ_ERRORS},
-        query=(("plugin", "string", "only this plugin"), ("status", "string", "seed status")),
+        query=(
+            ("plugin", "string", "only this plugin"),
+            ("status", "string", "seed status"),
+            ("limit", _LIMIT, f"default {MAX_PAGE}"),
+            ("cursor", "string", "next_cursor of the previous page"),
+        ),
     ),
     Op(
         "get",

@@ -12,15 +12,17 @@ from aiohttp import web
 
 from jobwarden.actors.states import JobState
 from jobwarden.errors import ErrorInfo
+from jobwarden.ids import JOB_ID
 from jobwarden.plugins.schema import BASE64_STRING
 from jobwarden.records import JobRecord
-from jobwarden.store.base import MAX_PAGE, JobQuery
+from jobwarden.store.base import MAX_PAGE, JobQuery, unknown_cursor
 from jobwarden.transport.auth import CANCEL, READ, SUBMIT, Principal
 from jobwarden.transport.context import (
     SETTINGS,
     SUPERVISOR,
     authorize,
     finished_within,
+    int_param,
     log_job,
     read_body,
     visible_job,
@@ -97,10 +99,12 @@ class SeedResult(msgspec.Struct):
 
 
 class SeedList(msgspec.Struct):
-    """GET /v1/analyze-execution/jobs."""
+    """GET /v1/analyze-execution/jobs: ``count`` jobs, newest first; ``next_cursor`` is the
+    ``cursor`` that lists the older ones, None when there are none."""
 
     jobs: list[SeedJob]
     count: int
+    next_cursor: str | None = None
 
 
 class SeedCancelled(msgspec.Struct):
@@ -138,25 +142,45 @@ async def analyze_async(request: web.Request) -> web.Response:
 
 @routes.get("/v1/analyze-execution/jobs")
 async def list_seed_jobs(request: web.Request) -> web.Response:
-    """Jobs, newest first, filtered by ``plugin`` and seed ``status``."""
+    """Jobs, newest first, filtered by ``plugin`` and seed ``status``: ``limit`` of them (at most
+    and by default ``MAX_PAGE``), after ``cursor``, with a ``next_cursor`` when more match."""
     principal = authorize(request, READ)
     status = request.query.get("status")
     if status is not None and status not in STATES_FOR_STATUS:
         raise ApiError(400, "invalid_request", f"status must be one of {sorted(STATES_FOR_STATUS)}")
+    # The seed's list had no limit: the largest page by default keeps its callers' answers whole
+    # up to it, and next_cursor says when they are not.
+    limit = int_param(request, "limit", 1, MAX_PAGE) or MAX_PAGE
+    cursor = request.query.get("cursor") or None
+    # Only a job id: the cursor this route gives out, and one every store takes whichever state
+    # it lists, so one cursor serves both listings "error" merges.
+    if cursor is not None and not JOB_ID.fullmatch(cursor):
+        raise unknown_cursor(cursor)
     states: list[JobState | None] = list(STATES_FOR_STATUS[status]) if status else [None]
-    jobs: list[SeedJob] = []
+    records: list[JobRecord] = []
+    more = False
     for state in states:
         page = await request.app[SUPERVISOR].list_jobs(
             JobQuery(
                 state=state,
                 plugin=request.query.get("plugin") or None,
                 owner=principal.owner_filter,
-                limit=MAX_PAGE,
+                limit=limit,
+                cursor=cursor,
             )
         )
-        jobs.extend(_seed_job(r) for r in page.jobs)
-    jobs.sort(key=lambda j: j.created_at, reverse=True)
-    return json_response(SeedList(jobs=jobs, count=len(jobs)))
+        records.extend(page.jobs)
+        more = more or page.next_cursor is not None
+    # Merged newest first by id, the order the stores list in (ids sort by creation time).
+    records.sort(key=lambda r: r.id, reverse=True)
+    more = more or len(records) > limit
+    del records[limit:]
+    body = SeedList(
+        jobs=[_seed_job(r) for r in records],
+        count=len(records),
+        next_cursor=records[-1].id if more else None,
+    )
+    return json_response(body)
 
 
 @routes.get("/v1/analyze-execution/jobs/{id}")

@@ -276,6 +276,9 @@ CORPUS: list[Bad] = [
     Bad("events-someone-elses-job", G, "/v1/events?job={bobs}", 404, "job_not_found", headers=SSE),
     Bad("events-plain-get", G, "/v1/events", *BAD),
     Bad("seed-status-bogus", G, "/v1/analyze-execution/jobs?status=bogus", *BAD),
+    Bad("seed-limit-zero", G, "/v1/analyze-execution/jobs?limit=0", *BAD),
+    Bad("seed-limit-past-max", G, "/v1/analyze-execution/jobs?limit=501", *BAD),
+    Bad("seed-cursor-bogus", G, "/v1/analyze-execution/jobs?cursor=12", *BAD),
     # --- job ids ---
     Bad("job-unknown", G, "/v1/jobs/does-not-exist", 404, "job_not_found"),
     Bad("job-long-id", G, "/v1/jobs/" + "f" * 5000, 404, "job_not_found"),

@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jobwarden import Plugin, ToolContext
+from jobwarden.store.memory import MemoryStore
+from jobwarden.store.sqlite import SqliteStore
 from tests.fakes import Gates
 from tests.transport.conftest import (
     ImageIn,
@@ -201,8 +204,9 @@ async def test_list_filters_by_plugin_and_status() -> None:
 
         async def ids(**params: str) -> list[str]:
             body = await srv.get_json("alice", "/v1/analyze-execution/jobs", params=params)
-            assert set(body) == {"jobs", "count"}
+            assert set(body) == {"jobs", "count", "next_cursor"}
             assert body["count"] == len(body["jobs"])
+            assert body["next_cursor"] is None
             for job in body["jobs"]:
                 assert set(job) == SEED_JOB_FIELDS
             return [job["id"] for job in body["jobs"]]
@@ -223,6 +227,63 @@ async def test_list_filters_by_plugin_and_status() -> None:
     assert running_now == [running]
     assert queued == []
     assert nothing == []
+
+
+async def _pages(srv: Server, **params: str) -> list[list[str]]:
+    """Every page of the seed list, following next_cursor; each page's job ids."""
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        query = params if cursor is None else {**params, "cursor": cursor}
+        body = await srv.get_json("alice", "/v1/analyze-execution/jobs", params=query)
+        assert body["count"] == len(body["jobs"])
+        pages.append([job["id"] for job in body["jobs"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
+        assert cursor == pages[-1][-1]
+
+
+@pytest.mark.parametrize("sqlite", [False, True], ids=["memory", "sqlite"])
+async def test_list_pages_newest_first_with_limit_and_next_cursor_across_merged_states(
+    sqlite: bool, tmp_path: Path
+) -> None:
+    """With more jobs than ``limit``, each page holds that many, newest first, and next_cursor
+    leads through the rest, also for "error", which merges failed and timed_out jobs."""
+    store = SqliteStore(tmp_path / "jobs.db") if sqlite else MemoryStore()
+    async with serve(store=store) as srv:
+        errors: list[str] = []
+        for n in range(3):
+            failed = await _async_job(srv, _body(tool="reject"))
+            await srv.sup.wait(failed, timeout=10)
+            # Held at a gate nobody opens, so it runs out of time: timed_out.
+            timed_out = await srv.submit("alice", "fake.gate", {"key": f"never{n}"}, timeout_s=0.01)
+            await srv.sup.wait(timed_out["id"], timeout=10)
+            errors += [failed, timed_out["id"]]
+        done = await _async_job(srv, _body())
+        await srv.sup.wait(done, timeout=10)
+        error_pages = await _pages(srv, status="error", limit="4")
+        all_pages = await _pages(srv, limit="3")
+        whole = await _pages(srv)
+    newest_first = errors[::-1]
+    assert error_pages == [newest_first[:4], newest_first[4:]]
+    assert all_pages == [[done, *newest_first[:2]], newest_first[2:5], newest_first[5:]]
+    assert whole == [[done, *newest_first]]
+
+
+async def test_list_past_the_largest_page_says_more_jobs_exist() -> None:
+    """Past 500 jobs the list answers the newest 500 and a next_cursor to the rest, never
+    silently fewer than exist."""
+    async with serve() as srv:
+        ids = [
+            (await srv.sup.submit("builtin.echo", {"text": str(n)}, owner="alice")).id
+            for n in range(501)
+        ]
+        pages = await _pages(srv)
+        for job_id in ids:
+            await srv.sup.wait(job_id, timeout=10)
+    assert [len(page) for page in pages] == [500, 1]
+    assert pages[0] + pages[1] == ids[::-1]
 
 
 @pytest.mark.parametrize("state", ["queued", "running"])
