@@ -53,6 +53,18 @@ def _bounded_plugin(calls: list[str]) -> Plugin:
     return plugin
 
 
+def _queued(id_digit: str, key: str) -> JobRecord:
+    """A queued ``patient.note`` job submitted now, as a node would write it."""
+    return JobRecord(
+        id=id_digit * 32,
+        tool="patient.note",
+        plugin="patient",
+        state=JobState.QUEUED,
+        input={"key": key},
+        created_at=datetime.now(UTC),
+    )
+
+
 @asynccontextmanager
 async def _ghost(url: str) -> AsyncIterator[Ghost]:
     """A bare store on ``url`` that submits like a node that then went away."""
@@ -107,14 +119,7 @@ async def test_a_job_submitted_by_a_node_gone_since_ends_by_another_nodes_sweep(
         await node.submit("fake.gate", {"key": "busy"})
         await gates.wait_entered("busy")
         async with _ghost(url) as ghost:
-            queued = JobRecord(
-                id="0" * 32,
-                tool="patient.note",
-                plugin="patient",
-                state=JobState.QUEUED,
-                input={"key": "orphan"},
-                created_at=datetime.now(UTC),
-            )
+            queued = _queued("0", "orphan")
             start_by = queued.created_at + timedelta(seconds=WINDOW_S)
             await ghost.store.shared.enqueue(
                 queued, ghost.bus.event(queued, "queued"), max_queued=10, start_by=start_by
@@ -172,15 +177,8 @@ async def test_the_sweep_drops_the_deadlines_of_jobs_no_longer_queued(redis_pref
     url = cluster_url(redis_prefix)
     async with _ghost(url) as ghost:
         shared = ghost.store.shared
-        now = datetime.now(UTC)
-        queued = JobRecord(
-            id="1" * 32,
-            tool="patient.note",
-            plugin="patient",
-            state=JobState.QUEUED,
-            input={"key": "k"},
-            created_at=now,
-        )
+        queued = _queued("1", "k")
+        now = queued.created_at
         await shared.enqueue(queued, ghost.bus.event(queued, "queued"), max_queued=10, start_by=now)
         with redis.Redis.from_url(URL) as client:
             client.zadd(f"{redis_prefix}:queue:deadlines", {"f" * 32: 0})
@@ -203,14 +201,7 @@ async def test_a_job_past_its_queue_timeout_is_not_run_by_the_node_taking_it(
     plugins = [patient_plugin(WINDOW_S, calls, gates)]
     url = cluster_url(redis_prefix)
     async with _ghost(url) as ghost:
-        queued = JobRecord(
-            id="2" * 32,
-            tool="patient.note",
-            plugin="patient",
-            state=JobState.QUEUED,
-            input={"key": "k"},
-            created_at=datetime.now(UTC),
-        )
+        queued = _queued("2", "k")
         await ghost.store.shared.enqueue(queued, ghost.bus.event(queued, "queued"), max_queued=10)
         await outlive(queued.created_at, WINDOW_S)
     async with nodes(url, ["A"], plugins) as [node]:
