@@ -49,6 +49,25 @@ def logs(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     return NumberOut(n=inp.n)
 
 
+class Unshowable:
+    """An object whose repr raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@procs.tool(mode="process", timeout=60)
+def awkward_logs(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Log what MessagePack cannot carry as is: lone surrogates in messages and fields, ints
+    past 64 bits, an object whose repr raises, and a stdlib call whose arguments do not fit."""
+    structlog.get_logger("user").info(f"file {UNDECODABLE}.txt")
+    structlog.get_logger("user").info("big", n=2**70, m=-(2**64), odd=Unshowable())
+    logging.getLogger("user.std").info("std file %s", UNDECODABLE)
+    ctx.log.info("ctx field", path=UNDECODABLE)
+    logging.getLogger("user.std").info("value %d", "notanint")
+    return NumberOut(n=inp.n)
+
+
 @procs.tool(mode="process", timeout=60)
 def steps(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     """Report n steps of progress with ctx.progress_sync, then return n."""
