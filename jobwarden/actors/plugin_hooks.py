@@ -3,7 +3,8 @@
 Hooks are plugin code, so they are called here, a module the governance scanner allows to call
 plugin code, each under a ``finally`` that records how it ended in the registry (``record_hook``):
 the plugin's lifecycle says whether it started, and why not. A hook that raises or overruns
-``HOOK_TIMEOUT_S`` fails only its own plugin; the rest of the server runs.
+``HOOK_TIMEOUT_S`` fails only its own plugin, whatever it raises (asyncio's ``CancelledError``
+too, when nobody cancelled the supervisor: ``cancellation``); the rest of the server runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Literal
 import anyio
 import structlog
 
+from jobwarden.actors.cancellation import cancelled_from_outside
 from jobwarden.errors import describe, plugin_failure
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
 from jobwarden.plugins.tool import Plugin
@@ -53,7 +55,10 @@ async def _run_hook(
         )
         error = f"raised {describe(exc)}"
     except BaseException as exc:
-        if not plugin_failure(exc, anyio.get_cancelled_exc_class()):
+        # A CancelledError of the hook's own (it awaited a future a library cancelled) is its
+        # failure like any other; a cancellation of the supervisor must go on.
+        outside = cancelled_from_outside()
+        if not plugin_failure(exc, anyio.get_cancelled_exc_class() if outside else None):
             raise
         log.exception(f"plugin {which} hook raised", plugin=plugin.name)
         error = f"raised {describe(exc)}"

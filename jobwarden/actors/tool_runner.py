@@ -10,8 +10,6 @@ handed to ``ThreadCalls``, a process-mode tool to the ``ProcessPool``, whose wor
 
 from __future__ import annotations
 
-import asyncio
-import math
 import pickle
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +20,7 @@ import anyio.lowlevel
 import msgspec
 import structlog
 
+from jobwarden.actors.cancellation import cancelled_from_outside
 from jobwarden.actors.deadlines import Deadlines
 from jobwarden.actors.job_actor import AHEAD, JobActor, Lost, Started
 from jobwarden.actors.process_pool import Died, ProcessPool
@@ -197,7 +196,7 @@ class ToolRunner:
                                 )
                             outcome = _returned(actor, started, scope, value)
                         except cancelled_exc as exc:
-                            if not scope.cancel_called and not _cancelled_from_outside():
+                            if not scope.cancel_called and not cancelled_from_outside():
                                 # asyncio's CancelledError raised by the plugin itself (it
                                 # awaited a future something else cancelled): nobody cancelled
                                 # the runner, so it is the plugin's failure, not a shutdown.
@@ -267,24 +266,6 @@ def _returned(actor: JobActor, started: Started, scope: anyio.CancelScope, value
     if actor.tool.mode == "process":
         return _process_outcome(actor, value)
     return _checked_output(actor, value)
-
-
-def _cancelled_from_outside() -> bool:
-    """Whether the backend's cancellation exception, caught in the runner while its own scope
-    was not cancelled, is a real cancellation of the runner (a shutdown).
-
-    A scope around the runner (the supervisor's task group) cancelled makes the effective
-    deadline -inf; a native ``Task.cancel()`` of the runner's task shows in ``cancelling()``.
-    On asyncio, plugin code can also raise ``CancelledError`` with neither: awaiting a future or
-    task that something else cancelled, or raising it outright. Trio's ``Cancelled`` cannot be
-    raised that way.
-    """
-    if anyio.current_effective_deadline() == -math.inf:
-        return True
-    if anyio.get_cancelled_exc_class() is not asyncio.CancelledError:
-        return True
-    task = asyncio.current_task()
-    return task is None or task.cancelling() > 0
 
 
 def _shut_down(actor: JobActor) -> Outcome:
