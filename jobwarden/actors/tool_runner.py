@@ -194,8 +194,12 @@ class ToolRunner:
                                 value = await self._processes.call(
                                     _call(tool, tool.func, started, trace), actor.progress
                                 )
+                            # The call's time ends here, in every branch: checking its output
+                            # and logging its failure (a traceback rendered) are not the tool's.
+                            ended = time.perf_counter()
                             outcome = _returned(actor, started, scope, value)
                         except cancelled_exc as exc:
+                            ended = time.perf_counter()
                             if not scope.cancel_called and not cancelled_from_outside():
                                 # asyncio's CancelledError raised by the plugin itself (it
                                 # awaited a future something else cancelled): nobody cancelled
@@ -210,8 +214,10 @@ class ToolRunner:
                                         await actor.finish(*outcome)
                                 raise
                         except ThreadsExhausted as exc:
+                            ended = time.perf_counter()
                             outcome = self._exhausted(actor, exc)
                         except BaseException as exc:
+                            ended = time.perf_counter()
                             if not plugin_failure(exc, cancelled_exc):
                                 raise
                             if scope.cancel_called:
@@ -229,7 +235,7 @@ class ToolRunner:
                             registry.record_execution(
                                 tool.name,
                                 error.type if error is not None else SUCCEEDED,
-                                time.perf_counter() - began,
+                                ended - began,
                             )
                             self._outcome = outcome
                         if scope.cancel_called:
