@@ -8,6 +8,11 @@ the same turn's time, in the order they were logged. A line logged anywhere else
 thread, a trio program, no loop at all) is written at once, after anything still gathered, and
 so are stdlib records (``flush`` first). What a process killed outright loses is the last turn's
 lines at most; a process that exits normally writes them (``atexit``).
+
+A stdlib record that cannot be written (a log call whose arguments do not fit its message, a
+processor that raises) is not the standard library's ``--- Logging error ---`` and a raw
+traceback, which would break a JSON log: it becomes one error line in the configured format
+saying so, with the record's message template and the error (``LineHandler``).
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import sys
 import threading
 from typing import BinaryIO, TextIO
+
+from jobwarden.errors import describe
 
 MAX_PENDING = 256
 """Lines gathered before they are written even though the turn is not over."""
@@ -102,7 +110,51 @@ class LineLogger:
     log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
 
 
-class FlushingHandler(logging.StreamHandler[TextIO]):
+MALFORMED = "a log call was malformed: its message could not be formatted"
+UNWRITABLE = "a log record could not be written"
+NOTE_FIELDS = ("template", "error")
+"""The attributes of the line about a record that failed, copied into it as fields."""
+
+
+class LineHandler(logging.StreamHandler[TextIO]):
+    """A stream handler that reports a record it cannot write as one line of its own format."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Write an error line naming ``record``'s message template and what went wrong."""
+        note = _failure_note(record, sys.exc_info()[1])
+        try:
+            self.stream.write(self.format(note) + self.terminator)
+            self.flush()
+        except Exception:
+            return  # the line about the failure fails too (stderr closed): nowhere is left
+
+
+def _failure_note(record: logging.LogRecord, error: BaseException | None) -> logging.LogRecord:
+    """The error record about ``record``, which failed with ``error``."""
+    try:
+        record.getMessage()
+        event = UNWRITABLE
+    except Exception:
+        event = MALFORMED
+    try:
+        template = str(record.msg)
+    except Exception:
+        template = f"<a {type(record.msg).__name__} whose str() raised>"
+    return logging.makeLogRecord(
+        {
+            "name": record.name,
+            "levelno": logging.ERROR,
+            "levelname": logging.getLevelName(logging.ERROR),
+            "pathname": record.pathname,
+            "lineno": record.lineno,
+            "msg": event,
+            "template": template,
+            "error": "unknown" if error is None else describe(error),
+        }
+    )
+
+
+class FlushingHandler(LineHandler):
     """The stdlib's records: written at once, after the lines gathered before them."""
 
     def __init__(self, output: TurnBufferedOutput, stream: TextIO) -> None:

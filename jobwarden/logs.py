@@ -22,14 +22,20 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 
 import msgspec
 import structlog
 from structlog.typing import EventDict
 
 from jobwarden.errors import printable
-from jobwarden.log_output import FlushingHandler, LineLogger, TurnBufferedOutput
+from jobwarden.log_output import (
+    NOTE_FIELDS,
+    FlushingHandler,
+    LineHandler,
+    LineLogger,
+    TurnBufferedOutput,
+)
 from jobwarden.records import JobRecord
 
 _encoder = msgspec.json.Encoder(enc_hook=repr)
@@ -106,7 +112,7 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
         utc_time_stamper(),
     ]
     foreign: structlog.typing.Processor
-    handler: logging.StreamHandler[TextIO]
+    handler: LineHandler
     if fmt == "json":
         output = TurnBufferedOutput(sys.stderr.buffer)
         handler = FlushingHandler(output, sys.stderr)
@@ -135,10 +141,15 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
             cache_logger_on_first_use=True,
         )
         foreign = console
-        handler = logging.StreamHandler(sys.stderr)
+        handler = LineHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[
+                *shared,
+                structlog.stdlib.add_logger_name,
+                # The fields of the line a handler writes about a record it could not write.
+                structlog.stdlib.ExtraAdder(allow=NOTE_FIELDS),
+            ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 *([structlog.processors.format_exc_info] if fmt == "json" else []),
