@@ -15,6 +15,7 @@ they end with that task, and are never unbound one by one.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import sys
@@ -211,11 +212,44 @@ def _json_text(event: Any, **_: Any) -> str:
 
 def _json(value: Any) -> bytes:
     """``value`` as JSON; a str holding a lone surrogate (a header, path or file name that was
-    not UTF-8) is written with the surrogate escaped (``\\udcff``) instead of failing the line."""
+    not UTF-8) is written with the surrogate escaped (``\\udcff``) instead of failing the line,
+    and a field that will not encode at all (a list holding itself, an object whose ``repr``
+    raises) is written as its ``repr``, or named by its type: a log call never fails its
+    caller, which may be a tool."""
     try:
         return _encoder.encode(value)
     except UnicodeEncodeError:
+        pass
+    except Exception:  # RecursionError, or whatever a value's repr raised in the enc_hook
+        return _encoder.encode(_field_by_field(value))
+    try:
         return _encoder.encode(_printable(value))
+    except Exception:
+        return _encoder.encode(_field_by_field(value))
+
+
+def _field_by_field(value: Any) -> Any:
+    """The line's fields each as it encodes, else as its printable ``repr``, else its type."""
+    if not isinstance(value, dict):
+        return _encodable(value)
+    return {printable(str(key)): _encodable(item) for key, item in value.items()}
+
+
+def _encodable(value: Any) -> Any:
+    try:
+        _encoder.encode(value)
+        return value
+    except UnicodeEncodeError:
+        with contextlib.suppress(Exception):
+            shown = _printable(value)
+            _encoder.encode(shown)
+            return shown
+    except Exception:
+        pass
+    try:
+        return printable(repr(value))
+    except Exception:
+        return f"<a {printable(type(value).__name__)} with no repr>"
 
 
 def _printable(value: Any) -> Any:

@@ -318,3 +318,28 @@ def test_json_lines_escape_lone_surrogates_instead_of_failing() -> None:
         assert decoded["other"].startswith("<object object at ")
     plain = {"event": "request", "n": 1, "at": when}
     assert logs.render_json(None, "info", dict(plain)) == msgspec.json.encode(plain)
+
+
+class _NoRepr:
+    """A value whose ``repr`` raises."""
+
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+def test_json_lines_write_a_field_that_will_not_encode_as_its_repr() -> None:
+    """A field holding itself, or one whose repr raises, beside a lone surrogate, does not fail
+    the line: that field is its repr (or its type), the others render as they are."""
+    looped: list[Any] = []
+    looped.append(looped)
+    odd = b"\xff".decode("utf-8", "surrogateescape")
+    line = {"event": "e", "looped": looped, "bad": _NoRepr(), "odd": odd, "n": 1}
+    for text in (logs.render_json(None, "info", dict(line)).decode(), logs._json_text(line)):
+        decoded = json.loads(text)
+        assert decoded == {
+            "event": "e",
+            "looped": "[[...]]",
+            "bad": "<a _NoRepr with no repr>",
+            "odd": "\\udcff",
+            "n": 1,
+        }
