@@ -470,6 +470,10 @@ class JobActor:
         again = next_attempt(record, error, delay=delay)
         message = f"attempt {record.attempt} failed ({error.type}); retrying in {delay:.3g}s"
         await self._change("retrying", again, message=message)
+        if self._ctx is not None:
+            # What the attempt's threads report from now on is dropped; a report queued before
+            # is handled ahead of the next attempt's start (in order) and finds the job queued.
+            self._ctx.end()
         self._scope = self._ctx = None
         self._host.job_retrying(self, delay)
 

@@ -102,11 +102,20 @@ class ToolContext:
         """True when the stop request came from the job's deadline rather than a cancel."""
         return self._timed_out
 
+    def end(self) -> None:
+        """Mark the attempt as over (by the runtime, when the job is queued again): what a thread
+        it left running reports later is dropped, not taken for the next attempt's progress."""
+        self._progress = _dropped
+
     def request_cancel(self, *, timed_out: bool = False) -> None:
         """Mark the call as stopped (by the runtime, not by plugins); the first reason wins."""
         if not self._cancel_requested:
             self._cancel_requested = True
             self._timed_out = timed_out
+
+
+async def _dropped(fraction: float, message: str | None) -> None:
+    """The progress sink of an attempt that is over."""
 
 
 def _checked_message(message: str | None) -> str | None:

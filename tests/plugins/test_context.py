@@ -53,6 +53,17 @@ async def test_valid_progress_reaches_the_sink_as_floats() -> None:
 
 
 @pytest.mark.anyio
+async def test_progress_after_the_attempt_ended_reaches_no_sink() -> None:
+    """Once the runtime ends the context's attempt, its progress reports are dropped."""
+    sink = ProgressSink()
+    ctx = make_context(sink)
+    await ctx.progress(0.5, "during")
+    ctx.end()
+    await ctx.progress(0.9, "after")
+    assert sink.calls == [(0.5, "during")]
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("message", "error", "says"),
     [

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
-from jobwarden import JobEvent, JobState, Plugin, Supervisor, ToolContext
+from jobwarden import JobEvent, JobState, Plugin, RetryPolicy, Supervisor, ToolContext
 from jobwarden.errors import OutcomeType
 from tests.process_fakes import NumberIn, NumberOut, procs
 
@@ -32,6 +35,39 @@ def from_its_own_threads(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     with ThreadPoolExecutor(max_workers=2) as pool:
         for step in range(1, inp.n + 1):
             pool.submit(ctx.progress_sync, step / inp.n, f"step {step} of {inp.n}").result()
+    return NumberOut(n=inp.n)
+
+
+class LeftRunning:
+    """A thread attempt 1 leaves running, released by attempt 2 to report and log into it."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.reported = threading.Event()
+
+    def report_late(self, ctx: ToolContext) -> None:
+        self.release.wait()
+        try:
+            ctx.log.info("late line")
+            ctx.progress_sync(0.99, f"late report from attempt {ctx.attempt}")
+        finally:
+            self.reported.set()
+
+
+left_by_job: defaultdict[str, LeftRunning] = defaultdict(LeftRunning)
+
+
+@stepping.tool(mode="thread", timeout=30, retry=RetryPolicy(max_attempts=2, backoff_s=0))
+def leaves_a_thread(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Attempt 1 starts a thread that outlives it and fails; attempt 2 lets that thread report
+    progress once it is running, waits until it has, then reports its own and returns."""
+    left = left_by_job[ctx.job_id]
+    if ctx.attempt == 1:
+        threading.Thread(target=left.report_late, args=(ctx,), daemon=True).start()
+        raise RuntimeError("attempt 1 fails, its thread runs on")
+    left.release.set()
+    left.reported.wait()
+    ctx.progress_sync(0.5, "attempt 2")
     return NumberOut(n=inp.n)
 
 
@@ -71,6 +107,19 @@ async def test_a_plain_def_s_progress_becomes_progress_events_in_order(tool: str
     reported = [(e.data.progress, e.data.message) for e in seen if e.type.endswith("progress")]
     assert reported == [(1 / 3, "step 1 of 3"), (2 / 3, "step 2 of 3"), (1.0, "step 3 of 3")]
     assert progress == 1.0
+
+
+async def test_a_thread_left_by_an_earlier_attempt_does_not_report_into_the_retry() -> None:
+    """Progress from a thread an ended attempt left running is dropped while the retry runs,
+    and that thread's ctx.log lines name its own attempt."""
+    with anyio.fail_after(HANG_GUARD_S), capture_logs() as logs:
+        async with Supervisor(plugins=[stepping]) as sup:
+            seen, progress = await steps_seen(sup, "stepping.leaves_a_thread", 1)
+    reports = [(e.data.attempt, e.data.progress) for e in seen if e.type.endswith("progress")]
+    assert reports == [(2, 0.5)]
+    assert progress == 0.5
+    late = [line for line in logs if line["event"] == "late line"]
+    assert [line["attempt"] for line in late] == [1]
 
 
 async def test_progress_sync_in_an_async_tool_fails_the_job_saying_to_await_progress() -> None:
