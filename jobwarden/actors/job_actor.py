@@ -314,7 +314,8 @@ class JobActor:
             return None
         if left is not None and (limit is None or left < limit):
             limit, message = left, start_limits.total_message(self.tool)
-        new = msgspec.structs.replace(record, state=RUNNING, started_at=now)
+        # A retry's record holds the failed attempt's error while queued, not once it runs.
+        new = msgspec.structs.replace(record, state=RUNNING, started_at=now, error=None)
         ctx = ToolContext(
             job_id=record.id, tool=record.tool, attempt=record.attempt, progress=self.progress
         )

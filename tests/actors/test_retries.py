@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import anyio
 import pytest
@@ -11,6 +12,7 @@ from jobwarden import JobState, Plugin, Supervisor, ToolContext
 from jobwarden.errors import OutcomeType, RegistrationError
 from jobwarden.plugins.retry import RetryPolicy
 from jobwarden.records import JobEvent
+from jobwarden.store.sqlite import SqliteStore
 from tests.fakes import Gates, KeyIn, TextOut
 
 pytestmark = pytest.mark.anyio
@@ -60,6 +62,15 @@ class Flaky:
             """Always fails; the total timeout stops the retries."""
             self.calls.append(ctx.attempt)
             raise RuntimeError("again")
+
+        @plugin.tool(retry=retry)
+        async def second_reports(inp: KeyIn, ctx: ToolContext) -> TextOut:
+            """Attempt 1 fails; attempt 2 reports progress, then waits at the gate."""
+            if ctx.attempt == 1:
+                raise RuntimeError("attempt 1 fails")
+            await ctx.progress(0.5, "attempt 2")
+            await gates.pass_through(inp.key)
+            return TextOut(text="attempt 2")
 
         # 0.2 s: an attempt that started only after its budget (a loaded machine) would end the
         # job as cancelled before it ran, not cut it.
@@ -113,6 +124,31 @@ async def test_a_failing_call_is_retried_until_it_succeeds() -> None:
     assert (metrics.calls, metrics.successes) == (3, 1)
     assert metrics.failures_by_type == {"plugin_error": 2}
     assert (stats.queued, stats.running) == (0, 0)
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+async def test_a_retry_runs_without_the_failed_attempts_error(store: str, tmp_path: Path) -> None:
+    """The queued retry carries the failed attempt's error, but once attempt 2 starts its
+    record, stored and live, and its running and progress events carry none."""
+    gates = Gates()
+    given = SqliteStore(tmp_path / "jobs.db") if store == "sqlite" else None
+    with anyio.fail_after(30):
+        async with Supervisor(plugins=[Flaky(0).plugin(gates)], store=given) as sup:
+            record = await sup.submit("flaky.second_reports", {"key": "a"})
+            async with sup.subscribe(job_id=record.id) as events:
+                await gates.wait_entered("a")
+                live = await sup.get(record.id)
+                stored = await sup.store.get(record.id)
+                gates.open("a")
+                seen = [e async for e in events if isinstance(e, JobEvent)]
+    assert kinds(seen) == ["queued", "running", "retrying", "running", "progress", "succeeded"]
+    retrying = seen[2].data.error
+    assert retrying is not None
+    assert retrying.type == OutcomeType.PLUGIN_ERROR
+    assert [e.data.error for e in seen[3:]] == [None, None, None]
+    assert stored is not None
+    for running in (live, stored):
+        assert (running.state, running.attempt, running.error) == (JobState.RUNNING, 2, None)
 
 
 async def test_attempts_run_out_and_the_last_error_stays() -> None:
