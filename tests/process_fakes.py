@@ -6,7 +6,9 @@ Process tools are imported by reference in the worker, so they live at module le
 from __future__ import annotations
 
 import logging
+import math
 import os
+import resource
 import signal
 import sys
 import threading
@@ -191,6 +193,44 @@ def burn(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     """Burn CPU without bound (its limit is one CPU second)."""
     while True:
         inp.n += 1
+
+
+class BurnIn(msgspec.Struct):
+    seconds: float = 0.0
+    threads: int = 0
+
+
+def cpu_used() -> float:
+    """The process's CPU seconds so far, as the worker reads them for RLIMIT_CPU."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@procs.tool(mode="process", timeout=60)
+def align(inp: BurnIn, ctx: ToolContext) -> NumberOut:
+    """Burn CPU (no cpu_s) until the worker has used just past a whole second, at least one."""
+    target = max(1, math.ceil(cpu_used())) + 0.05
+    while cpu_used() < target:
+        pass
+    return NumberOut(n=math.floor(target))
+
+
+@procs.tool(mode="process", timeout=60, cpu_s=1)
+def burn_cpu(inp: BurnIn, ctx: ToolContext) -> NumberOut:
+    """Burn ``seconds`` of the process's CPU time, in ``threads`` threads of its own if any
+    (the calling thread waits for them), then return."""
+    start = time.process_time()
+
+    def burn() -> None:
+        while time.process_time() - start < inp.seconds:
+            pass
+
+    if not inp.threads:
+        burn()
+    with ThreadPoolExecutor(max_workers=max(1, inp.threads)) as pool:
+        for _ in range(inp.threads):
+            pool.submit(burn)
+    return NumberOut(n=inp.threads)
 
 
 @procs.tool(mode="process", timeout=60)

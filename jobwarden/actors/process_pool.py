@@ -37,6 +37,11 @@ class Died(msgspec.Struct, frozen=True):
     signal: str | None
 
 
+OUT_OF_CPU = Died(exit_code=None, signal="SIGXCPU")
+"""How a call that used up its ``cpu_s`` ends: its worker killed by its CPU timer (SIGPROF,
+``process_worker._limits``) or by RLIMIT_CPU, the backstop (SIGXCPU), told the same way."""
+
+
 class ProcessPoolStatistics(msgspec.Struct, frozen=True):
     """A snapshot of a process pool: its size, its idle workers, and how many it ever started."""
 
@@ -150,6 +155,8 @@ class ProcessPool:
                 raise
             if not isinstance(reply, Died):
                 self._idle.append(worker)
+            elif reply.signal == "SIGPROF" and call.cpu_s is not None:
+                return OUT_OF_CPU
             return reply
 
     def _checkout(self) -> _Worker | None:

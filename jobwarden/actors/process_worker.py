@@ -248,19 +248,29 @@ def _send_progress(
 
 @contextlib.contextmanager
 def _limits(memory_mb: int | None, cpu_s: int | None) -> Iterator[None]:
-    """Lower the soft limits for one call and restore them after it (the hard ones stay)."""
+    """Lower the soft limits for one call and restore them after it (the hard ones stay); give
+    it ``cpu_s`` CPU seconds, counted from its start, whatever the worker used before."""
     saved: list[tuple[int, tuple[int, int]]] = []
     if memory_mb is not None:
         saved.append(_lower(resource.RLIMIT_AS, memory_mb * MIB))
     if cpu_s is not None:
-        # RLIMIT_CPU counts the whole process's life: allow this call cpu_s more seconds.
+        # RLIMIT_CPU counts the whole process's life in whole seconds: rounded up, it would give
+        # the call up to a second more on a worker that already ran others. It stays only as the
+        # backstop for code that blocks SIGPROF or takes ITIMER_PROF for itself.
         usage = resource.getrusage(resource.RUSAGE_SELF)
         saved.append(
             _lower(resource.RLIMIT_CPU, math.ceil(usage.ru_utime + usage.ru_stime) + cpu_s)
         )
+        # The budget itself: the process's CPU time (every thread's, user and system) from
+        # now. SIGPROF, left at its default action, ends the worker in the kernel, whichever
+        # thread burns the time and even inside C code; a Python handler would wait for the
+        # main thread, which may be blocked joining the threads that burn it.
+        signal.setitimer(signal.ITIMER_PROF, cpu_s)
     try:
         yield
     finally:
+        if cpu_s is not None:
+            signal.setitimer(signal.ITIMER_PROF, 0)  # never fires between calls
         for which, limits in saved:
             resource.setrlimit(which, limits)
 

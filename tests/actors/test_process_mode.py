@@ -292,6 +292,25 @@ async def test_resource_limits_fail_the_job_as_resource_exhausted(
             assert failures == {"resource_exhausted": 1}
 
 
+async def test_cpu_s_counts_from_the_calls_start_whatever_the_worker_used_before() -> None:
+    """With cpu_s=1, on a worker that already used a second and a fraction, half a CPU second
+    succeeds, and a second and a half burnt by the tool's own threads ends resource_exhausted
+    as SIGXCPU (the worker's past, rounded up to whole seconds, gave it nearly two)."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            assert (await run_one(sup, "procs.align", {})).state is JobState.SUCCEEDED
+            within = await run_one(sup, "procs.burn_cpu", {"seconds": 0.5})
+            assert within.state is JobState.SUCCEEDED
+            assert (await run_one(sup, "procs.align", {})).state is JobState.SUCCEEDED
+            assert sup.processes.statistics().started == 1
+            over = await run_one(sup, "procs.burn_cpu", {"seconds": 1.5, "threads": 2})
+            assert over.state is JobState.FAILED
+            assert over.error is not None
+            assert over.error.type == OutcomeType.RESOURCE_EXHAUSTED
+            assert over.error.details == {"signal": "SIGXCPU", "cpu_s": 1}
+            assert (await run_one(sup, "procs.square", {"n": 3})).result == {"n": 9}
+
+
 async def test_writes_to_stdout_and_stderr_go_nowhere(capfd: pytest.CaptureFixture[str]) -> None:
     """A process tool's prints and raw writes to fds 1 and 2 reach neither stream."""
     with anyio.fail_after(HANG_GUARD_S):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import pickle
 import resource
+import signal
 from typing import Any
 
 import msgspec
@@ -42,6 +44,11 @@ _replies = msgspec.msgpack.Decoder(Replies)
 def out_of_memory(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     """Raise MemoryError as an allocation past RLIMIT_AS would."""
     raise MemoryError
+
+
+def cpu_timer_left(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Return the whole CPU seconds left on the process's CPU timer (ITIMER_PROF)."""
+    return NumberOut(n=math.floor(signal.getitimer(signal.ITIMER_PROF)[0]))
 
 
 def job_id_of(inp: NumberIn, ctx: ToolContext) -> str:
@@ -179,8 +186,12 @@ def test_failures_become_replies(func: Any, expected: Replies) -> None:
 
 
 def test_limits_apply_during_the_call_only() -> None:
-    """memory_mb and cpu_s lower the soft limits for the call and are restored after it."""
+    """memory_mb and cpu_s lower the soft limits for the call, cpu_s arms the CPU timer for
+    it, and all are restored after it: the timer cannot fire between calls."""
     before = [resource.getrlimit(which) for which in (resource.RLIMIT_AS, resource.RLIMIT_CPU)]
-    assert isinstance(run(square, 2, memory_mb=1 << 20, cpu_s=3600), Returned)
+    reply = run(cpu_timer_left, memory_mb=1 << 20, cpu_s=3600)
+    assert isinstance(reply, Returned)
+    assert 3590 < msgspec.msgpack.decode(reply.output, type=NumberOut).n <= 3600
     after = [resource.getrlimit(which) for which in (resource.RLIMIT_AS, resource.RLIMIT_CPU)]
     assert after == before
+    assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
