@@ -223,6 +223,7 @@ class Supervisor:
             # work. With few runners it would only cost the host a collection for nothing.
             gc.collect()
         registry = self.registry
+        registry.started()
         for plugin in registry.plugins():
             await start_plugin(registry, plugin)
         for plugin in registry.plugins():

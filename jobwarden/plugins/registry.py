@@ -76,11 +76,15 @@ class PluginRegistry:
         self._metrics: dict[str, MetricsCell] = {}
         self._circuits: dict[str, Circuit] = {}
         self._clock = clock
+        # Set by the supervisor as it starts: its startup hooks have been chosen by then.
+        self._started = False
         for plugin in plugins:
             self.add(plugin)
 
     def add(self, plugin: Plugin) -> None:
-        """Register a plugin and all its tools; a name clash raises ``RegistrationError``."""
+        """Register a plugin and all its tools; a name clash raises ``RegistrationError``, and so
+        does an add once a supervisor has started with this registry (see ``started``)."""
+        self._check_open(plugin.name)
         if plugin.name in self._plugins:
             raise RegistrationError(f"plugin {plugin.name!r} is already registered")
         clashes = [t.name for t in plugin.tools.values() if t.name in self._tools]
@@ -98,10 +102,16 @@ class PluginRegistry:
 
         It has no tools; it shows in ``plugin_names`` and ``status`` with the reason.
         """
+        self._check_open(source)
         if source in self._plugins:
             raise RegistrationError(f"plugin {source!r} is already registered")
         entry = self._plugins[source] = _Entry(None)
         entry.state, entry.reason = PluginLifecycle.FAILED, reason
+
+    def started(self) -> None:
+        """A supervisor starts with this registry: it runs the startup hooks of the plugins
+        registered now, and only theirs, so ``add`` refuses any other from now on."""
+        self._started = True
 
     def tool(self, name: str) -> Tool:
         """The tool called ``name`` (``plugin.tool``), or ``ToolNotFound``."""
@@ -279,3 +289,11 @@ class PluginRegistry:
             return self._plugins[plugin]
         except KeyError:
             raise NotFound(f"no plugin named {plugin!r}", plugin=plugin) from None
+
+    def _check_open(self, plugin: str) -> None:
+        if self._started:
+            raise RegistrationError(
+                f"plugin {plugin!r} cannot be added: a supervisor has started with this"
+                " registry and ran the startup hooks of the plugins it held then; register every"
+                " plugin before the supervisor starts"
+            )

@@ -197,6 +197,22 @@ def test_a_hook_must_be_an_async_def_without_arguments_and_registered_once() -> 
         plugin.on_shutdown(fine)
 
 
+async def test_a_plugin_added_once_the_supervisor_started_is_refused() -> None:
+    """Adding a plugin to a started supervisor's registry raises ``RegistrationError``: its
+    startup hook would never run, so its tools must never take a job."""
+    calls: list[str] = []
+    late = hooked_plugin("late", calls)
+    async with Supervisor(plugins=[hooked_plugin("first", calls)]) as sup:
+        with pytest.raises(errors.RegistrationError, match="before the supervisor starts"):
+            sup.registry.add(late)
+        with pytest.raises(errors.RegistrationError, match="before the supervisor starts"):
+            sup.registry.add_failed("pkg:late", "no module named pkg")
+        with pytest.raises(errors.ToolNotFound):
+            await sup.submit("late.echo", {"text": "x"})
+        assert sup.registry.plugin_names() == ["first"]
+    assert calls == ["first start", "first stop"]
+
+
 async def test_recovered_jobs_of_a_plugin_that_failed_to_start_are_cancelled(
     tmp_path: Path,
 ) -> None:
