@@ -91,6 +91,7 @@ class PluginRegistry:
         if clashes:
             raise RegistrationError(f"tools already registered: {', '.join(clashes)}")
         self._plugins[plugin.name] = _Entry(plugin)
+        plugin.registered()
         for tool in plugin.tools.values():
             self._tools[tool.name] = tool
             self._metrics[tool.name] = MetricsCell(tool.name)

@@ -191,6 +191,9 @@ class Plugin:
         self.tools: dict[str, Tool] = {}
         self.startup_hook: Hook | None = None
         self.shutdown_hook: Hook | None = None
+        # A registry copies the tools when it registers the plugin: one declared later would be
+        # listed in the plugin's status but never found to run.
+        self._registered = False
 
     def on_startup(self, fn: H) -> H:
         """Decorator: ``fn`` runs once as the supervisor starts; if it raises, the plugin is
@@ -206,6 +209,10 @@ class Plugin:
             raise RegistrationError(f"plugin {self.name}: a shutdown hook is already registered")
         self.shutdown_hook = _checked_hook(f"plugin {self.name}: on_shutdown", fn)
         return fn
+
+    def registered(self) -> None:
+        """A registry took the plugin's tools: ``tool`` refuses to declare more from now on."""
+        self._registered = True
 
     def __repr__(self) -> str:
         return f"Plugin({self.name!r}, version={self.version!r}, tools={list(self.tools)})"
@@ -290,6 +297,11 @@ class Plugin:
         circuit: CircuitPolicy | None,
     ) -> None:
         where = f"tool {self.name}.{name}"
+        if self._registered:
+            raise RegistrationError(
+                f"{where} cannot be declared: plugin {self.name!r} is registered already;"
+                " declare every tool before registering the plugin"
+            )
         if not _NAME.fullmatch(name):
             raise RegistrationError(f"invalid {where}: letters, digits, _ and - only")
         full = f"{self.name}.{name}"

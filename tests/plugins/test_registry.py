@@ -90,6 +90,26 @@ def test_clashing_tools_across_plugins_raise_and_register_nothing() -> None:
         registry.status("beta")
 
 
+def test_a_tool_declared_after_its_plugin_was_registered_is_refused() -> None:
+    """Declaring a tool on a registered plugin raises RegistrationError, so a plugin's status
+    never lists a tool the registry cannot run; a plugin refused by a registry may still grow."""
+    alpha = make_plugin("alpha", "one")
+    registry = PluginRegistry([alpha])
+
+    async def late(inp: Text, ctx: ToolContext) -> Text:
+        return inp
+
+    with pytest.raises(errors.RegistrationError, match="plugin 'alpha' is registered already"):
+        alpha.tool(name="two")(late)
+    assert registry.status("alpha").tools == ("alpha.one",)
+    assert list(alpha.tools) == ["one"]
+    clash = make_plugin("alpha", "one")
+    with pytest.raises(errors.RegistrationError, match="already registered"):
+        registry.add(clash)
+    clash.tool(name="two")(late)
+    assert list(clash.tools) == ["one", "two"]
+
+
 def test_unknown_tool_raises_tool_not_found() -> None:
     """tool() with an unknown name raises ToolNotFound naming the tool."""
     registry = PluginRegistry([make_plugin("alpha", "one")])
