@@ -692,10 +692,15 @@ class Supervisor:
         ``buffer`` overrides the supervisor's subscriber_buffer.
 
         ``InvalidRequest`` for a ``since`` that is not an offset (an int >= 0), a ``buffer`` that
-        is not an int >= 1, or a ``state`` that is none. Once the supervisor has stopped, a
+        is not an int >= 1, or a ``state`` that is none. ``ShuttingDown`` before the supervisor
+        has started, as ``submit`` (no event would ever come). Once it has stopped, a
         subscription replays what the store holds, then ends (``StoreUnavailable`` from a store
         closed with it, as the SQLite store is).
         """
+        if self._phase == "new":
+            # Whatever the store: an unopened one would wait forever for an event, or fail to
+            # read one with an error that does not say why.
+            raise ShuttingDown(self._not_accepting_reason(), tool=tool, job_id=job_id)
         if since is not None and not _is_count(since, 0):
             raise InvalidRequest(f"since must be an event offset (an int >= 0), not {since!r}")
         if buffer is not None and not _is_count(buffer, 1):

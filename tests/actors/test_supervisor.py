@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ from structlog.testing import capture_logs
 from jobwarden import JobState, PluginLifecycle, Supervisor, builtin, errors
 from jobwarden.actors.supervisor import COLLECT_AFTER_RUNNERS
 from jobwarden.errors import OutcomeType
+from jobwarden.store.sqlite import SqliteStore
 from tests.fakes import Crash, FlakyStore, Gates, fake_plugin
 
 pytestmark = pytest.mark.anyio
@@ -165,6 +167,23 @@ async def test_lifecycle_misuse_is_refused() -> None:
     with pytest.raises(RuntimeError, match="only once"):
         async with sup:
             pass
+
+
+@pytest.mark.parametrize("durable", [False, True])
+@pytest.mark.parametrize(
+    "filters", [{}, {"since": 0}, {"tool": "builtin.echo"}, {"job_id": "j1", "since": 0}]
+)
+async def test_subscribing_before_start_is_refused(
+    durable: bool, filters: dict[str, Any], tmp_path: Path
+) -> None:
+    """A subscribe before the supervisor has started raises ShuttingDown, as a submit does,
+    with the memory store (where it waited forever) and a durable one alike."""
+    store = SqliteStore(tmp_path / "jobs.db") if durable else None
+    sup = Supervisor(plugins=[builtin], store=store)
+    with pytest.raises(errors.ShuttingDown, match="not started"):
+        async with sup.subscribe(**filters):
+            raise AssertionError("unreachable: the subscribe is refused")
+    assert sup.statistics().subscribers == 0
 
 
 @pytest.mark.parametrize(
