@@ -681,14 +681,15 @@ class Supervisor:
         tool: str | None = None,
         since: int | None = None,
         owner: str | None = None,
-        state: JobState | None = None,
+        state: JobState | str | None = None,
         buffer: int | None = None,
     ) -> AsyncIterator[Subscription]:
         """Events after offset ``since``, then live ones.
 
         For one job, ``since`` defaults to 0 (its whole retained history) and the iteration ends
         after its terminal event; otherwise the default is "from now on". With ``owner``, only
-        that owner's jobs are visible; with ``state``, only events entering that state.
+        that owner's jobs are visible; with ``state`` (a ``JobState`` or its value, as
+        ``"succeeded"``), only events entering that state.
         ``buffer`` overrides the supervisor's subscriber_buffer.
 
         ``InvalidRequest`` for a ``since`` that is not an offset (an int >= 0), a ``buffer`` that
@@ -705,8 +706,11 @@ class Supervisor:
             raise InvalidRequest(f"since must be an event offset (an int >= 0), not {since!r}")
         if buffer is not None and not _is_count(buffer, 1):
             raise InvalidRequest(f"buffer must be an int >= 1, not {buffer!r}")
-        if state is not None and (not isinstance(state, str) or state not in _STATES):
-            raise InvalidRequest(f"state must be a JobState, not {state!r}")
+        if state is not None:
+            if not isinstance(state, str) or state not in _STATES:
+                raise InvalidRequest(f"state must be a JobState, not {state!r}")
+            # The member, not its value as a str: a job's stream tells events apart by identity.
+            state = JobState(state)
         ends = False
         if job_id is not None:
             record = await self.get(job_id, owner=owner)

@@ -87,8 +87,8 @@ async def test_a_subscription_to_a_state_that_is_none_is_refused() -> None:
     state's plain name is taken."""
     async with Supervisor(plugins=[builtin]) as sup:
         with pytest.raises(errors.InvalidRequest, match="state must be a JobState, not 'bogus'"):
-            async with sup.subscribe(state="bogus"):  # type: ignore[arg-type]
+            async with sup.subscribe(state="bogus"):
                 pass
-        async with sup.subscribe(state="succeeded") as events:  # type: ignore[arg-type]
+        async with sup.subscribe(state="succeeded") as events:
             job = await sup.submit("builtin.echo", {"text": "x"})
             assert (await anext(events)).subject == job.id

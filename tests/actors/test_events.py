@@ -225,6 +225,24 @@ async def test_a_job_stream_filtered_by_state_still_ends_with_the_job() -> None:
     assert batches == []
 
 
+async def test_a_state_filter_given_as_its_str_value_works_as_the_member() -> None:
+    """``state="succeeded"`` filters a job's stream as ``JobState.SUCCEEDED`` does, replayed and
+    live in batches; before, a str never matched and the stream yielded nothing."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        rec = await sup.submit("fake.gate", {"key": "j"})
+        with anyio.fail_after(10):
+            async with sup.subscribe(job_id=rec.id, state="succeeded") as events:
+                await gates.wait_entered("j")
+                gates.open("j")
+                live: list[str] = []
+                while batch := await events.batch():
+                    live.extend(event.type for event in batch)
+            async with sup.subscribe(job_id=rec.id, state="succeeded") as events:
+                replayed = [event.type async for event in events]
+    assert live == replayed == ["jobwarden.job.succeeded"]
+
+
 async def test_resume_older_than_retention_gets_a_reset_first() -> None:
     """since older than the retained history yields a stream.reset before any event."""
     store = MemoryStore(retain_events=10)
