@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import anyio
 import msgspec
@@ -73,6 +73,7 @@ _RAW = (bytes, bytearray)
 DEFAULT_RETENTION = Retention()
 QUEUED_AT_SHUTDOWN = "the supervisor shut down before the job started"
 COLLECT_AFTER_RUNNERS = 1_000
+_E = TypeVar("_E", bound=BaseException)
 
 
 class SupervisorStatistics(msgspec.Struct, frozen=True):
@@ -97,10 +98,12 @@ class Supervisor:
     it stops admitting, gives running jobs ``shutdown_grace_s`` to finish, then cancels them. A
     runner that crashes is replaced; more than ``max_restarts`` crashes within
     ``restart_window_s`` stop the supervisor with ``SupervisorCrashed``, and so does a store
-    that refuses a job's write (its outcome could not be recorded). With a durable store, the
-    jobs it holds unfinished are recovered at start (``recovered`` says how). ``retention`` purges
-    finished jobs in the background (None: never). Given an OpenTelemetry ``tracer``, each job
-    is traced (see ``jobwarden.tracing``).
+    that refuses a job's write (its outcome could not be recorded). A ``KeyboardInterrupt`` (or
+    ``SystemExit``) that stops it from one of its tasks (a Ctrl-C landing in plugin code) comes
+    out of ``async with`` as itself, caused by the task group's exception group. With a durable
+    store, the jobs it holds unfinished are recovered at start (``recovered`` says how).
+    ``retention`` purges finished jobs in the background (None: never). Given an OpenTelemetry
+    ``tracer``, each job is traced (see ``jobwarden.tracing``).
 
     A store shared by several nodes (one with a ``shared`` side, like the Redis store) makes this
     supervisor one node of a cluster (see ``jobwarden.actors.cluster``): jobs submitted here go to
@@ -278,6 +281,11 @@ class Supervisor:
                 if exc is not None and _only(group, exc):
                     # The body's own exception, wrapped by the task group: let it through as is.
                     return False
+                interrupt = _interrupt(group, exc)
+                if interrupt is not None:
+                    # A Ctrl-C (or exit) that landed in a task, in plugin code on trio or raised
+                    # by a tool: the host stops on it as on its own, caused by the group.
+                    raise interrupt from group
                 raise
         finally:
             with anyio.CancelScope(shield=True):
@@ -909,7 +917,18 @@ def _only(group: BaseExceptionGroup[BaseException], exc: BaseException) -> bool:
     )
 
 
-def _first(group: BaseExceptionGroup[SupervisorCrashed]) -> SupervisorCrashed:
+def _interrupt(
+    group: BaseExceptionGroup[BaseException], exc: BaseException | None
+) -> BaseException | None:
+    """The (first) ``KeyboardInterrupt`` or ``SystemExit`` in ``group`` when it holds nothing
+    else but the body's own exception ``exc``, else None."""
+    interrupts, rest = group.split((KeyboardInterrupt, SystemExit))
+    if interrupts is None or (rest is not None and (exc is None or not _only(rest, exc))):
+        return None
+    return _first(interrupts)
+
+
+def _first(group: BaseExceptionGroup[_E]) -> _E:
     exc = group.exceptions[0]
     return _first(exc) if isinstance(exc, BaseExceptionGroup) else exc
 

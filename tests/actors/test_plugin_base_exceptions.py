@@ -4,9 +4,11 @@ its input check, its hook, its import; never the supervisor or another job."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 from structlog.testing import capture_logs
@@ -121,6 +123,39 @@ async def test_a_tool_raising_a_base_exception_fails_only_its_job(
     assert other.state is JobState.SUCCEEDED
     assert metrics.failures_by_type == {"plugin_error": 1}
     assert [e["event"] for e in logs if e["log_level"] != "debug"] == ["tool raised"]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_keyboard_interrupt_from_a_tool_reaches_the_host_as_itself(backend: str) -> None:
+    """A tool's KeyboardInterrupt (a Ctrl-C landing in plugin code) stops the supervisor and
+    comes out of ``async with`` as itself, the task group's exception group as its context,
+    not wrapped in that group. The test runs its own loop: asyncio also re-raises a task's
+    KeyboardInterrupt out of the loop, after the host has handled it."""
+    plugin = Plugin("interrupting")
+
+    @plugin.tool()
+    async def interrupt(inp: KeyIn, ctx: ToolContext) -> TextOut:
+        """Be interrupted."""
+        raise KeyboardInterrupt(inp.key)
+
+    caught: list[BaseException] = []
+
+    async def host() -> None:
+        gates = Gates()
+        try:
+            async with Supervisor(plugins=[plugin, fake_plugin(gates)]) as sup:
+                await sup.submit("fake.gate", {"key": "beside"})
+                await gates.wait_entered("beside")
+                await sup.run("interrupting.interrupt", {"key": "k"})
+        except BaseException as exc:
+            caught.append(exc)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(host, backend=backend)
+    [exc] = caught
+    assert type(exc) is KeyboardInterrupt
+    assert exc.args == ("k",)
+    assert isinstance(exc.__cause__, BaseExceptionGroup)
 
 
 class AbortingIn(msgspec.Struct):
