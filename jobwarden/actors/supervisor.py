@@ -157,7 +157,8 @@ class Supervisor:
         self._max_abandoned = max_abandoned_threads
         self.processes = ProcessPool(process_workers)
         self._max_queued = max_queued
-        self._grace = shutdown_grace_s
+        # An int too large for a float (a grace of 10**400) is no limit, as infinity is.
+        self._grace = _float(shutdown_grace_s)
         self._restarts = RestartIntensity(max_restarts, restart_window_s)
         self._scheduler = Scheduler(concurrency)
         self._deadlines = Deadlines()
@@ -357,7 +358,7 @@ class Supervisor:
             if (
                 not isinstance(timeout_s, int | float)
                 or isinstance(timeout_s, bool)
-                or not 0 < timeout_s < float("inf")
+                or not 0 < _float(timeout_s) < math.inf
             ):
                 raise InvalidRequest("timeout_s must be a positive number of seconds", tool=tool)
             # A float of another type (numpy's float64) is one no store could encode.
@@ -596,10 +597,11 @@ class Supervisor:
         """Wait until the job is terminal and return its record; ``TimeoutError`` on timeout.
 
         ``InvalidRequest`` for a timeout that is no number of seconds (NaN: as a deadline it would
-        stop the supervisor's timers).
+        stop the supervisor's timers). An infinite timeout waits with no limit, and so does one
+        too large for a float (``10**400``).
         """
-        if timeout is not None and _not_seconds(timeout):
-            raise InvalidRequest(f"timeout must be a number of seconds (or None), not {timeout!r}")
+        if timeout is not None:
+            timeout = _wait_timeout(timeout)
         if self._cluster is not None:
             with anyio.fail_after(timeout):
                 return await self._cluster.wait(job_id, owner)
@@ -648,7 +650,12 @@ class Supervisor:
         return actor.record
 
     async def run(self, tool: str, input: Any, *, timeout: float | None = None, **kw: Any) -> Any:
-        """Submit, wait, and return the result; raises ``JobFailed`` unless the job succeeded."""
+        """Submit, wait, and return the result; raises ``JobFailed`` unless the job succeeded.
+
+        ``timeout`` is the wait's (see ``wait``), checked before anything is submitted.
+        """
+        if timeout is not None:
+            timeout = _wait_timeout(timeout)
         record = await self.submit(tool, input, **kw)
         done = await self.wait(record.id, timeout)
         if done.state is not JobState.SUCCEEDED:
@@ -965,6 +972,22 @@ def _not_seconds(value: object) -> bool:
     if type(value) is int:
         return False
     return not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value)
+
+
+def _wait_timeout(timeout: float) -> float:
+    """A wait's ``timeout`` as a float (too large for one: infinite, no limit), or
+    ``InvalidRequest`` when it is no number of seconds."""
+    if _not_seconds(timeout):
+        raise InvalidRequest(f"timeout must be a number of seconds (or None), not {timeout!r}")
+    return timeout if type(timeout) is float else _float(timeout)
+
+
+def _float(seconds: float) -> float:
+    """``seconds`` (an int, a Fraction, ...) as a float: infinite when too large for one."""
+    try:
+        return float(seconds)
+    except OverflowError:
+        return math.inf if seconds > 0 else -math.inf
 
 
 def _is_count(value: object, least: int) -> bool:

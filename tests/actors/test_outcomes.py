@@ -408,9 +408,9 @@ async def test_progress_events_and_record() -> None:
 
 @pytest.mark.parametrize("durable", [False, True])
 async def test_submit_errors_create_no_job(tmp_path: Path, durable: bool) -> None:
-    """Unknown tools, invalid input and bad timeouts (not positive, not a number, a bool) are
-    refused before any job exists, and a timeout of a float subclass (numpy's) is stored as a
-    float."""
+    """Unknown tools, invalid input and bad timeouts (not positive, infinite or an int too large
+    for a float, not a number, a bool) are refused before any job exists, and a timeout of a
+    float subclass (numpy's) is stored as a float."""
     store = SqliteStore(tmp_path / "jobs.db") if durable else MemoryStore()
     async with Supervisor(plugins=[builtin], store=store) as sup:
         with pytest.raises(errors.ToolNotFound):
@@ -421,7 +421,7 @@ async def test_submit_errors_create_no_job(tmp_path: Path, durable: bool) -> Non
         assert caught.value.info().tool == "builtin.echo"
         with pytest.raises(errors.InvalidInput):
             await sup.submit("builtin.echo", {"text": "x", "extra": 1})
-        refused: tuple[Any, ...] = (0, "5", True, float("nan"))
+        refused: tuple[Any, ...] = (0, "5", True, float("nan"), float("inf"), 10**400, -(10**400))
         for timeout_s in refused:
             with pytest.raises(errors.InvalidRequest, match="timeout_s must be a positive number"):
                 await sup.submit("builtin.echo", {"text": "x"}, timeout_s=timeout_s)
@@ -611,6 +611,33 @@ async def test_a_wait_for_no_number_of_seconds_is_refused_and_the_supervisor_run
         gates.open("held")
         done = await sup.wait(held.id, timeout=10)
     assert done.state is JobState.SUCCEEDED
+
+
+async def test_a_wait_longer_than_any_float_waits_with_no_limit() -> None:
+    """wait() and run() with an int timeout too large for a float (10**400) wait as with an
+    infinite one, where they raised OverflowError; run() refuses a bad timeout before it
+    submits anything."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates)]) as sup:
+        held = await sup.submit("fake.gate", {"key": "held"})
+        results: list[Any] = []
+
+        async def wait_then_run() -> None:
+            results.append(await sup.wait(held.id, timeout=10**400))
+            results.append(await sup.run("fake.gate", {"key": "held"}, timeout=10**400))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_then_run)
+            await gates.wait_entered("held")
+            await anyio.wait_all_tasks_blocked()
+            assert results == []
+            gates.open("held")
+        with pytest.raises(errors.InvalidRequest, match="timeout must be a number of seconds"):
+            await sup.run("fake.gate", {"key": "held"}, timeout="5")  # type: ignore[arg-type]
+        listed = await sup.list_jobs()
+    assert results[0].state is JobState.SUCCEEDED
+    assert results[1] == {"text": "held"}
+    assert len(listed.jobs) == 2
 
 
 async def test_get_and_wait_unknown_or_foreign_jobs() -> None:

@@ -156,6 +156,25 @@ async def test_body_exception_propagates_unwrapped_and_cancels_jobs() -> None:
     assert (await sup.get(rec.id)).state is JobState.CANCELLED
 
 
+async def test_a_grace_longer_than_any_float_lets_running_jobs_finish() -> None:
+    """shutdown_grace_s=10**400 (too large for a float) is no limit, as infinity is: the stop
+    waits for the running job, where it raised OverflowError."""
+    gates = Gates()
+    sup = Supervisor(plugins=[fake_plugin(gates)], shutdown_grace_s=10**400)
+
+    async def open_once_stopping() -> None:
+        await gates.wait_entered("held")
+        await anyio.wait_all_tasks_blocked()
+        gates.open("held")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(open_once_stopping)
+        async with sup:
+            held = await sup.submit("fake.gate", {"key": "held"})
+            await gates.wait_entered("held")
+    assert (await sup.get(held.id)).state is JobState.SUCCEEDED
+
+
 async def test_lifecycle_misuse_is_refused() -> None:
     """Submitting before start and starting twice both fail with a clear message."""
     sup = Supervisor(plugins=[builtin])
