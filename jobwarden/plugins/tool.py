@@ -183,7 +183,7 @@ class Plugin:
     """
 
     def __init__(self, name: str, *, version: str = "0.0.0", description: str = "") -> None:
-        if not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise RegistrationError(f"invalid plugin name {name!r}: letters, digits, _ and -")
         self.name = name
         self.version = _text(f"plugin {name}", "version", version)
@@ -257,6 +257,7 @@ class Plugin:
 
         def register(fn: F) -> F:
             tool_name = fn.__name__ if name is None else name
+            where = f"tool {self.name}.{tool_name}"
             self._add(
                 fn,
                 name=tool_name,
@@ -270,7 +271,7 @@ class Plugin:
                 total_timeout=total_timeout,
                 queue_timeout=queue_timeout,
                 circuit=_circuit(
-                    f"tool {self.name}.{tool_name}",
+                    where,
                     circuit_failures,
                     circuit_window_s,
                     circuit_cooldown_s,
@@ -302,7 +303,7 @@ class Plugin:
                 f"{where} cannot be declared: plugin {self.name!r} is registered already;"
                 " declare every tool before registering the plugin"
             )
-        if not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise RegistrationError(f"invalid {where}: letters, digits, _ and - only")
         full = f"{self.name}.{name}"
         if full in {t.name for t in self.tools.values()}:
@@ -315,17 +316,16 @@ class Plugin:
         memory_mb, cpu_s = limits
         if mode != "process" and limits != (None, None):
             raise RegistrationError(f"{where}: memory_mb and cpu_s apply to mode 'process' only")
-        if any(limit is not None and limit < 1 for limit in limits):
-            raise RegistrationError(f"{where}: memory_mb and cpu_s must be >= 1")
-        for option, value in (
-            ("timeout", timeout),
-            ("total_timeout", total_timeout),
-            ("queue_timeout", queue_timeout),
-        ):
-            if value is not None and not 0 < value < float("inf"):
-                raise RegistrationError(f"{where}: {option} must be > 0 seconds, got {value!r}")
-        if max_concurrency is not None and max_concurrency < 1:
-            raise RegistrationError(f"{where}: max_concurrency must be >= 1")
+        _count(where, "memory_mb", memory_mb)
+        _count(where, "cpu_s", cpu_s)
+        _count(where, "max_concurrency", max_concurrency)
+        timeout = _optional_seconds(where, "timeout", timeout)
+        total_timeout = _optional_seconds(where, "total_timeout", total_timeout)
+        queue_timeout = _optional_seconds(where, "queue_timeout", queue_timeout)
+        if not isinstance(retry_on_interrupt, bool):
+            raise RegistrationError(
+                f"{where}: retry_on_interrupt must be True or False, got {retry_on_interrupt!r}"
+            )
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise RegistrationError(
                 f"{where}: retry must be a RetryPolicy, got {type(retry).__name__}"
@@ -375,6 +375,30 @@ def _text(where: str, what: str, value: object) -> str:
     return value
 
 
+def _count(where: str, option: str, value: object) -> None:
+    """``RegistrationError`` unless ``value`` is None or an int (not a bool) of at least 1."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise RegistrationError(f"{where}: {option} must be >= 1 (an int), got {value!r}")
+
+
+def _optional_seconds(where: str, option: str, value: object) -> float | None:
+    """None for None, else ``_seconds``."""
+    return None if value is None else _seconds(where, option, value)
+
+
+def _seconds(where: str, option: str, value: object) -> float:
+    """``value`` as a float of seconds; ``RegistrationError`` unless it is a positive, finite
+    int or float (a bool is no number of seconds here, nor is an int too large for a float:
+    either would fail every call it times, at its first deadline)."""
+    try:
+        seconds = float(value) if isinstance(value, int | float) else math.nan
+    except OverflowError:
+        seconds = math.inf
+    if isinstance(value, bool) or not 0 < seconds < math.inf:
+        raise RegistrationError(f"{where}: {option} must be > 0 seconds, got {value!r}")
+    return seconds
+
+
 def _checked_hook(where: str, fn: Hook) -> Hook:
     """``fn`` if it is an ``async def`` that needs no arguments, else ``RegistrationError``."""
     if not inspect.iscoroutinefunction(fn):
@@ -395,10 +419,10 @@ def _circuit(
     """The breaker policy the decorator's options describe, or None when it has none."""
     if failures is None:
         return None
-    try:
-        return CircuitPolicy(failures=failures, window_s=window_s, cooldown_s=cooldown_s)
-    except ValueError as exc:
-        raise RegistrationError(f"{where}: {exc}") from exc
+    _count(where, "circuit_failures", failures)
+    window = _seconds(where, "circuit_window_s", window_s)
+    cooldown = _seconds(where, "circuit_cooldown_s", cooldown_s)
+    return CircuitPolicy(failures=failures, window_s=window, cooldown_s=cooldown)
 
 
 def reference(obj: Any) -> str:

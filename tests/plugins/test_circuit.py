@@ -143,9 +143,9 @@ def test_a_released_trial_goes_to_the_next_call_and_only_its_holder_releases_it(
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"circuit_failures": 0}, "circuit failures must be >= 1"),
-        ({"circuit_failures": 2, "circuit_window_s": 0}, "circuit window_s and cooldown_s"),
-        ({"circuit_failures": 2, "circuit_cooldown_s": -1}, "circuit window_s and cooldown_s"),
+        ({"circuit_failures": 0}, "circuit_failures must be >= 1"),
+        ({"circuit_failures": 2, "circuit_window_s": 0}, "circuit_window_s must be > 0 seconds"),
+        ({"circuit_failures": 2, "circuit_cooldown_s": -1}, "circuit_cooldown_s must be > 0"),
     ],
 )
 def test_an_invalid_policy_fails_at_registration(options: dict[str, float], message: str) -> None:

@@ -350,6 +350,69 @@ def test_max_concurrency_below_one_raises(limit: int) -> None:
         Plugin("demo").tool(max_concurrency=limit)(tool)
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeout": "5"}, "timeout must be > 0 seconds, got '5'"),
+        ({"timeout": True}, "timeout must be > 0 seconds, got True"),
+        ({"timeout": 10**400}, "timeout must be > 0 seconds, got 1000"),
+        ({"timeout": float("inf")}, "timeout must be > 0 seconds, got inf"),
+        ({"total_timeout": "5"}, "total_timeout must be > 0 seconds"),
+        ({"queue_timeout": False}, "queue_timeout must be > 0 seconds"),
+        ({"max_concurrency": "2"}, "max_concurrency must be >= 1 \\(an int\\), got '2'"),
+        ({"max_concurrency": 1.5}, "max_concurrency must be >= 1 \\(an int\\), got 1.5"),
+        ({"max_concurrency": True}, "max_concurrency must be >= 1 \\(an int\\), got True"),
+        ({"retry_on_interrupt": 1}, "retry_on_interrupt must be True or False, got 1"),
+        ({"circuit_failures": "3"}, "circuit_failures must be >= 1 \\(an int\\)"),
+        ({"circuit_failures": 3, "circuit_window_s": "60"}, "circuit_window_s must be > 0"),
+        ({"circuit_failures": 3, "circuit_cooldown_s": None}, "circuit_cooldown_s must be > 0"),
+        ({"name": 7}, "letters, digits, _ and - only"),
+    ],
+)
+def test_options_of_the_wrong_type_raise_registration_error(
+    options: dict[str, Any], message: str
+) -> None:
+    """Each option of the decorator given a value of the wrong type (a str or a bool for a
+    number, a float for an int, an int too large for a float) is refused as RegistrationError
+    naming it, where a plain TypeError escaped or the value was silently taken."""
+
+    async def tool(inp: In, ctx: ToolContext) -> Out:
+        return Out(text="")
+
+    with pytest.raises(errors.RegistrationError, match=message):
+        Plugin("demo").tool(**options)(tool)
+
+
+@pytest.mark.parametrize(
+    ("mode", "limits"),
+    [("process", {"memory_mb": "64"}), ("process", {"cpu_s": 1.5}), ("process", {"cpu_s": True})],
+)
+def test_resource_limits_of_the_wrong_type_raise(mode: str, limits: dict[str, Any]) -> None:
+    """memory_mb and cpu_s take an int: a str, a float or a bool is RegistrationError."""
+    with pytest.raises(errors.RegistrationError, match=r"must be >= 1 \(an int\)"):
+        Plugin("demo").tool(mode=cast(Any, mode), **limits)(process_tool)
+
+
+def test_int_timeouts_are_taken_as_float_seconds() -> None:
+    """An int timeout is taken as that many seconds (a float); int limits stay ints."""
+
+    async def tool(inp: In, ctx: ToolContext) -> Out:
+        return Out(text="")
+
+    demo = Plugin("demo")
+    demo.tool(timeout=5, total_timeout=10, queue_timeout=2, max_concurrency=3)(tool)
+    spec = only_tool(demo)
+    assert (spec.timeout_s, spec.total_timeout_s, spec.queue_timeout_s) == (5.0, 10.0, 2.0)
+    assert type(spec.timeout_s) is float
+    assert spec.max_concurrency == 3
+
+
+def test_a_plugin_name_that_is_no_str_raises() -> None:
+    """Plugin(None) is RegistrationError, where a plain TypeError escaped."""
+    with pytest.raises(errors.RegistrationError, match="invalid plugin name None"):
+        Plugin(None)  # type: ignore[arg-type]
+
+
 def test_unresolvable_annotation_raises() -> None:
     """An annotation naming something that does not exist is refused, naming it."""
 
