@@ -347,6 +347,10 @@ class Supervisor:
         """Validate and queue a call of ``tool``; returns the new record (state queued).
 
         With an ``idempotency_key`` the same owner already used, returns that earlier job instead.
+
+        The record is shared, read-only: its ``input`` (a copy of the caller's, taken at
+        submit), ``result`` and ``error.details`` may be the very dicts the store keeps and
+        events carry. Do not mutate them; copy first (``copy.deepcopy``, ``msgspec.to_builtins``).
         """
         if not self._accepting:
             raise ShuttingDown(self._not_accepting_reason(), tool=tool)
@@ -577,7 +581,10 @@ class Supervisor:
                 await self._expired.popleft().expire()
 
     async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
-        """The job's current record, or ``JobNotFound`` (also for another owner's job)."""
+        """The job's current record, or ``JobNotFound`` (also for another owner's job).
+
+        A shared, read-only view, as ``submit``'s record: copy it before mutating what it holds.
+        """
         # On a cluster node the store is the truth: another node may have moved a job held here.
         actor = self._actors.get(job_id) if self._cluster is None else None
         if actor is not None:
@@ -598,7 +605,8 @@ class Supervisor:
 
         ``InvalidRequest`` for a timeout that is no number of seconds (NaN: as a deadline it would
         stop the supervisor's timers). An infinite timeout waits with no limit, and so does one
-        too large for a float (``10**400``).
+        too large for a float (``10**400``). The record is a shared, read-only view, as
+        ``submit``'s: copy it before mutating what it holds.
         """
         if timeout is not None:
             timeout = _wait_timeout(timeout)
@@ -652,7 +660,8 @@ class Supervisor:
     async def run(self, tool: str, input: Any, *, timeout: float | None = None, **kw: Any) -> Any:
         """Submit, wait, and return the result; raises ``JobFailed`` unless the job succeeded.
 
-        ``timeout`` is the wait's (see ``wait``), checked before anything is submitted.
+        ``timeout`` is the wait's (see ``wait``), checked before anything is submitted. The
+        result is the job's record's own (shared, read-only): copy it before mutating it.
         """
         if timeout is not None:
             timeout = _wait_timeout(timeout)
@@ -712,6 +721,9 @@ class Supervisor:
         has started, as ``submit`` (no event would ever come). Once it has stopped, a
         subscription replays what the store holds, then ends (``StoreUnavailable`` from a store
         closed with it, as the SQLite store is).
+
+        Each event is shared with every other subscriber and the store (no copy per subscriber):
+        read-only, as ``submit``'s record; copy ``event.data.result`` before mutating it.
         """
         if self._phase == "new":
             # Whatever the store: an unopened one would wait forever for an event, or fail to
