@@ -263,3 +263,22 @@ class FullStore(MemoryStore):
         if record.state is self.fail_state:
             raise StoreError("the job store jobs.db refused a write: database or disk is full")
         await super().transition(record, event)
+
+
+class ReplayWatch(MemoryStore):
+    """A memory store that lets a test wait until a stream of a job read the job's history: the
+    stream was subscribed by then, so every later event of the job reaches it live."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._read: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
+
+    async def read_events(
+        self, after: int, limit: int, *, job_id: str | None = None, tool: str | None = None
+    ) -> list[JobEvent]:
+        if job_id is not None:
+            self._read[job_id].set()
+        return await super().read_events(after, limit, job_id=job_id, tool=tool)
+
+    async def wait_replayed(self, job_id: str) -> None:
+        await self._read[job_id].wait()

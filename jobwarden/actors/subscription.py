@@ -45,6 +45,7 @@ class Subscription:
         "_replaying",
         "_source",
         "_store",
+        "_store_tool",
         "_wakeup",
         "job_id",
         "last_offset",
@@ -85,6 +86,10 @@ class Subscription:
         self.owner = owner
         self.state = state
         self.last_offset = since
+        # The tool filter the store and the bus apply. A job's stream applies its own as it
+        # yields, as it does its state filter: a job has one tool, and a filter naming another
+        # must still see the terminal event to end.
+        self._store_tool = tool if job_id is None else None
         # Most streams take everything: they skip the matching, called for every live event.
         self._filtered = not (job_id is None and tool is None and owner is None and state is None)
 
@@ -116,7 +121,7 @@ class Subscription:
     def _matches(self, event: JobEvent) -> bool:
         return (
             (self.job_id is None or event.subject == self.job_id)
-            and (self.tool is None or event.data.tool == self.tool)
+            and (self._store_tool is None or event.data.tool == self._store_tool)
             and self._visible(event)
         )
 
@@ -188,6 +193,7 @@ class Subscription:
         last = self.last_offset
         one_job = self.job_id is not None
         state = self.state
+        tool = self.tool
         while buffer:
             event = buffer.popleft()
             offset = event.offset
@@ -197,7 +203,7 @@ class Subscription:
                     batch.append(event)
                     continue
                 data = event.data
-                if state is None or data.state is state:
+                if (state is None or data.state is state) and (tool is None or data.tool == tool):
                     batch.append(event)
                 if data.state.terminal:
                     self._done = True
@@ -205,12 +211,14 @@ class Subscription:
         self.last_offset = last
 
     def _yielding(self, event: StreamEvent) -> StreamEvent | None:
-        """``event`` as handed out, or None when a job's stream filters it out by state; a
-        job's stream ends after its terminal event, shown or not."""
+        """``event`` as handed out, or None when a job's stream filters it out by state or tool;
+        a job's stream ends after its terminal event, shown or not."""
         if self.job_id is not None and isinstance(event, JobEvent):
             data = event.data
             self._done = data.state.terminal
-            if self.state is not None and data.state is not self.state:
+            if (self.state is not None and data.state is not self.state) or (
+                self.tool is not None and data.tool != self.tool
+            ):
                 return None
         return event
 
@@ -228,7 +236,7 @@ class Subscription:
             if self.last_offset < bounds.first - 1 and not await self._job_history_kept():
                 return self._reset(bounds.first)
             page = await self._store.read_events(
-                self.last_offset, REPLAY_PAGE, job_id=self.job_id, tool=self.tool
+                self.last_offset, REPLAY_PAGE, job_id=self.job_id, tool=self._store_tool
             )
         except StoreError as exc:
             raise StoreUnavailable(

@@ -225,6 +225,43 @@ async def test_a_job_stream_filtered_by_state_still_ends_with_the_job() -> None:
     assert batches == []
 
 
+async def test_a_job_stream_filtered_by_another_tool_ends_with_the_job() -> None:
+    """A job's stream whose tool filter names another tool yields nothing and ends after the
+    job's terminal event, live (iterated or in batches) and replayed, while its own tool's filter
+    yields every event; before, the filter dropped the terminal event and the stream stayed open."""
+    gates = Gates()
+    async with Supervisor(plugins=[fake_plugin(gates), builtin]) as sup:
+        first = await sup.submit("fake.gate", {"key": "j"})
+        second = await sup.submit("fake.gate", {"key": "k"})
+        iterated: list[StreamEvent] = []
+        batches: list[list[StreamEvent]] = []
+
+        async def iterate() -> None:
+            async with sup.subscribe(job_id=first.id, tool="builtin.echo") as events:
+                iterated.extend([event async for event in events])
+
+        async def in_batches() -> None:
+            async with sup.subscribe(job_id=second.id, tool="builtin.echo") as events:
+                while batch := await events.batch():
+                    batches.append(batch)
+
+        with anyio.fail_after(10):
+            await gates.wait_entered("j")
+            await gates.wait_entered("k")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(iterate)
+                tg.start_soon(in_batches)
+                await anyio.wait_all_tasks_blocked()  # both replayed and wait for live events
+                gates.open("j")
+                gates.open("k")
+            async with sup.subscribe(job_id=first.id, tool="builtin.echo") as events:
+                replayed = [event async for event in events]
+            async with sup.subscribe(job_id=first.id, tool="fake.gate") as events:
+                own = [event.type async for event in events]
+    assert (iterated, batches, replayed) == ([], [], [])
+    assert own == ["jobwarden.job.queued", "jobwarden.job.running", "jobwarden.job.succeeded"]
+
+
 async def test_a_state_filter_given_as_its_str_value_works_as_the_member() -> None:
     """``state="succeeded"`` filters a job's stream as ``JobState.SUCCEEDED`` does, replayed and
     live in batches; before, a str never matched and the stream yielded nothing."""

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from jobwarden.transport import ServerSettings
+from tests.fakes import ReplayWatch
 from tests.transport.conftest import (
     Server,
     SseEvent,
@@ -90,6 +91,22 @@ async def test_job_stream_of_a_finished_job_replays_and_ends() -> None:
         "jobwarden.job.running",
         "jobwarden.job.failed",
     ]
+    assert end is None
+
+
+async def test_a_job_stream_filtered_by_another_tool_ends_with_the_job() -> None:
+    """A job's SSE stream whose tool filter names another tool sends nothing and ends after the
+    job's terminal event; before, it stayed open."""
+    store = ReplayWatch()
+    async with serve(store=store) as srv:
+        job = await srv.hold("alice", "other")
+        async with srv.http.get(
+            srv.url(f"/v1/jobs/{job['id']}/events?tool=builtin.echo"),
+            headers={**auth("alice"), **SSE},
+        ) as resp:
+            await store.wait_replayed(job["id"])
+            srv.gates.open("other")
+            end = await next_sse(resp)
     assert end is None
 
 

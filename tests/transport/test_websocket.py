@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from jobwarden import Plugin, ToolContext
 from jobwarden.transport import ServerSettings
-from tests.fakes import Gates
+from tests.fakes import Gates, ReplayWatch
 from tests.transport.conftest import (
     ENVELOPE_FIELDS,
     KEYS,
@@ -354,6 +354,33 @@ async def test_subscribe_filters_by_job_and_by_tool() -> None:
     assert closing.type is WSMsgType.CLOSE
     assert closing.data == WSCloseCode.OK
     assert by_query == by_job
+
+
+async def test_a_job_stream_filtered_by_another_tool_closes_1000_with_the_job() -> None:
+    """A job's stream whose tool filter names another tool (job and tool in the query of
+    /v1/events, tool in the query of /v1/jobs/{id}/events, or a subscribe frame) sends nothing
+    and closes 1000 after the job's terminal event; before, it stayed open."""
+    store = ReplayWatch()
+    async with serve(store=store) as srv:
+        closes = []
+        paths = ["/v1/events?job={}&tool=builtin.echo", "/v1/jobs/{}/events?tool=builtin.echo"]
+        for n, path in enumerate(paths):
+            job = await srv.hold("alice", f"other-{n}")
+            async with srv.http.ws_connect(
+                srv.ws_url(path.format(job["id"])), headers=auth("alice")
+            ) as ws:
+                await store.wait_replayed(job["id"])
+                srv.gates.open(f"other-{n}")
+                closes.append(await ws.receive(timeout=10))
+        job = await srv.hold("alice", "other-frame")
+        async with srv.http.ws_connect(srv.ws_url("/v1/events"), headers=auth("alice")) as ws:
+            await ws.send_json({"op": "subscribe", "job": job["id"], "tool": "builtin.echo"})
+            await store.wait_replayed(job["id"])
+            srv.gates.open("other-frame")
+            closes.append(await ws.receive(timeout=10))
+    assert [(c.type, c.data, c.extra) for c in closes] == 3 * [
+        (WSMsgType.CLOSE, WSCloseCode.OK, "job finished")
+    ]
 
 
 async def test_malformed_frames_get_an_error_frame_and_the_connection_stays_usable() -> None:
