@@ -144,10 +144,12 @@ class EventBus:
 
         A ``since`` past the newest event (offsets of another store, a client's typo) means from
         now on: taken as it is, every event up to it would be dropped as already seen, a job's
-        terminal one too, and its stream would never end.
+        terminal one too, and its stream would never end. The newest event is the newest stored
+        or delivered (a purge may have emptied the store), never one numbered but still being
+        committed: that one reaches this subscriber live, after its commit.
         """
         newest = (await self._store.event_bounds()).last
-        since = newest if since is None else min(since, max(newest, self._next - 1))
+        since = newest if since is None else min(since, max(newest, self._deliver_next - 1))
         sub = Subscription(
             self._store,
             source=self._source,

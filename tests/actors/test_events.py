@@ -13,7 +13,7 @@ from jobwarden.actors.event_bus import EventBus
 from jobwarden.actors.states import JobState
 from jobwarden.records import EventData, JobRecord
 from jobwarden.store.sqlite import SqliteStore
-from tests.fakes import FullStore, Gates, fake_plugin
+from tests.fakes import FullStore, Gates, PausingStore, fake_plugin
 
 pytestmark = pytest.mark.anyio
 
@@ -117,6 +117,25 @@ async def test_a_since_past_the_newest_event_means_from_now_on() -> None:
                 first = await anext(all_events)
     assert of_the_job == ["jobwarden.job.succeeded"]
     assert (first.type, first.subject) == ("jobwarden.job.succeeded", held.id)
+
+
+async def test_a_since_past_the_newest_event_gets_a_terminal_event_still_being_committed() -> None:
+    """A job's stream resuming after an offset no event has yet, while the job's terminal event
+    is numbered but not yet committed, gets that event once committed and ends; before, the
+    event counted as already seen and the stream stayed open."""
+    gates = Gates()
+    store = PausingStore()
+    async with Supervisor(plugins=[fake_plugin(gates)], store=store) as sup:
+        held = await sup.submit("fake.gate", {"key": "held"})
+        store.job_id = held.id
+        await gates.wait_entered("held")
+        gates.open("held")
+        with anyio.fail_after(10):
+            await store.paused.wait()
+            async with sup.subscribe(since=10**9, job_id=held.id) as events:
+                store.release()
+                of_the_job = [event.type async for event in events]
+    assert of_the_job == ["jobwarden.job.succeeded"]
 
 
 async def test_since_none_means_only_new_events() -> None:
