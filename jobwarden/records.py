@@ -12,7 +12,13 @@ from jobwarden.errors import ErrorInfo
 
 
 class JobRecord(msgspec.Struct, frozen=True, gc=False):
-    """Everything known about one job. Immutable: each change produces a new record."""
+    """Everything known about one job; each change produces a new record.
+
+    In process, a record is a shared, read-only view: the Struct is frozen, but the ``input``,
+    ``result`` and ``error.details`` it holds are the very dicts and lists of the job's other
+    records, its events and the memory store, not copies. Copy one before changing it
+    (``copy.deepcopy``): mutating it changes what later reads and replays return.
+    """
 
     id: str
     tool: str
