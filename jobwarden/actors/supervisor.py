@@ -56,7 +56,14 @@ from jobwarden.ids import new_job_id
 from jobwarden.plugins.registry import PluginLifecycle, PluginRegistry
 from jobwarden.plugins.tool import Plugin, Tool
 from jobwarden.records import UNSTORABLE, JobEvent, JobRecord, unstorable_part
-from jobwarden.store.base import JobPage, JobQuery, JobStore, write_behind
+from jobwarden.store.base import (
+    FailsForGood,
+    JobPage,
+    JobQuery,
+    JobStore,
+    fails_for_good,
+    write_behind,
+)
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.shared import SharedStore
 
@@ -98,10 +105,12 @@ class Supervisor:
     it stops admitting, gives running jobs ``shutdown_grace_s`` to finish, then cancels them. A
     runner that crashes is replaced; more than ``max_restarts`` crashes within
     ``restart_window_s`` stop the supervisor with ``SupervisorCrashed``, and so does a store
-    that refuses a job's write (its outcome could not be recorded). A ``KeyboardInterrupt`` (or
-    ``SystemExit``) that stops it from one of its tasks (a Ctrl-C landing in plugin code) comes
-    out of ``async with`` as itself, caused by the task group's exception group. With a durable
-    store, the jobs it holds unfinished are recovered at start (``recovered`` says how).
+    that refuses a job's write (its outcome could not be recorded) or fails for good
+    (``FailsForGood``: a SQLite store's writer process ended), busy or idle. A
+    ``KeyboardInterrupt`` (or ``SystemExit``) that stops it from one of its tasks (a Ctrl-C
+    landing in plugin code) comes out of ``async with`` as itself, caused by the task group's
+    exception group. With a durable store, the jobs it holds unfinished are recovered at start
+    (``recovered`` says how).
     ``retention`` purges finished jobs in the background (None: never). Given an OpenTelemetry
     ``tracer``, each job is traced (see ``jobwarden.tracing``).
 
@@ -242,6 +251,10 @@ class Supervisor:
             )
         if self.retainer is not None:
             tg.start_soon(self.retainer.run)
+        failing = fails_for_good(self.store)
+        if failing is not None:
+            # Last: a failure during recovery fails the start itself, as a StoreError.
+            tg.start_soon(self._watch_store, failing)
 
     async def _unstart(self) -> None:
         """After a failed start: stop the tasks it began, then close as a stop does."""
@@ -863,6 +876,14 @@ class Supervisor:
                 self._restarts.record(exc)
             else:
                 return
+
+    async def _watch_store(self, store: FailsForGood) -> None:
+        """Stop the supervisor once its store has failed for good, as a runner meeting that
+        failure would: idle, no runner would meet it, and every submit would be refused (503)
+        while the process went on as if healthy."""
+        exc = await store.wait_failed()
+        self._store_failed = True
+        raise SupervisorCrashed(f"the job store failed: {exc}") from exc
 
     def _left_for_recovery(self) -> bool:
         """Whether jobs cut off by this stop are left as the store has them: it is a failed

@@ -147,3 +147,19 @@ def write_behind(store: JobStore) -> WriteBehind | None:
     """``store`` if it writes behind (``WriteBehind``), else None (the supervisor looks it up
     once)."""
     return store if isinstance(store, WriteBehind) else None
+
+
+@runtime_checkable
+class FailsForGood(Protocol):
+    """A store that can fail for good while open (SQLite: its writer process ended): from then
+    on no write can succeed, and the supervisor stops at once with the reason rather than wait
+    for a job's write to meet it (with no job running, none would)."""
+
+    async def wait_failed(self) -> StoreError:
+        """Return, once the store has failed for good, the ``StoreError`` every write now gets;
+        wait forever while it works."""
+
+
+def fails_for_good(store: JobStore) -> FailsForGood | None:
+    """``store`` if it can fail for good (``FailsForGood``), else None."""
+    return store if isinstance(store, FailsForGood) else None

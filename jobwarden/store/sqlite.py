@@ -195,6 +195,11 @@ class SqliteStore:
         """Commits and writes so far: writes / commits is how many each commit carried."""
         return self._commits.statistics()
 
+    async def wait_failed(self) -> StoreError:
+        """Return once the writer process has ended unasked (killed, crashed), with the
+        ``StoreError`` every write gets from then on (``FailsForGood``)."""
+        return await self._commits.wait_failed()
+
     # --- writes ---------------------------------------------------------------------------------
 
     async def put(self, record: JobRecord, event: JobEvent) -> JobRecord:

@@ -18,7 +18,7 @@ callback runs and each waiting task wakes (a plain future per waiting write on a
 ``StoreError`` carrying SQLite's message; a write the child refused alone (a transition of a job the
 file does not hold) fails alone, its frame's other writes committed. When the child dies (killed,
 crashed), every pending and later write fails with a ``StoreError`` naming its exit status or
-signal.
+signal, and ``wait_failed`` returns that error: nothing else may be waiting on a write to learn it.
 
 Waiting is shielded from cancellation only once a cancellation arrives: a write that was queued
 completes (or fails) before its caller sees the cancellation, so the caller's in-memory state
@@ -141,6 +141,7 @@ class WriterProcess:
         self._ended: anyio.Event | None = None  # the reply pipe ended and the child is reaped
         self._broken = False  # the child stopped reading or replying
         self._failure: StoreError | None = None  # why every write fails from now on
+        self._failed: anyio.Event | None = None  # set with _failure, once started
         self._closing = True
         self._accepting = False  # from start() until close() or the child's end
         self._trio_flush: Any = None  # trio's ParkingLot for the flushing task
@@ -203,6 +204,7 @@ class WriterProcess:
         assert self._process is not None
         self._ready, self._ready_error = anyio.Event(), None
         self._drained, self._ended = None, anyio.Event()
+        self._failed = anyio.Event()
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:  # no asyncio loop here: anyio's other backend, trio
@@ -268,6 +270,14 @@ class WriterProcess:
         if self._process is not None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
+
+    async def wait_failed(self) -> StoreError:
+        """Return once the child has ended without being asked to (every write fails from then
+        on), with the ``StoreError`` the writes get; call after ``start``."""
+        assert self._failed is not None
+        await self._failed.wait()
+        assert self._failure is not None
+        return self._failure
 
     def statistics(self) -> StoreStatistics:
         """Commits and writes so far: writes / commits is how many each commit carried."""
@@ -569,6 +579,8 @@ class WriterProcess:
             self._failure = failure
             if not self._closing:
                 log.error("the SQLite writer process ended", reason=how, pid=self.pid)
+        if self._failed is not None:
+            self._failed.set()
         self._stop_writing()
         pending = list(self._sent)
         if self._open is not None:

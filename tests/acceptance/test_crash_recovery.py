@@ -9,6 +9,7 @@ the subscriber resuming from its last offset must get exactly the events it miss
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 from pathlib import Path
@@ -19,7 +20,7 @@ import anyio
 import pytest
 
 from tests.acceptance.event_recorder import TERMINAL, recording
-from tests.server_process import running_server
+from tests.server_process import output, running_server
 
 pytestmark = pytest.mark.anyio
 
@@ -121,3 +122,44 @@ async def test_sigkill_mid_flight_loses_nothing(tmp_path: Path) -> None:
     assert stitched == everything
     assert len(set(stitched)) == len(stitched)
     assert "Traceback" not in log.read_text()
+
+
+def writer_of(server: int) -> int:
+    """The process id of the SQLite writer process the server ``server`` started."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:  # exited meanwhile
+            continue
+        # The parent's pid is the second field after the command name, which ends with ")".
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == server and b"sqlite_child" in command:
+            return int(entry)
+    raise AssertionError(f"server {server} has no SQLite writer process")
+
+
+async def test_a_killed_writer_stops_the_idle_server_with_exit_1(tmp_path: Path) -> None:
+    """SIGKILL of the SQLite writer process of an idle server makes the server exit 1 at once,
+    naming the signal, rather than answer 503 to every submit for ever; the next start works."""
+    store = ["--store", "sqlite:///jobs.db"]
+    async with running_server(tmp_path, *store, log_name="first.log") as (process, base, log):
+        async with aiohttp.ClientSession() as http:
+            body = {"tool": "builtin.echo", "input": {"text": "before"}}
+            async with http.post(base + "/v1/jobs?wait=10", json=body) as resp:
+                assert resp.status == 200, await resp.text()
+                before = (await resp.json())["job"]["id"]
+        os.kill(writer_of(process.pid), signal.SIGKILL)
+        with anyio.fail_after(30):
+            assert await process.wait() == 1
+    assert (
+        "jobwarden serve: the job store failed: the writer process of the job store jobs.db was"
+        " killed by SIGKILL"
+    ) in output(log)
+    async with (
+        running_server(tmp_path, *store, log_name="second.log") as (_, base, _),
+        aiohttp.ClientSession() as http,
+    ):
+        assert (await fetch(http, base, before))["state"] == "succeeded"

@@ -3,12 +3,17 @@ the supervisor with the reason instead of restarting into the same failure."""
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
 import anyio
 import pytest
 
 from jobwarden import JobState, Supervisor, builtin
 from jobwarden.errors import ShuttingDown, StoreError, StoreUnavailable, SupervisorCrashed
 from jobwarden.store.base import JobQuery
+from jobwarden.store.sqlite import SqliteStore
 from tests.fakes import FullStore, Gates, fake_plugin
 
 pytestmark = pytest.mark.anyio
@@ -102,3 +107,37 @@ async def test_jobs_running_when_the_store_failed_are_left_for_recovery(durable:
     assert [record.state for record in left if record is not None] == (
         [JobState.RUNNING] * 2 if durable else [JobState.CANCELLED] * 2
     )
+
+
+@pytest.mark.parametrize("busy", [False, True])
+async def test_a_killed_sqlite_writer_stops_the_supervisor_at_once(
+    busy: bool, tmp_path: Path
+) -> None:
+    """A SQLite writer process killed while the supervisor is idle (or while a job runs) stops
+    it with SupervisorCrashed naming the signal, without waiting for a job to write, and the
+    running job is left for the next start to recover."""
+    gates = Gates()
+    store = SqliteStore(tmp_path / "jobs.db")
+    held = None
+    with pytest.raises(SupervisorCrashed, match="killed by SIGKILL") as info:
+        async with Supervisor(plugins=[fake_plugin(gates), builtin], store=store) as sup:
+            await sup.run("builtin.echo", {"text": "before"})
+            if busy:
+                held = await sup.submit("fake.gate", {"key": "held"})
+                await gates.wait_entered("held")
+            pid = store._commits.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            with anyio.fail_after(10):
+                await anyio.sleep_forever()  # until the crash cancels the body
+    assert isinstance(info.value.__cause__, StoreError)
+    assert str(info.value) == (
+        f"the job store failed: the writer process of the job store {store.path} was killed"
+        " by SIGKILL"
+    )
+    async with Supervisor(
+        plugins=[fake_plugin(gates), builtin], store=SqliteStore(store.path)
+    ) as again:
+        assert again.recovered.interrupted == (1 if busy else 0)
+        if held is not None:
+            assert (await again.get(held.id)).state is JobState.FAILED

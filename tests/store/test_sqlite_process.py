@@ -345,7 +345,7 @@ async def test_close_sends_an_open_frame_bigger_than_the_pipe(writer: Writer) ->
 
 async def test_a_killed_child_fails_pending_and_later_writes(writer: Writer) -> None:
     """When the child is killed, the writes waiting on it and every later one fail with a
-    StoreError naming the signal, and close() still returns."""
+    StoreError naming the signal, wait_failed() returns that error, and close() still returns."""
     process = writer.process
     pid = process.pid
     assert pid is not None
@@ -368,6 +368,7 @@ async def test_a_killed_child_fails_pending_and_later_writes(writer: Writer) -> 
         f"the writer process of the job store {writer.path} was killed by SIGKILL"
     ]
     assert [str(error) for error in reported] == [str(failed[0])]
+    assert str(await process.wait_failed()) == str(failed[0])
     with pytest.raises(StoreError, match="killed by SIGKILL"):
         await process.write(writer.put())
     with pytest.raises(StoreError, match="killed by SIGKILL"):
