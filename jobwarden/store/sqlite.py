@@ -196,8 +196,9 @@ class SqliteStore:
         return self._commits.statistics()
 
     async def wait_failed(self) -> StoreError:
-        """Return once the writer process has ended unasked (killed, crashed), with the
-        ``StoreError`` every write gets from then on (``FailsForGood``)."""
+        """Return once the writer process has ended unasked (killed, crashed) or stopped because
+        the file was removed or replaced, with the ``StoreError`` every write gets from then on
+        (``FailsForGood``)."""
         return await self._commits.wait_failed()
 
     # --- writes ---------------------------------------------------------------------------------

@@ -16,11 +16,16 @@ op's result as ``(frame, index, value)`` (a keyed put's existing record, a purge
 ``UNKNOWN_JOB`` for a transition of a job the file does not hold: it writes nothing, and the others
 commit), how long the transaction took, and the error message when it failed (then none of those
 frames is committed and the other fields are empty). Its first reply, with ``frames`` 0, says it is
-ready (or, with an error, why it could not open the file). On end of input it commits the complete
+ready (or, with an error, why it could not open the file). Before each reply it checks that its
+path still names the file it holds open: once the file was removed or replaced, what it commits
+goes to a file no later start opens, so it acknowledges nothing more. It replies once more with
+``frames`` 0 and why, instead of that transaction's reply, and exits: that transaction and every
+later one are failed by the parent. On end of input it commits the complete
 frames it has and exits, so a parent that dies leaves no orphan; it ignores SIGINT and SIGTERM (a
 terminal's Ctrl-C or a service manager reaches the whole process group) and leaves the parent to
 decide when the writes end. It also keeps the parent's ``flock`` descriptor open until it exits, so
-no second process opens the file while it may still commit.
+no second process opens the file while it may still commit (a lock the file's removal makes
+useless: the check above stops the writes then).
 
 Op tuples, flat (one object each to build, marshal and read back): ``(PUT, ends, idempotency,
 *job_row, *event_row)`` with the job's row ``(seq, id, tool, plugin, state, owner, idempotency,
@@ -330,8 +335,27 @@ def _commit(db: sqlite3.Connection, frames: list[list[Op]]) -> tuple[Any, ...]:
     )
 
 
-def serve(db: sqlite3.Connection, requests: int, replies: int) -> None:
-    """Commit the frames read from ``requests`` until its end, replying on ``replies``."""
+def identity(stat: os.stat_result) -> tuple[int, int]:
+    """What tells a file apart while it exists: its device and inode numbers."""
+    return stat.st_dev, stat.st_ino
+
+
+def _gone(path: str, held: tuple[int, int]) -> str | None:
+    """Why ``path`` no longer names the file ``held`` (its ``identity``), or None if it does."""
+    try:
+        now = identity(os.stat(path))
+    except OSError as exc:
+        return f"the job store file {path} was removed or replaced while in use ({exc.strerror})"
+    if now != held:
+        return f"the job store file {path} was removed or replaced while in use"
+    return None
+
+
+def serve(
+    db: sqlite3.Connection, requests: int, replies: int, path: str, held: tuple[int, int]
+) -> None:
+    """Commit the frames read from ``requests`` until its end, replying on ``replies``; stop for
+    good, acknowledging nothing more, once ``path`` no longer names the file ``held``."""
     os.set_blocking(requests, False)
     waiting = select.poll()
     waiting.register(requests, select.POLLIN)
@@ -351,12 +375,19 @@ def serve(db: sqlite3.Connection, requests: int, replies: int) -> None:
         frames, used = _frames(buffer)
         if frames:
             del buffer[:used]
-            _reply(replies, _commit(db, frames))
+            reply = _commit(db, frames)
+            # After the commit, just before the reply: a removal any earlier is caught before
+            # its writes are acknowledged. One stat per transaction, not per write.
+            gone = _gone(path, held)
+            if gone is not None:
+                _reply(replies, (0, None, None, 0, False, None, [], 0.0, gone))
+                return
+            _reply(replies, reply)
 
 
 def main(argv: list[str]) -> int:
     """Open the connection, say so, and serve until the input ends (see the module docstring)."""
-    path, synchronous, max_bytes, _lock = argv
+    path, synchronous, max_bytes, lock = argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Replies go out on a descriptor of their own: a stray print goes to stderr, not the parent.
@@ -370,7 +401,8 @@ def main(argv: list[str]) -> int:
         return 1
     _reply(replies, (0, None, None, 0, False, None, [], 0.0, None))
     try:
-        serve(db, 0, replies)
+        # The parent's locked descriptor names the file it opened and migrated.
+        serve(db, 0, replies, path, identity(os.fstat(int(lock))))
     except BrokenPipeError:  # the parent is gone: nobody to tell
         pass
     finally:

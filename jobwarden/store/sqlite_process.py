@@ -19,6 +19,8 @@ callback runs and each waiting task wakes (a plain future per waiting write on a
 file does not hold) fails alone, its frame's other writes committed. When the child dies (killed,
 crashed), every pending and later write fails with a ``StoreError`` naming its exit status or
 signal, and ``wait_failed`` returns that error: nothing else may be waiting on a write to learn it.
+So it goes, with the child's reason, when the child stops because the file was removed or replaced
+(see ``sqlite_child``): the transaction it found that out on is failed, never acknowledged.
 
 Waiting is shielded from cancellation only once a cancellation arrives: a write that was queued
 completes (or fails) before its caller sees the cancellation, so the caller's in-memory state
@@ -495,9 +497,13 @@ class WriterProcess:
         seconds: float,
         error: str | None,
     ) -> None:
-        if count == 0:  # the child's first word: ready, or why not
-            self._ready_error = error
+        if count == 0:
             assert self._ready is not None
+            if self._ready.is_set():  # the child's last word: it stops for good, and why
+                log.error("the SQLite writer process stopped", reason=error, pid=self.pid)
+                self._fail(StoreError(error or "the SQLite writer process stopped"))
+                return
+            self._ready_error = error  # its first word: ready, or why not
             self._ready.set()
             return
         frames = [self._sent.popleft() for _ in range(count)]
@@ -573,12 +579,17 @@ class WriterProcess:
                 how = f"was killed by signal {-status}"
         else:
             how = f"exited with status {status}"
-        failure = StoreError(f"the writer process of the job store {self.path} {how}")
+        if self._failure is None and not self._closing:
+            log.error("the SQLite writer process ended", reason=how, pid=self.pid)
+        self._fail(StoreError(f"the writer process of the job store {self.path} {how}"))
+
+    def _fail(self, failure: StoreError) -> None:
+        """Fail every pending and later write for good: with ``failure``, unless an earlier one
+        (the child's last word, before it exited) said why first."""
         self._accepting = False
         if self._failure is None:
             self._failure = failure
-            if not self._closing:
-                log.error("the SQLite writer process ended", reason=how, pid=self.pid)
+        failure = self._failure
         if self._failed is not None:
             self._failed.set()
         self._stop_writing()

@@ -141,3 +141,36 @@ async def test_a_killed_sqlite_writer_stops_the_supervisor_at_once(
         assert again.recovered.interrupted == (1 if busy else 0)
         if held is not None:
             assert (await again.get(held.id)).state is JobState.FAILED
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+async def test_a_removed_or_replaced_sqlite_file_acknowledges_nothing_more(
+    how: str, tmp_path: Path
+) -> None:
+    """Once the SQLite files are removed (or replaced by another database, as a backup restored
+    under a running server) the next submit is refused rather than acknowledged into a file no
+    start opens again, and the supervisor stops with SupervisorCrashed saying so."""
+    path = tmp_path / "jobs.db"
+    backup = tmp_path / "backup.db"
+    async with Supervisor(plugins=[builtin], store=SqliteStore(backup)) as other:
+        restored = await other.submit("builtin.echo", {"text": "in the backup"})
+    store = SqliteStore(path)
+    gone = f"the job store file {path} was removed or replaced while in use"
+    with pytest.raises(SupervisorCrashed, match="removed or replaced") as info:
+        async with Supervisor(plugins=[builtin], store=store) as sup:
+            await sup.run("builtin.echo", {"text": "before"})
+            for suffix in ("", "-wal", "-shm"):
+                path.with_name(path.name + suffix).unlink()
+            if how == "replaced":
+                os.replace(backup, path)
+            with pytest.raises(StoreUnavailable, match="removed or replaced") as refused:
+                await sup.submit("builtin.echo", {"text": "never acknowledged"})
+            with anyio.fail_after(10):
+                await anyio.sleep_forever()  # until the crash cancels the body
+    assert str(refused.value) == f"the job was not accepted: {gone}" + (
+        " (No such file or directory)" if how == "removed" else ""
+    )
+    assert str(info.value).startswith(f"the job store failed: {gone}")
+    async with Supervisor(plugins=[builtin], store=SqliteStore(path)) as again:
+        listed = [job.id for job in (await again.list_jobs()).jobs]
+    assert listed == ([restored.id] if how == "replaced" else [])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import marshal
 import os
+import select
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -159,7 +162,8 @@ def _serve(path: Path, requests: int, replies: int) -> None:
     """The child's loop on a connection of its own (a connection stays in its thread)."""
     connection = sqlite_child.connect(str(path), "normal", None)
     try:
-        sqlite_child.serve(connection, requests, replies)
+        held = sqlite_child.identity(os.stat(path))
+        sqlite_child.serve(connection, requests, replies, str(path), held)
     finally:
         connection.close()
 
@@ -206,6 +210,51 @@ def test_serve_commits_every_frame_and_replies_until_its_input_ends(tmp_path: Pa
     with sqlite3.connect(path) as db:
         stored = {row[0] for row in db.execute("SELECT id FROM jobs")}
     assert stored == {keyed.id, plain.id}
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_serve_stops_acknowledging_once_its_file_is_removed_or_replaced(
+    how: str, tmp_path: Path
+) -> None:
+    """A commit made after the file was removed (or replaced by another) is not acknowledged:
+    serve replies once more with frames 0 and why, and returns with its input still open."""
+    jobs = Jobs()
+    first, second = jobs.record(), jobs.record()
+    requests_out, requests_in = os.pipe()
+    replies_out, replies_in = os.pipe()
+    path = _migrated(tmp_path / "jobs.db")
+    server = threading.Thread(target=_serve, args=(path, requests_out, replies_in))
+    server.start()
+    try:
+        os.write(requests_in, _frame([Put(first, jobs.event(first)).wire]))
+        # The first commit's reply, before the file goes (bounded: a broken serve fails here).
+        assert select.select([replies_out], [], [], 30)[0]
+        if how == "removed":
+            path.unlink()
+        else:
+            shutil.copy(path, tmp_path / "copy.db")
+            os.replace(tmp_path / "copy.db", path)
+        os.write(requests_in, _frame([Put(second, jobs.event(second)).wire]))
+        server.join(30)
+        assert not server.is_alive()
+    finally:
+        os.close(requests_in)
+        server.join()
+        os.close(requests_out)
+        os.close(replies_in)
+    with os.fdopen(replies_out, "rb") as replies:
+        data = replies.read()
+    answers, used = sqlite_child._frames(bytearray(data))
+    assert used == len(data)
+    # Replies are cut as frames are, but each is one tuple of fields, not a list of ops.
+    acknowledged, last = cast(list[tuple[Any, ...]], answers)
+    count, *_, error = acknowledged
+    assert (count, error) == (1, None)
+    count, *_, error = last
+    assert count == 0  # not the commit's reply: the child's last word
+    assert error == f"the job store file {path} was removed or replaced while in use" + (
+        " (No such file or directory)" if how == "removed" else ""
+    )
 
 
 def test_a_failed_transaction_is_replied_as_an_error(db: sqlite3.Connection) -> None:
