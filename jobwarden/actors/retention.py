@@ -19,10 +19,18 @@ log = structlog.get_logger("jobwarden.retention")
 
 
 MAX_AGE_S = 100 * 365.25 * 86_400  # a cut-off further back would be no date a record holds
+# A sweep further apart would be no deadline anyio can set: an int past a float's range raises.
+MAX_INTERVAL_S = MAX_AGE_S
+# A count goes to the stores as a 64-bit integer (SQLite's LIMIT, Redis's ZRANGE).
+MAX_COUNT = 2**63 - 1
 
 
 class Retention(msgspec.Struct, frozen=True):
-    """When finished jobs are purged; None turns a criterion off."""
+    """When finished jobs are purged; None turns a criterion off.
+
+    Bounded to what every store can use: ``max_age_s`` and ``interval_s`` to a century,
+    ``max_jobs`` and ``batch`` to 2**63 - 1 (a 64-bit integer, as SQLite and Redis take it).
+    """
 
     max_age_s: float | None = 7 * 24 * 3600.0
     max_jobs: int | None = 1_000_000
@@ -34,10 +42,12 @@ class Retention(msgspec.Struct, frozen=True):
             raise ValueError(
                 f"max_age_s must be between 0 and {MAX_AGE_S:g} (a century), or None for no limit"
             )
-        if self.max_jobs is not None and self.max_jobs < 0:
-            raise ValueError("max_jobs must be >= 0 (or None)")
-        if not self.interval_s > 0 or self.batch < 1:
-            raise ValueError("interval_s must be > 0 and batch >= 1")
+        if self.max_jobs is not None and not 0 <= self.max_jobs <= MAX_COUNT:
+            raise ValueError(f"max_jobs must be between 0 and 2**63 - 1 ({MAX_COUNT}), or None")
+        if not 0 < self.interval_s <= MAX_INTERVAL_S:
+            raise ValueError(f"interval_s must be > 0 and at most {MAX_INTERVAL_S:g} (a century)")
+        if not 1 <= self.batch <= MAX_COUNT:
+            raise ValueError(f"batch must be between 1 and 2**63 - 1 ({MAX_COUNT})")
 
 
 class Retainer:

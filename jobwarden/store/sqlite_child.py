@@ -13,9 +13,10 @@ transaction: ``(frames, first, last, finished, purged, oldest, results, seconds,
 many frames it covered, the lowest and highest event offset written (None without events), how much
 the number of finished jobs moved, whether it purged and the oldest event offset left then, each
 op's result as ``(frame, index, value)`` (a keyed put's existing record, a purge's removed count,
-``UNKNOWN_JOB`` for a transition of a job the file does not hold: it writes nothing, and the others
-commit), how long the transaction took, and the error message when it failed (then none of those
-frames is committed and the other fields are empty). Its first reply, with ``frames`` 0, says it is
+``UNKNOWN_JOB`` for a transition of a job the file does not hold, a purge's error message (a str)
+for one that failed alone: either writes nothing, and the others commit), how long the
+transaction took, and the error message when it failed (then none of those frames is committed
+and the other fields are empty). Its first reply, with ``frames`` 0, says it is
 ready (or, with an error, why it could not open the file). Before each reply it checks that its
 path still names the file it holds open: once the file was removed or replaced, what it commits
 goes to a file no later start opens, so it acknowledges nothing more. It replies once more with
@@ -187,7 +188,20 @@ def apply(db: sqlite3.Connection, ops: Sequence[Op]) -> Applied:
             events = [row for row in events if row[1] not in unknown]
         _in_statements(db, INSERT_EVENTS, 4, events)
         for index, op in purges:
-            removed = _purge(db, *op[1:])
+            # Each purge in a savepoint of its own: one that fails alone (a parameter SQLite
+            # cannot bind) is undone and refused alone, and the job writes it shares the
+            # transaction with still commit. Purges are rare: no job write pays for this.
+            db.execute("SAVEPOINT purge")
+            try:
+                removed = _purge(db, *op[1:])
+            except Exception as exc:
+                if not db.in_transaction:
+                    raise  # SQLite ended the whole transaction (disk full, I/O error)
+                db.execute("ROLLBACK TO purge")
+                db.execute("RELEASE purge")
+                results.append((index, f"the purge failed: {exc or type(exc).__name__}"))
+                continue
+            db.execute("RELEASE purge")
             finished -= removed
             results.append((index, removed))
         if purges:

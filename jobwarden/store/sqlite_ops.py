@@ -124,7 +124,10 @@ class Purge:
         self.wire = (PURGE, before, excess, limit, _TERMINAL)
 
     def answer(self, removed: object) -> str | None:
-        """The writer's result: how many jobs the purge deleted."""
+        """The writer's result: how many jobs the purge deleted, or why it failed (undone, the
+        transaction's other writes committed)."""
+        if isinstance(removed, str):
+            return removed
         assert isinstance(removed, int)
         self.removed = removed
         return None

@@ -16,7 +16,8 @@ count), the store's ``applied`` callback sees what the transaction changed, then
 callback runs and each waiting task wakes (a plain future per waiting write on asyncio, an
 ``anyio.Event`` per frame on trio). A transaction that failed fails its own frames only, with a
 ``StoreError`` carrying SQLite's message; a write the child refused alone (a transition of a job the
-file does not hold) fails alone, its frame's other writes committed. When the child dies (killed,
+file does not hold, a purge that failed on its own) fails alone, its frame's other writes
+committed. When the child dies (killed,
 crashed), every pending and later write fails with a ``StoreError`` naming its exit status or
 signal, and ``wait_failed`` returns that error: nothing else may be waiting on a write to learn it.
 So it goes, with the child's reason, when the child stops because the file was removed or replaced

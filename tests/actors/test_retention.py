@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from jobwarden import JobState, Supervisor, builtin
-from jobwarden.actors.retention import Retainer, Retention
+from jobwarden.actors.retention import MAX_COUNT, Retainer, Retention
 from jobwarden.errors import JobNotFound
 from jobwarden.records import StreamReset
 from jobwarden.store.base import JobQuery
@@ -121,16 +121,36 @@ async def test_retention_none_runs_no_sweeper() -> None:
         {"max_age_s": float("inf")},
         {"max_age_s": 1e11},
         {"max_jobs": -1},
+        {"max_jobs": 2**63},
         {"interval_s": 0.0},
+        {"interval_s": float("nan")},
+        {"interval_s": 10**400},
         {"batch": 0},
+        {"batch": 2**63},
     ],
-    ids=lambda kw: str(kw),
+    ids=lambda kw: str(kw)[:40],
 )
 def test_bad_policies_are_refused(kw: dict[str, float]) -> None:
     """Negative, NaN or past-a-century ages (whose cut-off no date can hold: every sweep failed,
-    max_jobs never applied), negative counts, a zero interval and an empty batch are refused."""
+    max_jobs never applied), negative counts, counts past 64 bits (which SQLite cannot bind:
+    every purge failed), a zero, NaN or past-a-century interval (which anyio cannot sleep) and
+    an empty batch are refused."""
     with pytest.raises(ValueError, match="must be"):
         Retention(**kw)  # type: ignore[arg-type]
+
+
+async def test_the_largest_counts_a_policy_takes_sweep_on_the_sqlite_store(tmp_path: Path) -> None:
+    """max_jobs and batch at their bound (2**63 - 1) reach SQLite as integers it can bind: the
+    sweep purges by age as any other."""
+    policy = Retention(max_age_s=0.0, max_jobs=MAX_COUNT, batch=MAX_COUNT)
+    store = SqliteStore(tmp_path / "jobs.db")
+    await store.open()
+    try:
+        old = await Jobs().put_finished(store)
+        assert await Retainer(store, policy).sweep() == 1
+        assert await store.get(old.id) is None
+    finally:
+        await store.close()
 
 
 async def test_a_purged_job_is_gone_and_old_resumers_are_told(tmp_path: Path) -> None:

@@ -117,6 +117,24 @@ def test_a_purge_of_every_job_empties_the_log(db: sqlite3.Connection) -> None:
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 0
 
 
+def test_a_purge_that_fails_alone_is_undone_and_refused_alone(db: sqlite3.Connection) -> None:
+    """A purge whose limit SQLite cannot bind is answered with why, deletes nothing, and the
+    ops beside it commit."""
+    jobs = Jobs()
+    done = _finished(jobs, db, 2)
+    record = jobs.record()
+    failing = Purge(T0 + timedelta(days=1), excess=0, limit=2**63)
+    applied = sqlite_child.apply(db, [failing.wire, Put(record, jobs.event(record)).wire])
+    assert applied.results == [
+        (0, "the purge failed: Python int too large to convert to SQLite INTEGER")
+    ]
+    assert failing.answer(applied.results[0][1]) == applied.results[0][1]
+    assert not db.in_transaction
+    stored = [row[0] for row in db.execute("SELECT id FROM jobs ORDER BY seq")]
+    assert stored == [*(job.id for job in done), record.id]
+    assert applied.finished == 0
+
+
 def test_an_unknown_op_rolls_the_whole_transaction_back(db: sqlite3.Connection) -> None:
     """An op of no known kind raises, and the ops before it in the transaction are undone."""
     jobs = Jobs()

@@ -783,6 +783,40 @@ async def test_a_write_behind_of_an_unknown_job_fails_alone(store: SqliteStore) 
 
 
 @pytest.mark.anyio
+async def test_a_purge_that_fails_alone_takes_no_write_beside_it_down(store: SqliteStore) -> None:
+    """A purge SQLite cannot run (a limit past 64 bits) raises StoreError to its caller alone:
+    a put and a transition in the same transaction commit, and nothing of the purge is kept."""
+    jobs = Jobs()
+    finished = await jobs.put_finished(store)
+    known = await jobs.put(store)
+    running = msgspec.structs.replace(known, state=JobState.RUNNING, started_at=T0)
+    added = jobs.record()
+    failed: list[BaseException] = []
+
+    async def purge_everything() -> None:
+        try:
+            await store.purge(finished_before=T0 + T0.resolution, keep_finished=0, limit=2**63)
+        except StoreError as exc:
+            failed.append(exc)
+
+    before = store.statistics().commits
+    # Started in one turn, the three writes go out as one frame: one transaction.
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(purge_everything)
+        tg.start_soon(store.transition, running, jobs.event(running))
+        tg.start_soon(store.put, added, jobs.event(added))
+    assert store.statistics().commits == before + 1
+    assert [str(exc) for exc in failed] == [
+        f"the job store {store.path} refused a write: the purge failed:"
+        " Python int too large to convert to SQLite INTEGER"
+    ]
+    assert await store.get(finished.id) == finished
+    assert await store.get(known.id) == running
+    assert await store.get(added.id) == added
+    assert await store.purge(finished_before=None, keep_finished=0, limit=10) == 1
+
+
+@pytest.mark.anyio
 async def test_an_awaited_transition_of_an_unknown_job_raises_alone(store: SqliteStore) -> None:
     """transition() of an unknown job raises StoreError to its caller alone: a transition awaited
     beside it commits."""
