@@ -596,13 +596,18 @@ class Supervisor:
     async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
         """The job's current record, or ``JobNotFound`` (also for another owner's job).
 
-        A shared, read-only view, as ``submit``'s record: copy it before mutating what it holds.
+        ``ShuttingDown`` before the supervisor has started, as ``submit`` (so ``wait``,
+        ``cancel`` and ``list_jobs`` too). A shared, read-only view, as ``submit``'s record: copy
+        it before mutating what it holds.
         """
         # On a cluster node the store is the truth: another node may have moved a job held here.
         actor = self._actors.get(job_id) if self._cluster is None else None
         if actor is not None:
             record: JobRecord | None = actor.record
         else:
+            if self._phase == "new":
+                # Checked only here, off the path of a job it holds: none before the start.
+                raise self._not_started(job_id)
             try:
                 record = await self.store.get(job_id)
             except StoreError as exc:
@@ -624,6 +629,8 @@ class Supervisor:
         if timeout is not None:
             timeout = _wait_timeout(timeout)
         if self._cluster is not None:
+            if self._phase == "new":
+                raise self._not_started(job_id)
             with anyio.fail_after(timeout):
                 return await self._cluster.wait(job_id, owner)
         actor = self._actors.get(job_id)
@@ -704,7 +711,10 @@ class Supervisor:
         return final
 
     async def list_jobs(self, query: JobQuery | None = None) -> JobPage:
-        """Jobs newest first, filtered by the query."""
+        """Jobs newest first, filtered by the query; ``ShuttingDown`` before the start."""
+        if self._phase == "new":
+            # Whatever the store: a SQLite store not yet open says only that it is closed.
+            raise self._not_started(None)
         try:
             return await self.store.list_jobs(query or JobQuery())
         except StoreError as exc:
@@ -901,6 +911,10 @@ class Supervisor:
             await actor.fail_crashed()
         except Exception:
             log.exception("could not record the crashed job", job_id=actor.id)
+
+    def _not_started(self, job_id: str | None) -> ShuttingDown:
+        """The refusal of a call made before the supervisor has started."""
+        return ShuttingDown(self._not_accepting_reason(), job_id=job_id)
 
     def _not_accepting_reason(self) -> str:
         if self._phase == "new":

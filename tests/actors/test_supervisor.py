@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,26 @@ async def test_lifecycle_misuse_is_refused() -> None:
     with pytest.raises(RuntimeError, match="only once"):
         async with sup:
             pass
+
+
+@pytest.mark.parametrize("durable", [False, True])
+@pytest.mark.parametrize("call", ["get", "wait", "cancel", "list_jobs"])
+async def test_reading_before_start_is_refused(durable: bool, call: str, tmp_path: Path) -> None:
+    """get, wait, cancel and list_jobs before the supervisor has started raise ShuttingDown
+    saying so, with the memory store (JobNotFound before) and the SQLite store ("is closed")
+    alike."""
+    store = SqliteStore(tmp_path / "jobs.db") if durable else None
+    sup = Supervisor(plugins=[builtin], store=store)
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "get": lambda: sup.get("j1"),
+        "wait": lambda: sup.wait("j1", timeout=1),
+        "cancel": lambda: sup.cancel("j1"),
+        "list_jobs": sup.list_jobs,
+    }
+    with pytest.raises(errors.ShuttingDown) as info:
+        await calls[call]()
+    assert type(info.value) is errors.ShuttingDown
+    assert str(info.value) == "the supervisor is not started: use `async with Supervisor(...)`"
 
 
 @pytest.mark.parametrize("durable", [False, True])
