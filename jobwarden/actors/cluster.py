@@ -28,7 +28,7 @@ import math
 import random
 import time
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import anyio
@@ -54,7 +54,7 @@ from jobwarden.errors import (
     ToolNotFound,
 )
 from jobwarden.records import JobEvent, JobRecord
-from jobwarden.store.shared import Delivery, Overdue, SharedStore
+from jobwarden.store.shared import Delivery, SharedStore
 
 if TYPE_CHECKING:
     from jobwarden.actors.supervisor import Supervisor
@@ -359,27 +359,38 @@ class ClusterNode:
                 del self._to_settle[: len(batch)]
 
     async def _sweep(self) -> None:
+        failures = 0
         while True:
             # A submit while this looks wakes the sleep after it: the look may have missed it.
             self._sweep_wakeup = anyio.Event()
             self._sweep_at = math.inf
-            now = datetime.now(UTC)
             try:
-                overdue = await self._shared.overdue(now, SWEEP_BATCH)
+                upcoming = await self._sweep_due()
             except StoreError as exc:
-                log.warning("could not look for queued jobs out of time", error=str(exc))
-                overdue = Overdue([], now + timedelta(seconds=SWEEP_MAX_S))
-            ended = 0
-            for record in overdue.records:
-                ended += await self._expire(record)
-            if ended and len(overdue.records) == SWEEP_BATCH:
-                continue  # more may be due
+                failures = await self._pause("looking for queued jobs out of time", exc, failures)
+                continue
+            failures = 0
             wait = SWEEP_MAX_S
-            if overdue.next is not None:
-                wait = min(wait, (overdue.next - datetime.now(UTC)).total_seconds())
+            if upcoming is not None:
+                wait = min(wait, (upcoming - datetime.now(UTC)).total_seconds())
             self._sweep_at = anyio.current_time() + wait
             with anyio.move_on_after(max(0.0, wait)):
                 await self._sweep_wakeup.wait()
+
+    async def _sweep_due(self) -> datetime | None:
+        """End every due job this node may end; returns the next deadline (None: none known).
+
+        The due jobs come earliest first, a batch at a time; those left to others (held by a
+        node, of a tool this node lacks) are paged past, so they hold back none behind them.
+        """
+        skipped = 0
+        while True:
+            overdue = await self._shared.overdue(datetime.now(UTC), SWEEP_BATCH, skip=skipped)
+            for record in overdue.records:
+                if not await self._expire(record):
+                    skipped += 1
+            if len(overdue.records) < SWEEP_BATCH:
+                return overdue.next
 
     async def _expire(self, record: JobRecord) -> bool:
         """End ``record``, found queued past its time to start, as its own node's alarm would
@@ -466,7 +477,10 @@ class ClusterNode:
                 await self._end(record, JobState.FAILED, OutcomeType.INTERRUPTED, INTERRUPTED)
                 return None
             again = next_attempt(record)
-            await commit_change(sup, record, again, "retrying", message=INTERRUPTED)
+            start_by = start_limits.start_deadline(tool, again, datetime.now(UTC))
+            await commit_change(
+                sup, record, again, "retrying", message=INTERRUPTED, start_by=start_by
+            )
             record = again
         return JobActor(sup, record, tool, args)
 

@@ -470,7 +470,12 @@ class JobActor:
         record = self.record
         again = next_attempt(record, error, delay=delay)
         message = f"attempt {record.attempt} failed ({error.type}); retrying in {delay:.3g}s"
-        await self._change("retrying", again, message=message)
+        # On a cluster the retry may end up in the shared queue (its node stops and hands it
+        # back): noted there, it still ends on time if no node can start it.
+        start_by = None
+        if self._host.shared is not None:
+            start_by = start_limits.start_deadline(self.tool, again, datetime.now(UTC))
+        await self._change("retrying", again, message=message, start_by=start_by)
         if self._ctx is not None:
             # What the attempt's threads report from now on is dropped; a report queued before
             # is handled ahead of the next attempt's start (in order) and finds the job queued.
@@ -526,8 +531,11 @@ class JobActor:
         message: str | None = None,
         at: datetime | None = None,
         cap: int | None = None,
+        start_by: datetime | None = None,
     ) -> None:
-        await commit_change(self._host, self.record, new, kind, message=message, at=at, cap=cap)
+        await commit_change(
+            self._host, self.record, new, kind, message=message, at=at, cap=cap, start_by=start_by
+        )
         self.record = new
 
     def _stop(self, *, started: bool) -> None:
@@ -584,13 +592,15 @@ async def commit_change(
     at: datetime | None = None,
     cap: int | None = None,
     dead_letter: int | None = None,
+    start_by: datetime | None = None,
 ) -> None:
     """Check, store, then publish one change of a job's record (``at``: its timestamp).
 
     On a cluster node the write is a compare-and-set (``Superseded`` when the stored job moved
     on; ``AtCap`` when it would start beyond ``cap`` running on the cluster), and the event reaches
     subscribers through the followed log instead; ``dead_letter`` (deliveries, cluster only) notes
-    the job given up on in the same write.
+    the job given up on in the same write, and ``start_by`` (cluster only) when a job queued again
+    runs out of time to start, for every node's sweep of the queue.
     """
     if new.state is not old.state:
         check_transition(old.state, new.state)
@@ -598,7 +608,9 @@ async def commit_change(
     event = bus.event(new, kind, message=message, at=at)
     shared = host.shared
     if shared is not None:
-        verdict = await shared.change(old, new, event, cap=cap, dead_letter=dead_letter)
+        verdict = await shared.change(
+            old, new, event, cap=cap, dead_letter=dead_letter, start_by=start_by
+        )
         if verdict is Verdict.STALE:
             raise Superseded(f"job {new.id} moved on without this node")
         if verdict is Verdict.BUSY:

@@ -247,7 +247,7 @@ class Supervisor:
             tg.start_soon(self._cluster.run, (await self.store.event_bounds()).last)
         elif self.store.durable:
             self.recovered = await recover(
-                self, self.registry, await self.store.unfinished(), self._admit_recovered
+                self, self.registry, await self.store.unfinished(), self.admit
             )
         if self.retainer is not None:
             tg.start_soon(self.retainer.run)
@@ -529,8 +529,16 @@ class Supervisor:
         return stored
 
     def admit(self, actor: JobActor) -> None:
-        """Queue a job actor here (a cluster node's puller hands over what it took)."""
-        self._admit(actor)
+        """Queue a job actor taken over from elsewhere: what a cluster node's puller took from
+        the shared queue, or recovery found in the store. A retry still in its backoff (its node
+        handed it back as it stopped, or the last process stopped) waits for the rest of it,
+        until its ``retry_at``, as it would have where it was."""
+        record = actor.record
+        self._actors[record.id] = actor
+        self._queued += 1
+        due = record.retry_at if record.attempt > 1 else None
+        delay = 0.0 if due is None else (due - datetime.now(UTC)).total_seconds()
+        self._schedule_after(actor, delay)
 
     def reschedule(self, actor: JobActor) -> None:
         """Make a job that could not start runnable again (its tool's cap had room again)."""
@@ -545,16 +553,6 @@ class Supervisor:
         self._actors[actor.record.id] = actor
         self._queued += 1
         self._schedule(actor)
-
-    def _admit_recovered(self, actor: JobActor) -> None:
-        """Admit a job recovered from the store; a retry still in its backoff when the last
-        process stopped waits for the rest of it (until its ``retry_at``), as it would have."""
-        record = actor.record
-        self._actors[record.id] = actor
-        self._queued += 1
-        due = record.retry_at if record.attempt > 1 else None
-        delay = 0.0 if due is None else (due - datetime.now(UTC)).total_seconds()
-        self._schedule_after(actor, delay)
 
     def _schedule_after(self, actor: JobActor, delay: float) -> None:
         """``_schedule`` the job once ``delay`` seconds have passed (at once if none)."""

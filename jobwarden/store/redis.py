@@ -238,11 +238,13 @@ class RedisStore:
         offset: str,
         prior: tuple[str, str] = ("", ""),
         cap: str = "",
+        start_by: datetime | None = None,
         dead_letter: tuple[str, str, str] | tuple[()] = (),
     ) -> ScriptCall:
         """The transition script's call: ``prior`` (state, attempt) makes it a compare-and-set,
-        ``cap`` the tool's concurrency cap on the cluster when it starts the job, ``dead_letter``
-        (deliveries, node, stream length) the note the write adds for a job given up on."""
+        ``cap`` the tool's concurrency cap on the cluster when it starts the job, ``start_by``
+        when a job queued again runs out of time to start, ``dead_letter`` (deliveries, node,
+        stream length) the note the write adds for a job given up on."""
         return ScriptCall(
             "transition",
             [
@@ -256,6 +258,7 @@ class RedisStore:
                 *prior,
                 cap,
                 str(record.attempt),
+                "" if start_by is None else str(micros(start_by)),
                 *dead_letter,
             ],
         )

@@ -134,15 +134,18 @@ class RedisNode:
         *,
         cap: int | None = None,
         dead_letter: int | None = None,
+        start_by: datetime | None = None,
     ) -> Verdict:
         """Compare-and-set transition: written only if the stored job is still ``prior``'s;
-        with ``dead_letter`` (deliveries), the same script notes the job in ``<p>:dead``."""
+        with ``dead_letter`` (deliveries), the same script notes the job in ``<p>:dead``; with
+        ``start_by`` (a job queued again), it notes when the job runs out of time to start."""
         write = self._store.transition_write(
             record,
             event,
             offset=f"~{self._followed}",
             prior=(prior.state.value, str(prior.attempt)),
             cap="" if cap is None else str(cap),
+            start_by=start_by,
             dead_letter=()
             if dead_letter is None
             else (str(dead_letter), self.node, str(DEAD_LENGTH)),
@@ -219,9 +222,9 @@ class RedisNode:
             for entry, fields in reply[0][1]
         ]
 
-    async def overdue(self, now: datetime, count: int) -> Overdue:
+    async def overdue(self, now: datetime, count: int, *, skip: int = 0) -> Overdue:
         """Queued jobs whose time to start ran out by ``now``, from ``<p>:queue:deadlines``."""
-        reply = await self._script("overdue", [micros(now), count], once=True)
+        reply = await self._script("overdue", [micros(now), count, skip], once=True)
         records = [decode_record(raw, self._store.url) for raw in reply[1:]]
         return Overdue(records, from_micros(reply[0]) if reply[0] else None)
 

@@ -144,14 +144,14 @@ return 1
 """
 )
 
-# ARGV: prefix, now (wall clock, microseconds), count. The queued jobs whose time to start ran
-# out by ``now``: {the next deadline after now ('' for none), records...}. Entries of jobs that
-# left the queued state or are gone are dropped on the way.
+# ARGV: prefix, now (wall clock, microseconds), count, skip. The queued jobs whose time to start
+# ran out by ``now``, past the ``skip`` earliest: {the next deadline after now ('' for none),
+# records...}. Entries of jobs that left the queued state or are gone are dropped on the way.
 OVERDUE = (
     LUA_KEYS
     + """
-local due = redis.call('ZRANGE', K.queue_deadlines, '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0,
-  ARGV[3])
+local due = redis.call('ZRANGE', K.queue_deadlines, '-inf', ARGV[2], 'BYSCORE', 'LIMIT',
+  ARGV[4], ARGV[3])
 local out = {''}
 for _, id in ipairs(due) do
   local row = redis.call('HMGET', K.job(id), 'state', 'record')

@@ -130,9 +130,10 @@ return {'new', offset}
 # ARGV: prefix, id, offset ('~<n>': the next, past n), record, event, state, done_at in
 # microseconds ('' for none), then for a cluster node's compare-and-set: the state and attempt
 # the stored record must still have ('' : no check), the tool's concurrency cap when this starts
-# the job ('' : none), the new attempt, then for a job given up on (optional): its deliveries,
-# the node, and the length to keep of the dead-letter stream, which gets a note in the same
-# atomic write.
+# the job ('' : none), the new attempt, the start deadline in microseconds of a job queued again
+# ('' : none; noted for the nodes' sweep of the queue, as a put notes it), then for a job given
+# up on (optional): its deliveries, the node, and the length to keep of the dead-letter stream,
+# which gets a note in the same atomic write.
 # Returns 'new', 'stored' (this very record is stored already: a retried write), {'stale', state,
 # attempt} (the job moved on without us) or 'busy' (the tool is at its cap on the cluster).
 TRANSITION = (
@@ -199,9 +200,12 @@ else
   redis.call('ZREM', K.done_at, id)
 end
 append_event(id, offset, old[2], body)
-if ARGV[12] then
-  redis.call('XADD', K.dead, 'MAXLEN', '~', ARGV[14], '*', 'job', id, 'deliveries', ARGV[12],
-    'node', ARGV[13])
+if state == 'queued' and ARGV[12] and ARGV[12] ~= '' then
+  redis.call('ZADD', K.queue_deadlines, ARGV[12], id)
+end
+if ARGV[13] then
+  redis.call('XADD', K.dead, 'MAXLEN', '~', ARGV[15], '*', 'job', id, 'deliveries', ARGV[13],
+    'node', ARGV[14])
 end
 return 'new'
 """

@@ -78,8 +78,9 @@ class SharedStore(Protocol):
         Raises ``Overloaded`` when ``max_queued`` entries wait already.
         """
 
-    async def overdue(self, now: datetime, count: int) -> Overdue:
-        """Up to ``count`` queued jobs whose ``start_by`` is not after ``now``."""
+    async def overdue(self, now: datetime, count: int, *, skip: int = 0) -> Overdue:
+        """Up to ``count`` queued jobs whose ``start_by`` is not after ``now``, past the ``skip``
+        that come first (earliest first)."""
 
     async def change(
         self,
@@ -89,11 +90,13 @@ class SharedStore(Protocol):
         *,
         cap: int | None = None,
         dead_letter: int | None = None,
+        start_by: datetime | None = None,
     ) -> Verdict:
         """Replace the job's record and append the event, if the stored record still has the
         state and attempt of ``prior``; ``cap``: the tool's concurrency cap, when this starts it;
         ``dead_letter``: the job is given up on after that many deliveries, and the same atomic
-        write notes it for operators (a note is never lost, nor made for a job not failed).
+        write notes it for operators (a note is never lost, nor made for a job not failed);
+        ``start_by``: when a job this queues again runs out of time to start (see ``enqueue``).
 
         Rides out a lost connection for a while (the write is idempotent) before failing.
         """

@@ -3,6 +3,8 @@ interleave with the job's own writes."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import anyio
 import pytest
 
@@ -41,12 +43,15 @@ class HeldNode(RedisNode):
         *,
         cap: int | None = None,
         dead_letter: int | None = None,
+        start_by: datetime | None = None,
     ) -> Verdict:
         if record.id == self.job and record.state is self.state:
             self.prior = prior
             self.reached.set()
             await self.release.wait()
-        return await super().change(prior, record, event, cap=cap, dead_letter=dead_letter)
+        return await super().change(
+            prior, record, event, cap=cap, dead_letter=dead_letter, start_by=start_by
+        )
 
 
 class StaleReads(RedisStore):

@@ -74,9 +74,9 @@ class FlakyShared:
             raise TypeError("a bug in the shared store")
         return await self.real.enqueue(record, event, max_queued=max_queued, start_by=start_by)
 
-    async def overdue(self, now: datetime, count: int) -> Overdue:
+    async def overdue(self, now: datetime, count: int, *, skip: int = 0) -> Overdue:
         self._fail("overdue")
-        return await self.real.overdue(now, count)
+        return await self.real.overdue(now, count, skip=skip)
 
     async def change(
         self,
@@ -86,12 +86,15 @@ class FlakyShared:
         *,
         cap: int | None = None,
         dead_letter: int | None = None,
+        start_by: datetime | None = None,
     ) -> Verdict:
         self._fail("change")
         if record.state is JobState.RUNNING and self.starting is not None:
             self.starting.set()
             await self.start_may_go.wait()
-        return await self.real.change(prior, record, event, cap=cap, dead_letter=dead_letter)
+        return await self.real.change(
+            prior, record, event, cap=cap, dead_letter=dead_letter, start_by=start_by
+        )
 
     def _lose(self, name: str, deliveries: list[Delivery]) -> list[Delivery]:
         if deliveries and self.lost.get(name, 0) > 0:
@@ -183,7 +186,7 @@ async def test_the_background_loops_ride_out_store_errors(redis_prefix: str) -> 
     assert "could not renew leases" in said
     assert "could not reclaim expired leases" in said
     assert "could not acknowledge finished jobs" in said
-    assert "could not look for queued jobs out of time" in said
+    assert "store unreachable while looking for queued jobs out of time; retrying" in said
 
 
 @pytest.mark.anyio

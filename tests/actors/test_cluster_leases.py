@@ -166,13 +166,15 @@ async def test_a_job_whose_tool_this_node_lacks_is_cancelled_with_the_reason(
 @pytest.mark.anyio
 async def test_a_stopping_node_hands_its_waiting_jobs_back(redis_prefix: str) -> None:
     """A job waiting out a retry delay on a node that stops goes back to the queue at once and
-    runs on another node, without waiting for a lease to expire."""
+    runs on another node when its retry is due (not before), without waiting for a lease to
+    expire."""
     url = cluster_url(redis_prefix, lease_s=60)
     flaky = Plugin("flaky")
     calls: list[int] = []
 
     @flaky.tool(
-        retry=RetryPolicy(max_attempts=2, backoff_s=3600, retry_on=frozenset({"plugin_error"}))
+        # A delay longer than a node's stop takes, far shorter than the lease.
+        retry=RetryPolicy(max_attempts=2, backoff_s=2.0, retry_on=frozenset({"plugin_error"}))
     )
     async def once(inp: TextIn, ctx: ToolContext) -> str:
         """Fail the first attempt, succeed the second."""
@@ -195,13 +197,17 @@ async def test_a_stopping_node_hands_its_waiting_jobs_back(redis_prefix: str) ->
             async for event in events:
                 if event.type.endswith("retrying"):
                     break
-        # B joins only now, so the first attempt (and its hour-long retry delay) was A's.
+        retry = await a.get(job.id)
+        # B joins only now, so the first attempt (and its retry delay) was A's.
         async with nodes(url, ["B"], [flaky]) as (b,):
             stop_a.set()
             done = await b.wait(job.id, timeout=20)
     assert done.state is JobState.SUCCEEDED
     assert done.attempt == 2
     assert calls == [1, 2]
+    assert retry.retry_at is not None
+    assert done.started_at is not None
+    assert done.started_at >= retry.retry_at
 
 
 @pytest.mark.anyio

@@ -7,11 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import msgspec
 import pytest
 import redis
+from anyio.abc import TaskStatus
 
 from jobwarden import JobState, Plugin, Supervisor, ToolContext
+from jobwarden.actors.cluster import SWEEP_BATCH
 from jobwarden.errors import OutcomeType
 from jobwarden.records import JobEvent, JobRecord
 from jobwarden.store.redis import RedisStore
@@ -213,3 +216,86 @@ async def test_a_job_past_its_queue_timeout_is_not_run_by_the_node_taking_it(
         OutcomeType.TIMEOUT,
     )
     assert kinds == ["queued", "cancelled"]
+
+
+async def _run_first_attempt(
+    url: str,
+    plugins: list[Plugin],
+    gates: Gates,
+    stop: anyio.Event,
+    *,
+    task_status: TaskStatus[JobRecord],
+) -> None:
+    """On a node of its own, run ``patient.second_try`` until its first attempt failed and
+    report the queued retry's record; once ``stop`` is set, stop that node, which hands the
+    retry (still in its backoff) back to the shared queue."""
+    async with Supervisor(plugins=plugins, store=RedisStore(url, node="A"), concurrency=1) as a:
+        job = await a.submit("patient.second_try", {"key": "k"})
+        async with a.subscribe(job_id=job.id) as events:
+            gates.open("k")
+            async for event in events:
+                if isinstance(event, JobEvent) and event.type.endswith(".retrying"):
+                    break
+        task_status.started(await a.get(job.id))
+        await stop.wait()
+
+
+@pytest.mark.anyio
+async def test_a_retry_handed_back_ends_on_time_while_every_node_is_busy(
+    redis_prefix: str,
+) -> None:
+    """A retry its node handed back as it stopped, whose queue timeout (from its ``retry_at``)
+    runs out while the only other node is busy, ends then, cancelled as timeout."""
+    gates = Gates()
+    calls: list[str] = []
+    plugins = [fake_plugin(gates), patient_plugin(WINDOW_S, calls, gates, backoff_s=0.2)]
+    url = cluster_url(redis_prefix)
+    stop = anyio.Event()
+    async with Supervisor(plugins=plugins, store=RedisStore(url, node="B"), concurrency=1) as b:
+        await b.submit("fake.gate", {"key": "busy"})
+        await gates.wait_entered("busy")
+        async with anyio.create_task_group() as tg:
+            retry = await tg.start(_run_first_attempt, url, plugins, gates, stop)
+            stop.set()
+        expired = await b.wait(retry.id, timeout=10)
+        gates.open("busy")
+    assert calls == ["k#1"]
+    assert (expired.state, expired.error and expired.error.type) == (
+        JobState.CANCELLED,
+        OutcomeType.TIMEOUT,
+    )
+    assert retry.retry_at is not None
+    assert expired.finished_at is not None
+    assert expired.finished_at >= retry.retry_at + timedelta(seconds=WINDOW_S)
+    assert _deadlines(redis_prefix) == 0
+
+
+@pytest.mark.anyio
+async def test_due_jobs_left_to_other_nodes_hold_back_none_behind_them(redis_prefix: str) -> None:
+    """More due jobs than one look takes, all of a tool this node lacks, do not keep its sweep
+    from ending a due job of its own tool that comes after them."""
+    gates = Gates()
+    calls: list[str] = []
+    url = cluster_url(redis_prefix)
+    plugins = [fake_plugin(gates), patient_plugin(WINDOW_S, calls, gates)]
+    async with nodes(url, ["B"], plugins, concurrency=1) as [node]:
+        await node.submit("fake.gate", {"key": "busy"})
+        await gates.wait_entered("busy")
+        # Queued while the node is busy, so it takes none of them (it would end each at once).
+        async with _ghost(url) as ghost:
+            past = datetime.now(UTC) - timedelta(seconds=60)
+            for index in range(SWEEP_BATCH + 5):
+                foreign = msgspec.structs.replace(
+                    _queued("0", "f"), id=f"{index:032x}", tool="absent.tool", plugin="absent"
+                )
+                await ghost.store.shared.enqueue(
+                    foreign, ghost.bus.event(foreign, "queued"), max_queued=1000, start_by=past
+                )
+        job = await node.submit("patient.note", {"key": "late"})
+        expired = await node.wait(job.id, timeout=10)
+        gates.open("busy")
+    assert calls == []
+    assert (expired.state, expired.error and expired.error.type) == (
+        JobState.CANCELLED,
+        OutcomeType.TIMEOUT,
+    )
