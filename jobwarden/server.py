@@ -267,7 +267,10 @@ async def serve(options: ServeOptions) -> None:
         concurrency=options.concurrency,
     ) as sup:
         runner = web.AppRunner(
-            create_app(sup, settings, keys), access_log=None, logger=server_logger()
+            create_app(sup, settings, keys),
+            access_log=None,
+            logger=server_logger(),
+            keepalive_timeout=settings.read_timeout_s,
         )
         await runner.setup()
         try:

@@ -6,6 +6,7 @@ import math
 import time
 from typing import TypeVar
 
+import anyio
 import msgspec
 from aiohttp import web
 from aiohttp.http import HttpProcessingError
@@ -29,6 +30,11 @@ class ServerSettings(msgspec.Struct, frozen=True):
     ws_queue: int = 1_000
     heartbeat_s: float = 15.0
     allowed_origins: frozenset[str] = frozenset()
+    # Longer than the 60 s idle timeout of common proxies and load balancers in front (nginx,
+    # AWS ALB), so they close an idle keep-alive connection first and never send a request on
+    # one this server is closing; short enough that clients which never finish a request give
+    # their connections back within a minute or so, not after aiohttp's default hour.
+    read_timeout_s: float = 75.0
 
     def __post_init__(self) -> None:
         # aiohttp reads a body limit of 0 as none at all; a negative one refuses every body.
@@ -47,6 +53,8 @@ class ServerSettings(msgspec.Struct, frozen=True):
                 )
         if not 0 < self.heartbeat_s < math.inf:
             raise ValueError(f"heartbeat_s must be a number > 0, not {self.heartbeat_s}")
+        if not 0 < self.read_timeout_s < math.inf:
+            raise ValueError(f"read_timeout_s must be a number > 0, not {self.read_timeout_s}")
 
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
@@ -64,7 +72,8 @@ def now() -> float:
 async def read_body(
     request: web.Request, decoder: msgspec.json.Decoder[T], settings: ServerSettings
 ) -> T:
-    """The JSON body decoded and validated: 415 for another media type, 400 when it is wrong.
+    """The JSON body decoded and validated: 415 for another media type, 400 when it is wrong or
+    has not all come within ``settings.read_timeout_s``.
 
     ``settings`` are the app's (``request.app[SETTINGS]``, which the caller has at hand)."""
     # The header as clients send it is compared first: aiohttp parses it on every request.
@@ -76,7 +85,18 @@ async def read_body(
     # another one, read with our own limit instead.
     reader = request if request.client_max_size == limit else request.clone(client_max_size=limit)
     try:
-        data = await reader.read()
+        if request.content.is_eof():
+            # All of it has come already (a small body arrives with its headers): no timer.
+            data = await reader.read()
+        else:
+            # aiohttp's keep-alive timeout closes connections that never finish their headers;
+            # one that stalls in its body is the handler's to give up on.
+            with anyio.fail_after(settings.read_timeout_s):
+                data = await reader.read()
+    except TimeoutError as exc:
+        seconds = f"{settings.read_timeout_s:g}"
+        message = f"the body did not all arrive within {seconds} s: send it without pausing"
+        raise ApiError(400, "invalid_request", message) from exc
     except web.RequestPayloadError as exc:  # Content-Encoding or chunked framing gone wrong
         cause = exc.__cause__
         reason = cause.message if isinstance(cause, HttpProcessingError) else str(exc)

@@ -34,6 +34,7 @@ from structlog.testing import capture_logs
 
 from jobwarden import Plugin, Supervisor, ToolContext, builtin
 from jobwarden.transport import KeyRing, ServerSettings, create_app, server_logger
+from jobwarden.transport.context import SETTINGS
 from tests.fakes import Gates, fake_plugin
 from tests.transport.openapi_check import OpenApiChecker
 
@@ -256,8 +257,14 @@ async def serve(
         ) as sup:
             app = create_app(sup, settings, keys)
             app.middlewares.insert(0, checker.middleware)
-            # As jobwarden.server runs it: aiohttp's parse errors logged through server_logger.
-            runner = web.AppRunner(app, access_log=None, logger=server_logger())
+            # As jobwarden.server runs it: aiohttp's parse errors logged through server_logger,
+            # connections that never finish a request closed after read_timeout_s.
+            runner = web.AppRunner(
+                app,
+                access_log=None,
+                logger=server_logger(),
+                keepalive_timeout=app[SETTINGS].read_timeout_s,
+            )
             await runner.setup()
             server: Server | None = None
             try:

@@ -21,6 +21,9 @@ from jobwarden.transport import ServerSettings
         ({"heartbeat_s": 0.0}, "heartbeat_s must be a number > 0, not 0.0"),
         ({"heartbeat_s": math.inf}, "heartbeat_s must be a number > 0, not inf"),
         ({"heartbeat_s": math.nan}, "heartbeat_s must be a number > 0, not nan"),
+        ({"read_timeout_s": 0.0}, "read_timeout_s must be a number > 0, not 0.0"),
+        ({"read_timeout_s": math.inf}, "read_timeout_s must be a number > 0, not inf"),
+        ({"read_timeout_s": math.nan}, "read_timeout_s must be a number > 0, not nan"),
         (
             {"allowed_origins": ["https://App.example:443/"]},
             "allowed origin 'https://App.example:443/' is not as a browser sends it:"
@@ -33,8 +36,8 @@ def test_settings_that_would_break_the_adapter_are_refused(
     settings: dict[str, object], says: str
 ) -> None:
     """A body limit below one byte (aiohttp reads 0 as no limit), a negative or NaN wait, an
-    empty websocket queue, a heartbeat that never or always beats, or an allowed origin no
-    browser would send is a ValueError."""
+    empty websocket queue, a heartbeat that never or always beats, a read timeout that is never
+    or always over, or an allowed origin no browser would send is a ValueError."""
     with pytest.raises(ValueError, match=says):
         msgspec.convert(settings, ServerSettings)
 
