@@ -105,10 +105,20 @@ async def _subscription(
 
 
 class EncodedEvents:
-    """Encodes each event once, however many connections send it (a small FIFO cache)."""
+    """Encodes each event once, however many connections send it: a FIFO cache of the latest
+    events, bounded in number and in encoded bytes.
 
-    def __init__(self, size: int = 4_096) -> None:
+    The subscribers of a fan-out send the same events within a queue's length of each other, so
+    the latest few thousand serve them; an event too big to keep (over a sixteenth of
+    ``max_bytes``) is encoded for each connection instead of pushing every other one out. The
+    events themselves stay referenced as long as their bytes, about as much memory again.
+    """
+
+    def __init__(self, size: int = 4_096, max_bytes: int = 16 << 20) -> None:
         self._size = size
+        self._max_bytes = max_bytes
+        self._max_event_bytes = max_bytes // 16
+        self._bytes = 0
         self._cache: OrderedDict[str, tuple[StreamEvent, bytes]] = OrderedDict()
 
     def __call__(self, event: StreamEvent) -> bytes:
@@ -116,9 +126,15 @@ class EncodedEvents:
         if hit is not None and hit[0] is event:
             return hit[1]
         data = encoder.encode(event)
+        if len(data) > self._max_event_bytes:
+            return data
+        if hit is not None:  # the same id, another object (read again from the store): replaced
+            self._bytes -= len(hit[1])
         self._cache[event.id] = (event, data)
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        self._bytes += len(data)
+        while len(self._cache) > self._size or self._bytes > self._max_bytes:
+            _, (_, dropped) = self._cache.popitem(last=False)
+            self._bytes -= len(dropped)
         return data
 
 
