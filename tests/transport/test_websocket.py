@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -665,6 +666,35 @@ async def test_a_slow_reader_is_closed_1013_while_a_fast_reader_gets_every_event
         async with wsl(srv, f"/v1/events?since={last}", max_size=None) as resumed:
             rest = await wsl_until(resumed, lambda e: e["id"] == fast_events[-1]["id"])
         assert offsets(slow_events + rest) == offsets(fast_events)
+
+
+async def test_a_reader_that_stops_reading_past_the_heartbeat_ends_without_a_close_frame() -> None:
+    """A reader that stops reading longer than half the heartbeat (its queue far from full) is
+    dropped without a close frame, 1006 as docs/events.md says, after the events already sent,
+    whole and in order; resuming with since=<the last id it got> loses and repeats nothing.
+
+    Its pong to the server's ping cannot come back: the client reads nothing, ping included.
+    """
+    async with serve(settings=ServerSettings(heartbeat_s=0.05)) as srv:
+        sock = await slow_socket(srv)
+        async with wsl(srv, "/v1/events?since=0", sock=sock, max_queue=1) as slow:
+            jobs = 0
+            while srv.sup.statistics().subscribers == 1:
+                assert jobs < 160, "the reader was never dropped"
+                text = os.urandom(128 * 1024).hex() + str(jobs)
+                await srv.submit("alice", "builtin.echo", {"text": text}, wait=5)
+                jobs += 1
+            got: list[Event] = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    got.append(await wsl_next(slow))
+        assert closed.value.rcvd is None
+        assert closed.value.sent is None
+        last = int(got[-1]["id"])
+        assert offsets(got) == list(range(1, last + 1))
+        async with wsl(srv, f"/v1/events?since={last}", max_size=None) as resumed:
+            rest = await wsl_until(resumed, lambda e: e["id"] == str(3 * jobs))
+    assert offsets(got + rest) == list(range(1, 3 * jobs + 1))
 
 
 async def test_a_client_vanishing_mid_send_ends_its_stream_quietly() -> None:
