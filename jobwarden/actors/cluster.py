@@ -380,42 +380,46 @@ class ClusterNode:
     async def _sweep_due(self) -> datetime | None:
         """End every due job this node may end; returns the next deadline (None: none known).
 
-        The due jobs come earliest first, a batch at a time; those left to others (held by a
-        node, of a tool this node lacks) are paged past, so they hold back none behind them.
+        The due jobs come earliest first, a batch at a time; those that stay due (held by a
+        node, whose own alarm ends them; due only by a clock ahead of this node's) are paged
+        past, so they hold back none behind them.
         """
-        skipped = 0
+        kept = 0
         while True:
-            overdue = await self._shared.overdue(datetime.now(UTC), SWEEP_BATCH, skip=skipped)
+            overdue = await self._shared.overdue(datetime.now(UTC), SWEEP_BATCH, skip=kept)
             for record in overdue.records:
-                if not await self._expire(record):
-                    skipped += 1
+                if await self._expire(record):
+                    kept += 1
             if len(overdue.records) < SWEEP_BATCH:
                 return overdue.next
 
     async def _expire(self, record: JobRecord) -> bool:
         """End ``record``, found queued past its time to start, as its own node's alarm would
-        (cancelled, error type ``timeout``); False when it is not this node's to end."""
+        (cancelled, error type ``timeout``); returns whether it stays among the due jobs."""
         sup = self._sup
         if sup.local_actor(record.id) is not None:
-            return False  # held here: its own alarm ends it
+            return True  # held here: its own alarm ends it
+        now = datetime.now(UTC)
         try:
             tool = sup.registry.available_tool(record.tool)
         except ToolNotFound:
-            return False  # nodes share their plugins; one that has this tool ends it
-        now = datetime.now(UTC)
-        if start_limits.start_left(tool, record, now) > 0:
-            return False  # this node's clock is behind the submitter's: its turn comes
-        message = start_limits.unstarted_message(tool, record, now)
+            # Its time is up whichever node ends it; one that lacks the tool (a deploy half
+            # done, a plugin that failed to start) cannot say which limit ran out.
+            message = f"{record.tool} ran out of time to start while no node could start it"
+        else:
+            if start_limits.start_left(tool, record, now) > 0:
+                return True  # this node's clock is behind the submitter's: its turn comes
+            message = start_limits.unstarted_message(tool, record, now)
         ended = _ended(record, JobState.CANCELLED, OutcomeType.TIMEOUT, message)
         try:
             await commit_change(sup, record, ended, "cancelled", at=ended.finished_at)
         except Superseded:
-            return False  # a node started or ended it meanwhile
+            return False  # a node started or ended it meanwhile: it left the due jobs
         except StoreError as exc:
             log.warning("could not end a queued job out of time", job_id=record.id, error=str(exc))
-            return False
+            return True
         sup.registry.job_ended(ended)
-        return True
+        return False
 
     async def _pause(self, doing: str, exc: StoreError, failures: int) -> int:
         pause = min(MAX_PAUSE_S, 0.05 * 2**failures) * (0.5 + self._rng.random() / 2)

@@ -58,9 +58,9 @@ def unstarted_message(tool: Tool, record: JobRecord, now: datetime) -> str:
     # whose deadline the alarm was set by, however the clocks drifted since.
     if total is not None and (wait is None or total < queue_left(record, wait, now)):
         return total_message(tool)
-    return f"{tool.name} waited more than {tool.queue_timeout_s}s to start"
+    return f"{tool.name} waited more than {tool.queue_timeout_s:g}s to start"
 
 
 def total_message(tool: Tool) -> str:
     """Why a job ran out of its total timeout."""
-    return f"{tool.name} did not finish within its total timeout of {tool.total_timeout_s}s"
+    return f"{tool.name} did not finish within its total timeout of {tool.total_timeout_s:g}s"

@@ -362,7 +362,7 @@ def _stopped(actor: JobActor, timed_out: bool, started: Started) -> Outcome:
         error = actor.error(OutcomeType.CANCELLED, "cancelled while running")
         return JobState.CANCELLED, None, error
     timeout = actor.record.timeout_s or actor.tool.timeout_s
-    message = started.timeout_message or f"{actor.tool.name} did not finish within {timeout}s"
+    message = started.timeout_message or f"{actor.tool.name} did not finish within {timeout:g}s"
     error = actor.error(OutcomeType.TIMEOUT, message, timeout_s=timeout)
     return JobState.TIMED_OUT, None, error
 

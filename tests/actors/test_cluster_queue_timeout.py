@@ -271,31 +271,59 @@ async def test_a_retry_handed_back_ends_on_time_while_every_node_is_busy(
 
 
 @pytest.mark.anyio
-async def test_due_jobs_left_to_other_nodes_hold_back_none_behind_them(redis_prefix: str) -> None:
-    """More due jobs than one look takes, all of a tool this node lacks, do not keep its sweep
-    from ending a due job of its own tool that comes after them."""
+async def test_due_jobs_kept_for_later_hold_back_none_behind_them(redis_prefix: str) -> None:
+    """More due jobs than one look takes, each due only by its submitter's clock (ahead of this
+    node's), do not keep the sweep from ending a due job that comes after them."""
     gates = Gates()
     calls: list[str] = []
     url = cluster_url(redis_prefix)
-    plugins = [fake_plugin(gates), patient_plugin(WINDOW_S, calls, gates)]
+    plugins = [fake_plugin(gates), patient_plugin(60.0, calls, gates), _bounded_plugin(calls)]
     async with nodes(url, ["B"], plugins, concurrency=1) as [node]:
         await node.submit("fake.gate", {"key": "busy"})
         await gates.wait_entered("busy")
-        # Queued while the node is busy, so it takes none of them (it would end each at once).
+        # Queued while the node is busy, so it takes none of them.
         async with _ghost(url) as ghost:
-            past = datetime.now(UTC) - timedelta(seconds=60)
+            ahead = datetime.now(UTC) - timedelta(seconds=60)
             for index in range(SWEEP_BATCH + 5):
-                foreign = msgspec.structs.replace(
-                    _queued("0", "f"), id=f"{index:032x}", tool="absent.tool", plugin="absent"
-                )
+                early = msgspec.structs.replace(_queued("0", "early"), id=f"{index:032x}")
                 await ghost.store.shared.enqueue(
-                    foreign, ghost.bus.event(foreign, "queued"), max_queued=1000, start_by=past
+                    early, ghost.bus.event(early, "queued"), max_queued=1000, start_by=ahead
                 )
-        job = await node.submit("patient.note", {"key": "late"})
+        job = await node.submit("bounded.note", {"key": "late"})
         expired = await node.wait(job.id, timeout=10)
+        early_state = (await node.get(f"{0:032x}")).state
         gates.open("busy")
     assert calls == []
     assert (expired.state, expired.error and expired.error.type) == (
         JobState.CANCELLED,
         OutcomeType.TIMEOUT,
     )
+    assert early_state is JobState.QUEUED
+
+
+@pytest.mark.anyio
+async def test_a_due_job_of_a_tool_this_node_lacks_ends_all_the_same(redis_prefix: str) -> None:
+    """A due job whose tool the sweeping node lacks (a deploy half done) ends cancelled as
+    timeout, saying no node could start it."""
+    gates = Gates()
+    url = cluster_url(redis_prefix)
+    async with nodes(url, ["B"], [fake_plugin(gates)], concurrency=1) as [node]:
+        await node.submit("fake.gate", {"key": "busy"})
+        await gates.wait_entered("busy")
+        async with _ghost(url) as ghost:
+            absent = _queued("3", "k")
+            await ghost.store.shared.enqueue(
+                absent,
+                ghost.bus.event(absent, "queued"),
+                max_queued=10,
+                start_by=absent.created_at + timedelta(seconds=WINDOW_S),
+            )
+        expired = await node.wait(absent.id, timeout=10)
+        gates.open("busy")
+    assert expired.state is JobState.CANCELLED
+    assert expired.error is not None
+    assert expired.error.type == OutcomeType.TIMEOUT
+    assert expired.error.message == (
+        "patient.note ran out of time to start while no node could start it"
+    )
+    assert _deadlines(redis_prefix) == 0

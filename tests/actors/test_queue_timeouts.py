@@ -85,7 +85,7 @@ async def test_jobs_whose_window_passed_before_a_restart_end_as_timeout_at_recov
         assert (expired.state, expired.started_at) == (JobState.CANCELLED, None)
         assert expired.error is not None
         assert expired.error.type == OutcomeType.TIMEOUT
-        assert expired.error.message == "patient.note waited more than 30.0s to start"
+        assert expired.error.message == "patient.note waited more than 30s to start"
 
 
 async def test_a_retry_gets_its_queue_timeout_from_when_it_was_queued_again() -> None:
@@ -153,7 +153,7 @@ async def test_a_job_taken_after_its_window_closed_ends_as_timeout_unrun(
     assert done.state is JobState.CANCELLED
     assert done.error is not None
     assert done.error.type == OutcomeType.TIMEOUT
-    assert done.error.message == "patient.note waited more than 30.0s to start"
+    assert done.error.message == "patient.note waited more than 30s to start"
     assert done.started_at is None
 
 
