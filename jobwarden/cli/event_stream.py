@@ -18,6 +18,8 @@ FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 2.0
 RESET_TYPE = "jobwarden.stream.reset"
 ALL_EVENTS = "/v1/events"
+# The query parameters with which /v1/events starts streaming by itself (docs/events.md).
+STARTS_A_STREAM = frozenset({"job", "tool", "since"})
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,11 @@ async def follow(
             continue
         connected, backoff = True, FIRST_BACKOFF_S
         async with ws:
-            if spec.path == ALL_EVENTS and not params:
-                # /v1/events with no filter waits for the client to say what it wants (a job's
-                # stream starts by itself, and a subscribe frame would restart it).
-                await ws.send_str('{"op": "subscribe"}')
+            if spec.path == ALL_EVENTS and not STARTS_A_STREAM & params.keys():
+                # Without a job, tool or since in the URL, /v1/events waits for the client to say
+                # what it wants, filters included: the URL's state= alone starts nothing. (A
+                # job's stream starts by itself, and a subscribe frame would restart it.)
+                await ws.send_str(msgspec.json.encode({"op": "subscribe", **params}).decode())
             async for message in ws:
                 if message.type is aiohttp.WSMsgType.ERROR:
                     break

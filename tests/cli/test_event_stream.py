@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from aiohttp import WSCloseCode, web
 
@@ -79,3 +80,24 @@ async def test_a_server_unreachable_from_the_start_fails_at_once() -> None:
         with pytest.raises(Unreachable):
             async for _ in follow(api, StreamSpec("/v1/events", {})):
                 pass
+
+
+async def test_a_state_filter_alone_subscribes_with_it() -> None:
+    """/v1/events with only a state filter starts nothing by itself, so the client subscribes
+    with a frame that carries the filter."""
+    frames: list[object] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        frames.append(await ws.receive_json())
+        await ws.send_str(event(4, "j1", "running"))
+        await ws.close(code=WSCloseCode.OK)
+        return ws
+
+    async with fake_server([web.get("/v1/events", handler)]) as url, ApiClient(url, None) as api:
+        with anyio.fail_after(10):
+            spec = StreamSpec("/v1/events", {"state": "running"})
+            offsets = [frame.offset async for frame in follow(api, spec)]
+    assert frames == [{"op": "subscribe", "state": "running"}]
+    assert offsets == [4]

@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import pytest
 
@@ -139,6 +140,30 @@ async def test_watch_state_filter(server: str) -> None:
         (failed, "failed"),
         (again, "failed"),
     ]
+
+
+async def _subscribed(server: str) -> None:
+    """Return once the server has an event subscriber (a watch that is listening)."""
+    async with aiohttp.ClientSession() as http:
+        with anyio.fail_after(20):
+            while True:
+                async with http.get(server + "/v1/metrics") as resp:
+                    if (await resp.json())["supervisor"]["subscribers"]:
+                        return
+                # Another process's state, seen only by asking: nothing here to wait on.
+                await anyio.sleep(0.05)
+
+
+async def test_watch_state_alone_shows_live_events(server: str) -> None:
+    """`watch --state running` with no other filter and no --since subscribes, and shows the
+    running events of jobs submitted after it started."""
+    async with background(server, "watch", "--state", "running", "--json") as watching:
+        await _subscribed(server)
+        job_id = await _finished_job(server, "clitest.echo")
+        line = await Lines(watching.stdout).next()
+        watching.send_signal(signal.SIGINT)
+        assert await finish(watching) == 0
+    assert (json.loads(line)["subject"], json.loads(line)["data"]["state"]) == (job_id, "running")
 
 
 @pytest.mark.parametrize(
