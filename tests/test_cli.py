@@ -10,7 +10,7 @@ import click
 import pytest
 
 from jobwarden import Supervisor
-from jobwarden.cli import main
+from jobwarden.cli import cli, main
 from jobwarden.cli.local_commands import serve_command
 from jobwarden.server import ConfigError, ServeOptions, retention
 
@@ -74,6 +74,36 @@ def test_serve_refuses_a_max_wait_that_is_not_seconds(
         main(["serve", "--max-wait-s", value])
     assert caught.value.code == 2
     assert "--max-wait-s" in capsys.readouterr().err
+
+
+FLOAT_OPTIONS = [
+    (command, option)
+    for command in cli.commands.values()
+    for option in command.params
+    if isinstance(option, click.Option) and isinstance(option.type, click.types.FloatParamType)
+]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    ("command", "option"), FLOAT_OPTIONS, ids=[f"{c.name} {o.opts[0]}" for c, o in FLOAT_OPTIONS]
+)
+def test_every_float_option_refuses_what_is_not_a_number_of_seconds(
+    command: click.Command, option: click.Option, value: str
+) -> None:
+    """NaN and infinities are refused by every float option of every command, naming it (NaN
+    passes a FloatRange's bounds, and a JSON body carries it as null: no time limit at all)."""
+    arguments = ["x" for p in command.params if isinstance(p, click.Argument) and p.required]
+    with pytest.raises(click.BadParameter) as caught:
+        command.make_context(command.name or "", [option.opts[0], value, *arguments])
+    assert option.opts[0] in caught.value.format_message()
+    assert f"{value} is not" in caught.value.format_message()
+
+
+def test_the_float_options_are_found() -> None:
+    """The options the NaN test checks include each command's seconds."""
+    names = {f"{c.name} {o.opts[0]}" for c, o in FLOAT_OPTIONS}
+    assert {"submit --timeout", "serve --max-wait-s", "serve --retention-age-s"} <= names
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,9 @@ from jobwarden.cli.render import (
     seconds,
     state_text,
 )
+from jobwarden.cli.seconds import Seconds
 from jobwarden.records import JobEvent
+from jobwarden.transport.wire import MAX_TIMEOUT_S
 
 STATES = [state.value for state in JobState]
 
@@ -61,7 +63,7 @@ def _read_input(text: str | None, file: IO[bytes] | None) -> dict[str, Any]:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(0, 86_400, min_open=True),
+    type=Seconds(0, MAX_TIMEOUT_S, min_open=True),
     metavar="S",
     help="the job's time limit in seconds (sent as timeout_s; the server times it out)",
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -12,6 +11,7 @@ import anyio
 import click
 import msgspec
 
+from jobwarden.cli.seconds import Seconds
 from jobwarden.errors import StoreError, SupervisorCrashed
 from jobwarden.governance import scanner
 from jobwarden.plugins.listing import failures, render_json, render_text
@@ -41,13 +41,6 @@ class CommaSeparated(click.ParamType[str]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         """Any text."""
         return str(value)
-
-
-def _not_nan(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    """A FloatRange admits NaN, which every comparison with its bounds lets through."""
-    if math.isnan(value):
-        raise click.BadParameter("nan is not a number of seconds", ctx=ctx, param=param)
-    return value
 
 
 def _plugin_options(command: F) -> F:
@@ -140,8 +133,7 @@ def _load_options(
 )
 @click.option(
     "--max-wait-s",
-    type=click.FloatRange(min=0, max=MAX_TIMEOUT_S),
-    callback=_not_nan,
+    type=Seconds(min=0, max=MAX_TIMEOUT_S),
     default=ServerSettings().max_wait_s,
     envvar="JOBWARDEN_MAX_WAIT_S",
     show_default=True,
@@ -149,7 +141,7 @@ def _load_options(
 )
 @click.option(
     "--retention-age-s",
-    type=float,
+    type=Seconds(min=0),
     default=604800.0,
     envvar="JOBWARDEN_RETENTION_AGE_S",
     help="purge finished jobs this many seconds after they ended (7 days; 0: never)",
