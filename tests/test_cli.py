@@ -114,19 +114,22 @@ def test_the_float_options_are_found() -> None:
         ("--max-body-bytes", "JOBWARDEN_MAX_BODY_BYTES", "-1", "-1 is not in the range x>=1024"),
         ("--max-body-bytes", "JOBWARDEN_MAX_BODY_BYTES", "0", "0 is not in the range x>=1024"),
         ("--max-body-bytes", "JOBWARDEN_MAX_BODY_BYTES", "1023", "not in the range x>=1024"),
+        ("--retention-age-s", "JOBWARDEN_RETENTION_AGE_S", "-1", "-1.0 is not in the range x>=0"),
+        ("--retention-jobs", "JOBWARDEN_RETENTION_JOBS", "-5", "-5 is not in the range x>=0"),
+        ("--log-level", "JOBWARDEN_LOG_LEVEL", "loud", "'loud' is not one of 'debug', 'info'"),
     ],
 )
-def test_serve_refuses_a_port_or_body_limit_out_of_range_before_starting(
+def test_serve_refuses_a_value_out_of_range_before_starting(
     flag: str, variable: str, value: str, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A port outside 0..65535 (an OverflowError from bind once serving) or a body limit under
-    1 KiB (a server refusing every submission; 0 meant no limit) is a usage error naming the flag,
-    from the flag or its variable."""
-    for argv in ([flag, value], []):
+    """A port outside 0..65535 (an OverflowError from bind once serving), a body limit under
+    1 KiB (a server refusing every submission; 0 meant no limit), a negative retention or an
+    unknown log level is a usage error naming the flag, from the flag or its variable."""
+    for argv, named in (([flag, value], flag), ([], f"{flag}' (env var: '{variable}')")):
         monkeypatch.setenv(variable, value)
         with pytest.raises(click.BadParameter) as caught:
             serve_command.make_context("serve", argv)
-        assert flag in caught.value.format_message()
+        assert named in caught.value.format_message()
         assert message in caught.value.format_message()
 
 

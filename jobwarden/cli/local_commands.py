@@ -116,9 +116,9 @@ def _load_options(
 )
 @click.option(
     "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     default="info",
     envvar="JOBWARDEN_LOG_LEVEL",
-    metavar="[debug|info|warning|error]",
     show_default=True,
     help="warning silences the per-request access log",
 )
@@ -148,7 +148,7 @@ def _load_options(
 )
 @click.option(
     "--retention-jobs",
-    type=int,
+    type=click.IntRange(min=0),
     default=1_000_000,
     envvar="JOBWARDEN_RETENTION_JOBS",
     help="keep at most this many finished jobs, newest first (1000000; 0: no cap)",

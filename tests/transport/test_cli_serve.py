@@ -142,7 +142,7 @@ async def test_a_port_in_use_stops_serve_with_one_line() -> None:
 
 
 def test_an_unknown_log_level_from_the_environment_is_refused() -> None:
-    """JOBWARDEN_LOG_LEVEL=loud stops serve with exit code 2 and says why."""
+    """JOBWARDEN_LOG_LEVEL=loud stops serve with exit code 2, naming the flag and variable."""
     env = {**os.environ, "JOBWARDEN_LOG_LEVEL": "loud"}
     done = subprocess.run(
         [sys.executable, "-m", "jobwarden", "serve", "--port", "9"],
@@ -152,7 +152,7 @@ def test_an_unknown_log_level_from_the_environment_is_refused() -> None:
         env=env,
     )
     assert done.returncode == 2
-    assert "unknown log level" in done.stderr
+    assert "'--log-level' (env var: 'JOBWARDEN_LOG_LEVEL'): 'loud' is not one of" in done.stderr
 
 
 @pytest.mark.parametrize(
