@@ -6,6 +6,7 @@ import gc
 import ipaddress
 import logging
 import os
+import re
 import signal
 import tomllib
 import urllib.parse
@@ -144,7 +145,10 @@ def open_store(url: str) -> JobStore:
     absolute path) with ``?synchronous=full|normal``, or ``redis://host:port/db?prefix=name``."""
     if url == "memory://":
         return MemoryStore()
-    parsed = urllib.parse.urlsplit(url)
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # a host in brackets that is not one: "Invalid IPv6 URL"
+        raise ConfigError(f"{_without_password(url)!r} is not a URL: {exc}") from exc
     if parsed.scheme in ("redis", "rediss"):
         return _redis_store(url)
     if parsed.scheme == "sqlite" and not parsed.netloc and parsed.path.startswith("/"):
@@ -179,7 +183,11 @@ def _redis_store(url: str) -> JobStore:
 
 
 def _without_password(url: str) -> str:
-    parsed = urllib.parse.urlsplit(url)
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError:
+        # Not a URL urllib can take apart: hide whatever follows a user name up to an "@".
+        return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url, count=1)
     if parsed.password is None:
         return url
     netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)

@@ -12,7 +12,7 @@ import pytest
 from jobwarden import Supervisor
 from jobwarden.cli import cli, main
 from jobwarden.cli.local_commands import serve_command
-from jobwarden.server import ConfigError, ServeOptions, retention
+from jobwarden.server import ConfigError, ServeOptions, open_store, retention
 
 
 def test_scan_command_is_clean_on_the_package(capsys: pytest.CaptureFixture[str]) -> None:
@@ -165,3 +165,14 @@ def test_serve_refuses_a_negative_retention(options: ServeOptions, field: str) -
         retention(options)
     off = retention(ServeOptions(retention_age_s=0, retention_jobs=0))
     assert (off.max_age_s, off.max_jobs) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://bob:secret@[::1/0", "sqlite://[x/a.db", "postgres://[x", "memory://["]
+)
+def test_a_store_url_urllib_cannot_split_is_a_config_error(url: str) -> None:
+    """An unbalanced or bogus bracketed host (urllib's ValueError) is a ConfigError naming the
+    URL, its password hidden, rather than a traceback."""
+    with pytest.raises(ConfigError, match="is not a URL: Invalid IPv6 URL") as info:
+        open_store(url)
+    assert "secret" not in str(info.value)

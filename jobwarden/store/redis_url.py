@@ -53,7 +53,10 @@ class RedisSettings(msgspec.Struct, frozen=True):
 
 def parse_redis_url(url: str) -> RedisSettings:
     """The settings ``url`` names; ``StoreError`` saying what is wrong with it otherwise."""
-    parsed = urllib.parse.urlsplit(url)
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # a host in brackets that is not one: "Invalid IPv6 URL"
+        raise StoreError(f"not a valid redis URL: {exc}") from None
     if parsed.scheme not in ("redis", "rediss"):
         raise StoreError(f"not a redis URL (redis:// or rediss://): {url!r}")
     try:

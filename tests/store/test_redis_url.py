@@ -67,6 +67,8 @@ def test_the_printable_url_hides_the_password() -> None:
         ("redis://localhost/0?max_deliveries=0", "max_deliveries must be a whole number"),
         ("redis://localhost/0?max_deliveries=two", "max_deliveries must be a whole number"),
         ("redis://localhost/0?max_deliveries=²", "max_deliveries must be a whole number"),
+        ("redis://[::1/0", "not a valid redis URL: Invalid IPv6 URL"),
+        ("redis://[nohost]/0", "not a valid redis URL: 'nohost' does not appear to be"),
     ],
 )
 def test_bad_urls_are_refused_clearly(url: str, message: str) -> None:

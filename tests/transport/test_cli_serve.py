@@ -164,6 +164,7 @@ def test_an_unknown_log_level_from_the_environment_is_refused() -> None:
         ("sqlite:///", 2, "names no file"),
         ("sqlite:///x.db?synchronous=off", 2, "synchronous must be"),
         ("postgres://localhost/jobs", 2, "unsupported store URL"),
+        ("redis://[::1/0", 2, "'redis://[::1/0' is not a URL: Invalid IPv6 URL"),
     ],
 )
 async def test_a_store_that_cannot_be_used_stops_serve_with_the_reason(
