@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import aiohttp
 import anyio
 import pytest
 from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from tests.server_process import clean_env, running_server, serve_until_exit
 from tests.server_process import output as server_output
@@ -137,8 +139,56 @@ async def test_a_port_in_use_stops_serve_with_one_line() -> None:
         port = taken.getsockname()[1]
         code, stderr = await serve_until_exit("--port", str(port), "--store", "memory://")
     assert code == 1, stderr
-    assert f"jobwarden serve: cannot listen on 127.0.0.1:{port}" in stderr
+    last = stderr.splitlines()[-1]
+    assert last == f"jobwarden serve: cannot listen on 127.0.0.1:{port}: address already in use"
     assert "Traceback" not in stderr
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("host", "start"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:"),
+        pytest.param(
+            "::1",
+            "http://[::1]:",
+            marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here"),
+        ),
+    ],
+)
+async def test_the_serving_line_has_the_url_bound(tmp_path: Path, host: str, start: str) -> None:
+    """The `serving` log line's url is where the server listens: the port --port 0 was given,
+    an IPv6 host in brackets; the server answers there."""
+    args = ["--host", host, "--port", "0", "--store", "memory://", "--log-format", "json"]
+    process = await anyio.open_process(
+        [sys.executable, "-m", "jobwarden", "serve", *args], cwd=tmp_path, env=clean_env()
+    )
+    try:
+        assert process.stderr is not None
+        logs = BufferedByteReceiveStream(process.stderr)
+        with anyio.fail_after(30):
+            while (line := json.loads(await logs.receive_until(b"\n", 1 << 20)))["event"] != (
+                "serving"
+            ):
+                pass
+        url = line["url"]
+        assert url.startswith(start)
+        assert not url.endswith(":0")
+        async with aiohttp.ClientSession() as http, http.get(url + "/v1/health") as resp:
+            assert resp.status == 200
+        assert await _stop(process) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.aclose()
 
 
 def test_an_unknown_log_level_from_the_environment_is_refused() -> None:
