@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import ipaddress
 import logging
@@ -9,8 +10,10 @@ import os
 import re
 import signal
 import socket
+import sys
 import tomllib
 import urllib.parse
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +44,7 @@ log = structlog.get_logger("jobwarden.server")
 
 DEFAULT_STORE = "sqlite:///jobwarden.db"
 GC_YOUNG_THRESHOLD = 10_000
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class ServeOptions(msgspec.Struct, frozen=True):
@@ -264,8 +268,50 @@ def _base_url(address: tuple[Any, ...]) -> str:
     return "http://" + _authority(*address[:2])
 
 
+def _end_on_the_next_signal() -> None:
+    """From now on SIGINT or SIGTERM says so in one line and ends the process by that signal.
+
+    Cancelling the shutdown instead (what the event loop does on Ctrl-C) is not something the
+    supervisor's exit survives: it failed with a cancel-scope error or hung. A process ended by
+    a signal is what the stores are built to survive: the next start finds the jobs that were
+    still running ``interrupted`` (SQLite; the memory store loses everything anyway).
+    """
+
+    def end_now(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        sys.stderr.write(
+            f"jobwarden serve: a second {name} while stopping: stopped at once, as a crash would"
+            " (a restart on a durable store finds the jobs that were running interrupted)\n"
+        )
+        sys.stderr.flush()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, end_now)
+
+
 async def serve(options: ServeOptions) -> None:
-    """Run the server until SIGINT or SIGTERM, then shut down cleanly."""
+    """Run the server until SIGINT or SIGTERM, then shut down cleanly.
+
+    The signals are received from the start: one that comes while the server starts stops it
+    as soon as it has started (the event loop's own handler would cancel the start half-way,
+    which the SQLite store's start swallows). A second signal while it stops ends the process
+    at once, by that signal, as a crash would (see ``_end_on_the_next_signal``).
+    """
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        with contextlib.ExitStack() as receiving:
+            signals = receiving.enter_context(anyio.open_signal_receiver(*STOP_SIGNALS))
+            await _serve(options, signals, stop_receiving=receiving.close)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+async def _serve(
+    options: ServeOptions, signals: AsyncIterator[int], *, stop_receiving: Callable[[], None]
+) -> None:
     level = logging.getLevelNamesMapping().get(options.log_level.upper())
     if level is None or options.log_format not in {"json", "console"}:
         raise ConfigError(
@@ -320,9 +366,10 @@ async def serve(options: ServeOptions) -> None:
             gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
             url = _base_url(runner.addresses[0])  # the port bound, which --port 0 leaves open
             log.info("serving", url=url, dashboard=url + "/", store=options.store)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    log.info("stopping", signal=signal.Signals(signum).name)
-                    break
+            async for signum in signals:
+                log.info("stopping", signal=signal.Signals(signum).name)
+                break
+            stop_receiving()
+            _end_on_the_next_signal()
         finally:
             await runner.cleanup()

@@ -187,7 +187,7 @@ def serve_command(
     """Run the HTTP server (every flag also from its JOBWARDEN_* variable).
 
     Exits 0 after SIGTERM or Ctrl-C, 1 when the store or supervisor fails or the port is taken,
-    2 for a bad configuration.
+    2 for a bad configuration. A second signal while it stops ends it at once, by that signal.
     """
     options = msgspec.structs.replace(
         _load_options(plugins, no_builtin, config, no_entry_points), **settings
