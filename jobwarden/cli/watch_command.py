@@ -47,7 +47,8 @@ def watch_command(
     """Stream job events live: a table with a row per job, or --json one CloudEvent per line.
 
     With --job it ends after that job's terminal event; otherwise it runs until Ctrl-C (exit 0).
-    A dropped connection is resumed from the last event seen, so nothing is missed or repeated.
+    A dropped connection is resumed from the last event seen, so nothing is missed or repeated;
+    one dropped before any event was seen resumes from now, saying so (--since N is exact).
     """
     filters = {
         name: value for name, value in (("tool", tool), ("state", state)) if value is not None
@@ -59,8 +60,16 @@ def watch_command(
     messages = message_console()
 
     def reconnecting(offset: int | None) -> None:
-        after = "" if offset is None else f" after event {offset}"
-        messages.print(f"connection lost; resuming{after}", style="yellow")
+        if offset is None:
+            # The server says where "now" was only with an event: there is no offset to resume
+            # from, and what happened while the connection was down is not shown.
+            messages.print(
+                "connection lost before any event; resuming from now: events while it was down"
+                " are not shown (--since N resumes exactly)",
+                style="yellow",
+            )
+        else:
+            messages.print(f"connection lost; resuming after event {offset}", style="yellow")
 
     async def action() -> ExitCode:
         async with ApiClient(url, api_key) as api:

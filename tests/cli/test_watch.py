@@ -217,3 +217,28 @@ async def test_watch_resumes_after_the_server_restarts(tmp_path: Path) -> None:
     assert offsets == sorted(set(offsets))
     assert [e["subject"] for e in events if e["type"].endswith(".succeeded")] == [before, after]
     assert "connection lost; resuming after event" in err
+
+
+async def test_a_watch_that_saw_no_event_says_it_resumes_from_now(tmp_path: Path) -> None:
+    """A connection dropped before any event has no offset to resume from: watch reconnects
+    from now and says on stderr that events while it was down are not shown."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = (*SERVER_ARGS[2:], "--store", "sqlite:///jobs.db")
+    wide = {"COLUMNS": "200"}  # the whole message on one line
+    async with (
+        running_server(tmp_path, *args, env=server_env(), port=port) as (first, _, _),
+        background(url, "watch", "--json", env=wide) as watching,
+    ):
+        await _subscribed(url)
+        first.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            await first.wait()
+        async with running_server(
+            tmp_path, *args, env=server_env(), log_name="again.log", port=port
+        ):
+            line = await Lines(watching.stderr).until(lambda line: "connection lost" in line)
+            watching.send_signal(signal.SIGINT)
+            assert await finish(watching) == 0
+    assert "connection lost before any event; resuming from now" in line
+    assert "events while it was down are not shown" in line
