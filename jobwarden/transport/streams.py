@@ -109,9 +109,10 @@ class EncodedEvents:
     events, bounded in number and in encoded bytes.
 
     The subscribers of a fan-out send the same events within a queue's length of each other, so
-    the latest few thousand serve them; an event too big to keep (over a sixteenth of
-    ``max_bytes``) is encoded for each connection instead of pushing every other one out. The
-    events themselves stay referenced as long as their bytes, about as much memory again.
+    the latest few thousand serve them. An event too big for the cache (over a sixteenth of
+    ``max_bytes``) would push every other one out, so it gets a slot of its own instead, outside
+    the budget: the latest such event, which its fan-out then encodes once. The events themselves
+    stay referenced as long as their bytes, about as much memory again.
     """
 
     def __init__(self, size: int = 4_096, max_bytes: int = 16 << 20) -> None:
@@ -120,13 +121,17 @@ class EncodedEvents:
         self._max_event_bytes = max_bytes // 16
         self._bytes = 0
         self._cache: OrderedDict[str, tuple[StreamEvent, bytes]] = OrderedDict()
+        self._big: tuple[StreamEvent, bytes] | None = None
 
     def __call__(self, event: StreamEvent) -> bytes:
+        if self._big is not None and self._big[0] is event:
+            return self._big[1]
         hit = self._cache.get(event.id)
         if hit is not None and hit[0] is event:
             return hit[1]
         data = encoder.encode(event)
         if len(data) > self._max_event_bytes:
+            self._big = (event, data)
             return data
         if hit is not None:  # the same id, another object (read again from the store): replaced
             self._bytes -= len(hit[1])
