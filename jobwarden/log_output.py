@@ -129,8 +129,11 @@ class LineHandler(logging.StreamHandler[TextIO]):
             return  # the line about the failure fails too (stderr closed): nowhere is left
 
 
-def _failure_note(record: logging.LogRecord, error: BaseException | None) -> logging.LogRecord:
-    """The error record about ``record``, which failed with ``error``."""
+def failure_note(
+    record: logging.LogRecord, error: BaseException | None
+) -> tuple[str, dict[str, str]]:
+    """The event of the error line about ``record``, which failed with ``error``, and its fields
+    (``NOTE_FIELDS``): the record's message template and the error."""
     try:
         record.getMessage()
         event = UNWRITABLE
@@ -140,6 +143,12 @@ def _failure_note(record: logging.LogRecord, error: BaseException | None) -> log
         template = str(record.msg)
     except Exception:
         template = f"<a {type(record.msg).__name__} whose str() raised>"
+    return event, {"template": template, "error": "unknown" if error is None else describe(error)}
+
+
+def _failure_note(record: logging.LogRecord, error: BaseException | None) -> logging.LogRecord:
+    """The error record about ``record``, which failed with ``error``."""
+    event, fields = failure_note(record, error)
     return logging.makeLogRecord(
         {
             "name": record.name,
@@ -148,8 +157,7 @@ def _failure_note(record: logging.LogRecord, error: BaseException | None) -> log
             "pathname": record.pathname,
             "lineno": record.lineno,
             "msg": event,
-            "template": template,
-            "error": "unknown" if error is None else describe(error),
+            **fields,
         }
     )
 

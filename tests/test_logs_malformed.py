@@ -10,8 +10,7 @@ import textwrap
 
 import pytest
 
-MALFORMED = "a log call was malformed: its message could not be formatted"
-UNWRITABLE = "a log record could not be written"
+from jobwarden.log_output import MALFORMED, UNWRITABLE
 
 
 def _render(fmt: str) -> str:

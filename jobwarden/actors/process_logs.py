@@ -28,6 +28,7 @@ from structlog.contextvars import get_contextvars, merge_contextvars
 from structlog.processors import add_log_level, format_exc_info
 
 from jobwarden.errors import describe, printable
+from jobwarden.log_output import failure_note
 
 LEVEL = logging.INFO  # what a worker sends: its debug lines would cost a message each
 _RESERVED = frozenset({"event", "level", "log_level", "timestamp"})
@@ -106,9 +107,9 @@ def _record_entry(record: logging.LogRecord) -> Logged:
     try:
         event = record.getMessage()
     except Exception as exc:
-        level, event = "error", "a log call was malformed: its message could not be formatted"
-        fields["template"] = _text(record.msg)
-        fields["error"] = describe(exc)
+        level = "error"
+        event, note = failure_note(record, exc)
+        fields.update(note)
     return Logged(_text(level), _text(event), _fields(fields))
 
 

@@ -7,6 +7,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from jobwarden import JobState, Supervisor
+from jobwarden.log_output import MALFORMED
 from tests.process_fakes import procs
 
 pytestmark = pytest.mark.anyio
@@ -30,7 +31,7 @@ async def test_unencodable_log_values_arrive_escaped_or_as_their_repr() -> None:
     assert big["odd"] == "<a Unshowable that could not be shown: RuntimeError: no repr>"
     assert "std file caf\\udcff" in lines
     assert lines["ctx field"]["path"] == "caf\\udcff"
-    malformed = lines["a log call was malformed: its message could not be formatted"]
+    malformed = lines[MALFORMED]
     assert malformed["log_level"] == "error"
     assert malformed["template"] == "value %d"
     assert malformed["error"].startswith("TypeError: %d format")
