@@ -19,7 +19,8 @@ one of these with ``raise ... from exc``, so callers handle a small, stable set:
     ├── ActorStopped                 an ask reached a stopped actor (like pykka's ActorDeadError)
     ├── MailboxFull                  a bounded mailbox refused a message without waiting
     ├── SubscriberOverflow           an event subscriber fell behind and was dropped
-    ├── SupervisorCrashed            runner restarts exceeded the restart intensity
+    ├── SupervisorCrashed            runner restarts exceeded the restart intensity, or the store
+    │                                refused a job's write or failed for good (SQLite: writer ended)
     ├── StoreError                   the job store cannot be opened, read or written
     ├── RegistrationError            a plugin or tool definition is invalid (also a TypeError)
     └── IllegalTransition            a job state transition outside the table: always a bug
@@ -278,7 +279,9 @@ class SubscriberOverflow(JobwardenError):
 
 
 class SupervisorCrashed(JobwardenError):
-    """Runners crashed more often than the restart intensity allows."""
+    """The supervisor stopped: its runners crashed more often than the restart intensity allows,
+    or its store refused a job's write (the job's outcome could not be recorded) or failed for
+    good (a SQLite store's writer process ended: killed, or its file removed or replaced)."""
 
 
 class StoreError(JobwardenError):
