@@ -128,9 +128,10 @@ async def test_a_tool_raising_a_base_exception_fails_only_its_job(
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_keyboard_interrupt_from_a_tool_reaches_the_host_as_itself(backend: str) -> None:
     """A tool's KeyboardInterrupt (a Ctrl-C landing in plugin code) stops the supervisor and
-    comes out of ``async with`` as itself, the task group's exception group as its context,
-    not wrapped in that group. The test runs its own loop: asyncio also re-raises a task's
-    KeyboardInterrupt out of the loop, after the host has handled it."""
+    comes out of ``async with`` as itself, the task group's exception group as its cause, not
+    wrapped in that group."""
+    # The test runs its own loop: asyncio also re-raises a task's KeyboardInterrupt out of the
+    # loop, after the host has handled it.
     plugin = Plugin("interrupting")
 
     @plugin.tool()

@@ -671,10 +671,9 @@ async def test_a_slow_reader_is_closed_1013_while_a_fast_reader_gets_every_event
 async def test_a_reader_that_stops_reading_past_the_heartbeat_ends_without_a_close_frame() -> None:
     """A reader that stops reading longer than half the heartbeat (its queue far from full) is
     dropped without a close frame, 1006 as docs/events.md says, after the events already sent,
-    whole and in order; resuming with since=<the last id it got> loses and repeats nothing.
-
-    Its pong to the server's ping cannot come back: the client reads nothing, ping included.
-    """
+    whole and in order; resuming with since=<the last id it got> loses and repeats nothing."""
+    # Its pong to the server's ping cannot come back (the client reads nothing, ping included),
+    # so the heartbeat drops it.
     async with serve(settings=ServerSettings(heartbeat_s=0.05)) as srv:
         sock = await slow_socket(srv)
         async with wsl(srv, "/v1/events?since=0", sock=sock, max_queue=1) as slow:
