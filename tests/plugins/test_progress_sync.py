@@ -44,12 +44,16 @@ class LeftRunning:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.reported = threading.Event()
+        # Set only once progress_sync has returned: an exception in this thread would otherwise
+        # look the same as a report dropped quietly.
+        self.returned = False
 
     def report_late(self, ctx: ToolContext) -> None:
         self.release.wait()
         try:
             ctx.log.info("late line")
             ctx.progress_sync(0.99, f"late report from attempt {ctx.attempt}")
+            self.returned = True
         finally:
             self.reported.set()
 
@@ -110,14 +114,15 @@ async def test_a_plain_def_s_progress_becomes_progress_events_in_order(tool: str
 
 
 async def test_a_thread_left_by_an_earlier_attempt_does_not_report_into_the_retry() -> None:
-    """Progress from a thread an ended attempt left running is dropped while the retry runs,
-    and that thread's ctx.log lines name its own attempt."""
+    """Progress from a thread an ended attempt left running is dropped while the retry runs, its
+    progress_sync returning normally, and that thread's ctx.log lines name its own attempt."""
     with anyio.fail_after(HANG_GUARD_S), capture_logs() as logs:
         async with Supervisor(plugins=[stepping]) as sup:
             seen, progress = await steps_seen(sup, "stepping.leaves_a_thread", 1)
     reports = [(e.data.attempt, e.data.progress) for e in seen if e.type.endswith("progress")]
     assert reports == [(2, 0.5)]
     assert progress == 0.5
+    assert left_by_job[seen[0].data.job_id].returned
     late = [line for line in logs if line["event"] == "late line"]
     assert [line["attempt"] for line in late] == [1]
 
