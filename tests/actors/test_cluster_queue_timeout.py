@@ -79,6 +79,14 @@ async def _ghost(url: str) -> AsyncIterator[Ghost]:
         await store.close()
 
 
+async def _ghost_enqueue(ghost: Ghost, record: JobRecord, start_by: datetime | None = None) -> None:
+    """Queue ``record`` as the gone node ``ghost`` submitted it, to start by ``start_by``."""
+    # Room for every job a test queues: none of these tests is about a full queue.
+    await ghost.store.shared.enqueue(
+        record, ghost.bus.event(record, "queued"), max_queued=1000, start_by=start_by
+    )
+
+
 @pytest.mark.anyio
 async def test_a_job_out_of_time_in_the_shared_queue_ends_while_every_node_is_busy(
     redis_prefix: str,
@@ -123,10 +131,7 @@ async def test_a_job_submitted_by_a_node_gone_since_ends_by_another_nodes_sweep(
         await gates.wait_entered("busy")
         async with _ghost(url) as ghost:
             queued = _queued("0", "orphan")
-            start_by = queued.created_at + timedelta(seconds=WINDOW_S)
-            await ghost.store.shared.enqueue(
-                queued, ghost.bus.event(queued, "queued"), max_queued=10, start_by=start_by
-            )
+            await _ghost_enqueue(ghost, queued, queued.created_at + timedelta(seconds=WINDOW_S))
         expired = await node.wait(queued.id, timeout=10)
         gates.open("busy")
     assert calls == []
@@ -182,7 +187,7 @@ async def test_the_sweep_drops_the_deadlines_of_jobs_no_longer_queued(redis_pref
         shared = ghost.store.shared
         queued = _queued("1", "k")
         now = queued.created_at
-        await shared.enqueue(queued, ghost.bus.event(queued, "queued"), max_queued=10, start_by=now)
+        await _ghost_enqueue(ghost, queued, now)
         with redis.Redis.from_url(URL) as client:
             client.zadd(f"{redis_prefix}:queue:deadlines", {"f" * 32: 0})
         overdue = await shared.overdue(now + timedelta(seconds=1), 10)
@@ -205,7 +210,7 @@ async def test_a_job_past_its_queue_timeout_is_not_run_by_the_node_taking_it(
     url = cluster_url(redis_prefix)
     async with _ghost(url) as ghost:
         queued = _queued("2", "k")
-        await ghost.store.shared.enqueue(queued, ghost.bus.event(queued, "queued"), max_queued=10)
+        await _ghost_enqueue(ghost, queued)
         await outlive(queued.created_at, WINDOW_S)
     async with nodes(url, ["A"], plugins) as [node]:
         expired = await node.wait(queued.id, timeout=10)
@@ -286,9 +291,7 @@ async def test_due_jobs_kept_for_later_hold_back_none_behind_them(redis_prefix: 
             ahead = datetime.now(UTC) - timedelta(seconds=60)
             for index in range(SWEEP_BATCH + 5):
                 early = msgspec.structs.replace(_queued("0", "early"), id=f"{index:032x}")
-                await ghost.store.shared.enqueue(
-                    early, ghost.bus.event(early, "queued"), max_queued=1000, start_by=ahead
-                )
+                await _ghost_enqueue(ghost, early, ahead)
         job = await node.submit("bounded.note", {"key": "late"})
         expired = await node.wait(job.id, timeout=10)
         early_state = (await node.get(f"{0:032x}")).state
@@ -312,12 +315,7 @@ async def test_a_due_job_of_a_tool_this_node_lacks_ends_all_the_same(redis_prefi
         await gates.wait_entered("busy")
         async with _ghost(url) as ghost:
             absent = _queued("3", "k")
-            await ghost.store.shared.enqueue(
-                absent,
-                ghost.bus.event(absent, "queued"),
-                max_queued=10,
-                start_by=absent.created_at + timedelta(seconds=WINDOW_S),
-            )
+            await _ghost_enqueue(ghost, absent, absent.created_at + timedelta(seconds=WINDOW_S))
         expired = await node.wait(absent.id, timeout=10)
         gates.open("busy")
     assert expired.state is JobState.CANCELLED

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -186,6 +187,41 @@ def _serve(path: Path, requests: int, replies: int) -> None:
         connection.close()
 
 
+class _Serving:
+    """The child's loop running in a thread: ``requests`` is its input's write end, ``output``
+    its replies' read end, and ``replies`` what it replied, parsed once the loop was left."""
+
+    def __init__(self, requests: int, output: int, thread: threading.Thread) -> None:
+        self.requests = requests
+        self.output = output
+        self.thread = thread
+        self.replies: list[tuple[Any, ...]] = []
+
+
+@contextmanager
+def _serving(path: Path) -> Iterator[_Serving]:
+    """``serve`` on ``path`` in a thread, through pipes of the test's own; on exit its input ends,
+    the thread is joined and its replies are read."""
+    requests_out, requests_in = os.pipe()
+    replies_out, replies_in = os.pipe()
+    server = threading.Thread(target=_serve, args=(path, requests_out, replies_in))
+    server.start()
+    serving = _Serving(requests_in, replies_out, server)
+    try:
+        yield serving
+    finally:
+        os.close(requests_in)
+        server.join()
+        os.close(requests_out)
+        os.close(replies_in)
+        with os.fdopen(replies_out, "rb") as replies:
+            data = replies.read()
+    frames, used = sqlite_child._frames(bytearray(data))
+    assert used == len(data)
+    # Replies are cut as frames are, but each is one tuple of fields, not a list of ops.
+    serving.replies = cast(list[tuple[Any, ...]], frames)
+
+
 def test_serve_commits_every_frame_and_replies_until_its_input_ends(tmp_path: Path) -> None:
     """Frames written to the input are committed and covered by the replies, results mapped to
     their own frame; the loop returns when the input ends."""
@@ -193,31 +229,18 @@ def test_serve_commits_every_frame_and_replies_until_its_input_ends(tmp_path: Pa
     keyed = jobs.record(owner="bob", key="x")
     duplicate = jobs.record(owner="bob", key="x")
     plain = jobs.record()
-    requests_out, requests_in = os.pipe()
-    replies_out, replies_in = os.pipe()
     path = _migrated(tmp_path / "jobs.db")
-    server = threading.Thread(target=_serve, args=(path, requests_out, replies_in))
-    server.start()
-    try:
-        os.write(requests_in, _frame([Put(keyed, jobs.event(keyed)).wire]))
+    with _serving(path) as serving:
+        os.write(serving.requests, _frame([Put(keyed, jobs.event(keyed)).wire]))
         os.write(
-            requests_in,
+            serving.requests,
             _frame(
                 [Put(plain, jobs.event(plain)).wire, Put(duplicate, jobs.event(duplicate)).wire]
             ),
         )
-    finally:
-        os.close(requests_in)
-        server.join()
-        os.close(requests_out)
-        os.close(replies_in)
-    with os.fdopen(replies_out, "rb") as replies:
-        data = replies.read()
     covered = 0
     results: list[tuple[int, int, object]] = []
-    frames, used = sqlite_child._frames(bytearray(data))
-    assert used == len(data)
-    for reply in frames:
+    for reply in serving.replies:
         count, *_, found, seconds, error = reply
         assert error is None
         assert seconds >= 0
@@ -238,34 +261,20 @@ def test_serve_stops_acknowledging_once_its_file_is_removed_or_replaced(
     serve replies once more with frames 0 and why, and returns with its input still open."""
     jobs = Jobs()
     first, second = jobs.record(), jobs.record()
-    requests_out, requests_in = os.pipe()
-    replies_out, replies_in = os.pipe()
     path = _migrated(tmp_path / "jobs.db")
-    server = threading.Thread(target=_serve, args=(path, requests_out, replies_in))
-    server.start()
-    try:
-        os.write(requests_in, _frame([Put(first, jobs.event(first)).wire]))
+    with _serving(path) as serving:
+        os.write(serving.requests, _frame([Put(first, jobs.event(first)).wire]))
         # The first commit's reply, before the file goes (bounded: a broken serve fails here).
-        assert select.select([replies_out], [], [], 30)[0]
+        assert select.select([serving.output], [], [], 30)[0]
         if how == "removed":
             path.unlink()
         else:
             shutil.copy(path, tmp_path / "copy.db")
             os.replace(tmp_path / "copy.db", path)
-        os.write(requests_in, _frame([Put(second, jobs.event(second)).wire]))
-        server.join(30)
-        assert not server.is_alive()
-    finally:
-        os.close(requests_in)
-        server.join()
-        os.close(requests_out)
-        os.close(replies_in)
-    with os.fdopen(replies_out, "rb") as replies:
-        data = replies.read()
-    answers, used = sqlite_child._frames(bytearray(data))
-    assert used == len(data)
-    # Replies are cut as frames are, but each is one tuple of fields, not a list of ops.
-    acknowledged, last = cast(list[tuple[Any, ...]], answers)
+        os.write(serving.requests, _frame([Put(second, jobs.event(second)).wire]))
+        serving.thread.join(30)
+        assert not serving.thread.is_alive()
+    acknowledged, last = serving.replies
     count, *_, error = acknowledged
     assert (count, error) == (1, None)
     count, *_, error = last
