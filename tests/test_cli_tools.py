@@ -58,6 +58,17 @@ def test_tools_text_marks_failures_and_hooks(
     ]
 
 
+def test_tools_lists_a_bare_loaded_plugin_name_as_failed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--plugin builtin, with builtin loaded, is listed FAILED (exit 1) instead of crashing."""
+    code = main(["tools", "--no-entry-points", "--plugin", "builtin"])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert out.startswith("builtin 1.0.0: ")
+    assert out.splitlines()[-1] == "FAILED 'builtin': 'builtin' is not of the form module:attr"
+
+
 def test_a_plugin_with_hooks_and_a_breaker_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
     """Hooks and the breaker show in the text listing."""
     code = main(["tools", "--no-entry-points", "--no-builtin", "--plugin", "tests.cli_plugin:demo"])

@@ -51,6 +51,16 @@ class ToolSeries(msgspec.Struct, frozen=True):
     queue_waits: HistogramSnapshot
 
 
+def failed_name(source: str) -> str:
+    """The name a plugin that failed to load from ``source`` is registered under: ``source``
+    itself if it has a ``:`` (``module:attr``), else ``source`` quoted.
+
+    Failures and plugins share one name space, and a plugin's name never has a ``:`` or a quote,
+    so a failure can never clash with a plugin (``--plugin builtin`` with builtin loaded).
+    """
+    return source if ":" in source else repr(source)
+
+
 class _Entry:
     """A registered plugin, or (``plugin`` None) one that failed to load, named by its source."""
 
@@ -101,12 +111,14 @@ class PluginRegistry:
     def add_failed(self, source: str, reason: str) -> None:
         """Record a plugin that could not be loaded (``source``: its ``module:attr``) as failed.
 
-        It has no tools; it shows in ``plugin_names`` and ``status`` with the reason.
+        It has no tools; it shows in ``plugin_names`` and ``status`` with the reason, named by
+        ``failed_name(source)``.
         """
-        self._check_open(source)
-        if source in self._plugins:
-            raise RegistrationError(f"plugin {source!r} is already registered")
-        entry = self._plugins[source] = _Entry(None)
+        name = failed_name(source)
+        self._check_open(name)
+        if name in self._plugins:
+            raise RegistrationError(f"plugin {name!r} is already registered")
+        entry = self._plugins[name] = _Entry(None)
         entry.state, entry.reason = PluginLifecycle.FAILED, reason
 
     def started(self) -> None:

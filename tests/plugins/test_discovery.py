@@ -187,3 +187,13 @@ def test_an_import_error_with_a_lone_surrogate_is_reported_escaped(
     finally:
         sys.modules.pop(name, None)
     assert str(caught.value) == f"importing {name} raised FileNotFoundError: caf\\udcff"
+
+
+def test_a_failed_spec_spelled_like_a_loaded_plugin_is_listed_failed_beside_it() -> None:
+    """A spec without :attr that equals a loaded plugin's name is a failure, quoted, not a clash."""
+    registry = build_registry([builtin], discover(["builtin"], entry_points=False))
+    assert registry.plugin_names() == ["builtin", "'builtin'"]
+    assert registry.status("builtin").state is PluginLifecycle.LOADED
+    failed = registry.status("'builtin'")
+    assert failed.state is PluginLifecycle.FAILED
+    assert failed.reason == "'builtin' is not of the form module:attr"
