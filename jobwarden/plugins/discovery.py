@@ -52,6 +52,10 @@ def load_spec(spec: str) -> Plugin:
         found = functools.reduce(getattr, attr.split("."), module)
     except AttributeError as exc:
         raise PluginLoadError(f"module {module_name} has no attribute {attr!r}") from exc
+    except BaseException as exc:  # a module __getattr__ or lazy import is plugin code too
+        if not plugin_failure(exc):
+            raise
+        raise PluginLoadError(f"reading {attr!r} of {module_name} raised {describe(exc)}") from exc
     if not isinstance(found, Plugin):
         raise PluginLoadError(f"{spec!r} is a {type(found).__name__}, not a jobwarden Plugin")
     return found

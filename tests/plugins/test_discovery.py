@@ -197,3 +197,34 @@ def test_a_failed_spec_spelled_like_a_loaded_plugin_is_listed_failed_beside_it()
     failed = registry.status("'builtin'")
     assert failed.state is PluginLifecycle.FAILED
     assert failed.reason == "'builtin' is not of the form module:attr"
+
+
+@pytest.mark.parametrize(
+    ("raised", "reason"),
+    [
+        ("ValueError('lazy attr broke')", "ValueError: lazy attr broke"),
+        ("ImportError('no module named heavy')", "ImportError: no module named heavy"),
+        ("SystemExit(3)", "SystemExit: 3"),
+    ],
+)
+def test_an_attribute_lookup_that_raises_is_a_load_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: str, reason: str
+) -> None:
+    """A module __getattr__ raising anything but AttributeError fails the load with the reason."""
+    name = f"jw_getattr_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(f"def __getattr__(name):\n    raise {raised}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(PluginLoadError) as caught:
+            load_spec(f"{name}:plugin")
+        monkeypatch.setattr(sys.modules[name], "__getattr__", _interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            load_spec(f"{name}:plugin")
+    finally:
+        sys.modules.pop(name, None)
+    assert str(caught.value) == f"reading 'plugin' of {name} raised {reason}"
+
+
+def _interrupted(name: str) -> object:
+    """A module __getattr__ that a Ctrl-C interrupts."""
+    raise KeyboardInterrupt
