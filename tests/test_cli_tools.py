@@ -158,3 +158,15 @@ def test_a_switch_with_a_value_that_is_not_boolean_is_a_usage_error(
         main(["tools"])
     assert caught.value.code == 2
     assert "--no-builtin" in capsys.readouterr().err
+
+
+def test_tools_json_escapes_a_plugin_argument_that_is_not_utf8(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A --plugin byte that is not UTF-8 (a lone surrogate once decoded) is listed escaped."""
+    spec = b"bad\xff:x".decode("utf-8", "surrogateescape")
+    code = main(["tools", "--no-entry-points", "--no-builtin", "--json", "--plugin", spec])
+    assert code == 1
+    [failed] = json.loads(capsys.readouterr().out)["failed"]
+    assert failed["source"] == "bad\\udcff:x"
+    assert failed["reason"].startswith("importing bad\\udcff raised ModuleNotFoundError")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from jobwarden.errors import RegistrationError, describe, plugin_failure
+from jobwarden.errors import RegistrationError, describe, plugin_failure, printable
 from jobwarden.plugins.registry import PluginRegistry
 from jobwarden.plugins.tool import Plugin
 
@@ -92,6 +92,6 @@ def build_registry(plugins: Iterable[Plugin], discovered: Discovered) -> PluginR
         except RegistrationError as exc:
             failures.append((source, str(exc)))
     for source, reason in failures:
-        log.error("plugin failed to load", source=source, reason=reason)
+        log.error("plugin failed to load", source=printable(source), reason=printable(reason))
         registry.add_failed(source, reason)
     return registry

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 import msgspec
 
-from jobwarden.errors import NotFound, RegistrationError, ToolNotFound
+from jobwarden.errors import NotFound, RegistrationError, ToolNotFound, printable
 from jobwarden.histogram import HistogramSnapshot
 from jobwarden.plugins.circuit import Circuit, CircuitState, CircuitStatus, Clock
 from jobwarden.plugins.metrics import SUCCEEDED, MetricsCell, ToolMetrics, pooled_p95_ms
@@ -53,12 +53,13 @@ class ToolSeries(msgspec.Struct, frozen=True):
 
 def failed_name(source: str) -> str:
     """The name a plugin that failed to load from ``source`` is registered under: ``source``
-    itself if it has a ``:`` (``module:attr``), else ``source`` quoted.
+    itself if it has a ``:`` (``module:attr``), else ``source`` quoted, made ``printable``.
 
     Failures and plugins share one name space, and a plugin's name never has a ``:`` or a quote,
-    so a failure can never clash with a plugin (``--plugin builtin`` with builtin loaded).
+    so a failure can never clash with a plugin (``--plugin builtin`` with builtin loaded). A
+    command-line argument that is not UTF-8 arrives with lone surrogates, which JSON cannot hold.
     """
-    return source if ":" in source else repr(source)
+    return printable(source if ":" in source else repr(source))
 
 
 class _Entry:
@@ -119,7 +120,8 @@ class PluginRegistry:
         if name in self._plugins:
             raise RegistrationError(f"plugin {name!r} is already registered")
         entry = self._plugins[name] = _Entry(None)
-        entry.state, entry.reason = PluginLifecycle.FAILED, reason
+        # The reason may quote the source, lone surrogates and all.
+        entry.state, entry.reason = PluginLifecycle.FAILED, printable(reason)
 
     def started(self) -> None:
         """A supervisor starts with this registry: it runs the startup hooks of the plugins

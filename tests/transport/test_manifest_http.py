@@ -63,6 +63,19 @@ async def test_a_plugin_that_failed_to_load_is_listed_and_has_no_manifest() -> N
     assert "failed to load: ModuleNotFoundError" in error["message"]
 
 
+async def test_a_failed_plugin_named_with_a_lone_surrogate_is_listed_and_measured() -> None:
+    """A failed source that is not UTF-8 is listed escaped, and /metrics still answers."""
+    registry = PluginRegistry()
+    registry.add_failed(b"bad\xff:x".decode("utf-8", "surrogateescape"), "ModuleNotFoundError")
+    async with serve(registry=registry) as srv:
+        listed = await srv.get_json("reader", "/v1/plugins")
+        async with srv.http.get(srv.url("/metrics"), headers=auth("reader")) as r:
+            assert r.status == 200
+            metrics = await r.text()
+    assert "bad\\udcff:x" in [p["name"] for p in listed["plugins"]]
+    assert 'plugin="bad\\\\udcff:x"' in metrics
+
+
 def failing_start(gates: Gates) -> Iterable[Plugin]:
     """builtin, and ``hooked`` whose startup hook raises."""
     return [builtin, hooked_plugin("hooked", [], fail_start=True)]
