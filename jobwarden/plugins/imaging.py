@@ -42,6 +42,10 @@ MAX_PIXELS = 50_000_000
 THUMBNAIL_PX = 128  # the colour summary reads a copy at most this big: cheap at any image size
 PALETTE = 8  # colours of the reduced palette the dominant colours are drawn from
 DOMINANT = 5
+# What Pillow raises for bytes that do not decode, at open as while decoding: OSError
+# ("Truncated File Read", "could not create decoder object", "image file is truncated"),
+# SyntaxError ("broken PNG file") and ValueError.
+UNDECODABLE = (OSError, SyntaxError, ValueError)
 
 imaging = Plugin(
     "imaging",
@@ -106,6 +110,8 @@ def inspect(inp: InspectIn, ctx: ToolContext) -> InspectOut:
         raise ImageRejected(f"the bytes are not a readable {inp.mime_type} image") from exc
     except pil.DecompressionBombError as exc:
         raise ImageRejected(str(exc)) from exc
+    except UNDECODABLE as exc:  # a header that names the format but is cut short or corrupt
+        raise ImageRejected(f"the bytes are not a readable {inp.mime_type} image: {exc}") from exc
     # Pillow reads a camera's multi-picture JPEG as "MPO": it is still a JPEG.
     found = "JPEG" if img.format == "MPO" else img.format
     if found != expected:
@@ -117,7 +123,7 @@ def inspect(inp: InspectIn, ctx: ToolContext) -> InspectOut:
         img.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))  # decodes (JPEG: at a reduced scale)
         alpha = "A" in img.mode or "transparency" in img.info
         small = img.convert("RGBA" if alpha else "RGB")
-    except (OSError, ValueError) as exc:  # truncated or corrupt data, an unconvertible mode
+    except UNDECODABLE as exc:  # truncated or corrupt data, an unconvertible mode
         raise ImageRejected(f"the {found} image cannot be decoded: {exc}") from exc
     return InspectOut(
         format=expected,

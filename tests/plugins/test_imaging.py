@@ -23,6 +23,21 @@ HANG_GUARD_S = 60  # generous: a first call waits for a worker to start and impo
 REJECTED = "jobwarden.plugins.imaging.ImageRejected"
 
 
+GREEN_8X8 = Image.new("RGB", (8, 8), GREEN)
+
+
+def short_idat_png() -> bytes:
+    """A PNG that opens, but whose data chunk claims 2 bytes, so decoding meets a broken chunk."""
+    png = bytearray(red_and_blue_png())
+    png[png.index(b"IDAT") - 1] = 2  # the low byte of the chunk's length
+    return bytes(png)
+
+
+def flipped(data: bytes, at: int) -> bytes:
+    """``data`` with every bit of byte ``at`` flipped."""
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+
+
 async def inspect(sup: Supervisor, image: bytes, mime_type: str) -> JobRecord:
     """Run ``imaging.inspect`` on ``image`` and return the finished record."""
     rec = await sup.submit("imaging.inspect", {"image_bytes": image, "mime_type": mime_type})
@@ -94,8 +109,24 @@ async def test_a_multi_picture_jpeg_counts_as_jpeg() -> None:
         (red_and_blue_png()[:60], "image/png", "the PNG image cannot be decoded"),
         (png_header(8000, 8000), "image/png", f"8000x8000 is more than {MAX_PIXELS} pixels"),
         (png_header(20000, 20000), "image/png", "could be decompression bomb DOS attack"),
+        (red_and_blue_png()[:20], "image/png", "not a readable image/png image: Truncated"),
+        (short_idat_png(), "image/png", "the PNG image cannot be decoded: broken PNG file"),
+        (encoded(GREEN_8X8, "JPEG")[:31], "image/jpeg", "not a readable image/jpeg image: Trunc"),
+        (encoded(GREEN_8X8, "BMP")[:20], "image/bmp", "not a readable image/bmp image: Truncated"),
+        (flipped(encoded(GREEN_8X8, "WEBP"), 20), "image/webp", "could not create decoder"),
     ],
-    ids=["mime-mismatch", "not-an-image", "truncated", "too-many-pixels", "decompression-bomb"],
+    ids=[
+        "mime-mismatch",
+        "not-an-image",
+        "truncated",
+        "too-many-pixels",
+        "decompression-bomb",
+        "png-header-cut",
+        "png-chunk-broken",
+        "jpeg-header-cut",
+        "bmp-header-cut",
+        "webp-corrupt",
+    ],
 )
 async def test_bad_images_fail_the_job_with_a_clear_plugin_error(
     image: bytes, mime_type: str, message: str
