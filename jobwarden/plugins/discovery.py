@@ -62,8 +62,16 @@ def load_spec(spec: str) -> Plugin:
 
 
 def entry_point_specs() -> list[tuple[str, str]]:
-    """(entry-point name, ``module:attr``) of each installed ``jobwarden.plugins`` entry point."""
-    return [(ep.name, ep.value) for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    """(entry-point name, ``module:attr``) of each installed ``jobwarden.plugins`` entry point.
+
+    Read from the parsed ``module`` and ``attr``: the raw value may also hold extras
+    (``mod:attr [extra]``) or spaces (``mod: attr``), which entry points allow. One without an
+    ``attr`` keeps its raw value, and fails to load saying it is not ``module:attr``.
+    """
+    return [
+        (ep.name, ep.value if ep.attr is None else f"{ep.module}:{ep.attr}")
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    ]
 
 
 def discover(specs: Iterable[str] = (), *, entry_points: bool = True) -> Discovered:

@@ -51,7 +51,8 @@ class Installed:
 
 @pytest.fixture
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Installed]:
-    """A dist-info with two ``jobwarden.plugins`` entry points: a good one, one that raises."""
+    """A dist-info with ``jobwarden.plugins`` entry points: a good one, one that raises, and the
+    good one again with extras and with a space after the colon."""
     tag = uuid.uuid4().hex[:8]
     found = Installed(good=f"jw_good_{tag}", raising=f"jw_raising_{tag}", plugin=f"shop{tag}")
     (tmp_path / f"{found.good}.py").write_text(GOOD.format(name=found.plugin))
@@ -65,6 +66,8 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Insta
             [{ENTRY_POINT_GROUP}]
             shop = {found.good}:plugin
             broken = {found.raising}:plugin
+            extras = {found.good}:plugin [extra]
+            spaced = {found.good}: plugin
             """
         )
     )
@@ -75,10 +78,12 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Insta
 
 
 def test_installed_entry_points_are_discovered(installed: Installed) -> None:
-    """Both entry points are found; the good one loads, the raising one is a failure."""
+    """Every entry point is found; the good one loads (in every form), the raising one fails."""
     specs = entry_point_specs()
     assert ("shop", f"{installed.good}:plugin") in specs
     assert ("broken", f"{installed.raising}:plugin") in specs
+    assert ("extras", f"{installed.good}:plugin") in specs
+    assert ("spaced", f"{installed.good}:plugin") in specs
     found = discover()
     assert [(source, p.name) for source, p in found.plugins] == [
         (f"{installed.good}:plugin", installed.plugin)
