@@ -19,6 +19,7 @@ from jobwarden.plugins.context import ToolContext
 from jobwarden.plugins.tool import Plugin
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from types import ModuleType
 
     from PIL.Image import Image
@@ -156,13 +157,20 @@ def _means(img: Image) -> dict[str, float]:
 
 
 def _dominant(pil: ModuleType, rgb: Image) -> list[Colour]:
-    """The most common colours of ``rgb`` reduced to a ``PALETTE``-colour palette."""
+    """The most common colours of ``rgb`` reduced to a ``PALETTE``-colour palette; of colours
+    as common, the one met first in reading order (left to right, top to bottom) comes first."""
     reduced = rgb.quantize(colors=PALETTE, method=pil.Quantize.MEDIANCUT)
     palette = reduced.getpalette() or []
     total = rgb.width * rgb.height
     # A "P" image's pixel values are palette indices: ints, where Pillow's types allow more.
     found = cast("list[tuple[int, int]]", reduced.getcolors(PALETTE) or [])
-    counts = sorted(found, reverse=True)
+    # Ties are not left to the palette's index order, which depends on how median cut split it.
+    first_seen: dict[int, int] = {}
+    for position, index in enumerate(cast("Iterable[int]", reduced.getdata())):
+        first_seen.setdefault(index, position)
+        if len(first_seen) == len(found):
+            break
+    counts = sorted(found, key=lambda item: (-item[0], first_seen[item[1]]))
     colours = []
     for count, index in counts[:DOMINANT]:
         r, g, b = palette[3 * index : 3 * index + 3]

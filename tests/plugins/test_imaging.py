@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from jobwarden import JobRecord, JobState, Supervisor, errors
 from jobwarden.plugins.imaging import INSTALL_HINT, MAX_PIXELS, imaging
 from jobwarden.plugins.registry import PluginLifecycle
-from tests.images import BLUE, GREEN, encoded, png_header, red_and_blue_png
+from tests.images import BLUE, GREEN, RED, encoded, png_header, red_and_blue_png
 
 pytestmark = pytest.mark.anyio
 
@@ -74,9 +74,9 @@ async def test_inspect_reads_png_jpeg_and_gif_with_their_colours() -> None:
         "mode": "RGB",
     }
     assert png.result["mean"] == {"R": 127.5, "G": 0.0, "B": 127.5}
-    assert sorted(png.result["dominant"], key=lambda c: c["hex"]) == [
-        {"hex": "#0000ff", "fraction": 0.5},
+    assert png.result["dominant"] == [
         {"hex": "#ff0000", "fraction": 0.5},
+        {"hex": "#0000ff", "fraction": 0.5},
     ]
     assert jpeg.result is not None
     assert (jpeg.result["format"], jpeg.result["width"], jpeg.result["height"]) == ("JPEG", 16, 8)
@@ -86,6 +86,29 @@ async def test_inspect_reads_png_jpeg_and_gif_with_their_colours() -> None:
     assert gif_done.result["dominant"] == [{"hex": "#0000ff", "fraction": 1.0}]
     assert rgba.result is not None
     assert rgba.result["mean"] == {"R": 0.0, "G": 160.0, "B": 0.0, "A": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "box"),
+    [(RED, BLUE, (2, 0, 4, 2)), (BLUE, RED, (2, 0, 4, 2)), (BLUE, RED, (0, 1, 4, 2))],
+    ids=["red-left", "blue-left", "blue-top"],
+)
+async def test_equally_common_colours_come_in_reading_order(
+    first: tuple[int, int, int], second: tuple[int, int, int], box: tuple[int, int, int, int]
+) -> None:
+    """Of two colours covering half the image each, the one met first in reading order leads."""
+    img = Image.new("RGB", (4, 2), first)
+    img.paste(second, box)
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[imaging], process_workers=1) as sup:
+            done = await inspect(sup, encoded(img, "PNG"), "image/png")
+    assert done.result is not None
+    assert [c["hex"] for c in done.result["dominant"]] == [hexed(first), hexed(second)]
+
+
+def hexed(rgb: tuple[int, int, int]) -> str:
+    """``rgb`` as ``#rrggbb``."""
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 async def test_a_multi_picture_jpeg_counts_as_jpeg() -> None:
