@@ -20,7 +20,8 @@ def one_per_tool(
 ) -> dict[str, Any]:
     """``body`` (SubmitBody's schema) as one variant per tool; each tool's named input types go
     to ``components`` as ``<tool>.<type>``. ``input`` is required where ``{}``, the server's
-    default for it, is not an input the tool accepts."""
+    default for it, is not an input the tool accepts: the tool's input has required members, or
+    is not an object at all (an ``array_like`` input type's is an array)."""
     variants = []
     for name, schema in tools.items():
         defs = schema.get("$defs", {})
@@ -29,7 +30,8 @@ def one_per_tool(
         root = rehomed({k: v for k, v in schema.items() if k != "$defs"}, name)
         properties = {**body["properties"], "tool": {"const": name}, "input": root}
         variant = {**body, "title": f"SubmitBody ({name})", "properties": properties}
-        if _object_of(schema).get("required"):
+        taken = _object_of(schema)
+        if taken.get("type") != "object" or taken.get("required"):
             variant["required"] = [*body["required"], "input"]
         variants.append(variant)
     return {"title": body["title"], "description": body["description"], "oneOf": variants}

@@ -19,10 +19,14 @@ real one, and within what every store can compare against (SQLite's integers are
 
 
 class SubmitBody(msgspec.Struct, forbid_unknown_fields=True):
-    """POST /v1/jobs. Unknown members are refused (400 invalid_request)."""
+    """POST /v1/jobs. Unknown members are refused (400 invalid_request).
+
+    ``input`` is an object, or an array for a tool whose input type is ``array_like``: which
+    one the tool takes is its own input validation's to say (400 invalid_input).
+    """
 
     tool: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    input: dict[str, Any] = msgspec.field(default_factory=dict)
+    input: dict[str, Any] | list[Any] = msgspec.field(default_factory=dict)
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT_S)] | None = None
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
 

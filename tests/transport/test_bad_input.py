@@ -114,7 +114,7 @@ CORPUS: list[Bad] = [
     Bad("tool-lone-surrogate", P, "/v1/jobs", *BAD, b'{"tool": "\\ud800"}'),
     Bad("unknown-member", P, "/v1/jobs", *BAD, echo(priority=1)),
     # --- the input member ---
-    Bad("input-array", P, "/v1/jobs", *BAD, with_input(["x"])),
+    Bad("input-array", P, "/v1/jobs", *BAD_INPUT, with_input(["x"])),  # echo reads no array
     Bad("input-string", P, "/v1/jobs", *BAD, with_input("x")),
     Bad("input-null", P, "/v1/jobs", *BAD, with_input(None)),
     Bad("input-wrong-type", P, "/v1/jobs", *BAD_INPUT, with_input({"text": 5})),

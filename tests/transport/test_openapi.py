@@ -19,6 +19,7 @@ from jobwarden.transport.openapi import build_spec
 from tests.images import red_and_blue_png
 from tests.transport.conftest import auth, serve
 from tests.transport.openapi_check import OpenApiChecker
+from tests.transport.test_routes_v1 import pairs
 
 
 def _app_routes(app: web.Application) -> set[tuple[str, str]]:
@@ -207,7 +208,8 @@ def test_with_no_tool_that_takes_an_image_no_seed_body_fits() -> None:
 @pytest.mark.anyio
 async def test_the_served_document_admits_what_the_server_accepts() -> None:
     """Submit and seed bodies the served document admits are accepted, and those it refuses
-    (bad base64, a missing input, a tool that takes no image) are refused."""
+    (bad base64, a missing input, an input of the wrong shape, a tool that takes no image) are
+    refused."""
     png = base64.b64encode(red_and_blue_png()).decode()
     submits: list[tuple[dict[str, Any], bool]] = [
         ({"tool": "builtin.sha256", "input": {"data": "aGk="}}, True),
@@ -216,6 +218,11 @@ async def test_the_served_document_admits_what_the_server_accepts() -> None:
         ({"tool": "builtin.fail"}, True),
         ({"tool": "builtin.echo"}, False),
         ({"tool": "builtin.sleep", "input": {"seconds": 0, "steps": 2}}, True),
+        ({"tool": "pairs.join", "input": [2, "b"]}, True),
+        ({"tool": "pairs.join", "input": [2]}, True),
+        ({"tool": "pairs.join"}, False),
+        ({"tool": "pairs.join", "input": {"count": 2}}, False),
+        ({"tool": "builtin.echo", "input": ["hi"]}, False),
     ]
     seeds: list[tuple[dict[str, Any], bool]] = [
         ({"plugin": "imaging", "image": png, "mime_type": "image/png"}, True),
@@ -224,7 +231,7 @@ async def test_the_served_document_admits_what_the_server_accepts() -> None:
         ({"plugin": "imaging", "image": "", "mime_type": "image/png"}, False),
         ({"plugin": "imaging", "image": png[:-1], "mime_type": "image/png"}, False),
     ]
-    async with serve(plugins=lambda gates: [builtin, imaging]) as srv:
+    async with serve(plugins=lambda gates: [builtin, imaging, pairs]) as srv:
         spec = await srv.get_json(None, "/openapi.json")
         checks = [
             (_validator(spec), "/v1/jobs", submits),

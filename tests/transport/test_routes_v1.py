@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobwarden import __version__
+from jobwarden import Plugin, ToolContext, __version__, builtin
 from jobwarden.store.redis import RedisStore
 from jobwarden.store.sqlite import SqliteStore
 from tests.redis_server import URL
@@ -264,6 +265,50 @@ async def test_submit_with_wait_answers_200_once_the_job_finished() -> None:
     assert job["error"] is None
     assert job["started_at"] is not None
     assert job["finished_at"] is not None
+
+
+class Pair(msgspec.Struct, array_like=True):
+    """An input read from a JSON array: ``[count, label]``."""
+
+    count: int
+    label: str = "x"
+
+
+pairs = Plugin("pairs")
+
+
+@pairs.tool()
+async def join(inp: Pair, ctx: ToolContext) -> str:
+    """The count and the label, joined."""
+    return f"{inp.count}{inp.label}"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "outcome"),
+    [
+        ({"tool": "pairs.join", "input": [1, "y"]}, 200, "1y"),
+        ({"tool": "pairs.join", "input": {"count": 1}}, 400, "invalid_input"),
+        ({"tool": "pairs.join"}, 400, "invalid_input"),
+        ({"tool": "builtin.echo", "input": ["hi"]}, 400, "invalid_input"),
+    ],
+    ids=["array", "object-for-array", "no-input", "array-for-object"],
+)
+async def test_an_array_input_reaches_a_tool_whose_input_is_array_like(
+    body: dict[str, Any], status: int, outcome: str
+) -> None:
+    """An array input runs a tool whose input type is array_like; the tools judge the shape."""
+    async with (
+        serve(plugins=lambda gates: [builtin, pairs]) as srv,
+        srv.http.post(
+            srv.url("/v1/jobs"), params={"wait": "5"}, json=body, headers=auth("alice")
+        ) as resp,
+    ):
+        assert resp.status == status
+        answer = await resp.json()
+    if status == 200:
+        assert answer["job"]["result"] == outcome
+    else:
+        assert check_envelope(answer, outcome)["tool"] == body["tool"]
 
 
 async def test_a_failed_job_with_wait_is_still_200() -> None:
