@@ -302,3 +302,11 @@ def waits_for_the_reporter(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     if not _late_report_sent.wait(timeout=30):
         raise RuntimeError("the earlier call's thread never reported during this one")
     return NumberOut(n=inp.n)
+
+
+@procs.tool(mode="process", timeout=60)
+def closes_its_fds(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Close every inherited fd above 2, as daemonising code does, and block for n seconds."""
+    os.closerange(3, 256)
+    threading.Event().wait(inp.n)
+    return NumberOut(n=inp.n)

@@ -6,11 +6,15 @@ the "spawn" start method: the parent runs threads (worker threads, the SQLite wr
 forked child could inherit a lock some other thread held. Waiting for a worker's answer is an fd
 wait (``anyio.wait_readable``), so it holds no thread and is cancelled at once. A call that is
 cancelled (a timeout, a cancel, shutdown) kills its worker: SIGTERM, SIGKILL after ``GRACE_S``.
+A worker's exit is awaited on a pidfd, also an fd wait: its ``sentinel`` and its pipe close when
+every copy of them does, and a tool may close its copies (daemonising code closes inherited fds)
+and run on.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import signal
 from multiprocessing.process import BaseProcess
@@ -51,7 +55,7 @@ class ProcessPoolStatistics(msgspec.Struct, frozen=True):
 
 
 class _Worker:
-    __slots__ = ("_child", "conn", "process", "ready")
+    __slots__ = ("_child", "_exited", "conn", "process", "ready")
 
     def __init__(self) -> None:
         self.conn, self._child = _context.Pipe()
@@ -59,6 +63,7 @@ class _Worker:
             target=process_worker.serve, args=(self._child,), name="jobwarden-worker", daemon=True
         )
         self.ready = False
+        self._exited: int | None = None  # a pidfd, readable once the worker has exited
 
     async def start(self) -> None:
         try:
@@ -66,6 +71,9 @@ class _Worker:
             await anyio.to_thread.run_sync(self.process.start)
         finally:
             self._child.close()  # the parent's copy: while it is open, a death is no EOF
+        assert self.process.pid is not None
+        # Opened before anything could reap the worker: its pid cannot have been reused.
+        self._exited = os.pidfd_open(self.process.pid)
 
     async def call(
         self, request: bytes, progress: ProgressSink, job: tuple[str, int]
@@ -96,29 +104,47 @@ class _Worker:
         return self.conn.recv_bytes()
 
     async def _died(self) -> Died:
-        await anyio.to_thread.run_sync(self.process.join)
-        code = self.process.exitcode
+        """How the worker ended, its pipe closed mid-call. A worker exiting closes it an instant
+        before it has exited, and its own exit code stands; one still alive after the grace
+        closed its pipe and ran on, breaking the protocol, and is stopped as a cancelled call's is
+        (the call ends crashed, its worker killed)."""
+        assert self._exited is not None
+        with anyio.move_on_after(GRACE_S):
+            await anyio.wait_readable(self._exited)
+        code = await self._stop()
         assert code is not None
-        self.discard()
         if code < 0:
             return Died(exit_code=None, signal=signal.Signals(-code).name)
         return Died(exit_code=code, signal=None)
 
     async def stop(self) -> None:
         """Terminate the worker, kill it if it outlives the grace, and reap it."""
+        await self._stop()
+
+    async def _stop(self) -> int | None:
+        """``stop``, returning the worker's exit code (None if it never started)."""
         process = self.process
-        if process.pid is not None and process.exitcode is None:
-            process.terminate()
-            with anyio.move_on_after(GRACE_S):
-                await anyio.wait_readable(process.sentinel)
+        code = None
+        if self._exited is not None:
+            # exitcode reaps the worker once it has exited (waitpid with WNOHANG).
             if process.exitcode is None:
-                process.kill()
-            await anyio.to_thread.run_sync(process.join)
+                process.terminate()
+                with anyio.move_on_after(GRACE_S):
+                    await anyio.wait_readable(self._exited)
+                if process.exitcode is None:
+                    process.kill()
+                    await anyio.wait_readable(self._exited)
+            process.join()  # it has exited: waitpid returns at once
+            code = process.exitcode
         self.discard()
+        return code
 
     def discard(self) -> None:
-        """Release the connection and the process object of a worker that has ended."""
+        """Release the connection, the pidfd and the process object of a worker that has ended."""
         self.conn.close()
+        if self._exited is not None:
+            os.close(self._exited)
+            self._exited = None
         if self.process.pid is not None:
             self.process.close()
 

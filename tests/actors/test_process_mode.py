@@ -366,3 +366,17 @@ async def test_a_thread_left_by_an_earlier_call_does_not_report_for_the_next_job
     assert done.state is JobState.SUCCEEDED
     assert [e.data.message for e in seen if e.type.endswith("progress")] == ["mine"]
     assert done.progress == 0.25
+
+
+async def test_a_worker_that_closes_its_pipe_and_runs_on_is_killed_and_its_job_crashed() -> None:
+    """A tool that closes its worker's pipe and keeps running fails its job as crashed at once,
+    its worker terminated, and the next call gets a fresh worker."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            done = await run_one(sup, "procs.closes_its_fds", {"n": 2 * HANG_GUARD_S})
+            assert done.state is JobState.FAILED
+            assert done.error is not None
+            assert done.error.type == OutcomeType.CRASHED
+            assert done.error.details == {"signal": "SIGTERM"}
+            assert (await run_one(sup, "procs.square", {"n": 4})).result == {"n": 16}
+            assert sup.processes.statistics().started == 2
