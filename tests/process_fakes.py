@@ -310,3 +310,21 @@ def closes_its_fds(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     os.closerange(3, 256)
     threading.Event().wait(inp.n)
     return NumberOut(n=inp.n)
+
+
+class ForkIn(msgspec.Struct):
+    pid_file: str
+    seconds: float
+
+
+@procs.tool(mode="process", timeout=60)
+def forks_and_exits(inp: ForkIn, ctx: ToolContext) -> NumberOut:
+    """Fork a child that inherits the worker's pipe and blocks, write its pid to ``pid_file``,
+    then end the worker with os._exit(3)."""
+    pid = os.fork()
+    if pid == 0:
+        threading.Event().wait(inp.seconds)
+        os._exit(0)
+    with open(inp.pid_file, "w") as file:
+        file.write(str(pid))
+    os._exit(3)

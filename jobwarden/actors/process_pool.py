@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import select
 import signal
 from multiprocessing.process import BaseProcess
 
@@ -55,7 +56,7 @@ class ProcessPoolStatistics(msgspec.Struct, frozen=True):
 
 
 class _Worker:
-    __slots__ = ("_child", "_exited", "conn", "process", "ready")
+    __slots__ = ("_child", "_either", "_exited", "conn", "process", "ready")
 
     def __init__(self) -> None:
         self.conn, self._child = _context.Pipe()
@@ -64,6 +65,10 @@ class _Worker:
         )
         self.ready = False
         self._exited: int | None = None  # a pidfd, readable once the worker has exited
+        # Readable once the pipe or the pidfd is: a process the tool forked may hold the pipe
+        # open, so the worker's exit alone is no EOF.
+        self._either = select.epoll()
+        self._either.register(self.conn.fileno(), select.EPOLLIN)
 
     async def start(self) -> None:
         try:
@@ -74,13 +79,14 @@ class _Worker:
         assert self.process.pid is not None
         # Opened before anything could reap the worker: its pid cannot have been reused.
         self._exited = os.pidfd_open(self.process.pid)
+        self._either.register(self._exited, select.EPOLLIN)
 
     async def call(
         self, request: bytes, progress: ProgressSink, job: tuple[str, int]
     ) -> Replies | Died:
         """Send ``request``; pass the progress reported for ``job`` (its id and attempt) to
-        ``progress`` until the reply comes. Reports a thread left by an earlier call makes are
-        dropped: they are not this job's."""
+        ``progress`` until the reply comes, or the worker exits or closes its pipe. Reports a
+        thread left by an earlier call makes are dropped: they are not this job's."""
         try:
             if not self.ready:
                 if await self._receive() != READY:
@@ -100,14 +106,18 @@ class _Worker:
             return await self._died()
 
     async def _receive(self) -> bytes:
-        await anyio.wait_readable(self.conn)
+        """The worker's next message; EOFError once it has closed its pipe, or exited and
+        everything it sent before has been read."""
+        await anyio.wait_readable(self._either.fileno())
+        if not self.conn.poll():
+            raise EOFError("the worker exited")
         return self.conn.recv_bytes()
 
     async def _died(self) -> Died:
-        """How the worker ended, its pipe closed mid-call. A worker exiting closes it an instant
-        before it has exited, and its own exit code stands; one still alive after the grace
-        closed its pipe and ran on, breaking the protocol, and is stopped as a cancelled call's is
-        (the call ends crashed, its worker killed)."""
+        """How the worker ended, its pipe closed or itself gone mid-call. A worker exiting closes
+        its pipe an instant before it has exited, and its own exit code stands; one still alive
+        after the grace closed its pipe and ran on, breaking the protocol, and is stopped as a
+        cancelled call's is (the call ends crashed, its worker killed)."""
         assert self._exited is not None
         with anyio.move_on_after(GRACE_S):
             await anyio.wait_readable(self._exited)
@@ -141,6 +151,7 @@ class _Worker:
 
     def discard(self) -> None:
         """Release the connection, the pidfd and the process object of a worker that has ended."""
+        self._either.close()
         self.conn.close()
         if self._exited is not None:
             os.close(self._exited)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -380,3 +384,28 @@ async def test_a_worker_that_closes_its_pipe_and_runs_on_is_killed_and_its_job_c
             assert done.error.details == {"signal": "SIGTERM"}
             assert (await run_one(sup, "procs.square", {"n": 4})).result == {"n": 16}
             assert sup.processes.statistics().started == 2
+
+
+def kill_left(pid_file: Path) -> None:
+    """Kill the process whose pid ``pid_file`` holds, if it was written and it still runs."""
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+async def test_a_worker_exiting_while_a_process_it_forked_holds_its_pipe_crashes_the_job(
+    tmp_path: Path,
+) -> None:
+    """A worker that exits mid-call while a child it forked keeps its pipe open fails that job
+    as crashed with its own exit code."""
+    pid_file = tmp_path / "child.pid"
+    payload = {"pid_file": str(pid_file), "seconds": 2 * HANG_GUARD_S}
+    try:
+        with anyio.fail_after(HANG_GUARD_S):
+            async with Supervisor(plugins=[procs], process_workers=1) as sup:
+                done = await run_one(sup, "procs.forks_and_exits", payload)
+                assert done.error is not None
+                assert (done.state, done.error.type) == (JobState.FAILED, OutcomeType.CRASHED)
+                assert done.error.details == {"exit_code": 3}
+    finally:
+        kill_left(pid_file)
