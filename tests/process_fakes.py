@@ -10,6 +10,7 @@ import math
 import os
 import resource
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -328,3 +329,15 @@ def forks_and_exits(inp: ForkIn, ctx: ToolContext) -> NumberOut:
     with open(inp.pid_file, "w") as file:
         file.write(str(pid))
     os._exit(3)
+
+
+@procs.tool(mode="process", timeout=60)
+def starts_a_child(inp: ForkIn, ctx: ToolContext) -> NumberOut:
+    """Start a child process that sleeps, write its pid to ``pid_file``, report progress, and
+    block."""
+    child = subprocess.Popen(["sleep", str(inp.seconds)])
+    with open(inp.pid_file, "w") as file:
+        file.write(str(child.pid))
+    ctx.progress_sync(0.5, "child started")
+    threading.Event().wait(inp.seconds)
+    return NumberOut(n=child.pid)

@@ -8,11 +8,14 @@ wait (``anyio.wait_readable``), so it holds no thread and is cancelled at once. 
 cancelled (a timeout, a cancel, shutdown) kills its worker: SIGTERM, SIGKILL after ``GRACE_S``.
 A worker's exit is awaited on a pidfd, also an fd wait: its ``sentinel`` and its pipe close when
 every copy of them does, and a tool may close its copies (daemonising code closes inherited fds)
-and run on.
+and run on. Each worker leads a process group of its own (``process_worker.serve``), and is
+signalled as a group: the processes its tools started end with it (one that calls ``setsid``
+escapes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -133,21 +136,42 @@ class _Worker:
 
     async def _stop(self) -> int | None:
         """``stop``, returning the worker's exit code (None if it never started)."""
-        process = self.process
-        code = None
-        if self._exited is not None:
-            # exitcode reaps the worker once it has exited (waitpid with WNOHANG).
-            if process.exitcode is None:
-                process.terminate()
-                with anyio.move_on_after(GRACE_S):
-                    await anyio.wait_readable(self._exited)
-                if process.exitcode is None:
-                    process.kill()
-                    await anyio.wait_readable(self._exited)
-            process.join()  # it has exited: waitpid returns at once
-            code = process.exitcode
+        if self._exited is None:
+            self.discard()
+            return None
+        if not self.exited():
+            self._signal(signal.SIGTERM)
+            with anyio.move_on_after(GRACE_S):
+                await anyio.wait_readable(self._exited)
+            if not self.exited():
+                self._signal(signal.SIGKILL)
+                await anyio.wait_readable(self._exited)
+        return self.reap()
+
+    def exited(self) -> bool:
+        """Whether the worker has exited (it may not be reaped yet)."""
+        return self._exited is not None and bool(select.select([self._exited], [], [], 0)[0])
+
+    def reap(self) -> int | None:
+        """Kill what is left of an exited worker's process group, reap the worker and release
+        it; its exit code. Unreaped, the worker holds its pid, so the group's id cannot have
+        passed to another process."""
+        self._signal(signal.SIGKILL)
+        self.process.join()  # it has exited: waitpid returns at once
+        code = self.process.exitcode
         self.discard()
         return code
+
+    def _signal(self, signum: int) -> None:
+        """Send ``signum`` to the worker's process group, or to the worker alone if it has not
+        made the group yet (it does so first thing, before it runs any tool)."""
+        pid = self.process.pid
+        assert pid is not None
+        try:
+            os.killpg(pid, signum)
+        except ProcessLookupError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     def discard(self) -> None:
         """Release the connection, the pidfd and the process object of a worker that has ended."""
@@ -200,9 +224,9 @@ class ProcessPool:
         """An idle worker still alive, or None; one that died while idle is let go."""
         while self._idle:
             worker = self._idle.pop()
-            if worker.process.exitcode is None:
+            if not worker.exited():
                 return worker
-            worker.discard()
+            worker.reap()
         return None
 
     async def close(self) -> None:

@@ -8,7 +8,8 @@ type by reference, calls it under the call's resource limits and answers with on
 Everything crossing the boundary is msgspec MessagePack (an input holding an int past 64 bits
 inside it as a pickle: ``Call.pickled``). The worker's stdout and stderr go to
 ``/dev/null``: a tool's prints must not land in the server's logs or a CLI's JSON output; what
-it logs is sent to the parent ahead of the reply (``process_logs``).
+it logs is sent to the parent ahead of the reply (``process_logs``). A worker leads a process
+group of its own, which the parent signals whole (``process_pool``).
 """
 
 from __future__ import annotations
@@ -116,8 +117,10 @@ _calls = msgspec.msgpack.Decoder(Call[msgspec.Raw])
 
 def serve(conn: Connection) -> None:
     """The worker's main loop: answer calls until the parent closes the connection."""
-    # Ctrl-C reaches the whole process group; the parent decides when its workers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A process group of its own, which the parent signals whole: processes a tool starts end
+    # with the worker. Ctrl-C at a terminal no longer reaches it: the parent decides when its
+    # workers stop.
+    os.setpgid(0, 0)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)

@@ -409,3 +409,39 @@ async def test_a_worker_exiting_while_a_process_it_forked_holds_its_pipe_crashes
                 assert done.error.details == {"exit_code": 3}
     finally:
         kill_left(pid_file)
+
+
+async def ended(pid: int) -> None:
+    """Return once process ``pid`` has exited (at once if it is gone)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+
+
+@pytest.mark.parametrize("how", ["cancel", "shutdown"])
+async def test_a_process_a_tool_started_ends_with_its_stopped_worker(
+    how: str, tmp_path: Path
+) -> None:
+    """A child process a process tool started is killed with its worker when the job is
+    cancelled or the supervisor shuts down."""
+    pid_file = tmp_path / "child.pid"
+    payload = {"pid_file": str(pid_file), "seconds": 2 * HANG_GUARD_S}
+    try:
+        with anyio.fail_after(HANG_GUARD_S):
+            async with Supervisor(plugins=[procs], process_workers=1, shutdown_grace_s=0) as sup:
+                rec = await sup.submit("procs.starts_a_child", payload)
+                async with sup.subscribe(job_id=rec.id) as events:
+                    async for event in events:
+                        if isinstance(event, JobEvent) and event.type == "jobwarden.job.progress":
+                            break
+                if how == "cancel":
+                    assert (await sup.cancel(rec.id)).state is JobState.CANCELLED
+                    await ended(int(pid_file.read_text()))
+            await ended(int(pid_file.read_text()))
+    finally:
+        kill_left(pid_file)
