@@ -341,3 +341,9 @@ def starts_a_child(inp: ForkIn, ctx: ToolContext) -> NumberOut:
     ctx.progress_sync(0.5, "child started")
     threading.Event().wait(inp.seconds)
     return NumberOut(n=child.pid)
+
+
+@procs.tool(mode="process", timeout=60)
+def reads_stdin(inp: NumberIn, ctx: ToolContext) -> str:
+    """Read up to n bytes from fd 0."""
+    return os.read(0, inp.n).decode()

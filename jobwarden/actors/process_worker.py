@@ -6,8 +6,8 @@ a worker, which covers every way the child's call can end, a dead worker include
 A worker reads one ``Call`` at a time from its connection, imports the tool's function and input
 type by reference, calls it under the call's resource limits and answers with one ``Reply``.
 Everything crossing the boundary is msgspec MessagePack (an input holding an int past 64 bits
-inside it as a pickle: ``Call.pickled``). The worker's stdout and stderr go to
-``/dev/null``: a tool's prints must not land in the server's logs or a CLI's JSON output; what
+inside it as a pickle: ``Call.pickled``). The worker's stdin is ``/dev/null``, and its stdout and
+stderr go there: a tool's prints must not land in the server's logs or a CLI's JSON output; what
 it logs is sent to the parent ahead of the reply (``process_logs``). A worker leads a process
 group of its own, which the parent signals whole (``process_pool``).
 """
@@ -121,9 +121,10 @@ def serve(conn: Connection) -> None:
     # with the worker. Ctrl-C at a terminal no longer reaches it: the parent decides when its
     # workers stop.
     os.setpgid(0, 0)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
+    # fd 0 is the server's stdin, inherited: a tool reading it would take the server's input.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
     os.close(devnull)
     process_logs.forward(conn)
     process_logs.send(conn, READY)

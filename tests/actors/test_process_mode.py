@@ -445,3 +445,20 @@ async def test_a_process_a_tool_started_ends_with_its_stopped_worker(
             await ended(int(pid_file.read_text()))
     finally:
         kill_left(pid_file)
+
+
+async def test_a_process_tool_reads_nothing_from_the_servers_stdin() -> None:
+    """A process tool reading fd 0 finds end of file, not what waits on the server's stdin."""
+    reading, writing = os.pipe()
+    os.write(writing, b"the server's input")
+    saved = os.dup(0)
+    os.dup2(reading, 0)  # what the worker would inherit as stdin
+    try:
+        with anyio.fail_after(HANG_GUARD_S):
+            async with Supervisor(plugins=[procs], process_workers=1) as sup:
+                done = await run_one(sup, "procs.reads_stdin", {"n": 100})
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, reading, writing):
+            os.close(fd)
+    assert (done.state, done.result) == (JobState.SUCCEEDED, "")
