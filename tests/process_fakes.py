@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import os
 import resource
 import signal
@@ -347,3 +348,17 @@ def starts_a_child(inp: ForkIn, ctx: ToolContext) -> NumberOut:
 def reads_stdin(inp: NumberIn, ctx: ToolContext) -> str:
     """Read up to n bytes from fd 0."""
     return os.read(0, inp.n).decode()
+
+
+def _exit_with(code: int) -> None:
+    os._exit(code)
+
+
+@procs.tool(mode="process", timeout=60)
+def uses_multiprocessing(inp: NumberIn, ctx: ToolContext) -> NumberOut:
+    """Run a multiprocessing child that exits with n, and return its exit code."""
+    child = multiprocessing.get_context("fork").Process(target=_exit_with, args=(inp.n,))
+    child.start()
+    child.join()
+    assert child.exitcode is not None
+    return NumberOut(n=child.exitcode)

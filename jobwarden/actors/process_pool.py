@@ -22,6 +22,7 @@ import pickle
 import select
 import signal
 from multiprocessing.process import BaseProcess
+from multiprocessing.util import Finalize
 
 import anyio
 import msgspec
@@ -59,13 +60,16 @@ class ProcessPoolStatistics(msgspec.Struct, frozen=True):
 
 
 class _Worker:
-    __slots__ = ("_child", "_either", "_exited", "conn", "process", "ready")
+    __slots__ = ("_at_exit", "_child", "_either", "_exited", "conn", "process", "ready")
 
     def __init__(self) -> None:
         self.conn, self._child = _context.Pipe()
+        # Not daemonic, so that a tool may start processes with multiprocessing; the pool stops
+        # every worker itself, and ``_at_exit`` kills one it has not at the interpreter's exit.
         self.process: BaseProcess = _context.Process(
-            target=process_worker.serve, args=(self._child,), name="jobwarden-worker", daemon=True
+            target=process_worker.serve, args=(self._child,), name="jobwarden-worker"
         )
+        self._at_exit: Finalize | None = None
         self.ready = False
         self._exited: int | None = None  # a pidfd, readable once the worker has exited
         # Readable once the pipe or the pidfd is: a process the tool forked may hold the pipe
@@ -83,6 +87,10 @@ class _Worker:
         # Opened before anything could reap the worker: its pid cannot have been reused.
         self._exited = os.pidfd_open(self.process.pid)
         self._either.register(self._exited, select.EPOLLIN)
+        # multiprocessing joins non-daemonic children at exit: a worker the pool never stopped
+        # (its supervisor not closed) would keep the interpreter from exiting. Finalizers with an
+        # exit priority run first.
+        self._at_exit = Finalize(None, _kill_group, args=(self.process.pid,), exitpriority=0)
 
     async def call(
         self, request: bytes, progress: ProgressSink, job: tuple[str, int]
@@ -157,21 +165,16 @@ class _Worker:
         it; its exit code. Unreaped, the worker holds its pid, so the group's id cannot have
         passed to another process."""
         self._signal(signal.SIGKILL)
+        if self._at_exit is not None:
+            self._at_exit.cancel()  # before the reap, which frees the pid for another process
         self.process.join()  # it has exited: waitpid returns at once
         code = self.process.exitcode
         self.discard()
         return code
 
     def _signal(self, signum: int) -> None:
-        """Send ``signum`` to the worker's process group, or to the worker alone if it has not
-        made the group yet (it does so first thing, before it runs any tool)."""
-        pid = self.process.pid
-        assert pid is not None
-        try:
-            os.killpg(pid, signum)
-        except ProcessLookupError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
+        assert self.process.pid is not None
+        _signal_group(self.process.pid, signum)
 
     def discard(self) -> None:
         """Release the connection, the pidfd and the process object of a worker that has ended."""
@@ -234,6 +237,20 @@ class ProcessPool:
         idle, self._idle = self._idle, []
         for worker in idle:
             await worker.stop()
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """Send ``signum`` to worker ``pid``'s process group, or to the worker alone if it has not
+    made the group yet (it does so first thing, before it runs any tool)."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _kill_group(pid: int) -> None:
+    _signal_group(pid, signal.SIGKILL)
 
 
 def _request(call: Call[msgspec.Struct]) -> bytes:

@@ -462,3 +462,11 @@ async def test_a_process_tool_reads_nothing_from_the_servers_stdin() -> None:
         for fd in (saved, reading, writing):
             os.close(fd)
     assert (done.state, done.result) == (JobState.SUCCEEDED, "")
+
+
+async def test_a_process_tool_can_start_a_multiprocessing_child() -> None:
+    """A process tool may start a process with multiprocessing: its worker is not daemonic."""
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            done = await run_one(sup, "procs.uses_multiprocessing", {"n": 7})
+    assert (done.state, done.result) == (JobState.SUCCEEDED, {"n": 7})
