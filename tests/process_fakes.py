@@ -5,6 +5,7 @@ Process tools are imported by reference in the worker, so they live at module le
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import multiprocessing
@@ -362,3 +363,18 @@ def uses_multiprocessing(inp: NumberIn, ctx: ToolContext) -> NumberOut:
     child.join()
     assert child.exitcode is not None
     return NumberOut(n=child.exitcode)
+
+
+class When(msgspec.Struct):
+    when: datetime.datetime
+
+
+class WhenOut(msgspec.Struct):
+    when: datetime.datetime
+    seen: str
+
+
+@procs.tool(mode="process", timeout=60)
+def when(inp: When, ctx: ToolContext) -> WhenOut:
+    """Return the datetime it was given, and how it saw it."""
+    return WhenOut(when=inp.when, seen=inp.when.isoformat())

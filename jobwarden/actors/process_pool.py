@@ -254,7 +254,8 @@ def _kill_group(pid: int) -> None:
 
 
 def _request(call: Call[msgspec.Struct]) -> bytes:
-    """``call`` encoded for a worker, whatever ints its input holds.
+    """``call`` encoded for a worker, whatever ints its input holds; its input goes as builtins,
+    datetimes as strings, so that an aware one keeps its offset (``process_worker.plain``).
 
     MessagePack carries ints of 64 bits at most, and an input holding a bigger one is valid (as
     in the other modes): refusing it here would fail the job without running the tool, as the
@@ -262,7 +263,9 @@ def _request(call: Call[msgspec.Struct]) -> bytes:
     which the worker can load: it imports the input type anyway, and trusts its parent entirely.
     """
     try:
-        return _encoder.encode(call)
+        return _encoder.encode(
+            msgspec.structs.replace(call, input=process_worker.plain(call.input))
+        )
     except OverflowError:
         pickled = msgspec.structs.replace(call, input=pickle.dumps(call.input), pickled=True)
         return _encoder.encode(pickled)

@@ -42,8 +42,9 @@ In = TypeVar("In")
 class Call(msgspec.Struct, Generic[In], frozen=True):
     """One tool call for a worker: what to import (``module:qualname``), the input, the limits.
 
-    The parent encodes the input Struct in place (its bytes are copied once, into the message,
-    not first into an encoded input and then again into the call); the worker reads it as
+    The parent encodes the input Struct in place, as builtins (``plain``: its bytes are copied
+    once, into the message, not first into an encoded input and then again into the call); the
+    worker reads it as
     ``msgspec.Raw``, a view of the message, decoded once it has imported the input type.
     ``pickled``: the input is a pickle of the input Struct instead (see ``process_pool``).
     """
@@ -187,7 +188,7 @@ def handle(data: bytes, conn: Connection) -> bytes:
 def _returned(value: Any) -> Replies:
     """The reply carrying the tool's ``value``, or saying why it cannot be encoded."""
     try:
-        return Returned(output=msgspec.Raw(_encoder.encode(value)))
+        return Returned(output=msgspec.Raw(_encoder.encode(plain(value))))
     except TypeError as exc:
         return Unencodable(message=printable(str(exc)))
     except OverflowError:
@@ -197,6 +198,15 @@ def _returned(value: Any) -> Replies:
         return Unencodable(message=unencodable(exc))
     except Exception as exc:
         return Unencodable(message=describe(exc))
+
+
+def plain(value: Any) -> Any:
+    """``value`` as builtins, its datetimes as ISO 8601 strings (bytes left as they are).
+    MessagePack's timestamp extension, msgspec's encoding of an aware datetime, keeps the instant
+    but not the offset: 10:00+05:00 would arrive as 05:00+00:00, where the other modes keep it.
+    Decoded by type, the string gives back the datetime; untyped, it stays the string the job's
+    result stores either way."""
+    return msgspec.to_builtins(value, builtin_types=(bytes, bytearray, memoryview))
 
 
 def _pickled(value: Any) -> Replies:

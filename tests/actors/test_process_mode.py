@@ -470,3 +470,12 @@ async def test_a_process_tool_can_start_a_multiprocessing_child() -> None:
         async with Supervisor(plugins=[procs], process_workers=1) as sup:
             done = await run_one(sup, "procs.uses_multiprocessing", {"n": 7})
     assert (done.state, done.result) == (JobState.SUCCEEDED, {"n": 7})
+
+
+async def test_an_aware_datetime_keeps_its_offset_both_ways() -> None:
+    """A timezone-aware datetime reaches a process tool, and comes back, with its own offset."""
+    when = "2024-01-01T10:00:00+05:00"
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Supervisor(plugins=[procs], process_workers=1) as sup:
+            done = await run_one(sup, "procs.when", {"when": when})
+    assert (done.state, done.result) == (JobState.SUCCEEDED, {"when": when, "seen": when})
