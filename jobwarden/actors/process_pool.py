@@ -132,18 +132,15 @@ class _Worker:
         assert self._exited is not None
         with anyio.move_on_after(GRACE_S):
             await anyio.wait_readable(self._exited)
-        code = await self._stop()
+        code = await self.stop()
         assert code is not None
         if code < 0:
             return Died(exit_code=None, signal=signal.Signals(-code).name)
         return Died(exit_code=code, signal=None)
 
-    async def stop(self) -> None:
-        """Terminate the worker, kill it if it outlives the grace, and reap it."""
-        await self._stop()
-
-    async def _stop(self) -> int | None:
-        """``stop``, returning the worker's exit code (None if it never started)."""
+    async def stop(self) -> int | None:
+        """Terminate the worker, kill it if it outlives the grace, and reap it; its exit code
+        (None if it never started)."""
         if self._exited is None:
             self.discard()
             return None
