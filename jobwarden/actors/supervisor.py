@@ -35,6 +35,7 @@ from jobwarden.actors.scheduler import Scheduler
 from jobwarden.actors.states import QUEUED, JobState
 from jobwarden.actors.subscription import Subscription
 from jobwarden.actors.thread_calls import ThreadCalls
+from jobwarden.actors.to_the_end import to_the_end
 from jobwarden.actors.tool_runner import SHUTDOWN_REASON, ToolRunner
 from jobwarden.errors import (
     NESTED_TOO_DEEP,
@@ -268,8 +269,7 @@ class Supervisor:
                     # The start's own error is the one raised; a task's failure is only logged.
                     log.exception("a supervisor task failed while a failed start was undone")
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._close()
+            await to_the_end(self._close)
 
     async def __aexit__(
         self,
@@ -302,8 +302,7 @@ class Supervisor:
                     raise interrupt from group
                 raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._close()
+            await to_the_end(self._close)
 
     async def _close(self) -> None:
         """Release everything, even when the store fails meanwhile: the runner that met that

@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 
 from jobwarden.actors.states import JobState
+from jobwarden.actors.to_the_end import to_the_end
 from jobwarden.errors import StoreError
 from jobwarden.ids import JOB_ID
 from jobwarden.records import JobEvent, JobRecord
@@ -96,11 +97,12 @@ class SqliteStore:
     async def open(self) -> None:
         """Create or migrate the file and load the event offsets; ``StoreError`` if it cannot."""
         try:
-            await anyio.to_thread.run_sync(self._open)
+            # To its end: a thread left opening the file would spawn a writer nobody closes.
+            await to_the_end(partial(anyio.to_thread.run_sync, self._open))
             await self._commits.start()
         except BaseException:
             # Cancelled after the file was opened (or the child could not open it): undo it all.
-            await self._commits.close()
+            await to_the_end(self._commits.close)
             self._close_readers()
             raise
 

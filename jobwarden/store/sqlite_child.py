@@ -42,6 +42,7 @@ finished) is updated once, to its last record; every event is kept.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import marshal
 import os
@@ -411,13 +412,15 @@ def main(argv: list[str]) -> int:
     try:
         db = connect(path, synchronous, int(max_bytes) or None)
     except Exception as exc:
-        _reply(replies, (0, None, None, 0, False, None, [], 0.0, str(exc) or type(exc).__name__))
+        reason = str(exc) or type(exc).__name__
+        with contextlib.suppress(BrokenPipeError):  # the parent gave up meanwhile
+            _reply(replies, (0, None, None, 0, False, None, [], 0.0, reason))
         return 1
-    _reply(replies, (0, None, None, 0, False, None, [], 0.0, None))
     try:
+        _reply(replies, (0, None, None, 0, False, None, [], 0.0, None))
         # The parent's locked descriptor names the file it opened and migrated.
         serve(db, 0, replies, path, identity(os.fstat(int(lock))))
-    except BrokenPipeError:  # the parent is gone: nobody to tell
+    except BrokenPipeError:  # the parent is gone, or gave up before we were ready: nobody to tell
         pass
     finally:
         db.close()

@@ -25,7 +25,8 @@ So it goes, with the child's reason, when the child stops because the file was r
 
 Waiting is shielded from cancellation only once a cancellation arrives: a write that was queued
 completes (or fails) before its caller sees the cancellation, so the caller's in-memory state
-never diverges from the file, and an uncancelled write pays for no cancel scope.
+never diverges from the file, and an uncancelled write pays for no cancel scope. On asyncio, where
+a shield does not hold against ``Task.cancel()``, the wait goes on through any further ones.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import signal
 import subprocess
 import sys
 import time
+from asyncio import CancelledError
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -303,10 +305,12 @@ class WriterProcess:
             try:
                 await waiter
             except BaseException:
-                if not frame.done:
+                # Until the reply whoever cancels: a shield does not stop asyncio's Task.cancel()
+                # (see ``actors.to_the_end``), so a second one is waited out too.
+                while not frame.done:
                     waiter = loop.create_future()
                     frame.waiters.append(waiter)
-                    with anyio.CancelScope(shield=True):
+                    with anyio.CancelScope(shield=True), contextlib.suppress(CancelledError):
                         await waiter
                 raise
         else:

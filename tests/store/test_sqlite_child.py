@@ -341,3 +341,26 @@ def test_bind_quickly_stores_bytes_as_blobs_and_none_as_null() -> None:
         cwd=Path(__file__).parents[2],
     )
     assert done.stdout.strip() == "('blob', 'null', b'{\"a\": 1}', None)"
+
+
+def test_a_child_whose_parent_gave_up_before_it_was_ready_exits_quietly(tmp_path: Path) -> None:
+    """The parent closed its end of the replies before the child said ready (its start was
+    cancelled): the child exits with status 0 and writes nothing to stderr."""
+    path = _migrated(tmp_path / "jobs.db")
+    replies, replies_child = os.pipe()
+    os.close(replies)
+    lock = os.open(path, os.O_RDWR)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", sqlite_child.__file__, str(path), "full", "0", str(lock)],
+            stdin=subprocess.DEVNULL,
+            stdout=replies_child,
+            stderr=subprocess.PIPE,
+            pass_fds=(lock,),
+            check=False,
+            timeout=60,
+        )
+    finally:
+        os.close(replies_child)
+        os.close(lock)
+    assert (done.returncode, done.stderr) == (0, b"")

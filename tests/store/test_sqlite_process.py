@@ -7,6 +7,7 @@ a slow commit.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -480,6 +481,25 @@ async def test_a_cancelled_write_still_completes_before_the_cancel_is_seen(
                 await writer.process.write(op)
             assert _job_id(op) in writer.stored()
     assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_write_cancelled_twice_by_asyncio_still_waits_for_its_commit(
+    writer: Writer,
+) -> None:
+    """Task.cancel() twice while the commit is held (a shield stops neither): the write still
+    returns only after the commit."""
+    op = writer.put()
+    with writer.held():
+        task = asyncio.ensure_future(writer.process.write(op))
+        for _ in range(2):
+            await anyio.wait_all_tasks_blocked()
+            task.cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert not task.done()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _job_id(op) in writer.stored()
 
 
 _PARENT = """
