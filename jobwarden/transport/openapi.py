@@ -61,6 +61,49 @@ _SUBMIT_ERRORS: dict[int, Any] = {
 # What a route reading stored jobs can answer when the store cannot (a damaged row, a lost
 # connection): 503 with details.reason "store_unavailable".
 _READ_ERRORS: dict[int, Any] = {503: ErrorEnvelope}
+# The headers that come with some statuses, whichever route answers them: a client that honours
+# them (a backoff reading Retry-After, a generated client) learns of them only from here.
+_HEADERS: dict[int, dict[str, Any]] = {
+    101: {
+        "Upgrade": {
+            "description": "websocket: the stream continues as websocket frames",
+            "required": True,
+            "schema": {"type": "string", "const": "websocket"},
+        }
+    },
+    401: {
+        "WWW-Authenticate": {
+            "description": "how to authenticate (RFC 9110)",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    405: {
+        "Allow": {
+            "description": "the methods this path takes",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "seconds to wait before submitting again",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+    503: {
+        "Retry-After": {
+            # A store that cannot be reached may come back; a server shutting down will not.
+            "description": "seconds to wait before trying again; sent when the store is"
+            " unavailable, not when the server is shutting down",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+# A stream route upgrades a websocket handshake (Upgrade: websocket) to the stream itself.
+_SWITCHING: dict[int, Any] = {101: None}
 
 OPERATIONS: tuple[Op, ...] = (
     Op("get", "/v1/health", "Liveness", {200: wire.Health}, auth=False),
@@ -131,7 +174,7 @@ OPERATIONS: tuple[Op, ...] = (
         "get",
         f"/v1/jobs/{_JOB_ID}/events",
         "A job's events (websocket, or SSE with Accept: text/event-stream)",
-        {200: None, 404: ErrorEnvelope, **_READ_ERRORS},
+        {**_SWITCHING, 200: None, 404: ErrorEnvelope, **_READ_ERRORS},
         query=(
             ("since", "integer", "resume after this event id"),
             ("tool", "string", "only this tool"),
@@ -143,7 +186,7 @@ OPERATIONS: tuple[Op, ...] = (
         "get",
         "/v1/events",
         "Every visible event (websocket, or SSE with Accept: text/event-stream)",
-        {200: None, 404: ErrorEnvelope, **_READ_ERRORS},
+        {**_SWITCHING, 200: None, 404: ErrorEnvelope, **_READ_ERRORS},
         query=(
             ("since", "integer", "resume after this event id"),
             ("job", "string", "only this job"),
@@ -318,6 +361,10 @@ def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
                 "content": {"application/json": {"schema": ref_of[ErrorEnvelope]}},
             },
         )
+    for status_text, response in responses.items():
+        headers = _HEADERS.get(int(status_text))
+        if headers:
+            response["headers"] = headers
     doc: dict[str, Any] = {
         "summary": op.summary,
         "operationId": _operation_id(op),

@@ -242,3 +242,54 @@ async def test_the_served_document_admits_what_the_server_accepts() -> None:
                 assert validator.is_valid(body) == admitted, body
                 async with srv.http.post(srv.url(path), json=body, headers=auth("alice")) as resp:
                     assert (resp.status < 300) == admitted, (body, await resp.text())
+
+
+def test_statuses_document_the_headers_they_come_with() -> None:
+    """Every 401, 405, 429 and 503 documents its WWW-Authenticate, Allow or Retry-After
+    header, and the stream routes document their websocket upgrade, 101."""
+    spec = build_spec()
+    expected = {
+        "401": ("WWW-Authenticate", True),
+        "405": ("Allow", True),
+        "429": ("Retry-After", True),
+        "503": ("Retry-After", False),
+    }
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, (header, required) in expected.items():
+                response = operation["responses"].get(status)
+                if response is not None:
+                    assert response["headers"][header]["required"] is required, (
+                        method,
+                        path,
+                        status,
+                    )
+    for path in ("/v1/events", "/v1/jobs/{id}/events"):
+        upgrade = spec["paths"][path]["get"]["responses"]["101"]
+        assert upgrade["headers"]["Upgrade"]["schema"]["const"] == "websocket"
+    assert "101" not in spec["paths"]["/v1/jobs/{id}"]["get"]["responses"]
+
+
+@pytest.mark.anyio
+async def test_upgrades_and_refusals_are_documented_with_their_headers() -> None:
+    """A websocket upgrade (101), a missing key (401) and a full queue (429) on the seed and
+    stream routes answer as the document says, headers included (``serve`` checks each answer)."""
+    png = {"plugin": "imaging", "image": "aGk=", "mime_type": "image/png"}
+    async with serve(concurrency=1, max_queued=1) as srv:
+        held = await srv.hold("alice", "first")
+        async with srv.http.ws_connect(
+            srv.ws_url(f"/v1/jobs/{held['id']}/events"), headers=auth("alice")
+        ) as ws:
+            assert (await ws.receive_json())["type"] == "jobwarden.job.queued"
+        async with srv.http.ws_connect(srv.ws_url("/v1/events"), headers=auth("alice")) as ws:
+            await ws.send_json({"op": "ping"})
+            assert await ws.receive_json() == {"type": "pong"}
+        async with srv.http.get(srv.url("/v1/analyze-execution/jobs")) as resp:
+            assert resp.status == 401
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        await srv.submit("alice", "builtin.echo", {"text": "queued"})
+        async with srv.http.post(
+            srv.url("/v1/analyze-execution/async"), json=png, headers=auth("alice")
+        ) as resp:
+            assert resp.status == 429
+            assert int(resp.headers["Retry-After"]) >= 1
