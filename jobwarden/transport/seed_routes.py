@@ -244,5 +244,23 @@ def _seed_job(record: JobRecord) -> SeedJob:
         plugin=record.plugin,
         status=SEED_STATUS[record.state],
         created_at=record.created_at,
-        updated_at=record.finished_at or record.started_at or record.created_at,
+        updated_at=_updated_at(record),
     )
+
+
+def _updated_at(record: JobRecord) -> datetime:
+    """When the job last changed state, as near as its record tells.
+
+    A job queued again for another attempt has no ``started_at`` any more: ``created_at`` there
+    would move ``updated_at`` back past the start its running status showed, and a poller
+    comparing timestamps would miss the change. The moment it was queued again is the earlier
+    of ``retry_at`` (that moment plus the backoff; without one, as after a crash, the moment
+    itself) and its ``error``'s timestamp (why the last attempt ended, made as it was queued).
+    """
+    if record.finished_at is not None:
+        return record.finished_at
+    if record.started_at is not None:
+        return record.started_at
+    error = record.error
+    stamps = [t for t in (record.retry_at, error.timestamp if error else None) if t is not None]
+    return max(min(stamps), record.created_at) if stamps else record.created_at

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jobwarden import Plugin, ToolContext
+from jobwarden import JobState, Plugin, RetryPolicy, ToolContext
+from jobwarden.records import JobRecord
 from jobwarden.store.memory import MemoryStore
 from jobwarden.store.sqlite import SqliteStore
+from jobwarden.transport import seed_routes
 from tests.fakes import Gates
 from tests.transport.conftest import (
     ImageIn,
     ImageInfo,
     Server,
+    UnreadableImage,
     auth,
     default_plugins,
     expect_error,
@@ -171,6 +174,58 @@ async def test_async_then_poll_status_and_result_until_done() -> None:
     assert result["result"] == {"size": len(PNG), "mime_type": "gate/poll"}
     assert result["error"] is None
     assert _time(result["completed_at"]) >= _time(result["created_at"])
+
+
+def _retrying_plugins(gates: Gates) -> list[Plugin]:
+    retried = Plugin("retried", version="1.0.0")
+
+    # A backoff nobody waits out: the job stays queued for its second attempt until teardown.
+    @retried.tool(retry=RetryPolicy(max_attempts=2, backoff_s=3600, jitter=0))
+    async def flaky(inp: ImageIn, ctx: ToolContext) -> ImageInfo:
+        """Fail the first attempt once its gate opens."""
+        await gates.pass_through(inp.mime_type)
+        raise UnreadableImage("the first attempt fails")
+
+    return [*default_plugins(gates), retried]
+
+
+async def test_updated_at_never_goes_back_when_a_job_waits_for_a_retry() -> None:
+    """A job queued again for its next attempt shows an updated_at no earlier than the one it
+    showed while running: a poller comparing updated_at sees the change."""
+    async with serve(plugins=_retrying_plugins) as srv:
+        job_id = await _async_job(srv, _body(plugin="retried", mime_type="gate/retry"))
+        await srv.gates.wait_entered("gate/retry")
+        running = await srv.get_json("alice", f"/v1/analyze-execution/jobs/{job_id}")
+        async with srv.sup.subscribe(job_id=job_id, since=0) as events:
+            srv.gates.open("gate/retry")
+            async for event in events:
+                if event.type == "jobwarden.job.retrying":
+                    break
+        queued = await srv.get_json("alice", f"/v1/analyze-execution/jobs/{job_id}")
+        listed = await srv.get_json(
+            "alice", "/v1/analyze-execution/jobs", params={"status": "queued"}
+        )
+    assert running["job"]["status"] == "running"
+    assert queued["job"]["status"] == "queued"
+    assert listed["jobs"] == [queued["job"]]
+    assert _time(queued["job"]["updated_at"]) >= _time(running["job"]["updated_at"])
+
+
+def test_updated_at_of_a_job_requeued_after_a_crash_is_when_it_was_requeued() -> None:
+    """A job queued again with no error and no backoff (recovered after a crash) shows the
+    moment it was queued again, not its creation."""
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    record = JobRecord(
+        id="01a2206a9782200144cf7986aef72b65",
+        tool="imaging.describe",
+        plugin="imaging",
+        state=JobState.QUEUED,
+        input={},
+        created_at=created,
+        attempt=2,
+        retry_at=created + timedelta(minutes=5),
+    )
+    assert seed_routes._seed_job(record).updated_at == created + timedelta(minutes=5)
 
 
 async def test_result_of_a_queued_job_is_null_until_done() -> None:
