@@ -417,11 +417,13 @@ def _circuit(
     where: str, failures: int | None, window_s: float, cooldown_s: float
 ) -> CircuitPolicy | None:
     """The breaker policy the decorator's options describe, or None when it has none."""
-    if failures is None:
-        return None
     _count(where, "circuit_failures", failures)
+    # Checked with no breaker too: a bad window or cooldown would otherwise pass unnoticed until
+    # someone turns the breaker on.
     window = _seconds(where, "circuit_window_s", window_s)
     cooldown = _seconds(where, "circuit_cooldown_s", cooldown_s)
+    if failures is None:
+        return None
     return CircuitPolicy(failures=failures, window_s=window, cooldown_s=cooldown)
 
 

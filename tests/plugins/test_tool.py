@@ -366,6 +366,8 @@ def test_max_concurrency_below_one_raises(limit: int) -> None:
         ({"circuit_failures": "3"}, "circuit_failures must be >= 1 \\(an int\\)"),
         ({"circuit_failures": 3, "circuit_window_s": "60"}, "circuit_window_s must be > 0"),
         ({"circuit_failures": 3, "circuit_cooldown_s": None}, "circuit_cooldown_s must be > 0"),
+        ({"circuit_window_s": 0}, "circuit_window_s must be > 0"),
+        ({"circuit_cooldown_s": "30"}, "circuit_cooldown_s must be > 0"),
         ({"name": 7}, "letters, digits, _ and - only"),
     ],
 )
