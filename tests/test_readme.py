@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from jobwarden.cli.local_commands import serve_command
+from jobwarden.errors import OutcomeType
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -65,3 +66,10 @@ def test_every_variable_named_exists() -> None:
     source = "".join(p.read_text() for p in (README.parent / "jobwarden").rglob("*.py"))
     for name in set(re.findall(r"JOBWARDEN_[A-Z_]*[A-Z]", README.read_text())):
         assert f'"{name}"' in source, name
+
+
+def test_outcomes_name_every_error_type() -> None:
+    """The embedding section's list of outcomes names every error type a job can end with."""
+    outcomes = README.read_text().split("- **Outcomes**", 1)[1].split("\n- **", 1)[0]
+    for outcome in OutcomeType:
+        assert f"`{outcome.value}`" in outcomes, outcome.value
