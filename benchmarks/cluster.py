@@ -56,10 +56,11 @@ class NodesDidNotCooperate(RuntimeError):
 
 
 class _Event(msgspec.Struct):
-    """The part of a CloudEvent the latency run reads."""
+    """The part of a CloudEvent the latency run reads (``subject`` is empty on the frame saying
+    where a subscription starts, which is no event)."""
 
     type: str
-    subject: str
+    subject: str = ""
 
 
 _decode_event = msgspec.json.Decoder(_Event).decode

@@ -39,6 +39,7 @@ TARGET = 0.7
 EVENTS_PER_JOB = 3
 SUBMIT_BODY = b'{"tool": "builtin.echo", "input": {"text": "hi"}}'
 JSON = {"Content-Type": "application/json"}
+SUBSCRIBED = '{"type":"subscribed"'
 MS = 1000.0
 
 
@@ -137,8 +138,8 @@ async def _subscribe(
         run.all_connected.set()
     latencies = run.latencies
     async for message in ws:
-        if message.type is not aiohttp.WSMsgType.TEXT:
-            continue
+        if message.type is not aiohttp.WSMsgType.TEXT or message.data.startswith(SUBSCRIBED):
+            continue  # jobwarden's notice of where the stream starts is no event
         received = time.time()
         try:
             event = _decoder.decode(message.data)

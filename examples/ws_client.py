@@ -42,6 +42,11 @@ async def follow(base: str, since: int, limit: int) -> tuple[list[dict[str, Any]
             if message.type is not WSMsgType.TEXT:
                 break
             event = message.json()
+            if event["type"] == "subscribed":
+                # Not an event: where the stream starts. Resuming from it loses nothing even if
+                # the connection drops before the first event.
+                last = event["since"]
+                continue
             if event["type"] == "jobwarden.stream.reset":
                 # The history we asked for was purged: the events before first_retained are gone.
                 print("reset: resuming from", event["data"]["first_retained"])

@@ -29,6 +29,10 @@ class Subscription:
     Live events wait in a buffer of ``capacity``; overflowing it while live drops the subscriber,
     which then raises ``SubscriberOverflow`` after yielding what it had, naming the offset to
     resume from. History the store cannot read raises ``StoreUnavailable``, naming that offset.
+
+    ``since`` is the offset it starts after, fixed at creation: the events it yields are exactly
+    the matching ones after it (a reset aside), so a client told it before any event can resume
+    from it. ``last_offset`` is how far it has got since.
     """
 
     __slots__ = (
@@ -50,6 +54,7 @@ class Subscription:
         "job_id",
         "last_offset",
         "owner",
+        "since",
         "state",
         "tool",
     )
@@ -85,6 +90,7 @@ class Subscription:
         self.tool = tool
         self.owner = owner
         self.state = state
+        self.since = since
         self.last_offset = since
         # The tool filter the store and the bus apply. A job's stream applies its own as it
         # yields, as it does its state filter: a job has one tool, and a filter naming another

@@ -43,9 +43,21 @@ class Op(msgspec.Struct, frozen=True):
     stream: bool = False
     media: tuple[str, ...] = ()  # media types of a 200 that is not JSON
     path_schemas: dict[str, dict[str, Any]] = {}  # a path parameter's schema, if not any string
+    description: str = ""  # what the summary cannot say (an event stream's protocol)
 
 
 _JOB_ID = "{id}"
+# OpenAPI cannot describe a websocket's frames: the event streams say them in words.
+_STREAM = (
+    "A websocket, or SSE when the request accepts text/event-stream (`Last-Event-ID` resumes). "
+    'Websocket client frames: {"op": "subscribe", "job"?, "tool"?, "state"?, "since"?}, '
+    '{"op": "unsubscribe"}, {"op": "ping"} (answered {"type": "pong"}). Each subscription, '
+    'from the URL or a subscribe frame, first sends {"type": "subscribed", "since": N}, then '
+    "its events, each a CloudEvent: exactly those after offset N, so a client resumes with "
+    "since=N before its first event. An SSE stream opens with the line `id: N` and no data, "
+    "which EventSource takes as its last event id. Errors after the upgrade are frames holding "
+    "an error envelope's body (SSE: a jobwarden.stream.error event)."
+)
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}  # a listing's page size
 _HTML = ("text/html",)
 # What a submit can answer besides its job: unknown tool, body too large or not JSON, queue
@@ -181,6 +193,7 @@ OPERATIONS: tuple[Op, ...] = (
             ("state", "string", "only events entering this state"),
         ),
         stream=True,
+        description=_STREAM,
     ),
     Op(
         "get",
@@ -194,6 +207,7 @@ OPERATIONS: tuple[Op, ...] = (
             ("state", "string", "only events entering this state"),
         ),
         stream=True,
+        description=_STREAM,
     ),
     Op("get", "/v1/metrics", "Per-tool metrics as JSON", {200: MetricsBody}),
     Op("get", "/metrics", "Prometheus text exposition", {200: None}, media=("text/plain",)),
@@ -367,6 +381,7 @@ def _operation(op: Op, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
             response["headers"] = headers
     doc: dict[str, Any] = {
         "summary": op.summary,
+        **({"description": op.description} if op.description else {}),
         "operationId": _operation_id(op),
         "parameters": parameters,
         "responses": responses,

@@ -25,7 +25,14 @@ from jobwarden.transport.context import (
     int_param,
 )
 from jobwarden.transport.responses import ApiError
-from jobwarden.transport.wire import MAX_OFFSET, Ping, Subscribe, encoder, frame_decoder
+from jobwarden.transport.wire import (
+    MAX_OFFSET,
+    Ping,
+    Subscribe,
+    Subscribed,
+    encoder,
+    frame_decoder,
+)
 
 log = structlog.get_logger("jobwarden.stream")
 routes = web.RouteTableDef()
@@ -162,6 +169,10 @@ async def _sse(request: web.Request, principal: Principal, first: Subscribe) -> 
         encoded = request.app[ENCODED]
         try:
             async with _subscription(request, principal, first) as events:
+                # An id with no data: EventSource takes it as its last event id without
+                # dispatching anything, so it resumes from where this stream starts even when
+                # the connection drops before the first event.
+                await response.write(b"id: %d\n\n" % events.since)
                 while batch := await events.batch():
                     for event in batch:
                         await response.write(
@@ -252,6 +263,15 @@ async def _websocket(
         nonlocal sent
         try:
             async with _subscription(request, principal, sub) as events:
+                # Where the stream starts, before its first event: a client that sees no event
+                # before the connection drops still has an offset to resume from.
+                if writer.stopped:
+                    return
+                writer.sending = True
+                await ws.send_frame(encoder.encode(Subscribed(since=events.since)), WSMsgType.TEXT)
+                if writer.stopped:
+                    return
+                writer.sending = False
                 while batch := await events.batch():
                     if writer.stopped:
                         return

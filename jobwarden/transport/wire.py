@@ -133,6 +133,15 @@ class Ping(ClientFrame, tag="ping"):
 
 ClientFrameType = Subscribe | Unsubscribe | Ping
 
+
+class Subscribed(msgspec.Struct, tag_field="type", tag="subscribed"):
+    """The server's first frame of each websocket subscription, before any of its events: the
+    offset it starts after, so a client that sees no event before the connection drops still
+    resumes exactly, with ``since`` = this."""
+
+    since: int
+
+
 encoder = msgspec.json.Encoder()
 submit_decoder = msgspec.json.Decoder(SubmitBody)
 frame_decoder = msgspec.json.Decoder(ClientFrameType)

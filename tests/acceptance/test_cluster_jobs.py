@@ -27,13 +27,18 @@ pytestmark = pytest.mark.anyio
 async def sse_events(
     http: aiohttp.ClientSession, node: Node, path: str, **headers: str
 ) -> list[str]:
-    """The ``id:`` lines of an SSE stream read to its end (a job's stream ends after its terminal
-    event)."""
+    """The ids of an SSE stream's events, read to its end (a job's stream ends after its terminal
+    event); the block opening the stream, an id without data, is no event."""
     headers = {"Accept": "text/event-stream", **headers}
     async with http.get(node.base + path, headers=headers) as resp:
         assert resp.status == 200, await resp.text()
         text = (await resp.read()).decode()
-    return [line.removeprefix("id: ") for line in text.splitlines() if line.startswith("id: ")]
+    blocks = [block.splitlines() for block in text.split("\n\n")]
+    return [
+        lines[0].removeprefix("id: ")
+        for lines in blocks
+        if lines and lines[0].startswith("id: ") and any(line.startswith("data:") for line in lines)
+    ]
 
 
 async def test_a_job_submitted_on_one_node_is_seen_whole_on_another(

@@ -12,6 +12,7 @@ from jobwarden import JobEvent, MemoryStore, StreamEvent, StreamReset, Superviso
 from jobwarden.actors.event_bus import EventBus
 from jobwarden.actors.states import JobState
 from jobwarden.records import EventData, JobRecord
+from jobwarden.store.base import EventBounds
 from jobwarden.store.sqlite import SqliteStore
 from tests.fakes import FullStore, Gates, PausingStore, fake_plugin
 
@@ -147,6 +148,57 @@ async def test_since_none_means_only_new_events() -> None:
             event = await events.__anext__()
             assert isinstance(event, JobEvent)
             assert event.subject == new.id
+
+
+class BoundsPause(MemoryStore):
+    """A memory store whose next ``event_bounds`` call, once ``armed``, reads the bounds and then
+    waits for ``release`` before it returns them: events committed meanwhile are newer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.reading = anyio.Event()
+        self._release = anyio.Event()
+
+    def release(self) -> None:
+        self._release.set()
+
+    async def event_bounds(self) -> EventBounds:
+        bounds = await super().event_bounds()
+        if self.armed:
+            self.armed = False
+            self.reading.set()
+            await self._release.wait()
+        return bounds
+
+
+async def test_since_is_where_a_subscription_starts_even_with_events_while_it_subscribes() -> None:
+    """A subscription's ``since`` is the offset it starts after (the newest when it read it, or
+    the one asked for): a job that ran while it subscribed comes after it, each event once."""
+    store = BoundsPause()
+    async with Supervisor(plugins=[builtin], store=store) as sup:
+        await sup.wait((await sup.submit("builtin.echo", {"text": "old"})).id, timeout=5)
+        meanwhile: list[str] = []
+
+        async def run_a_job_while_it_subscribes() -> None:
+            await store.reading.wait()
+            job = await sup.submit("builtin.echo", {"text": "meanwhile"})
+            meanwhile.append(job.id)
+            await sup.wait(job.id, timeout=5)
+            store.release()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_a_job_while_it_subscribes)
+                store.armed = True
+                async with sup.subscribe() as events:
+                    since = events.since
+                    got = [await anext(events) for _ in range(3)]
+            async with sup.subscribe(since=1) as resumed, sup.subscribe(since=99) as ahead:
+                since_given, since_clamped = resumed.since, ahead.since
+    assert since == 3
+    assert [(e.offset, e.subject) for e in got] == [(n, meanwhile[0]) for n in (4, 5, 6)]
+    assert (since_given, since_clamped) == (1, 6)
 
 
 @pytest.mark.parametrize(

@@ -344,7 +344,11 @@ async def next_sse(resp: aiohttp.ClientResponse) -> SseEvent | None:
 
 
 async def next_sse_from(lines: Lines) -> SseEvent | None:
-    """``next_sse``, reading the stream's lines from ``lines``."""
+    """``next_sse``, reading the stream's lines from ``lines``.
+
+    As EventSource does, it dispatches no event for a block without data (the stream's opening
+    ``id:`` line): ``sse_start`` reads that one.
+    """
     fields: dict[str, list[str]] = {}
     while True:
         with anyio.fail_after(10):
@@ -353,19 +357,55 @@ async def next_sse_from(lines: Lines) -> SseEvent | None:
             return None
         line = raw.decode().rstrip("\r\n")
         if not line:
-            if fields:
-                data = "\n".join(fields.get("data", []))
+            if "data" in fields:
+                data = "\n".join(fields["data"])
                 ids, events = fields.get("id"), fields.get("event")
                 return SseEvent(
                     id=ids[-1] if ids else None,
                     event=events[-1] if events else None,
                     data=msgspec.json.decode(data) if data else None,
                 )
+            fields.clear()
             continue
         if line.startswith(":"):
             continue
         name, _, value = line.partition(":")
         fields.setdefault(name, []).append(value.removeprefix(" "))
+
+
+def is_start(frame: Any) -> bool:
+    """Whether a decoded websocket frame is a subscription's ``subscribed`` notice."""
+    return (
+        isinstance(frame, dict)
+        and set(frame) == {"type", "since"}
+        and frame["type"] == "subscribed"
+    )
+
+
+async def receive_json(ws: aiohttp.ClientWebSocketResponse) -> Any:
+    """The next websocket frame other than a ``subscribed`` notice, decoded (bounded wait)."""
+    while is_start(frame := await ws.receive_json(timeout=10)):
+        pass
+    return frame
+
+
+async def sse_start(resp: aiohttp.ClientResponse) -> int:
+    """The offset an SSE stream says it starts after: its first block, one ``id:`` line alone
+    (comments before it skipped)."""
+    block: list[str] = []
+    while True:
+        with anyio.fail_after(10):
+            raw = await resp.content.readline()
+        assert raw, f"the stream ended after {block}"
+        line = raw.decode().rstrip("\r\n")
+        if line.startswith(":"):
+            continue
+        if not line:
+            break
+        block.append(line)
+    assert len(block) == 1, block
+    assert block[0].startswith("id: "), block
+    return int(block[0].removeprefix("id: "))
 
 
 async def read_sse_until(

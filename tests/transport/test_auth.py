@@ -13,6 +13,7 @@ from tests.transport.conftest import (
     Server,
     auth,
     expect_error,
+    receive_json,
     serve,
 )
 
@@ -201,7 +202,7 @@ async def _stream_events(srv: Server, who: str, last: Any) -> list[dict[str, Any
     got: list[dict[str, Any]] = []
     async with srv.http.ws_connect(srv.ws_url("/v1/events?since=0"), headers=auth(who)) as ws:
         while True:
-            event = await ws.receive_json(timeout=10)
+            event = await receive_json(ws)
             got.append(event)
             if event["type"] == "jobwarden.job.succeeded" and last(event):
                 return got

@@ -51,6 +51,17 @@ def test_every_route_documents_its_405_and_the_document_its_own_type() -> None:
     assert own == {"application/json": {"schema": {"type": "object"}}}
 
 
+def test_the_event_streams_describe_their_frames() -> None:
+    """Both event stream routes describe the websocket frames, the subscribed one included, and
+    SSE's opening id line."""
+    spec = build_spec()
+    for path in ("/v1/events", "/v1/jobs/{id}/events"):
+        text = spec["paths"][path]["get"]["description"]
+        assert '{"type": "subscribed", "since": N}' in text, path
+        assert '{"type": "pong"}' in text, path
+        assert "`id: N` and no data" in text, path
+
+
 def test_document_is_openapi_31_with_resolvable_schemas() -> None:
     """The document says 3.1.0 and every $ref in it resolves to a valid JSON Schema."""
     spec = build_spec()

@@ -21,6 +21,7 @@ from tests.transport.conftest import (
     read_sse_until,
     serve,
     slow_socket,
+    sse_start,
 )
 
 pytestmark = pytest.mark.anyio
@@ -55,6 +56,7 @@ async def test_job_stream_frames_id_event_and_data_then_ends() -> None:
             assert resp.status == 200
             assert resp.content_type == "text/event-stream"
             assert resp.headers["Cache-Control"] == "no-cache"
+            start = await sse_start(resp)
             raw: list[bytes] = []
             with anyio.fail_after(10):
                 while (line := await resp.content.readline()) != b"\n":
@@ -73,6 +75,7 @@ async def test_job_stream_frames_id_event_and_data_then_ends() -> None:
     assert done.data["id"] == done.id
     assert done.data["subject"] == job["id"]
     assert done.data["data"]["result"] == {"text": "sse"}
+    assert start == 0
     assert int(raw[0][4:]) < int(running.id or 0) < int(done.id or 0)
     assert end is None
 
@@ -177,6 +180,77 @@ async def test_last_event_id_resumes_the_all_events_stream() -> None:
         ) as resp:
             rest = await read_sse_until(resp, _terminal_of(late[-1]["id"]))
     assert _ids(seen + rest) == list(range(1, 16))
+
+
+async def test_every_stream_opens_with_the_offset_it_starts_after() -> None:
+    """Before any event, an SSE stream sends an id line alone: the since asked for (query or
+    Last-Event-ID, clamped to the newest event), else the newest event for /v1/events and 0 for
+    a job's stream; the events that follow are exactly those after it."""
+    async with serve(settings=QUICK) as srv:
+        job = await srv.submit("alice", "builtin.echo", {"text": "x"}, wait=5)
+        asks = [
+            (f"/v1/jobs/{job['id']}/events", {}, 0),
+            (f"/v1/jobs/{job['id']}/events?since=2", {}, 2),
+            (f"/v1/jobs/{job['id']}/events", {"Last-Event-ID": "1"}, 1),
+            (f"/v1/jobs/{job['id']}/events?since=99", {}, 3),
+            ("/v1/events?since=1", {}, 1),
+            ("/v1/events", {"Last-Event-ID": "2"}, 2),
+            ("/v1/events?since=99", {}, 3),
+        ]
+        starts: list[tuple[int, int | None]] = []
+        for path, headers, _ in asks:
+            async with srv.http.get(
+                srv.url(path), headers={**auth("alice"), **SSE, **headers}
+            ) as resp:
+                start = await sse_start(resp)
+                first = await next_sse(resp) if start < 3 else None
+                starts.append((start, int(first.id or 0) if first else None))
+        async with srv.http.get(srv.url("/v1/events"), headers={**auth("alice"), **SSE}) as resp:
+            now = await sse_start(resp)
+            later = await srv.submit("alice", "builtin.echo", {"text": "later"})
+            after_now = await next_sse(resp)
+    assert starts == [(want, want + 1 if want < 3 else None) for _, _, want in asks]
+    assert now == 3
+    assert after_now is not None
+    assert (after_now.id, after_now.data["subject"]) == ("4", later["id"])
+
+
+async def test_a_stream_dropped_before_any_event_resumes_from_its_opening_id() -> None:
+    """/v1/events (no since) dropped before its first event and resumed with Last-Event-ID =
+    the id it opened with gets a job that ran meanwhile, each event exactly once."""
+    async with serve(settings=QUICK) as srv:
+        await srv.submit("alice", "builtin.echo", {"text": "before"}, wait=5)
+        async with srv.http.get(srv.url("/v1/events"), headers={**auth("alice"), **SSE}) as resp:
+            start = await sse_start(resp)
+        meanwhile = await srv.submit("alice", "builtin.echo", {"text": "meanwhile"}, wait=5)
+        after = await srv.submit("alice", "builtin.echo", {"text": "after"}, wait=5)
+        headers = {**auth("alice"), **SSE, "Last-Event-ID": str(start)}
+        async with srv.http.get(srv.url("/v1/events"), headers=headers) as resp:
+            again = await sse_start(resp)
+            events = await read_sse_until(resp, _terminal_of(after["id"]))
+    assert (start, again) == (3, 3)
+    assert _ids(events) == [4, 5, 6, 7, 8, 9]
+    assert [e.data["subject"] for e in events[:3]] == [meanwhile["id"]] * 3
+
+
+async def test_a_job_stream_dropped_before_any_event_resumes_from_its_opening_id() -> None:
+    """A job's stream opened after its last event seen so far, dropped before any other, and
+    resumed with Last-Event-ID = the id it opened with gets the job's end exactly once."""
+    async with serve() as srv:
+        job = await srv.hold("alice", "drop")
+        path = srv.url(f"/v1/jobs/{job['id']}/events?since=2")
+        async with srv.http.get(path, headers={**auth("alice"), **SSE}) as resp:
+            start = await sse_start(resp)
+        srv.gates.open("drop")
+        await srv.finished(job["id"])
+        headers = {**auth("alice"), **SSE, "Last-Event-ID": str(start)}
+        async with srv.http.get(srv.url(f"/v1/jobs/{job['id']}/events"), headers=headers) as resp:
+            again = await sse_start(resp)
+            events: list[SseEvent] = []
+            while (event := await next_sse(resp)) is not None:
+                events.append(event)
+    assert (start, again) == (2, 2)
+    assert [(e.id, e.event) for e in events] == [("3", "jobwarden.job.succeeded")]
 
 
 async def test_all_events_stream_honours_since_and_tool() -> None:

@@ -23,6 +23,7 @@ from tests.transport.conftest import (
     check_envelope,
     expect_error,
     next_sse,
+    receive_json,
     serve,
 )
 
@@ -139,9 +140,9 @@ async def test_a_damaged_event_is_an_error_frame_on_a_websocket(tmp_path: Path) 
         async with server.http.ws_connect(
             server.ws_url(f"/v1/events?job={job['id']}"), headers=auth("alice")
         ) as ws:
-            frames = [await ws.receive_json(timeout=10) for _ in range(3)]
+            frames = [await receive_json(ws) for _ in range(3)]
             await ws.send_json({"op": "ping"})
-            pong = await ws.receive_json(timeout=10)
+            pong = await receive_json(ws)
     assert [frame.get("type") for frame in frames[:2]] == [
         "jobwarden.job.queued",
         "jobwarden.job.running",
@@ -181,7 +182,7 @@ async def test_an_unexpected_store_failure_ends_a_websocket_with_an_error_frame_
         async with server.http.ws_connect(
             server.ws_url(f"/v1/jobs/{job['id']}/events"), headers=auth("alice")
         ) as ws:
-            frame = await ws.receive_json(timeout=10)
+            frame = await receive_json(ws)
             closing = await ws.receive(timeout=10)
         failures = _stream_failures(server.logs)
     assert set(frame) == ENVELOPE_FIELDS
@@ -225,15 +226,19 @@ async def test_a_since_beyond_the_largest_offset_is_an_error_frame_on_sqlite(
                 await ws.send_str(f'{{"op": "subscribe", "since": {since}}}')
                 errors.append(await ws.receive_json(timeout=10))
             await ws.send_json({"op": "subscribe", "since": 10**18})
+            clamped = await ws.receive_json(timeout=10)
             await ws.send_json({"op": "ping"})
             pong = await ws.receive_json(timeout=10)
             await ws.send_json({"op": "subscribe", "since": 0})
+            start = await ws.receive_json(timeout=10)
             replayed = [await ws.receive_json(timeout=10) for _ in range(3)]
     for error in errors:
         assert set(error) == ENVELOPE_FIELDS
         assert error["type"] == "invalid_request"
         assert "<= 1000000000000000000" in error["message"]
+    assert clamped == {"type": "subscribed", "since": 3}  # from now on: the newest event
     assert pong == {"type": "pong"}
+    assert start == {"type": "subscribed", "since": 0}
     assert [frame["subject"] for frame in replayed] == [job["id"]] * 3
 
 

@@ -25,6 +25,7 @@ from tests.transport.conftest import (
     auth,
     big_jobs_until_a_reader_is_dropped,
     expect_error,
+    is_start,
     serve,
     slow_socket,
 )
@@ -65,12 +66,19 @@ def wsl(srv: Server, path: str, who: str | None = "alice", **kw: Any) -> connect
     )
 
 
-async def wsl_next(ws: ClientConnection) -> Event:
+async def wsl_frame(ws: ClientConnection) -> Event:
     """The next frame of a `websockets` connection, decoded (bounded wait)."""
     with anyio.fail_after(10):
         frame = await ws.recv()
     decoded: Event = msgspec.json.decode(frame)
     return decoded
+
+
+async def wsl_next(ws: ClientConnection) -> Event:
+    """The next frame of a `websockets` connection other than a ``subscribed`` notice."""
+    while is_start(frame := await wsl_frame(ws)):
+        pass
+    return frame
 
 
 async def wsl_until(ws: ClientConnection, stop: Callable[[Event], bool]) -> list[Event]:
@@ -82,12 +90,19 @@ async def wsl_until(ws: ClientConnection, stop: Callable[[Event], bool]) -> list
             return got
 
 
-async def aio_next(ws: aiohttp.ClientWebSocketResponse) -> Event:
+async def aio_frame(ws: aiohttp.ClientWebSocketResponse) -> Event:
     """The next text frame of an aiohttp websocket, decoded (bounded wait)."""
     msg = await ws.receive(timeout=10)
     assert msg.type is WSMsgType.TEXT, (msg.type, msg.data, msg.extra)
     decoded: Event = msgspec.json.decode(msg.data)
     return decoded
+
+
+async def aio_next(ws: aiohttp.ClientWebSocketResponse) -> Event:
+    """The next text frame of an aiohttp websocket other than a ``subscribed`` notice."""
+    while is_start(frame := await aio_frame(ws)):
+        pass
+    return frame
 
 
 async def aio_until(
@@ -166,8 +181,8 @@ async def test_subscribing_again_to_a_jobs_stream_repeats_nothing() -> None:
         ) as ws:
             first = [await aio_next(ws), await aio_next(ws)]
             await ws.send_json({"op": "subscribe"})
-            await ws.send_json({"op": "ping"})
-            assert await aio_next(ws) == {"type": "pong"}
+            # The new stream is in place, and starts after what this socket was sent.
+            assert await aio_frame(ws) == {"type": "subscribed", "since": 2}
             srv.gates.open("again")
             rest = await aio_next(ws)
             closing = await ws.receive(timeout=10)
@@ -370,12 +385,14 @@ async def test_a_job_stream_filtered_by_another_tool_closes_1000_with_the_job() 
             async with srv.http.ws_connect(
                 srv.ws_url(path.format(job["id"])), headers=auth("alice")
             ) as ws:
+                assert is_start(await aio_frame(ws))
                 await store.wait_replayed(job["id"])
                 srv.gates.open(f"other-{n}")
                 closes.append(await ws.receive(timeout=10))
         job = await srv.hold("alice", "other-frame")
         async with srv.http.ws_connect(srv.ws_url("/v1/events"), headers=auth("alice")) as ws:
             await ws.send_json({"op": "subscribe", "job": job["id"], "tool": "builtin.echo"})
+            assert is_start(await aio_frame(ws))
             await store.wait_replayed(job["id"])
             srv.gates.open("other-frame")
             closes.append(await ws.receive(timeout=10))
@@ -475,6 +492,81 @@ async def test_resume_after_a_dropped_connection_has_no_duplicates_and_no_gap() 
             after = await wsl_next(ws)
     assert offsets(seen + rest) == list(range(1, 16))
     assert after == {"type": "pong"}
+
+
+async def test_each_subscription_opens_with_a_subscribed_frame() -> None:
+    """Every subscription, from the URL or a subscribe frame, first sends {"type": "subscribed",
+    "since": N}: the since asked for (clamped to the newest event), else the newest event for
+    /v1/events and 0 (or what the socket was sent) for a job's stream; its events follow it."""
+    async with serve() as srv:
+        job = await srv.submit("alice", "builtin.echo", {"text": "x"}, wait=5)
+        async with srv.http.ws_connect(
+            srv.ws_url(f"/v1/jobs/{job['id']}/events"), headers=auth("alice")
+        ) as ws:
+            job_stream = [await aio_frame(ws) for _ in range(4)]
+        async with srv.http.ws_connect(
+            srv.ws_url(f"/v1/jobs/{job['id']}/events?since=2"), headers=auth("alice")
+        ) as ws:
+            job_since = [await aio_frame(ws) for _ in range(2)]
+        async with srv.http.ws_connect(
+            srv.ws_url("/v1/events?since=1"), headers=auth("alice")
+        ) as ws:
+            by_url = await aio_frame(ws)
+            replayed = [await aio_frame(ws) for _ in range(2)]
+            await ws.send_json({"op": "subscribe"})
+            from_now = await aio_frame(ws)
+            await ws.send_json({"op": "subscribe", "since": 99})
+            clamped = await aio_frame(ws)
+            later = await srv.submit("alice", "builtin.echo", {"text": "later"})
+            after = await aio_frame(ws)
+    assert job_stream[0] == {"type": "subscribed", "since": 0}
+    assert offsets(job_stream[1:]) == [1, 2, 3]
+    assert job_since[0] == {"type": "subscribed", "since": 2}
+    assert offsets(job_since[1:]) == [3]
+    assert by_url == {"type": "subscribed", "since": 1}
+    assert offsets(replayed) == [2, 3]
+    assert from_now == {"type": "subscribed", "since": 3}
+    assert clamped == {"type": "subscribed", "since": 3}
+    assert (after["id"], after["subject"]) == ("4", later["id"])
+
+
+async def test_a_subscription_dropped_before_any_event_resumes_from_its_since() -> None:
+    """/v1/events subscribed without since, dropped before its first event and resumed with the
+    since of its subscribed frame, gets a job that ran meanwhile, each event exactly once."""
+    async with serve() as srv:
+        await srv.submit("alice", "builtin.echo", {"text": "before"}, wait=5)
+        async with wsl(srv, "/v1/events") as ws:
+            await ws.send('{"op": "subscribe"}')
+            start = await wsl_frame(ws)
+        meanwhile = await srv.submit("alice", "builtin.echo", {"text": "meanwhile"}, wait=5)
+        after = await srv.submit("alice", "builtin.echo", {"text": "after"}, wait=5)
+        async with wsl(srv, f"/v1/events?since={start['since']}") as ws:
+            again = await wsl_frame(ws)
+            events = await wsl_until(ws, finished(after["id"]))
+    assert start == again == {"type": "subscribed", "since": 3}
+    assert offsets(events) == [4, 5, 6, 7, 8, 9]
+    assert [e["subject"] for e in events[:3]] == [meanwhile["id"]] * 3
+
+
+async def test_a_job_stream_dropped_before_any_event_resumes_from_its_since() -> None:
+    """A job's stream opened after the events seen so far, dropped before any other and resumed
+    with the since of its subscribed frame, gets the job's end exactly once, then 1000."""
+    async with serve() as srv:
+        job = await srv.hold("alice", "drop")
+        path = f"/v1/jobs/{job['id']}/events"
+        async with wsl(srv, f"{path}?since=2") as ws:
+            start = await wsl_frame(ws)
+        srv.gates.open("drop")
+        await srv.finished(job["id"])
+        async with wsl(srv, f"{path}?since={start['since']}") as ws:
+            again = await wsl_frame(ws)
+            events = await wsl_until(ws, finished(job["id"]))
+            with pytest.raises(ConnectionClosed) as closed:
+                await wsl_frame(ws)
+    assert start == again == {"type": "subscribed", "since": 2}
+    assert [(e["id"], e["type"]) for e in events] == [("3", "jobwarden.job.succeeded")]
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1000
 
 
 async def test_events_stream_shows_only_the_callers_events() -> None:
