@@ -17,6 +17,7 @@ RECONNECT_FOR_S = 30.0  # how long a dropped stream keeps trying before the comm
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 2.0
 RESET_TYPE = "jobwarden.stream.reset"
+STARTED_TYPE = "subscribed"  # the frame saying where a subscription starts (not a CloudEvent)
 ALL_EVENTS = "/v1/events"
 # The query parameters with which /v1/events starts streaming by itself (docs/events.md).
 STARTS_A_STREAM = frozenset({"job", "tool", "since"})
@@ -32,6 +33,13 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class Started:
+    """A subscription's first frame: it delivers the events after offset ``since``."""
+
+    since: int
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     """Where to listen: ``path`` with query ``filters``, from offset ``since`` (None: from now)."""
 
@@ -40,13 +48,20 @@ class StreamSpec:
     since: int | None = None
 
 
-def _parse(raw: str, base_url: str) -> Frame | None:
-    """A frame's CloudEvent, None for a control frame, or the server's error as an exception."""
+def _parse(raw: str, base_url: str) -> Frame | Started | None:
+    """A frame's CloudEvent, where a subscription starts, None for another control frame, or the
+    server's error as an exception."""
     try:
         frame = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return None
     if not isinstance(frame, dict):
+        return None
+    if frame.get("type") == STARTED_TYPE:
+        since = frame.get("since")
+        # bool is an int too, and an offset is never negative: anything else is no offset.
+        if type(since) is int and since >= 0:
+            return Started(since)
         return None
     if "specversion" not in frame:
         # A subscription the server refused arrives as a bare error envelope body.
@@ -67,7 +82,9 @@ async def follow(
     """The stream's events until the server closes it normally (a job's stream after its end).
 
     A dropped connection, a server going away or a "too slow, resume" close reconnects with
-    ``since`` = the last offset seen, telling ``on_reconnect``. A server unreachable at the very
+    ``since`` = the last offset seen (the last event's, or before any event where the server said
+    the stream starts), telling ``on_reconnect``: None only when the server said neither, so the
+    stream can only start again from now. A server unreachable at the very
     start, or for ``RECONNECT_FOR_S`` after a drop, raises ``Unreachable``; a refusal (an error
     envelope or a refused handshake) is a ``CommandError`` at once.
     """
@@ -100,7 +117,9 @@ async def follow(
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     continue
                 frame = _parse(message.data, api.base_url)
-                if frame is not None:
+                if isinstance(frame, Started):
+                    since = frame.since
+                elif frame is not None:
                     since = frame.offset
                     yield frame
         if ws.close_code == aiohttp.WSCloseCode.OK:

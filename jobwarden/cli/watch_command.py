@@ -47,8 +47,8 @@ def watch_command(
     """Stream job events live: a table with a row per job, or --json one CloudEvent per line.
 
     With --job it ends after that job's terminal event; otherwise it runs until Ctrl-C (exit 0).
-    A dropped connection is resumed from the last event seen, so nothing is missed or repeated;
-    one dropped before any event was seen resumes from now, saying so (--since N is exact).
+    A dropped connection is resumed from the last event seen (before any event, from where the
+    server said the stream starts), so nothing is missed or repeated.
     """
     filters = {
         name: value for name, value in (("tool", tool), ("state", state)) if value is not None
@@ -61,11 +61,11 @@ def watch_command(
 
     def reconnecting(offset: int | None) -> None:
         if offset is None:
-            # The server says where "now" was only with an event: there is no offset to resume
-            # from, and what happened while the connection was down is not shown.
+            # Dropped before the server said where the stream starts (a server older than that
+            # notice, or a drop during the handshake): there is no offset to resume from.
             messages.print(
-                "connection lost before any event; resuming from now: events while it was down"
-                " are not shown (--since N resumes exactly)",
+                "connection lost before the server said where the stream starts; resuming from"
+                " now: events while it was down are not shown (--since N resumes exactly)",
                 style="yellow",
             )
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -57,7 +57,9 @@ def reset(offset: int) -> str:
     )
 
 
-def scripted(frames: Sequence[str | bytes], close: int = WSCloseCode.OK) -> Any:
+def scripted(
+    frames: Sequence[str | bytes], close: int = WSCloseCode.OK
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """A websocket handler that sends ``frames`` (text, or binary for bytes), then closes with
     ``close``."""
 

@@ -40,6 +40,33 @@ async def test_a_dropped_stream_resumes_after_the_last_event() -> None:
     assert resumed == [7]
 
 
+async def test_a_stream_dropped_before_any_event_resumes_where_it_started() -> None:
+    """A connection that ends before any event reconnects with since=<the offset the server said
+    the stream starts after>, not from now."""
+    asked: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        asked.append(request.query.get("since"))
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        if len(asked) == 1:
+            await ws.send_str('{"type":"subscribed","since":5}')
+            await ws.close(code=WSCloseCode.GOING_AWAY)
+        else:
+            await ws.send_str('{"type":"subscribed","since":5}')
+            await ws.send_str(event(6, "j1", "succeeded"))
+            await ws.close(code=WSCloseCode.OK)
+        return ws
+
+    resumed: list[int | None] = []
+    async with fake_server([web.get("/v1/events", handler)]) as url, ApiClient(url, None) as api:
+        spec = StreamSpec("/v1/events", {"tool": "fake.tool"})
+        offsets = [frame.offset async for frame in follow(api, spec, resumed.append)]
+    assert offsets == [6]
+    assert asked == [None, "5"]
+    assert resumed == [5]
+
+
 async def test_a_server_gone_for_good_ends_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     """A server that went away and stays unreachable past the reconnect window raises
     Unreachable, after the events it did send."""

@@ -12,6 +12,7 @@ from tests.cli.fake_server import answer, event, fake_server, reset, scripted
 
 pytestmark = pytest.mark.anyio
 
+WIDE = {"COLUMNS": "200"}  # stderr's messages on one line each
 JOB = {"job": {"id": "j1", "tool": "fake.tool", "state": "queued", "result": None, "error": None}}
 
 
@@ -68,6 +69,25 @@ async def test_control_frames_are_skipped_and_a_reset_is_reported() -> None:
     assert done.code == 0, done.err
     assert [json.loads(line)["id"] for line in done.out.splitlines()] == ["5", "6", "7"]
     assert done.err.strip() == "events up to 5 are gone (retention)"
+
+
+async def test_a_stream_that_never_said_where_it_starts_resumes_from_now_saying_so() -> None:
+    """A connection dropped before any event or ``subscribed`` frame (a server without them) has
+    no offset to resume from: watch starts again from now and says so on stderr."""
+    asked: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        asked.append(request.query.get("since"))
+        frames = [] if len(asked) == 1 else [event(1, "j1", "queued")]
+        closing = WSCloseCode.GOING_AWAY if len(asked) == 1 else WSCloseCode.OK
+        return await scripted(frames, closing)(request)
+
+    async with fake_server([web.get("/v1/events", handler)]) as url:
+        done = await jobwarden(url, "watch", "--json", env=WIDE)
+    assert done.code == 0, done.err
+    assert asked == [None, None]
+    assert [json.loads(line)["id"] for line in done.out.splitlines()] == ["1"]
+    assert "before the server said where the stream starts; resuming from now" in done.err
 
 
 async def test_an_error_frame_on_the_stream_ends_the_command() -> None:

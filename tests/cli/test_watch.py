@@ -6,6 +6,7 @@ import json
 import signal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -20,6 +21,7 @@ from tests.cli.conftest import (
     jobwarden,
     server_env,
 )
+from tests.cli.tcp_proxy import tcp_proxy
 from tests.server_process import free_port, running_server
 
 pytestmark = pytest.mark.anyio
@@ -219,26 +221,51 @@ async def test_watch_resumes_after_the_server_restarts(tmp_path: Path) -> None:
     assert "connection lost; resuming after event" in err
 
 
-async def test_a_watch_that_saw_no_event_says_it_resumes_from_now(tmp_path: Path) -> None:
-    """A connection dropped before any event has no offset to resume from: watch reconnects
-    from now and says on stderr that events while it was down are not shown."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = (*SERVER_ARGS[2:], "--store", "sqlite:///jobs.db")
-    wide = {"COLUMNS": "200"}  # the whole message on one line
+async def _echo(server: str, text: str) -> str:
+    """Run a clitest.echo job on ``server`` to its end over HTTP; its id."""
+    body = {"tool": "clitest.echo", "input": {"text": text}}
     async with (
-        running_server(tmp_path, *args, env=server_env(), port=port) as (first, _, _),
-        background(url, "watch", "--json", env=wide) as watching,
+        aiohttp.ClientSession() as http,
+        http.post(f"{server}/v1/jobs?wait=10", json=body) as resp,
     ):
-        await _subscribed(url)
-        first.send_signal(signal.SIGTERM)
-        with anyio.fail_after(30):
-            await first.wait()
-        async with running_server(
-            tmp_path, *args, env=server_env(), log_name="again.log", port=port
-        ):
-            line = await Lines(watching.stderr).until(lambda line: "connection lost" in line)
-            watching.send_signal(signal.SIGINT)
-            assert await finish(watching) == 0
-    assert "connection lost before any event; resuming from now" in line
-    assert "events while it was down are not shown" in line
+        job: dict[str, Any] = (await resp.json())["job"]
+    assert job["state"] == "succeeded", job
+    return str(job["id"])
+
+
+async def test_a_watch_dropped_before_any_event_resumes_where_its_stream_started(
+    server: str,
+) -> None:
+    """A connection dropped before any event resumes from where the server said the stream
+    starts: a job that ran while the watch was reconnecting is shown, exactly once."""
+    upstream = urlsplit(server)
+    assert upstream.hostname is not None
+    assert upstream.port is not None
+    async with (
+        tcp_proxy((upstream.hostname, upstream.port)) as proxy,
+        background(proxy.url, "watch", "--json") as watching,
+    ):
+        with anyio.fail_after(20):
+            await proxy.wait_sent(b'{"type":"subscribed"')
+        proxy.hold()  # the watch's reconnection waits while the job runs
+        proxy.cut()
+        missed = await _echo(server, "while reconnecting")
+        proxy.release()
+        after = await _echo(server, "after")
+        lines = Lines(watching.stdout)
+        await lines.until(lambda line: after in line and ".succeeded" in line)
+        watching.send_signal(signal.SIGINT)
+        assert await finish(watching) == 0
+        assert watching.stderr is not None
+        err = (await watching.stderr.receive()).decode()
+    events = [json.loads(line) for line in lines.seen]
+    assert [(e["subject"], e["type"].removeprefix("jobwarden.job.")) for e in events] == [
+        (missed, "queued"),
+        (missed, "running"),
+        (missed, "succeeded"),
+        (after, "queued"),
+        (after, "running"),
+        (after, "succeeded"),
+    ]
+    assert "connection lost; resuming after event" in err
+    assert "resuming from now" not in err
