@@ -191,6 +191,43 @@ async def test_reconnect_resumes_without_duplicates() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_drop_before_any_event_resumes_where_the_stream_started() -> None:
+    """A socket dropped before any event resumes from the offset its subscribed frame gave: a
+    job that ran while the page was reconnecting shows each of its events once, without the
+    list being loaded again."""
+
+    async def with_clock(page: Page) -> None:
+        await page.clock.install()  # the reconnection waits until the test moves the clock
+
+    async with serve(keys=None) as server, dashboard(server, before=with_clock) as page:
+        connection = page.locator("#connection")
+        await expect(connection).to_have_attribute("data-state", "live")
+        sockets: set[web.WebSocketResponse] = server.runner.app[WEBSOCKETS]
+        for ws in list(sockets):
+            await ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"test drops it")
+        await expect(connection).to_have_attribute("data-state", "reconnecting")
+        job = await server.submit(None, "builtin.echo", {"text": "meanwhile"}, wait=10)
+        listings: list[str] = []
+        page.on(
+            "request", lambda request: listings.append(request.url) if _listing(request) else None
+        )
+        await page.clock.run_for(1_000)
+        line = page.locator(row(job["id"]))
+        await expect(line).to_have_attribute("data-state", "succeeded")
+        await expect(connection).to_have_attribute("data-state", "live")
+        await line.click()
+        events = page.locator("#detail-events li")
+        await expect(events).to_have_count(3)
+        texts = [text.split(" ", 1)[1] for text in await events.all_inner_texts()]
+    assert texts == ["queued", "running", "succeeded"]
+    assert listings == []
+
+
+def _listing(request: Request) -> bool:
+    return urlsplit(request.url).path == "/v1/jobs"
+
+
+@pytest.mark.anyio
 async def test_filters_health_and_screenshot() -> None:
     """Filters narrow the list, the health table counts calls, and a screenshot is saved."""
     async with serve(keys=None) as server:

@@ -2,6 +2,8 @@
 //
 // Each event is handled once: the id is a strictly increasing offset, so anything at or before the
 // last id seen (a replay overlapping a reconnect) is dropped, and a reconnect asks for `since` it.
+// Before any event, the offset is the one the server's `subscribed` frame says the stream starts
+// after, so a drop before the first event loses nothing either.
 // A connection that stops answering pings is given up on: a dead network path never says so.
 
 import { websocketUrl } from "./api.js";
@@ -23,7 +25,6 @@ export class EventStream {
     this.heard = 0;
     this.paused = false;
     this.reconnects = 0;
-    this.subscriptions = 0;
     // Resolved once the first subscription is confirmed: the job list loads after it, so no
     // change falls between the listing and the stream.
     this.live = new Promise((resolve) => {
@@ -54,32 +55,24 @@ export class EventStream {
       const frame = { op: "subscribe" };
       if (this.lastId !== null) frame.since = Number(this.lastId);
       socket.send(JSON.stringify(frame));
-      // The server answers frames in order: the first answer means the subscription is in place.
-      socket.send(JSON.stringify({ op: "ping" }));
       this.heard = Date.now();
       this.pinger = setInterval(() => this.ping(socket), PING_EVERY_MS);
     });
-    let confirmed = false;
     socket.addEventListener("message", (message) => {
       if (this.socket !== socket) return;
       this.heard = Date.now();
-      if (!confirmed) {
-        confirmed = true;
-        this.subscribed();
-      }
       this.receive(message.data);
     });
     socket.addEventListener("close", () => this.lost(socket));
   }
 
-  subscribed() {
+  // The server's first frame for a subscription: it is in place, and delivers the events after
+  // `since` (the one asked for, or lower where that was past the newest event).
+  subscribed(since) {
+    this.lastId = String(since);
     this.delay = FIRST_DELAY_MS;
     this.onStatus("live");
     this.resolveLive();
-    // Nothing seen before the drop means nothing to resume from: what changed meanwhile is
-    // only in the list.
-    if (this.lastId === null && this.subscriptions > 0) this.onReset(null);
-    this.subscriptions += 1;
   }
 
   ping(socket) {
@@ -112,6 +105,10 @@ export class EventStream {
     try {
       event = JSON.parse(text);
     } catch {
+      return;
+    }
+    if (event.type === "subscribed" && Number.isSafeInteger(event.since)) {
+      this.subscribed(event.since);
       return;
     }
     if (typeof event.id !== "string" || typeof event.type !== "string") return;
