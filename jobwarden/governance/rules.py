@@ -29,7 +29,7 @@ ALLOWED_PLUGIN_CALLERS: tuple[str, ...] = (
 _RECORDERS = frozenset({"record_execution", "record_hook"})
 
 RULES: Mapping[str, str] = {
-    "JW000": "file cannot be parsed",
+    "JW000": "file cannot be parsed, or is nested too deeply to check",
     "JW001": "plugin code called outside the allow-list",
     "JW002": "plugin call not reached only under a try whose finally records its outcome",
     "JW003": 'hard-coded "default" tool name',
@@ -89,23 +89,27 @@ def _label(expr: ast.expr | None) -> str:
 
 
 def _string_constants(expr: ast.expr | None) -> Iterator[tuple[ast.Constant, str]]:
-    """Yield the string constants `expr` may evaluate to, list, or admit as a `Literal[...]`."""
-    match expr:
-        case ast.Constant(value=str() as text):
-            yield expr, text
-        case (
-            ast.BoolOp(values=parts)
-            | ast.Tuple(elts=parts)
-            | ast.List(elts=parts)
-            | ast.Set(elts=parts)
-        ):
-            for part in parts:
-                yield from _string_constants(part)
-        case ast.IfExp(body=body, orelse=orelse):
-            yield from _string_constants(body)
-            yield from _string_constants(orelse)
-        case ast.Subscript(value=ast.Name(id="Literal") | ast.Attribute(attr="Literal")):
-            yield from _string_constants(expr.slice)
+    """Yield the string constants `expr` may evaluate to, list, or admit as a `Literal[...]`.
+
+    A loop rather than recursion: a chain of a thousand conditionals parses, and must not
+    overflow the stack of the check reading it.
+    """
+    stack = [expr]
+    while stack:
+        match stack.pop():
+            case ast.Constant(value=str() as text) as constant:
+                yield constant, text
+            case (
+                ast.BoolOp(values=parts)
+                | ast.Tuple(elts=parts)
+                | ast.List(elts=parts)
+                | ast.Set(elts=parts)
+            ):
+                stack.extend(reversed(parts))
+            case ast.IfExp(body=body, orelse=orelse):
+                stack.extend((orelse, body))
+            case ast.Subscript(value=ast.Name(id="Literal") | ast.Attribute(attr="Literal")) as sub:
+                stack.append(sub.slice)
 
 
 def _assignment(node: ast.AST) -> tuple[list[ast.expr], ast.expr | None] | None:

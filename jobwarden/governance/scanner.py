@@ -42,19 +42,34 @@ def python_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def scan_file(path: Path) -> list[Finding]:
-    """Every finding in one file; a file that cannot be parsed is a single JW000 finding."""
+    """Every finding in one file; a file that cannot be parsed is a single JW000 finding, and a
+    check that cannot follow its nesting adds one."""
     try:
         with warnings.catch_warnings():
             # Warnings about the scanned code (invalid escapes, ...) are not the scanner's to show.
             warnings.simplefilter("ignore")
             tree = ast.parse(path.read_bytes(), filename=str(path))
     except SyntaxError as exc:
-        line, col = exc.lineno or 1, exc.offset or 1
+        # An unknown coding cookie reports line 0, column -1: findings are 1-based.
+        line, col = max(exc.lineno or 1, 1), max(exc.offset or 1, 1)
         return [Finding(str(path), line, col, "JW000", f"cannot parse: {exc.msg}")]
     except ValueError as exc:  # null bytes in the source
         return [Finding(str(path), 1, 1, "JW000", f"cannot parse: {exc}")]
+    except (RecursionError, MemoryError):
+        # CPython's parser gives up on deeply nested expressions with one or the other.
+        return [Finding(str(path), 1, 1, "JW000", "cannot parse: nested too deeply")]
     source = Source(path, tree)
-    return [finding for check in CHECKS for finding in check(source)]
+    findings: list[Finding] = []
+    for check in CHECKS:
+        try:
+            findings.extend(check(source))
+        except RecursionError:
+            # Parsed, yet nested past what a check can follow: say the file went unchecked
+            # rather than pass it, or stop the scan with a traceback.
+            findings.append(
+                Finding(str(path), 1, 1, "JW000", f"nested too deeply to check: {check.__name__}")
+            )
+    return findings
 
 
 def _scan(files: list[Path]) -> list[Finding]:

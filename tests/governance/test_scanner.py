@@ -80,6 +80,43 @@ def test_unparsable_files_become_jw000_findings_and_the_scan_goes_on(tmp_path: P
     ]
 
 
+def test_source_too_deep_for_the_parser_is_a_jw000_finding(tmp_path: Path) -> None:
+    """Nesting that makes the parser raise MemoryError or RecursionError is a JW000 finding."""
+    (tmp_path / "minus.py").write_text("x = " + "-" * 50_000 + "1\n")
+    (tmp_path / "ifs.py").write_text("x = " + " if c else ".join(["1"] * 5_000) + "\n")
+    findings = scan_paths([tmp_path])
+    assert [(Path(f.path).name, f.code, f.line, f.col) for f in findings] == [
+        ("ifs.py", "JW000", 1, 1),
+        ("minus.py", "JW000", 1, 1),
+    ]
+
+
+def test_unknown_source_encoding_is_reported_at_line_1_column_1(tmp_path: Path) -> None:
+    """An unknown coding cookie (reported by Python at line 0, column -1) is JW000 at 1:1."""
+    (tmp_path / "cookie.py").write_bytes(b"# coding: no-such-codec\nx = 1\n")
+    [finding] = scan_paths([tmp_path])
+    assert (finding.code, finding.line, finding.col) == ("JW000", 1, 1)
+    assert "unknown encoding" in finding.message
+
+
+def test_a_thousand_conditionals_deep_are_still_checked(tmp_path: Path) -> None:
+    """A tool name chosen through a chain of a thousand conditionals is read, not a crash."""
+    chain = " if c else ".join(['"echo"'] * 1_000 + ['"default"'])
+    (tmp_path / "chain.py").write_text(f"tool_name = {chain}\n")
+    assert [f.code for f in scan_paths([tmp_path])] == ["JW003"]
+
+
+def test_a_check_that_cannot_follow_the_nesting_reports_jw000(tmp_path: Path) -> None:
+    """A file nested past what a check can follow gets a JW000 finding naming the check."""
+    receiver = " if c else ".join(["x"] * 1_000)
+    (tmp_path / "deep.py").write_text(f"({receiver}).loop.create_task(job())\n")
+    [finding] = scan_paths([tmp_path])
+    assert (finding.code, finding.message) == (
+        "JW000",
+        "nested too deeply to check: unstructured_task",
+    )
+
+
 def test_walk_skips_hidden_venv_and_pycache_directories(tmp_path: Path) -> None:
     """Only .py files outside hidden, .venv and __pycache__ directories are scanned."""
     for relative in [
