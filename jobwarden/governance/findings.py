@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import msgspec
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as a finding names it: bytes of a file name that are not UTF-8 (which Python
+    carries as lone surrogates) as backslash escapes, which the text and JSON reports can encode."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 class Finding(msgspec.Struct, frozen=True, order=True):

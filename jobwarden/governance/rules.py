@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobwarden.governance.findings import Finding
+from jobwarden.governance.findings import Finding, shown_path
 
 ALLOWED_PLUGIN_CALLERS: tuple[str, ...] = (
     "jobwarden/actors/tool_runner.py",
@@ -61,7 +61,7 @@ class Source:
         return any(where.endswith(f"/{suffix}") for suffix in ALLOWED_PLUGIN_CALLERS)
 
     def finding(self, node: ast.expr | ast.excepthandler, code: str, message: str) -> Finding:
-        return Finding(str(self.path), node.lineno, node.col_offset + 1, code, message)
+        return Finding(shown_path(self.path), node.lineno, node.col_offset + 1, code, message)
 
 
 Check = Callable[[Source], Iterator[Finding]]

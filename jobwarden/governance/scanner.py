@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from jobwarden.governance.findings import Finding
+from jobwarden.governance.findings import Finding, shown_path
 from jobwarden.governance.rules import CHECKS, Source
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -44,6 +44,7 @@ def python_files(paths: Sequence[str | Path]) -> list[Path]:
 def scan_file(path: Path) -> list[Finding]:
     """Every finding in one file; a file that cannot be parsed is a single JW000 finding, and a
     check that cannot follow its nesting adds one."""
+    shown = shown_path(path)
     try:
         with warnings.catch_warnings():
             # Warnings about the scanned code (invalid escapes, ...) are not the scanner's to show.
@@ -52,12 +53,12 @@ def scan_file(path: Path) -> list[Finding]:
     except SyntaxError as exc:
         # An unknown coding cookie reports line 0, column -1: findings are 1-based.
         line, col = max(exc.lineno or 1, 1), max(exc.offset or 1, 1)
-        return [Finding(str(path), line, col, "JW000", f"cannot parse: {exc.msg}")]
+        return [Finding(shown, line, col, "JW000", f"cannot parse: {exc.msg}")]
     except ValueError as exc:  # null bytes in the source
-        return [Finding(str(path), 1, 1, "JW000", f"cannot parse: {exc}")]
+        return [Finding(shown, 1, 1, "JW000", f"cannot parse: {exc}")]
     except (RecursionError, MemoryError):
         # CPython's parser gives up on deeply nested expressions with one or the other.
-        return [Finding(str(path), 1, 1, "JW000", "cannot parse: nested too deeply")]
+        return [Finding(shown, 1, 1, "JW000", "cannot parse: nested too deeply")]
     source = Source(path, tree)
     findings: list[Finding] = []
     for check in CHECKS:
@@ -67,7 +68,7 @@ def scan_file(path: Path) -> list[Finding]:
             # Parsed, yet nested past what a check can follow: say the file went unchecked
             # rather than pass it, or stop the scan with a traceback.
             findings.append(
-                Finding(str(path), 1, 1, "JW000", f"nested too deeply to check: {check.__name__}")
+                Finding(shown, 1, 1, "JW000", f"nested too deeply to check: {check.__name__}")
             )
     return findings
 

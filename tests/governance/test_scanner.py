@@ -7,6 +7,7 @@ markers must come out clean.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -115,6 +116,21 @@ def test_a_check_that_cannot_follow_the_nesting_reports_jw000(tmp_path: Path) ->
         "JW000",
         "nested too deeply to check: unstructured_task",
     )
+
+
+def test_a_file_name_that_is_not_utf8_is_reported_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file name with bytes that are not UTF-8 is reported escaped, in text and in JSON."""
+    (tmp_path / os.fsdecode(b"bad\xff.py")).write_text("print(1)\n")
+    assert main([str(tmp_path)]) == 1
+    assert (
+        capsys.readouterr().out
+        == f"{tmp_path}/bad\\xff.py:1:1: JW008 print() call; log, or write to a stream\n"
+    )
+    assert main([str(tmp_path), "--json"]) == 1
+    [finding] = msgspec.json.decode(capsys.readouterr().out, type=list[Finding])
+    assert finding.path == f"{tmp_path}/bad\\xff.py"
 
 
 def test_walk_skips_hidden_venv_and_pycache_directories(tmp_path: Path) -> None:
