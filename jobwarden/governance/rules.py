@@ -205,13 +205,14 @@ class _Reach:
                     | ast.Call(func=ast.Attribute(value=ast.Name(id="self" | "cls"), attr=name))
                 ):
                     self._callers[name].append(node)
+        self._verdicts: dict[ast.AST, bool] = {}
 
-    def guarded(self, node: ast.AST, visiting: frozenset[ast.AST]) -> bool | None:
-        """Whether every way to `node` passes such a try; None if it only recurs via `visiting`.
+    def _local(self, node: ast.AST) -> bool | ast.FunctionDef | ast.AsyncFunctionDef:
+        """True if a try around `node` records in its finally; else the function whose callers
+        decide (the innermost around `node`), or False at module level.
 
         A try counts when `node` is in its body, handlers or else clause (its finally runs after
-        all three), also from inside a function or lambda defined there. Otherwise every call of
-        the enclosing function in this module must be guarded, and there must be at least one.
+        all three), also from inside a function or lambda defined there.
         """
         function: ast.FunctionDef | ast.AsyncFunctionDef | None = None
         child = node
@@ -225,17 +226,43 @@ class _Reach:
             if function is None and isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef):
                 function = parent
             child = parent
-        if function is None:
-            return False
-        if function in visiting:
-            # A recursive call adds no new way in: the outer calls decide.
-            return None
-        verdicts = [
-            self.guarded(call, visiting | {function})
-            for call in self._callers.get(function.name, [])
-        ]
-        known = [verdict for verdict in verdicts if verdict is not None]
-        return bool(known) and all(known)
+        return False if function is None else function
+
+    def guarded(self, node: ast.AST) -> bool:
+        """Whether every way to `node` passes such a try, and there is at least one way.
+
+        Outside such a try, the ways in are the calls of the enclosing function in this module,
+        and theirs in turn: `node` is guarded when, among everything those calls reach, some
+        call is under such a try and none is at module level or in a function nobody calls. A
+        recursive call adds no new way in. Each function is judged once, with a walk over the
+        functions that call it: a chain of helpers each calling the next twice must not cost
+        one visit per path.
+        """
+        local = self._local(node)
+        if isinstance(local, bool):
+            return local
+        if (verdict := self._verdicts.get(local)) is None:
+            verdict = self._verdicts[local] = self._function_guarded(local)
+        return verdict
+
+    def _function_guarded(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+        seen = {function}
+        pending = [function]
+        some_guarded = False
+        while pending:
+            calls = self._callers.get(pending.pop().name, [])
+            if not calls:
+                return False
+            for call in calls:
+                local = self._local(call)
+                if local is False:
+                    return False
+                if local is True:
+                    some_guarded = True
+                elif local not in seen:
+                    seen.add(local)
+                    pending.append(local)
+        return some_guarded
 
 
 def plugin_call_without_metrics(src: Source) -> Iterator[Finding]:
@@ -248,7 +275,7 @@ def plugin_call_without_metrics(src: Source) -> Iterator[Finding]:
         return
     reach = _Reach(src.tree)
     for ref in _plugin_uses(src.tree):
-        if not reach.guarded(ref, frozenset()):
+        if not reach.guarded(ref):
             yield src.finding(
                 ref,
                 "JW002",

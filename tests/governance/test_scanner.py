@@ -133,6 +133,24 @@ def test_a_file_name_that_is_not_utf8_is_reported_escaped(
     assert finding.path == f"{tmp_path}/bad\\xff.py"
 
 
+@pytest.mark.timeout(30)
+def test_jw002_judges_a_deep_chain_of_helpers_in_linear_time(tmp_path: Path) -> None:
+    """Forty helpers each calling the next twice are judged once each, not once per path (2**40)."""
+    helpers = ["def helper0(tool):\n    return tool.func(1)\n"]
+    helpers += [
+        f"def helper{n}(tool):\n    helper{n - 1}(tool)\n    return helper{n - 1}(tool)\n"
+        for n in range(1, 40)
+    ]
+    entry = (
+        "def entry(tool, registry):\n    try:\n        return helper39(tool)\n"
+        "    finally:\n        registry.record_execution(tool.name, 'ok', 0.0)\n"
+    )
+    runner = tmp_path / "jobwarden" / "actors" / "tool_runner.py"
+    runner.parent.mkdir(parents=True)
+    runner.write_text("\n".join([*helpers, entry]))
+    assert scan_paths([runner]) == []
+
+
 def test_walk_skips_hidden_venv_and_pycache_directories(tmp_path: Path) -> None:
     """Only .py files outside hidden, .venv and __pycache__ directories are scanned."""
     for relative in [

@@ -58,3 +58,21 @@ def entry(tool, registry):
         return _retry(tool, 3)
     finally:
         registry.record_execution(tool.name, "ok", 0.0)
+
+
+
+def _attempt(tool, registry):
+    try:
+        return _call_once(tool, 3)
+    finally:
+        registry.record_execution(tool.name, "ok", 0.0)
+
+
+def _call_once(tool, attempts):
+    value = tool.func(attempts)
+    return _again(tool, attempts - 1) if value is None and attempts else value
+
+
+def _again(tool, attempts):
+    # Called only from _call_once, whose one way in from outside is guarded.
+    return _call_once(tool, attempts)
