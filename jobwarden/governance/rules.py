@@ -5,7 +5,7 @@ they read names, not types, so they stay fast, dependency-free and predictable. 
 a rule legitimately is renamed or restructured; there is no suppression comment.
 
 The checks read AST nodes through `match` patterns rather than `call.func`: this module is
-scanned too, and JW001 treats any `x.func` handed to a call as plugin code.
+scanned too, and JW001 treats any `x.func` read as plugin code.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ RULES: Mapping[str, str] = {
 
 # Attributes holding plugin code: a tool's function and the plugin lifecycle hooks.
 _PLUGIN_ATTRS = frozenset({"func", "startup_hook", "shutdown_hook"})
+# Attributes of plugin code that describe it without running it.
+_DESCRIPTIVE = frozenset({"__name__", "__qualname__", "__module__", "__doc__", "__annotations__"})
 _OUTCOME_WORDS = frozenset({"success", "succeeded", "ok", "error", "errored", "failure"})
 _SPAWNERS = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
 _LOOP_GETTERS = frozenset({"asyncio.get_event_loop", "asyncio.get_running_loop"})
@@ -147,24 +149,202 @@ def _resolve(expr: ast.expr, bound: Mapping[str, str]) -> str:
     return ""
 
 
-def _is_plugin_ref(expr: ast.expr) -> bool:
+def _is_plugin_ref(expr: ast.AST) -> bool:
+    """Whether `expr` reads plugin code: `x.func`, `getattr(x, "func")`, `vars(x)["func"]`, or
+    is a getter or caller of it, `operator.attrgetter("func")`, `operator.methodcaller("func")`.
+    """
     match expr:
         case (
-            ast.Attribute(attr=attr)
+            ast.Attribute(attr=attr, ctx=ast.Load())
             | ast.Call(func=ast.Name(id="getattr"), args=[_, ast.Constant(value=str() as attr), *_])
+            | ast.Subscript(slice=ast.Constant(value=str() as attr), ctx=ast.Load())
+        ):
+            return attr in _PLUGIN_ATTRS
+        case ast.Call(func=getter, args=names) if _label(getter) == "attrgetter":
+            return any(
+                isinstance(name, ast.Constant) and name.value in _PLUGIN_ATTRS for name in names
+            )
+        case ast.Call(func=caller, args=[ast.Constant(value=str() as attr), *_]) if (
+            _label(caller) == "methodcaller"
         ):
             return attr in _PLUGIN_ATTRS
     return False
 
 
-def _plugin_uses(tree: ast.Module) -> Iterator[ast.expr]:
-    """Yield every reference to plugin code that is called or handed to a call."""
-    for node in ast.walk(tree):
-        match node:
-            case ast.Call(func=callee, args=args, keywords=keywords):
-                for expr in (callee, *args, *(keyword.value for keyword in keywords)):
-                    if _is_plugin_ref(expr):
-                        yield expr
+# How plugin code is let go of where it runs, or is handed to what runs it, at that very place.
+_RUNS_THERE = frozenset({"called", "passed to a call", "awaited", "entered"})
+
+
+# Where a value goes, from the node holding it to the node above: `_Flow` follows plugin code.
+_Path = tuple[int, ...]  # where in nested tuple and list displays it sits; () for the value itself
+
+
+class _Flow:
+    """Every place in one module where plugin code is run or let go of.
+
+    Plugin code is followed from where it is read (`_is_plugin_ref`) through names it is bound
+    to (`f = tool.func`, `for hook in (...)`, `d["run"] = ...`, in the function and in functions
+    nested in it), displays and containers (`{"run": tool.func}["run"]`), conditionals, and
+    attributes (`tool.func.__call__`). It is let go of when it is called, passed to a call,
+    returned, yielded, awaited, entered, stored on an object, or used in any way not known to be
+    harmless; harmless are comparing it (`is None`), testing it, formatting it, and reading its
+    name, qualified name, module, docstring or annotations.
+
+    Names are matched by spelling within a function and the functions nested in it, ignoring
+    reassignment and shadowing: a name once bound to plugin code stays suspect. That errs on
+    the side of reporting, as does a plugin attribute read from any object: the rule cannot know
+    types, and a false report is fixed by a rename, a missed call not at all.
+    """
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.parents = {
+            child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)
+        }
+        self._nested: defaultdict[ast.AST, list[ast.AST]] = defaultdict(list)
+        self._loads: defaultdict[tuple[ast.AST, str], list[ast.Name]] = defaultdict(list)
+        self._scope_of: dict[ast.AST, ast.AST] = {}
+        pending: list[tuple[ast.AST, ast.AST]] = [(tree, tree)]
+        while pending:
+            node, scope = pending.pop()
+            for child in ast.iter_child_nodes(node):
+                inner = scope
+                if isinstance(child, _SCOPES):
+                    self._nested[scope].append(child)
+                    inner = child
+                    self._scope_of[child] = scope
+                if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load):
+                    self._loads[scope, child.id].append(child)
+                self._scope_of.setdefault(child, scope)
+                pending.append((child, inner))
+        self._bound: set[tuple[ast.AST, str, _Path]] = set()
+        self._seen: set[tuple[ast.AST, _Path]] = set()
+        self._pending: list[tuple[ast.AST, _Path]] = []
+        self.uses: list[tuple[ast.expr, str]] = []
+        for node in ast.walk(tree):
+            if _is_plugin_ref(node):
+                self._hold(node, ())
+        while self._pending:
+            self._follow(*self._pending.pop())
+
+    def _hold(self, node: ast.AST, path: _Path) -> None:
+        if (node, path) not in self._seen:
+            self._seen.add((node, path))
+            self._pending.append((node, path))
+
+    def _let_go(self, node: ast.AST, how: str) -> None:
+        if isinstance(node, ast.expr):
+            self.uses.append((node, how))
+
+    def _follow(self, node: ast.AST, path: _Path) -> None:
+        parent = self.parents.get(node)
+        match parent:
+            case ast.Attribute(attr=attr, ctx=ast.Load()):
+                if attr not in _DESCRIPTIVE:
+                    self._hold(parent, ())
+            case ast.Attribute() | ast.Subscript(ctx=ast.Store() | ast.Del()):
+                pass  # setting or deleting something on it does not run it
+            case ast.Call(func=callee):
+                self._let_go(node, "called" if callee is node else "passed to a call")
+            case ast.keyword():
+                self._let_go(node, "passed to a call")
+            case ast.Compare() | ast.FormattedValue() | ast.Expr() | ast.Slice():
+                pass
+            case ast.UnaryOp(op=ast.Not()):
+                pass
+            case (
+                ast.If(test=test)
+                | ast.While(test=test)
+                | ast.Assert(test=test)
+                | ast.IfExp(test=test)
+            ) if test is node:
+                pass
+            case ast.comprehension(ifs=tests) if node in tests:
+                pass
+            case ast.IfExp() | ast.BoolOp() | ast.NamedExpr():
+                if isinstance(parent, ast.NamedExpr):
+                    self._bind(parent.target, path)
+                self._hold(parent, path)
+            case ast.Tuple(elts=elts) | ast.List(elts=elts) if not any(
+                isinstance(elt, ast.Starred) for elt in elts
+            ):
+                at = next(i for i, elt in enumerate(elts) if elt is node)
+                self._hold(parent, (at, *path))
+            case (
+                ast.Tuple()
+                | ast.List()
+                | ast.Set()
+                | ast.Dict()
+                | ast.Starred()
+                | ast.ListComp()
+                | ast.SetComp()
+                | ast.GeneratorExp()
+                | ast.DictComp()
+            ):
+                self._hold(parent, ())
+            case ast.Subscript(value=value, slice=index) if value is node:
+                match path, index:
+                    case (first, *rest), ast.Constant(value=int() as at) if at >= 0:
+                        if at == first:
+                            self._hold(parent, tuple(rest))
+                    case _:
+                        self._hold(parent, ())
+            case ast.Subscript():
+                pass  # a lookup keyed by it
+            case ast.Assign(targets=targets):
+                for target in targets:
+                    self._bind(target, path)
+            case ast.AnnAssign(target=target):
+                self._bind(target, path)
+            case (
+                ast.For(target=target)
+                | ast.AsyncFor(target=target)
+                | ast.comprehension(target=target)
+            ):
+                # Iterating yields the items: the one the path starts at holds the rest.
+                self._bind(target, path[1:])
+            case ast.Return() | ast.Yield() | ast.YieldFrom() | ast.Lambda():
+                self._let_go(node, "returned")
+            case ast.Await():
+                self._let_go(node, "awaited")
+            case ast.withitem():
+                self._let_go(node, "entered")
+            case _:
+                self._let_go(node, "used")
+
+    def _bind(self, target: ast.AST, path: _Path) -> None:
+        """Mark the names `target` binds to a value holding plugin code at `path`."""
+        match target, path:
+            case ast.Name(id=name), _:
+                self._taint(self._scope_of[target], name, path)
+            case ((ast.Tuple(elts=elts) | ast.List(elts=elts)), (first, *rest)) if first < len(
+                elts
+            ) and not any(isinstance(elt, ast.Starred) for elt in elts):
+                self._bind(elts[first], tuple(rest))
+            case ((ast.Tuple(elts=elts) | ast.List(elts=elts)), _):
+                for elt in elts:
+                    self._bind(elt, ())
+            case ast.Starred(value=value), _:
+                self._bind(value, ())
+            case ast.Subscript(value=ast.Name() as container), _:
+                self._bind(container, ())
+            case _:
+                self._let_go(target, "stored")
+
+    def _taint(self, scope: ast.AST, name: str, path: _Path) -> None:
+        if (scope, name, path) in self._bound:
+            return
+        self._bound.add((scope, name, path))
+        scopes = [scope]
+        while scopes:
+            inner = scopes.pop()
+            for load in self._loads.get((inner, name), []):
+                self._hold(load, path)
+            scopes.extend(self._nested.get(inner, []))
+
+
+def _plugin_uses(tree: ast.Module) -> list[tuple[ast.expr, str]]:
+    """Each expression holding plugin code where it is run or let go of, and how."""
+    return _Flow(tree).uses
 
 
 def plugin_code_outside_allow_list(src: Source) -> Iterator[Finding]:
@@ -172,13 +352,15 @@ def plugin_code_outside_allow_list(src: Source) -> Iterator[Finding]:
 
     The ToolRunner is the one choke point that validates, times out, cancels, wraps failures in
     an error envelope and records metrics; a plugin called from anywhere else skips all of it.
-    Handing `tool.func` to a thread runner or `functools.partial` is calling it by proxy.
+    Handing `tool.func` to a thread runner or `functools.partial` is calling it by proxy, and
+    binding it to a name, a dict or a tuple first, or returning it, only defers the call: `_Flow`
+    follows it. `getattr(tool, name)` with a computed name cannot be followed.
     """
     if src.allows_plugin_calls:
         return
-    for ref in _plugin_uses(src.tree):
+    for ref, how in _plugin_uses(src.tree):
         yield src.finding(
-            ref, "JW001", f"plugin code `{ast.unparse(ref)}` called outside the ToolRunner"
+            ref, "JW001", f"plugin code `{ast.unparse(ref)}` {how} outside the ToolRunner"
         )
 
 
@@ -193,10 +375,8 @@ def _records_metrics(statements: list[ast.stmt]) -> bool:
 class _Reach:
     """Whether code in a module only ever runs under a try whose finally records metrics."""
 
-    def __init__(self, tree: ast.Module) -> None:
-        self._parents = {
-            child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)
-        }
+    def __init__(self, tree: ast.Module, parents: Mapping[ast.AST, ast.AST]) -> None:
+        self._parents = parents
         self._callers: defaultdict[str, list[ast.Call]] = defaultdict(list)
         for node in ast.walk(tree):
             match node:
@@ -269,13 +449,23 @@ def plugin_call_without_metrics(src: Source) -> Iterator[Finding]:
     """JW002: every plugin call in the ToolRunner is accounted for in the plugin's metrics.
 
     Recording in a `finally` is what makes success, failure, timeout and cancellation all count;
-    a call path that skips it makes the per-plugin health figures lie.
+    a call path that skips it makes the per-plugin health figures lie. Plugin code returned,
+    stored on an object or otherwise let go of may run anywhere later, so it is reported even
+    inside such a try.
     """
     if not src.allows_plugin_calls:
         return
-    reach = _Reach(src.tree)
-    for ref in _plugin_uses(src.tree):
-        if not reach.guarded(ref):
+    flow = _Flow(src.tree)
+    reach = _Reach(src.tree, flow.parents)
+    for ref, how in flow.uses:
+        if how not in _RUNS_THERE:
+            yield src.finding(
+                ref,
+                "JW002",
+                f"plugin code `{ast.unparse(ref)}` {how}: it can run outside a try whose"
+                " finally calls record_execution (or record_hook)",
+            )
+        elif not reach.guarded(ref):
             yield src.finding(
                 ref,
                 "JW002",

@@ -19,3 +19,18 @@ def build(fn):
 async def start(service, tool):
     await service.startup()
     return tool.function(1)
+
+
+def hooks_declared(plugin):
+    return [
+        kind
+        for kind, hook in (("startup", plugin.startup_hook), ("shutdown", plugin.shutdown_hook))
+        if hook is not None
+    ]
+
+
+def label(tool):
+    run = tool.func
+    if run is None or not tool.func:
+        return "none"
+    return f"{run.__module__}.{run.__qualname__} {tool.func!r}"

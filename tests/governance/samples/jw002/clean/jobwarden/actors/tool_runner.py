@@ -36,6 +36,14 @@ class ToolRunner:
             if plugin.counted:
                 self._registry.record_execution(plugin.name, "ok", 0.0)
 
+    async def aliased(self, plugin):
+        hook = plugin.startup_hook if plugin.first else plugin.shutdown_hook
+        try:
+            if hook is not None:
+                await hook()
+        finally:
+            self._registry.record_hook(plugin.name, "startup", None)
+
     def in_else(self, tool):
         try:
             ready = tool.ready
