@@ -11,10 +11,12 @@ scanned too, and JW001 treats any `x.func` read as plugin code.
 from __future__ import annotations
 
 import ast
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 from jobwarden.governance.findings import Finding, shown_path
 
@@ -50,12 +52,80 @@ _LOOP_GETTERS = frozenset({"asyncio.get_event_loop", "asyncio.get_running_loop"}
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
+# Decorators (`@plugin.tool(...)`, `@plugin.on_startup`) that declare a function plugin code.
+_DECLARERS = frozenset({"tool", "on_startup", "on_shutdown"})
+
+
+def _declared_plugin_code(node: ast.AST) -> TypeGuard[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """Whether `node` is a function a decorator declares a tool or a plugin hook."""
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return False
+    for decorator in node.decorator_list:
+        match decorator:
+            case ast.Attribute(attr=attr) | ast.Call(func=ast.Attribute(attr=attr)):
+                if attr in _DECLARERS:
+                    return True
+    return False
+
+
+class ToolIndex:
+    """The names of the functions each module declares plugin code, read once per scan.
+
+    A tool's decorator returns the function itself, so `from pkg.plugins.builtin import echo;
+    await echo(inp, ctx)` runs a tool without the ToolRunner: to see it, a module's imports are
+    looked up in the modules they name. Absolute imports are found under the nearest directory
+    above the importing file named like the import's first part (`jobwarden`), relative ones
+    beside it; a module not found there (the standard library, another project) declares none.
+    """
+
+    def __init__(self) -> None:
+        self._declared: dict[Path, frozenset[str]] = {}
+
+    def declared(self, module: Path) -> frozenset[str]:
+        """The module-level functions the module at `module` (a .py file) declares plugin code."""
+        if (names := self._declared.get(module)) is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    tree = ast.parse(module.read_bytes())
+            except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+                # Not a module to import, or one scanned (and reported) on its own.
+                tree = ast.Module(body=[], type_ignores=[])
+            names = frozenset(node.name for node in tree.body if _declared_plugin_code(node))
+            self._declared[module] = names
+        return names
+
+    @staticmethod
+    def module_file(importer: Path, parts: list[str], level: int) -> Path | None:
+        """The file of module `parts` imported from `importer` (`level` dots), if one exists."""
+        if not parts and not level:
+            return None
+        base: Path | None
+        if level:
+            above = importer.absolute().parents
+            if level > len(above):
+                return None
+            base = above[level - 1]
+        else:
+            base = next(
+                (up.parent for up in importer.absolute().parents if up.name == parts[0]), None
+            )
+            if base is None:
+                return None
+        where = base.joinpath(*parts)
+        for candidate in (where.with_suffix(".py"), where / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+        return None
+
+
 @dataclass(frozen=True)
 class Source:
     """One parsed module, as the checks see it."""
 
     path: Path
     tree: ast.Module
+    tools: ToolIndex = field(default_factory=ToolIndex)
 
     @property
     def allows_plugin_calls(self) -> bool:
@@ -196,7 +266,8 @@ class _Flow:
     types, and a false report is fixed by a rename, a missed call not at all.
     """
 
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, src: Source) -> None:
+        tree = src.tree
         self.parents = {
             child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)
         }
@@ -223,8 +294,37 @@ class _Flow:
         for node in ast.walk(tree):
             if _is_plugin_ref(node):
                 self._hold(node, ())
+            elif _declared_plugin_code(node):
+                self._taint(self._scope_of[node], node.name, ())
+        self._imported_plugin_code(src)
         while self._pending:
             self._follow(*self._pending.pop())
+
+    def _imported_plugin_code(self, src: Source) -> None:
+        """Hold each name or dotted name that reads a function another module declares plugin
+        code: `echo` after `from .builtin import echo`, `builtin.echo` after `from . import
+        builtin` or `import pkg.plugins.builtin as builtin`."""
+        imported = _imports(src.tree)
+        for (_, name), loads in self._loads.items():
+            if name not in imported:
+                continue
+            level, parts = imported[name]
+            for load in loads:
+                node: ast.AST = load
+                dotted = list(parts)
+                while True:
+                    module = src.tools.module_file(src.path, dotted[:-1], level)
+                    if module is not None and dotted[-1] in src.tools.declared(module):
+                        self._hold(node, ())
+                        break
+                    match self.parents.get(node):
+                        case ast.Attribute(value=value, attr=attr, ctx=ast.Load()) as above if (
+                            value is node
+                        ):
+                            node = above
+                            dotted.append(attr)
+                        case _:
+                            break
 
     def _hold(self, node: ast.AST, path: _Path) -> None:
         if (node, path) not in self._seen:
@@ -342,9 +442,24 @@ class _Flow:
             scopes.extend(self._nested.get(inner, []))
 
 
-def _plugin_uses(tree: ast.Module) -> list[tuple[ast.expr, str]]:
-    """Each expression holding plugin code where it is run or let go of, and how."""
-    return _Flow(tree).uses
+def _imports(tree: ast.Module) -> dict[str, tuple[int, list[str]]]:
+    """Map each name an import binds to the dots before it and the dotted name it stands for."""
+    bound: dict[str, tuple[int, list[str]]] = {}
+    for node in ast.walk(tree):
+        match node:
+            case ast.Import(names=aliases):
+                for alias in aliases:
+                    if alias.asname:
+                        bound[alias.asname] = 0, alias.name.split(".")
+                    else:
+                        first = alias.name.partition(".")[0]
+                        bound[first] = 0, [first]
+            case ast.ImportFrom(module=module, names=aliases, level=level):
+                package = module.split(".") if module else []
+                for alias in aliases:
+                    if alias.name != "*":
+                        bound[alias.asname or alias.name] = level, [*package, alias.name]
+    return bound
 
 
 def plugin_code_outside_allow_list(src: Source) -> Iterator[Finding]:
@@ -354,11 +469,14 @@ def plugin_code_outside_allow_list(src: Source) -> Iterator[Finding]:
     an error envelope and records metrics; a plugin called from anywhere else skips all of it.
     Handing `tool.func` to a thread runner or `functools.partial` is calling it by proxy, and
     binding it to a name, a dict or a tuple first, or returning it, only defers the call: `_Flow`
-    follows it. `getattr(tool, name)` with a computed name cannot be followed.
+    follows it. A function declared a tool or a hook (`@plugin.tool(...)`, `@plugin.on_startup`)
+    is plugin code too, in its module and wherever it is imported: tools share code through a
+    plain helper, not by calling one another. `getattr(tool, name)` with a computed name, and
+    a function resolved from a string (`pkgutil.resolve_name`), cannot be followed.
     """
     if src.allows_plugin_calls:
         return
-    for ref, how in _plugin_uses(src.tree):
+    for ref, how in _Flow(src).uses:
         yield src.finding(
             ref, "JW001", f"plugin code `{ast.unparse(ref)}` {how} outside the ToolRunner"
         )
@@ -455,7 +573,7 @@ def plugin_call_without_metrics(src: Source) -> Iterator[Finding]:
     """
     if not src.allows_plugin_calls:
         return
-    flow = _Flow(src.tree)
+    flow = _Flow(src)
     reach = _Reach(src.tree, flow.parents)
     for ref, how in flow.uses:
         if how not in _RUNS_THERE:

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 
 from jobwarden.governance.findings import Finding, shown_path
-from jobwarden.governance.rules import CHECKS, Source
+from jobwarden.governance.rules import CHECKS, Source, ToolIndex
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -41,9 +41,10 @@ def python_files(paths: Sequence[str | Path]) -> list[Path]:
     return list(found.values())
 
 
-def scan_file(path: Path) -> list[Finding]:
+def scan_file(path: Path, tools: ToolIndex | None = None) -> list[Finding]:
     """Every finding in one file; a file that cannot be parsed is a single JW000 finding, and a
-    check that cannot follow its nesting adds one."""
+    check that cannot follow its nesting adds one. `tools` caches what the modules it imports
+    declare plugin code, across the files of one scan."""
     shown = shown_path(path)
     try:
         with warnings.catch_warnings():
@@ -59,7 +60,7 @@ def scan_file(path: Path) -> list[Finding]:
     except (RecursionError, MemoryError):
         # CPython's parser gives up on deeply nested expressions with one or the other.
         return [Finding(shown, 1, 1, "JW000", "cannot parse: nested too deeply")]
-    source = Source(path, tree)
+    source = Source(path, tree, ToolIndex() if tools is None else tools)
     findings: list[Finding] = []
     for check in CHECKS:
         try:
@@ -74,7 +75,8 @@ def scan_file(path: Path) -> list[Finding]:
 
 
 def _scan(files: list[Path]) -> list[Finding]:
-    return sorted(finding for file in files for finding in scan_file(file))
+    tools = ToolIndex()
+    return sorted(finding for file in files for finding in scan_file(file, tools))
 
 
 def scan_paths(paths: Sequence[str | Path]) -> list[Finding]:
