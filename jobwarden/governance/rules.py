@@ -483,11 +483,39 @@ def plugin_code_outside_allow_list(src: Source) -> Iterator[Finding]:
 
 
 def _records_metrics(statements: list[ast.stmt]) -> bool:
-    for node in _walk_local(statements):
-        match node:
-            case ast.Call(func=ast.Attribute(attr=attr)) if attr in _RECORDERS:
+    """Whether `statements` (a finally) always call a recorder: at their top level, or at the
+    top of a `with` or a `try` body there, before any return, raise, break or continue. A
+    recorder under an `if` or in a loop records only some calls, so it does not count."""
+    for statement in statements:
+        match statement:
+            case (
+                ast.Expr(value=value)
+                | ast.Assign(value=value)
+                | ast.AnnAssign(value=value)
+                | ast.Return(value=value)
+            ) if _is_recorder_call(value):
                 return True
+            case ast.With(body=body) | ast.AsyncWith(body=body) | ast.Try(body=body) if (
+                _records_metrics(body)
+            ):
+                return True
+            case ast.Return() | ast.Raise() | ast.Break() | ast.Continue():
+                return False
     return False
+
+
+def _is_recorder_call(expr: ast.expr | None) -> bool:
+    match expr:
+        case (
+            ast.Await(value=ast.Call(func=ast.Attribute(attr=attr)))
+            | ast.Call(func=ast.Attribute(attr=attr))
+        ):
+            return attr in _RECORDERS
+    return False
+
+
+# What decides whether code in a function or lambda is guarded: its callers, by this name.
+_Callable = tuple[ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, str]
 
 
 class _Reach:
@@ -503,28 +531,40 @@ class _Reach:
                     | ast.Call(func=ast.Attribute(value=ast.Name(id="self" | "cls"), attr=name))
                 ):
                     self._callers[name].append(node)
-        self._verdicts: dict[ast.AST, bool] = {}
+        self._verdicts: dict[_Callable, bool] = {}
 
-    def _local(self, node: ast.AST) -> bool | ast.FunctionDef | ast.AsyncFunctionDef:
-        """True if a try around `node` records in its finally; else the function whose callers
-        decide (the innermost around `node`), or False at module level.
+    def _local(self, node: ast.AST) -> bool | _Callable:
+        """True if a try around `node` records in its finally; else the function (or lambda
+        bound to a name) whose callers decide, the innermost around `node`; else False.
 
         A try counts when `node` is in its body, handlers or else clause (its finally runs after
-        all three), also from inside a function or lambda defined there.
+        all three). A function or lambda defined in such a try runs when it is called, maybe
+        after the finally: its calls decide. A lambda passed straight to a call is judged where
+        that call is, as plugin code passed to a call is; one stored any other way is not
+        guarded.
         """
-        function: ast.FunctionDef | ast.AsyncFunctionDef | None = None
         child = node
         while (parent := self._parents.get(child)) is not None:
-            if (
-                isinstance(parent, ast.Try | ast.TryStar)
-                and child not in parent.finalbody
-                and _records_metrics(parent.finalbody)
-            ):
-                return True
-            if function is None and isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef):
-                function = parent
+            match parent:
+                case ast.Try() | ast.TryStar() if (
+                    child not in parent.finalbody and _records_metrics(parent.finalbody)
+                ):
+                    return True
+                case ast.FunctionDef() | ast.AsyncFunctionDef():
+                    return parent, parent.name
+                case ast.Lambda():
+                    match self._parents.get(parent):
+                        case ast.Call() | ast.keyword():
+                            pass
+                        case (
+                            ast.Assign(targets=[ast.Name(id=name)])
+                            | ast.AnnAssign(target=ast.Name(id=name))
+                        ):
+                            return parent, name
+                        case _:
+                            return False
             child = parent
-        return False if function is None else function
+        return False
 
     def guarded(self, node: ast.AST) -> bool:
         """Whether every way to `node` passes such a try, and there is at least one way.
@@ -543,12 +583,12 @@ class _Reach:
             verdict = self._verdicts[local] = self._function_guarded(local)
         return verdict
 
-    def _function_guarded(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    def _function_guarded(self, function: _Callable) -> bool:
         seen = {function}
         pending = [function]
         some_guarded = False
         while pending:
-            calls = self._callers.get(pending.pop().name, [])
+            calls = self._callers.get(pending.pop()[1], [])
             if not calls:
                 return False
             for call in calls:
@@ -557,7 +597,7 @@ class _Reach:
                     return False
                 if local is True:
                     some_guarded = True
-                elif local not in seen:
+                elif not isinstance(local, bool) and local not in seen:
                     seen.add(local)
                     pending.append(local)
         return some_guarded

@@ -23,18 +23,28 @@ class ToolRunner:
     def _fallback(self, tool, exc):
         return getattr(tool, "func")(exc)
 
-    async def hooks(self, plugin):
+    async def hooks(self, plugin, lock):
         try:
             await plugin.startup_hook()
+            await anyio.to_thread.run_sync(lambda: plugin.shutdown_hook())
             stop = lambda: plugin.shutdown_hook()
 
             def later():
                 return plugin.shutdown_hook()
 
-            return stop, later
+            return stop(), later()
         finally:
-            if plugin.counted:
+            with lock:
                 self._registry.record_execution(plugin.name, "ok", 0.0)
+
+    def record_guarded(self, tool, log):
+        try:
+            return tool.func(None)
+        finally:
+            try:
+                self._registry.record_execution(tool.name, "ok", 0.0)
+            except Exception:
+                log("metrics failed")
 
     async def aliased(self, plugin):
         hook = plugin.startup_hook if plugin.first else plugin.shutdown_hook

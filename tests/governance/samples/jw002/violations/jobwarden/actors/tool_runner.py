@@ -56,6 +56,42 @@ class Hooks:
             metrics.record_execution(tool.name, "ok", 0.0)
 
 
+class Deferred:
+    def handed_back(self, plugin, registry):
+        try:
+            stop = lambda: plugin.shutdown_hook()  # expect: JW002
+
+            def later():
+                return plugin.shutdown_hook()  # expect: JW002
+
+            return stop, later
+        finally:
+            registry.record_hook(plugin.name, "shutdown", None)
+
+    def recorded_sometimes(self, tool, registry):
+        try:
+            return tool.func(None)  # expect: JW002
+        finally:
+            if tool.counted:
+                registry.record_execution(tool.name, "ok", 0.0)
+
+    def recorded_in_a_loop(self, tool, registry, names):
+        try:
+            return tool.func(None)  # expect: JW002
+        finally:
+            for name in names:
+                registry.record_execution(name, "ok", 0.0)
+
+    def recorded_only_on_error(self, tool, registry, log):
+        try:
+            return tool.func(None)  # expect: JW002
+        finally:
+            try:
+                log("done")
+            except Exception:
+                registry.record_execution(tool.name, "ok", 0.0)
+
+
 def _only_recursive(tool, n):
     return _only_recursive(tool, n - 1) if n else tool.func(n)  # expect: JW002
 
