@@ -11,6 +11,7 @@ scanned too, and JW001 treats any `x.func` read as plugin code.
 from __future__ import annotations
 
 import ast
+import os
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -129,8 +130,19 @@ class Source:
 
     @property
     def allows_plugin_calls(self) -> bool:
-        where = self.path.resolve().as_posix()
-        return any(where.endswith(f"/{suffix}") for suffix in ALLOWED_PLUGIN_CALLERS)
+        """Whether the module is one `ALLOWED_PLUGIN_CALLERS` names, where it is imported from.
+
+        Symbolic links are not followed: `jobwarden/plugins/x.py` linking to a tool_runner.py
+        elsewhere is imported as `jobwarden.plugins.x`. And `jobwarden` must be a top-level
+        package (no `__init__.py` above it): `jobwarden/plugins/jobwarden/actors/tool_runner.py`
+        is a module of the plugins package, whatever its name ends with.
+        """
+        where = Path(os.path.abspath(self.path))
+        for suffix in ALLOWED_PLUGIN_CALLERS:
+            depth = len(Path(suffix).parts)
+            if where.parts[-depth:] == Path(suffix).parts and len(where.parts) > depth:
+                return not (where.parents[depth - 1] / "__init__.py").exists()
+        return False
 
     def finding(self, node: ast.expr | ast.excepthandler, code: str, message: str) -> Finding:
         return Finding(shown_path(self.path), node.lineno, node.col_offset + 1, code, message)

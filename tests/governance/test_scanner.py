@@ -151,6 +151,40 @@ def test_jw002_judges_a_deep_chain_of_helpers_in_linear_time(tmp_path: Path) -> 
     assert scan_paths([runner]) == []
 
 
+_RUNNER = """\
+def run(tool, registry):
+    try:
+        return tool.func(None)
+    finally:
+        registry.record_execution(tool.name, "ok", 0.0)
+"""
+
+
+def test_allow_list_needs_jobwarden_to_be_a_top_level_package(tmp_path: Path) -> None:
+    """A tool_runner.py in a jobwarden package nested inside another package is not allowed."""
+    for package in ["jobwarden", "jobwarden/plugins"]:
+        (tmp_path / package).mkdir(exist_ok=True)
+        (tmp_path / package / "__init__.py").write_text("")
+    nested = tmp_path / "jobwarden/plugins/jobwarden/actors/tool_runner.py"
+    nested.parent.mkdir(parents=True)
+    nested.write_text(_RUNNER)
+    real = tmp_path / "jobwarden/actors/tool_runner.py"
+    real.parent.mkdir()
+    real.write_text(_RUNNER)
+    assert [(f.path, f.code) for f in scan_paths([tmp_path])] == [(str(nested), "JW001")]
+
+
+def test_allow_list_does_not_follow_symbolic_links(tmp_path: Path) -> None:
+    """A module linked to a tool_runner.py elsewhere is judged by its own, importable name."""
+    target = tmp_path / "elsewhere/jobwarden/actors/tool_runner.py"
+    target.parent.mkdir(parents=True)
+    target.write_text(_RUNNER)
+    link = tmp_path / "project/jobwarden/plugins/runner.py"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target)
+    assert [(f.path, f.code) for f in scan_paths([link])] == [(str(link), "JW001")]
+
+
 def test_walk_skips_hidden_venv_and_pycache_directories(tmp_path: Path) -> None:
     """Only .py files outside hidden, .venv and __pycache__ directories are scanned."""
     for relative in [
