@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -47,6 +48,7 @@ RULES: Mapping[str, str] = {
 _PLUGIN_ATTRS = frozenset({"func", "startup_hook", "shutdown_hook"})
 # Attributes of plugin code that describe it without running it.
 _DESCRIPTIVE = frozenset({"__name__", "__qualname__", "__module__", "__doc__", "__annotations__"})
+_QUALIFIED_DEFAULT = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\.default")
 _OUTCOME_WORDS = frozenset({"success", "succeeded", "ok", "error", "errored", "failure"})
 _SPAWNERS = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
 _LOOP_GETTERS = frozenset({"asyncio.get_event_loop", "asyncio.get_running_loop"})
@@ -651,6 +653,16 @@ def _tool_key(expr: ast.expr | None) -> bool:
     return False
 
 
+def _looks_up_a_tool(callee: ast.expr) -> bool:
+    """Whether a call to `callee` takes a tool name first: `registry.tool(name)`, `get_tool`,
+    `sup.submit(name, ...)`, `sup.run(name, ...)`, `tools.get(name)`."""
+    match callee:
+        case ast.Attribute(attr="get" | "pop" | "setdefault" | "__getitem__", value=receiver):
+            return "tool" in _label(receiver).lower()
+    label = _label(callee)
+    return "tool" in label.lower() or label in {"submit", "run"}
+
+
 def _tool_name_sources(node: ast.AST) -> Iterator[ast.expr]:
     """Yield the expressions through which `node` supplies or tests a tool name."""
     if (assignment := _assignment(node)) is not None:
@@ -671,8 +683,6 @@ def _tool_name_sources(node: ast.AST) -> Iterator[ast.expr]:
             for param, default in pairs:
                 if default is not None and "tool" in param.arg.lower():
                     yield default
-        case ast.Call(func=ast.Attribute(attr="get"), args=[key, fallback, *_]) if _tool_key(key):
-            yield fallback
         case ast.Compare(left=left, ops=ops, comparators=comparators) if any(
             isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.NotIn) for op in ops
         ):
@@ -681,23 +691,43 @@ def _tool_name_sources(node: ast.AST) -> Iterator[ast.expr]:
                 yield from operands
         case ast.Dict(keys=keys, values=values):
             yield from (value for key, value in zip(keys, values, strict=True) if _tool_key(key))
+        case ast.Subscript(value=container, slice=key) if "tool" in _label(container).lower():
+            yield key  # plugin.tools["default"]
+        case ast.Match(subject=subject, cases=cases) if "tool" in _label(subject).lower():
+            for case in cases:
+                for pattern in ast.walk(case.pattern):
+                    if isinstance(pattern, ast.MatchValue):
+                        yield pattern.value
+    match node:
+        case ast.Call(
+            func=ast.Attribute(attr="get" | "pop" | "setdefault"), args=[key, fallback, *_]
+        ) if _tool_key(key):
+            yield fallback
+        case ast.Call(func=callee, args=[first, *_]) if _looks_up_a_tool(callee):
+            yield first
 
 
 def hard_coded_default_tool(src: Source) -> Iterator[Finding]:
     """JW003: a tool is named explicitly or is the plugin's first declared tool, never "default".
 
     A literal "default" silently routes requests to a tool that may not exist, which is exactly
-    how the seed server's analyze-execution routes broke.
+    how the seed server's analyze-execution routes broke. The rule reads names: it looks where
+    a name or key mentions a tool (`tool_name = ...`, `tool=...`, `body.get("tool", ...)`,
+    `plugin.tools[...]`, `registry.tool(...)`, `match tool:`), at the first argument of
+    `submit` and `run`, and at every string shaped `<plugin>.default`.
     """
+    message = 'hard-coded "default" tool name; name the tool or use the first declared'
     for node in ast.walk(src.tree):
         for expr in _tool_name_sources(node):
             for constant, text in _string_constants(expr):
                 if text == "default":
-                    yield src.finding(
-                        constant,
-                        "JW003",
-                        'hard-coded "default" tool name; name the tool or use the first declared',
-                    )
+                    yield src.finding(constant, "JW003", message)
+        # A full tool name is `plugin.tool`: "demo.default" or f"{plugin}.default" anywhere.
+        match node:
+            case ast.Constant(value=str() as text) if _QUALIFIED_DEFAULT.fullmatch(text):
+                yield src.finding(node, "JW003", message)
+            case ast.JoinedStr(values=[*_, ast.FormattedValue(), ast.Constant(value=".default")]):
+                yield src.finding(node, "JW003", message)
 
 
 def _outcomes(expr: ast.expr | None) -> Iterator[tuple[ast.expr, str]]:

@@ -12,3 +12,12 @@ def first_tool(plugin, body, settings, tool=None):
 
 def configure(level, tool):
     return level, tool
+
+
+def lookups(plugin, sup, settings, styles, mode):
+    settings.setdefault("mode", "default")
+    sup.submit(plugin.tools[0].name, {"file": "default.json"})
+    match mode:
+        case "default":
+            return styles["default"]
+    return None

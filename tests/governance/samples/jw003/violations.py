@@ -30,3 +30,16 @@ def from_body(body, req):
     if req.tool in ("default", "main"):  # expect: JW003
         return None
     return {"tool": "default", "input": {}}  # expect: JW003
+
+
+def lookups(plugin, registry, sup, body, name, tool):
+    first = plugin.tools["default"]  # expect: JW003
+    second = plugin.tools.get("default")  # expect: JW003
+    third = registry.tool("default")  # expect: JW003
+    body.setdefault("tool", "default")  # expect: JW003
+    sup.submit("demo.default", {})  # expect: JW003
+    sup.run(f"{name}.default", {})  # expect: JW003
+    match tool:
+        case "echo" | "default":  # expect: JW003
+            return first, second, third
+    return None
