@@ -38,7 +38,7 @@ RULES: Mapping[str, str] = {
     "JW002": "plugin call not reached only under a try whose finally records its outcome",
     "JW003": 'hard-coded "default" tool name',
     "JW004": "success/error used as a plugin lifecycle state",
-    "JW005": "bare except or except BaseException without re-raise",
+    "JW005": "bare except, or except BaseException or cancellation, without re-raise",
     "JW006": "task spawned outside a task group",
     "JW007": "time.sleep inside async def",
     "JW008": "print() call",
@@ -50,6 +50,8 @@ _PLUGIN_ATTRS = frozenset({"func", "startup_hook", "shutdown_hook"})
 _DESCRIPTIVE = frozenset({"__name__", "__qualname__", "__module__", "__doc__", "__annotations__"})
 _QUALIFIED_DEFAULT = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\.default")
 _OUTCOME_WORDS = frozenset({"success", "succeeded", "ok", "error", "errored", "failure"})
+# Cancellation classes caught by name: asyncio's (and concurrent.futures'), trio's.
+_CANCELLATION = frozenset({"BaseException", "CancelledError", "Cancelled"})
 _SPAWNERS = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
 _LOOP_GETTERS = frozenset({"asyncio.get_event_loop", "asyncio.get_running_loop"})
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
@@ -781,13 +783,33 @@ def outcome_as_lifecycle_state(src: Source) -> Iterator[Finding]:
             )
 
 
-def _catches_everything(caught: ast.expr | None) -> bool:
+def _cancelled_aliases(tree: ast.Module) -> frozenset[str]:
+    """Names bound to anyio's cancellation class: `cancelled = anyio.get_cancelled_exc_class()`."""
+    return frozenset(
+        _label(target)
+        for node in ast.walk(tree)
+        if (assignment := _assignment(node)) is not None and _is_cancelled_class_call(assignment[1])
+        for target in assignment[0]
+    )
+
+
+def _is_cancelled_class_call(expr: ast.expr | None) -> bool:
+    match expr:
+        case ast.Call(func=getter):
+            return _label(getter) == "get_cancelled_exc_class"
+    return False
+
+
+def _catches_cancellation(caught: ast.expr | None, aliases: frozenset[str]) -> bool:
+    """Whether an `except` of `caught` (None: bare) catches cancellation."""
     match caught:
         case None:
             return True
         case ast.Tuple(elts=elts):
-            return any(_catches_everything(elt) for elt in elts)
-    return _label(caught) == "BaseException"
+            return any(_catches_cancellation(elt, aliases) for elt in elts)
+    return (
+        _label(caught) in _CANCELLATION or _label(caught) in aliases
+    ) or _is_cancelled_class_call(caught)
 
 
 def _reraises(handler: ast.ExceptHandler) -> bool:
@@ -808,16 +830,26 @@ def swallowed_base_exception(src: Source) -> Iterator[Finding]:
 
     asyncio's CancelledError, trio's Cancelled, KeyboardInterrupt and SystemExit all bypass
     `except Exception`; catching them without re-raising breaks cancel scopes, timeouts and
-    shutdown. A bare `except:` catches the same and gets the same treatment.
+    shutdown. A bare `except:`, `except BaseException` and an `except` naming a cancellation
+    class (`CancelledError`, `Cancelled`, anyio's `get_cancelled_exc_class()` or a name bound
+    to it) get that treatment, and so does `contextlib.suppress` of any of them, which swallows
+    without an `except` to see. KeyboardInterrupt and SystemExit caught by name are left alone:
+    a command line ends on them with its own exit code.
     """
+    aliases = _cancelled_aliases(src.tree)
     for node in ast.walk(src.tree):
-        if not isinstance(node, ast.ExceptHandler) or _reraises(node):
-            continue
-        if _catches_everything(node.type):
-            caught = "" if node.type is None else f" {ast.unparse(node.type)}"
-            yield src.finding(
-                node, "JW005", f"`except{caught}:` without re-raise swallows cancellation"
-            )
+        match node:
+            case ast.ExceptHandler(type=caught) if not _reraises(node) and _catches_cancellation(
+                caught, aliases
+            ):
+                shown = "" if caught is None else f" {ast.unparse(caught)}"
+                yield src.finding(
+                    node, "JW005", f"`except{shown}:` without re-raise swallows cancellation"
+                )
+            case ast.Call(func=callee, args=args) if _label(callee) == "suppress" and any(
+                _catches_cancellation(arg, aliases) for arg in args
+            ):
+                yield src.finding(node, "JW005", f"`{ast.unparse(node)}` swallows cancellation")
 
 
 def _spawns_task(callee: ast.expr, bound: Mapping[str, str]) -> bool:

@@ -1,5 +1,9 @@
 """JW005 clean: broad handlers that re-raise, and handlers that are not broad."""
 
+import contextlib
+
+import anyio
+
 
 def careful(work, cleanup, lock, log):
     try:
@@ -41,3 +45,19 @@ def forward_into(coro, value):
         return coro.send(value)
     except BaseException as exc:
         return coro.throw(exc)
+
+
+def cancellation(work, log):
+    cancelled = anyio.get_cancelled_exc_class()
+    try:
+        work()
+    except cancelled:
+        log("cancelled")
+        raise
+    with contextlib.suppress(ProcessLookupError, Exception):
+        work()
+    try:
+        work()
+    except KeyboardInterrupt:
+        return 130
+    return None

@@ -1,6 +1,12 @@
 """JW005 violations: cancellation swallowed by bare or BaseException handlers."""
 
+import asyncio
 import builtins
+import contextlib
+from contextlib import suppress
+
+import anyio
+import trio
 
 
 def swallow(work, log):
@@ -36,3 +42,27 @@ def forwards_something_else(coro, other):
         return coro.send(None)
     except BaseException as exc:  # expect: JW005
         return coro.throw(other)
+
+
+def cancellation(work, log):
+    cancelled = anyio.get_cancelled_exc_class()
+    try:
+        work()
+    except asyncio.CancelledError:  # expect: JW005
+        log("cancelled")
+    try:
+        work()
+    except trio.Cancelled:  # expect: JW005
+        pass
+    try:
+        work()
+    except cancelled:  # expect: JW005
+        pass
+    try:
+        work()
+    except anyio.get_cancelled_exc_class():  # expect: JW005
+        pass
+    with contextlib.suppress(BaseException):  # expect: JW005
+        work()
+    with suppress(OSError, asyncio.CancelledError):  # expect: JW005
+        work()
