@@ -52,7 +52,14 @@ _QUALIFIED_DEFAULT = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\.default")
 _OUTCOME_WORDS = frozenset({"success", "succeeded", "ok", "error", "errored", "failure"})
 # Cancellation classes caught by name: asyncio's (and concurrent.futures'), trio's.
 _CANCELLATION = frozenset({"BaseException", "CancelledError", "Cancelled"})
-_SPAWNERS = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
+_SPAWNERS = frozenset(
+    {
+        f"asyncio.{module}{name}"
+        for module in ("", "tasks.")
+        for name in ("create_task", "ensure_future", "Task")
+    }
+    | {"asyncio.run_coroutine_threadsafe", "asyncio.tasks.run_coroutine_threadsafe"}
+)
 _LOOP_GETTERS = frozenset({"asyncio.get_event_loop", "asyncio.get_running_loop"})
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
@@ -210,29 +217,59 @@ def _assignment(node: ast.AST) -> tuple[list[ast.expr], ast.expr | None] | None:
     return None
 
 
-def _bindings(tree: ast.Module) -> dict[str, str]:
-    """Map each name bound by an import to the dotted name it stands for."""
-    bound: dict[str, str] = {}
-    for node in ast.walk(tree):
-        match node:
-            case ast.Import(names=aliases):
-                for alias in aliases:
-                    local = alias.asname or alias.name.partition(".")[0]
-                    bound[local] = alias.name if alias.asname else local
-            case ast.ImportFrom(module=str() as module, names=aliases, level=0):
-                for alias in aliases:
-                    bound[alias.asname or alias.name] = f"{module}.{alias.name}"
-    return bound
+class _Names:
+    """The dotted names a module's names may stand for: `import time as clock`, `from time
+    import sleep`, `from time import *`, builtins (`print`), and aliases of any of those
+    (`nap = time.sleep`). A name may stand for several (a star import may or may not bind it,
+    an alias may be reassigned): each is a candidate, erring on the side of reporting.
+    """
 
+    def __init__(self, tree: ast.Module) -> None:
+        self._bound: dict[str, frozenset[str]] = {}
+        self._stars: list[str] = []
+        for node in ast.walk(tree):
+            match node:
+                case ast.Import(names=aliases):
+                    for alias in aliases:
+                        local = alias.asname or alias.name.partition(".")[0]
+                        self._add(local, {alias.name if alias.asname else local})
+                case ast.ImportFrom(module=str() as module, names=aliases, level=0):
+                    for alias in aliases:
+                        if alias.name == "*":
+                            self._stars.append(module)
+                        else:
+                            self._add(alias.asname or alias.name, {f"{module}.{alias.name}"})
+        assigned = [
+            (target.id, value)
+            for node in ast.walk(tree)
+            if (assignment := _assignment(node)) is not None
+            for target in assignment[0]
+            if isinstance(target, ast.Name) and (value := assignment[1]) is not None
+        ]
+        # Twice: an alias of an alias (`spawn = create = asyncio.create_task` reads in order).
+        for _ in range(2):
+            for name, value in assigned:
+                if isinstance(value, ast.Name | ast.Attribute) and (found := self.resolve(value)):
+                    self._add(name, found)
 
-def _resolve(expr: ast.expr, bound: Mapping[str, str]) -> str:
-    """The dotted name an imported `name` or `module.attr` refers to; else ""."""
-    match expr:
-        case ast.Name(id=name):
-            return bound.get(name, "")
-        case ast.Attribute(value=ast.Name(id=name), attr=attr) if name in bound:
-            return f"{bound[name]}.{attr}"
-    return ""
+    def _add(self, name: str, dotted: Iterable[str]) -> None:
+        self._bound[name] = self._bound.get(name, frozenset()) | frozenset(dotted)
+
+    def resolve(self, expr: ast.expr) -> frozenset[str]:
+        """The dotted names `name` or `name.attr...` may refer to; empty for other expressions."""
+        attrs: list[str] = []
+        while isinstance(expr, ast.Attribute):
+            attrs.append(expr.attr)
+            expr = expr.value
+        if not isinstance(expr, ast.Name):
+            return frozenset()
+        name = expr.id
+        if name in self._bound:
+            roots = self._bound[name]
+        else:
+            roots = frozenset({f"builtins.{name}", *(f"{star}.{name}" for star in self._stars)})
+        suffix = "".join(f".{attr}" for attr in reversed(attrs))
+        return frozenset(root + suffix for root in roots)
 
 
 def _is_plugin_ref(expr: ast.AST) -> bool:
@@ -852,15 +889,25 @@ def swallowed_base_exception(src: Source) -> Iterator[Finding]:
                 yield src.finding(node, "JW005", f"`{ast.unparse(node)}` swallows cancellation")
 
 
-def _spawns_task(callee: ast.expr, bound: Mapping[str, str]) -> bool:
+def _spawns_task(callee: ast.expr, names: _Names, loops: frozenset[str]) -> bool:
     match callee:
         case ast.Attribute(attr="create_task", value=ast.Call(func=getter)):
-            return _resolve(getter, bound) in _LOOP_GETTERS
-        case ast.Attribute(attr="create_task", value=receiver) if (
-            _label(receiver).lower().endswith("loop")
-        ):
+            return bool(names.resolve(getter) & _LOOP_GETTERS)
+        case ast.Attribute(attr="create_task", value=receiver) if _label(receiver).lower().endswith(
+            "loop"
+        ) or (isinstance(receiver, ast.Name) and receiver.id in loops):
             return True
-    return _resolve(callee, bound) in _SPAWNERS
+    return bool(names.resolve(callee) & _SPAWNERS)
+
+
+def _loop_names(tree: ast.Module, names: _Names) -> frozenset[str]:
+    """Names bound to an event loop: `ev = asyncio.get_running_loop()`."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        match _assignment(node):
+            case targets, ast.Call(func=getter) if names.resolve(getter) & _LOOP_GETTERS:
+                found.update(_label(target) for target in targets)
+    return frozenset(found)
 
 
 def unstructured_task(src: Source) -> Iterator[Finding]:
@@ -868,11 +915,14 @@ def unstructured_task(src: Source) -> Iterator[Finding]:
 
     A free-floating task outlives its caller, loses its exceptions and escapes cancellation;
     task groups make lifetimes nest, which is what makes supervision and shutdown correct.
+    `asyncio.Task(...)` and `asyncio.run_coroutine_threadsafe` make one too. trio's
+    `spawn_system_task` is left alone: its tasks live as long as `trio.run`, by design.
     """
-    bound = _bindings(src.tree)
+    names = _Names(src.tree)
+    loops = _loop_names(src.tree, names)
     for node in ast.walk(src.tree):
         match node:
-            case ast.Call(func=callee) if _spawns_task(callee, bound):
+            case ast.Call(func=callee) if _spawns_task(callee, names, loops):
                 yield src.finding(
                     node,
                     "JW006",
@@ -886,12 +936,12 @@ def blocking_sleep_in_async(src: Source) -> Iterator[Finding]:
     A plain function nested in the coroutine (for example one handed to `anyio.to_thread`) runs
     elsewhere and may block.
     """
-    bound = _bindings(src.tree)
+    names = _Names(src.tree)
     for node in ast.walk(src.tree):
         if isinstance(node, ast.AsyncFunctionDef):
             for inner in _walk_local(node.body):
                 match inner:
-                    case ast.Call(func=callee) if _resolve(callee, bound) == "time.sleep":
+                    case ast.Call(func=callee) if "time.sleep" in names.resolve(callee):
                         yield src.finding(
                             inner,
                             "JW007",
@@ -903,12 +953,27 @@ def print_call(src: Source) -> Iterator[Finding]:
     """JW008: output goes through structured logs or an explicit stream, never `print`.
 
     A stray print corrupts machine-readable output (JSON logs, `--json`) and bypasses the
-    job_id / tool context that logging binds.
+    job_id / tool context that logging binds. `builtins.print`, an alias of print, and print
+    passed to a call (`map(print, rows)`, `functools.partial(print, ...)`) print all the same.
     """
+    names = _Names(src.tree)
     for node in ast.walk(src.tree):
         match node:
-            case ast.Call(func=ast.Name(id="print")):
-                yield src.finding(node, "JW008", "print() call; log, or write to a stream")
+            case ast.Call(func=callee, args=args, keywords=keywords):
+                if _is_print(callee, names):
+                    yield src.finding(node, "JW008", "print() call; log, or write to a stream")
+                for arg in (*args, *(keyword.value for keyword in keywords)):
+                    if _is_print(arg, names):
+                        yield src.finding(
+                            arg, "JW008", "print passed to a call; log, or write to a stream"
+                        )
+
+
+def _is_print(expr: ast.expr, names: _Names) -> bool:
+    match expr:
+        case ast.Name(id="print"):
+            return True
+    return "builtins.print" in names.resolve(expr)
 
 
 CHECKS: tuple[Check, ...] = (

@@ -65,7 +65,7 @@ def test_finding_prints_as_path_line_col_code_message() -> None:
 def test_columns_are_one_based() -> None:
     """A finding at the start of a line reports column 1, as compilers and ruff do."""
     [finding] = scan_paths([SAMPLES / "jw008" / "violations.py"])[:1]
-    assert (finding.line, finding.col) == (5, 1)
+    assert (finding.line, finding.col) == (7, 1)
 
 
 def test_unparsable_files_become_jw000_findings_and_the_scan_goes_on(tmp_path: Path) -> None:
@@ -226,7 +226,7 @@ def test_main_exits_1_and_prints_one_line_per_finding(capsys: pytest.CaptureFixt
     assert main([str(path)]) == 1
     out, err = capsys.readouterr()
     assert out.splitlines() == [str(finding) for finding in scan_paths([path])]
-    assert err == "3 violations in 1 file\n"
+    assert err == "7 violations in 1 file\n"
 
 
 def test_main_json_output_parses_back_to_the_findings(capsys: pytest.CaptureFixture[str]) -> None:
@@ -268,4 +268,4 @@ def test_scan_script_runs_the_scanner() -> None:
         check=False,
     )
     assert result.returncode == 1, result.stderr
-    assert len(json.loads(result.stdout)) == 3
+    assert len(json.loads(result.stdout)) == 7
