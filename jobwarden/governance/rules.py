@@ -17,6 +17,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TypeGuard
 
@@ -68,6 +69,11 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _DECLARERS = frozenset({"tool", "on_startup", "on_shutdown"})
 
 
+# A prefilter that no declaring decorator escapes, however it is spread over lines: an @, then
+# `.tool` (or a hook declarer) before the next @.
+_DECLARING = re.compile(rb"@[^@]*?\.\s*(?:tool|on_startup|on_shutdown)\b")
+
+
 def _declared_plugin_code(node: ast.AST) -> TypeGuard[ast.FunctionDef | ast.AsyncFunctionDef]:
     """Whether `node` is a function a decorator declares a tool or a plugin hook."""
     if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -92,14 +98,27 @@ class ToolIndex:
 
     def __init__(self) -> None:
         self._declared: dict[Path, frozenset[str]] = {}
+        self._files: dict[tuple[Path, tuple[str, ...], int], Path | None] = {}
+
+    def declared_by(self, importer: Path, parts: list[str], level: int) -> frozenset[str]:
+        """What the module `parts` (`level` dots) imported from `importer` declares."""
+        key = importer.parent, tuple(parts), level
+        if key not in self._files:
+            self._files[key] = self.module_file(importer, parts, level)
+        module = self._files[key]
+        return frozenset() if module is None else self.declared(module)
 
     def declared(self, module: Path) -> frozenset[str]:
         """The module-level functions the module at `module` (a .py file) declares plugin code."""
         if (names := self._declared.get(module)) is None:
             try:
+                source = module.read_bytes()
+                # Most modules declare nothing: only one with a declaring decorator is parsed.
+                if _DECLARING.search(source) is None:
+                    source = b""
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    tree = ast.parse(module.read_bytes())
+                    tree = ast.parse(source)
             except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
                 # Not a module to import, or one scanned (and reported) on its own.
                 tree = ast.Module(body=[], type_ignores=[])
@@ -138,6 +157,21 @@ class Source:
     path: Path
     tree: ast.Module
     tools: ToolIndex = field(default_factory=ToolIndex)
+
+    # Walked once and shared by the checks: walking is most of a scan's time after parsing.
+    @cached_property
+    def nodes(self) -> list[ast.AST]:
+        """Every node of the module, each after its parent (breadth first, as `ast.walk`)."""
+        return list(ast.walk(self.tree))
+
+    @cached_property
+    def parents(self) -> dict[ast.AST, ast.AST]:
+        """Each node's parent."""
+        return {child: node for node in self.nodes for child in ast.iter_child_nodes(node)}
+
+    @cached_property
+    def names(self) -> _Names:
+        return _Names(self.nodes)
 
     @property
     def allows_plugin_calls(self) -> bool:
@@ -224,10 +258,11 @@ class _Names:
     an alias may be reassigned): each is a candidate, erring on the side of reporting.
     """
 
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, nodes: Iterable[ast.AST]) -> None:
+        nodes = list(nodes)
         self._bound: dict[str, frozenset[str]] = {}
         self._stars: list[str] = []
-        for node in ast.walk(tree):
+        for node in nodes:
             match node:
                 case ast.Import(names=aliases):
                     for alias in aliases:
@@ -241,7 +276,7 @@ class _Names:
                             self._add(alias.asname or alias.name, {f"{module}.{alias.name}"})
         assigned = [
             (target.id, value)
-            for node in ast.walk(tree)
+            for node in nodes
             if (assignment := _assignment(node)) is not None
             for target in assignment[0]
             if isinstance(target, ast.Name) and (value := assignment[1]) is not None
@@ -320,31 +355,25 @@ class _Flow:
     """
 
     def __init__(self, src: Source) -> None:
-        tree = src.tree
-        self.parents = {
-            child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)
-        }
+        self.parents = src.parents
         self._nested: defaultdict[ast.AST, list[ast.AST]] = defaultdict(list)
         self._loads: defaultdict[tuple[ast.AST, str], list[ast.Name]] = defaultdict(list)
+        # The function, lambda or class each node is in (the module at the top); the nodes come
+        # parents first.
         self._scope_of: dict[ast.AST, ast.AST] = {}
-        pending: list[tuple[ast.AST, ast.AST]] = [(tree, tree)]
-        while pending:
-            node, scope = pending.pop()
-            for child in ast.iter_child_nodes(node):
-                inner = scope
-                if isinstance(child, _SCOPES):
-                    self._nested[scope].append(child)
-                    inner = child
-                    self._scope_of[child] = scope
-                if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load):
-                    self._loads[scope, child.id].append(child)
-                self._scope_of.setdefault(child, scope)
-                pending.append((child, inner))
+        for node in src.nodes[1:]:
+            parent = self.parents[node]
+            scope = parent if isinstance(parent, _SCOPES) else self._scope_of.get(parent, src.tree)
+            self._scope_of[node] = scope
+            if isinstance(node, _SCOPES):
+                self._nested[scope].append(node)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                self._loads[scope, node.id].append(node)
         self._bound: set[tuple[ast.AST, str, _Path]] = set()
         self._seen: set[tuple[ast.AST, _Path]] = set()
         self._pending: list[tuple[ast.AST, _Path]] = []
         self.uses: list[tuple[ast.expr, str]] = []
-        for node in ast.walk(tree):
+        for node in src.nodes:
             if _is_plugin_ref(node):
                 self._hold(node, ())
             elif _declared_plugin_code(node):
@@ -357,7 +386,7 @@ class _Flow:
         """Hold each name or dotted name that reads a function another module declares plugin
         code: `echo` after `from .builtin import echo`, `builtin.echo` after `from . import
         builtin` or `import pkg.plugins.builtin as builtin`."""
-        imported = _imports(src.tree)
+        imported = _imports(src.nodes)
         for (_, name), loads in self._loads.items():
             if name not in imported:
                 continue
@@ -366,8 +395,7 @@ class _Flow:
                 node: ast.AST = load
                 dotted = list(parts)
                 while True:
-                    module = src.tools.module_file(src.path, dotted[:-1], level)
-                    if module is not None and dotted[-1] in src.tools.declared(module):
+                    if dotted[-1] in src.tools.declared_by(src.path, dotted[:-1], level):
                         self._hold(node, ())
                         break
                     match self.parents.get(node):
@@ -495,10 +523,10 @@ class _Flow:
             scopes.extend(self._nested.get(inner, []))
 
 
-def _imports(tree: ast.Module) -> dict[str, tuple[int, list[str]]]:
+def _imports(nodes: Iterable[ast.AST]) -> dict[str, tuple[int, list[str]]]:
     """Map each name an import binds to the dots before it and the dotted name it stands for."""
     bound: dict[str, tuple[int, list[str]]] = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         match node:
             case ast.Import(names=aliases):
                 for alias in aliases:
@@ -574,10 +602,10 @@ _Callable = tuple[ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, str]
 class _Reach:
     """Whether code in a module only ever runs under a try whose finally records metrics."""
 
-    def __init__(self, tree: ast.Module, parents: Mapping[ast.AST, ast.AST]) -> None:
-        self._parents = parents
+    def __init__(self, src: Source) -> None:
+        self._parents = src.parents
         self._callers: defaultdict[str, list[ast.Call]] = defaultdict(list)
-        for node in ast.walk(tree):
+        for node in src.nodes:
             match node:
                 case (
                     ast.Call(func=ast.Name(id=name))
@@ -667,7 +695,7 @@ def plugin_call_without_metrics(src: Source) -> Iterator[Finding]:
     if not src.allows_plugin_calls:
         return
     flow = _Flow(src)
-    reach = _Reach(src.tree, flow.parents)
+    reach = _Reach(src)
     for ref, how in flow.uses:
         if how not in _RUNS_THERE:
             yield src.finding(
@@ -756,7 +784,7 @@ def hard_coded_default_tool(src: Source) -> Iterator[Finding]:
     `submit` and `run`, and at every string shaped `<plugin>.default`.
     """
     message = 'hard-coded "default" tool name; name the tool or use the first declared'
-    for node in ast.walk(src.tree):
+    for node in src.nodes:
         for expr in _tool_name_sources(node):
             for constant, text in _string_constants(expr):
                 if text == "default":
@@ -803,11 +831,11 @@ def outcome_as_lifecycle_state(src: Source) -> Iterator[Finding]:
     """
     members = {
         statement
-        for node in ast.walk(src.tree)
+        for node in src.nodes
         if isinstance(node, ast.ClassDef) and "lifecycle" in node.name.lower()
         for statement in node.body
     }
-    for node in ast.walk(src.tree):
+    for node in src.nodes:
         # One finding per statement or argument, even where name and value are both wrong.
         culprit = next(_lifecycle_outcomes(node, members), None)
         if culprit is not None:
@@ -820,11 +848,11 @@ def outcome_as_lifecycle_state(src: Source) -> Iterator[Finding]:
             )
 
 
-def _cancelled_aliases(tree: ast.Module) -> frozenset[str]:
+def _cancelled_aliases(nodes: Iterable[ast.AST]) -> frozenset[str]:
     """Names bound to anyio's cancellation class: `cancelled = anyio.get_cancelled_exc_class()`."""
     return frozenset(
         _label(target)
-        for node in ast.walk(tree)
+        for node in nodes
         if (assignment := _assignment(node)) is not None and _is_cancelled_class_call(assignment[1])
         for target in assignment[0]
     )
@@ -873,8 +901,8 @@ def swallowed_base_exception(src: Source) -> Iterator[Finding]:
     without an `except` to see. KeyboardInterrupt and SystemExit caught by name are left alone:
     a command line ends on them with its own exit code.
     """
-    aliases = _cancelled_aliases(src.tree)
-    for node in ast.walk(src.tree):
+    aliases = _cancelled_aliases(src.nodes)
+    for node in src.nodes:
         match node:
             case ast.ExceptHandler(type=caught) if not _reraises(node) and _catches_cancellation(
                 caught, aliases
@@ -900,10 +928,10 @@ def _spawns_task(callee: ast.expr, names: _Names, loops: frozenset[str]) -> bool
     return bool(names.resolve(callee) & _SPAWNERS)
 
 
-def _loop_names(tree: ast.Module, names: _Names) -> frozenset[str]:
+def _loop_names(nodes: Iterable[ast.AST], names: _Names) -> frozenset[str]:
     """Names bound to an event loop: `ev = asyncio.get_running_loop()`."""
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         match _assignment(node):
             case targets, ast.Call(func=getter) if names.resolve(getter) & _LOOP_GETTERS:
                 found.update(_label(target) for target in targets)
@@ -918,9 +946,9 @@ def unstructured_task(src: Source) -> Iterator[Finding]:
     `asyncio.Task(...)` and `asyncio.run_coroutine_threadsafe` make one too. trio's
     `spawn_system_task` is left alone: its tasks live as long as `trio.run`, by design.
     """
-    names = _Names(src.tree)
-    loops = _loop_names(src.tree, names)
-    for node in ast.walk(src.tree):
+    names = src.names
+    loops = _loop_names(src.nodes, names)
+    for node in src.nodes:
         match node:
             case ast.Call(func=callee) if _spawns_task(callee, names, loops):
                 yield src.finding(
@@ -936,8 +964,8 @@ def blocking_sleep_in_async(src: Source) -> Iterator[Finding]:
     A plain function nested in the coroutine (for example one handed to `anyio.to_thread`) runs
     elsewhere and may block.
     """
-    names = _Names(src.tree)
-    for node in ast.walk(src.tree):
+    names = src.names
+    for node in src.nodes:
         if isinstance(node, ast.AsyncFunctionDef):
             for inner in _walk_local(node.body):
                 match inner:
@@ -956,8 +984,8 @@ def print_call(src: Source) -> Iterator[Finding]:
     job_id / tool context that logging binds. `builtins.print`, an alias of print, and print
     passed to a call (`map(print, rows)`, `functools.partial(print, ...)`) print all the same.
     """
-    names = _Names(src.tree)
-    for node in ast.walk(src.tree):
+    names = src.names
+    for node in src.nodes:
         match node:
             case ast.Call(func=callee, args=args, keywords=keywords):
                 if _is_print(callee, names):
