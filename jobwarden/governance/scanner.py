@@ -19,19 +19,38 @@ from jobwarden.governance.rules import CHECKS, Source, ToolIndex
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
+# Importable, but with no source to check: bytecode beside the sources (not in __pycache__),
+# which Python imports when the .py is missing, and extension modules.
+_SOURCELESS = (".pyc", ".so", ".pyd")
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def python_files(paths: Sequence[str | Path]) -> list[Path]:
     """The .py files under the given directories, plus the given files, each listed once.
 
-    Raises FileNotFoundError for a path that does not exist: a typo must not read as "clean".
+    Directories linked into the tree are walked (each real directory once): their modules
+    import like any other. Importable files with no source (`_SOURCELESS`) are listed too, for
+    `scan_file` to report. Raises FileNotFoundError for a path that does not exist, and the
+    OSError of a directory that cannot be listed: a typo or an unreadable directory must not
+    read as "clean".
     """
     found: dict[Path, Path] = {}
     for given in map(Path, paths):
         if given.is_dir():
-            for root, dirs, names in os.walk(given):
+            walked: set[str] = set()
+            for root, dirs, names in os.walk(given, onerror=_raise, followlinks=True):
+                real = os.path.realpath(root)
+                if real in walked:  # a link back up the tree
+                    dirs[:] = []
+                    continue
+                walked.add(real)
                 # Hidden directories cover .venv, .git and the tool caches.
                 dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
                 for name in sorted(names):
-                    if name.endswith(".py"):
+                    if name.endswith((".py", *_SOURCELESS)):
                         file = Path(root, name)
                         found.setdefault(file.resolve(), file)
         elif given.exists():
@@ -46,6 +65,8 @@ def scan_file(path: Path, tools: ToolIndex | None = None) -> list[Finding]:
     check that cannot follow its nesting adds one. `tools` caches what the modules it imports
     declare plugin code, across the files of one scan."""
     shown = shown_path(path)
+    if path.name.endswith(_SOURCELESS):
+        return [Finding(shown, 1, 1, "JW000", "importable module without source to check")]
     try:
         with warnings.catch_warnings():
             # Warnings about the scanned code (invalid escapes, ...) are not the scanner's to show.

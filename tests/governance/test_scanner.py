@@ -6,10 +6,12 @@ markers must come out clean.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -200,6 +202,49 @@ def test_walk_skips_hidden_venv_and_pycache_directories(tmp_path: Path) -> None:
         file.write_text("print(1)\n")
     scanned = {Path(f.path).relative_to(tmp_path).as_posix() for f in scan_paths([tmp_path])}
     assert scanned == {"a.py", "sub/b.py"}
+
+
+def test_walk_enters_linked_directories_once(tmp_path: Path) -> None:
+    """A directory linked into the tree is scanned, and a link back up the tree only once."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "noisy.py").write_text("print(1)\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "linked").symlink_to(tmp_path / "outside")
+    (tmp_path / "pkg" / "loop").symlink_to(tmp_path / "pkg")
+    findings = scan_paths([tmp_path / "pkg"])
+    assert [(f.path, f.code) for f in findings] == [
+        (str(tmp_path / "pkg" / "linked" / "noisy.py"), "JW008")
+    ]
+
+
+def test_a_directory_that_cannot_be_listed_fails_the_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unreadable directory is an error (exit 2), not a part of the tree left out as clean."""
+    (tmp_path / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> Iterator[os.DirEntry[str]]:
+        if Path(path).name == "locked":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_scandir(path)
+
+    # A chmod does not lock a directory for root (these tests may run as root): the listing fails.
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert main([str(tmp_path)]) == 2
+    assert "Permission denied" in capsys.readouterr().err
+
+
+def test_importable_modules_without_source_are_jw000_findings(tmp_path: Path) -> None:
+    """Bytecode beside the sources and extension modules import, but cannot be checked."""
+    for name in ["stale.pyc", "native.cpython-311-x86_64-linux-gnu.so", "__pycache__/m.pyc"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"\x00")
+    findings = scan_paths([tmp_path])
+    assert [(Path(f.path).name, f.code) for f in findings] == [
+        ("native.cpython-311-x86_64-linux-gnu.so", "JW000"),
+        ("stale.pyc", "JW000"),
+    ]
 
 
 def test_findings_are_sorted_and_listed_once_for_overlapping_paths() -> None:
