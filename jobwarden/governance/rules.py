@@ -595,6 +595,16 @@ def _is_recorder_call(expr: ast.expr | None) -> bool:
     return False
 
 
+def _in_finally(node: ast.AST, parents: Mapping[ast.AST, ast.AST]) -> bool:
+    """Whether `node` is in the finally of a try in its own function."""
+    child = node
+    while (parent := parents.get(child)) is not None and not isinstance(parent, _SCOPES):
+        if isinstance(parent, ast.Try | ast.TryStar) and child in parent.finalbody:
+            return True
+        child = parent
+    return False
+
+
 # What decides whether code in a function or lambda is guarded: its callers, by this name.
 _Callable = tuple[ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, str]
 
@@ -690,8 +700,18 @@ def plugin_call_without_metrics(src: Source) -> Iterator[Finding]:
     Recording in a `finally` is what makes success, failure, timeout and cancellation all count;
     a call path that skips it makes the per-plugin health figures lie. Plugin code returned,
     stored on an object or otherwise let go of may run anywhere later, so it is reported even
-    inside such a try.
+    inside such a try. The figures lie as well when a recorder is called anywhere else: outside
+    a finally (it counts some outcomes only, or counts one twice), or outside the modules
+    that call plugin code (it counts executions that never happened).
     """
+    for node in src.nodes:
+        if isinstance(node, ast.Call) and _is_recorder_call(node):
+            if src.allows_plugin_calls and _in_finally(node, src.parents):
+                continue
+            where = "a finally" if src.allows_plugin_calls else "the ToolRunner"
+            yield src.finding(
+                node, "JW002", f"`{ast.unparse(node)}` records a plugin execution outside {where}"
+            )
     if not src.allows_plugin_calls:
         return
     flow = _Flow(src)

@@ -173,7 +173,10 @@ def test_allow_list_needs_jobwarden_to_be_a_top_level_package(tmp_path: Path) ->
     real = tmp_path / "jobwarden/actors/tool_runner.py"
     real.parent.mkdir()
     real.write_text(_RUNNER)
-    assert [(f.path, f.code) for f in scan_paths([tmp_path])] == [(str(nested), "JW001")]
+    assert [(f.path, f.code) for f in scan_paths([tmp_path])] == [
+        (str(nested), "JW001"),
+        (str(nested), "JW002"),  # its record_execution, outside the ToolRunner
+    ]
 
 
 def test_allow_list_does_not_follow_symbolic_links(tmp_path: Path) -> None:
@@ -184,7 +187,10 @@ def test_allow_list_does_not_follow_symbolic_links(tmp_path: Path) -> None:
     link = tmp_path / "project/jobwarden/plugins/runner.py"
     link.parent.mkdir(parents=True)
     link.symlink_to(target)
-    assert [(f.path, f.code) for f in scan_paths([link])] == [(str(link), "JW001")]
+    assert [(f.path, f.code) for f in scan_paths([link])] == [
+        (str(link), "JW001"),
+        (str(link), "JW002"),  # its record_execution, outside the ToolRunner
+    ]
 
 
 def test_walk_skips_hidden_venv_and_pycache_directories(tmp_path: Path) -> None:

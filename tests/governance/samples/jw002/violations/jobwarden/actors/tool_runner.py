@@ -92,6 +92,16 @@ class Deferred:
                 registry.record_execution(tool.name, "ok", 0.0)
 
 
+class Counting:
+    def counted_twice_on_success(self, tool, registry):
+        try:
+            value = tool.func(None)
+            registry.record_execution(tool.name, "ok", 0.0)  # expect: JW002
+            return value
+        finally:
+            registry.record_execution(tool.name, "done", 0.0)
+
+
 def _only_recursive(tool, n):
     return _only_recursive(tool, n - 1) if n else tool.func(n)  # expect: JW002
 
