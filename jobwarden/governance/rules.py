@@ -43,6 +43,7 @@ RULES: Mapping[str, str] = {
     "JW006": "task spawned outside a task group",
     "JW007": "time.sleep inside async def",
     "JW008": "print() call",
+    "JW009": "aiohttp application or server without the error-envelope middleware",
 }
 
 # Attributes holding plugin code: a tool's function and the plugin lifecycle hooks.
@@ -1024,6 +1025,71 @@ def _is_print(expr: ast.expr, names: _Names) -> bool:
     return "builtins.print" in names.resolve(expr)
 
 
+_APPLICATIONS = frozenset({"aiohttp.web.Application", "aiohttp.web_app.Application"})
+_LOW_LEVEL_SERVERS = frozenset({"aiohttp.web.Server", "aiohttp.web_server.Server"})
+
+
+def _passes_envelope_middleware(call: ast.Call) -> bool:
+    for keyword in call.keywords:
+        match keyword:
+            case ast.keyword(arg="middlewares", value=ast.List(elts=elts) | ast.Tuple(elts=elts)):
+                return any(_calls(elt, "request_middleware") for elt in elts)
+    return False
+
+
+def _mounted_names(nodes: Iterable[ast.AST]) -> frozenset[str]:
+    """Names of applications mounted as sub-applications: `app.add_subapp("/x", sub)`."""
+    found: set[str] = set()
+    for node in nodes:
+        match node:
+            case ast.Call(func=callee, args=[_, mounted, *_]) if _label(callee) == "add_subapp":
+                found.add(_label(mounted))
+    return frozenset(found)
+
+
+def _calls(expr: ast.AST, name: str) -> bool:
+    """Whether `expr` is a call of something named `name`."""
+    match expr:
+        case ast.Call(func=callee):
+            return _label(callee) == name
+    return False
+
+
+def application_without_envelope(src: Source) -> Iterator[Finding]:
+    """JW009: every HTTP answer passes the middleware that turns errors into envelopes.
+
+    `request_middleware()` is what keeps a raising handler from answering aiohttp's bare 500
+    text (or a traceback): it answers the error envelope, and logs the traceback. So every
+    `web.Application` is made with it in `middlewares=[...]` (spelled out there: a list built
+    elsewhere, or `**options`, cannot be read), except one mounted with `add_subapp` in the same
+    module, whose handlers pass its parent's middlewares. aiohttp's low-level `web.Server`
+    takes no middleware at all and is always reported.
+    """
+    mounted = _mounted_names(src.nodes)
+    for node in src.nodes:
+        match node:
+            case ast.Call(func=callee):
+                made = src.names.resolve(callee)
+            case _:
+                continue
+        if made & _LOW_LEVEL_SERVERS:
+            yield src.finding(
+                node, "JW009", "aiohttp's low-level server answers errors without the envelope"
+            )
+        elif made & _APPLICATIONS and not _passes_envelope_middleware(node):
+            match src.parents.get(node):
+                case ast.Assign(targets=[target]) | ast.AnnAssign(target=target) if (
+                    _label(target) in mounted
+                ):
+                    continue
+            yield src.finding(
+                node,
+                "JW009",
+                "aiohttp application without middlewares=[request_middleware(), ...]: its"
+                " handlers' errors would answer without the error envelope",
+            )
+
+
 CHECKS: tuple[Check, ...] = (
     plugin_code_outside_allow_list,
     plugin_call_without_metrics,
@@ -1033,4 +1099,5 @@ CHECKS: tuple[Check, ...] = (
     unstructured_task,
     blocking_sleep_in_async,
     print_call,
+    application_without_envelope,
 )
