@@ -41,14 +41,15 @@ import signal
 import subprocess
 import sys
 import time
-from asyncio import CancelledError
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import anyio
 import structlog
 
+from jobwarden.actors.to_the_end import to_the_end
 from jobwarden.errors import StoreError
 from jobwarden.store import sqlite_child
 from jobwarden.store.group_commit import StoreStatistics
@@ -305,13 +306,12 @@ class WriterProcess:
             try:
                 await waiter
             except BaseException:
-                # Until the reply whoever cancels: a shield does not stop asyncio's Task.cancel()
-                # (see ``actors.to_the_end``), so a second one is waited out too.
-                while not frame.done:
+                if not frame.done:
+                    # Until the reply whoever cancels: a shield does not stop asyncio's
+                    # Task.cancel(), so a second one is waited out too.
                     waiter = loop.create_future()
                     frame.waiters.append(waiter)
-                    with anyio.CancelScope(shield=True), contextlib.suppress(CancelledError):
-                        await waiter
+                    await to_the_end(partial(_settled, waiter))
                 raise
         else:
             event = frame.event
@@ -609,3 +609,8 @@ class WriterProcess:
             self._ready.set()
         if self._drained is not None:
             self._drained.set()
+
+
+async def _settled(waiter: asyncio.Future[None]) -> None:
+    """Wait for a frame's reply (``waiter`` is one of its waiters)."""
+    await waiter

@@ -17,7 +17,7 @@ from jobwarden.plugins.imaging import imaging
 from jobwarden.transport import create_app
 from jobwarden.transport.openapi import build_spec
 from tests.images import red_and_blue_png
-from tests.transport.conftest import auth, serve
+from tests.transport.conftest import auth, receive_json, serve
 from tests.transport.openapi_check import OpenApiChecker
 from tests.transport.test_routes_v1 import pairs
 
@@ -291,10 +291,10 @@ async def test_upgrades_and_refusals_are_documented_with_their_headers() -> None
         async with srv.http.ws_connect(
             srv.ws_url(f"/v1/jobs/{held['id']}/events"), headers=auth("alice")
         ) as ws:
-            assert (await ws.receive_json())["type"] == "jobwarden.job.queued"
+            assert (await receive_json(ws))["type"] == "jobwarden.job.queued"
         async with srv.http.ws_connect(srv.ws_url("/v1/events"), headers=auth("alice")) as ws:
             await ws.send_json({"op": "ping"})
-            assert await ws.receive_json() == {"type": "pong"}
+            assert await receive_json(ws) == {"type": "pong"}
         async with srv.http.get(srv.url("/v1/analyze-execution/jobs")) as resp:
             assert resp.status == 401
             assert resp.headers["WWW-Authenticate"].startswith("Bearer")
