@@ -29,8 +29,9 @@ from jobwarden.transport.wire import MAX_TIMEOUT_S
 STATES = [state.value for state in JobState]
 
 
-def _read_input(text: str | None, file: IO[bytes] | None) -> dict[str, Any]:
-    """The tool's input from ``--input`` or ``--input-file``: a JSON object, ``{}`` if neither."""
+def _read_input(text: str | None, file: IO[bytes] | None) -> dict[str, Any] | list[Any]:
+    """The tool's input from ``--input`` or ``--input-file``: a JSON object, or an array for a
+    tool whose input type is ``array_like`` (what POST /v1/jobs takes); ``{}`` if neither."""
     if text is not None and file is not None:
         raise click.UsageError("give --input or --input-file, not both")
     if text is None and file is None:
@@ -43,15 +44,29 @@ def _read_input(text: str | None, file: IO[bytes] | None) -> dict[str, Any]:
         value = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint=source) from exc
-    if not isinstance(value, dict):
-        raise click.BadParameter("the input must be a JSON object", param_hint=source)
+    if not isinstance(value, dict | list):
+        # Which of the two the tool takes is the server's to say (400 invalid_input).
+        raise click.BadParameter(
+            f"the input must be a JSON object or array, not {_json_kind(value)}", param_hint=source
+        )
     return value
+
+
+def _json_kind(value: Any) -> str:
+    """What JSON calls ``value``'s type: ``a string``, ``a number``, ``true``, ``null``."""
+    if value is None or isinstance(value, bool):
+        return msgspec.json.encode(value).decode()
+    return "a string" if isinstance(value, str) else "a number"
 
 
 @click.command("submit", epilog=EXIT_CODES_HELP)
 @click.argument("tool", type=NAME_TEXT)
 @click.option(
-    "--input", "input_text", type=UTF8_TEXT, metavar="JSON", help="the tool's input, a JSON object"
+    "--input",
+    "input_text",
+    type=UTF8_TEXT,
+    metavar="JSON",
+    help="the tool's input: a JSON object, or an array for a tool whose input is array_like",
 )
 @click.option(
     "--input-file",

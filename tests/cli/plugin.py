@@ -32,6 +32,13 @@ class Nothing(msgspec.Struct):
     """No input."""
 
 
+class Pair(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    """A count and a label, read from a JSON array: ``[count, label]``."""
+
+    count: int
+    label: str
+
+
 @clitest.tool(timeout=30)
 async def echo(inp: Text, ctx: ToolContext) -> Text:
     """Return the text."""
@@ -44,6 +51,12 @@ async def steps(inp: Steps, ctx: ToolContext) -> Done:
     for index, message in enumerate(inp.messages, start=1):
         await ctx.progress(index / len(inp.messages), message)
     return Done(steps=len(inp.messages))
+
+
+@clitest.tool(timeout=30)
+async def pair(inp: Pair, ctx: ToolContext) -> str:
+    """Join the count and the label."""
+    return f"{inp.count}{inp.label}"
 
 
 class ToolBroke(RuntimeError):

@@ -133,7 +133,10 @@ async def test_input_from_a_file_or_stdin(server: str, tmp_path: Path) -> None:
     ("args", "message"),
     [
         (("--input", "{not json"), "not valid JSON"),
-        (("--input", "[1, 2]"), "must be a JSON object"),
+        (("--input", '"text"'), "must be a JSON object or array, not a string"),
+        (("--input", "1.5"), "not a number"),
+        (("--input", "null"), "not null"),
+        (("--input", "true"), "not true"),
         (("--input", "{}", "--input-file", "-"), "not both"),
         (("--input-file", "/nonexistent/input.json"), "No such file"),
         (("--timeout", "0"), "--timeout"),
@@ -142,13 +145,38 @@ async def test_input_from_a_file_or_stdin(server: str, tmp_path: Path) -> None:
 async def test_bad_input_is_a_usage_error_and_creates_no_job(
     server: str, args: tuple[str, ...], message: str
 ) -> None:
-    """Invalid JSON, a non-object, both input flags, a missing file or a bad timeout exit 2."""
+    """Invalid JSON, neither an object nor an array, both input flags, a missing file or a bad
+    timeout exit 2."""
     done = await jobwarden(server, "submit", "clitest.echo", *args, "--wait")
     listed = json.loads((await jobwarden(server, "jobs", "--json")).out)
     assert done.code == 2, done.err
     assert message in done.err
     assert done.out == ""
     assert listed["jobs"] == []
+
+
+async def test_an_array_input_reaches_a_tool_whose_input_is_array_like(
+    server: str, tmp_path: Path
+) -> None:
+    """A JSON array, from --input or --input-file, runs a tool whose input type is array_like."""
+    path = tmp_path / "input.json"
+    path.write_text('[2, "b"]')
+    inline = await jobwarden(server, "submit", "clitest.pair", "--input", '[1, "a"]', "--wait")
+    from_file = await jobwarden(
+        server, "submit", "clitest.pair", "--input-file", str(path), "--wait", "--json"
+    )
+    assert inline.code == 0, inline.err
+    assert json.loads(inline.out) == "1a"
+    assert from_file.code == 0, from_file.err
+    assert json.loads(from_file.out) == "2b"
+
+
+async def test_an_array_for_an_object_input_is_the_servers_usage_error(server: str) -> None:
+    """An array for a tool whose input is an object is sent, and refused by the server (exit 2)."""
+    done = await jobwarden(server, "submit", "clitest.echo", "--input", '["hi"]', "--wait")
+    assert done.code == 2, done.err
+    assert done.err.startswith("jobwarden: invalid_input: ")
+    assert done.out == ""
 
 
 async def test_input_the_server_refuses_is_a_usage_error(server: str) -> None:
