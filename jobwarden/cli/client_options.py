@@ -9,7 +9,7 @@ import anyio
 import click
 
 from jobwarden.cli.client import server_url
-from jobwarden.cli.outcomes import CommandError, ExitCode
+from jobwarden.cli.outcomes import CommandError, ExitCode, report_interrupted
 from jobwarden.cli.render import message_console
 from jobwarden.errors import control_character
 
@@ -121,7 +121,8 @@ def run_client(
 ) -> int:
     """Run ``action`` on asyncio (aiohttp's loop); a ``CommandError`` becomes its line and code.
 
-    Ctrl-C ends the command with ``interrupted``.
+    Ctrl-C ends the command with ``interrupted``: 130 says so on stderr, any other code is the
+    command's ordinary end (``watch`` runs until Ctrl-C).
     """
     try:
         return int(anyio.run(action, backend="asyncio"))
@@ -129,4 +130,4 @@ def run_client(
         message_console().print(f"jobwarden: {exc.message}", markup=False, soft_wrap=True)
         return int(exc.code)
     except KeyboardInterrupt:
-        return int(interrupted)
+        return report_interrupted() if interrupted is ExitCode.INTERRUPTED else int(interrupted)

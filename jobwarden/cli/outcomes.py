@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import IntEnum
 from typing import Any
 
@@ -22,7 +23,7 @@ EXIT_CODES_HELP = (
     "  1    the job failed, the server answered with an error, or it cannot be reached\n"
     "  2    usage: bad flags, invalid JSON, unknown tool or job, input the server refused\n"
     "  3    the job was cancelled or timed out\n"
-    "  130  interrupted (Ctrl-C) while waiting for a job, which keeps running"
+    "  130  interrupted (Ctrl-C); a job being waited for keeps running"
 )
 
 _BY_STATE = {
@@ -65,6 +66,17 @@ class Unreachable(CommandError):
 
     def __init__(self, message: str) -> None:
         super().__init__(ExitCode.FAILED, message)
+
+
+def report_interrupted() -> int:
+    """Say on stderr that Ctrl-C ended the command; its exit code, 130.
+
+    The console script's launcher (``_jobwarden_cli``) prints the same line for a Ctrl-C while
+    the command line is still being imported.
+    """
+    sys.stderr.write("jobwarden: interrupted\n")
+    sys.stderr.flush()
+    return int(ExitCode.INTERRUPTED)
 
 
 def exit_code_for_state(state: str) -> ExitCode:

@@ -9,7 +9,7 @@ import click
 
 from jobwarden.cli.job_commands import cancel_command, jobs_command, submit_command
 from jobwarden.cli.local_commands import scan_command, serve_command, tools_command
-from jobwarden.cli.outcomes import EXIT_CODES_HELP
+from jobwarden.cli.outcomes import EXIT_CODES_HELP, report_interrupted
 from jobwarden.cli.watch_command import watch_command
 
 
@@ -35,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jobwarden <command> ...`` and return its exit code.
 
     Usage errors and ``--help`` raise ``SystemExit`` (2 and 0) after printing, as click does.
+    A Ctrl-C that no command handles itself (while parsing, loading plugins, scanning) prints
+    one line and returns 130.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -45,3 +47,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        return report_interrupted()

@@ -203,12 +203,14 @@ async def test_an_idempotency_key_submits_once(server: str) -> None:
 
 
 async def test_ctrl_c_while_waiting_exits_130_and_leaves_the_job_running(server: str) -> None:
-    """Ctrl-C stops waiting (exit 130) without cancelling the job on the server."""
+    """Ctrl-C stops waiting (exit 130, saying so) without cancelling the job on the server."""
     async with background(server, "submit", "clitest.hang", "--wait") as waiting:
         progress = Lines(waiting.stderr)
         running = await progress.until(lambda line: line.endswith("hanging"))
         waiting.send_signal(signal.SIGINT)
+        said = await progress.next()
         code = await finish(waiting)
+    assert said == "jobwarden: interrupted"
     listed = json.loads((await jobwarden(server, "jobs", "--json")).out)
     assert code == 130
     assert [(j["id"], j["state"]) for j in listed["jobs"]] == [(running.split()[1], "running")]
