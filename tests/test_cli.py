@@ -76,6 +76,28 @@ def test_serve_refuses_a_max_wait_that_is_not_seconds(
     assert "--max-wait-s" in capsys.readouterr().err
 
 
+def test_seconds_in_help_and_errors_read_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help shows whole seconds as ints (86400, not 86400.0), a range error the value typed."""
+    for command in ("submit", "serve"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "the server times it out) [0<x<=86400]" in shown
+    assert "default: 60; 0<=x<=86400]" in shown
+    assert "86400.0" not in shown
+    assert "60.0" not in shown
+    with pytest.raises(SystemExit):
+        main(["submit", "x.y", "--timeout", "0"])
+    assert "'--timeout': 0 is not in the range 0<x<=86400." in capsys.readouterr().err
+
+
+def test_the_max_wait_default_is_still_seconds_as_a_float() -> None:
+    """--max-wait-s's default, shown as 60, reaches serve as the float 60.0."""
+    ctx = serve_command.make_context("serve", [])
+    assert ctx.params["max_wait_s"] == 60.0
+    assert isinstance(ctx.params["max_wait_s"], float)
+
+
 FLOAT_OPTIONS = [
     (command, option)
     for command in cli.commands.values()
@@ -114,7 +136,7 @@ def test_the_float_options_are_found() -> None:
         ("--max-body-bytes", "JOBWARDEN_MAX_BODY_BYTES", "-1", "-1 is not in the range x>=1024"),
         ("--max-body-bytes", "JOBWARDEN_MAX_BODY_BYTES", "0", "0 is not in the range x>=1024"),
         ("--max-body-bytes", "JOBWARDEN_MAX_BODY_BYTES", "1023", "not in the range x>=1024"),
-        ("--retention-age-s", "JOBWARDEN_RETENTION_AGE_S", "-1", "-1.0 is not in the range x>=0"),
+        ("--retention-age-s", "JOBWARDEN_RETENTION_AGE_S", "-1", "-1 is not in the range x>=0."),
         ("--retention-jobs", "JOBWARDEN_RETENTION_JOBS", "-5", "-5 is not in the range x>=0"),
         ("--log-level", "JOBWARDEN_LOG_LEVEL", "loud", "'loud' is not one of 'debug', 'info'"),
     ],

@@ -79,6 +79,31 @@ def test_a_plugin_with_hooks_and_a_breaker_reads_well(capsys: pytest.CaptureFixt
     ]
 
 
+def test_tools_prints_seconds_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """Whole seconds list as ints (5, not the 5.0 registration stores), others in full."""
+    args = ["tools", "--no-entry-points", "--no-builtin", "--plugin", "tests.cli_plugin:timed"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert main([*args, "--json"]) == 0
+    slow, slower = json.loads(capsys.readouterr().out)["plugins"][0]["tools"]
+    assert text.splitlines()[1:] == [
+        "  timed.slow [async, timeout 5s, breaker after 2] Answer late.",
+        "  timed.slower [async, timeout 1234567.5s] Answer later.",
+    ]
+    seconds = [
+        slow["timeout_s"],
+        slow["total_timeout_s"],
+        slow["queue_timeout_s"],
+        slow["retry"]["backoff_s"],
+        slow["retry"]["max_backoff_s"],
+        slow["circuit"]["window_s"],
+        slow["circuit"]["cooldown_s"],
+    ]
+    # Compared as JSON text: 5 and 5.0 are equal numbers, but only the first is as written.
+    assert json.dumps(seconds) == "[5, 2.5, 1234567, 1, 30, 90, 30]"
+    assert json.dumps(slower["timeout_s"]) == "1234567.5"
+
+
 def test_a_bad_config_file_stops_tools_with_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

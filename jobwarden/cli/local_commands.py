@@ -14,7 +14,7 @@ import msgspec
 from jobwarden.cli.seconds import Seconds
 from jobwarden.errors import StoreError, SupervisorCrashed
 from jobwarden.governance import scanner
-from jobwarden.plugins.listing import failures, render_json, render_text
+from jobwarden.plugins.listing import as_written, failures, render_json, render_text
 from jobwarden.server import (
     DEFAULT_STORE,
     ConfigError,
@@ -134,7 +134,8 @@ def _load_options(
 @click.option(
     "--max-wait-s",
     type=Seconds(min=0, max=MAX_TIMEOUT_S),
-    default=ServerSettings().max_wait_s,
+    # As written, so that --help shows 60, not 60.0; the option's type makes it a float again.
+    default=as_written(ServerSettings().max_wait_s),
     envvar="JOBWARDEN_MAX_WAIT_S",
     show_default=True,
     help="the longest a request waits for its job: ?wait= on a submit, the seed's sync route",
