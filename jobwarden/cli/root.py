@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -36,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Usage errors and ``--help`` raise ``SystemExit`` (2 and 0) after printing, as click does.
     A Ctrl-C that no command handles itself (while parsing, loading plugins, scanning) prints
-    one line and returns 130.
+    one line and returns 130; output to a pipe closed early returns 1, printing nothing more.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -49,3 +51,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         return report_interrupted()
+    except BrokenPipeError:
+        # Whoever read the output stopped (`jobwarden jobs --json | head -1`): end quietly with 1,
+        # as rich does for what it prints, rather than with a traceback.
+        _silence_output()
+        return 1
+
+
+def _silence_output() -> None:
+    """Point stdout and stderr at /dev/null, so that Python's flush of what is still buffered,
+    at exit, does not hit the closed pipe again ("Exception ignored ... BrokenPipeError")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # ValueError: no file descriptor
+                os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
