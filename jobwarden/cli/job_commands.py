@@ -38,10 +38,19 @@ def _read_input(text: str | None, file: IO[bytes] | None) -> dict[str, Any] | li
         return {}
     if file is not None:
         source, raw = "--input-file", file.read()
+        try:
+            # Decoded here, not by msgspec, whose error counts the offset from the start of the
+            # JSON string holding the byte rather than from the start of the file.
+            text = raw.decode()
+        except UnicodeDecodeError as exc:
+            where = f"byte {raw[exc.start]:#04x} at offset {exc.start}"
+            raise click.BadParameter(
+                f"not valid JSON: {where} is not UTF-8", param_hint=source
+            ) from exc
     else:
-        source, raw = "--input", str(text).encode()
+        source = "--input"  # UTF8_TEXT refused text that is not UTF-8 already
     try:
-        value = msgspec.json.decode(raw)
+        value = msgspec.json.decode(str(text))
     except msgspec.DecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint=source) from exc
     if not isinstance(value, dict | list):

@@ -179,6 +179,19 @@ async def test_an_array_for_an_object_input_is_the_servers_usage_error(server: s
     assert done.out == ""
 
 
+async def test_an_input_file_that_is_not_utf8_is_a_usage_error(server: str) -> None:
+    """An input file (here stdin) holding bytes that are not UTF-8 exits 2 saying where, instead
+    of a UnicodeDecodeError traceback."""
+    done = await jobwarden(
+        server, "submit", "clitest.echo", "--input-file", "-", stdin=b'{"text": "caf\xe9"}'
+    )
+    assert done.code == 2, done.err
+    assert done.err.splitlines()[-1] == (
+        "Error: Invalid value for --input-file: not valid JSON: byte 0xe9 at offset 13 is not UTF-8"
+    )
+    assert done.out == ""
+
+
 async def test_input_the_server_refuses_is_a_usage_error(server: str) -> None:
     """A 400 invalid_input from the server exits 2 with the server's message."""
     done = await jobwarden(server, "submit", "clitest.echo", "--input", '{"text": 1}', "--wait")
