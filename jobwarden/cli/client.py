@@ -101,17 +101,20 @@ class ApiClient:
             reason = "no answer in time"
         return Unreachable(f"cannot connect to {self.base_url}: {reason}")
 
-    async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        """GET ``path`` and return its JSON body."""
-        return await self._request("GET", path, params=params)
+    async def get(
+        self, path: str, params: Mapping[str, str] | None = None, *, shape: type | None = None
+    ) -> Any:
+        """GET ``path`` and return its JSON body, checked against ``shape`` if given."""
+        return await self._request("GET", path, shape, params=params)
 
-    async def post(self, path: str, body: Any = None) -> Any:
-        """POST ``body`` as JSON to ``path`` and return the JSON answer."""
+    async def post(self, path: str, body: Any = None, *, shape: type | None = None) -> Any:
+        """POST ``body`` as JSON to ``path`` and return the JSON answer, checked against
+        ``shape`` if given."""
         data = None if body is None else msgspec.json.encode(body)
         headers = {"Content-Type": "application/json"} if data is not None else None
-        return await self._request("POST", path, data=data, headers=headers)
+        return await self._request("POST", path, shape, data=data, headers=headers)
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _request(self, method: str, path: str, shape: type | None, **kwargs: Any) -> Any:
         try:
             async with self.session.request(
                 method, self.url(path), timeout=REQUEST_TIMEOUT, **kwargs
@@ -131,6 +134,16 @@ class ApiClient:
                 ExitCode.FAILED,
                 f"{self.url(path)} answered {status} without JSON: is it jobwarden?",
             )
+        if shape is not None:
+            try:
+                # Checked, not kept: --json prints the answer exactly as the server sent it.
+                msgspec.convert(body, shape)
+            except msgspec.ValidationError as exc:
+                raise CommandError(
+                    ExitCode.FAILED,
+                    f"{self.url(path)} answered {status} with JSON that is not jobwarden's"
+                    f" ({exc}): is it jobwarden?",
+                ) from exc
         return body
 
     def refused(self, status: int, body: Any) -> CommandError:

@@ -9,6 +9,7 @@ import click
 import msgspec
 
 from jobwarden.actors.states import JobState
+from jobwarden.cli.answers import JobAnswer, JobsPage
 from jobwarden.cli.client import ApiClient, path_segment
 from jobwarden.cli.client_options import NAME_TEXT, UTF8_TEXT, client_options, run_client
 from jobwarden.cli.event_stream import StreamSpec, follow
@@ -120,7 +121,7 @@ def submit_command(
 
     async def action() -> ExitCode:
         async with ApiClient(url, api_key) as api:
-            accepted = await api.post("/v1/jobs", body)
+            accepted = await api.post("/v1/jobs", body, shape=JobAnswer)
             job = accepted["job"]
             if not wait:
                 if as_json:
@@ -195,7 +196,7 @@ def jobs_command(
 
     async def action() -> ExitCode:
         async with ApiClient(url, api_key) as api:
-            page = await api.get("/v1/jobs", params)
+            page = await api.get("/v1/jobs", params, shape=JobsPage)
         if as_json:
             print_data(data_console(), page, True)
         elif page["jobs"]:
@@ -215,7 +216,7 @@ def cancel_command(job_id: str, url: str, api_key: str | None, as_json: bool) ->
 
     async def action() -> ExitCode:
         async with ApiClient(url, api_key) as api:
-            answer = await api.post(f"/v1/jobs/{path_segment(job_id)}/cancel")
+            answer = await api.post(f"/v1/jobs/{path_segment(job_id)}/cancel", shape=JobAnswer)
         if as_json:
             print_data(data_console(), answer, True)
         else:

@@ -28,6 +28,7 @@ JOB = {
     "created_at": "2026-01-01T00:00:00Z",
     "started_at": None,
     "finished_at": None,
+    "result": None,
     "error": None,
 }
 

@@ -26,6 +26,39 @@ async def test_an_answer_without_json_is_not_jobwarden() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        [1, 2, 3],
+        {"job": {"id": 5}},
+        {"jobs": "none"},
+        {"job": {**JOB["job"], "state": "sleeping"}},
+        {"jobs": [{**JOB["job"], "tool": "t.t", "created_at": "yesterday"}]},
+    ],
+    ids=["array", "id not text", "jobs not a list", "unknown state", "bad time"],
+)
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("POST", ("submit", "fake.tool")),
+        ("POST", ("submit", "fake.tool", "--wait")),
+        ("GET", ("jobs",)),
+        ("POST", ("cancel", "j1")),
+    ],
+    ids=["submit", "submit --wait", "jobs", "cancel"],
+)
+async def test_json_of_another_shape_is_not_jobwarden(
+    body: object, method: str, args: tuple[str, ...]
+) -> None:
+    """A 200 whose JSON lacks what the command reads exits 1 asking whether it is jobwarden."""
+    async with fake_server([web.route(method, "/{tail:.*}", answer(body))]) as url:
+        done = await jobwarden(url, *args)
+    assert done.code == 1, done.err
+    assert "with JSON that is not jobwarden's" in done.err
+    assert done.err.strip().endswith(": is it jobwarden?")
+    assert "Traceback" not in done.err
+
+
 async def test_an_error_without_an_envelope_names_the_status() -> None:
     """A 502 from a proxy in front exits 1 with the bare status."""
     async with fake_server([web.get("/v1/jobs", answer("Bad Gateway", 502))]) as url:
