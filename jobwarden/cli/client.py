@@ -121,6 +121,7 @@ class ApiClient:
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
+                retry_after = resp.headers.get("Retry-After")
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise self.unreachable(exc) from exc
         try:
@@ -128,7 +129,7 @@ class ApiClient:
         except msgspec.DecodeError:
             body = None
         if status >= 400:
-            raise self.refused(status, body)
+            raise self.refused(status, body, retry_after)
         if body is None:
             raise CommandError(
                 ExitCode.FAILED,
@@ -146,12 +147,13 @@ class ApiClient:
                 ) from exc
         return body
 
-    def refused(self, status: int, body: Any) -> CommandError:
-        """The error for an error answer: its envelope, or the bare status without one."""
+    def refused(self, status: int, body: Any, retry_after: str | None = None) -> CommandError:
+        """The error for an error answer: its envelope, or the bare status without one, with
+        when to retry if the answer said."""
         error = body.get("error") if isinstance(body, dict) else None
         if not isinstance(error, dict):
             error = {"type": "http_error", "message": f"HTTP {status} without an error envelope"}
-        return server_refused(self.base_url, error)
+        return server_refused(self.base_url, error, retry_after)
 
     async def websocket(
         self, path: str, params: Mapping[str, str]

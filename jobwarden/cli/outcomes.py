@@ -84,13 +84,18 @@ def exit_code_for_state(state: str) -> ExitCode:
     return _BY_STATE[state]
 
 
-def server_refused(url: str, error: dict[str, Any]) -> CommandError:
-    """The error an error envelope from the server at ``url`` becomes."""
+def server_refused(url: str, error: dict[str, Any], retry_after: str | None = None) -> CommandError:
+    """The error an error envelope from the server at ``url`` becomes; ``retry_after`` is the
+    answer's Retry-After header (429 overloaded or rate_limited, 503 shutting_down)."""
     kind = str(error.get("type", "error"))
     message = f"{kind}: {error.get('message', '')}"
     if kind in _AUTH_HINTS:
         return CommandError(
             ExitCode.FAILED, f"{url} refused the request: {message} ({_AUTH_HINTS[kind]})"
         )
+    # Only the delta-seconds form jobwarden sends: the header is the server's text, and a date
+    # or anything else is not worth printing to a terminal unchecked.
+    if retry_after is not None and retry_after.strip().isdigit() and retry_after.isascii():
+        message += f" (retry after {int(retry_after)}s)"
     code = ExitCode.USAGE if kind in _USAGE_ERRORS else ExitCode.FAILED
     return CommandError(code, message)

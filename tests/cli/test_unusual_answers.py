@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from aiohttp import WSCloseCode, web
@@ -57,6 +58,38 @@ async def test_json_of_another_shape_is_not_jobwarden(
     assert "with JSON that is not jobwarden's" in done.err
     assert done.err.strip().endswith(": is it jobwarden?")
     assert "Traceback" not in done.err
+
+
+def busy(kind: str, status: int, retry_after: str) -> Any:
+    """A handler refusing with an error envelope of ``kind`` and a Retry-After header."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        envelope = {"error": {"type": kind, "message": "not now"}}
+        return web.json_response(envelope, status=status, headers={"Retry-After": retry_after})
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "retry_after", "shown"),
+    [
+        ("overloaded", 429, "7", "overloaded: not now (retry after 7s)"),
+        ("rate_limited", 429, "1", "rate_limited: not now (retry after 1s)"),
+        ("shutting_down", 503, "5", "shutting_down: not now (retry after 5s)"),
+        ("overloaded", 429, "Wed, 21 Oct 2026 07:28:00 GMT", "overloaded: not now"),
+        ("overloaded", 429, "-3", "overloaded: not now"),
+    ],
+    ids=["overloaded", "rate limited", "shutting down", "a date", "not a number"],
+)
+async def test_a_busy_server_says_when_to_retry(
+    kind: str, status: int, retry_after: str, shown: str
+) -> None:
+    """A 429 or 503 exits 1 with the server's Retry-After seconds in its one line."""
+    async with fake_server([web.route("*", "/{tail:.*}", busy(kind, status, retry_after))]) as url:
+        submitted = await jobwarden(url, "submit", "fake.tool")
+        listed = await jobwarden(url, "jobs")
+    assert (submitted.code, submitted.err) == (1, f"jobwarden: {shown}\n")
+    assert (listed.code, listed.err) == (1, f"jobwarden: {shown}\n")
 
 
 async def test_an_error_without_an_envelope_names_the_status() -> None:
