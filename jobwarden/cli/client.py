@@ -126,7 +126,9 @@ class ApiClient:
             raise self.unreachable(exc) from exc
         try:
             body = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            # msgspec raises the second for a string holding bytes that are not UTF-8: JSON from
+            # a server writing latin-1 is no more jobwarden's than a page of HTML.
             body = None
         if status >= 400:
             raise self.refused(status, body, retry_after)

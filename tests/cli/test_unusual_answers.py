@@ -92,6 +92,30 @@ async def test_a_busy_server_says_when_to_retry(
     assert (listed.code, listed.err) == (1, f"jobwarden: {shown}\n")
 
 
+async def test_json_that_is_not_utf8_is_not_jobwarden() -> None:
+    """JSON whose strings hold bytes that are not UTF-8 counts as no JSON, for 200 and 400 alike."""
+    latin1 = b'{"error": {"type": "invalid_request", "message": "caf\xe9"}}'
+
+    def raw(status: int) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.Response(body=latin1, status=status, content_type="application/json")
+
+        return handler
+
+    routes = [web.get("/v1/jobs", raw(200)), web.post("/v1/jobs/j1/cancel", raw(400))]
+    async with fake_server(routes) as url:
+        listed = await jobwarden(url, "jobs")
+        cancelled = await jobwarden(url, "cancel", "j1")
+    assert (listed.code, listed.err) == (
+        1,
+        f"jobwarden: {url}/v1/jobs answered 200 without JSON: is it jobwarden?\n",
+    )
+    assert (cancelled.code, cancelled.err) == (
+        1,
+        "jobwarden: http_error: HTTP 400 without an error envelope\n",
+    )
+
+
 async def test_an_error_without_an_envelope_names_the_status() -> None:
     """A 502 from a proxy in front exits 1 with the bare status."""
     async with fake_server([web.get("/v1/jobs", answer("Bad Gateway", 502))]) as url:
