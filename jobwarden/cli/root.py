@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 import click
 
@@ -38,12 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Usage errors and ``--help`` raise ``SystemExit`` (2 and 0) after printing, as click does.
     A Ctrl-C that no command handles itself (while parsing, loading plugins, scanning) prints
-    one line and returns 130; output to a pipe closed early returns 1, printing nothing more.
+    one line and returns 130; output to a pipe closed early returns 1, printing nothing more,
+    and output to a full disk returns 1 with one line.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         with cli.make_context("jobwarden", args) as ctx:
-            return int(cli.invoke(ctx) or 0)
+            code = int(cli.invoke(ctx) or 0)
+        # Here rather than at exit, where a failure is Python's "Exception ignored" and exit 120.
+        sys.stdout.flush()
+        return code
     except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except click.ClickException as exc:
@@ -54,16 +60,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # Whoever read the output stopped (`jobwarden jobs --json | head -1`): end quietly with 1,
         # as rich does for what it prints, rather than with a traceback.
-        _silence_output()
+        _silence_output(sys.stdout, sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in _FULL:
+            raise
+        # `jobwarden jobs --json > out.json` on a full disk: one line, as for any other failure.
+        sys.stderr.write(f"jobwarden: cannot write the output: {os.strerror(exc.errno)}\n")
+        _silence_output(sys.stdout)
         return 1
 
 
-def _silence_output() -> None:
-    """Point stdout and stderr at /dev/null, so that Python's flush of what is still buffered,
-    at exit, does not hit the closed pipe again ("Exception ignored ... BrokenPipeError")."""
+# Where output cannot go because the file it goes to is full: the disk, a quota, a size limit.
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _silence_output(*streams: TextIO) -> None:
+    """Point ``streams`` at /dev/null, so that Python's flush of what is still buffered, at
+    exit, does not fail again ("Exception ignored ... BrokenPipeError")."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        for stream in (sys.stdout, sys.stderr):
+        for stream in streams:
             with contextlib.suppress(OSError, ValueError):  # ValueError: no file descriptor
                 os.dup2(devnull, stream.fileno())
     finally:

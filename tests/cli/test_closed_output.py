@@ -1,7 +1,8 @@
-"""Output into a pipe its reader closed (`jobwarden jobs | head -1`): exit 1, no traceback.
+"""Output that cannot be written: a pipe its reader closed (`jobwarden jobs | head -1`), a full
+disk. Exit 1, never a traceback.
 
 stdout is a pipe whose read end is closed before the command starts, so its first write fails
-with EPIPE whenever it comes, with no race against a reader.
+with EPIPE whenever it comes, with no race against a reader; a full disk is /dev/full.
 """
 
 from __future__ import annotations
@@ -47,16 +48,21 @@ def closed_pipe() -> Iterator[int]:
 def run_into_closed_pipe(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m jobwarden *args`` with stdout a closed pipe; its exit code and stderr."""
     with closed_pipe() as stdout:
-        return subprocess.run(
-            [sys.executable, "-m", "jobwarden", *args],
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli_env(url),
-            cwd=ROOT,
-            timeout=60,
-            check=False,
-        )
+        return run_into(stdout, url, *args)
+
+
+def run_into(stdout: int, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m jobwarden *args`` writing to ``stdout``; its exit code and stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobwarden", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(url),
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -85,3 +91,25 @@ async def test_a_client_command_into_a_closed_pipe_exits_1_quietly(as_json: bool
     async with fake_server([web.get("/v1/jobs", answer(page))]) as url:
         done = await anyio.to_thread.run_sync(run_into_closed_pipe, url, *args)
     assert (done.returncode, done.stderr) == (1, "")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full to stand for a full disk")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("tools", "--no-entry-points"),
+        ("tools", "--no-builtin", "--no-entry-points", "--plugin", "tests.cli_plugin:demo"),
+    ],
+    ids=["a large listing", "a small one, flushed at the end"],
+)
+def test_output_to_a_full_disk_is_one_line_and_exit_1(args: tuple[str, ...]) -> None:
+    """Output to a full disk exits 1 with one line saying so, however much of it there is."""
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        done = run_into(full, "http://127.0.0.1:9", *args)
+    finally:
+        os.close(full)
+    assert (done.returncode, done.stderr) == (
+        1,
+        "jobwarden: cannot write the output: No space left on device\n",
+    )
